@@ -1,0 +1,56 @@
+// The container images the local node can run, laid out as their Dockerfiles lay them out: Node 24, restic,
+// and the function's bundle, under a directory every user can read (the worker runs as uid 65532).
+import { existsSync } from "node:fs";
+import { chmod, copyFile, link, mkdir, rm } from "node:fs/promises";
+import path from "node:path";
+import { bundleFunction, functionEntry, type FunctionName } from "../scripts/bundle.ts";
+import type { ImageResolver, LocalImage } from "./kubelet.ts";
+
+/** The image repository of each function; any tag or registry runs the local build. */
+export const imageRepositories: Readonly<Record<FunctionName, string>> = {
+  reconcile: "walle-reconcile",
+  tick: "walle-tick",
+  worker: "walle-worker",
+};
+
+export const NONROOT = 65532;
+
+async function place(src: string, dest: string): Promise<void> {
+  await rm(dest, { force: true });
+  await link(src, dest).catch(() => copyFile(src, dest)); // a hard link is free when both sit on one filesystem
+  await chmod(dest, 0o755);
+}
+
+function repositoryOf(image: string): string {
+  const noDigest = image.split("@")[0] ?? image;
+  const lastSlash = noDigest.lastIndexOf("/");
+  const colon = noDigest.lastIndexOf(":");
+  const name = colon > lastSlash ? noDigest.slice(0, colon) : noDigest;
+  return name.slice(name.lastIndexOf("/") + 1);
+}
+
+/**
+ * Builds the local images into `dir` and returns the resolver the kubelet uses. Each image holds bin/node,
+ * bin/restic (the worker's) and app/main.mjs when the function's entry exists.
+ */
+export async function prepareImages(dir: string, restic: string): Promise<ImageResolver> {
+  const images = new Map<string, LocalImage>();
+  for (const [fn, repo] of Object.entries(imageRepositories) as [FunctionName, string][]) {
+    const root = path.join(dir, repo);
+    await mkdir(path.join(root, "bin"), { recursive: true });
+    await mkdir(path.join(root, "app"), { recursive: true });
+    await chmod(dir, 0o755);
+    await place(process.execPath, path.join(root, "bin", "node"));
+    if (fn === "worker") await place(restic, path.join(root, "bin", "restic"));
+    const hasEntry = existsSync(functionEntry(fn));
+    if (hasEntry) await bundleFunction(fn, path.join(root, "app", "main.mjs"));
+    images.set(repo, {
+      entrypoint: hasEntry ? [path.join(root, "bin", "node"), path.join(root, "app", "main.mjs")] : [path.join(root, "bin", "node")],
+      path: [path.join(root, "bin"), "/usr/local/bin", "/usr/bin", "/bin"],
+      user: NONROOT,
+      group: NONROOT,
+      workingDir: "/",
+    });
+  }
+  return (image) => images.get(repositoryOf(image));
+}

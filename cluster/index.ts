@@ -1,0 +1,163 @@
+// The local cluster as one handle: the real control plane, the upstream CRDs, the local node agent, and
+// credentials for any user or service account. Tests and `npm start` both start it through here.
+import { chmod, mkdir, readdir, readFile } from "node:fs/promises";
+import path from "node:path";
+import { parseAllDocuments } from "yaml";
+import type { KubeObject } from "../lib/k8s/informer.ts";
+import { credentialsFromKubeconfig, RestClient } from "../lib/k8s/rest.ts";
+import { startControlPlane, type ControlPlane } from "./controlplane.ts";
+import { prepareImages } from "./images.ts";
+import { startNodeAgent, type NodeAgent } from "./node-agent.ts";
+import { issueClient, issueServing, pkiAt, writeKubeconfig } from "./pki.ts";
+import { sleep } from "./processes.ts";
+import { repoRoot, resolveClusterBinaries, resolveBinary, upstreamCrdFiles } from "./toolchain.ts";
+
+export type Log = (msg: string, extra?: Record<string, unknown>) => void;
+
+export interface Cluster {
+  readonly stateDir: string;
+  readonly server: string;
+  /** Admin kubeconfig (O=system:masters), for kubectl and the client. */
+  readonly kubeconfig: string;
+  readonly api: RestClient;
+  readonly controlPlane: ControlPlane;
+  readonly agent: NodeAgent;
+  stop(): Promise<void>;
+}
+
+/** Parses a multi-document YAML file (or text) into objects, skipping empty documents. */
+export function parseManifests(text: string): KubeObject[] {
+  return parseAllDocuments(text)
+    .map((d) => d.toJSON() as KubeObject | null)
+    .filter((o): o is KubeObject => o !== null && typeof o === "object" && "kind" in o);
+}
+
+interface CrdStatus {
+  status?: { conditions?: { type: string; status: string }[] };
+}
+
+/**
+ * Installs CRDs by server-side apply and waits until each is Established. Multi-version CRDs that convert
+ * through a webhook (Knative's PingSource) get strategy None here, because no Knative webhook runs locally.
+ */
+export async function installCrds(api: RestClient, crds: readonly KubeObject[]): Promise<void> {
+  for (const crd of crds) {
+    const spec = (crd as { spec?: { conversion?: { strategy?: string } } }).spec;
+    if (spec?.conversion?.strategy === "Webhook") spec.conversion = { strategy: "None" };
+    await api.patch(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}`, crd, "apply", {
+      fieldManager: "walle-local",
+      force: true,
+    });
+  }
+  for (const crd of crds) {
+    for (let i = 0; ; i++) {
+      const got = await api.get<CrdStatus>(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}`);
+      if (got.status?.conditions?.some((c) => c.type === "Established" && c.status === "True")) break;
+      if (i > 300) throw new Error(`CRD ${crd.metadata.name} was not Established within 30 s`);
+      await sleep(100);
+    }
+  }
+}
+
+export async function readManifestFiles(files: readonly string[]): Promise<KubeObject[]> {
+  const out: KubeObject[] = [];
+  for (const f of files) out.push(...parseManifests(await readFile(f, "utf8")));
+  return out;
+}
+
+/** Walle's own manifests from crds/ (the generated CRDs and the admission policy), if present. */
+export async function walleCrdFiles(): Promise<string[]> {
+  const dir = path.join(repoRoot, "crds");
+  const names = await readdir(dir).catch(() => [] as string[]);
+  return names.filter((n) => n.endsWith(".yaml") && n !== "kustomization.yaml").sort().map((n) => path.join(dir, n));
+}
+
+/** Creates or updates any objects by server-side apply, as `kubectl apply --server-side` does. */
+export async function applyObjects(api: RestClient, objects: readonly KubeObject[]): Promise<void> {
+  const discovery = new Map<string, { name: string; kind: string; namespaced: boolean }[]>();
+  for (const obj of objects) {
+    const apiVersion = obj.apiVersion ?? "v1";
+    const base = apiVersion.includes("/") ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+    let resources = discovery.get(base);
+    if (!resources) {
+      resources = (await api.get<{ resources: { name: string; kind: string; namespaced: boolean }[] }>(base)).resources;
+      discovery.set(base, resources);
+    }
+    const res = resources.find((r) => r.kind === obj.kind && !r.name.includes("/"));
+    if (!res) throw new Error(`${apiVersion} ${obj.kind} is not served`);
+    const ns = res.namespaced ? `/namespaces/${obj.metadata.namespace ?? "default"}` : "";
+    await api.patch(`${base}${ns}/${res.name}/${obj.metadata.name}`, obj, "apply", { fieldManager: "walle-local", force: true });
+  }
+}
+
+export interface StartOptions {
+  readonly stateDir: string;
+  readonly log?: Log;
+  /** Install Walle's own CRDs from crds/ too (default true). */
+  readonly walleCrds?: boolean;
+}
+
+export async function startCluster(opts: StartOptions): Promise<Cluster> {
+  const log: Log = opts.log ?? (() => {});
+  await mkdir(opts.stateDir, { recursive: true });
+  await chmod(opts.stateDir, 0o755); // the worker image under it runs as a non-root user
+  const started = Date.now();
+  const bins = await resolveClusterBinaries((l) => log(l));
+  const restic = await resolveBinary("restic", (l) => log(l));
+  const crdFiles = await upstreamCrdFiles((l) => log(l));
+  const controlPlane = await startControlPlane(bins, opts.stateDir);
+  const api = new RestClient(credentialsFromKubeconfig(controlPlane.kubeconfig));
+  let agent: NodeAgent | undefined;
+  try {
+    log("Control plane is ready.", { server: controlPlane.server, ms: Date.now() - started });
+    await installCrds(api, await readManifestFiles(crdFiles));
+    if (opts.walleCrds !== false) {
+      const walle = await readManifestFiles(await walleCrdFiles());
+      await installCrds(api, walle.filter((o) => o.kind === "CustomResourceDefinition"));
+      await applyObjects(api, walle.filter((o) => o.kind !== "CustomResourceDefinition"));
+    }
+    const images = await prepareImages(path.join(opts.stateDir, "images"), restic);
+    const serving = await issueServing(controlPlane.pki, "kubelet", ["127.0.0.1"], ["localhost"]);
+    agent = await startNodeAgent({ api, stateDir: opts.stateDir, images, pki: controlPlane.pki, serving, log });
+    log("Local cluster is ready.", { ms: Date.now() - started });
+  } catch (err) {
+    api.close();
+    await controlPlane.stop();
+    throw err;
+  }
+  const nodeAgent = agent;
+  return {
+    stateDir: opts.stateDir,
+    server: controlPlane.server,
+    kubeconfig: controlPlane.kubeconfig,
+    api,
+    controlPlane,
+    agent: nodeAgent,
+    async stop() {
+      await nodeAgent.stop();
+      api.close();
+      await controlPlane.stop();
+    },
+  };
+}
+
+/** A kubeconfig for any user and groups, with a client certificate signed by the cluster's CA. */
+export async function userKubeconfig(stateDir: string, server: string, user: string, groups: readonly string[] = []): Promise<string> {
+  const pki = pkiAt(path.join(stateDir, "pki"));
+  const cert = await issueClient(pki, user, groups);
+  const file = path.join(stateDir, "kubeconfigs", `${user.replace(/[^A-Za-z0-9_.-]/g, "_")}-${groups.join("+").replace(/[^A-Za-z0-9_.+-]/g, "_")}.kubeconfig`);
+  await mkdir(path.dirname(file), { recursive: true });
+  return writeKubeconfig(file, server, pki.caCert, { name: user, cert });
+}
+
+/** A kubeconfig for a service account, with a real token from the TokenRequest API. */
+export async function serviceAccountKubeconfig(admin: RestClient, stateDir: string, namespace: string, name: string, expirationSeconds = 3600): Promise<string> {
+  const tr = await admin.create<{ status: { token: string } }>(`/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`, {
+    apiVersion: "authentication.k8s.io/v1",
+    kind: "TokenRequest",
+    spec: { expirationSeconds },
+  });
+  const file = path.join(stateDir, "kubeconfigs", `sa-${namespace}-${name}.kubeconfig`);
+  await mkdir(path.dirname(file), { recursive: true });
+  return writeKubeconfig(file, admin.creds.server, path.join(stateDir, "pki", "ca.crt"), { name: `system:serviceaccount:${namespace}:${name}`, token: tr.status.token });
+}

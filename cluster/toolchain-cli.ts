@@ -1,0 +1,9 @@
+// npm run toolchain: resolves (building once, if needed) every binary and CRD file the tests and the local
+// cluster use, and prints where each came from and how long it took.
+import { resolveBinary, upstreamCrdFiles, type BinaryName } from "./toolchain.ts";
+
+const started = Date.now();
+const names: BinaryName[] = ["etcd", "kube-apiserver", "kube-controller-manager", "restic", "rest-server"];
+for (const name of names) console.log(`${name}: ${await resolveBinary(name, (l) => console.log(l))}`);
+console.log(`CRD files: ${(await upstreamCrdFiles((l) => console.log(l))).length}`);
+console.log(`Toolchain ready in ${((Date.now() - started) / 1000).toFixed(1)} s.`);

@@ -1,0 +1,244 @@
+// The local toolchain: the binaries Walle's local cluster and tests need, found or built once.
+//
+// Order of resolution for each binary, the same as envtest's:
+//   1. TEST_ASSET_<NAME> (e.g. TEST_ASSET_KUBE_APISERVER) names the binary itself;
+//   2. KUBEBUILDER_ASSETS names a directory that holds it;
+//   3. the build cache, ~/.cache/walle/bin/<name>-<version>-<hash of the tools module>/ (WALLE_CACHE_DIR moves it);
+//   4. a build from the Go tools module under toolchain/, pinned by its go.mod, when Go is on the PATH.
+// Without any of them, resolution fails and names exactly what is missing.
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { access, constants, mkdir, mkdtemp, readFile, rename, rm, writeFile, copyFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const toolchainDir = path.join(repoRoot, "toolchain");
+
+export function cacheDir(): string {
+  const base = process.env.WALLE_CACHE_DIR ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(homedir(), ".cache"), "walle");
+  return base;
+}
+
+/** A Go module that builds some of the binaries, and the version flags for them. */
+interface ToolModule {
+  readonly dir: string;
+  /** The module whose version names the build, as required in the tools module's go.mod. */
+  readonly versionOf: string;
+  readonly packages: Readonly<Record<string, string>>;
+  ldflags(version: string): string;
+}
+
+const kubeVersionFlags = (version: string): string => {
+  const [, major = "1", minor = "0"] = /^v(\d+)\.(\d+)/.exec(version) ?? [];
+  const vars = (pkg: string) =>
+    [`${pkg}.gitVersion=${version}`, `${pkg}.gitMajor=${major}`, `${pkg}.gitMinor=${minor}`, `${pkg}.gitTreeState=clean`]
+      .map((v) => `-X ${v}`)
+      .join(" ");
+  return `-s -w ${vars("k8s.io/component-base/version")} ${vars("k8s.io/client-go/pkg/version")}`;
+};
+
+const modules = {
+  kube: {
+    dir: "kube",
+    versionOf: "k8s.io/kubernetes",
+    packages: {
+      "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
+      "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+    },
+    ldflags: kubeVersionFlags,
+  },
+  etcd: {
+    dir: "etcd",
+    versionOf: "go.etcd.io/etcd/server/v3",
+    packages: { etcd: "go.etcd.io/etcd/server/v3" },
+    ldflags: () => "-s -w",
+  },
+  restic: {
+    dir: "restic",
+    versionOf: "github.com/restic/restic",
+    packages: {
+      restic: "github.com/restic/restic/cmd/restic",
+      "rest-server": "github.com/restic/rest-server/cmd/rest-server",
+    },
+    ldflags: () => "-s -w",
+  },
+} as const satisfies Record<string, ToolModule>;
+
+export type BinaryName = "kube-apiserver" | "kube-controller-manager" | "etcd" | "restic" | "rest-server";
+
+function moduleOf(name: BinaryName): ToolModule {
+  for (const m of Object.values(modules) as ToolModule[]) if (name in m.packages) return m;
+  throw new Error(`unknown binary ${name}`);
+}
+
+/** The version a tools module pins for its main module, read from its go.mod. */
+export async function pinnedVersion(mod: ToolModule): Promise<string> {
+  const gomod = await readFile(path.join(toolchainDir, mod.dir, "go.mod"), "utf8");
+  const re = new RegExp(`^\\s*(?:require\\s+)?${mod.versionOf.replace(/[./]/g, "\\$&")}\\s+(v\\S+)`, "m");
+  const found = re.exec(gomod);
+  if (!found?.[1]) throw new Error(`toolchain/${mod.dir}/go.mod does not require ${mod.versionOf}`);
+  return found[1];
+}
+
+async function moduleHash(mod: ToolModule): Promise<string> {
+  const h = createHash("sha256");
+  for (const f of ["go.mod", "go.sum"]) h.update(await readFile(path.join(toolchainDir, mod.dir, f)));
+  h.update(mod.ldflags("v0"));
+  return h.digest("hex").slice(0, 10);
+}
+
+async function isExecutable(p: string): Promise<boolean> {
+  try {
+    await access(p, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function assetEnvName(name: BinaryName): string {
+  return `TEST_ASSET_${name.toUpperCase().replace(/-/g, "_")}`;
+}
+
+export class ToolchainError extends Error {
+  override name = "ToolchainError";
+}
+
+async function goAvailable(): Promise<string | undefined> {
+  try {
+    const { stdout } = await run("go", ["version"]);
+    return stdout.trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where a binary comes from: the user's assets, the cache, or a fresh build. */
+export async function resolveBinary(name: BinaryName, log: (line: string) => void = () => {}): Promise<string> {
+  const fromEnv = process.env[assetEnvName(name)];
+  if (fromEnv) {
+    if (!(await isExecutable(fromEnv))) throw new ToolchainError(`${assetEnvName(name)}=${fromEnv} is not an executable file`);
+    return fromEnv;
+  }
+  const assets = process.env.KUBEBUILDER_ASSETS;
+  if (assets && (await isExecutable(path.join(assets, name)))) return path.join(assets, name);
+
+  const mod = moduleOf(name);
+  const version = await pinnedVersion(mod);
+  const dir = path.join(cacheDir(), "bin", `${mod.dir}-${version}-${await moduleHash(mod)}`);
+  const target = path.join(dir, name);
+  if (await isExecutable(target)) return target;
+
+  const go = await goAvailable();
+  if (!go) {
+    throw new ToolchainError(
+      `${name} is missing: no ${assetEnvName(name)}, no ${name} in KUBEBUILDER_ASSETS` +
+        `${assets ? ` (${assets})` : ""}, no cached build at ${target}, and no Go on the PATH to build ` +
+        `${mod.versionOf}@${version} from toolchain/${mod.dir}. Install Go 1.26 or point ${assetEnvName(name)} at a binary.`,
+    );
+  }
+  await buildModule(mod, version, dir, log);
+  return target;
+}
+
+/** Builds every binary of one tools module into its cache directory, atomically. */
+async function buildModule(mod: ToolModule, version: string, dir: string, log: (line: string) => void): Promise<void> {
+  await mkdir(path.dirname(dir), { recursive: true });
+  const tmp = await mkdtemp(`${dir}.tmp-`);
+  const started = Date.now();
+  log(`Building ${Object.keys(mod.packages).join(", ")} (${mod.versionOf}@${version}) into ${dir}; the first build takes minutes.`);
+  try {
+    // One `go build -o <name>` per binary: a module-root package such as etcd's would otherwise be named after
+    // its major-version path element. The shared build cache makes the second link cheap.
+    for (const [name, pkg] of Object.entries(mod.packages)) {
+      await run("go", ["build", "-ldflags", mod.ldflags(version), "-o", path.join(tmp, name), pkg], {
+        cwd: path.join(toolchainDir, mod.dir),
+        env: { ...process.env, GOFLAGS: "-mod=mod" },
+        maxBuffer: 64 * 1024 * 1024,
+      });
+    }
+    await writeFile(path.join(tmp, "VERSION"), `${mod.versionOf} ${version}\n`);
+    await rm(dir, { recursive: true, force: true });
+    await rename(tmp, dir);
+    log(`Built ${mod.dir} in ${((Date.now() - started) / 1000).toFixed(0)} s.`);
+  } catch (cause) {
+    await rm(tmp, { recursive: true, force: true });
+    const stderr = (cause as { stderr?: string }).stderr ?? "";
+    throw new ToolchainError(`go build of toolchain/${mod.dir} failed:\n${stderr.slice(-4000)}`, { cause });
+  }
+}
+
+/** All binaries the local cluster needs, resolved (and built if needed) one module at a time. */
+export async function resolveClusterBinaries(log?: (line: string) => void) {
+  return {
+    etcd: await resolveBinary("etcd", log),
+    kubeApiserver: await resolveBinary("kube-apiserver", log),
+    kubeControllerManager: await resolveBinary("kube-controller-manager", log),
+  };
+}
+
+export async function resolveResticBinaries(log?: (line: string) => void) {
+  return { restic: await resolveBinary("restic", log), restServer: await resolveBinary("rest-server", log) };
+}
+
+/**
+ * Upstream CRDs, read from their own files in the pinned Go modules (never copied into this repository).
+ * The files are copied once into the cache, so a machine with KUBEBUILDER_ASSETS and no Go still finds them
+ * after the first run.
+ */
+export const upstreamCrds = [
+  {
+    module: "github.com/kubernetes-csi/external-snapshotter/client/v8",
+    version: "v8.6.0",
+    files: [
+      "config/crd/snapshot.storage.k8s.io_volumesnapshotclasses.yaml",
+      "config/crd/snapshot.storage.k8s.io_volumesnapshotcontents.yaml",
+      "config/crd/snapshot.storage.k8s.io_volumesnapshots.yaml",
+    ],
+  },
+  {
+    module: "github.com/kedacore/keda/v2",
+    version: "v2.20.2",
+    files: ["config/crd/bases/keda.sh_scaledjobs.yaml", "config/crd/bases/keda.sh_scaledobjects.yaml"],
+  },
+  { module: "knative.dev/serving", version: "v0.50.0", files: ["config/core/300-resources/service.yaml"] },
+  {
+    module: "knative.dev/eventing",
+    version: "v0.49.2",
+    files: ["config/core/resources/apiserversource.yaml", "config/core/resources/pingsource.yaml"],
+  },
+] as const;
+
+export async function upstreamCrdFiles(log: (line: string) => void = () => {}): Promise<string[]> {
+  const out: string[] = [];
+  for (const src of upstreamCrds) {
+    const dir = path.join(cacheDir(), "crds", `${src.module.replace(/\//g, "_")}@${src.version}`);
+    const missing = src.files.filter((f) => !existsSync(path.join(dir, path.basename(f))));
+    if (missing.length > 0) {
+      if (!(await goAvailable())) {
+        throw new ToolchainError(`The CRDs of ${src.module}@${src.version} are not cached in ${dir} and there is no Go to download them.`);
+      }
+      log(`Downloading ${src.module}@${src.version} for its CRDs.`);
+      await mkdir(cacheDir(), { recursive: true });
+      const { stdout } = await run("go", ["mod", "download", "-json", `${src.module}@${src.version}`], {
+        cwd: cacheDir(),
+        env: { ...process.env, GOFLAGS: "-mod=mod" },
+        maxBuffer: 16 * 1024 * 1024,
+      }).catch((cause: unknown) => {
+        throw new ToolchainError(`go mod download ${src.module}@${src.version} failed: ${(cause as { stderr?: string }).stderr ?? cause}`, { cause });
+      });
+      const info = JSON.parse(stdout) as { Dir?: string; Error?: string };
+      if (!info.Dir) throw new ToolchainError(`go mod download ${src.module}@${src.version}: ${info.Error ?? "no Dir"}`);
+      await mkdir(dir, { recursive: true });
+      for (const f of src.files) await copyFile(path.join(info.Dir, f), path.join(dir, path.basename(f)));
+    }
+    out.push(...src.files.map((f) => path.join(dir, path.basename(f))));
+  }
+  return out;
+}

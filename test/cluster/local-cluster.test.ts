@@ -1,0 +1,350 @@
+// The local cluster itself: a real kube-apiserver and kube-controller-manager, with only the node and the CSI
+// driver simulated. Each test shows one thing the rest of Walle relies on.
+import { chmod, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { describe, expect, inject, it } from "vitest";
+import { ApiError } from "../../lib/k8s/rest.ts";
+import { admin, clientForServiceAccount, clientForUser, createNamespace, waitFor } from "../support/kube.ts";
+
+const SNAP = "/apis/snapshot.storage.k8s.io/v1";
+const WORKER_IMAGE = "ghcr.io/ros-io/walle-worker:dev";
+
+interface Named {
+  metadata: { name: string; namespace?: string; uid?: string; annotations?: Record<string, string> };
+}
+interface PvcObj extends Named {
+  spec: { volumeName?: string };
+  status?: { phase?: string };
+}
+interface SnapshotObj extends Named {
+  status?: { readyToUse?: boolean; boundVolumeSnapshotContentName?: string; restoreSize?: string; error?: { message?: string } };
+}
+interface ContentObj extends Named {
+  spec: { deletionPolicy: string; driver: string; volumeSnapshotClassName?: string };
+  status?: { snapshotHandle?: string; readyToUse?: boolean };
+}
+interface JobObj extends Named {
+  status?: { conditions?: { type: string; status: string }[]; succeeded?: number; failed?: number };
+}
+interface PodObj extends Named {
+  status?: { phase?: string; containerStatuses?: { state: { terminated?: { exitCode: number; message?: string } } }[] };
+}
+
+const stateDir = () => inject("clusterStateDir");
+const volumeDir = (pv: string) => path.join(stateDir(), "volumes", pv);
+
+async function createPvc(ns: string, name: string, dataSource?: { kind: string; name: string; apiGroup?: string }): Promise<PvcObj> {
+  await admin().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, {
+    apiVersion: "v1",
+    kind: "PersistentVolumeClaim",
+    metadata: { name },
+    spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } }, ...(dataSource ? { dataSource } : {}) },
+  });
+  return waitFor(async () => {
+    const pvc = await admin().get<PvcObj>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/${name}`);
+    return pvc.status?.phase === "Bound" ? pvc : undefined;
+  }, `PVC ${ns}/${name} Bound`);
+}
+
+async function snapshot(ns: string, name: string, source: Record<string, string>): Promise<SnapshotObj> {
+  await admin().create(`${SNAP}/namespaces/${ns}/volumesnapshots`, {
+    apiVersion: "snapshot.storage.k8s.io/v1",
+    kind: "VolumeSnapshot",
+    metadata: { name },
+    spec: { source },
+  });
+  return waitFor(async () => {
+    const vs = await admin().get<SnapshotObj>(`${SNAP}/namespaces/${ns}/volumesnapshots/${name}`);
+    return vs.status?.readyToUse ? vs : undefined;
+  }, `VolumeSnapshot ${ns}/${name} readyToUse`);
+}
+
+/** Runs a worker-image Job and returns it once the job controller has marked it Complete or Failed. */
+async function runJob(ns: string, name: string, script: string, extra: { volumes?: unknown[]; volumeMounts?: unknown[]; env?: unknown[]; envFrom?: unknown[] } = {}) {
+  await admin().create(`/apis/batch/v1/namespaces/${ns}/jobs`, {
+    apiVersion: "batch/v1",
+    kind: "Job",
+    metadata: { name },
+    spec: {
+      backoffLimit: 0,
+      template: {
+        spec: {
+          restartPolicy: "Never",
+          automountServiceAccountToken: false,
+          volumes: extra.volumes ?? [],
+          containers: [
+            {
+              name: "worker",
+              image: WORKER_IMAGE,
+              command: ["/bin/sh", "-c", script],
+              env: extra.env ?? [],
+              envFrom: extra.envFrom ?? [],
+              volumeMounts: extra.volumeMounts ?? [],
+              securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] }, runAsNonRoot: true },
+            },
+          ],
+        },
+      },
+    },
+  });
+  const job = await waitFor(async () => {
+    const j = await admin().get<JobObj>(`/apis/batch/v1/namespaces/${ns}/jobs/${name}`);
+    return j.status?.conditions?.some((c) => (c.type === "Complete" || c.type === "Failed") && c.status === "True") ? j : undefined;
+  }, `Job ${ns}/${name} to finish`);
+  const pods = await admin().get<{ items: PodObj[] }>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: `job-name=${name}` });
+  const pod = pods.items[0];
+  return { job, pod, terminated: pod?.status?.containerStatuses?.[0]?.state.terminated };
+}
+
+const condition = (job: JobObj, type: string) => job.status?.conditions?.find((c) => c.type === type)?.status;
+
+describe("the local cluster", () => {
+  it("is a real kube-apiserver v1.36 that serves the upstream CRDs", async () => {
+    const version = await admin().get<{ gitVersion: string; major: string; minor: string }>("/version");
+    expect(version.gitVersion).toMatch(/^v1\.36\.\d+$/);
+    expect(version.minor).toBe("36");
+    const served = async (gv: string) =>
+      (await admin().get<{ resources: { name: string }[] }>(`/apis/${gv}`)).resources.map((r) => r.name);
+    expect(await served("snapshot.storage.k8s.io/v1")).toEqual(
+      expect.arrayContaining(["volumesnapshots", "volumesnapshotcontents", "volumesnapshotclasses"]),
+    );
+    expect(await served("keda.sh/v1alpha1")).toEqual(expect.arrayContaining(["scaledjobs", "scaledobjects"]));
+    expect(await served("serving.knative.dev/v1")).toEqual(expect.arrayContaining(["services"]));
+    expect(await served("sources.knative.dev/v1")).toEqual(expect.arrayContaining(["apiserversources", "pingsources"]));
+
+    // The schemas are the upstream ones: a ScaledJob with a cron trigger is accepted as written.
+    const ns = await createNamespace("crds");
+    const created = await admin().create<Named>(`/apis/keda.sh/v1alpha1/namespaces/${ns}/scaledjobs`, {
+      apiVersion: "keda.sh/v1alpha1",
+      kind: "ScaledJob",
+      metadata: { name: "tick" },
+      spec: {
+        jobTargetRef: { template: { spec: { containers: [{ name: "tick", image: "walle-tick" }], restartPolicy: "Never" } } },
+        triggers: [{ type: "cron", metadata: { timezone: "Etc/UTC", start: "*/5 * * * *", end: "1-59/5 * * * *", desiredReplicas: "1" } }],
+      },
+    });
+    expect(created.metadata.uid).toBeTruthy();
+  });
+
+  it("binds a PVC to a directory that holds what a pod writes", async () => {
+    const ns = await createNamespace("pvc");
+    const pvc = await createPvc(ns, "data");
+    expect(pvc.spec.volumeName).toBeTruthy();
+    const { job, terminated } = await runJob(ns, "writer", "echo hello > /data/greeting && cat /data/greeting > /dev/termination-log", {
+      volumes: [{ name: "data", persistentVolumeClaim: { claimName: "data" } }],
+      volumeMounts: [{ name: "data", mountPath: "/data" }],
+    });
+    expect(condition(job, "Complete")).toBe("True");
+    expect(terminated?.message).toBe("hello\n");
+    expect(await readFile(path.join(volumeDir(pvc.spec.volumeName ?? ""), "greeting"), "utf8")).toBe("hello\n");
+  });
+
+  it("takes a snapshot that a new PVC restores as it was at snapshot time", async () => {
+    const ns = await createNamespace("snap");
+    const pvc = await createPvc(ns, "source");
+    const dir = volumeDir(pvc.spec.volumeName ?? "");
+    await mkdir(path.join(dir, "sub"), { recursive: true });
+    await writeFile(path.join(dir, "sub", "file.txt"), "version 1");
+    const vs = await snapshot(ns, "snap-1", { persistentVolumeClaimName: "source" });
+    expect(vs.status?.boundVolumeSnapshotContentName).toBeTruthy();
+    expect(Number(vs.status?.restoreSize)).toBe("version 1".length);
+    await writeFile(path.join(dir, "sub", "file.txt"), "version 2, written after the snapshot");
+    await writeFile(path.join(dir, "later.txt"), "later");
+
+    const restored = await createPvc(ns, "restored", { apiGroup: "snapshot.storage.k8s.io", kind: "VolumeSnapshot", name: "snap-1" });
+    const rdir = volumeDir(restored.spec.volumeName ?? "");
+    expect(await readFile(path.join(rdir, "sub", "file.txt"), "utf8")).toBe("version 1");
+    expect(existsSync(path.join(rdir, "later.txt"))).toBe(false);
+  });
+
+  it("reports a snapshot error when the driver fails", async () => {
+    const ns = await createNamespace("snaperr");
+    await createPvc(ns, "source");
+    await admin().create(`${SNAP}/namespaces/${ns}/volumesnapshots`, {
+      apiVersion: "snapshot.storage.k8s.io/v1",
+      kind: "VolumeSnapshot",
+      metadata: { name: "broken", annotations: { "local.walle.dev/snapshot-error": "storage backend is out of space" } },
+      spec: { source: { persistentVolumeClaimName: "source" } },
+    });
+    const vs = await waitFor(async () => {
+      const s = await admin().get<SnapshotObj>(`${SNAP}/namespaces/${ns}/volumesnapshots/broken`);
+      return s.status?.error ? s : undefined;
+    }, "snapshot error");
+    expect(vs.status?.readyToUse).toBe(false);
+    expect(vs.status?.error?.message).toBe("storage backend is out of space");
+  });
+
+  it("restores the same data in another namespace from a pre-provisioned content, honouring both deletion policies", async () => {
+    const a = await createNamespace("tenant");
+    const b = await createNamespace("backup");
+    const pvc = await createPvc(a, "app");
+    await writeFile(path.join(volumeDir(pvc.spec.volumeName ?? ""), "db.sqlite"), "rows 1..42");
+    const original = await snapshot(a, "app-snap", { persistentVolumeClaimName: "app" });
+    const origContentName = original.status?.boundVolumeSnapshotContentName ?? "";
+    const origContent = await admin().get<ContentObj>(`${SNAP}/volumesnapshotcontents/${origContentName}`);
+    const handle = origContent.status?.snapshotHandle ?? "";
+    expect(handle).toBeTruthy();
+
+    // DESIGN §3: a new content in the other namespace names the same storage snapshot by its handle.
+    await admin().create(`${SNAP}/volumesnapshotcontents`, {
+      apiVersion: "snapshot.storage.k8s.io/v1",
+      kind: "VolumeSnapshotContent",
+      metadata: { name: `moved-${a}` },
+      spec: {
+        driver: origContent.spec.driver,
+        deletionPolicy: "Delete",
+        volumeSnapshotClassName: origContent.spec.volumeSnapshotClassName,
+        source: { snapshotHandle: handle },
+        volumeSnapshotRef: { name: "moved", namespace: b },
+      },
+    });
+    await snapshot(b, "moved", { volumeSnapshotContentName: `moved-${a}` });
+    // Retain on the original, then delete it: the storage snapshot survives, owned by the new pair only.
+    await admin().patch(`${SNAP}/volumesnapshotcontents/${origContentName}`, { spec: { deletionPolicy: "Retain" } });
+    await admin().delete(`${SNAP}/namespaces/${a}/volumesnapshots/app-snap`);
+    await admin().delete(`${SNAP}/volumesnapshotcontents/${origContentName}`);
+    await waitFor(async () => admin().get(`${SNAP}/volumesnapshotcontents/${origContentName}`).then(() => false, () => true), "original content gone");
+    expect(existsSync(path.join(stateDir(), "snapshots", handle))).toBe(true);
+
+    const restored = await createPvc(b, "copy", { apiGroup: "snapshot.storage.k8s.io", kind: "VolumeSnapshot", name: "moved" });
+    expect(await readFile(path.join(volumeDir(restored.spec.volumeName ?? ""), "db.sqlite"), "utf8")).toBe("rows 1..42");
+
+    // Delete policy: deleting the snapshot removes its content and the storage snapshot.
+    await admin().delete(`${SNAP}/namespaces/${b}/volumesnapshots/moved`);
+    await waitFor(async () => admin().get(`${SNAP}/volumesnapshotcontents/moved-${a}`).then(() => false, () => true), "moved content deleted");
+    await waitFor(async () => !existsSync(path.join(stateDir(), "snapshots", handle)), "storage snapshot deleted");
+  });
+
+  it("runs a worker-image Job as a non-root process with the pod's environment, and the job controller completes it", async () => {
+    const ns = await createNamespace("job");
+    await admin().create(`/api/v1/namespaces/${ns}/secrets`, {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "repo" },
+      stringData: { RESTIC_REPOSITORY: "rest:http://127.0.0.1:1/repo", RESTIC_PASSWORD: "s3cret" },
+    });
+    const { job, terminated } = await runJob(
+      ns,
+      "env",
+      'printf "%s|%s|%s|%s|%s" "$(id -u)" "$RESTIC_REPOSITORY" "$PASSWORD" "$POD_NS" "$(command -v restic)" > /dev/termination-log',
+      {
+        envFrom: [{ secretRef: { name: "repo" } }],
+        env: [
+          { name: "PASSWORD", valueFrom: { secretKeyRef: { name: "repo", key: "RESTIC_PASSWORD" } } },
+          { name: "POD_NS", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+        ],
+      },
+    );
+    expect(condition(job, "Complete")).toBe("True");
+    const [uid, repo, password, podNs, restic] = (terminated?.message ?? "").split("|");
+    expect(uid).toBe("65532");
+    expect(repo).toBe("rest:http://127.0.0.1:1/repo");
+    expect(password).toBe("s3cret");
+    expect(podNs).toBe(ns);
+    expect(restic).toMatch(/\/bin\/restic$/);
+  });
+
+  it("marks a Job failed on a non-zero exit, with the termination message readable", async () => {
+    const ns = await createNamespace("jobfail");
+    const { job, pod, terminated } = await runJob(ns, "fails", 'echo "wrong password or no key found" > /dev/termination-log; exit 12');
+    expect(condition(job, "Failed")).toBe("True");
+    expect(job.status?.failed).toBe(1);
+    expect(pod?.status?.phase).toBe("Failed");
+    expect(terminated?.exitCode).toBe(12);
+    expect(terminated?.message).toBe("wrong password or no key found\n");
+  });
+
+  it("keeps a pod waiting with a clear reason when its Secret is missing", async () => {
+    const ns = await createNamespace("nosecret");
+    await admin().create(`/api/v1/namespaces/${ns}/pods`, {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "p" },
+      spec: { restartPolicy: "Never", containers: [{ name: "c", image: WORKER_IMAGE, command: ["true"], envFrom: [{ secretRef: { name: "absent" } }] }] },
+    });
+    const waiting = await waitFor(async () => {
+      const p = await admin().get<{ status?: { containerStatuses?: { state: { waiting?: { reason: string; message?: string } } }[] } }>(`/api/v1/namespaces/${ns}/pods/p`);
+      return p.status?.containerStatuses?.[0]?.state.waiting;
+    }, "pod waiting");
+    expect(waiting).toEqual({ reason: "CreateContainerConfigError", message: 'secret "absent" not found' });
+  });
+
+  it("mounts a volume read-only where the pod says so", async () => {
+    const ns = await createNamespace("ro");
+    const pvc = await createPvc(ns, "data");
+    // World-writable, so only the mount can stop the (non-root) worker from changing it.
+    await writeFile(path.join(volumeDir(pvc.spec.volumeName ?? ""), "keep.txt"), "original");
+    await chmod(path.join(volumeDir(pvc.spec.volumeName ?? ""), "keep.txt"), 0o666);
+    const script = 'if echo changed > /data/keep.txt 2>/dev/null; then echo writable; else echo read-only; fi > /dev/termination-log; cat /data/keep.txt >> /dev/termination-log';
+    const ro = await runJob(ns, "ro", script, {
+      volumes: [{ name: "data", persistentVolumeClaim: { claimName: "data", readOnly: true } }],
+      volumeMounts: [{ name: "data", mountPath: "/data", readOnly: true }],
+    });
+    expect(ro.terminated?.message).toBe("read-only\noriginal");
+    expect(await readFile(path.join(volumeDir(pvc.spec.volumeName ?? ""), "keep.txt"), "utf8")).toBe("original");
+    // The same mount without readOnly is writable, so the first result is the mount's doing.
+    const rw = await runJob(ns, "rw", script, {
+      volumes: [{ name: "data", persistentVolumeClaim: { claimName: "data" } }],
+      volumeMounts: [{ name: "data", mountPath: "/data" }],
+    });
+    expect(rw.terminated?.message).toBe("writable\nchanged\n");
+  });
+
+  it("garbage-collects children when their owner is deleted", async () => {
+    const ns = await createNamespace("gc");
+    const owner = await admin().create<Named>(`/api/v1/namespaces/${ns}/configmaps`, { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "owner" } });
+    await admin().create(`/api/v1/namespaces/${ns}/configmaps`, {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "child", ownerReferences: [{ apiVersion: "v1", kind: "ConfigMap", name: "owner", uid: owner.metadata.uid, controller: true }] },
+    });
+    const { job } = await runJob(ns, "done", "true");
+    await admin().delete(`/api/v1/namespaces/${ns}/configmaps/owner`);
+    await admin().delete(`/apis/batch/v1/namespaces/${ns}/jobs/done`, { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Background" });
+    await waitFor(() => admin().get(`/api/v1/namespaces/${ns}/configmaps/child`).then(() => false, (e: unknown) => e instanceof ApiError && e.code === 404), "child ConfigMap collected");
+    await waitFor(async () => (await admin().get<{ items: unknown[] }>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: `job-name=done` })).items.length === 0, "Job's pod collected");
+    expect(job.metadata.name).toBe("done");
+  });
+
+  it("denies a service account and a user what their RBAC does not grant", async () => {
+    const ns = await createNamespace("rbac");
+    await admin().create(`/api/v1/namespaces/${ns}/serviceaccounts`, { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "reader" } });
+    await admin().create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/roles`, {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "Role",
+      metadata: { name: "configmap-reader" },
+      rules: [{ apiGroups: [""], resources: ["configmaps"], verbs: ["get", "list"] }],
+    });
+    await admin().create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`, {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "RoleBinding",
+      metadata: { name: "reader" },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "configmap-reader" },
+      subjects: [
+        { kind: "ServiceAccount", name: "reader", namespace: ns },
+        { kind: "User", apiGroup: "rbac.authorization.k8s.io", name: "alice" },
+      ],
+    });
+    const sa = await clientForServiceAccount(ns, "reader");
+    const alice = await clientForUser("alice", ["tenants"]);
+    for (const client of [sa, alice]) {
+      const list = await client.get<{ items: unknown[] }>(`/api/v1/namespaces/${ns}/configmaps`);
+      expect(Array.isArray(list.items)).toBe(true);
+      const denied = await client.get(`/api/v1/namespaces/${ns}/secrets`).then(() => undefined, (e: unknown) => e);
+      expect(denied).toBeInstanceOf(ApiError);
+      expect((denied as ApiError).code).toBe(403);
+      expect((denied as ApiError).message).toMatch(/cannot list resource "secrets"/);
+      const write = await client.create(`/api/v1/namespaces/${ns}/configmaps`, { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "x" } }).then(() => undefined, (e: unknown) => e);
+      expect((write as ApiError).code).toBe(403);
+    }
+    // The identity the API server saw is the one the credentials carry.
+    const review = await alice.create<{ status: { userInfo: { username: string; groups: string[] } } }>(
+      "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+      { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" },
+    );
+    expect(review.status.userInfo.username).toBe("alice");
+    expect(review.status.userInfo.groups).toContain("tenants");
+    expect(await readdir(path.join(stateDir(), "kubeconfigs"))).not.toHaveLength(0);
+  });
+});

@@ -1,0 +1,44 @@
+// Global setup of the `cluster` project: one real local cluster for the whole suite, which tests share and
+// separate by namespace. It also lays down Walle's install namespace and service accounts.
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import type { TestProject } from "vitest/node";
+import { applyObjects, startCluster, type Cluster } from "../../cluster/index.ts";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    kubeconfig: string;
+    clusterStateDir: string;
+    clusterServer: string;
+  }
+}
+
+export const INSTALL_NAMESPACE = "walle-system";
+export const WALLE_SERVICE_ACCOUNTS = ["walle-reconcile", "walle-tick"] as const;
+
+let cluster: Cluster | undefined;
+let stateDir: string | undefined;
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  stateDir = await mkdtemp(path.join(os.tmpdir(), "walle-test-"));
+  const started = Date.now();
+  cluster = await startCluster({
+    stateDir,
+    log: (msg, extra) => {
+      if (/^(Building|Built|Downloading|Local cluster is ready)/.test(msg)) console.log(msg, extra ? JSON.stringify(extra) : "");
+    },
+  });
+  await applyObjects(cluster.api, [
+    { apiVersion: "v1", kind: "Namespace", metadata: { name: INSTALL_NAMESPACE } },
+    ...WALLE_SERVICE_ACCOUNTS.map((name) => ({ apiVersion: "v1", kind: "ServiceAccount", metadata: { name, namespace: INSTALL_NAMESPACE } })),
+  ]);
+  console.log(`Local cluster up in ${((Date.now() - started) / 1000).toFixed(1)} s at ${cluster.server} (state ${stateDir}).`);
+  project.provide("kubeconfig", cluster.kubeconfig);
+  project.provide("clusterStateDir", stateDir);
+  project.provide("clusterServer", cluster.server);
+  return async () => {
+    await cluster?.stop();
+    if (stateDir && !process.env.WALLE_KEEP_TEST_CLUSTER) await rm(stateDir, { recursive: true, force: true });
+  };
+}

@@ -1,0 +1,75 @@
+// Helpers for tests against the shared local cluster: admin and per-user clients, unique namespaces, waiting.
+import { KubeConfig } from "@kubernetes/client-node";
+import { inject, onTestFinished } from "vitest";
+import { randomBytes } from "node:crypto";
+import { serviceAccountKubeconfig, userKubeconfig } from "../../cluster/index.ts";
+import { credentialsFromKubeconfig, RestClient } from "../../lib/k8s/rest.ts";
+
+let adminClient: RestClient | undefined;
+
+/** The admin REST client (O=system:masters). */
+export function admin(): RestClient {
+  adminClient ??= new RestClient(credentialsFromKubeconfig(inject("kubeconfig")));
+  return adminClient;
+}
+
+/** The admin kubeconfig for @kubernetes/client-node. */
+export function adminKubeConfig(): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromFile(inject("kubeconfig"));
+  return kc;
+}
+
+function loaded(file: string): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromFile(file);
+  return kc;
+}
+
+export async function kubeconfigFileForUser(user: string, groups: string[] = []): Promise<string> {
+  return userKubeconfig(inject("clusterStateDir"), inject("clusterServer"), user, groups);
+}
+
+/** A client acting as `user` in `groups`, with a real client certificate signed by the cluster's CA. */
+export async function clientForUser(user: string, groups: string[] = []): Promise<RestClient> {
+  return new RestClient(credentialsFromKubeconfig(await kubeconfigFileForUser(user, groups)));
+}
+
+export async function kubeConfigForUser(user: string, groups: string[] = []): Promise<KubeConfig> {
+  return loaded(await kubeconfigFileForUser(user, groups));
+}
+
+/** A client acting as a service account, with a real token from the TokenRequest API. */
+export async function clientForServiceAccount(namespace: string, name: string): Promise<RestClient> {
+  return new RestClient(credentialsFromKubeconfig(await serviceAccountKubeconfig(admin(), inject("clusterStateDir"), namespace, name)));
+}
+
+export async function kubeConfigForServiceAccount(namespace: string, name: string): Promise<KubeConfig> {
+  return loaded(await serviceAccountKubeconfig(admin(), inject("clusterStateDir"), namespace, name));
+}
+
+/** A fresh namespace for one test, deleted when the test ends. */
+export async function createNamespace(prefix: string): Promise<string> {
+  const name = `${prefix}-${randomBytes(3).toString("hex")}`.toLowerCase();
+  await admin().create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name, labels: { "walle.test/namespace": "true" } } });
+  onTestFinished(async () => {
+    await admin().delete(`/api/v1/namespaces/${name}`).catch(() => {});
+  });
+  return name;
+}
+
+/** Polls until `fn` returns a value (not undefined/false), or fails naming what it waited for. */
+export async function waitFor<T>(fn: () => Promise<T | undefined | false>, what: string, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -1,0 +1,41 @@
+import { defineConfig } from "vitest/config";
+
+// Three projects: `unit` is pure logic with no cluster and no processes (fast tables); `integration` runs real
+// binaries of the toolchain (restic, rest-server) without a cluster; `cluster` runs against the real
+// kube-apiserver and kube-controller-manager that test/support/global-setup.ts starts once and shares.
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: "unit",
+          include: ["test/unit/**/*.test.ts"],
+          environment: "node",
+        },
+      },
+      {
+        test: {
+          name: "integration",
+          include: ["test/integration/**/*.test.ts"],
+          environment: "node",
+          globalSetup: ["test/support/toolchain-setup.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 900_000,
+        },
+      },
+      {
+        test: {
+          name: "cluster",
+          include: ["test/cluster/**/*.test.ts"],
+          environment: "node",
+          globalSetup: ["test/support/global-setup.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 600_000,
+          // The suite shares one cluster and separates tests by namespace; two cores do not gain from many
+          // workers, and each worker holds its own API clients.
+          maxWorkers: 2,
+        },
+      },
+    ],
+  },
+});
