@@ -160,7 +160,8 @@ export class RestClient {
             } catch {
               json = undefined;
             }
-            if (status >= 200 && status < 300) return resolve(json as T);
+            const isJson = (res.headers["content-type"] ?? "").startsWith("application/json");
+            if (status >= 200 && status < 300) return resolve((isJson ? json : text) as T);
             const s = (json ?? {}) as { reason?: string; message?: string; details?: unknown };
             reject(new ApiError(status, s.reason ?? "Unknown", `${method} ${path}: ${status} ${s.message ?? text.slice(0, 500)}`, s.details));
           });

@@ -224,10 +224,10 @@ describe("the local cluster", () => {
       metadata: { name: "repo" },
       stringData: { RESTIC_REPOSITORY: "rest:http://127.0.0.1:1/repo", RESTIC_PASSWORD: "s3cret" },
     });
-    const { job, terminated } = await runJob(
+    const { job, pod, terminated } = await runJob(
       ns,
       "env",
-      'printf "%s|%s|%s|%s|%s" "$(id -u)" "$RESTIC_REPOSITORY" "$PASSWORD" "$POD_NS" "$(command -v restic)" > /dev/termination-log',
+      'echo "hello from the worker"; printf "%s|%s|%s|%s|%s" "$(id -u)" "$RESTIC_REPOSITORY" "$PASSWORD" "$POD_NS" "$(command -v restic)" > /dev/termination-log',
       {
         envFrom: [{ secretRef: { name: "repo" } }],
         env: [
@@ -243,6 +243,29 @@ describe("the local cluster", () => {
     expect(password).toBe("s3cret");
     expect(podNs).toBe(ns);
     expect(restic).toMatch(/\/bin\/restic$/);
+    // The API server proxies pods/log to the node agent, as it does to a kubelet.
+    const log = await admin().request<string>("GET", `/api/v1/namespaces/${ns}/pods/${pod?.metadata.name}/log`, { accept: "*/*" }).catch((e: unknown) => e);
+    expect(log).toBe("hello from the worker\n");
+  });
+
+  it("ends a Job past its activeDeadlineSeconds: the job controller deletes the pod and the node stops it", async () => {
+    const ns = await createNamespace("deadline");
+    await admin().create(`/apis/batch/v1/namespaces/${ns}/jobs`, {
+      apiVersion: "batch/v1",
+      kind: "Job",
+      metadata: { name: "stuck" },
+      spec: {
+        backoffLimit: 0,
+        activeDeadlineSeconds: 2,
+        template: { spec: { restartPolicy: "Never", containers: [{ name: "w", image: WORKER_IMAGE, command: ["sleep", "600"] }] } },
+      },
+    });
+    const job = await waitFor(async () => {
+      const j = await admin().get<JobObj & { status?: { conditions?: { type: string; status: string; reason?: string }[] } }>(`/apis/batch/v1/namespaces/${ns}/jobs/stuck`);
+      return j.status?.conditions?.find((c) => c.type === "Failed" && c.status === "True");
+    }, "Job Failed", 30_000);
+    expect(job.reason).toBe("DeadlineExceeded");
+    await waitFor(async () => (await admin().get<{ items: unknown[] }>(`/api/v1/namespaces/${ns}/pods`)).items.length === 0, "pod stopped and removed", 30_000);
   });
 
   it("marks a Job failed on a non-zero exit, with the termination message readable", async () => {
