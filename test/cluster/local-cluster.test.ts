@@ -25,7 +25,7 @@ interface ContentObj extends Named {
   status?: { snapshotHandle?: string; readyToUse?: boolean };
 }
 interface JobObj extends Named {
-  status?: { conditions?: { type: string; status: string }[]; succeeded?: number; failed?: number };
+  status?: { conditions?: { type: string; status: string; reason?: string }[]; succeeded?: number; failed?: number };
 }
 interface PodObj extends Named {
   status?: { phase?: string; containerStatuses?: { state: { terminated?: { exitCode: number; message?: string } } }[] };
@@ -261,7 +261,7 @@ describe("the local cluster", () => {
       },
     });
     const job = await waitFor(async () => {
-      const j = await admin().get<JobObj & { status?: { conditions?: { type: string; status: string; reason?: string }[] } }>(`/apis/batch/v1/namespaces/${ns}/jobs/stuck`);
+      const j = await admin().get<JobObj>(`/apis/batch/v1/namespaces/${ns}/jobs/stuck`);
       return j.status?.conditions?.find((c) => c.type === "Failed" && c.status === "True");
     }, "Job Failed", 30_000);
     expect(job.reason).toBe("DeadlineExceeded");

@@ -1,0 +1,86 @@
+// Names that Walle shares with the original Walle (jess-sol/restic-k8s) and with the cluster it is installed in.
+// Each set is an `as const` object with a union type of the same name, so code can say
+// `BackupJobPhase.Finished` and a variable can be typed `BackupJobPhase`.
+
+/** The union of an `as const` object's values: `ValueOf<typeof JobType>` is `"backup" | "prune" | ...`. */
+export type ValueOf<T> = T[keyof T];
+
+export const GROUP = "ros.io";
+export const VERSION = "v1";
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+/** `kubectl get walle` lists every Walle object. */
+export const CATEGORY = "walle";
+
+/** Value of the `app.kubernetes.io/created-by` label on everything Walle creates (as the original did). */
+export const CREATED_BY = "walle";
+
+/**
+ * The namespace Walle is installed in. A repository reference without a namespace points here (the original
+ * read its own service-account namespace for this), and the tenant guard trusts only service accounts of
+ * this namespace. Installing elsewhere means regenerating the CRDs and the policy with another value.
+ */
+export const INSTALL_NAMESPACE = "walle-system";
+
+/** Walle's own service accounts, in INSTALL_NAMESPACE. Only these may point a BackupJob at another namespace. */
+export const ServiceAccount = {
+  Reconcile: "walle-reconcile",
+  Tick: "walle-tick",
+} as const;
+export type ServiceAccount = ValueOf<typeof ServiceAccount>;
+
+/** The user name the API server gives a service account's token. */
+export function serviceAccountUser(namespace: string, name: string): string {
+  return `system:serviceaccount:${namespace}:${name}`;
+}
+
+/** The request users the tenant guard lets through, in a fixed order so the generated policy is stable. */
+export const TRUSTED_USERS: readonly string[] = Object.values(ServiceAccount).map((name) =>
+  serviceAccountUser(INSTALL_NAMESPACE, name),
+);
+
+export const Label = {
+  CreatedBy: "app.kubernetes.io/created-by",
+  BackupSchedule: "ros.io/backup-schedule",
+  BackupSet: "ros.io/backupset",
+  BackupJob: "ros.io/backup-job",
+  BackupJobType: "ros.io/backup-job-type",
+  /** (new) Marks the worker Job and temporary objects of a BackupRestore. */
+  BackupRestore: "ros.io/backup-restore",
+} as const;
+export type Label = ValueOf<typeof Label>;
+
+/** Values of the `ros.io/backup-job-type` label. */
+export const JobType = {
+  Backup: "backup",
+  Prune: "prune",
+  Check: "check",
+  Restore: "restore",
+} as const;
+export type JobType = ValueOf<typeof JobType>;
+
+/** Workload annotations the original reserved for hooks. */
+export const Annotation = {
+  BeforeBackup: "ros.io/before-backup",
+  AfterBackup: "ros.io/after-backup",
+  BackupCommand: "ros.io/backup-command",
+} as const;
+export type Annotation = ValueOf<typeof Annotation>;
+
+/**
+ * Finalizers the original operator put on its objects. Walle adds none of them, but objects left behind by the
+ * original carry them, and nothing else would ever remove them.
+ */
+export const LegacyFinalizer = {
+  BackupSchedule: "ros.io/backup-schedule",
+  BackupSet: "ros.io/backup-set",
+  BackupJob: "ros.io/backup-job",
+} as const;
+export type LegacyFinalizer = ValueOf<typeof LegacyFinalizer>;
+
+export const ConditionStatus = {
+  True: "True",
+  False: "False",
+  Unknown: "Unknown",
+} as const;
+export type ConditionStatus = ValueOf<typeof ConditionStatus>;
