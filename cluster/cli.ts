@@ -1,15 +1,16 @@
 // npm run cluster -- up | down | status
 //   up     starts the local cluster in the background and returns once it is ready; prints the KUBECONFIG.
 //   down   stops it and everything it started.
-// WALLE_CLUSTER_DIR moves its state (default /tmp/walle-local).
+// WALLE_CLUSTER_DIR moves its state (default /var/tmp/walle-local).
 import { spawn } from "node:child_process";
 import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { STATE_ROOT } from "./index.ts";
 import { sleep, tail } from "./processes.ts";
 
-const stateDir = process.env.WALLE_CLUSTER_DIR ?? "/tmp/walle-local";
+const stateDir = process.env.WALLE_CLUSTER_DIR ?? path.join(STATE_ROOT, "walle-local");
 const readyFile = path.join(stateDir, "ready.json");
 const daemonLog = path.join(stateDir, "..", `${path.basename(stateDir)}.log`);
 

@@ -14,6 +14,12 @@ import { repoRoot, resolveClusterBinaries, resolveBinary, upstreamCrdFiles } fro
 
 export type Log = (msg: string, extra?: Record<string, unknown>) => void;
 
+/**
+ * Where local clusters keep their state. Not /tmp: pods often mount an emptyDir at /tmp (Walle's worker does),
+ * which would hide the images and volumes under it from their own mount namespaces.
+ */
+export const STATE_ROOT = "/var/tmp";
+
 export interface Cluster {
   readonly stateDir: string;
   readonly server: string;

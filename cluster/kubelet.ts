@@ -464,6 +464,8 @@ export class LocalKubelet {
       if (m.subPath) await mkdir(source, { recursive: true });
       mounts.push({ source, target: m.mountPath, readOnly: m.readOnly === true || vol?.persistentVolumeClaim?.readOnly === true, file: (await lstat(source)).isFile() });
     }
+    // Parents before children, as container runtimes order mounts, so a mount at /a never hides one at /a/b.
+    mounts.sort((a, b) => a.target.split("/").length - b.target.split("/").length);
     for (const m of mounts) {
       if (existsSync(m.target)) continue;
       if (m.file) {
@@ -474,16 +476,18 @@ export class LocalKubelet {
 
     // command replaces the image's entrypoint; args follow whichever runs.
     const argv = [...(c.command ?? image.entrypoint), ...(c.args ?? [])].map((a) => expand(a, env));
+    const targets = mounts.map((m) => shq(m.target)).join("|");
     const script = [
       "set -e",
-      // A read-only root filesystem: every mount but the kernel's own becomes read-only in this namespace.
-      ...(sc.readOnlyRootFilesystem
-        ? [`awk '{print $5}' /proc/self/mountinfo | grep -vE '^/(proc|sys|dev)(/|$)' | while read -r m; do mount -o remount,bind,ro "$m" 2>/dev/null || true; done`]
-        : []),
       ...mounts.flatMap((m) => [
         `mount --bind ${shq(m.source)} ${shq(m.target)}`,
         ...(m.readOnly ? [`mount -o remount,bind,ro ${shq(m.target)}`] : []),
       ]),
+      // A read-only root filesystem: after the volumes are in place (a bind mount copies its source mount's
+      // read-only flag), every other mount but the kernel's own becomes read-only in this namespace.
+      ...(sc.readOnlyRootFilesystem
+        ? [`awk '{print $5}' /proc/self/mountinfo | grep -vE '^/(proc|sys|dev)(/|$)' | while read -r m; do case "$m" in ${targets}) ;; *) mount -o remount,bind,ro "$m" 2>/dev/null || true ;; esac; done`]
+        : []),
       `cd ${shq(c.workingDir ?? image.workingDir ?? "/")}`,
       'exec "$@"',
     ].join("\n");

@@ -2,14 +2,13 @@
 // Walle CRDs, the local node agent and Walle's install namespace, prints the KUBECONFIG, and stays up until
 // Ctrl-C, then stops everything it started.
 import { mkdtemp, rm } from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
-import { applyObjects, startCluster } from "../cluster/index.ts";
+import { applyObjects, startCluster, STATE_ROOT } from "../cluster/index.ts";
 
 const log = (msg: string, extra?: Record<string, unknown>) =>
   console.log(JSON.stringify({ time: new Date().toISOString(), msg, ...extra }));
 
-const stateDir = process.env.WALLE_CLUSTER_DIR ?? (await mkdtemp(path.join(os.tmpdir(), "walle-start-")));
+const stateDir = process.env.WALLE_CLUSTER_DIR ?? (await mkdtemp(path.join(STATE_ROOT, "walle-start-")));
 const cluster = await startCluster({ stateDir, log });
 await applyObjects(cluster.api, [{ apiVersion: "v1", kind: "Namespace", metadata: { name: "walle-system" } }]);
 

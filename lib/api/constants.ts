@@ -44,6 +44,8 @@ export const Label = {
   BackupSchedule: "ros.io/backup-schedule",
   BackupSet: "ros.io/backupset",
   BackupJob: "ros.io/backup-job",
+  /** (new) The namespace of the BackupJob or BackupRestore a child belongs to, for children in other namespaces. */
+  OwnerNamespace: "ros.io/owner-namespace",
   BackupJobType: "ros.io/backup-job-type",
   /** (new) Marks the worker Job and temporary objects of a BackupRestore. */
   BackupRestore: "ros.io/backup-restore",
@@ -75,6 +77,8 @@ export const LegacyFinalizer = {
   BackupSchedule: "ros.io/backup-schedule",
   BackupSet: "ros.io/backup-set",
   BackupJob: "ros.io/backup-job",
+  /** (new) The namespace of the BackupJob or BackupRestore a child belongs to, for children in other namespaces. */
+  OwnerNamespace: "ros.io/owner-namespace",
 } as const;
 export type LegacyFinalizer = ValueOf<typeof LegacyFinalizer>;
 

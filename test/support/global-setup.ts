@@ -1,10 +1,10 @@
 // Global setup of the `cluster` project: one real local cluster for the whole suite, which tests share and
 // separate by namespace. It also lays down Walle's install namespace and service accounts.
 import { mkdtemp, rm } from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
 import type { TestProject } from "vitest/node";
-import { applyObjects, startCluster, type Cluster } from "../../cluster/index.ts";
+import { applyObjects, readManifestFiles, startCluster, STATE_ROOT, type Cluster } from "../../cluster/index.ts";
+import { repoRoot, resolveResticBinaries } from "../../cluster/toolchain.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -21,7 +21,7 @@ let cluster: Cluster | undefined;
 let stateDir: string | undefined;
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  stateDir = await mkdtemp(path.join(os.tmpdir(), "walle-test-"));
+  stateDir = await mkdtemp(path.join(STATE_ROOT, "walle-test-"));
   const started = Date.now();
   cluster = await startCluster({
     stateDir,
@@ -33,6 +33,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
     { apiVersion: "v1", kind: "Namespace", metadata: { name: INSTALL_NAMESPACE } },
     ...WALLE_SERVICE_ACCOUNTS.map((name) => ({ apiVersion: "v1", kind: "ServiceAccount", metadata: { name, namespace: INSTALL_NAMESPACE } })),
   ]);
+  // Walle's own RBAC, as an install applies it: tests act as its service accounts under these rules.
+  await applyObjects(cluster.api, await readManifestFiles([path.join(repoRoot, "knative", "reconcile-rbac.yaml")]));
+  const bins = await resolveResticBinaries();
+  project.provide("restic", bins.restic);
+  project.provide("restServer", bins.restServer);
   console.log(`Local cluster up in ${((Date.now() - started) / 1000).toFixed(1)} s at ${cluster.server} (state ${stateDir}).`);
   project.provide("kubeconfig", cluster.kubeconfig);
   project.provide("clusterStateDir", stateDir);

@@ -1,0 +1,57 @@
+// The contract between the reconcile function's HTTP shell (server.ts: CloudEvents in, status codes out) and
+// its handler (handler.ts: what each event means for the cluster). The shell knows HTTP and CloudEvents; the
+// handler knows Walle. Neither reaches into the other.
+import type { CloudEventV1 } from "cloudevents";
+import type { Logger } from "pino";
+
+/** CloudEvent types the function accepts. */
+export const EventType = {
+  /** ApiServerSource, Resource mode: `data` is the whole object (its last state on delete). */
+  ResourceAdd: "dev.knative.apiserver.resource.add",
+  ResourceUpdate: "dev.knative.apiserver.resource.update",
+  ResourceDelete: "dev.knative.apiserver.resource.delete",
+  /** ApiServerSource, Reference mode: `data` is `{kind, namespace, name, apiVersion}`. */
+  RefAdd: "dev.knative.apiserver.ref.add",
+  RefUpdate: "dev.knative.apiserver.ref.update",
+  RefDelete: "dev.knative.apiserver.ref.delete",
+  /** Forced work, curled by a person or a tool: need the trigger token when one is configured. */
+  BackupRequested: "io.ros.walle.backup.requested",
+  RestoreRequested: "io.ros.walle.restore.requested",
+  /** Drive all in-flight work one step (the tick sends it; so can a person). */
+  Resync: "io.ros.walle.resync",
+  /** From the worker, while it runs. */
+  BackupProgress: "io.ros.walle.backup.progress",
+  RestoreProgress: "io.ros.walle.restore.progress",
+  /** A Knative PingSource, as an alternative trigger of a resync. */
+  Ping: "dev.knative.sources.ping",
+} as const;
+export type EventType = (typeof EventType)[keyof typeof EventType];
+
+export const eventTypes: readonly string[] = Object.values(EventType);
+
+/** Event types that act on the cluster at a caller's request, and so need the trigger token when configured. */
+export const triggerEventTypes: readonly string[] = [EventType.BackupRequested, EventType.RestoreRequested, EventType.Resync];
+
+export interface HandlerResult {
+  /** 200/202/204 when handled or deliberately ignored. */
+  readonly status: 200 | 202 | 204;
+  readonly body?: unknown;
+}
+
+/** `data` that fails its schema: the shell answers 400 with this message and the issues, and nothing changes. */
+export class BadEventError extends Error {
+  override name = "BadEventError";
+  readonly issues: readonly { path: string; message: string }[];
+  constructor(message: string, issues: readonly { path: string; message: string }[] = []) {
+    super(message);
+    this.issues = issues;
+  }
+}
+
+/**
+ * Handles one validated CloudEvent. Throws BadEventError for data that does not parse (→ 400), and lets
+ * lib/k8s's ApiError or a transport error escape when the API server fails (→ 503, so ApiServerSource retries).
+ */
+export interface EventHandler {
+  handle(event: CloudEventV1<unknown>, log: Logger): Promise<HandlerResult>;
+}

@@ -1,0 +1,441 @@
+// The reconcile function's HTTP shell: CloudEvents in, status codes out. It turns a request into a validated
+// CloudEvent, checks the trigger token, hands the event to the handler (contract.ts), and turns the outcome into
+// the status code ApiServerSource acts on (DESIGN §4): 2xx handled or ignored, 400 malformed (never retried),
+// 503 when the API server failed (retried). It also answers the platform's probes and drains on shutdown.
+//
+// It is written on node:http rather than express: the shell has three routes and one size-limited body, and the
+// express 5 installed here ships no types (there is no @types/express), so an express app would be `any` from
+// end to end. node:http is typed, and loads nothing at start-up, which DESIGN §7 measures.
+import { CloudEvent, HTTP, ValidationError, type CloudEventV1 } from "cloudevents";
+import { createHash, timingSafeEqual } from "node:crypto";
+import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Logger } from "pino";
+import { z } from "zod";
+import { ApiError } from "../../lib/k8s/rest.ts";
+import { BadEventError, eventTypes, triggerEventTypes, type EventHandler } from "./contract.ts";
+
+export const defaultMaxBodyBytes = 1024 * 1024;
+
+export interface ServerOptions {
+  readonly handler: EventHandler;
+  readonly log: Logger;
+  /** When set, trigger events (contract.ts triggerEventTypes) need `Authorization: Bearer <token>`. */
+  readonly triggerToken?: string;
+  /** Larger bodies get 400. Default 1 MiB: a Resource-mode event carries one object, far below it. */
+  readonly maxBodyBytes?: number;
+}
+
+export interface ReconcileServer {
+  /** The request listener, for http.createServer or supertest. */
+  readonly app: http.RequestListener;
+  /** Listens on `port` (0 picks a free one) and resolves with the address. */
+  listen(port: number, host?: string): Promise<AddressInfo>;
+  /** Stops taking events (readyz and new POSTs answer 503), waits for the events in flight, then closes. */
+  close(): Promise<void>;
+  /** Events being handled now. */
+  readonly inFlight: number;
+}
+
+export interface Issue {
+  readonly path: string;
+  readonly message: string;
+}
+
+/** What the shell answers: a status and a JSON body. */
+interface Reply {
+  readonly status: number;
+  readonly body?: unknown;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/** A request that is not one valid CloudEvent of a known type: 400, and the handler never sees it. */
+class MalformedEventError extends Error {
+  override name = "MalformedEventError";
+  readonly issues: readonly Issue[];
+  constructor(message: string, issues: readonly Issue[] = []) {
+    super(message);
+    this.issues = issues;
+  }
+}
+
+export function createServer(opts: ServerOptions): ReconcileServer {
+  const maxBodyBytes = opts.maxBodyBytes ?? defaultMaxBodyBytes;
+  const drain = new Drain();
+  let listening: http.Server | undefined;
+
+  const app: http.RequestListener = (req, res) => {
+    void route(req, res).catch((err: unknown) => {
+      // Only a bug in the shell itself lands here: the event paths answer every error they meet.
+      opts.log.error({ err }, "Failed to answer request");
+      if (!res.headersSent) send(res, { status: 500, body: { error: "Internal error" } });
+    });
+  };
+
+  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? "/").split("?")[0];
+    if (path === "/healthz" && req.method === "GET") return send(res, { status: 200, body: { status: "ok" } });
+    if (path === "/readyz" && req.method === "GET") {
+      return send(res, drain.closing ? { status: 503, body: { status: "shutting down" } } : { status: 200, body: { status: "ready" } });
+    }
+    if (path !== "/") return send(res, { status: 404, body: { error: `No route for ${req.method ?? "?"} ${path}` } });
+    if (req.method !== "POST") return send(res, { status: 405, body: { error: "Send CloudEvents with POST" }, headers: { allow: "POST" } });
+    if (drain.closing) {
+      // ApiServerSource retries a 503; Knative's queue-proxy has by then stopped routing to this instance.
+      req.resume();
+      return send(res, { status: 503, body: { error: "The function is shutting down; send the event again" } });
+    }
+    await drain.track(() => onEvent(req, res));
+  }
+
+  async function onEvent(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = performance.now();
+    let log = opts.log;
+    let outcome: Outcome;
+    try {
+      const event = parseEvent(req.headers, await readBody(req, maxBodyBytes));
+      log = opts.log.child(eventLogFields(event));
+      authorize(event, req.headers, opts.triggerToken);
+      const result = await opts.handler.handle(event, log);
+      outcome = { reply: { status: result.status, body: result.body }, level: "info", msg: "Handled CloudEvent" };
+    } catch (err) {
+      outcome = outcomeOfError(err);
+    }
+    send(res, outcome.reply);
+    // One line per event, whatever became of it.
+    const durationMs = Math.round((performance.now() - started) * 10) / 10;
+    log[outcome.level]({ status: outcome.reply.status, durationMs, ...outcome.fields }, outcome.msg);
+  }
+
+  return {
+    app,
+    get inFlight() {
+      return drain.count;
+    },
+    listen(port, host) {
+      return new Promise((resolve, reject) => {
+        const server = http.createServer(app);
+        server.once("error", reject);
+        server.listen(port, host, () => {
+          listening = server;
+          resolve(server.address() as AddressInfo);
+        });
+      });
+    },
+    async close() {
+      await drain.close();
+      const server = listening;
+      listening = undefined;
+      // Node closes the idle keep-alive connections too, so this returns as soon as the last reply is out.
+      if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** Counts the events in flight, so shutdown can wait for them, and refuses new ones once closing. */
+class Drain {
+  closing = false;
+  count = 0;
+  private idle: Promise<void> | undefined;
+  private markIdle: () => void = () => {};
+
+  async track(work: () => Promise<void>): Promise<void> {
+    this.count++;
+    try {
+      await work();
+    } finally {
+      this.count--;
+      if (this.count === 0) this.markIdle();
+    }
+  }
+
+  /** Resolves once nothing is in flight; every caller gets the same promise. */
+  close(): Promise<void> {
+    this.closing = true;
+    this.idle ??= this.count === 0 ? Promise.resolve() : new Promise((resolve) => (this.markIdle = resolve));
+    return this.idle;
+  }
+}
+
+function send(res: ServerResponse, reply: Reply): void {
+  res.statusCode = reply.status;
+  for (const [name, value] of Object.entries(reply.headers ?? {})) res.setHeader(name, value);
+  if (reply.status === 204 || reply.body === undefined) {
+    res.end();
+    return;
+  }
+  res.setHeader("content-type", "application/json; charset=utf-8");
+  res.end(JSON.stringify(reply.body));
+}
+
+// ---- The body
+
+/**
+ * Reads the body, up to `limit` bytes. A larger body is read to its end and thrown away, so the client sees
+ * the 400 rather than a reset connection; the server's requestTimeout bounds how long that can take.
+ */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers["content-length"] ?? 0);
+    let size = 0;
+    let tooLarge = declared > limit;
+    const chunks: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) tooLarge = true;
+      if (!tooLarge) chunks.push(chunk);
+    });
+    req.on("end", () => {
+      if (tooLarge) reject(new MalformedEventError(`The body is larger than the limit of ${limit} bytes`));
+      else resolve(Buffer.concat(chunks));
+    });
+    // A client that goes away mid-body must not leave the event "in flight" forever: shutdown waits for it.
+    req.on("error", (err) => reject(new MalformedEventError(`The body could not be read: ${err.message}`)));
+    req.on("close", () => {
+      if (!req.complete) reject(new MalformedEventError("The client closed the connection before the body ended"));
+    });
+  });
+}
+
+// ---- The event
+
+const Mode = { Binary: "binary", Structured: "structured" } as const;
+type Mode = (typeof Mode)[keyof typeof Mode];
+
+const structuredType = "application/cloudevents+json";
+const batchType = "application/cloudevents-batch+json";
+const jsonType = "application/json";
+
+/** The media type of a Content-Type header, lower-cased, without parameters. */
+function mediaType(headers: IncomingHttpHeaders): string {
+  return (headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+}
+
+function modeOf(headers: IncomingHttpHeaders): Mode {
+  const media = mediaType(headers);
+  if (media === batchType) throw new MalformedEventError("Batch mode is not supported: send one CloudEvent per request");
+  if (media === structuredType) return Mode.Structured;
+  if (media.startsWith("application/cloudevents")) throw new MalformedEventError(`Structured mode supports only ${structuredType}, not ${media}`);
+  return Mode.Binary;
+}
+
+const required = (what: string) =>
+  z.string({ error: (issue) => (issue.input === undefined ? `${what} is required` : `${what} must be a string`) }).min(1, `${what} must not be empty`);
+
+/**
+ * The context attributes the SDK would otherwise make up or let through: HTTP.toEvent fills in a missing `id`
+ * and `time`, and both it and validate() accept spec versions other than 1.0. Walle speaks CloudEvents 1.0.
+ */
+const envelopeSchema = z.object({
+  specversion: z.literal("1.0", { error: 'specversion must be "1.0"' }),
+  id: required("id"),
+  source: required("source"),
+  type: required("type"),
+  time: z.iso.datetime({ offset: true, error: "time must be an RFC 3339 timestamp" }).optional(),
+});
+
+function checkEnvelope(attributes: Record<string, unknown>, mode: Mode): void {
+  const parsed = envelopeSchema.safeParse(attributes);
+  if (parsed.success) return;
+  // Name each attribute as the sender wrote it: a header in binary mode, a JSON member in structured mode.
+  const where = (key: string) => (mode === Mode.Binary ? `ce-${key}` : key);
+  const issues = parsed.error.issues.map((i) => ({ path: where(i.path.map(String).join(".")), message: i.message }));
+  throw new MalformedEventError("The request is not a valid CloudEvent", issues);
+}
+
+function binaryAttributes(headers: IncomingHttpHeaders): Record<string, unknown> {
+  const header = (name: string) => {
+    const value = headers[`ce-${name}`];
+    return Array.isArray(value) ? value.join(",") : value;
+  };
+  return { specversion: header("specversion"), id: header("id"), source: header("source"), type: header("type"), time: header("time") };
+}
+
+function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new MalformedEventError(`${what} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+function structuredAttributes(body: string): Record<string, unknown> {
+  const parsed = parseJson(body, "The body");
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new MalformedEventError("The body of a structured-mode CloudEvent must be a JSON object");
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/**
+ * Headers as the SDK's parsers want them. It picks a data parser by the exact Content-Type string, so
+ * `application/json;charset=UTF-8` would leave JSON data unparsed, and rejects any structured-mode variant
+ * but two.
+ */
+function sdkHeaders(headers: IncomingHttpHeaders, mode: Mode): IncomingHttpHeaders {
+  if (mode === Mode.Structured) return { ...headers, "content-type": structuredType };
+  return mediaType(headers) === jsonType ? { ...headers, "content-type": jsonType } : headers;
+}
+
+function validationIssues(err: ValidationError): Issue[] {
+  const errors: readonly unknown[] = err.errors ?? [];
+  return errors.map((e) => {
+    if (typeof e === "string") return { path: "", message: e };
+    const o = e as { instancePath?: unknown; message?: unknown };
+    return { path: typeof o.instancePath === "string" ? o.instancePath : "", message: String(o.message ?? e) };
+  });
+}
+
+/** One validated CloudEvent 1.0 of a type the function knows, or MalformedEventError. */
+function parseEvent(headers: IncomingHttpHeaders, body: Buffer): CloudEventV1<unknown> {
+  const mode = modeOf(headers);
+  const text = body.toString("utf8");
+  const attributes = mode === Mode.Binary ? binaryAttributes(headers) : structuredAttributes(text);
+  checkEnvelope(attributes, mode);
+  let event: CloudEventV1<unknown> | CloudEventV1<unknown>[];
+  try {
+    event = HTTP.toEvent<unknown>({ headers: sdkHeaders(headers, mode), body: mode === Mode.Binary ? text || undefined : attributes });
+  } catch (err) {
+    // The envelope is checked, so what fails here is the data (binary mode) or an attribute's format.
+    if (err instanceof SyntaxError) throw new MalformedEventError(`The data is not valid JSON: ${err.message}`);
+    throw new MalformedEventError(`The request is not a valid CloudEvent: ${(err as Error).message}`);
+  }
+  if (Array.isArray(event)) throw new MalformedEventError("Batch mode is not supported: send one CloudEvent per request");
+  try {
+    // toEvent builds the event without validating it (DESIGN, STYLE): extension names, formats, data_base64.
+    if (event instanceof CloudEvent) event.validate();
+  } catch (err) {
+    if (err instanceof ValidationError) throw new MalformedEventError(`The request is not a valid CloudEvent: ${err.message}`, validationIssues(err));
+    throw err;
+  }
+  if (!eventTypes.includes(event.type)) {
+    throw new MalformedEventError(`Unknown CloudEvent type ${JSON.stringify(event.type)}`, [{ path: "type", message: `must be one of: ${eventTypes.join(", ")}` }]);
+  }
+  return event;
+}
+
+/** The object an event is about, for the log: ApiServerSource's `namespace`/`name` extensions, else its subject. */
+function eventLogFields(event: CloudEventV1<unknown>): Record<string, string> {
+  const fields: Record<string, string> = { ceId: event.id, ceType: event.type };
+  const fromSubject = /\/namespaces\/([^/]*)\/[^/]+\/([^/]+)$/.exec(event.subject ?? "");
+  const namespace = typeof event.namespace === "string" ? event.namespace : fromSubject?.[1];
+  const name = typeof event.name === "string" ? event.name : fromSubject?.[2];
+  if (namespace) fields.namespace = namespace;
+  if (name) fields.name = name;
+  return fields;
+}
+
+// ---- The trigger token
+
+class UnauthorizedError extends Error {
+  override name = "UnauthorizedError";
+}
+
+const digest = (text: string): Buffer => createHash("sha256").update(text).digest();
+
+/** Constant-time: comparing digests of equal length leaks neither the token's length nor its prefix. */
+function tokenMatches(given: string, expected: string): boolean {
+  return timingSafeEqual(digest(given), digest(expected));
+}
+
+function authorize(event: CloudEventV1<unknown>, headers: IncomingHttpHeaders, token: string | undefined): void {
+  if (token === undefined || !triggerEventTypes.includes(event.type)) return;
+  const given = /^Bearer\s+(\S+)\s*$/i.exec(headers.authorization ?? "")?.[1];
+  if (given === undefined || !tokenMatches(given, token)) {
+    throw new UnauthorizedError(`A ${event.type} event needs the trigger token as Authorization: Bearer <token>`);
+  }
+}
+
+// ---- Errors to status codes
+
+/** The error and its causes: the handler wraps API errors with context (`new Error("create …", { cause })`). */
+function* causes(err: unknown): Generator<unknown> {
+  for (let e = err, depth = 0; e !== undefined && depth < 10; depth++) {
+    yield e;
+    e = e instanceof Error ? e.cause : undefined;
+  }
+}
+
+function findCause<T>(err: unknown, type: abstract new (...args: never[]) => T): T | undefined {
+  for (const e of causes(err)) if (e instanceof type) return e;
+  return undefined;
+}
+
+// Errors of the connection to the API server (node:net, node:dns, undici) that a moment later may not recur.
+const transportCodes = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_AGAIN",
+  "ENOTFOUND",
+  "UND_ERR_SOCKET",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_HEADERS_TIMEOUT",
+  "UND_ERR_BODY_TIMEOUT",
+]);
+
+function isTransportError(err: unknown): boolean {
+  for (const e of causes(err)) {
+    if (!(e instanceof Error)) continue;
+    const code = (e as { code?: unknown }).code;
+    if ((typeof code === "string" && transportCodes.has(code)) || e.name === "TimeoutError") return true;
+  }
+  return false;
+}
+
+/**
+ * An API error that a retry can cure: the server is overloaded or failing (429, 5xx), or another writer
+ * changed the object first (409 Conflict; the retry re-reads it). AlreadyExists is also a 409, but the
+ * handler meets it by design (deterministic names) and never lets it escape.
+ */
+const isTransientApiError = (e: ApiError): boolean => e.code >= 500 || e.code === 429 || (e.code === 409 && e.reason === "Conflict");
+
+/** What became of an event: the reply, and the log line that records it. */
+interface Outcome {
+  readonly reply: Reply;
+  readonly level: "info" | "warn" | "error";
+  readonly msg: string;
+  readonly fields?: Readonly<Record<string, unknown>>;
+}
+
+const errorBody = (message: string, issues: readonly Issue[]) => ({ error: message, ...(issues.length ? { issues } : {}) });
+
+function outcomeOfError(err: unknown): Outcome {
+  if (err instanceof MalformedEventError) {
+    const fields = { error: err.message, issues: err.issues };
+    return { reply: { status: 400, body: errorBody(err.message, err.issues) }, level: "warn", msg: "Rejected malformed CloudEvent", fields };
+  }
+  if (err instanceof UnauthorizedError) {
+    const reply = { status: 401, body: { error: err.message }, headers: { "www-authenticate": 'Bearer realm="walle"' } };
+    return { reply, level: "warn", msg: "Rejected CloudEvent without a valid trigger token" };
+  }
+  const bad = findCause(err, BadEventError);
+  if (bad) {
+    const fields = { error: bad.message, issues: bad.issues };
+    return { reply: { status: 400, body: errorBody(bad.message, bad.issues) }, level: "warn", msg: "Rejected CloudEvent with invalid data", fields };
+  }
+  const api = findCause(err, ApiError);
+  if ((api && isTransientApiError(api)) || (!api && isTransportError(err))) {
+    const reply = { status: 503, body: { error: `The API server is unavailable: ${messageOf(err)}` } };
+    return { reply, level: "warn", msg: "Failed to reach the API server; the event will be retried", fields: { err } };
+  }
+  if (api) {
+    // A 4xx from the API server (403 from RBAC, 404 for a kind not installed, 422 for an object built wrong)
+    // gives the same answer on every retry, so a 503 would only repeat it. A 500 tells ApiServerSource
+    // "failed, do not retry", and the tick's resync drives the object again once the cause is fixed.
+    const reply = { status: 500, body: { error: `The API server refused a request (${api.code} ${api.reason}): ${messageOf(err)}` } };
+    return { reply, level: "error", msg: "Failed to handle CloudEvent: the API server refused a request", fields: { err } };
+  }
+  return { reply: { status: 500, body: { error: `Internal error: ${messageOf(err)}` } }, level: "error", msg: "Failed to handle CloudEvent", fields: { err } };
+}
+
+/** The message of an error and of its causes, outermost first: "create VolumeSnapshot: POST …: 403 forbidden". */
+function messageOf(err: unknown): string {
+  const parts: string[] = [];
+  for (const e of causes(err)) parts.push(e instanceof Error ? e.message : String(e));
+  return parts.join(": ");
+}

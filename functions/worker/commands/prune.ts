@@ -1,0 +1,32 @@
+// prune: forget the snapshots the retention policy no longer keeps, then prune the data only they used.
+import { forgetArgs, pruneArgs } from "../../../lib/restic/args.ts";
+import type { ForgetStats } from "../../../lib/restic/result.ts";
+import { ForgetReport, forgetCounts } from "../../../lib/restic/snapshots.ts";
+import type { PruneConfig } from "../config.ts";
+import { judge, parseJson, resultOf, runCreatingRepository, type CommandResult, type WorkerContext } from "./shared.ts";
+
+export async function prune(config: PruneConfig, ctx: WorkerContext): Promise<CommandResult> {
+  ctx.log.info({ repository: config.repository, host: config.host, schedule: config.schedule, retention: config.retention }, "Forgetting snapshots by the retention policy.");
+  const forget = await runCreatingRepository(
+    { command: "forget", args: forgetArgs({ host: config.host, schedule: config.schedule, policy: config.retention, lockWait: config.lockWait }), keepStdout: true },
+    config,
+    ctx,
+  );
+  const forgetVerdict = judge(forget, config);
+  if (forgetVerdict.reason !== "Completed") return resultOf(forget, forgetVerdict);
+  const counts = countsOf(forget.stdout);
+  ctx.log.info({ forget: counts }, `Forgot ${counts?.removed ?? "some"} snapshots and kept ${counts?.kept ?? "the rest"}.`);
+
+  // Always pruned, not only after a forget removed something: prune also frees the data of interrupted backups.
+  const pruned = await ctx.restic.run({ command: "prune", args: pruneArgs({ lockWait: config.lockWait }) });
+  const verdict = judge(pruned, config);
+  const forgotten = counts ? `Forgot ${counts.removed} snapshots and kept ${counts.kept}` : "Forgot snapshots by the policy";
+  const message = verdict.reason === "Completed" ? `${forgotten}, and pruned the repository.` : `${forgotten}, but prune failed: ${verdict.message}`;
+  return { ...resultOf(pruned, verdict), message, ...(counts ? { forget: counts } : {}) };
+}
+
+/** The counts from forget's JSON report; undefined when it printed none (nothing matched) or an unreadable one. */
+function countsOf(stdout: readonly string[]): ForgetStats | undefined {
+  const report = ForgetReport.safeParse(parseJson(stdout.join("\n")));
+  return report.success ? forgetCounts(report.data) : undefined;
+}

@@ -1,0 +1,315 @@
+// The worker's configuration: its environment, parsed once with zod into a typed config per command.
+//
+// A missing or invalid setting ends the worker before restic runs, with a message that names the variable.
+//
+// Environment (names from the original Walle kept where it had them):
+//
+//   restic's own variables, from the repository Secret through envFrom, passed to restic untouched and never put
+//   on its command line: RESTIC_REPOSITORY or RESTIC_REPOSITORY_FILE (one required); RESTIC_PASSWORD,
+//   RESTIC_PASSWORD_FILE or RESTIC_PASSWORD_COMMAND (one required); RESTIC_CACHE_DIR, AWS_*, B2_*, AZURE_*,
+//   GOOGLE_*, OS_*, RESTIC_REST_USERNAME/PASSWORD, and the rest of restic's documented variables.
+//   INITIALIZE_REPO       true/false (yes/no, 1/0, on/off); create the repository when it does not exist (backup,
+//                         prune, check). Usually set in the repository Secret, as in the original. Default false.
+//
+//   For all commands:
+//   CLUSTER_NAME          restic's --host for every snapshot: the cluster, never the random pod name. Required
+//                         for backup, prune and a restore that has to find its snapshot.
+//   RESTIC_BINARY         the restic executable. Default: `restic` on the PATH.
+//   LOCK_WAIT             how long to wait for a lock another restic holds (restic's --retry-lock), a Go duration
+//                         such as 5m. Default 5m.
+//   UNREACHABLE_TIMEOUT   how long restic may keep retrying a repository it cannot reach before the worker stops
+//                         it and reports Unreachable (restic alone would retry for 15 minutes). Default 2m.
+//   TERMINATION_MESSAGE_PATH  where the result goes (the pod's terminationMessagePath). Default /dev/termination-log.
+//   LOG_LEVEL             pino level: fatal, error, warn, info, debug or trace. Default info.
+//   PROGRESS_SINK_URL     an http(s) URL; progress is POSTed there as binary-mode CloudEvents, best effort.
+//   PROGRESS_INTERVAL     the least time between two progress reports (log and sink), a Go duration. Default 10s.
+//   PROGRESS_SUBJECT      the CloudEvents `subject` of progress events, e.g. the BackupJob's API path, so the
+//                         receiver knows which object to update.
+//
+//   backup:
+//   SOURCE_PATH           absolute path of the mounted snapshot; restic runs inside it. Required.
+//   PVC_NAME, PVC_NAMESPACE   the PVC backed up; the snapshot is tagged pvc=<name> and namespace=<namespace>.
+//   BACKUP_SCHEDULE       the BackupSchedule, when there is one; tagged schedule=<name>.
+//   SNAPSHOT_TIME         when the volume snapshot was taken (RFC 3339, or restic's `2006-01-02 15:04:05` in UTC);
+//                         becomes the restic snapshot's time. Default: now.
+//
+//   restore:
+//   RESTORE_TARGET_PATH   absolute path to restore into. Required.
+//   RESTORE_SNAPSHOT      a snapshot id (8 to 64 hex digits) or `latest`. Default latest.
+//   RESTORE_BEFORE        instead of the latest: the latest taken at or before this RFC 3339 time.
+//   PVC_NAME, PVC_NAMESPACE   whose snapshots to choose from (with CLUSTER_NAME as host); required unless
+//                         RESTORE_SNAPSHOT is an id.
+//   RESTORE_INCLUDE       a JSON array of paths inside the snapshot to restore, e.g. ["/data/db"]. Default: all.
+//
+//   prune:
+//   RETENTION             the policy, as the BackupSchedule's prune.retain in JSON:
+//                         {"last","hourly","daily","weekly","monthly","yearly": counts, "within": "1y6m"}. Required,
+//                         with at least one rule.
+//   BACKUP_SCHEDULE       when set, only that schedule's snapshots are forgotten.
+//
+//   check:
+//   CHECK_READ_DATA_SUBSET  also read this part of the data: `1/10`, `5%` or `500M` (restic's --read-data-subset).
+import path from "node:path";
+import { z } from "zod";
+import { redactUrl } from "../../lib/restic/redact.ts";
+import { isEmptyPolicy, Retention } from "../../lib/restic/retention.ts";
+import type { WorkerCommand } from "../../lib/restic/result.ts";
+import { parseGoDuration, parseSnapshotTime } from "../../lib/restic/time.ts";
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export const defaultTerminationMessagePath = "/dev/termination-log";
+
+/** Read on its own, so that even an invalid configuration can be reported where Kubernetes looks for it. */
+export function terminationMessagePath(env: Env): string {
+  return env.TERMINATION_MESSAGE_PATH || defaultTerminationMessagePath;
+}
+
+const missing = (iss: { input: unknown }) => (iss.input === undefined ? "is required" : undefined);
+
+const text = () => z.string({ error: missing }).min(1, "must not be empty");
+
+const absolutePath = () => text().refine((p) => path.posix.isAbsolute(p), "must be an absolute path");
+
+// A DNS-1123 name, as Kubernetes names are; it also keeps commas (restic's tag separator) out of tags.
+const kubeName = () =>
+  text()
+    .max(253)
+    .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "must be a Kubernetes name (lower case letters, digits, '-' and '.')");
+
+const goDuration = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .refine((d) => parseGoDuration(d) !== undefined, "must be a duration such as 90s, 5m or 1h30m");
+
+const time = () =>
+  z
+    .string()
+    .transform((t, ctx) => parseSnapshotTime(t) ?? invalid(ctx, "must be an RFC 3339 time such as 2024-05-01T02:00:00Z"));
+
+const json = <T extends z.ZodType>(schema: T) =>
+  z
+    .string({ error: missing })
+    .transform((t, ctx): unknown => {
+      try {
+        return JSON.parse(t);
+      } catch {
+        return invalid(ctx, "must be JSON");
+      }
+    })
+    .pipe(schema);
+
+function invalid(ctx: z.RefinementCtx, message: string): never {
+  ctx.addIssue({ code: "custom", message });
+  return z.NEVER;
+}
+
+const Common = z.object({
+  RESTIC_REPOSITORY: z.string().optional(),
+  RESTIC_REPOSITORY_FILE: z.string().optional(),
+  RESTIC_PASSWORD: z.string().optional(),
+  RESTIC_PASSWORD_FILE: z.string().optional(),
+  RESTIC_PASSWORD_COMMAND: z.string().optional(),
+  RESTIC_BINARY: z.string().default("restic"),
+  CLUSTER_NAME: text().optional(),
+  INITIALIZE_REPO: z.stringbool({ error: "must be true or false" }).default(false),
+  LOCK_WAIT: goDuration("5m"),
+  UNREACHABLE_TIMEOUT: goDuration("2m"),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
+  PROGRESS_SINK_URL: z.url({ protocol: /^https?$/, error: "must be an http or https URL" }).optional(),
+  PROGRESS_INTERVAL: goDuration("10s"),
+  PROGRESS_SUBJECT: z.string().optional(),
+});
+
+const Owner = { PVC_NAME: kubeName(), PVC_NAMESPACE: kubeName() };
+
+const schemas = {
+  backup: Common.extend({
+    CLUSTER_NAME: text(),
+    SOURCE_PATH: absolutePath(),
+    ...Owner,
+    BACKUP_SCHEDULE: kubeName().optional(),
+    SNAPSHOT_TIME: time().optional(),
+  }),
+  restore: Common.extend({
+    RESTORE_TARGET_PATH: absolutePath(),
+    RESTORE_SNAPSHOT: z
+      .string()
+      .regex(/^([0-9a-f]{8,64}|latest)$/, "must be a snapshot id (8 to 64 hex digits) or latest")
+      .default("latest"),
+    RESTORE_BEFORE: time().optional(),
+    RESTORE_INCLUDE: json(z.array(text(), { error: "must be a JSON array of paths" })).optional(),
+    PVC_NAME: kubeName().optional(),
+    PVC_NAMESPACE: kubeName().optional(),
+  }),
+  prune: Common.extend({
+    CLUSTER_NAME: text(),
+    RETENTION: json(Retention).refine((r) => !isEmptyPolicy(r), "must keep something: give at least one rule"),
+    BACKUP_SCHEDULE: kubeName().optional(),
+  }),
+  check: Common.extend({
+    CHECK_READ_DATA_SUBSET: z
+      .string()
+      .regex(/^(\d+\/\d+|\d+(\.\d+)?%|\d+[KMGT]?)$/, "must be n/t, a percentage or a size, such as 1/10, 5% or 500M")
+      .optional(),
+  }),
+  unlock: Common,
+} as const satisfies Record<WorkerCommand, z.ZodObject>;
+
+type Raw<C extends WorkerCommand> = z.infer<(typeof schemas)[C]>;
+
+/** What every command needs. */
+export interface CommonConfig {
+  resticBinary: string;
+  /** For messages and logs only, with any password masked; restic reads the real one from its environment. */
+  repository?: string;
+  host?: string;
+  initializeRepo: boolean;
+  lockWait: string;
+  unreachableTimeout: string;
+  unreachableTimeoutMs: number;
+  logLevel: Raw<"unlock">["LOG_LEVEL"];
+  progress: { sinkUrl?: string; intervalMs: number; subject?: string };
+}
+
+export interface BackupConfig extends CommonConfig {
+  command: "backup";
+  host: string;
+  sourcePath: string;
+  owner: { pvc: string; namespace: string; schedule?: string };
+  snapshotTime?: Date;
+}
+
+export type RestoreSource =
+  | { kind: "id"; id: string }
+  | { kind: "latest"; host: string; pvc: string; namespace: string; before?: Date };
+
+export interface RestoreConfig extends CommonConfig {
+  command: "restore";
+  targetPath: string;
+  source: RestoreSource;
+  include: string[];
+}
+
+export interface PruneConfig extends CommonConfig {
+  command: "prune";
+  host: string;
+  retention: Retention;
+  schedule?: string;
+}
+
+export interface CheckConfig extends CommonConfig {
+  command: "check";
+  readDataSubset?: string;
+}
+
+export interface UnlockConfig extends CommonConfig {
+  command: "unlock";
+}
+
+export type WorkerConfig = BackupConfig | RestoreConfig | PruneConfig | CheckConfig | UnlockConfig;
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`Invalid worker configuration: ${problems.join("; ")}.`);
+    this.problems = problems;
+  }
+}
+
+/** Parses the environment for one command, or throws a ConfigError naming every bad variable. */
+export function parseConfig(command: WorkerCommand, env: Env): WorkerConfig {
+  switch (command) {
+    case "backup":
+      return backupConfig(parse(schemas.backup, env));
+    case "restore":
+      return restoreConfig(parse(schemas.restore, env));
+    case "prune": {
+      const raw = parse(schemas.prune, env);
+      return { ...common(raw), command, host: raw.CLUSTER_NAME, retention: raw.RETENTION, schedule: raw.BACKUP_SCHEDULE };
+    }
+    case "check": {
+      const raw = parse(schemas.check, env);
+      return { ...common(raw), command, readDataSubset: raw.CHECK_READ_DATA_SUBSET };
+    }
+    case "unlock":
+      return { ...common(parse(schemas.unlock, env)), command };
+    default:
+      return unhandled(command);
+  }
+}
+
+function parse<S extends z.ZodType>(schema: S, env: Env): z.infer<S> {
+  const present = withoutEmpty(env);
+  const problems = secretProblems(present);
+  const parsed = schema.safeParse(present);
+  if (!parsed.success) problems.push(...parsed.error.issues.map((i) => `${i.path.join(".")} ${i.message}`));
+  if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
+  return parsed.data;
+}
+
+// Kubernetes sets an env var from an absent optional key to "", which must mean "not set", not "invalid".
+function withoutEmpty(env: Env): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== "") out[k] = v;
+  return out;
+}
+
+function secretProblems(env: Env): string[] {
+  const problems: string[] = [];
+  if (!env.RESTIC_REPOSITORY && !env.RESTIC_REPOSITORY_FILE) problems.push("RESTIC_REPOSITORY is required (or RESTIC_REPOSITORY_FILE)");
+  if (!env.RESTIC_PASSWORD && !env.RESTIC_PASSWORD_FILE && !env.RESTIC_PASSWORD_COMMAND) {
+    problems.push("RESTIC_PASSWORD is required (or RESTIC_PASSWORD_FILE or RESTIC_PASSWORD_COMMAND)");
+  }
+  return problems;
+}
+
+function common(raw: Raw<"unlock">): CommonConfig {
+  return {
+    resticBinary: raw.RESTIC_BINARY,
+    repository: raw.RESTIC_REPOSITORY ? redactUrl(raw.RESTIC_REPOSITORY) : undefined,
+    host: raw.CLUSTER_NAME,
+    initializeRepo: raw.INITIALIZE_REPO,
+    lockWait: raw.LOCK_WAIT,
+    unreachableTimeout: raw.UNREACHABLE_TIMEOUT,
+    unreachableTimeoutMs: parseGoDuration(raw.UNREACHABLE_TIMEOUT) ?? 0,
+    logLevel: raw.LOG_LEVEL,
+    progress: {
+      sinkUrl: raw.PROGRESS_SINK_URL,
+      intervalMs: parseGoDuration(raw.PROGRESS_INTERVAL) ?? 0,
+      subject: raw.PROGRESS_SUBJECT,
+    },
+  };
+}
+
+function backupConfig(raw: Raw<"backup">): BackupConfig {
+  return {
+    ...common(raw),
+    command: "backup",
+    host: raw.CLUSTER_NAME,
+    sourcePath: path.posix.normalize(raw.SOURCE_PATH),
+    owner: { pvc: raw.PVC_NAME, namespace: raw.PVC_NAMESPACE, schedule: raw.BACKUP_SCHEDULE },
+    snapshotTime: raw.SNAPSHOT_TIME,
+  };
+}
+
+// Which snapshot: an id needs nothing else; "latest" (optionally before a time) needs the PVC and the host.
+function restoreConfig(raw: Raw<"restore">): RestoreConfig {
+  const base = { ...common(raw), command: "restore" as const, targetPath: raw.RESTORE_TARGET_PATH, include: raw.RESTORE_INCLUDE ?? [] };
+  if (raw.RESTORE_SNAPSHOT !== "latest") {
+    if (raw.RESTORE_BEFORE) throw new ConfigError(["RESTORE_BEFORE cannot be combined with a RESTORE_SNAPSHOT id"]);
+    return { ...base, source: { kind: "id", id: raw.RESTORE_SNAPSHOT } };
+  }
+  const { CLUSTER_NAME: host, PVC_NAME: pvc, PVC_NAMESPACE: namespace } = raw;
+  if (!host || !pvc || !namespace) {
+    const absent = Object.entries({ CLUSTER_NAME: host, PVC_NAME: pvc, PVC_NAMESPACE: namespace }).filter(([, v]) => !v);
+    throw new ConfigError(absent.map(([name]) => `${name} is required to find the latest snapshot (or set RESTORE_SNAPSHOT to an id)`));
+  }
+  return { ...base, source: { kind: "latest", host, pvc, namespace, ...(raw.RESTORE_BEFORE ? { before: raw.RESTORE_BEFORE } : {}) } };
+}
+
+function unhandled(value: never): never {
+  throw new Error(`Unhandled command ${String(value)}`);
+}

@@ -1,0 +1,59 @@
+// A BackupSet's status, aggregated from its BackupJobs with the original Walle's semantics: jobs counted by
+// phase; once every job has finished or failed (and there is at least one), the set is Finished, or
+// FinishedWithFailures when any failed, with its finish time and one Event.
+import { BackupJobPhase } from "../api/backup-job.ts";
+import { BackupSetState, type BackupSetStatistics, type BackupSetStatus } from "../api/backup-set.ts";
+import type { KubeEvent } from "./backup-job.ts";
+import { rfc3339 } from "./conditions.ts";
+
+export function statistics(phases: readonly (string | undefined)[]): BackupSetStatistics {
+  const s = { totalJobs: phases.length, runningJobs: 0, finishedJobs: 0, failedJobs: 0, unstartedJobs: 0 };
+  for (const phase of phases) {
+    switch (phase) {
+      case BackupJobPhase.CreatingSnapshot:
+      case BackupJobPhase.WaitingBackup:
+      case BackupJobPhase.BackingUp:
+        s.runningJobs++;
+        break;
+      case BackupJobPhase.Finished:
+        s.finishedJobs++;
+        break;
+      case BackupJobPhase.Failed:
+        s.failedJobs++;
+        break;
+      default:
+        s.unstartedJobs++;
+    }
+  }
+  return s;
+}
+
+export function decideBackupSet(
+  status: BackupSetStatus | undefined,
+  jobPhases: readonly (string | undefined)[],
+  now: Date,
+  generation?: number,
+): { status: BackupSetStatus; events: KubeEvent[] } {
+  const before = status ?? {};
+  // A finished set stays as it finished, as in the original: later changes to its jobs do not reopen it.
+  if (before.state === BackupSetState.Finished || before.state === BackupSetState.FinishedWithFailures) return { status: before, events: [] };
+  const stats = statistics(jobPhases);
+  const next: BackupSetStatus = {
+    ...before,
+    ...(generation !== undefined ? { observedGeneration: generation } : {}),
+    state: BackupSetState.Running,
+    statistics: stats,
+    completions: `${stats.finishedJobs}/${stats.totalJobs}`,
+  };
+  const settled = stats.finishedJobs + stats.failedJobs > 0 && stats.runningJobs === 0 && stats.unstartedJobs === 0;
+  if (!settled) return { status: next, events: [] };
+  const failed = stats.failedJobs > 0;
+  return {
+    status: { ...next, state: failed ? BackupSetState.FinishedWithFailures : BackupSetState.Finished, finishTime: rfc3339(now) },
+    events: [
+      failed
+        ? { type: "Warning", reason: "FinishedWithFailures", note: `Backups finished with ${stats.failedJobs} of ${stats.totalJobs} BackupJobs failed.` }
+        : { type: "Normal", reason: "FinishedBackups", note: `All ${stats.totalJobs} backups finished.` },
+    ],
+  };
+}

@@ -1,0 +1,203 @@
+// Builders of the objects Walle creates for a backup or a restore. Pure: the same inputs give the same object,
+// with deterministic names, Walle's labels, and owner references where Kubernetes allows them (same namespace).
+import { API_VERSION, CREATED_BY, JobType, Label } from "../api/constants.ts";
+import type { SnapClassMapping } from "../api/config.ts";
+
+export interface WalleConfig {
+  /** The namespace Walle is installed in; repositories without a namespace live here. */
+  readonly installNamespace: string;
+  /** restic's --host for every snapshot. */
+  readonly clusterName: string;
+  readonly workerImage: string;
+  readonly snapClassMappings: readonly SnapClassMapping[];
+  /** Where workers POST progress CloudEvents (the reconcile function's own URL), if anywhere. */
+  readonly progressSinkUrl?: string;
+  /** The worker Job's activeDeadlineSeconds. */
+  readonly workerDeadlineSeconds: number;
+  /** How long a VolumeSnapshot may take to become ready before the BackupJob fails. */
+  readonly snapshotTimeoutSeconds: number;
+  /** Retries of a worker pod that failed for a reason other than a known restic failure. */
+  readonly workerBackoffLimit: number;
+}
+
+export interface OwnerRef {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly name: string;
+  readonly uid: string;
+  readonly controller: true;
+  readonly blockOwnerDeletion: true;
+}
+
+export function ownerRef(kind: string, name: string, uid: string): OwnerRef {
+  return { apiVersion: API_VERSION, kind, name, uid, controller: true, blockOwnerDeletion: true };
+}
+
+/** Objects Walle creates: typed loosely enough to hold any kind, strictly enough to carry names and labels. */
+export interface Manifest {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly metadata: {
+    readonly name: string;
+    readonly namespace?: string;
+    readonly labels: Readonly<Record<string, string>>;
+    readonly annotations?: Readonly<Record<string, string>>;
+    readonly ownerReferences?: readonly OwnerRef[];
+  };
+  readonly [field: string]: unknown;
+}
+
+/**
+ * Owner references only within one namespace: the garbage collector treats a reference to an owner in another
+ * namespace as dangling and deletes the child, so cross-namespace children are tracked by label instead.
+ */
+export function ownedMetadata(
+  name: string,
+  namespace: string | undefined,
+  labels: Record<string, string>,
+  owner: { namespace: string; ref: OwnerRef },
+): Manifest["metadata"] {
+  return {
+    name,
+    ...(namespace ? { namespace } : {}),
+    labels: { [Label.CreatedBy]: CREATED_BY, ...labels },
+    ...(namespace === owner.namespace ? { ownerReferences: [owner.ref] } : {}),
+  };
+}
+
+export function volumeSnapshot(metadata: Manifest["metadata"], source: { pvc: string } | { content: string }, className?: string): Manifest {
+  return {
+    apiVersion: "snapshot.storage.k8s.io/v1",
+    kind: "VolumeSnapshot",
+    metadata,
+    spec: {
+      source: "pvc" in source ? { persistentVolumeClaimName: source.pvc } : { volumeSnapshotContentName: source.content },
+      ...(className ? { volumeSnapshotClassName: className } : {}),
+    },
+  };
+}
+
+/** DESIGN §3 step 2: a pre-provisioned content naming the same storage snapshot by its handle. */
+export function movedContent(
+  metadata: Manifest["metadata"],
+  from: { driver: string; snapshotHandle: string; className?: string },
+  snapshotRef: { namespace: string; name: string },
+): Manifest {
+  return {
+    apiVersion: "snapshot.storage.k8s.io/v1",
+    kind: "VolumeSnapshotContent",
+    metadata,
+    spec: {
+      driver: from.driver,
+      deletionPolicy: "Delete",
+      ...(from.className ? { volumeSnapshotClassName: from.className } : {}),
+      source: { snapshotHandle: from.snapshotHandle },
+      volumeSnapshotRef: { apiVersion: "snapshot.storage.k8s.io/v1", kind: "VolumeSnapshot", ...snapshotRef },
+    },
+  };
+}
+
+export function pvcFromSnapshot(metadata: Manifest["metadata"], snapshot: string, size: string, storageClass?: string): Manifest {
+  return {
+    apiVersion: "v1",
+    kind: "PersistentVolumeClaim",
+    metadata,
+    spec: {
+      accessModes: ["ReadWriteOnce"],
+      resources: { requests: { storage: size } },
+      ...(storageClass ? { storageClassName: storageClass } : {}),
+      dataSource: { apiGroup: "snapshot.storage.k8s.io", kind: "VolumeSnapshot", name: snapshot },
+    },
+  };
+}
+
+export const NONROOT = 65532;
+const SOURCE_PATH = "/data";
+const CACHE_PATH = "/cache";
+
+export interface WorkerJobInput {
+  readonly metadata: Manifest["metadata"];
+  readonly config: WalleConfig;
+  readonly command: (typeof JobType)[keyof typeof JobType];
+  readonly repositorySecret: string;
+  /** The volume the worker reads (backup) or writes (restore). */
+  readonly volume: { readonly claimName: string; readonly readOnly: boolean; readonly mountPath?: string };
+  readonly env: Readonly<Record<string, string>>;
+}
+
+/**
+ * The worker Job, hardened as DESIGN §3 says: no service-account token, non-root, read-only root filesystem,
+ * every capability dropped, seccomp RuntimeDefault, the repository Secret by reference only (envFrom), the
+ * volume read-only for a backup, restic's cache on an emptyDir. Known restic failures (wrong password, no
+ * repository, a held lock) fail the Job at once instead of being retried.
+ */
+export function workerJob(input: WorkerJobInput): Manifest {
+  const { config } = input;
+  const mountPath = input.volume.mountPath ?? SOURCE_PATH;
+  const podLabels = { ...input.metadata.labels };
+  return {
+    apiVersion: "batch/v1",
+    kind: "Job",
+    metadata: input.metadata,
+    spec: {
+      backoffLimit: config.workerBackoffLimit,
+      activeDeadlineSeconds: config.workerDeadlineSeconds,
+      // Walle deletes the Job once it has read the result; this is only the safety net.
+      ttlSecondsAfterFinished: 86_400,
+      // Retrying cannot fix an invalid configuration (2), a missing repository (10), a wrong password (12) or a
+      // cancellation (130); a held lock (11) or a network failure (1) may pass, so those get backoffLimit retries.
+      podFailurePolicy: {
+        rules: [{ action: "FailJob", onExitCodes: { containerName: "worker", operator: "In", values: [2, 10, 12, 130] } }],
+      },
+      template: {
+        metadata: { labels: podLabels },
+        spec: {
+          restartPolicy: "Never",
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: NONROOT,
+            runAsGroup: NONROOT,
+            fsGroup: NONROOT,
+            seccompProfile: { type: "RuntimeDefault" },
+          },
+          containers: [
+            {
+              name: "worker",
+              image: config.workerImage,
+              args: [input.command],
+              envFrom: [{ secretRef: { name: input.repositorySecret } }],
+              env: Object.entries({
+                CLUSTER_NAME: config.clusterName,
+                RESTIC_CACHE_DIR: CACHE_PATH,
+                ...(config.progressSinkUrl ? { PROGRESS_SINK_URL: config.progressSinkUrl } : {}),
+                ...input.env,
+              }).map(([name, value]) => ({ name, value })),
+              volumeMounts: [
+                { name: "volume", mountPath, readOnly: input.volume.readOnly },
+                { name: "cache", mountPath: CACHE_PATH },
+                { name: "tmp", mountPath: "/tmp" },
+              ],
+              securityContext: {
+                allowPrivilegeEscalation: false,
+                readOnlyRootFilesystem: true,
+                runAsNonRoot: true,
+                capabilities: { drop: ["ALL"] },
+              },
+              terminationMessagePolicy: "FallbackToLogsOnError",
+              resources: { requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "1Gi" } },
+            },
+          ],
+          volumes: [
+            { name: "volume", persistentVolumeClaim: { claimName: input.volume.claimName, readOnly: input.volume.readOnly } },
+            { name: "cache", emptyDir: {} },
+            { name: "tmp", emptyDir: {} },
+          ],
+        },
+      },
+    },
+  };
+}
+
+export const workerSourcePath = SOURCE_PATH;

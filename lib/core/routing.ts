@@ -1,0 +1,44 @@
+// Which Walle object an ApiServerSource event is about. A child (Job, Pod, PVC, VolumeSnapshot) re-drives the
+// BackupJob it belongs to, found by Walle's labels (children in other namespaces) or its controller owner.
+import { Label } from "../api/constants.ts";
+
+export type Target =
+  | { readonly kind: "BackupJob"; readonly namespace: string; readonly name: string }
+  | { readonly kind: "BackupRestore"; readonly namespace: string; readonly name: string }
+  | { readonly kind: "BackupSet"; readonly name: string };
+
+export interface EventObject {
+  readonly apiVersion?: string;
+  readonly kind: string;
+  readonly metadata: {
+    readonly name: string;
+    readonly namespace?: string;
+    readonly labels?: Readonly<Record<string, string>>;
+    readonly ownerReferences?: readonly { readonly apiVersion: string; readonly kind: string; readonly name: string; readonly controller?: boolean }[];
+  };
+}
+
+export function targetOf(obj: EventObject): Target | undefined {
+  const { name, namespace, labels, ownerReferences } = obj.metadata;
+  if (obj.apiVersion === undefined || obj.apiVersion === "ros.io/v1") {
+    switch (obj.kind) {
+      case "BackupJob":
+      case "BackupRestore":
+        return namespace ? { kind: obj.kind, namespace, name } : undefined;
+      case "BackupSet":
+        return { kind: "BackupSet", name };
+      case "BackupSchedule":
+        return undefined; // the tick owns schedules
+    }
+  }
+  const job = labels?.[Label.BackupJob];
+  const restore = labels?.[Label.BackupRestore];
+  const ownerNs = labels?.[Label.OwnerNamespace] ?? namespace;
+  if (job && ownerNs) return { kind: "BackupJob", namespace: ownerNs, name: job };
+  if (restore && ownerNs) return { kind: "BackupRestore", namespace: ownerNs, name: restore };
+  const owner = ownerReferences?.find((o) => o.controller && o.apiVersion === "ros.io/v1");
+  if (owner && namespace && (owner.kind === "BackupJob" || owner.kind === "BackupRestore")) {
+    return { kind: owner.kind, namespace, name: owner.name };
+  }
+  return undefined;
+}

@@ -1,0 +1,111 @@
+// The thin executor: performs the core's actions, writes status once, and records Kubernetes Events.
+// Creates meet AlreadyExists and deletes meet NotFound without complaint, so every step is idempotent.
+import { randomBytes } from "node:crypto";
+import type { Action, KubeEvent, ObjectRef } from "../core/backup-job.ts";
+import { collectionPath, isKnownKind, objectPath, type KindName } from "./paths.ts";
+import { isAlreadyExists, isNotFound, type RestClient } from "./rest.ts";
+
+function kindOf(kind: string): KindName {
+  if (!isKnownKind(kind)) throw new Error(`Walle does not manage objects of kind ${kind}`);
+  return kind;
+}
+
+export async function getOrNull<T>(api: RestClient, path: string): Promise<T | null> {
+  try {
+    return await api.get<T>(path);
+  } catch (e) {
+    if (isNotFound(e)) return null;
+    throw e;
+  }
+}
+
+export function pathOf(ref: ObjectRef): string {
+  return objectPath(kindOf(ref.kind), ref.name, ref.namespace);
+}
+
+export async function perform(api: RestClient, action: Action): Promise<void> {
+  switch (action.op) {
+    case "create": {
+      const m = action.manifest;
+      await api.create(collectionPath(kindOf(m.kind), m.metadata.namespace), m).catch((e: unknown) => {
+        if (!isAlreadyExists(e)) throw new Error(`create ${m.kind} ${m.metadata.namespace ?? ""}/${m.metadata.name}`, { cause: e });
+      });
+      return;
+    }
+    case "patch":
+      await api.patch(pathOf(action.target), action.patch).catch((e: unknown) => {
+        if (!isNotFound(e)) throw new Error(`patch ${action.target.kind} ${action.target.name}`, { cause: e });
+      });
+      return;
+    case "delete":
+      await api.delete(pathOf(action.target), { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Background" }).catch((e: unknown) => {
+        if (!isNotFound(e)) throw new Error(`delete ${action.target.kind} ${action.target.name}`, { cause: e });
+      });
+      return;
+    default: {
+      const never: never = action;
+      throw new Error(`unknown action ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+export async function performAll(api: RestClient, actions: readonly Action[]): Promise<void> {
+  for (const a of actions) await perform(api, a);
+}
+
+/**
+ * A JSON merge patch from `before` to `after`: changed and new fields, and null for fields that went away, so
+ * one PATCH of /status writes the whole new status without a read-modify-write conflict.
+ */
+export function mergePatch(before: unknown, after: unknown): unknown {
+  if (!isPlainObject(before) || !isPlainObject(after)) return after === undefined ? null : after;
+  const out: Record<string, unknown> = {};
+  for (const key of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    const a = before[key];
+    const b = after[key];
+    if (b === undefined) {
+      if (a !== undefined) out[key] = null;
+    } else if (JSON.stringify(a) !== JSON.stringify(b)) {
+      out[key] = isPlainObject(a) && isPlainObject(b) ? mergePatch(a, b) : b;
+    }
+  }
+  return out;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** Writes status with one merge patch when it changed; returns whether it wrote. */
+export async function writeStatus(api: RestClient, path: string, before: unknown, after: unknown): Promise<boolean> {
+  const patch = mergePatch(before ?? {}, after);
+  if (isPlainObject(patch) && Object.keys(patch).length === 0) return false;
+  await api.patch(`${path}/status`, { status: patch });
+  return true;
+}
+
+export interface Regarding {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly namespace?: string;
+  readonly name: string;
+  readonly uid?: string;
+}
+
+/** Records an events.k8s.io/v1 Event about an object, as `kubectl describe` and `kubectl events` show them. */
+export async function recordEvent(api: RestClient, regarding: Regarding, event: KubeEvent, controller: { name: string; instance: string }, now: Date): Promise<void> {
+  const namespace = regarding.namespace ?? "default";
+  await api.create(collectionPath("Event", namespace), {
+    apiVersion: "events.k8s.io/v1",
+    kind: "Event",
+    metadata: { name: `${regarding.name}.${randomBytes(8).toString("hex")}`, namespace },
+    eventTime: now.toISOString().replace(/Z$/, "000Z"),
+    reportingController: controller.name,
+    reportingInstance: controller.instance,
+    action: event.reason,
+    reason: event.reason,
+    type: event.type,
+    note: event.note.slice(0, 1024),
+    regarding,
+  });
+}

@@ -1,0 +1,149 @@
+// The restic command lines the worker runs, built without running anything (as k8up's restic/cli/flags.go does),
+// so each can be checked in a table.
+//
+// No secret ever appears here: the repository and its credentials reach restic through its environment, as
+// restic documents them, never as `-r` or `--password` arguments that any process on the node could read.
+import path from "node:path";
+import { keepFlags, type Retention } from "./retention.ts";
+import { resticTime } from "./time.ts";
+
+/** What a snapshot belongs to. Tags are `key=value`, so a PVC named like a namespace cannot be mistaken for it. */
+export interface SnapshotOwner {
+  pvc: string;
+  namespace: string;
+  schedule?: string;
+}
+
+export function snapshotTags(owner: SnapshotOwner): string[] {
+  const tags = [`pvc=${owner.pvc}`, `namespace=${owner.namespace}`];
+  if (owner.schedule) tags.push(`schedule=${owner.schedule}`);
+  return tags;
+}
+
+/** One `--tag` filter value: restic matches a snapshot when it has every tag of the comma-separated list. */
+function tagFilter(tags: readonly string[]): string[] {
+  return tags.length > 0 ? ["--tag", tags.join(",")] : [];
+}
+
+function retryLock(wait: string | undefined): string[] {
+  return wait ? ["--retry-lock", wait] : [];
+}
+
+export interface BackupArgs {
+  host: string;
+  owner: SnapshotOwner;
+  /** The absolute source directory; restic runs inside it and backs up `.`. */
+  sourcePath: string;
+  time?: Date;
+  lockWait?: string;
+}
+
+/**
+ * `restic backup` of the current directory, which must be the source: the snapshot then holds the volume's files
+ * at its root, and a restore lands them directly in the target.
+ *
+ * - `--host`: the cluster name. The pod name is random and would defeat parent detection and forget's grouping.
+ * - `--group-by host,tags`: every PVC is mounted at the same path, so restic's default parent (same host and
+ *   paths) would be another PVC's snapshot; grouping by tags picks this PVC's previous snapshot, which is what
+ *   makes the second backup incremental without rereading every file.
+ * - `--exclude <source>/lost+found`: ext4's lost+found is root-only (mode 0700); a non-root worker would turn every
+ *   backup of an ext4 volume into a warning for a directory that holds no user data.
+ */
+export function backupArgs(o: BackupArgs): string[] {
+  return [
+    "backup",
+    "--json",
+    ...retryLock(o.lockWait),
+    "--host",
+    o.host,
+    "--group-by",
+    "host,tags",
+    ...tagFilter(snapshotTags(o.owner)),
+    ...(o.time ? ["--time", resticTime(o.time)] : []),
+    "--exclude",
+    path.posix.join(o.sourcePath, "lost+found"),
+    ".",
+  ];
+}
+
+export function initArgs(): string[] {
+  return ["init", "--json"];
+}
+
+/** The snapshots of one PVC taken by one cluster, for choosing what to restore. */
+export function snapshotsArgs(o: { host: string; owner: Pick<SnapshotOwner, "pvc" | "namespace"> }): string[] {
+  return ["snapshots", "--json", "--host", o.host, ...tagFilter(snapshotTags(o.owner))];
+}
+
+export interface RestoreArgs {
+  snapshotId: string;
+  targetPath: string;
+  include?: readonly string[];
+  lockWait?: string;
+}
+
+/** restic restores modes, times, symlinks and hard links itself, and ownership when it runs as root. */
+export function restoreArgs(o: RestoreArgs): string[] {
+  return [
+    "restore",
+    o.snapshotId,
+    "--json",
+    ...retryLock(o.lockWait),
+    "--target",
+    o.targetPath,
+    ...(o.include ?? []).flatMap((p) => ["--include", p]),
+  ];
+}
+
+export interface ForgetArgs {
+  host: string;
+  /** Only this schedule's snapshots, when set; another schedule may share the repository with another policy. */
+  schedule?: string;
+  policy: Retention;
+  lockWait?: string;
+}
+
+/**
+ * `restic forget`, limited to this cluster's snapshots (another cluster may share the repository) and grouped by
+ * host and tags, so the policy applies to each PVC's snapshots on its own.
+ */
+export function forgetArgs(o: ForgetArgs): string[] {
+  return [
+    "forget",
+    "--json",
+    ...retryLock(o.lockWait),
+    "--group-by",
+    "host,tags",
+    "--host",
+    o.host,
+    ...tagFilter(o.schedule ? [`schedule=${o.schedule}`] : []),
+    ...keepFlags(o.policy),
+  ];
+}
+
+export function pruneArgs(o: { lockWait?: string } = {}): string[] {
+  return ["prune", "--json", ...retryLock(o.lockWait)];
+}
+
+/** `--read-data-subset` (`1/10`, `5%`, `500M`) also reads that part of the data, not only the structure. */
+export function checkArgs(o: { readDataSubset?: string; lockWait?: string } = {}): string[] {
+  return ["check", "--json", ...retryLock(o.lockWait), ...(o.readDataSubset ? ["--read-data-subset", o.readDataSubset] : [])];
+}
+
+/** Without `--remove-all`, restic removes only stale locks: those of processes that are gone. */
+export function unlockArgs(): string[] {
+  return ["unlock", "--json"];
+}
+
+/**
+ * restic's environment: the worker's own (the repository Secret's variables arrive there through envFrom), with
+ * TZ=UTC because `--time` and forget's day and week boundaries are read in restic's local zone, and one status
+ * line a second instead of restic's default 60, which is plenty for progress reported every few seconds.
+ */
+export function resticEnvironment(env: Readonly<Record<string, string | undefined>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = v;
+  out.TZ = "UTC";
+  out.RESTIC_PROGRESS_FPS = env.RESTIC_PROGRESS_FPS ?? "1";
+  return out;
+}

@@ -1,0 +1,228 @@
+// BackupJobs driven to the end by the reconcile function, fed by the local event source, on the real control
+// plane: the snapshot, the PVC made from it, the hardened worker running real restic against a real
+// rest-server, the status, the Events and the cleanup.
+import { chmod, mkdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from "vitest";
+import type { BackupJobStatus } from "../../lib/api/backup-job.ts";
+import { ApiError } from "../../lib/k8s/rest.ts";
+import { listSnapshots, restic, startRestServer, tempDir, type RestServer } from "../integration/worker-harness.ts";
+import { admin, createNamespace, waitFor } from "../support/kube.ts";
+import { CLUSTER_NAME, startWalle } from "../support/walle.ts";
+
+const SNAP = "/apis/snapshot.storage.k8s.io/v1";
+const USER = "backup";
+const PASSWORD = "correct horse battery staple";
+
+let rest: RestServer;
+
+beforeAll(async () => {
+  rest = await startRestServer({ dataDir: await tempDir("rest"), users: { [USER]: "rest-secret" } });
+});
+afterAll(async () => rest?.stop());
+
+interface BackupJobObj {
+  metadata: { name: string; namespace: string; uid: string };
+  status?: BackupJobStatus;
+}
+
+async function pvcWithData(ns: string, name: string, files: Record<string, string>, annotations: Record<string, string> = {}): Promise<void> {
+  await admin().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, {
+    apiVersion: "v1",
+    kind: "PersistentVolumeClaim",
+    metadata: { name, annotations },
+    spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } },
+  });
+  const pvc = await waitFor(async () => {
+    const p = await admin().get<{ spec: { volumeName?: string }; status?: { phase?: string } }>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/${name}`);
+    return p.status?.phase === "Bound" ? p : undefined;
+  }, `PVC ${ns}/${name} Bound`);
+  const dir = path.join(inject("clusterStateDir"), "volumes", pvc.spec.volumeName ?? "");
+  for (const [file, content] of Object.entries(files)) {
+    await mkdir(path.dirname(path.join(dir, file)), { recursive: true });
+    await writeFile(path.join(dir, file), content);
+    await chmod(path.join(dir, file), 0o644);
+  }
+}
+
+async function repositorySecret(ns: string, name: string, repo: string, password = PASSWORD): Promise<void> {
+  await admin().create(`/api/v1/namespaces/${ns}/secrets`, {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name },
+    stringData: { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: password, INITIALIZE_REPO: "true" },
+  });
+}
+
+async function backupJob(ns: string, name: string, spec: Record<string, unknown>): Promise<void> {
+  await admin().create(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`, { apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name }, spec });
+}
+
+async function settled(ns: string, name: string, timeoutMs = 90_000): Promise<BackupJobObj> {
+  return waitFor(async () => {
+    const bj = await admin().get<BackupJobObj>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/${name}`);
+    const cleaned = bj.status?.conditions?.some((c) => c.type === "CleanedUp" && c.status === "True");
+    return (bj.status?.phase === "Finished" || bj.status?.phase === "Failed") && cleaned ? bj : undefined;
+  }, `BackupJob ${ns}/${name} to finish`, timeoutMs);
+}
+
+const condition = (bj: BackupJobObj, type: string) => bj.status?.conditions?.find((c) => c.type === type);
+
+async function names(pathname: string, labelSelector?: string): Promise<string[]> {
+  const list = await admin().get<{ items: { metadata: { name: string } }[] }>(pathname, labelSelector ? { labelSelector } : undefined);
+  return list.items.map((i) => i.metadata.name);
+}
+
+/** Nothing Walle made for a backup is left: no snapshot, content, PVC or Job. */
+async function expectNoLeftovers(namespaces: string[]): Promise<void> {
+  await waitFor(async () => {
+    for (const ns of namespaces) {
+      if ((await names(`${SNAP}/namespaces/${ns}/volumesnapshots`)).length > 0) return false;
+      if ((await names(`/apis/batch/v1/namespaces/${ns}/jobs`, "app.kubernetes.io/created-by=walle")).length > 0) return false;
+      if ((await names(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, "app.kubernetes.io/created-by=walle")).length > 0) return false;
+    }
+    return (await names(`${SNAP}/volumesnapshotcontents`, "app.kubernetes.io/created-by=walle")).length === 0;
+  }, "no leftover VolumeSnapshots, contents, PVCs or Jobs", 60_000);
+}
+
+describe("reconcile drives a BackupJob", () => {
+  it("with its repository in its own namespace, to Finished, with the snapshot in restic", async () => {
+    await startWalle();
+    const ns = await createNamespace("own-repo");
+    const repo = rest.repository(USER, "rest-secret", `own-${ns}`);
+    await pvcWithData(ns, "data", { "hello.txt": "hello", "dir/notes.md": "# notes" });
+    await repositorySecret(ns, "repo", repo);
+    await backupJob(ns, "first", { sourcePvc: "data", repository: { name: "repo", namespace: ns } });
+
+    const bj = await settled(ns, "first");
+    expect({ phase: bj.status?.phase, logs: bj.status?.logs, state: condition(bj, "BackupState") }).toMatchObject({ phase: "Finished", state: { status: "True" } });
+    expect(bj.status?.phase).toBe("Finished");
+    expect(condition(bj, "SnapshotReady")?.status).toBe("True");
+    expect(bj.status?.snapshotId).toMatch(/^[0-9a-f]{64}$/);
+    expect(bj.status?.summary).toMatchObject({ filesNew: 2, filesChanged: 0, totalBytesProcessed: "hello".length + "# notes".length });
+    expect(bj.status?.startTime && bj.status.finishTime).toBeTruthy();
+
+    const snapshots = await listSnapshots({ RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD });
+    expect(snapshots).toHaveLength(1);
+    const [snap] = snapshots;
+    expect(snap?.id).toBe(bj.status?.snapshotId);
+    expect(snap?.hostname).toBe(CLUSTER_NAME);
+    expect(snap?.tags).toEqual(expect.arrayContaining(["pvc=data", `namespace=${ns}`]));
+    // restic's time is the volume snapshot's, not the worker's start.
+    expect(Math.abs(Date.parse(snap?.time ?? "") - Date.parse(bj.status?.startTime ?? ""))).toBeLessThan(10_000);
+    const files = await restic(["ls", "--json", "latest"], { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD });
+    expect(files).toContain('"path":"/hello.txt"');
+
+    const events = await admin().get<{ items: { reason: string; regarding: { name: string } }[] }>(`/apis/events.k8s.io/v1/namespaces/${ns}/events`);
+    expect(events.items.filter((e) => e.regarding.name === "first").map((e) => e.reason)).toEqual(
+      expect.arrayContaining(["CreatingSnapshot", "SnapshotReady", "BackupFinished"]),
+    );
+    await expectNoLeftovers([ns]);
+  });
+
+  it("with its repository in the install namespace, forced by a CloudEvent, never exposing the Secret", async () => {
+    const walle = await startWalle();
+    const ns = await createNamespace("tenant");
+    const repo = rest.repository(USER, "rest-secret", `shared-${ns}`);
+    const secretName = `shared-${ns}`;
+    await repositorySecret("walle-system", secretName, repo);
+    onCleanupDelete(`/api/v1/namespaces/walle-system/secrets/${secretName}`);
+    await pvcWithData(ns, "app-data", { "db.sqlite": "rows" });
+
+    const res = await fetch(walle.url, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "ce-specversion": "1.0",
+        "ce-id": `force-${ns}`,
+        "ce-source": "/test/curl",
+        "ce-type": "io.ros.walle.backup.requested",
+      },
+      body: JSON.stringify({ namespace: ns, pvc: "app-data", repository: { name: secretName } }),
+    });
+    expect(res.status).toBe(202);
+    const body = (await res.json()) as { backupJob: { namespace: string; name: string } };
+    expect(body.backupJob.namespace).toBe(ns);
+
+    const bj = await settled(ns, body.backupJob.name);
+    expect(bj.status?.phase).toBe("Finished");
+    const snapshots = await listSnapshots({ RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD });
+    expect(snapshots.map((s) => s.id)).toEqual([bj.status?.snapshotId]);
+    expect(await names(`/api/v1/namespaces/${ns}/secrets`)).not.toContain(secretName);
+    await expectNoLeftovers([ns, "walle-system"]);
+  });
+
+  it("fails with a clear condition when the PVC does not exist", async () => {
+    await startWalle();
+    const ns = await createNamespace("nopvc");
+    await repositorySecret(ns, "repo", rest.repository(USER, "rest-secret", `nopvc-${ns}`));
+    await backupJob(ns, "missing", { sourcePvc: "absent", repository: { name: "repo", namespace: ns } });
+    const bj = await settled(ns, "missing");
+    expect(bj.status?.phase).toBe("Failed");
+    expect(condition(bj, "BackupState")).toMatchObject({ reason: "PvcNotFound", message: `PersistentVolumeClaim ${ns}/absent was not found.` });
+  });
+
+  it("fails with a clear condition when the snapshot fails", async () => {
+    await startWalle();
+    const ns = await createNamespace("snaperr");
+    await repositorySecret(ns, "repo", rest.repository(USER, "rest-secret", `snaperr-${ns}`));
+    await pvcWithData(ns, "data", { a: "a" }, { "local.walle.dev/snapshot-error": "the storage backend is out of space" });
+    await backupJob(ns, "broken", { sourcePvc: "data", repository: { name: "repo", namespace: ns } });
+    const bj = await settled(ns, "broken");
+    expect(bj.status?.phase).toBe("Failed");
+    expect(condition(bj, "SnapshotReady")?.message).toMatch(/failed: the storage backend is out of space$/);
+    await expectNoLeftovers([ns]);
+  });
+
+  it("fails with a clear condition when no VolumeSnapshotClass fits the PVC's driver", async () => {
+    await startWalle();
+    const ns = await createNamespace("noclass");
+    await repositorySecret(ns, "repo", rest.repository(USER, "rest-secret", `noclass-${ns}`));
+    const scName = `other-${ns}`;
+    await admin().create("/apis/storage.k8s.io/v1/storageclasses", { apiVersion: "storage.k8s.io/v1", kind: "StorageClass", metadata: { name: scName }, provisioner: "other.csi.example.com" });
+    onCleanupDelete(`/apis/storage.k8s.io/v1/storageclasses/${scName}`);
+    // A statically provisioned volume of another driver, which the binder binds to the claim.
+    await admin().create("/api/v1/persistentvolumes", {
+      apiVersion: "v1",
+      kind: "PersistentVolume",
+      metadata: { name: `pv-${ns}` },
+      spec: { capacity: { storage: "1Gi" }, accessModes: ["ReadWriteOnce"], storageClassName: scName, csi: { driver: "other.csi.example.com", volumeHandle: ns }, persistentVolumeReclaimPolicy: "Retain" },
+    });
+    onCleanupDelete(`/api/v1/persistentvolumes/pv-${ns}`);
+    await admin().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, {
+      apiVersion: "v1",
+      kind: "PersistentVolumeClaim",
+      metadata: { name: "data" },
+      spec: { accessModes: ["ReadWriteOnce"], storageClassName: scName, resources: { requests: { storage: "1Gi" } } },
+    });
+    await backupJob(ns, "noclass", { sourcePvc: "data", repository: { name: "repo", namespace: ns } });
+    const bj = await settled(ns, "noclass");
+    expect(bj.status?.phase).toBe("Failed");
+    expect(condition(bj, "SnapshotReady")).toMatchObject({ reason: "NoSnapshotClass" });
+    expect(condition(bj, "SnapshotReady")?.message).toMatch(/No VolumeSnapshotClass for driver other\.csi\.example\.com/);
+  });
+
+  it("fails with the worker's reason when the repository password is wrong", async () => {
+    await startWalle();
+    const ns = await createNamespace("wrongpw");
+    const repo = rest.repository(USER, "rest-secret", `wrongpw-${ns}`);
+    await restic(["init"], { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD });
+    await repositorySecret(ns, "repo", repo, "not the password");
+    await pvcWithData(ns, "data", { a: "a" });
+    await backupJob(ns, "wrong", { sourcePvc: "data", repository: { name: "repo", namespace: ns } });
+    const bj = await settled(ns, "wrong");
+    expect(bj.status?.phase).toBe("Failed");
+    expect(condition(bj, "BackupState")?.reason).toBe("WrongPassword");
+    expect(condition(bj, "BackupState")?.message).toMatch(/password/i);
+    expect(JSON.stringify(bj)).not.toContain("not the password");
+    await expectNoLeftovers([ns]);
+  });
+});
+
+function onCleanupDelete(pathname: string): void {
+  onTestFinished(async () => {
+    await admin().delete(pathname).catch((e: unknown) => {
+      if (!(e instanceof ApiError && e.code === 404)) throw e;
+    });
+  });
+}

@@ -1,0 +1,225 @@
+// The BackupJob lifecycle as pure decisions: each phase, given what was observed, gives the right actions and
+// status, without a cluster.
+import { describe, expect, it } from "vitest";
+import { BackupJobPhase, type BackupJobStatus } from "../../lib/api/backup-job.ts";
+import { decideBackupJob, snapshotClassFor, type Action, type BackupJobWorld } from "../../lib/core/backup-job.ts";
+import type { Manifest, WalleConfig } from "../../lib/core/builders.ts";
+import { decideBackupSet } from "../../lib/core/backup-set.ts";
+import { backupJobChildNames, boundedName } from "../../lib/core/names.ts";
+import type { Job, Pod, Pvc, VolumeSnapshot, VolumeSnapshotContent } from "../../lib/core/objects.ts";
+import { targetOf } from "../../lib/core/routing.ts";
+import { selectorString } from "../../lib/core/selectors.ts";
+import { mergePatch } from "../../lib/k8s/actions.ts";
+import { encodeResult } from "../../lib/restic/result.ts";
+
+const now = new Date("2026-11-26T10:00:00Z");
+const config: WalleConfig = {
+  installNamespace: "walle-system",
+  clusterName: "prod",
+  workerImage: "ghcr.io/ros-io/walle-worker:1.0.0",
+  snapClassMappings: [],
+  progressSinkUrl: "http://walle-reconcile.walle-system.svc.cluster.local",
+  workerDeadlineSeconds: 3600,
+  snapshotTimeoutSeconds: 600,
+  workerBackoffLimit: 2,
+};
+const job = { namespace: "app", name: "nightly", uid: "0b1c2d3e-aaaa-bbbb-cccc-000000000001", generation: 1, labels: {}, creationTimestamp: "2026-11-26T09:59:00Z" };
+const names = backupJobChildNames(job);
+
+const pvc: Pvc = {
+  metadata: { name: "data", namespace: "app" },
+  spec: { storageClassName: "fast", resources: { requests: { storage: "5Gi" } } },
+  status: { phase: "Bound", capacity: { storage: "5Gi" } },
+};
+const storageClass = { metadata: { name: "fast" }, provisioner: "csi.example.com" };
+const defaultClass = { metadata: { name: "snaps", annotations: { "snapshot.storage.kubernetes.io/is-default-class": "true" } }, driver: "csi.example.com", deletionPolicy: "Delete" as const };
+
+function world(status: BackupJobStatus, extra: Partial<BackupJobWorld> = {}, repoNs?: string): BackupJobWorld {
+  return { job, spec: { sourcePvc: "data", repository: { name: "repo", ...(repoNs ? { namespace: repoNs } : { namespace: "app" }) } }, status, ...extra };
+}
+
+const creates = (actions: readonly Action[]) => actions.filter((a): a is Extract<Action, { op: "create" }> => a.op === "create").map((a) => a.manifest);
+const kindsCreated = (actions: readonly Action[]) => creates(actions).map((m) => `${m.kind} ${m.metadata.namespace ?? ""}/${m.metadata.name}`);
+
+const readySnapshot = (ns: string, name: string): VolumeSnapshot => ({
+  metadata: { name, namespace: ns },
+  spec: { source: { persistentVolumeClaimName: "data" } },
+  status: { readyToUse: true, restoreSize: "1048576", creationTime: "2026-11-26T09:59:30Z", boundVolumeSnapshotContentName: "snapcontent-1" },
+});
+
+describe("decideBackupJob", () => {
+  it("fails a BackupJob whose PVC does not exist, naming it", () => {
+    const d = decideBackupJob(world({}, { pvc: null, snapshotClasses: [], storageClass: null, sourceSnapshot: null }), config, now);
+    expect(d.status.phase).toBe(BackupJobPhase.Failed);
+    expect(d.actions).toEqual([]);
+    const backupState = d.status.conditions?.find((c) => c.type === "BackupState");
+    expect(backupState).toMatchObject({ status: "False", reason: "PvcNotFound", message: "PersistentVolumeClaim app/data was not found." });
+    expect(d.events[0]).toMatchObject({ type: "Warning", reason: "BackupFailed" });
+  });
+
+  it("fails with a clear message when no snapshot class fits the PVC's driver", () => {
+    const d = decideBackupJob(world({}, { pvc, storageClass, snapshotClasses: [], sourceSnapshot: null }), config, now);
+    expect(d.status.phase).toBe(BackupJobPhase.Failed);
+    expect(d.status.conditions?.find((c) => c.type === "SnapshotReady")?.message).toMatch(/No VolumeSnapshotClass for driver csi\.example\.com \(storage class fast\)/);
+  });
+
+  it("creates one VolumeSnapshot with a deterministic name and moves to CreatingSnapshot", () => {
+    const d = decideBackupJob(world({}, { pvc, storageClass, snapshotClasses: [defaultClass], sourceSnapshot: null }), config, now);
+    expect(d.status.phase).toBe(BackupJobPhase.CreatingSnapshot);
+    expect(d.status.startTime).toBe("2026-11-26T10:00:00Z");
+    expect(kindsCreated(d.actions)).toEqual([`VolumeSnapshot app/${names.sourceSnapshot}`]);
+    const vs = creates(d.actions)[0] as Manifest;
+    expect(vs.spec).toEqual({ source: { persistentVolumeClaimName: "data" }, volumeSnapshotClassName: "snaps" });
+    expect(vs.metadata.ownerReferences?.[0]).toMatchObject({ kind: "BackupJob", name: "nightly", controller: true });
+    // The same step again (a duplicate event) finds the snapshot and creates nothing more.
+    const again = decideBackupJob(world({}, { pvc, storageClass, snapshotClasses: [defaultClass], sourceSnapshot: readySnapshot("app", names.sourceSnapshot) }), config, now);
+    expect(kindsCreated(again.actions)).toEqual([]);
+  });
+
+  it("prefers the operator's snap_class_mappings over the default class", () => {
+    expect(snapshotClassFor(pvc, storageClass, [defaultClass], { snapClassMappings: [{ storage_class: "fast", snapshot_class: "mapped" }] })).toEqual({ name: "mapped" });
+    expect(snapshotClassFor(pvc, storageClass, [defaultClass, { ...defaultClass, metadata: { ...defaultClass.metadata, name: "other" } }], config)).toEqual({
+      error: expect.stringMatching(/Several VolumeSnapshotClasses/),
+    });
+  });
+
+  it("waits for the snapshot, then makes a PVC from it and a hardened worker Job", () => {
+    const waiting = decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { pvc, sourceSnapshot: { ...readySnapshot("app", names.sourceSnapshot), status: {} } }), config, now);
+    expect(waiting.actions).toEqual([]);
+    expect(waiting.status.phase).toBe("CreatingSnapshot");
+
+    const d = decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { pvc, sourceSnapshot: readySnapshot("app", names.sourceSnapshot) }), config, now);
+    expect(d.status.phase).toBe(BackupJobPhase.WaitingBackup);
+    expect(kindsCreated(d.actions)).toEqual([`PersistentVolumeClaim app/${names.pvc}`, `Job app/${names.job}`]);
+    const [claim, worker] = creates(d.actions);
+    expect(claim?.spec).toMatchObject({ dataSource: { kind: "VolumeSnapshot", name: names.sourceSnapshot }, resources: { requests: { storage: "1Mi" } }, storageClassName: "fast" });
+    const pod = (worker?.spec as { template: { spec: Record<string, unknown> & { containers: Record<string, unknown>[]; volumes: unknown[] } } }).template.spec;
+    expect(pod.automountServiceAccountToken).toBe(false);
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: "RuntimeDefault" } });
+    const c = pod.containers[0] as { envFrom: unknown; env: { name: string; value: string }[]; securityContext: unknown; volumeMounts: unknown[] };
+    expect(c.envFrom).toEqual([{ secretRef: { name: "repo" } }]);
+    expect(c.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, capabilities: { drop: ["ALL"] } });
+    expect(c.volumeMounts).toContainEqual({ name: "volume", mountPath: "/data", readOnly: true });
+    expect(pod.volumes).toContainEqual({ name: "volume", persistentVolumeClaim: { claimName: names.pvc, readOnly: true } });
+    expect(Object.fromEntries(c.env.map((e) => [e.name, e.value]))).toMatchObject({
+      SOURCE_PATH: "/data", PVC_NAME: "data", PVC_NAMESPACE: "app", CLUSTER_NAME: "prod", SNAPSHOT_TIME: "2026-11-26T09:59:30Z",
+    });
+    expect(JSON.stringify(worker)).not.toMatch(/RESTIC_PASSWORD/);
+    expect((worker?.spec as { activeDeadlineSeconds: number }).activeDeadlineSeconds).toBe(3600);
+  });
+
+  it("fails when the snapshot reports an error, or is not ready in time", () => {
+    const err = decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { pvc, sourceSnapshot: { ...readySnapshot("app", names.sourceSnapshot), status: { readyToUse: false, error: { message: "disk full" } } } }), config, now);
+    expect(err.status.phase).toBe("Failed");
+    expect(err.status.conditions?.find((c) => c.type === "SnapshotReady")).toMatchObject({ reason: "SnapshotFailed", message: `VolumeSnapshot app/${names.sourceSnapshot} failed: disk full` });
+    const late = decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:40:00Z" }, { pvc, sourceSnapshot: { ...readySnapshot("app", names.sourceSnapshot), status: {} } }), config, now);
+    expect(late.status.phase).toBe("Failed");
+    expect(late.status.conditions?.find((c) => c.type === "BackupState")?.message).toMatch(/^Stuck in CreatingSnapshot/);
+  });
+
+  it("moves the snapshot into the repository namespace when the repository lives elsewhere (DESIGN §3)", () => {
+    const content: VolumeSnapshotContent = { metadata: { name: "snapcontent-1" }, spec: { driver: "csi.example.com", deletionPolicy: "Delete", volumeSnapshotClassName: "snaps", source: { volumeHandle: "vol-1" } }, status: { snapshotHandle: "snap-handle-1", readyToUse: true } };
+    const base = { pvc, sourceSnapshot: readySnapshot("app", names.sourceSnapshot), sourceContent: content };
+    const step1 = decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { ...base, movedContent: null, movedSnapshot: null }, "walle-system"), config, now);
+    expect(kindsCreated(step1.actions)).toEqual([`VolumeSnapshotContent /${names.movedContent}`, `VolumeSnapshot walle-system/${names.movedSnapshot}`]);
+    const moved = creates(step1.actions)[0];
+    expect(moved?.spec).toMatchObject({ source: { snapshotHandle: "snap-handle-1" }, deletionPolicy: "Delete", driver: "csi.example.com", volumeSnapshotRef: { namespace: "walle-system", name: names.movedSnapshot } });
+    // Cross-namespace children carry labels, not owner references (the GC would treat those as dangling).
+    expect(moved?.metadata.ownerReferences).toBeUndefined();
+    expect(moved?.metadata.labels).toMatchObject({ "ros.io/backup-job": "nightly", "ros.io/owner-namespace": "app" });
+    expect(step1.status.phase).toBe("CreatingSnapshot");
+
+    const movedReady = { ...readySnapshot("walle-system", names.movedSnapshot), spec: { source: { volumeSnapshotContentName: names.movedContent } } };
+    const step2 = decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { ...base, movedContent: { ...content, metadata: { name: names.movedContent } }, movedSnapshot: movedReady }, "walle-system"), config, now);
+    expect(step2.actions.map((a) => `${a.op} ${a.op === "create" ? a.manifest.kind : a.target.kind}`)).toEqual([
+      "patch VolumeSnapshotContent", "delete VolumeSnapshot", "delete VolumeSnapshotContent", "create PersistentVolumeClaim", "create Job",
+    ]);
+    expect(step2.actions[0]).toMatchObject({ patch: { spec: { deletionPolicy: "Retain" } } });
+    expect(kindsCreated(step2.actions)).toEqual([`PersistentVolumeClaim walle-system/${names.pvc}`, `Job walle-system/${names.job}`]);
+    expect(step2.status.phase).toBe("WaitingBackup");
+  });
+
+  const finishedJob = (type: "Complete" | "Failed"): Job => ({ metadata: { name: names.job }, status: { conditions: [{ type, status: "True", reason: type === "Failed" ? "PodFailurePolicy" : "Completed", message: "x" }] } });
+  const pod = (message: string, exitCode = 0): Pod => ({ metadata: { name: "p", creationTimestamp: "2026-11-26T09:59:40Z" }, spec: {}, status: { phase: exitCode ? "Failed" : "Succeeded", containerStatuses: [{ name: "worker", state: { terminated: { exitCode, message } } }] } });
+
+  it("reads the worker's result into status and finishes", () => {
+    const result = encodeResult({
+      command: "backup", outcome: "Succeeded", reason: "Completed", message: "Backed up 3 files.", snapshotId: "a".repeat(64), exitCode: 0, exitMeaning: "ok",
+      backup: { filesNew: 3, filesChanged: 0, filesUnmodified: 0, dataAdded: 1234, bytesProcessed: 2048, durationSeconds: 1.5 },
+      startedAt: "2026-11-26T09:59:40Z", finishedAt: "2026-11-26T09:59:50Z",
+    });
+    const d = decideBackupJob(world({ phase: "BackingUp", startTime: "2026-11-26T09:59:30Z" }, { workerJob: finishedJob("Complete"), workerPods: [pod(result)] }), config, now);
+    expect(d.status.phase).toBe("Finished");
+    expect(d.status.snapshotId).toBe("a".repeat(64));
+    expect(d.status.summary).toEqual({ filesNew: 3, filesChanged: 0, filesUnmodified: 0, dataAdded: 1234, totalBytesProcessed: 2048, totalDuration: 1.5 });
+    expect(d.status.conditions?.find((c) => c.type === "BackupState")).toMatchObject({ status: "True", reason: "Completed" });
+    expect(d.events).toEqual([{ type: "Normal", reason: "BackupFinished", note: "Backed up 3 files. Snapshot aaaaaaaa." }]);
+  });
+
+  it("fails with the worker's own reason, e.g. a wrong password", () => {
+    const result = encodeResult({
+      command: "backup", outcome: "Failed", reason: "WrongPassword", message: "The repository password is wrong.", exitCode: 12, exitMeaning: "wrong password",
+      startedAt: "2026-11-26T09:59:40Z", finishedAt: "2026-11-26T09:59:50Z",
+    });
+    const d = decideBackupJob(world({ phase: "BackingUp" }, { workerJob: finishedJob("Failed"), workerPods: [pod(result, 12)] }), config, now);
+    expect(d.status.phase).toBe("Failed");
+    expect(d.status.conditions?.find((c) => c.type === "BackupState")).toMatchObject({ status: "False", reason: "WrongPassword", message: "The repository password is wrong." });
+  });
+
+  it("cleans up once, by name, after a terminal phase", () => {
+    const d = decideBackupJob(world({ phase: "Finished" }, {}, "walle-system"), config, now);
+    expect(d.actions.map((a) => (a.op === "delete" ? `${a.target.kind} ${a.target.namespace}/${a.target.name}` : a.op))).toEqual([
+      `Job walle-system/${names.job}`, `PersistentVolumeClaim walle-system/${names.pvc}`, `VolumeSnapshot app/${names.sourceSnapshot}`, `VolumeSnapshot walle-system/${names.movedSnapshot}`,
+    ]);
+    const again = decideBackupJob(world(d.status, {}, "walle-system"), config, now);
+    expect(again.actions).toEqual([]);
+  });
+});
+
+describe("decideBackupSet", () => {
+  it.each([
+    [["Finished", "Finished"], "Finished", "2/2"],
+    [["Finished", "Failed"], "FinishedWithFailures", "1/2"],
+    [["Finished", "BackingUp"], "Running", "1/2"],
+    [[undefined, "Finished"], "Running", "1/2"],
+    [[], "Running", "0/0"],
+  ] as const)("%j gives %s, %s", (phases, state, completions) => {
+    const d = decideBackupSet(undefined, phases, now);
+    expect(d.status.state).toBe(state);
+    expect(d.status.completions).toBe(completions);
+    expect(d.status.finishTime !== undefined).toBe(state !== "Running");
+    expect(d.events.length).toBe(state === "Running" ? 0 : 1);
+  });
+});
+
+describe("routing events to their owner", () => {
+  it.each([
+    [{ apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name: "j", namespace: "a" } }, { kind: "BackupJob", namespace: "a", name: "j" }],
+    [{ apiVersion: "ros.io/v1", kind: "BackupSet", metadata: { name: "s" } }, { kind: "BackupSet", name: "s" }],
+    [{ apiVersion: "ros.io/v1", kind: "BackupSchedule", metadata: { name: "s" } }, undefined],
+    [{ apiVersion: "batch/v1", kind: "Job", metadata: { name: "w", namespace: "walle-system", labels: { "ros.io/backup-job": "j", "ros.io/owner-namespace": "a" } } }, { kind: "BackupJob", namespace: "a", name: "j" }],
+    [{ apiVersion: "v1", kind: "Pod", metadata: { name: "p", namespace: "a", ownerReferences: [{ apiVersion: "ros.io/v1", kind: "BackupJob", name: "j", controller: true }] } }, { kind: "BackupJob", namespace: "a", name: "j" }],
+    [{ apiVersion: "v1", kind: "PersistentVolumeClaim", metadata: { name: "x", namespace: "a" } }, undefined],
+  ])("%j → %j", (obj, target) => {
+    expect(targetOf(obj)).toEqual(target);
+  });
+});
+
+describe("helpers", () => {
+  it("keeps names within 63 characters, deterministically", () => {
+    const long = boundedName(["walle", "a".repeat(60), "b".repeat(30)]);
+    expect(long.length).toBeLessThanOrEqual(63);
+    expect(long).toBe(boundedName(["walle", "a".repeat(60), "b".repeat(30)]));
+    expect(long).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+    expect(boundedName(["walle", "short"])).toBe("walle-short");
+  });
+
+  it("writes a merge patch that removes what went away", () => {
+    expect(mergePatch({ phase: "BackingUp", progress: { percent: 50 }, logs: "x" }, { phase: "Finished", logs: "x" })).toEqual({ phase: "Finished", progress: null });
+    expect(mergePatch({ a: 1 }, { a: 1 })).toEqual({});
+  });
+
+  it("spells label selectors as the API reads them", () => {
+    expect(selectorString({ matchLabels: { a: "1" }, matchExpressions: [{ key: "b", operator: "In", values: ["x", "y"] }, { key: "c", operator: "DoesNotExist" }] })).toBe("a=1,b in (x,y),!c");
+  });
+});
