@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { BackupJobPhase } from "../../lib/api/backup-job.ts";
+import { backupRestoreSpecSchema } from "../../lib/api/backup-restore.ts";
 import { namespaceName, objectName } from "../../lib/api/common.ts";
 import { operatorConfigSchema } from "../../lib/api/config.ts";
 import { API_VERSION, CREATED_BY, INSTALL_NAMESPACE, Label } from "../../lib/api/constants.ts";
@@ -17,6 +18,7 @@ import { boundedName, shortHash } from "../../lib/core/names.ts";
 import { targetOf, type EventObject, type Target } from "../../lib/core/routing.ts";
 import { getOrNull } from "../../lib/k8s/actions.ts";
 import { driveBackupJob, type DriverContext } from "../../lib/k8s/backup-job-driver.ts";
+import { driveBackupRestore } from "../../lib/k8s/backup-restore-driver.ts";
 import { driveBackupSet } from "../../lib/k8s/backup-set-driver.ts";
 import { collectionPath, isKnownKind, objectPath } from "../../lib/k8s/paths.ts";
 import { resync } from "../../lib/k8s/resync.ts";
@@ -81,6 +83,9 @@ export const backupRequestSchema = z.object({
 });
 export type BackupRequest = z.output<typeof backupRequestSchema>;
 
+/** A BackupRestore's spec plus the namespace to restore in; the schema's own rules (exactly one source, one target) apply. */
+export const restoreRequestSchema = backupRestoreSpecSchema.and(z.object({ namespace: namespaceName }));
+
 const progressSchema = z.object({
   percentDone: z.number().min(0).max(1),
   filesDone: z.int().min(0).optional(),
@@ -110,6 +115,8 @@ function safeJson(text: string): unknown {
 export interface HandlerOptions {
   readonly log: Logger;
   readonly env: Env;
+  /** Whether the HTTP shell demands the trigger token: restores from a shared repository need it. */
+  readonly triggerTokenConfigured?: boolean;
   readonly api?: RestClient;
   readonly now?: () => Date;
 }
@@ -136,7 +143,7 @@ export async function createHandler(opts: HandlerOptions): Promise<EventHandler 
       case "BackupSet":
         return { status: 200, body: { target, ...(await driveBackupSet(c, target.name)) } };
       case "BackupRestore":
-        return { status: 200, body: { target, ignored: "BackupRestore is not driven by this version of Walle yet" } };
+        return { status: 200, body: { target, ...(await driveBackupRestore(c, target.namespace, target.name)) } };
     }
   }
 
@@ -196,6 +203,36 @@ export async function createHandler(opts: HandlerOptions): Promise<EventHandler 
     return { status: 202, body: { backupJob: { namespace: req.namespace, name }, created, phase: result.phase } };
   }
 
+  async function onRestoreRequested(event: CloudEventV1<unknown>, log: Logger): Promise<HandlerResult> {
+    const req = parseData(restoreRequestSchema, event.data, event.type);
+    const repoNs = req.repository.namespace ?? config.installNamespace;
+    // Restores from a shared repository are admin-driven (DESIGN §3): only with the trigger token, which the
+    // HTTP shell has already checked when one is configured.
+    if (repoNs !== req.namespace && !opts.triggerTokenConfigured) {
+      throw new BadEventError(`data.repository.namespace must be ${req.namespace}: restoring from another namespace's repository needs WALLE_TRIGGER_TOKEN`, [
+        { path: "data.repository.namespace", message: "a shared repository can be restored from only by a request that carries the trigger token" },
+      ]);
+    }
+    const name = boundedName(["restore", shortHash(event.id, 10)]);
+    const { namespace, ...spec } = req;
+    const body = {
+      apiVersion: API_VERSION,
+      kind: "BackupRestore",
+      metadata: { name, namespace, labels: { [Label.CreatedBy]: CREATED_BY }, annotations: { "ros.io/requested-by-event": event.id } },
+      spec: { ...spec, repository: { name: req.repository.name, namespace: repoNs } },
+    };
+    const created = await api.create(collectionPath("BackupRestore", namespace), body).then(
+      () => true,
+      (e: unknown) => {
+        if (isAlreadyExists(e)) return false;
+        throw e;
+      },
+    );
+    log.info({ backupRestore: `${namespace}/${name}`, created }, `BackupRestore ${namespace}/${name} requested by event`);
+    const result = await driveBackupRestore({ ...ctx, log }, namespace, name);
+    return { status: 202, body: { backupRestore: { namespace, name }, created, phase: result.phase } };
+  }
+
   async function onProgress(event: CloudEventV1<unknown>, log: Logger): Promise<HandlerResult> {
     const progress = parseData(progressSchema, event.data, event.type);
     const m = /^\/apis\/ros\.io\/v1\/namespaces\/([^/]+)\/backupjobs\/([^/]+)$/.exec(event.subject ?? "");
@@ -244,7 +281,7 @@ export async function createHandler(opts: HandlerOptions): Promise<EventHandler 
         case EventType.BackupRequested:
           return onBackupRequested(event, log);
         case EventType.RestoreRequested:
-          throw new BadEventError("restore requests are not supported by this version of Walle yet", [{ path: "type", message: "not supported yet" }]);
+          return onRestoreRequested(event, log);
         case EventType.Resync:
         case EventType.Ping:
           return { status: 200, body: await resync({ ...ctx, log }) };

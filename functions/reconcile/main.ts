@@ -53,7 +53,7 @@ function exitOnSignals(server: ReconcileServer, log: Logger): void {
 async function main(): Promise<void> {
   const config = readConfig(process.env);
   const log = createLogger({ function: config.K_SERVICE, level: config.LOG_LEVEL });
-  const handler = await createHandler({ log, env: process.env });
+  const handler = await createHandler({ log, env: process.env, triggerTokenConfigured: config.WALLE_TRIGGER_TOKEN !== undefined });
   const server = createServer({ handler, log, triggerToken: config.WALLE_TRIGGER_TOKEN });
   exitOnSignals(server, log);
   const address = await server.listen(config.PORT);

@@ -97,6 +97,13 @@ export const restoreTargetSchema = withRules(
       })
       .optional()
       .describe("Create a PVC and restore into it."),
+    allowInUse: z
+      .boolean()
+      .optional()
+      .describe(
+        "Restore into existingPvc even while running pods mount it. Default false: the restore is refused, since " +
+          "files changing under a running application can corrupt its data.",
+      ),
   }),
   {
     cel: "has(self.existingPvc) != has(self.newPvc)",

@@ -22,6 +22,7 @@ export const pvSchema = z.looseObject({
   metadata: meta,
   spec: z.looseObject({
     persistentVolumeReclaimPolicy: z.string().optional(),
+    storageClassName: z.string().optional(),
     claimRef: z.looseObject({ name: z.string().optional(), namespace: z.string().optional(), uid: z.string().optional() }).optional(),
   }),
   status: z.looseObject({ phase: z.string().optional() }).optional(),

@@ -1,6 +1,7 @@
 // The thin executor: performs the core's actions, writes status once, and records Kubernetes Events.
 // Creates meet AlreadyExists and deletes meet NotFound without complaint, so every step is idempotent.
 import { randomBytes } from "node:crypto";
+import type { z } from "zod";
 import type { Action, KubeEvent, ObjectRef } from "../core/backup-job.ts";
 import { collectionPath, isKnownKind, objectPath, type KindName } from "./paths.ts";
 import { isAlreadyExists, isNotFound, type RestClient } from "./rest.ts";
@@ -17,6 +18,17 @@ export async function getOrNull<T>(api: RestClient, path: string): Promise<T | n
     if (isNotFound(e)) return null;
     throw e;
   }
+}
+
+/** GET and parse, or null when the object does not exist. */
+export async function read<S extends z.ZodType>(api: RestClient, schema: S, path: string): Promise<z.output<S> | null> {
+  const raw = await getOrNull<unknown>(api, path);
+  return raw === null ? null : schema.parse(raw);
+}
+
+export async function list<S extends z.ZodType>(api: RestClient, schema: S, path: string, labelSelector?: string): Promise<z.output<S>[]> {
+  const res = await api.get<{ items: unknown[] }>(path, labelSelector ? { labelSelector } : undefined);
+  return res.items.map((i) => schema.parse(i));
 }
 
 export function pathOf(ref: ObjectRef): string {

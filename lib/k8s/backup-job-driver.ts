@@ -1,7 +1,7 @@
 // Drives one BackupJob one step: observe what its phase needs, decide (pure), act, write status once, record
 // the transition as an Event. Level-triggered: it reads the current state whatever the prompt was.
 import type { Logger } from "pino";
-import { z } from "zod";
+import type { z } from "zod";
 import { backupJobSchema } from "../api/parse.ts";
 import { BackupJobConditionType, BackupJobPhase, type BackupJobStatus } from "../api/backup-job.ts";
 import { ConditionStatus } from "../api/constants.ts";
@@ -18,7 +18,7 @@ import {
   volumeSnapshotContentSchema,
   volumeSnapshotSchema,
 } from "../core/objects.ts";
-import { getOrNull, performAll, recordEvent, writeStatus } from "./actions.ts";
+import { getOrNull, list, performAll, read, recordEvent, writeStatus } from "./actions.ts";
 import { collectionPath, objectPath } from "./paths.ts";
 import type { RestClient } from "./rest.ts";
 
@@ -36,17 +36,6 @@ export interface DriveResult {
   readonly changed: boolean;
   /** The BackupSet this object belongs to, so its aggregate can follow. */
   readonly backupSet?: string;
-}
-
-/** GET and parse, or null when the object does not exist. */
-async function read<S extends z.ZodType>(api: RestClient, schema: S, path: string): Promise<z.output<S> | null> {
-  const raw = await getOrNull<unknown>(api, path);
-  return raw === null ? null : schema.parse(raw);
-}
-
-async function list<S extends z.ZodType>(api: RestClient, schema: S, path: string, labelSelector?: string): Promise<z.output<S>[]> {
-  const res = await api.get<{ items: unknown[] }>(path, labelSelector ? { labelSelector } : undefined);
-  return res.items.map((i) => schema.parse(i));
 }
 
 export async function driveBackupJob(ctx: DriverContext, namespace: string, name: string): Promise<DriveResult> {

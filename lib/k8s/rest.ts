@@ -168,7 +168,8 @@ export class RestClient {
           res.on("error", reject);
         },
       );
-      req.on("timeout", () => req.destroy(new Error(`${method} ${path}: timed out`)));
+      // A code like a socket error's, so callers (the reconcile shell answers 503) treat it as transient.
+      req.on("timeout", () => req.destroy(Object.assign(new Error(`${method} ${path}: timed out`), { code: "ETIMEDOUT" })));
       req.on("error", reject);
       if (body !== undefined) req.write(body);
       req.end();

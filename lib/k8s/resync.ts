@@ -5,6 +5,7 @@ import { CREATED_BY, JobType, Label } from "../api/constants.ts";
 import { CLEANED_UP } from "../core/backup-job.ts";
 import { perform } from "./actions.ts";
 import { driveBackupJob, type DriverContext } from "./backup-job-driver.ts";
+import { driveBackupRestore } from "./backup-restore-driver.ts";
 import { driveBackupSet } from "./backup-set-driver.ts";
 import { collectionPath, type KindName } from "./paths.ts";
 
@@ -15,6 +16,7 @@ interface Listed {
 
 export interface ResyncReport {
   backupJobs: number;
+  backupRestores: number;
   backupSets: number;
   orphansDeleted: number;
   errors: string[];
@@ -25,11 +27,20 @@ const settled = (o: Listed) =>
   o.status.conditions?.some((c) => c.type === CLEANED_UP && c.status === "True");
 
 export async function resync(ctx: DriverContext): Promise<ResyncReport> {
-  const report: ResyncReport = { backupJobs: 0, backupSets: 0, orphansDeleted: 0, errors: [] };
-  const [jobs, sets] = await Promise.all([
+  const report: ResyncReport = { backupJobs: 0, backupRestores: 0, backupSets: 0, orphansDeleted: 0, errors: [] };
+  const [jobs, sets, restores] = await Promise.all([
     ctx.api.get<{ items: Listed[] }>(collectionPath("BackupJob")),
     ctx.api.get<{ items: Listed[] }>(collectionPath("BackupSet")),
+    ctx.api.get<{ items: Listed[] }>(collectionPath("BackupRestore")),
   ]);
+  for (const br of restores.items.filter((r) => !settled(r))) {
+    try {
+      await driveBackupRestore(ctx, br.metadata.namespace ?? "", br.metadata.name);
+      report.backupRestores++;
+    } catch (err) {
+      report.errors.push(`BackupRestore ${br.metadata.namespace}/${br.metadata.name}: ${String(err)}`);
+    }
+  }
   for (const bj of jobs.items.filter((j) => !settled(j))) {
     try {
       await driveBackupJob(ctx, bj.metadata.namespace ?? "", bj.metadata.name);
@@ -46,20 +57,25 @@ export async function resync(ctx: DriverContext): Promise<ResyncReport> {
       report.errors.push(`BackupSet ${set.metadata.name}: ${String(err)}`);
     }
   }
-  const existing = new Set(jobs.items.map((j) => `${j.metadata.namespace}/${j.metadata.name}`));
-  report.orphansDeleted = await deleteOrphans(ctx, existing);
+  const keys = (items: Listed[]) => new Set(items.map((j) => `${j.metadata.namespace}/${j.metadata.name}`));
+  report.orphansDeleted =
+    (await deleteOrphans(ctx, JobType.Backup, Label.BackupJob, keys(jobs.items))) +
+    (await deleteOrphans(ctx, JobType.Restore, Label.BackupRestore, keys(restores.items)));
   return report;
 }
 
-/** Children of BackupJobs that no longer exist; same-namespace children the garbage collector takes already. */
-async function deleteOrphans(ctx: DriverContext, existing: ReadonlySet<string>): Promise<number> {
-  const selector = `${Label.CreatedBy}=${CREATED_BY},${Label.BackupJobType}=${JobType.Backup},${Label.OwnerNamespace}`;
+/**
+ * Children of BackupJobs or BackupRestores that no longer exist; same-namespace children the garbage collector
+ * takes already. A restore's PVC in the target namespace is the user's result and carries no job-type label.
+ */
+async function deleteOrphans(ctx: DriverContext, type: JobType, ownerLabel: string, existing: ReadonlySet<string>): Promise<number> {
+  const selector = `${Label.CreatedBy}=${CREATED_BY},${Label.BackupJobType}=${type},${Label.OwnerNamespace}`;
   const kindsToSweep: KindName[] = ["Job", "PersistentVolumeClaim", "VolumeSnapshot", "VolumeSnapshotContent"];
   let deleted = 0;
   for (const kind of kindsToSweep) {
     const list = await ctx.api.get<{ items: Listed[] }>(collectionPath(kind), { labelSelector: selector });
     for (const o of list.items) {
-      const owner = `${o.metadata.labels?.[Label.OwnerNamespace]}/${o.metadata.labels?.[Label.BackupJob]}`;
+      const owner = `${o.metadata.labels?.[Label.OwnerNamespace]}/${o.metadata.labels?.[ownerLabel]}`;
       if (existing.has(owner)) continue;
       const apiVersion = kind === "Job" ? "batch/v1" : kind === "PersistentVolumeClaim" ? "v1" : "snapshot.storage.k8s.io/v1";
       await perform(ctx.api, { op: "delete", target: { apiVersion, kind, name: o.metadata.name, namespace: o.metadata.namespace } });

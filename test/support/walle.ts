@@ -23,7 +23,7 @@ export interface RunningWalle {
 }
 
 /** Starts the reconcile function and the local event source; both stop when the test ends. */
-export async function startWalle(opts: { env?: Record<string, string>; eventSource?: boolean } = {}): Promise<RunningWalle> {
+export async function startWalle(opts: { env?: Record<string, string>; eventSource?: boolean; triggerToken?: string } = {}): Promise<RunningWalle> {
   const api = await clientForServiceAccount(INSTALL_NAMESPACE, ServiceAccount.Reconcile);
   const level = process.env.WALLE_TEST_LOG_LEVEL === "info" ? "info" : "silent";
   const log = createLogger({ function: "walle-reconcile", level });
@@ -35,6 +35,7 @@ export async function startWalle(opts: { env?: Record<string, string>; eventSour
   const handler = await createHandler({
     log,
     api,
+    triggerTokenConfigured: opts.triggerToken !== undefined,
     env: {
       WALLE_WORKER_IMAGE: WORKER_IMAGE,
       WALLE_CLUSTER_NAME: CLUSTER_NAME,
@@ -44,7 +45,7 @@ export async function startWalle(opts: { env?: Record<string, string>; eventSour
       ...opts.env,
     },
   });
-  const server = createServer({ handler, log });
+  const server = createServer({ handler, log, ...(opts.triggerToken ? { triggerToken: opts.triggerToken } : {}) });
   app = server.app;
   const source = opts.eventSource === false ? undefined : await startEventSource({ api: admin(), sink: url });
   const running: RunningWalle = {
