@@ -25,7 +25,7 @@ export interface ControlPlane {
 /**
  * The kube-controller-manager controllers Walle needs: Jobs, garbage collection of owned objects, volume
  * binding (with the PV/PVC protection finalizers that admission adds), namespaces, service accounts and their
- * tokens, TTL of finished Jobs, and the kube-root-ca.crt ConfigMap that projected tokens mount.
+ * tokens, TTL of finished Jobs, the kube-root-ca.crt ConfigMap that projected tokens mount, and Deployments.
  */
 export const controllers = [
   "job-controller",
@@ -38,6 +38,9 @@ export const controllers = [
   "serviceaccount-token-controller",
   "ttl-after-finished-controller",
   "root-ca-certificate-publisher-controller",
+  // Deployments, so the original's example workload gets its pod (and pod-type plans something to select).
+  "deployment-controller",
+  "replicaset-controller",
 ] as const;
 
 /** GET a path of the API server with a client certificate; true on 2xx. */

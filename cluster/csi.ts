@@ -9,8 +9,9 @@ import type { Informer } from "../lib/k8s/informer.ts";
 import type { Pv, Pvc, StorageClass, VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent } from "./types.ts";
 
 export const DRIVER = "hostpath.csi.walle.local";
-export const STORAGE_CLASS = "walle-local";
-export const SNAPSHOT_CLASS = "walle-local-snapshots";
+// The names csi-hostpath's deploy examples use, which the original Walle's examples name too.
+export const STORAGE_CLASS = "csi-hostpath-sc";
+export const SNAPSHOT_CLASS = "csi-hostpath-snapclass";
 /** Test hook: on a VolumeSnapshot, or on the PVC it snapshots, makes the snapshot fail with this message. */
 export const SNAPSHOT_ERROR_ANNOTATION = "local.walle.dev/snapshot-error";
 

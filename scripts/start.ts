@@ -1,32 +1,98 @@
 // npm start: Walle on the embedded local cluster. It brings up the real control plane with the upstream and
-// Walle CRDs, the local node agent and Walle's install namespace, prints the KUBECONFIG, and stays up until
-// Ctrl-C, then stops everything it started.
-import { mkdtemp, rm } from "node:fs/promises";
+// Walle CRDs and the local node agent, installs Walle's namespace and RBAC, runs the reconcile function fed by
+// the local event source, and then applies the original Walle's examples unchanged (the workload, the
+// repository Secret from restic-secret.env, the BackupJob) and prints the backup step by step until it ends.
+// It stays up until Ctrl-C, then stops everything it started.
+//
+//   npm start                 as above
+//   npm start -- --no-demo    only the cluster and Walle; apply what you like with kubectl
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { applyObjects, startCluster, STATE_ROOT } from "../cluster/index.ts";
+import { parseEnv } from "node:util";
+import { applyObjects, readManifestFiles, startCluster, STATE_ROOT } from "../cluster/index.ts";
+import { runWalle } from "../cluster/run-walle.ts";
+import { repoRoot } from "../cluster/toolchain.ts";
+import { createLogger } from "../lib/log.ts";
 
-const log = (msg: string, extra?: Record<string, unknown>) =>
-  console.log(JSON.stringify({ time: new Date().toISOString(), msg, ...extra }));
-
+const demo = !process.argv.includes("--no-demo");
+const say = (text: string) => console.log(`walle: ${text}`);
 const stateDir = process.env.WALLE_CLUSTER_DIR ?? (await mkdtemp(path.join(STATE_ROOT, "walle-start-")));
-const cluster = await startCluster({ stateDir, log });
-await applyObjects(cluster.api, [{ apiVersion: "v1", kind: "Namespace", metadata: { name: "walle-system" } }]);
+const log = createLogger({ function: "walle-reconcile", level: process.env.LOG_LEVEL === "debug" ? "debug" : "warn" });
 
-console.log(`
-Walle's local cluster is up (${cluster.server}).
-In another shell:
-  export KUBECONFIG=${cluster.kubeconfig}
-Press Ctrl-C to stop it.
-`);
+const started = Date.now();
+say("starting the local cluster (the first run builds the toolchain, which takes minutes)");
+const cluster = await startCluster({ stateDir, log: (msg) => (/^(Building|Built|Downloading)/.test(msg) ? say(msg) : undefined) });
+await applyObjects(cluster.api, [{ apiVersion: "v1", kind: "Namespace", metadata: { name: "walle-system" } }]);
+await applyObjects(cluster.api, await readManifestFiles([path.join(repoRoot, "knative", "reconcile-rbac.yaml")]));
+const walle = await runWalle({ admin: cluster.api, stateDir, log });
+say(`up in ${((Date.now() - started) / 1000).toFixed(1)} s; the reconcile function listens on ${walle.url}`);
+say(`for kubectl:  export KUBECONFIG=${cluster.kubeconfig}`);
 
 let stopping = false;
 async function stop(): Promise<void> {
   if (stopping) return;
   stopping = true;
-  log("Stopping the local cluster.");
+  say("stopping");
+  await walle.stop();
   await cluster.stop();
   if (!process.env.WALLE_CLUSTER_DIR) await rm(stateDir, { recursive: true, force: true });
   process.exit(0);
 }
 process.on("SIGINT", () => void stop());
 process.on("SIGTERM", () => void stop());
+
+if (demo) await runExample();
+say("press Ctrl-C to stop");
+
+/** The original's getting-started, as `kubectl apply` would do it, then the BackupJob followed to its end. */
+async function runExample(): Promise<void> {
+  const examples = path.join(repoRoot, "examples");
+  const inDefault = (objs: Awaited<ReturnType<typeof readManifestFiles>>) =>
+    objs.map((o) => ({ ...o, metadata: { ...o.metadata, namespace: o.metadata.namespace ?? "default" } }));
+  say("applying examples/workload.yml (a Deployment and its PVC example-volume)");
+  await applyObjects(cluster.api, inDefault(await readManifestFiles([path.join(examples, "workload.yml")])));
+  await simulateWorkload(path.join(stateDir, "volumes"));
+  say("creating Secret restic-rest-config from examples/restic-secret.env");
+  const env = parseEnv(await readFile(path.join(examples, "restic-secret.env"), "utf8"));
+  await applyObjects(cluster.api, [
+    { apiVersion: "v1", kind: "Secret", metadata: { name: "restic-rest-config", namespace: "default" }, ...{ stringData: env } },
+  ]);
+  say("applying examples/backup-job.yml");
+  await applyObjects(cluster.api, inDefault(await readManifestFiles([path.join(examples, "backup-job.yml")])));
+
+  let last = "";
+  for (;;) {
+    const bj = await cluster.api.get<{ status?: { phase?: string; snapshotId?: string; logs?: string; conditions?: { type: string; message: string }[] } }>(
+      "/apis/ros.io/v1/namespaces/default/backupjobs/example-backup-job",
+    );
+    const phase = bj.status?.phase ?? "NotStarted";
+    if (phase !== last) {
+      const why = bj.status?.conditions?.map((c) => `${c.type}: ${c.message}`).join(" | ");
+      say(`BackupJob default/example-backup-job: ${phase}${why ? ` (${why})` : ""}`);
+      last = phase;
+    }
+    if (phase === "Finished" || phase === "Failed") {
+      if (bj.status?.snapshotId) say(`restic snapshot ${bj.status.snapshotId}`);
+      if (bj.status?.logs) say(`worker: ${bj.status.logs}`);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * The local node runs only Walle's own images, so the example's alpine container shows Running without running.
+ * Write what it would have written into its volume, so the backup has something to back up.
+ */
+async function simulateWorkload(volumes: string): Promise<void> {
+  for (;;) {
+    const pvc = await cluster.api.get<{ spec: { volumeName?: string }; status?: { phase?: string } }>("/api/v1/namespaces/default/persistentvolumeclaims/example-volume");
+    if (pvc.status?.phase === "Bound" && pvc.spec.volumeName) {
+      const lines = Array.from({ length: 6 }, (_, i) => new Date(Date.now() - (6 - i) * 10_000).toString()).join("\n");
+      await writeFile(path.join(volumes, pvc.spec.volumeName, "datelog"), `${lines}\n`, { mode: 0o644 });
+      say("wrote datelog into example-volume, as the example's alpine container would (the local node runs only Walle's images)");
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

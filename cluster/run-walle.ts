@@ -1,0 +1,70 @@
+// Walle's reconcile function on a local cluster: an HTTP server acting as its own service account, fed by the
+// local event source exactly as Knative's ApiServerSource would feed it. Tests and `npm start` run it so.
+import { createServer as createHttpServer, type RequestListener } from "node:http";
+import type { AddressInfo } from "node:net";
+import { createHandler } from "../functions/reconcile/handler.ts";
+import { createServer } from "../functions/reconcile/server.ts";
+import { INSTALL_NAMESPACE, ServiceAccount } from "../lib/api/constants.ts";
+import { credentialsFromKubeconfig, RestClient } from "../lib/k8s/rest.ts";
+import type { Logger } from "../lib/log.ts";
+import { startEventSource } from "./event-source.ts";
+import { serviceAccountKubeconfig } from "./index.ts";
+
+/** The worker image the local node runs from this checkout (any registry or tag of walle-worker). */
+export const LOCAL_WORKER_IMAGE = "ghcr.io/ros-io/walle-worker:dev";
+export const LOCAL_CLUSTER_NAME = "walle-local";
+
+export interface RunningWalle {
+  readonly url: string;
+  /** The function's own client (service account walle-reconcile); its `requests` counts API calls. */
+  readonly api: RestClient;
+  /** API requests the function has made so far. */
+  requests(): number;
+  stop(): Promise<void>;
+}
+
+export interface RunWalleOptions {
+  /** An admin client, to mint the service account's token and to run the event source. */
+  readonly admin: RestClient;
+  readonly stateDir: string;
+  readonly log: Logger;
+  readonly env?: Readonly<Record<string, string>>;
+  readonly triggerToken?: string;
+  /** Feed the function from the local event source (default true). */
+  readonly eventSource?: boolean;
+}
+
+export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
+  const kubeconfig = await serviceAccountKubeconfig(opts.admin, opts.stateDir, INSTALL_NAMESPACE, ServiceAccount.Reconcile, 24 * 3600);
+  const api = new RestClient(credentialsFromKubeconfig(kubeconfig));
+  // Listen first: workers POST progress to the function itself, so its URL is part of its configuration.
+  let app: RequestListener | undefined;
+  const http = createHttpServer((req, res) => app?.(req, res));
+  await new Promise<void>((r) => http.listen(0, "127.0.0.1", () => r()));
+  const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/`;
+  const handler = await createHandler({
+    log: opts.log,
+    api,
+    triggerTokenConfigured: opts.triggerToken !== undefined,
+    env: {
+      WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE,
+      WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME,
+      WALLE_PROGRESS_SINK_URL: url,
+      ...opts.env,
+    },
+  });
+  const server = createServer({ handler, log: opts.log, ...(opts.triggerToken ? { triggerToken: opts.triggerToken } : {}) });
+  app = server.app;
+  const source = opts.eventSource === false ? undefined : await startEventSource({ api: opts.admin, sink: url });
+  return {
+    url,
+    api,
+    requests: () => api.requests,
+    async stop() {
+      await source?.stop();
+      await server.close();
+      await new Promise<void>((r) => http.close(() => r()));
+      api.close();
+    },
+  };
+}
