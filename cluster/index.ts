@@ -79,7 +79,7 @@ export async function walleCrdFiles(): Promise<string[]> {
 }
 
 /** Creates or updates any objects by server-side apply, as `kubectl apply --server-side` does. */
-export async function applyObjects(api: RestClient, objects: readonly KubeObject[]): Promise<void> {
+export async function applyObjects(api: RestClient, objects: readonly KubeObject[], opts: { dryRun?: boolean } = {}): Promise<void> {
   const discovery = new Map<string, { name: string; kind: string; namespaced: boolean }[]>();
   for (const obj of objects) {
     const apiVersion = obj.apiVersion ?? "v1";
@@ -92,7 +92,11 @@ export async function applyObjects(api: RestClient, objects: readonly KubeObject
     const res = resources.find((r) => r.kind === obj.kind && !r.name.includes("/"));
     if (!res) throw new Error(`${apiVersion} ${obj.kind} is not served`);
     const ns = res.namespaced ? `/namespaces/${obj.metadata.namespace ?? "default"}` : "";
-    await api.patch(`${base}${ns}/${res.name}/${obj.metadata.name}`, obj, "apply", { fieldManager: "walle-local", force: true });
+    await api.patch(`${base}${ns}/${res.name}/${obj.metadata.name}`, obj, "apply", {
+      fieldManager: "walle-local",
+      force: true,
+      ...(opts.dryRun ? { dryRun: "All", fieldValidation: "Strict" } : {}),
+    });
   }
 }
 

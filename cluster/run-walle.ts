@@ -2,13 +2,22 @@
 // local event source exactly as Knative's ApiServerSource would feed it. Tests and `npm start` run it so.
 import { createServer as createHttpServer, type RequestListener } from "node:http";
 import type { AddressInfo } from "node:net";
+import path from "node:path";
 import { createHandler } from "../functions/reconcile/handler.ts";
 import { createServer } from "../functions/reconcile/server.ts";
 import { INSTALL_NAMESPACE, ServiceAccount } from "../lib/api/constants.ts";
 import { credentialsFromKubeconfig, RestClient } from "../lib/k8s/rest.ts";
 import type { Logger } from "../lib/log.ts";
 import { startEventSource } from "./event-source.ts";
-import { serviceAccountKubeconfig } from "./index.ts";
+import { applyObjects, readManifestFiles, serviceAccountKubeconfig } from "./index.ts";
+import { repoRoot } from "./toolchain.ts";
+
+/** What an install applies before the functions run: the namespace and the service accounts with their RBAC. */
+export const installManifests = ["namespace.yaml", "reconcile-rbac.yaml", "apiserversource-rbac.yaml"].map((f) => path.join(repoRoot, "knative", f));
+
+export async function installWalle(admin: RestClient): Promise<void> {
+  await applyObjects(admin, await readManifestFiles(installManifests));
+}
 
 /** The worker image the local node runs from this checkout (any registry or tag of walle-worker). */
 export const LOCAL_WORKER_IMAGE = "ghcr.io/ros-io/walle-worker:dev";
@@ -38,8 +47,8 @@ export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
   const kubeconfig = await serviceAccountKubeconfig(opts.admin, opts.stateDir, INSTALL_NAMESPACE, ServiceAccount.Reconcile, 24 * 3600);
   const api = new RestClient(credentialsFromKubeconfig(kubeconfig));
   // Listen first: workers POST progress to the function itself, so its URL is part of its configuration.
-  let app: RequestListener | undefined;
-  const http = createHttpServer((req, res) => app?.(req, res));
+  const listener: { app?: RequestListener } = {};
+  const http = createHttpServer((req, res) => listener.app?.(req, res));
   await new Promise<void>((r) => http.listen(0, "127.0.0.1", () => r()));
   const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/`;
   const handler = await createHandler({
@@ -54,7 +63,7 @@ export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
     },
   });
   const server = createServer({ handler, log: opts.log, ...(opts.triggerToken ? { triggerToken: opts.triggerToken } : {}) });
-  app = server.app;
+  listener.app = server.app;
   const source = opts.eventSource === false ? undefined : await startEventSource({ api: opts.admin, sink: url });
   return {
     url,

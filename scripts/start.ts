@@ -10,7 +10,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parseEnv } from "node:util";
 import { applyObjects, readManifestFiles, startCluster, STATE_ROOT } from "../cluster/index.ts";
-import { runWalle } from "../cluster/run-walle.ts";
+import { installWalle, runWalle } from "../cluster/run-walle.ts";
 import { repoRoot } from "../cluster/toolchain.ts";
 import { createLogger } from "../lib/log.ts";
 
@@ -22,8 +22,7 @@ const log = createLogger({ function: "walle-reconcile", level: process.env.LOG_L
 const started = Date.now();
 say("starting the local cluster (the first run builds the toolchain, which takes minutes)");
 const cluster = await startCluster({ stateDir, log: (msg) => (/^(Building|Built|Downloading)/.test(msg) ? say(msg) : undefined) });
-await applyObjects(cluster.api, [{ apiVersion: "v1", kind: "Namespace", metadata: { name: "walle-system" } }]);
-await applyObjects(cluster.api, await readManifestFiles([path.join(repoRoot, "knative", "reconcile-rbac.yaml")]));
+await installWalle(cluster.api);
 const walle = await runWalle({ admin: cluster.api, stateDir, log });
 say(`up in ${((Date.now() - started) / 1000).toFixed(1)} s; the reconcile function listens on ${walle.url}`);
 say(`for kubectl:  export KUBECONFIG=${cluster.kubeconfig}`);

@@ -3,8 +3,9 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
 import type { TestProject } from "vitest/node";
-import { applyObjects, readManifestFiles, startCluster, STATE_ROOT, type Cluster } from "../../cluster/index.ts";
-import { repoRoot, resolveResticBinaries } from "../../cluster/toolchain.ts";
+import { applyObjects, startCluster, STATE_ROOT, type Cluster } from "../../cluster/index.ts";
+import { installWalle } from "../../cluster/run-walle.ts";
+import { resolveResticBinaries } from "../../cluster/toolchain.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -29,12 +30,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
       if (/^(Building|Built|Downloading|Local cluster is ready)/.test(msg)) console.log(msg, extra ? JSON.stringify(extra) : "");
     },
   });
-  await applyObjects(cluster.api, [
-    { apiVersion: "v1", kind: "Namespace", metadata: { name: INSTALL_NAMESPACE } },
-    ...WALLE_SERVICE_ACCOUNTS.map((name) => ({ apiVersion: "v1", kind: "ServiceAccount", metadata: { name, namespace: INSTALL_NAMESPACE } })),
-  ]);
-  // Walle's own RBAC, as an install applies it: tests act as its service accounts under these rules.
-  await applyObjects(cluster.api, await readManifestFiles([path.join(repoRoot, "knative", "reconcile-rbac.yaml")]));
+  // Walle's namespace, service accounts and RBAC, as an install applies them: tests act as its service accounts
+  // under these rules.
+  await installWalle(cluster.api);
+  await applyObjects(cluster.api, WALLE_SERVICE_ACCOUNTS.map((name) => ({ apiVersion: "v1", kind: "ServiceAccount", metadata: { name, namespace: INSTALL_NAMESPACE } })));
   const bins = await resolveResticBinaries();
   project.provide("restic", bins.restic);
   project.provide("restServer", bins.restServer);

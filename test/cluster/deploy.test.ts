@@ -1,0 +1,65 @@
+// What `kubectl apply -k .` installs is accepted by the real API server with the upstream CRDs' schemas, and
+// each identity gets exactly the access it needs, checked against the cluster's real RBAC.
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { applyObjects, readManifestFiles } from "../../cluster/index.ts";
+import { repoRoot } from "../../cluster/toolchain.ts";
+import { admin } from "../support/kube.ts";
+
+const knative = ["namespace.yaml", "reconcile-rbac.yaml", "apiserversource-rbac.yaml", "service.yaml", "apiserversource.yaml"].map((f) =>
+  path.join(repoRoot, "knative", f),
+);
+
+interface Review {
+  status: { allowed: boolean; reason?: string };
+}
+
+async function can(user: string, verb: string, group: string, resource: string, namespace?: string, subresource?: string): Promise<boolean> {
+  const review = await admin().create<Review>("/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+    apiVersion: "authorization.k8s.io/v1",
+    kind: "SubjectAccessReview",
+    spec: {
+      user,
+      groups: ["system:serviceaccounts", "system:serviceaccounts:walle-system", "system:authenticated"],
+      resourceAttributes: { verb, group, resource, ...(namespace ? { namespace } : {}), ...(subresource ? { subresource } : {}) },
+    },
+  });
+  return review.status.allowed;
+}
+
+const reconcile = "system:serviceaccount:walle-system:walle-reconcile";
+const source = "system:serviceaccount:walle-system:walle-apiserversource";
+
+describe("the install manifests", () => {
+  it("are accepted by the API server as written, with strict field validation against the upstream schemas", async () => {
+    const objects = await readManifestFiles(knative);
+    expect(objects.map((o) => o.kind)).toEqual(expect.arrayContaining(["Namespace", "ClusterRole", "Service", "ApiServerSource"]));
+    await expect(applyObjects(admin(), objects, { dryRun: true })).resolves.toBeUndefined();
+  });
+
+  it("give the reconcile function what it drives, and no access to Secrets", async () => {
+    for (const verb of ["get", "list", "watch", "create", "update", "patch", "delete"]) {
+      expect(await can(reconcile, verb, "", "secrets", "walle-system"), `secrets ${verb}`).toBe(false);
+      expect(await can(reconcile, verb, "", "secrets", "default"), `secrets ${verb}`).toBe(false);
+    }
+    expect(await can(reconcile, "create", "snapshot.storage.k8s.io", "volumesnapshots", "default")).toBe(true);
+    expect(await can(reconcile, "patch", "snapshot.storage.k8s.io", "volumesnapshotcontents")).toBe(true);
+    expect(await can(reconcile, "create", "batch", "jobs", "walle-system")).toBe(true);
+    expect(await can(reconcile, "patch", "ros.io", "backupjobs", "default", "status")).toBe(true);
+    expect(await can(reconcile, "create", "events.k8s.io", "events", "default")).toBe(true);
+    // Not more than it needs: it never edits specs, deletes Walle's objects, or touches workloads.
+    expect(await can(reconcile, "update", "ros.io", "backupjobs", "default")).toBe(false);
+    expect(await can(reconcile, "delete", "ros.io", "backupjobs", "default")).toBe(false);
+    expect(await can(reconcile, "create", "", "pods", "default")).toBe(false);
+    expect(await can(reconcile, "create", "", "pods", "default", "exec")).toBe(false);
+    expect(await can(reconcile, "delete", "", "persistentvolumes")).toBe(false);
+  });
+
+  it("let the ApiServerSource read what it watches and change nothing", async () => {
+    for (const [group, resource] of [["ros.io", "backupjobs"], ["batch", "jobs"], ["snapshot.storage.k8s.io", "volumesnapshots"], ["", "pods"], ["", "persistentvolumeclaims"]] as const) {
+      for (const verb of ["get", "list", "watch"]) expect(await can(source, verb, group, resource), `${verb} ${resource}`).toBe(true);
+      expect(await can(source, "create", group, resource, "default")).toBe(false);
+    }
+    expect(await can(source, "get", "", "secrets", "default")).toBe(false);
+  });
+});
