@@ -31,9 +31,10 @@ export default defineConfig({
           globalSetup: ["test/support/global-setup.ts"],
           testTimeout: 120_000,
           hookTimeout: 600_000,
-          // The suite shares one cluster and separates tests by namespace; two cores do not gain from many
-          // workers, and each worker holds its own API clients.
-          maxWorkers: 2,
+          // The suite shares one cluster and separates tests by namespace. Files run one at a time: each runs its
+          // own reconcile function, and a resync drives every BackupJob in the cluster, as the one deployed
+          // function does, so two at once would drive each other's objects.
+          fileParallelism: false,
         },
       },
     ],

@@ -22,7 +22,7 @@ import { driveBackupRestore } from "../../lib/k8s/backup-restore-driver.ts";
 import { driveBackupSet } from "../../lib/k8s/backup-set-driver.ts";
 import { collectionPath, isKnownKind, objectPath } from "../../lib/k8s/paths.ts";
 import { resync } from "../../lib/k8s/resync.ts";
-import { defaultCredentials, isAlreadyExists, RestClient } from "../../lib/k8s/rest.ts";
+import { defaultCredentials, isAlreadyExists, isConflict, RestClient } from "../../lib/k8s/rest.ts";
 import { BadEventError, EventType, type EventHandler, type HandlerResult } from "./contract.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -199,8 +199,21 @@ export async function createHandler(opts: HandlerOptions): Promise<EventHandler 
       },
     );
     log.info({ backupJob: `${req.namespace}/${name}`, created }, `BackupJob ${req.namespace}/${name} requested by event`);
-    const result = await driveBackupJob({ ...ctx, log }, req.namespace, name);
-    return { status: 202, body: { backupJob: { namespace: req.namespace, name }, created, phase: result.phase } };
+    const phase = await firstStep(() => driveBackupJob({ ...ctx, log }, req.namespace, name));
+    return { status: 202, body: { backupJob: { namespace: req.namespace, name }, created, phase } };
+  }
+
+  /**
+   * The first step of what a request created, taken at once. The object exists either way, so a conflict with an
+   * instance that the object's own event started does not fail the request: that instance takes the step.
+   */
+  async function firstStep(drive: () => Promise<{ phase?: string }>): Promise<string | undefined> {
+    try {
+      return (await drive()).phase;
+    } catch (e) {
+      if (isConflict(e)) return undefined;
+      throw e;
+    }
   }
 
   async function onRestoreRequested(event: CloudEventV1<unknown>, log: Logger): Promise<HandlerResult> {
@@ -229,8 +242,8 @@ export async function createHandler(opts: HandlerOptions): Promise<EventHandler 
       },
     );
     log.info({ backupRestore: `${namespace}/${name}`, created }, `BackupRestore ${namespace}/${name} requested by event`);
-    const result = await driveBackupRestore({ ...ctx, log }, namespace, name);
-    return { status: 202, body: { backupRestore: { namespace, name }, created, phase: result.phase } };
+    const phase = await firstStep(() => driveBackupRestore({ ...ctx, log }, namespace, name));
+    return { status: 202, body: { backupRestore: { namespace, name }, created, phase } };
   }
 
   async function onProgress(event: CloudEventV1<unknown>, log: Logger): Promise<HandlerResult> {

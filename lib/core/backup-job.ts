@@ -216,14 +216,18 @@ export function decideBackupJob(w: BackupJobWorld, config: WalleConfig, now: Dat
     }
     if (!snapshotReady) return waitOrTimeOut(source === null);
 
-    if (cross && w.sourceContent) {
+    if (cross && source) {
       // DESIGN §3 step 3: Retain on the original content, then delete the original pair; the storage snapshot
-      // survives, owned only by the moved pair, and the tenant namespace keeps nothing of the backup.
-      if (w.sourceContent.spec.deletionPolicy !== "Retain") {
-        step.actions.push({ op: "patch", target: { apiVersion: SNAP_API, kind: "VolumeSnapshotContent", name: w.sourceContent.metadata.name ?? "" }, patch: { spec: { deletionPolicy: "Retain" } } });
+      // survives, owned only by the moved pair, and the tenant namespace keeps nothing of the backup. The
+      // content goes before its snapshot: a run cut short between the two leaves the snapshot, which still
+      // names nothing and which cleanup deletes by name, rather than a Retain content nobody could find.
+      const content = w.sourceContent;
+      if (content) {
+        const ref = { apiVersion: SNAP_API, kind: "VolumeSnapshotContent", name: content.metadata.name ?? "" };
+        if (content.spec.deletionPolicy !== "Retain") step.actions.push({ op: "patch", target: ref, patch: { spec: { deletionPolicy: "Retain" } } });
+        step.actions.push({ op: "delete", target: ref });
       }
-      if (source) step.actions.push({ op: "delete", target: { apiVersion: SNAP_API, kind: "VolumeSnapshot", namespace: w.job.namespace, name: names.sourceSnapshot } });
-      step.actions.push({ op: "delete", target: { apiVersion: SNAP_API, kind: "VolumeSnapshotContent", name: w.sourceContent.metadata.name ?? "" } });
+      step.actions.push({ op: "delete", target: { apiVersion: SNAP_API, kind: "VolumeSnapshot", namespace: w.job.namespace, name: names.sourceSnapshot } });
     }
     const ready = cross ? moved : source;
     const size = String(ready?.status?.restoreSize ?? "") || w.pvc?.status?.capacity?.storage || w.pvc?.spec.resources?.requests?.storage || "1Gi";
@@ -266,9 +270,10 @@ export function decideBackupJob(w: BackupJobWorld, config: WalleConfig, now: Dat
     if (snapshotTimedOut()) {
       return fail("SnapshotTimeout", `Stuck in CreatingSnapshot: VolumeSnapshot ${w.job.namespace}/${names.sourceSnapshot} was not ready within ${config.snapshotTimeoutSeconds} s.`, true);
     }
-    if (snapshotMissing && !cross) {
-      // Someone deleted it before it was ready: make it again (same name, so never twice).
-      step.actions.push({ op: "create", manifest: volumeSnapshot(meta(names.sourceSnapshot, w.job.namespace), { pvc: w.spec.sourcePvc }) });
+    if (snapshotMissing) {
+      // Deleted before it was ready. Making it again could race a cleanup that another instance just did, so
+      // the BackupJob fails and says why; a new BackupJob starts clean.
+      return fail("SnapshotDeleted", `VolumeSnapshot ${w.job.namespace}/${names.sourceSnapshot} was deleted before it was ready.`, true);
     }
     return done();
   }

@@ -88,11 +88,16 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-/** Writes status with one merge patch when it changed; returns whether it wrote. */
-export async function writeStatus(api: RestClient, path: string, before: unknown, after: unknown): Promise<boolean> {
+/**
+ * Writes status with one merge patch when it changed; returns whether it wrote. The resourceVersion read with
+ * `before` is a precondition: when another instance (the function scales out, and the tick resyncs) moved the
+ * object on meanwhile, the API server answers 409 and this stale decision is dropped, to be made again on
+ * fresh state when the event is retried.
+ */
+export async function writeStatus(api: RestClient, path: string, before: unknown, after: unknown, resourceVersion?: string): Promise<boolean> {
   const patch = mergePatch(before ?? {}, after);
   if (isPlainObject(patch) && Object.keys(patch).length === 0) return false;
-  await api.patch(`${path}/status`, { status: patch });
+  await api.patch(`${path}/status`, { ...(resourceVersion ? { metadata: { resourceVersion } } : {}), status: patch });
   return true;
 }
 

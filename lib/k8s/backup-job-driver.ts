@@ -62,7 +62,7 @@ export async function driveBackupJob(ctx: DriverContext, namespace: string, name
   const world = await observe(api, reads, { ...ref, spec: bj.spec, status, workerNs, names });
   const decision = decideBackupJob(world, config, ctx.now());
   await performAll(api, decision.actions);
-  const changed = await writeStatus(api, path, bj.status ?? {}, decision.status);
+  const changed = await writeStatus(api, path, bj.status ?? {}, decision.status, bj.metadata.resourceVersion);
   const regarding = { apiVersion: "ros.io/v1", kind: "BackupJob", namespace, name, uid: bj.metadata.uid };
   for (const e of decision.events) await recordEvent(api, regarding, e, ctx.controller, ctx.now());
   if (status.phase !== decision.status.phase) {

@@ -50,7 +50,7 @@ export async function driveBackupRestore(ctx: DriverContext, namespace: string, 
   };
   const decision = decideBackupRestore(world, config, ctx.now());
   await performAll(api, decision.actions);
-  const changed = await writeStatus(api, path, br.status ?? {}, decision.status);
+  const changed = await writeStatus(api, path, br.status ?? {}, decision.status, br.metadata.resourceVersion);
   const regarding = { apiVersion: "ros.io/v1", kind: "BackupRestore", namespace, name, uid: br.metadata.uid };
   for (const e of decision.events) await recordEvent(api, regarding, e, ctx.controller, ctx.now());
   if (status.phase !== decision.status.phase) {

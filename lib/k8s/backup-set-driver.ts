@@ -16,7 +16,7 @@ export async function driveBackupSet(ctx: DriverContext, name: string): Promise<
     labelSelector: selectorString(set.spec.selector),
   });
   const decision = decideBackupSet(set.status, jobs.items.map((j) => j.status?.phase), ctx.now(), set.metadata.generation);
-  const changed = await writeStatus(ctx.api, path, set.status ?? {}, decision.status);
+  const changed = await writeStatus(ctx.api, path, set.status ?? {}, decision.status, set.metadata.resourceVersion);
   // BackupSets are cluster-scoped; their Events go to the install namespace, where `kubectl events` finds them.
   const regarding = { apiVersion: "ros.io/v1", kind: "BackupSet", name, uid: set.metadata.uid, namespace: ctx.config.installNamespace };
   for (const e of decision.events) await recordEvent(ctx.api, regarding, e, ctx.controller, ctx.now());

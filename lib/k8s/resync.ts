@@ -57,7 +57,9 @@ export async function resync(ctx: DriverContext): Promise<ResyncReport> {
       report.errors.push(`BackupSet ${set.metadata.name}: ${String(err)}`);
     }
   }
-  const keys = (items: Listed[]) => new Set(items.map((j) => `${j.metadata.namespace}/${j.metadata.name}`));
+  // Children may exist only while their owner is in flight: once it is settled (ended and cleaned up), any child
+  // left is one a stale instance made after the cleanup, and goes too.
+  const keys = (items: Listed[]) => new Set(items.filter((o) => !settled(o)).map((o) => `${o.metadata.namespace}/${o.metadata.name}`));
   report.orphansDeleted =
     (await deleteOrphans(ctx, JobType.Backup, Label.BackupJob, keys(jobs.items))) +
     (await deleteOrphans(ctx, JobType.Restore, Label.BackupRestore, keys(restores.items)));
@@ -65,8 +67,9 @@ export async function resync(ctx: DriverContext): Promise<ResyncReport> {
 }
 
 /**
- * Children of BackupJobs or BackupRestores that no longer exist; same-namespace children the garbage collector
- * takes already. A restore's PVC in the target namespace is the user's result and carries no job-type label.
+ * Children of BackupJobs or BackupRestores that no longer exist or have settled (the garbage collector takes a
+ * deleted owner's same-namespace children too). A restore's PVC in the target namespace is the user's result and
+ * carries no job-type label, so it is never swept.
  */
 async function deleteOrphans(ctx: DriverContext, type: JobType, ownerLabel: string, existing: ReadonlySet<string>): Promise<number> {
   const selector = `${Label.CreatedBy}=${CREATED_BY},${Label.BackupJobType}=${type},${Label.OwnerNamespace}`;

@@ -132,7 +132,7 @@ describe("decideBackupJob", () => {
     const movedReady = { ...readySnapshot("walle-system", names.movedSnapshot), spec: { source: { volumeSnapshotContentName: names.movedContent } } };
     const step2 = decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { ...base, movedContent: { ...content, metadata: { name: names.movedContent } }, movedSnapshot: movedReady }, "walle-system"), config, now);
     expect(step2.actions.map((a) => `${a.op} ${a.op === "create" ? a.manifest.kind : a.target.kind}`)).toEqual([
-      "patch VolumeSnapshotContent", "delete VolumeSnapshot", "delete VolumeSnapshotContent", "create PersistentVolumeClaim", "create Job",
+      "patch VolumeSnapshotContent", "delete VolumeSnapshotContent", "delete VolumeSnapshot", "create PersistentVolumeClaim", "create Job",
     ]);
     expect(step2.actions[0]).toMatchObject({ patch: { spec: { deletionPolicy: "Retain" } } });
     expect(kindsCreated(step2.actions)).toEqual([`PersistentVolumeClaim walle-system/${names.pvc}`, `Job walle-system/${names.job}`]);
