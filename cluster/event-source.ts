@@ -10,6 +10,7 @@
 //
 // One difference: when a watch expires and the resource is listed again, the adapter sends nothing for what
 // changed in between, and this source sends those changes. It only ever sends more, never less.
+import { selectorString } from "../lib/core/selectors.ts";
 import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
@@ -82,30 +83,6 @@ export async function readManifest(file: string): Promise<ApiServerSourceManifes
   const parsed = manifestSchema.safeParse(parseYaml(await readFile(file, "utf8")));
   if (parsed.success) return parsed.data;
   throw new Error(`${file} is not an ApiServerSource the local event source understands:\n${z.prettifyError(parsed.error)}`);
-}
-
-/** A LabelSelector in the API's query syntax, as metav1.LabelSelectorAsSelector writes it. */
-export function selectorString(selector: LabelSelector | undefined): string {
-  const parts = Object.entries(selector?.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`);
-  for (const { key, operator, values = [] } of selector?.matchExpressions ?? []) {
-    switch (operator) {
-      case "In":
-        parts.push(`${key} in (${values.join(",")})`);
-        break;
-      case "NotIn":
-        parts.push(`${key} notin (${values.join(",")})`);
-        break;
-      case "Exists":
-        parts.push(key);
-        break;
-      case "DoesNotExist":
-        parts.push(`!${key}`);
-        break;
-      default:
-        operator satisfies never;
-    }
-  }
-  return parts.join(",");
 }
 
 const isEmptySelector = (s: LabelSelector): boolean => selectorString(s) === "";

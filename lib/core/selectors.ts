@@ -1,9 +1,10 @@
 // Label selectors as the API's labelSelector query parameter spells them.
 import type { LabelSelector } from "../api/common.ts";
 
-export function selectorString(selector: LabelSelector): string {
-  const parts = Object.entries(selector.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`);
-  for (const e of selector.matchExpressions ?? []) {
+/** A LabelSelector in the API's query syntax, as metav1.LabelSelectorAsSelector writes it; empty selects all. */
+export function selectorString(selector: LabelSelector | undefined): string {
+  const parts = Object.entries(selector?.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`);
+  for (const e of selector?.matchExpressions ?? []) {
     const values = `(${(e.values ?? []).join(",")})`;
     switch (e.operator) {
       case "In":
