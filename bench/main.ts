@@ -22,6 +22,7 @@ export type Group = () => Promise<Figure[]>;
 
 // Loaded lazily: running one group never loads (or builds the toolchain for) another.
 const groups: Record<string, () => Promise<Group>> = {
+  reconcile: async () => (await import("./reconcile.ts")).reconcile,
   worker: async () => (await import("./worker.ts")).worker,
 };
 

@@ -1,18 +1,14 @@
 // BackupJobs driven to the end by the reconcile function, fed by the local event source, on the real control
 // plane: the snapshot, the PVC made from it, the hardened worker running real restic against a real
 // rest-server, the status, the Events and the cleanup.
-import { chmod, mkdir, writeFile } from "node:fs/promises";
-import path from "node:path";
-import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from "vitest";
-import type { BackupJobStatus } from "../../lib/api/backup-job.ts";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { ApiError } from "../../lib/k8s/rest.ts";
 import { listSnapshots, restic, startRestServer, tempDir, type RestServer } from "../integration/worker-harness.ts";
-import { admin, createNamespace, waitFor } from "../support/kube.ts";
+import { expectNoLeftovers, names, PASSWORD, pvcWithData, repositorySecret, settled, type BackupJobObj } from "../support/backup-fixtures.ts";
+import { admin, createNamespace } from "../support/kube.ts";
 import { CLUSTER_NAME, startWalle } from "../support/walle.ts";
 
-const SNAP = "/apis/snapshot.storage.k8s.io/v1";
 const USER = "backup";
-const PASSWORD = "correct horse battery staple";
 
 let rest: RestServer;
 
@@ -21,69 +17,11 @@ beforeAll(async () => {
 });
 afterAll(async () => rest?.stop());
 
-interface BackupJobObj {
-  metadata: { name: string; namespace: string; uid: string };
-  status?: BackupJobStatus;
-}
-
-async function pvcWithData(ns: string, name: string, files: Record<string, string>, annotations: Record<string, string> = {}): Promise<void> {
-  await admin().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, {
-    apiVersion: "v1",
-    kind: "PersistentVolumeClaim",
-    metadata: { name, annotations },
-    spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } },
-  });
-  const pvc = await waitFor(async () => {
-    const p = await admin().get<{ spec: { volumeName?: string }; status?: { phase?: string } }>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/${name}`);
-    return p.status?.phase === "Bound" ? p : undefined;
-  }, `PVC ${ns}/${name} Bound`);
-  const dir = path.join(inject("clusterStateDir"), "volumes", pvc.spec.volumeName ?? "");
-  for (const [file, content] of Object.entries(files)) {
-    await mkdir(path.dirname(path.join(dir, file)), { recursive: true });
-    await writeFile(path.join(dir, file), content);
-    await chmod(path.join(dir, file), 0o644);
-  }
-}
-
-async function repositorySecret(ns: string, name: string, repo: string, password = PASSWORD): Promise<void> {
-  await admin().create(`/api/v1/namespaces/${ns}/secrets`, {
-    apiVersion: "v1",
-    kind: "Secret",
-    metadata: { name },
-    stringData: { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: password, INITIALIZE_REPO: "true" },
-  });
-}
-
 async function backupJob(ns: string, name: string, spec: Record<string, unknown>): Promise<void> {
   await admin().create(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`, { apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name }, spec });
 }
 
-async function settled(ns: string, name: string, timeoutMs = 90_000): Promise<BackupJobObj> {
-  return waitFor(async () => {
-    const bj = await admin().get<BackupJobObj>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/${name}`);
-    const cleaned = bj.status?.conditions?.some((c) => c.type === "CleanedUp" && c.status === "True");
-    return (bj.status?.phase === "Finished" || bj.status?.phase === "Failed") && cleaned ? bj : undefined;
-  }, `BackupJob ${ns}/${name} to finish`, timeoutMs);
-}
-
 const condition = (bj: BackupJobObj, type: string) => bj.status?.conditions?.find((c) => c.type === type);
-
-async function names(pathname: string, labelSelector?: string): Promise<string[]> {
-  const list = await admin().get<{ items: { metadata: { name: string } }[] }>(pathname, labelSelector ? { labelSelector } : undefined);
-  return list.items.map((i) => i.metadata.name);
-}
-
-/** Nothing Walle made for a backup is left: no snapshot, content, PVC or Job. */
-async function expectNoLeftovers(namespaces: string[]): Promise<void> {
-  await waitFor(async () => {
-    for (const ns of namespaces) {
-      if ((await names(`${SNAP}/namespaces/${ns}/volumesnapshots`)).length > 0) return false;
-      if ((await names(`/apis/batch/v1/namespaces/${ns}/jobs`, "app.kubernetes.io/created-by=walle")).length > 0) return false;
-      if ((await names(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, "app.kubernetes.io/created-by=walle")).length > 0) return false;
-    }
-    return (await names(`${SNAP}/volumesnapshotcontents`, "app.kubernetes.io/created-by=walle")).length === 0;
-  }, "no leftover VolumeSnapshots, contents, PVCs or Jobs", 60_000);
-}
 
 describe("reconcile drives a BackupJob", () => {
   it("with its repository in its own namespace, to Finished, with the snapshot in restic", async () => {

@@ -1,0 +1,326 @@
+// Bench group `reconcile`: how quickly and cheaply the reconcile function answers events (DESIGN.md §7), on a
+// local cluster of its own (real kube-apiserver and kube-controller-manager, the local node and CSI driver, a
+// real rest-server), started here and stopped at the end.
+//
+// - reconcile.api_requests_per_backupjob: the function runs in-process as its own service account, fed by the
+//   local event source exactly as in `npm start`. One BackupJob (a small PVC, a repository in its namespace) is
+//   created and followed until it has Finished and cleaned up; the figure is the function's own API requests
+//   (RestClient.requests) over that life, counted until the function has made none for 2 s, so the events
+//   that the clean-up itself causes are in it. The event source's reads are ApiServerSource's, and not counted.
+// - reconcile.event_to_write_p50_ms / _p99_ms: a fresh in-process function with no event source. For each of
+//   BENCH_RECONCILE_EVENTS (default 200) new BackupJobs, the Resource-mode `add` event ApiServerSource would
+//   send is POSTed to it over loopback HTTP, one at a time. The function's RestClient is wrapped to stamp the
+//   moment its first write request (any method but GET) is handed to the socket, on a kept-alive loopback
+//   connection to the API server; the sample is that stamp minus the moment the POST began. The step measured
+//   is NotStarted → CreatingSnapshot, which reads the most (PVC, StorageClass, VolumeSnapshotClasses, the
+//   VolumeSnapshot) before it writes (the VolumeSnapshot). The first 10 events warm up and are not counted.
+// - reconcile.start_to_first_event_ms: the function spawned as a child process (`node <entry>`, with a service
+//   account kubeconfig, WALLE_WORKER_IMAGE, WALLE_CLUSTER_NAME and PORT, as Knative would start it); the time
+//   from spawn until a POSTed `update` event for the settled BackupJob (which the function reads from the API
+//   server) is answered 2xx, polling every 2 ms while nothing listens yet. The median of 5 starts. The entry is
+//   the esbuild bundle that startCluster built into the local reconcile image, which is what the image runs;
+//   `node functions/reconcile/main.ts` also strips the types of every module as it loads it, which production
+//   never does, so it runs too, for context on stderr only.
+// - reconcile.rss_after_1000_events_mb: the last of those children's VmRSS (/proc/<pid>/status) after 1,000
+//   Resource-mode `update` events for the BackupJob, sent one at a time, each answered 2xx. In MB (10^6 bytes).
+import { spawn, type ChildProcess } from "node:child_process";
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { setTimeout as sleep } from "node:timers/promises";
+import { buildEvent, EventMode, type OutgoingEvent } from "../cluster/event-source.ts";
+import { imageRepositories } from "../cluster/images.ts";
+import { applyObjects, readManifestFiles, serviceAccountKubeconfig, startCluster, STATE_ROOT, type Cluster } from "../cluster/index.ts";
+import { LOCAL_CLUSTER_NAME, LOCAL_WORKER_IMAGE, runWalle } from "../cluster/run-walle.ts";
+import { repoRoot, resolveResticBinaries } from "../cluster/toolchain.ts";
+import { INSTALL_NAMESPACE, ServiceAccount } from "../lib/api/constants.ts";
+import type { KubeObject } from "../lib/k8s/informer.ts";
+import type { RestClient } from "../lib/k8s/rest.ts";
+import { createLogger } from "../lib/log.ts";
+import type { Figure } from "./main.ts";
+
+const reconcileMain = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../functions/reconcile/main.ts");
+const NS = "bench";
+const WARM_UP = 10;
+const say = (text: string) => console.error(`reconcile: ${text}`);
+
+const figure = (name: string, value: number, unit: string, target: number): Figure => ({ name, value, unit, target, ok: value <= target });
+
+export async function reconcile(): Promise<Figure[]> {
+  const events = Number(process.env.BENCH_RECONCILE_EVENTS ?? 200);
+  const stateDir = await mkdtemp(path.join(STATE_ROOT, "walle-bench-reconcile-"));
+  const bins = await resolveResticBinaries((l) => say(l));
+  say("starting a local cluster");
+  const cluster = await startCluster({ stateDir, log: (msg) => (/^(Building|Built|Downloading|Local cluster is ready)/.test(msg) ? say(msg) : undefined) });
+  const rest = await startRestServer(bins.restServer, path.join(stateDir, "rest-server"));
+  try {
+    await install(cluster, rest.url);
+    const requests = await requestsOverOneLife(cluster);
+    const latency = await eventToWrite(cluster, events);
+    // The figures are the image's bundle's; the source entry is context (see the top of this file).
+    const child = await childRuns(cluster, path.join(cluster.stateDir, "images", imageRepositories.reconcile, "app", "main.mjs"), "the image's bundle");
+    await childRuns(cluster, reconcileMain, "functions/reconcile/main.ts");
+    return [
+      figure("reconcile.event_to_write_p50_ms", round(percentile(latency, 0.5)), "ms", 20),
+      figure("reconcile.event_to_write_p99_ms", round(percentile(latency, 0.99)), "ms", 100),
+      figure("reconcile.api_requests_per_backupjob", requests, "requests", 25),
+      figure("reconcile.start_to_first_event_ms", round(percentile(child.starts, 0.5)), "ms", 400),
+      figure("reconcile.rss_after_1000_events_mb", round(child.rssMb), "MB", 80),
+    ];
+  } finally {
+    await rest.stop();
+    await cluster.stop();
+    await rm(stateDir, { recursive: true, force: true });
+  }
+}
+
+// ---- The cluster
+
+/** Walle's install namespace and RBAC, as an install applies them, and a namespace with a PVC and a repository. */
+async function install(cluster: Cluster, repository: string): Promise<void> {
+  await applyObjects(cluster.api, [{ apiVersion: "v1", kind: "Namespace", metadata: { name: INSTALL_NAMESPACE } }]);
+  await applyObjects(cluster.api, await readManifestFiles([path.join(repoRoot, "knative", "reconcile-rbac.yaml")]));
+  await cluster.api.create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: NS } });
+  await cluster.api.create(`/api/v1/namespaces/${NS}/secrets`, {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name: "repo" },
+    stringData: { RESTIC_REPOSITORY: repository, RESTIC_PASSWORD: "bench-password", INITIALIZE_REPO: "true" },
+  });
+  await cluster.api.create(`/api/v1/namespaces/${NS}/persistentvolumeclaims`, {
+    apiVersion: "v1",
+    kind: "PersistentVolumeClaim",
+    metadata: { name: "data" },
+    spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } },
+  });
+  const pvc = await until(async () => {
+    const p = await cluster.api.get<{ spec: { volumeName?: string }; status?: { phase?: string } }>(`/api/v1/namespaces/${NS}/persistentvolumeclaims/data`);
+    return p.status?.phase === "Bound" ? p : undefined;
+  }, "the PVC to be bound");
+  const dir = path.join(cluster.stateDir, "volumes", pvc.spec.volumeName ?? "");
+  await mkdir(path.join(dir, "docs"), { recursive: true });
+  for (let i = 0; i < 20; i++) await writeFile(path.join(dir, "docs", `file-${i}.txt`), `file ${i}\n`.repeat(100), { mode: 0o644 });
+  await chmod(path.join(dir, "docs"), 0o755);
+}
+
+async function createBackupJob(api: RestClient, name: string): Promise<KubeObject> {
+  return api.create<KubeObject>(`/apis/ros.io/v1/namespaces/${NS}/backupjobs`, {
+    apiVersion: "ros.io/v1",
+    kind: "BackupJob",
+    metadata: { name },
+    spec: { sourcePvc: "data", repository: { name: "repo", namespace: NS } },
+  });
+}
+
+interface BackupJobStatus {
+  status?: { phase?: string; conditions?: { type: string; status: string; message?: string }[] };
+}
+
+/** The function's logs are produced, as in production, and thrown away: stdout holds figures only. */
+const quietLog = () => createLogger({ function: "walle-reconcile", level: "info", destination: { write: () => {} } });
+
+// ---- API requests over one BackupJob's life
+
+async function requestsOverOneLife(cluster: Cluster): Promise<number> {
+  const walle = await runWalle({ admin: cluster.api, stateDir: cluster.stateDir, log: quietLog() });
+  try {
+    const before = walle.requests();
+    await createBackupJob(cluster.api, "life");
+    const bj = await until(async () => {
+      const got = await cluster.api.get<BackupJobStatus>(`/apis/ros.io/v1/namespaces/${NS}/backupjobs/life`);
+      const cleaned = got.status?.conditions?.some((c) => c.type === "CleanedUp" && c.status === "True");
+      return (got.status?.phase === "Finished" || got.status?.phase === "Failed") && cleaned ? got : undefined;
+    }, "the BackupJob to finish and clean up", 180_000);
+    if (bj.status?.phase !== "Finished") throw new Error(`the BackupJob ${bj.status?.phase}: ${JSON.stringify(bj.status?.conditions)}`);
+    // The clean-up's deletions come back as events: wait until they stop.
+    let last = walle.requests();
+    for (let quiet = 0; quiet < 20; quiet++) {
+      await sleep(100);
+      if (walle.requests() !== last) {
+        last = walle.requests();
+        quiet = 0;
+      }
+    }
+    const count = walle.requests() - before;
+    say(`one BackupJob's life took ${count} API requests of the function`);
+    return count;
+  } finally {
+    await walle.stop();
+  }
+}
+
+// ---- Event to next API write
+
+/** Stamps the first write request the client sends after `arm()`. */
+function stampWrites(api: RestClient): { arm(): void; readonly firstWriteAt: number | undefined } {
+  const state = { armed: false, firstWriteAt: undefined as number | undefined };
+  const request = api.request.bind(api);
+  api.request = <T = unknown>(...args: Parameters<RestClient["request"]>): Promise<T> => {
+    if (state.armed && args[0] !== "GET") {
+      state.firstWriteAt = performance.now();
+      state.armed = false;
+    }
+    return request<T>(...args);
+  };
+  return {
+    arm() {
+      state.firstWriteAt = undefined;
+      state.armed = true;
+    },
+    get firstWriteAt() {
+      return state.firstWriteAt;
+    },
+  };
+}
+
+async function eventToWrite(cluster: Cluster, events: number): Promise<number[]> {
+  const walle = await runWalle({ admin: cluster.api, stateDir: cluster.stateDir, log: quietLog(), eventSource: false });
+  const writes = stampWrites(walle.api);
+  const context = { mode: EventMode.Resource, source: cluster.server };
+  const samples: number[] = [];
+  try {
+    for (let i = 0; i < events + WARM_UP; i++) {
+      const bj = await createBackupJob(cluster.api, `latency-${i}`);
+      const event = buildEvent("add", { ...bj, apiVersion: "ros.io/v1", kind: "BackupJob" }, context);
+      writes.arm();
+      const started = performance.now();
+      const status = await send(walle.url, event);
+      const wrote = writes.firstWriteAt;
+      if (status !== 200 || wrote === undefined) throw new Error(`the add event of BackupJob latency-${i} got ${status}${wrote === undefined ? " and made no write" : ""}`);
+      if (i >= WARM_UP) samples.push(wrote - started);
+    }
+  } finally {
+    await walle.stop();
+  }
+  say(`event to first write over ${samples.length} events: p50 ${percentile(samples, 0.5).toFixed(1)} ms, p99 ${percentile(samples, 0.99).toFixed(1)} ms, max ${Math.max(...samples).toFixed(1)} ms`);
+  return samples;
+}
+
+async function send(url: string, event: OutgoingEvent): Promise<number> {
+  const res = await fetch(url, { method: "POST", headers: event.headers, body: event.body });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+// ---- Process start to first handled event, and RSS after 1,000 events
+
+interface ChildRuns {
+  /** Spawn to the first 2xx, one per run. */
+  starts: number[];
+  /** Spawn to the function's "Started" log line, one per run: for context, it splits start-up from the first event. */
+  listening: number[];
+  /** The last run's RSS after its first event, and after 1,000 more. */
+  rssFirstMb: number;
+  rssMb: number;
+}
+
+/** Five starts of `node <entry>` as its own process; the last one then gets 1,000 events. */
+async function childRuns(cluster: Cluster, entry: string, label: string): Promise<ChildRuns> {
+  const kubeconfig = await serviceAccountKubeconfig(cluster.api, cluster.stateDir, INSTALL_NAMESPACE, ServiceAccount.Reconcile);
+  const bj = await cluster.api.get<KubeObject>(`/apis/ros.io/v1/namespaces/${NS}/backupjobs/life`);
+  const context = { mode: EventMode.Resource, source: cluster.server };
+  const update = () => buildEvent("update", { ...bj, apiVersion: "ros.io/v1", kind: "BackupJob" }, context);
+  const runs: ChildRuns = { starts: [], listening: [], rssFirstMb: 0, rssMb: 0 };
+  for (let run = 0; run < 5; run++) {
+    const port = await freePort();
+    const started = performance.now();
+    const child = spawn(process.execPath, [entry], {
+      env: { PATH: process.env.PATH ?? "", KUBECONFIG: kubeconfig, WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE, WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME, PORT: String(port) },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stdout.on("data", (c: Buffer) => {
+      if (runs.listening.length === run && c.toString().includes("Started reconcile function")) runs.listening.push(performance.now() - started);
+    });
+    child.stderr.on("data", (c: Buffer) => (stderr = (stderr + c.toString()).slice(-2000)));
+    try {
+      const url = `http://127.0.0.1:${port}/`;
+      for (;;) {
+        if (child.exitCode !== null) throw new Error(`node ${entry} exited with ${child.exitCode}: ${stderr}`);
+        const status = await send(url, update()).catch(() => 0);
+        if (status >= 200 && status < 300) break;
+        if (status !== 0) throw new Error(`node ${entry} answered its first event with ${status}`);
+        await sleep(2);
+      }
+      runs.starts.push(performance.now() - started);
+      if (run === 4) {
+        runs.rssFirstMb = await vmRssMb(child.pid ?? 0);
+        for (let i = 0; i < 1000; i++) {
+          const status = await send(url, update());
+          if (status < 200 || status >= 300) throw new Error(`event ${i} to node ${entry} got ${status}`);
+        }
+        runs.rssMb = await vmRssMb(child.pid ?? 0);
+      }
+    } finally {
+      await terminate(child);
+    }
+  }
+  const ms = (values: number[]) => values.map((v) => v.toFixed(0)).join(", ");
+  say(`${label}: start to first handled event ${ms(runs.starts)} ms (listening after ${ms(runs.listening)} ms); RSS after the first event ${runs.rssFirstMb.toFixed(1)} MB, after 1000 more ${runs.rssMb.toFixed(1)} MB`);
+  return runs;
+}
+
+async function vmRssMb(pid: number): Promise<number> {
+  return ((await vmRssKiB(pid)) * 1024) / 1e6;
+}
+
+async function vmRssKiB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  const kib = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status)?.[1];
+  if (!kib) throw new Error(`no VmRSS in /proc/${pid}/status`);
+  return Number(kib);
+}
+
+async function terminate(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.kill("SIGTERM");
+  await exited;
+}
+
+// ---- Small things
+
+interface RestServer {
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+/** rest-server without authentication on a free loopback port: the repository is `<url>/bench`. */
+async function startRestServer(binary: string, dataDir: string): Promise<RestServer> {
+  await mkdir(dataDir, { recursive: true });
+  const port = await freePort();
+  const child = spawn(binary, ["--listen", `127.0.0.1:${port}`, "--path", dataDir, "--no-auth"], { stdio: "ignore" });
+  await until(async () => {
+    if (child.exitCode !== null) throw new Error(`rest-server exited with ${child.exitCode}`);
+    return fetch(`http://127.0.0.1:${port}/`).then(() => true, () => undefined);
+  }, "rest-server to listen", 10_000);
+  return { url: `rest:http://127.0.0.1:${port}/bench`, stop: () => terminate(child) };
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (!address || typeof address === "string") throw new Error("no free port");
+  return address.port;
+}
+
+async function until<T>(fn: () => Promise<T | undefined>, what: string, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await fn();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+/** The nearest-rank percentile. */
+function percentile(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] ?? Number.NaN;
+}
+
+const round = (value: number): number => Math.round(value * 10) / 10;
