@@ -15,7 +15,7 @@ import { API_VERSION, CREATED_BY, INSTALL_NAMESPACE, Label } from "../../lib/api
 import type { WalleConfig } from "../../lib/core/builders.ts";
 import { isTerminal } from "../../lib/core/backup-job.ts";
 import { boundedName, shortHash } from "../../lib/core/names.ts";
-import { targetOf, type EventObject, type Target } from "../../lib/core/routing.ts";
+import { movesOwner, targetOf, type EventObject, type Target } from "../../lib/core/routing.ts";
 import { getOrNull } from "../../lib/k8s/actions.ts";
 import { driveBackupJob, type DriverContext } from "../../lib/k8s/backup-job-driver.ts";
 import { driveBackupRestore } from "../../lib/k8s/backup-restore-driver.ts";
@@ -66,6 +66,15 @@ export function configFromEnv(env: Env): WalleConfig & { defaultRepository?: str
 const objectSchema = z.looseObject({
   apiVersion: z.string(),
   kind: z.string(),
+  status: z
+    .looseObject({
+      phase: z.string().optional(),
+      readyToUse: z.boolean().optional(),
+      error: z.unknown().optional(),
+      conditions: z.array(z.looseObject({ type: z.string(), status: z.string() })).optional(),
+    })
+    .optional()
+    .catch(undefined),
   metadata: z.looseObject({
     name: z.string(),
     namespace: z.string().optional(),
@@ -161,6 +170,10 @@ export async function createHandler(opts: HandlerOptions): Promise<EventHandler 
     }
     const target = targetOf(obj);
     if (!target) return { status: 200, body: { ignored: `${obj.kind} ${obj.metadata.name} does not belong to a BackupJob or BackupSet` } };
+    const change = event.type.endsWith(".delete") ? "delete" : event.type.endsWith(".add") ? "add" : "update";
+    if (target.kind !== obj.kind && !movesOwner(obj, change)) {
+      return { status: 200, body: { target, ignored: `this change of ${obj.kind} ${obj.metadata.name} cannot move its owner on` } };
+    }
     return drive(target, log);
   }
 

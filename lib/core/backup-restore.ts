@@ -223,7 +223,7 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
         op: "patch",
         target: pvPath(pvName),
         patch: {
-          metadata: { labels, annotations: { [ORIGINAL_RECLAIM_ANNOTATION]: pv.spec.persistentVolumeReclaimPolicy ?? "Delete" } },
+          metadata: { labels: { [Label.CreatedBy]: CREATED_BY, ...labels }, annotations: { [ORIGINAL_RECLAIM_ANNOTATION]: pv.spec.persistentVolumeReclaimPolicy ?? "Delete" } },
           spec: { persistentVolumeReclaimPolicy: "Retain" },
         },
       });
@@ -259,7 +259,13 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
     if (w.targetPvc?.status?.phase !== "Bound") return result();
     // Step 4: bound: the volume belongs to the target PVC now; give it back its reclaim policy.
     const original = pv.metadata.annotations?.[ORIGINAL_RECLAIM_ANNOTATION] ?? "Delete";
-    actions.push({ op: "patch", target: pvPath(pvName), patch: { metadata: { annotations: { [ORIGINAL_RECLAIM_ANNOTATION]: null } }, spec: { persistentVolumeReclaimPolicy: original } } });
+    // Walle's labels go too: the volume is the user's now, and nothing of Walle's should watch or sweep it.
+    const unlabel = Object.fromEntries([Label.CreatedBy, ...Object.keys(labels)].map((k) => [k, null]));
+    actions.push({
+      op: "patch",
+      target: pvPath(pvName),
+      patch: { metadata: { labels: unlabel, annotations: { [ORIGINAL_RECLAIM_ANNOTATION]: null } }, spec: { persistentVolumeReclaimPolicy: original } },
+    });
     return finish(res);
   }
 

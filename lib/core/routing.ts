@@ -10,6 +10,12 @@ export type Target =
 export interface EventObject {
   readonly apiVersion?: string;
   readonly kind: string;
+  readonly status?: {
+    readonly phase?: string;
+    readonly readyToUse?: boolean;
+    readonly error?: unknown;
+    readonly conditions?: readonly { readonly type: string; readonly status: string }[];
+  };
   readonly metadata: {
     readonly name: string;
     readonly namespace?: string;
@@ -41,4 +47,26 @@ export function targetOf(obj: EventObject): Target | undefined {
     return { kind: owner.kind, namespace, name: owner.name };
   }
   return undefined;
+}
+
+/**
+ * Whether a child's change can move its owner on. Most child events (a Pod's every status update, a PVC being
+ * provisioned) cannot: skipping them saves the owner's re-read and a full observation each. What can:
+ * a snapshot ready or failed, a Job finished, a worker pod running, a restore's PVC bound or released.
+ * Walle's own objects always count.
+ */
+export function movesOwner(obj: EventObject, change: "add" | "update" | "delete"): boolean {
+  const status = obj.status;
+  switch (obj.kind) {
+    case "VolumeSnapshot":
+      return change !== "delete" && (status?.readyToUse === true || status?.error !== undefined);
+    case "Job":
+      return change !== "delete" && (status?.conditions?.some((c) => c.status === "True" && (c.type === "Complete" || c.type === "Failed")) ?? false);
+    case "Pod":
+      return change !== "delete" && status?.phase === "Running";
+    case "PersistentVolumeClaim":
+      return obj.metadata.labels?.[Label.BackupRestore] !== undefined && (change === "delete" || status?.phase === "Bound");
+    default:
+      return true;
+  }
 }

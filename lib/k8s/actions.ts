@@ -26,8 +26,14 @@ export async function read<S extends z.ZodType>(api: RestClient, schema: S, path
   return raw === null ? null : schema.parse(raw);
 }
 
-export async function list<S extends z.ZodType>(api: RestClient, schema: S, path: string, labelSelector?: string): Promise<z.output<S>[]> {
-  const res = await api.get<{ items: unknown[] }>(path, labelSelector ? { labelSelector } : undefined);
+export async function list<S extends z.ZodType>(
+  api: RestClient,
+  schema: S,
+  path: string,
+  labelSelector?: string,
+  query: Readonly<Record<string, string>> = {},
+): Promise<z.output<S>[]> {
+  const res = await api.get<{ items: unknown[] }>(path, { ...query, ...(labelSelector ? { labelSelector } : {}) });
   return res.items.map((i) => schema.parse(i));
 }
 

@@ -90,7 +90,9 @@ async function observe(api: RestClient, reads: ReadonlySet<keyof BackupJobWorld>
   const want = (k: keyof BackupJobWorld) => reads.has(k);
   const [pvc, snapshotClasses, sourceSnapshot, movedContent, movedSnapshot, workerJob] = await Promise.all([
     want("pvc") ? read(api, pvcSchema, objectPath("PersistentVolumeClaim", o.spec.sourcePvc, ns)) : undefined,
-    want("snapshotClasses") ? list(api, volumeSnapshotClassSchema, collectionPath("VolumeSnapshotClass")) : undefined,
+    // From the API server's cache (resourceVersion 0): a quorum read waits for the cache to catch up with the
+    // latest write anywhere in the cluster, and classes change about never.
+    want("snapshotClasses") ? list(api, volumeSnapshotClassSchema, collectionPath("VolumeSnapshotClass"), undefined, { resourceVersion: "0" }) : undefined,
     want("sourceSnapshot") ? read(api, volumeSnapshotSchema, objectPath("VolumeSnapshot", o.names.sourceSnapshot, ns)) : undefined,
     want("movedContent") ? read(api, volumeSnapshotContentSchema, objectPath("VolumeSnapshotContent", o.names.movedContent)) : undefined,
     want("movedSnapshot") ? read(api, volumeSnapshotSchema, objectPath("VolumeSnapshot", o.names.movedSnapshot, o.workerNs)) : undefined,

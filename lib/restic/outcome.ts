@@ -47,8 +47,20 @@ const patterns = {
   locked: /repository is already locked/i,
   unauthorized: /\b401\b.*Unauthorized|Unauthorized.*\b401\b/i,
   forbidden: /\b403\b.*Forbidden|Forbidden.*\b403\b|AccessDenied/i,
-  unreachable:
-    /dial tcp|connection refused|no such host|i\/o timeout|network is unreachable|no route to host|TLS handshake timeout|connection reset by peer|server misbehaving/i,
+  unreachable: new RegExp(
+    [
+      "dial tcp",
+      "connection refused",
+      "no such host",
+      "i/o timeout",
+      "network is unreachable",
+      "no route to host",
+      "TLS handshake timeout",
+      "connection reset by peer",
+      "server misbehaving",
+    ].join("|"),
+    "i",
+  ),
   // restic 0.14 for a missing repository (0.17 and later exit 10); checked after 401/403, which print it too.
   noRepository: /Is there a repository at the following location\?/i,
   noSnapshot: /no matching ID found|no snapshot found|failed to find snapshot/i,
@@ -56,41 +68,62 @@ const patterns = {
   failedRemove: /unable to remove .* from the repository/i,
 } as const;
 
-type Rule = (facts: ResticRunFacts, text: string, ctx: VerdictContext) => Verdict | undefined;
+/** One row of the table: when it applies, its reason, and the message. The first row that applies wins. */
+interface Rule {
+  reason: Reason;
+  when(facts: ResticRunFacts, text: string): boolean;
+  message(facts: ResticRunFacts, text: string, ctx: VerdictContext): string;
+}
+
+const failed = (f: ResticRunFacts) => f.exitCode !== 0;
 
 const rules: readonly Rule[] = [
-  (f) => (f.stoppedBy === "cancel" || f.exitCode === ResticExit.cancelled ? verdict("Cancelled", cancelledMessage) : undefined),
-  (f, _t, c) =>
-    f.stoppedBy === "unreachable"
-      ? verdict("Unreachable", `The repository could not be reached for ${c.unreachableTimeout ?? "too long"}: ${f.lastRetryError ?? "no answer"}.`)
-      : undefined,
-  (f, t, c) => (f.exitCode === ResticExit.wrongPassword || patterns.wrongPassword.test(t) ? verdict("WrongPassword", wrongPasswordMessage(c)) : undefined),
-  (f, _t, c) => (f.exitCode === ResticExit.noRepository ? verdict("NoRepository", noRepositoryMessage(c)) : undefined),
-  (f, t, c) => (f.exitCode === ResticExit.lockFailed || patterns.locked.test(t) ? verdict("Locked", lockedMessage(c, t)) : undefined),
-  (f) => (f.exitCode === ResticExit.sourceUnreadable ? verdict("SourceUnreadable", unreadableMessage(f)) : undefined),
-  (f, t) => (f.exitCode !== 0 && patterns.unauthorized.test(t) ? verdict("Unauthorized", unauthorizedMessage) : undefined),
-  (f, t) => (patterns.forbidden.test(t) && (f.exitCode !== 0 || removeFailed(f)) ? verdict("Forbidden", forbiddenMessage) : undefined),
-  (f, t) => (f.exitCode !== 0 && patterns.unreachable.test(t) ? verdict("Unreachable", `The repository could not be reached: ${firstLine(t)}`) : undefined),
-  (f, t, c) => (f.exitCode !== 0 && patterns.noRepository.test(t) ? verdict("NoRepository", noRepositoryMessage(c)) : undefined),
-  (f, t) => (f.exitCode !== 0 && patterns.noSnapshot.test(t) ? verdict("NoSnapshot", `No snapshot matches: ${firstLine(t)}`) : undefined),
-  (f) => (f.exitCode === 0 && removeFailed(f) ? verdict("ResticFailed", `restic forget could not delete some snapshots: ${firstFailedRemove(f)}`) : undefined),
-  (f) => (f.exitCode === 0 ? verdict("Completed", `restic ${f.command} completed.`) : undefined),
+  {
+    reason: "Cancelled",
+    when: (f) => f.stoppedBy === "cancel" || f.exitCode === ResticExit.cancelled,
+    message: () => cancelledMessage,
+  },
+  {
+    reason: "Unreachable",
+    when: (f) => f.stoppedBy === "unreachable",
+    message: (f, _t, c) => `The repository could not be reached for ${c.unreachableTimeout ?? "too long"}: ${f.lastRetryError ?? "no answer"}.`,
+  },
+  {
+    reason: "WrongPassword",
+    when: (f, t) => f.exitCode === ResticExit.wrongPassword || patterns.wrongPassword.test(t),
+    message: (_f, _t, c) => wrongPasswordMessage(c),
+  },
+  { reason: "NoRepository", when: (f) => f.exitCode === ResticExit.noRepository, message: (_f, _t, c) => noRepositoryMessage(c) },
+  {
+    reason: "Locked",
+    when: (f, t) => f.exitCode === ResticExit.lockFailed || patterns.locked.test(t),
+    message: (_f, t, c) => lockedMessage(c, t),
+  },
+  { reason: "SourceUnreadable", when: (f) => f.exitCode === ResticExit.sourceUnreadable, message: (f) => unreadableMessage(f) },
+  { reason: "Unauthorized", when: (f, t) => failed(f) && patterns.unauthorized.test(t), message: () => unauthorizedMessage },
+  { reason: "Forbidden", when: (f, t) => patterns.forbidden.test(t) && (failed(f) || removeFailed(f)), message: () => forbiddenMessage },
+  {
+    reason: "Unreachable",
+    when: (f, t) => failed(f) && patterns.unreachable.test(t),
+    message: (_f, t) => `The repository could not be reached: ${firstLine(t)}`,
+  },
+  { reason: "NoRepository", when: (f, t) => failed(f) && patterns.noRepository.test(t), message: (_f, _t, c) => noRepositoryMessage(c) },
+  { reason: "NoSnapshot", when: (f, t) => failed(f) && patterns.noSnapshot.test(t), message: (_f, t) => `No snapshot matches: ${firstLine(t)}` },
+  {
+    reason: "ResticFailed",
+    when: (f) => !failed(f) && removeFailed(f),
+    message: (f) => `restic forget could not delete some snapshots: ${firstFailedRemove(f)}`,
+  },
+  { reason: "Completed", when: (f) => !failed(f), message: (f) => `restic ${f.command} completed.` },
 ];
 
 /** The reason and message of one restic run. */
 export function classify(facts: ResticRunFacts, ctx: VerdictContext = {}): Verdict {
   const text = [facts.finalMessage ?? "", ...(facts.command === "forget" ? facts.stderr : [])].join("\n");
-  for (const rule of rules) {
-    const found = rule(facts, text, ctx);
-    if (found) return found;
-  }
-  const meaning = exitMeaning(facts.exitCode, facts.signal);
+  const rule = rules.find((r) => r.when(facts, text));
+  if (rule) return { reason: rule.reason, message: rule.message(facts, text, ctx) };
   const detail = firstLine(text);
-  return verdict("ResticFailed", `restic ${facts.command} failed (${meaning})${detail ? `: ${detail}` : "."}`);
-}
-
-function verdict(reason: Reason, message: string): Verdict {
-  return { reason, message };
+  return { reason: "ResticFailed", message: `restic ${facts.command} failed (${exitMeaning(facts.exitCode, facts.signal)})${detail ? `: ${detail}` : "."}` };
 }
 
 const cancelledMessage = "The worker was asked to stop (SIGTERM); restic was stopped cleanly and the job is cancelled.";
@@ -130,7 +163,8 @@ function lockedMessage(ctx: VerdictContext, text: string): string {
 function unreadableMessage(facts: ResticRunFacts): string {
   const n = facts.errorCount ?? facts.errors.length;
   const first = facts.errors[0];
-  return `${n || "Some"} source file${n === 1 ? "" : "s"} could not be read; the snapshot was made without ${n === 1 ? "it" : "them"}${first ? `. First: ${first}` : "."}`;
+  const files = `${n || "Some"} source file${n === 1 ? "" : "s"}`;
+  return `${files} could not be read; the snapshot was made without ${n === 1 ? "it" : "them"}${first ? `. First: ${first}` : "."}`;
 }
 
 function removeFailed(facts: ResticRunFacts): boolean {
