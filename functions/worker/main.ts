@@ -40,7 +40,9 @@ export async function runWorker(command: WorkerCommand, env: Env, cancel: AbortS
 
 function failure(error: unknown, redact: Redactor): CommandResult {
   if (error instanceof ConfigError) return { reason: "InvalidConfig", message: redact(error.message) };
-  if (error instanceof ResticSpawnError) return { reason: "ResticNotFound", message: `${redact(error.message)}. Set RESTIC_BINARY or put restic on the PATH.` };
+  if (error instanceof ResticSpawnError) {
+    return { reason: "ResticNotFound", message: `${redact(error.message)}. Set RESTIC_BINARY or put restic on the PATH.` };
+  }
   return { reason: "InternalError", message: `The worker failed unexpectedly: ${redact(String(error))}` };
 }
 

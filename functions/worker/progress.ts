@@ -4,7 +4,6 @@
 // or slow down because nobody is listening: a POST that is still in flight when the next report is due makes
 // that report skip the sink, every POST has a short timeout, and failures are logged once.
 import { randomUUID } from "node:crypto";
-import { CloudEvent, HTTP } from "cloudevents";
 import type { Logger } from "pino";
 import type { Progress } from "../../lib/restic/messages.ts";
 import { progressEventSource, progressEventType, type ProgressKind } from "../../lib/restic/progress.ts";
@@ -24,7 +23,13 @@ const sinkTimeoutMs = 5_000;
 const closeGraceMs = 1_000;
 
 /** The progress CloudEvent, as binary-mode HTTP headers and body. */
-export function progressMessage(kind: ProgressKind, progress: Progress, subject?: string): { headers: Record<string, string>; body: string } {
+export async function progressMessage(
+  kind: ProgressKind,
+  progress: Progress,
+  subject?: string,
+): Promise<{ headers: Record<string, string>; body: string }> {
+  // Loaded on first use: most workers have no sink, and every millisecond of start-up counts against restic's time.
+  const { CloudEvent, HTTP } = await import("cloudevents");
   const event = new CloudEvent<Progress>({
     id: randomUUID(),
     type: progressEventType(kind),
@@ -78,9 +83,9 @@ export class ProgressReporter {
   }
 
   async #send(sink: { url: string; subject?: string }, progress: Progress): Promise<void> {
-    const { headers, body } = progressMessage(this.#o.kind, progress, sink.subject);
     const signal = AbortSignal.any([AbortSignal.timeout(sinkTimeoutMs), this.#abort.signal]);
     try {
+      const { headers, body } = await progressMessage(this.#o.kind, progress, sink.subject);
       const response = await this.#post(sink.url, { method: "POST", headers, body, signal });
       await response.body?.cancel();
       if (!response.ok) this.#failed(`HTTP ${response.status}`);

@@ -162,7 +162,9 @@ class RunState {
     this.#errorCount++;
     if (this.#errors.length < keptLines) this.#errors.push(message);
     if (this.#errorCount <= loggedErrors) this.#o.log.warn({ restic: message }, `restic ${this.#inv.command} could not process an item: ${message}`);
-    if (this.#errorCount === loggedErrors + 1) this.#o.log.warn(`restic ${this.#inv.command} reported more errors; only the count is kept from here on.`);
+    if (this.#errorCount === loggedErrors + 1) {
+      this.#o.log.warn(`restic ${this.#inv.command} reported more errors; only the count is kept from here on.`);
+    }
   }
 
   // Arms one timer for the moment the backend will have failed for the whole limit; a success in between
@@ -186,7 +188,8 @@ class RunState {
   stop(child: ChildProcess, why: "cancel" | "unreachable"): void {
     if (this.#stoppedBy || child.exitCode !== null) return;
     this.#stoppedBy = why;
-    this.#o.log.warn(why === "cancel" ? `Stopping restic ${this.#inv.command}: the worker was asked to stop.` : `Stopping restic ${this.#inv.command}: the repository stayed unreachable.`);
+    const because = why === "cancel" ? "the worker was asked to stop" : "the repository stayed unreachable";
+    this.#o.log.warn(`Stopping restic ${this.#inv.command}: ${because}.`);
     child.kill("SIGTERM");
     this.#killTimer = setTimeout(() => child.kill("SIGKILL"), killAfterMs);
     this.#killTimer.unref();

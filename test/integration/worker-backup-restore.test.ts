@@ -176,5 +176,6 @@ describe("empty volumes", () => {
     expect(run.exitCode).toBe(0);
     expect(run.result).toMatchObject({ outcome: "Skipped", reason: "EmptySource", message: "The volume of PVC shop/fresh is empty; no snapshot was made." });
     expect((await listSnapshots(env)).some((s) => s.tags?.includes("pvc=fresh"))).toBe(false);
+    await rm(source, { recursive: true, force: true });
   });
 });

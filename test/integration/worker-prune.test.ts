@@ -123,7 +123,7 @@ describe("check and unlock", () => {
     expect(run.result).toMatchObject({ command: "check", outcome: "Succeeded", message: "The repository has no errors (read 50% of the data)." });
   });
 
-  it("removes a stale lock but never a live one", async () => {
+  it("waits a bounded time for a live lock, and removes only stale locks", async () => {
     // A restic that holds a lock for as long as its stdin stays open: live until killed, stale after SIGKILL.
     const holder = spawn(inject("restic"), ["backup", "--stdin", "--host", "holder"], {
       env: { PATH: process.env.PATH ?? "", HOME: dir, ...env, RESTIC_REPOSITORY: env.RESTIC_REPOSITORY ?? "" },
@@ -135,6 +135,14 @@ describe("check and unlock", () => {
     const live = await runWorker("unlock", env);
     expect(live.result).toMatchObject({ outcome: "Succeeded", message: "There were no stale locks to remove." });
     expect(await locks()).toHaveLength(1);
+
+    // prune needs the repository to itself: it waits LOCK_WAIT for the live lock, then says who holds it.
+    const started = Date.now();
+    const blocked = await runWorker("prune", { ...env, RETENTION: '{"last":1}', LOCK_WAIT: "2s" });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2_000);
+    expect(blocked.exitCode).toBe(11);
+    expect(blocked.result).toMatchObject({ outcome: "Failed", reason: "Locked", exitCode: 11 });
+    expect(blocked.result.message).toMatch(/is locked by another restic process and stayed locked for 2s \(lock was created at .*\)\. If that process is gone, run the unlock command/);
 
     holder.kill("SIGKILL");
     await new Promise((r) => holder.once("close", r));

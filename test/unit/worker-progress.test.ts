@@ -1,5 +1,5 @@
 import { pino } from "pino";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { ProgressReporter, progressMessage } from "../../functions/worker/progress.ts";
 
 const silent = pino({ level: "silent" });
@@ -14,8 +14,8 @@ function recorder(respond: () => Promise<Response>) {
 }
 
 describe("progress CloudEvent", () => {
-  it("is binary mode with the progress as JSON data", () => {
-    const { headers, body } = progressMessage("backup", { percentDone: 0.5, bytesDone: 5 }, "/apis/ros.io/v1/namespaces/shop/backupjobs/data-1");
+  it("is binary mode with the progress as JSON data", async () => {
+    const { headers, body } = await progressMessage("backup", { percentDone: 0.5, bytesDone: 5 }, "/apis/ros.io/v1/namespaces/shop/backupjobs/data-1");
     expect(headers).toMatchObject({
       "ce-specversion": "1.0",
       "ce-type": "io.ros.walle.backup.progress",
@@ -27,8 +27,8 @@ describe("progress CloudEvent", () => {
     expect(JSON.parse(body)).toEqual({ percentDone: 0.5, bytesDone: 5 });
   });
 
-  it("names restore progress as such and leaves out an absent subject", () => {
-    const { headers } = progressMessage("restore", { percentDone: 1 });
+  it("names restore progress as such and leaves out an absent subject", async () => {
+    const { headers } = await progressMessage("restore", { percentDone: 1 });
     expect(headers["ce-type"]).toBe("io.ros.walle.restore.progress");
     expect(headers).not.toHaveProperty("ce-subject");
   });
@@ -53,6 +53,7 @@ describe("progress reporter", () => {
     const { posts, post } = recorder(() => new Promise((resolve) => (release = () => resolve(new Response(null)))));
     const r = new ProgressReporter({ kind: "backup", intervalMs: 1, log: silent, sink: { url: "http://sink/" }, now: () => now, post });
     r.report({ percentDone: 0.1 });
+    await vi.waitFor(() => expect(posts).toHaveLength(1));
     now = 10;
     r.report({ percentDone: 0.2 });
     release();

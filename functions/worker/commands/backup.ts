@@ -10,7 +10,8 @@ export async function backup(config: BackupConfig, ctx: WorkerContext): Promise<
   const what = `PVC ${config.owner.namespace}/${config.owner.pvc}`;
   const entries = await sourceEntries(config.sourcePath);
   if (entries === undefined) {
-    return { reason: "InvalidConfig", message: `SOURCE_PATH ${config.sourcePath} is not a readable directory; was the snapshot volume mounted there?` };
+    const message = `SOURCE_PATH ${config.sourcePath} is not a readable directory; was the snapshot volume mounted there?`;
+    return { reason: "InvalidConfig", message };
   }
   if (entries.length === 0) {
     return { reason: "EmptySource", message: `The volume of ${what} is empty; no snapshot was made.` };
@@ -18,11 +19,12 @@ export async function backup(config: BackupConfig, ctx: WorkerContext): Promise<
 
   ctx.log.info({ repository: config.repository, host: config.host, owner: config.owner }, `Backing up ${what}.`);
   const progress = ctx.progress("backup");
+  const { host, owner, sourcePath, snapshotTime: time, lockWait } = config;
   const run = await runCreatingRepository(
     {
       command: "backup",
-      args: backupArgs({ host: config.host, owner: config.owner, sourcePath: config.sourcePath, time: config.snapshotTime, lockWait: config.lockWait }),
-      cwd: config.sourcePath,
+      args: backupArgs({ host, owner, sourcePath, time, lockWait }),
+      cwd: sourcePath,
       onProgress: (p) => progress.report(p),
     },
     config,

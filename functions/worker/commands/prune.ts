@@ -6,9 +6,10 @@ import type { PruneConfig } from "../config.ts";
 import { judge, parseJson, resultOf, runCreatingRepository, type CommandResult, type WorkerContext } from "./shared.ts";
 
 export async function prune(config: PruneConfig, ctx: WorkerContext): Promise<CommandResult> {
-  ctx.log.info({ repository: config.repository, host: config.host, schedule: config.schedule, retention: config.retention }, "Forgetting snapshots by the retention policy.");
+  const { host, schedule, retention: policy, lockWait } = config;
+  ctx.log.info({ repository: config.repository, host, schedule, retention: policy }, "Forgetting snapshots by the retention policy.");
   const forget = await runCreatingRepository(
-    { command: "forget", args: forgetArgs({ host: config.host, schedule: config.schedule, policy: config.retention, lockWait: config.lockWait }), keepStdout: true },
+    { command: "forget", args: forgetArgs({ host, schedule, policy, lockWait }), keepStdout: true },
     config,
     ctx,
   );
@@ -18,7 +19,7 @@ export async function prune(config: PruneConfig, ctx: WorkerContext): Promise<Co
   ctx.log.info({ forget: counts }, `Forgot ${counts?.removed ?? "some"} snapshots and kept ${counts?.kept ?? "the rest"}.`);
 
   // Always pruned, not only after a forget removed something: prune also frees the data of interrupted backups.
-  const pruned = await ctx.restic.run({ command: "prune", args: pruneArgs({ lockWait: config.lockWait }) });
+  const pruned = await ctx.restic.run({ command: "prune", args: pruneArgs({ lockWait }) });
   const verdict = judge(pruned, config);
   const forgotten = counts ? `Forgot ${counts.removed} snapshots and kept ${counts.kept}` : "Forgot snapshots by the policy";
   const message = verdict.reason === "Completed" ? `${forgotten}, and pruned the repository.` : `${forgotten}, but prune failed: ${verdict.message}`;

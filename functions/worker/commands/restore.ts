@@ -42,7 +42,9 @@ async function chooseSnapshot(config: RestoreConfig, ctx: WorkerContext): Promis
   const verdict = judge(run, config);
   if (verdict.reason !== "Completed") return resultOf(run, verdict);
   const list = SnapshotList.safeParse(parseJson(run.stdout.join("\n")));
-  if (!list.success) return { ...resultOf(run, verdict), reason: "ResticFailed", message: "restic snapshots printed a list the worker could not read." };
+  if (!list.success) {
+    return { ...resultOf(run, verdict), reason: "ResticFailed", message: "restic snapshots printed a list the worker could not read." };
+  }
   const found = selectSnapshot(list.data, source.before);
   if (!found) return { ...resultOf(run, verdict), reason: "NoSnapshot", message: noSnapshotMessage(source) };
   ctx.log.info({ snapshot: found.id, time: found.time }, `Chose snapshot ${shortId(found.id)} taken at ${found.time}.`);

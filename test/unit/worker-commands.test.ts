@@ -1,0 +1,158 @@
+// The command drivers against a scripted restic: which runs they make, in which order, and what they conclude.
+import { pino } from "pino";
+import { describe, expect, it } from "vitest";
+import { prune } from "../../functions/worker/commands/prune.ts";
+import { restore } from "../../functions/worker/commands/restore.ts";
+import { runCreatingRepository, type WorkerContext } from "../../functions/worker/commands/shared.ts";
+import { unlock } from "../../functions/worker/commands/unlock.ts";
+import type { PruneConfig, RestoreConfig } from "../../functions/worker/config.ts";
+import { ProgressReporter } from "../../functions/worker/progress.ts";
+import type { ResticInvocation, ResticRun } from "../../functions/worker/restic.ts";
+import type { ResticRunFacts } from "../../lib/restic/outcome.ts";
+
+const log = pino({ level: "silent" });
+const id = (c: string) => c.repeat(64);
+
+type Script = (inv: ResticInvocation) => Omit<Partial<ResticRun>, "facts"> & { facts?: Partial<ResticRunFacts> };
+
+function scripted(script: Script) {
+  const calls: string[][] = [];
+  const ctx: WorkerContext = {
+    log,
+    progress: (kind) => new ProgressReporter({ kind, intervalMs: 0, log }),
+    restic: {
+      async run(inv) {
+        calls.push([...inv.args]);
+        const r = script(inv);
+        return { stdout: [], ...r, facts: { command: inv.command, exitCode: 0, errors: [], stderr: [], ...r.facts } };
+      },
+    },
+  };
+  return { ctx, calls };
+}
+
+const common = {
+  resticBinary: "restic",
+  repository: "rest:http://alice:***@h/alice/r",
+  initializeRepo: false,
+  lockWait: "5m",
+  unreachableTimeout: "2m",
+  unreachableTimeoutMs: 120_000,
+  logLevel: "info" as const,
+  progress: { intervalMs: 0 },
+};
+
+const snapshots = [
+  { id: id("a"), time: "2024-01-01T00:00:00Z", hostname: "prod" },
+  { id: id("b"), time: "2024-01-02T00:00:00Z", hostname: "prod" },
+  { id: id("c"), time: "2024-01-03T00:00:00Z", hostname: "prod" },
+];
+
+describe("restore", () => {
+  const latest = (before?: string): RestoreConfig => ({
+    ...common,
+    command: "restore",
+    targetPath: "/target",
+    include: [],
+    source: { kind: "latest", host: "prod", pvc: "data", namespace: "shop", ...(before ? { before: new Date(before) } : {}) },
+  });
+
+  it("restores the latest snapshot before a time", async () => {
+    const { ctx, calls } = scripted((inv) =>
+      inv.command === "snapshots"
+        ? { stdout: [JSON.stringify(snapshots)] }
+        : { summary: { message_type: "summary", total_files: 3, files_restored: 3, total_bytes: 10, bytes_restored: 10 } },
+    );
+    const r = await restore(latest("2024-01-02T12:00:00Z"), ctx);
+    expect(calls).toEqual([
+      ["snapshots", "--json", "--host", "prod", "--tag", "pvc=data,namespace=shop"],
+      ["restore", id("b"), "--json", "--retry-lock", "5m", "--target", "/target"],
+    ]);
+    expect(r).toMatchObject({ reason: "Completed", snapshotId: id("b"), restore: { files: 3, bytes: 10 }, message: "Restored snapshot bbbbbbbb (3 files, 10 B) into /target." });
+  });
+
+  it("says clearly when no snapshot matches, without restoring", async () => {
+    const { ctx, calls } = scripted(() => ({ stdout: [JSON.stringify(snapshots)] }));
+    const r = await restore(latest("2023-06-01T00:00:00Z"), ctx);
+    expect(calls).toHaveLength(1);
+    expect(r).toMatchObject({ reason: "NoSnapshot", message: "There is no snapshot of PVC shop/data from cluster prod taken at or before 2023-06-01T00:00:00.000Z." });
+  });
+
+  it("stops at a failed listing", async () => {
+    const { ctx, calls } = scripted(() => ({ facts: { exitCode: 12 } }));
+    expect(await restore(latest(), ctx)).toMatchObject({ reason: "WrongPassword", exitCode: 12 });
+    expect(calls).toHaveLength(1);
+  });
+});
+
+describe("prune", () => {
+  const config: PruneConfig = { ...common, command: "prune", host: "prod", retention: { last: 1 } };
+  const report = [{ host: "prod", tags: ["pvc=data"], keep: [snapshots[2]], remove: [snapshots[0], snapshots[1]] }];
+
+  it("forgets, then prunes, and counts", async () => {
+    const { ctx, calls } = scripted((inv) => (inv.command === "forget" ? { stdout: [JSON.stringify(report)] } : {}));
+    const r = await prune(config, ctx);
+    expect(calls.map((c) => c[0])).toEqual(["forget", "prune"]);
+    expect(r).toMatchObject({ reason: "Completed", forget: { kept: 1, removed: 2 }, message: "Forgot 2 snapshots and kept 1, and pruned the repository." });
+  });
+
+  it("does not prune when forget could not delete", async () => {
+    const { ctx, calls } = scripted(() => ({
+      stdout: [JSON.stringify(report)],
+      facts: { stderr: ["Remove(<snapshot/aaaa>) failed: unexpected HTTP response (403): 403 Forbidden", "unable to remove snapshot/aaaa from the repository"] },
+    }));
+    const r = await prune(config, ctx);
+    expect(calls.map((c) => c[0])).toEqual(["forget"]);
+    expect(r).toMatchObject({ reason: "Forbidden", exitCode: 0 });
+  });
+
+  it("reports a failed prune after a good forget", async () => {
+    const { ctx } = scripted((inv) =>
+      inv.command === "forget" ? { stdout: [JSON.stringify(report)] } : { facts: { exitCode: 1, finalMessage: "Fatal: unexpected HTTP response (403): 403 Forbidden" } },
+    );
+    const r = await prune(config, ctx);
+    expect(r.reason).toBe("Forbidden");
+    expect(r.message).toMatch(/^Forgot 2 snapshots and kept 1, but prune failed: The repository server refused/);
+  });
+});
+
+describe("creating a missing repository", () => {
+  const inv: ResticInvocation = { command: "check", args: ["check", "--json"] };
+
+  it("initialises and runs again when allowed", async () => {
+    let created = false;
+    const { ctx, calls } = scripted((i) => {
+      if (i.command === "init") created = true;
+      return created ? {} : { facts: { exitCode: 10 } };
+    });
+    const run = await runCreatingRepository(inv, { ...common, initializeRepo: true }, ctx);
+    expect(calls.map((c) => c[0])).toEqual(["check", "init", "check"]);
+    expect(run.facts.exitCode).toBe(0);
+  });
+
+  it("runs again even when init fails (another worker may have created it)", async () => {
+    const { ctx, calls } = scripted((i) => ({ facts: { exitCode: i.command === "init" ? 1 : 10 } }));
+    const run = await runCreatingRepository(inv, { ...common, initializeRepo: true }, ctx);
+    expect(calls.map((c) => c[0])).toEqual(["check", "init", "check"]);
+    expect(run.facts.exitCode).toBe(10);
+  });
+
+  it.each([
+    { name: "not allowed", initializeRepo: false, exitCode: 10 },
+    { name: "another failure", initializeRepo: true, exitCode: 12 },
+  ])("leaves the repository alone when $name", async ({ initializeRepo, exitCode }) => {
+    const { ctx, calls } = scripted(() => ({ facts: { exitCode } }));
+    await runCreatingRepository(inv, { ...common, initializeRepo }, ctx);
+    expect(calls.map((c) => c[0])).toEqual(["check"]);
+  });
+});
+
+describe("unlock", () => {
+  it.each([
+    { stdout: ["successfully removed 2 locks"], message: "restic successfully removed 2 locks." },
+    { stdout: [], message: "There were no stale locks to remove." },
+  ])("says $message", async ({ stdout, message }) => {
+    const { ctx } = scripted(() => ({ stdout }));
+    expect(await unlock({ ...common, command: "unlock" }, ctx)).toMatchObject({ reason: "Completed", message });
+  });
+});
