@@ -5,6 +5,7 @@ import { defineConfig } from "vitest/config";
 // kube-apiserver and kube-controller-manager that test/support/global-setup.ts starts once and shares.
 export default defineConfig({
   test: {
+    reporters: ["default", "./test/support/summary-reporter.ts"],
     projects: [
       {
         test: {

@@ -1,0 +1,109 @@
+// The reconcile function's other inputs, on the real cluster: Reference-mode ApiServerSource events, worker
+// progress, and the BackupSet that aggregates a schedule's run.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { BackupSetStatus } from "../../lib/api/backup-set.ts";
+import { startRestServer, tempDir, type RestServer } from "../integration/worker-harness.ts";
+import { pvcWithData, repositorySecret, settled, type BackupJobObj } from "../support/backup-fixtures.ts";
+import { admin, createNamespace, waitFor } from "../support/kube.ts";
+import { startWalle } from "../support/walle.ts";
+
+let rest: RestServer;
+beforeAll(async () => {
+  rest = await startRestServer({ dataDir: await tempDir("rest-events"), users: { e: "rest-secret" } });
+});
+afterAll(async () => rest?.stop());
+
+function post(url: string, type: string, data: unknown, extra: Record<string, string> = {}): Promise<Response> {
+  return fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", "ce-specversion": "1.0", "ce-id": crypto.randomUUID(), "ce-source": "/test", "ce-type": type, ...extra },
+    body: JSON.stringify(data),
+  });
+}
+
+async function backupJob(ns: string, name: string, labels: Record<string, string> = {}): Promise<void> {
+  await admin().create(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`, {
+    apiVersion: "ros.io/v1",
+    kind: "BackupJob",
+    metadata: { name, labels },
+    spec: { sourcePvc: "data", repository: { name: "repo", namespace: ns } },
+  });
+}
+
+describe("reconcile's other inputs", () => {
+  it("drives a BackupJob to Finished from Reference-mode events alone", async () => {
+    const walle = await startWalle({ eventSource: false });
+    const ns = await createNamespace("refmode");
+    await pvcWithData(ns, "data", { "a.txt": "a" });
+    await repositorySecret(ns, "repo", rest.repository("e", "rest-secret", `ref-${ns}`));
+    await backupJob(ns, "by-ref");
+    // As ApiServerSource in Reference mode would send them: {kind, namespace, name, apiVersion} and no object.
+    const ref = { apiVersion: "ros.io/v1", kind: "BackupJob", namespace: ns, name: "by-ref" };
+    const bj = await waitFor(async () => {
+      const res = await post(walle.url, "dev.knative.apiserver.ref.update", ref, { "ce-kind": "BackupJob", "ce-name": "by-ref", "ce-namespace": ns });
+      expect([200, 503]).toContain(res.status);
+      const got = await admin().get<BackupJobObj>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/by-ref`);
+      return got.status?.conditions?.some((c) => c.type === "CleanedUp") ? got : undefined;
+    }, "BackupJob driven by Reference-mode events", 90_000);
+    expect(bj.status?.phase).toBe("Finished");
+    // A reference to something that no longer exists is deliberately ignored (2xx, so it is not retried).
+    const gone = await post(walle.url, "dev.knative.apiserver.ref.delete", { ...ref, name: "never-was" });
+    expect(gone.status).toBe(200);
+  });
+
+  it("shows a worker's progress on a running BackupJob, and ignores it once the job has ended", async () => {
+    const walle = await startWalle({ eventSource: false });
+    const ns = await createNamespace("progress");
+    await backupJob(ns, "running");
+    const path = `/apis/ros.io/v1/namespaces/${ns}/backupjobs/running`;
+    await admin().patch(`${path}/status`, { status: { phase: "BackingUp" } });
+    const progress = { percentDone: 0.425, filesDone: 17, totalFiles: 40, bytesDone: 4_250_000, totalBytes: 10_000_000, secondsRemaining: 12.4 };
+    const res = await post(walle.url, "io.ros.walle.backup.progress", progress, { "ce-subject": path });
+    expect(res.status).toBe(200);
+    const bj = await admin().get<BackupJobObj & { status?: { progress?: unknown } }>(path);
+    expect(bj.status?.progress).toEqual({ percent: 42.5, filesDone: 17, totalFiles: 40, bytesDone: 4_250_000, totalBytes: 10_000_000, secondsRemaining: 12 });
+
+    await admin().patch(`${path}/status`, { status: { phase: "Finished", progress: null } });
+    const late = await post(walle.url, "io.ros.walle.backup.progress", { ...progress, percentDone: 0.9 }, { "ce-subject": path });
+    expect(late.status).toBe(200);
+    expect(((await late.json()) as { ignored?: string }).ignored).toBe("no BackupJob in progress");
+    expect((await admin().get<{ status?: { progress?: unknown } }>(path)).status?.progress).toBeUndefined();
+
+    const bad = await post(walle.url, "io.ros.walle.backup.progress", progress, { "ce-subject": "/not/a/backupjob" });
+    expect(bad.status).toBe(400);
+  });
+
+  it("aggregates a BackupSet from its BackupJobs, as the original did", async () => {
+    await startWalle();
+    const ns = await createNamespace("set");
+    const set = `run-${ns}`;
+    await admin().create("/apis/ros.io/v1/backupsets", {
+      apiVersion: "ros.io/v1",
+      kind: "BackupSet",
+      metadata: { name: set },
+      spec: { selector: { matchLabels: { "ros.io/backupset": set } } },
+    });
+    await pvcWithData(ns, "data", { "a.txt": "a" });
+    await repositorySecret(ns, "repo", rest.repository("e", "rest-secret", `set-${ns}`));
+    await backupJob(ns, "good", { "ros.io/backupset": set });
+    await admin().create(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`, {
+      apiVersion: "ros.io/v1",
+      kind: "BackupJob",
+      metadata: { name: "bad", labels: { "ros.io/backupset": set } },
+      spec: { sourcePvc: "absent", repository: { name: "repo", namespace: ns } },
+    });
+    await settled(ns, "good");
+    await settled(ns, "bad");
+    const status = await waitFor(async () => {
+      const s = await admin().get<{ status?: BackupSetStatus }>(`/apis/ros.io/v1/backupsets/${set}`);
+      return s.status?.state && s.status.state !== "Running" ? s.status : undefined;
+    }, "BackupSet settled");
+    expect(status).toMatchObject({
+      state: "FinishedWithFailures",
+      completions: "1/2",
+      statistics: { totalJobs: 2, runningJobs: 0, finishedJobs: 1, failedJobs: 1, unstartedJobs: 0 },
+    });
+    expect(status.finishTime).toBeTruthy();
+    await admin().delete(`/apis/ros.io/v1/backupsets/${set}`);
+  });
+});
