@@ -39,6 +39,7 @@ export function parseManifests(text: string): KubeObject[] {
 }
 
 interface CrdStatus {
+  spec?: { group?: string; names?: { plural?: string }; versions?: { name: string; served?: boolean }[] };
   status?: { conditions?: { type: string; status: string }[] };
 }
 
@@ -56,10 +57,21 @@ export async function installCrds(api: RestClient, crds: readonly KubeObject[]):
     });
   }
   for (const crd of crds) {
+    let got: CrdStatus;
     for (let i = 0; ; i++) {
-      const got = await api.get<CrdStatus>(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}`);
+      got = await api.get<CrdStatus>(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}`);
       if (got.status?.conditions?.some((c) => c.type === "Established" && c.status === "True")) break;
       if (i > 300) throw new Error(`CRD ${crd.metadata.name} was not Established within 30 s`);
+      await sleep(100);
+    }
+    // Established is not yet usable: until its watch cache has initialised, the API server answers 429 "storage is
+    // (re)initializing", and a watch opened meanwhile can miss what happens next. Wait for a list to succeed.
+    const version = got.spec?.versions?.find((v) => v.served !== false)?.name;
+    const path = `/apis/${got.spec?.group}/${version}/${got.spec?.names?.plural}`;
+    for (let i = 0; ; i++) {
+      const ok = await api.get(path, { limit: 1 }).then(() => true, () => false);
+      if (ok) break;
+      if (i > 300) throw new Error(`${path} was not served within 30 s of its CRD being Established`);
       await sleep(100);
     }
   }

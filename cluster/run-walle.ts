@@ -64,7 +64,7 @@ export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
   });
   const server = createServer({ handler, log: opts.log, ...(opts.triggerToken ? { triggerToken: opts.triggerToken } : {}) });
   listener.app = server.app;
-  const source = opts.eventSource === false ? undefined : await startEventSource({ api: opts.admin, sink: url });
+  const source = opts.eventSource === false ? undefined : await startEventSource({ api: opts.admin, sink: url, log: opts.log });
   return {
     url,
     api,
