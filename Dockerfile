@@ -1,0 +1,53 @@
+# Walle's images, one target each, built from the repository root with Node 24:
+#
+#   docker build --target reconcile -t <registry>/walle-reconcile:0.1.0 .
+#   docker build --target worker    -t <registry>/walle-worker:0.1.0 .
+#
+# Each function is bundled into one ES module (npm run build: scripts/bundle.ts), so the images need no
+# node_modules and start fast (the worker's start counts against staying within 3% of bare restic).
+#
+# The run stages are distroless: no shell, no package manager, only Node and CA certificates (restic needs them
+# for https backends). Both run as 65532 ("nonroot"), matching the pods' runAsUser, with a read-only root
+# filesystem. The worker's pod must give restic writable space: an emptyDir at /tmp (restic writes pack files
+# there before upload) and one for RESTIC_CACHE_DIR. With no ssh client and no rclone in the image, restic's sftp
+# and rclone backends are not available; use rest, s3, b2, azure, gs or swift.
+
+# restic from the official image, pinned to the version the tests build (toolchain/restic/go.mod). Pin the
+# digest as well when publishing: restic/restic:0.18.1@sha256:<digest>. Its binary is static.
+ARG RESTIC_IMAGE=docker.io/restic/restic:0.18.1
+ARG NODE_BUILD_IMAGE=docker.io/library/node:24-bookworm-slim
+ARG NODE_RUN_IMAGE=gcr.io/distroless/nodejs24-debian12:nonroot
+
+FROM ${RESTIC_IMAGE} AS restic
+
+FROM ${NODE_BUILD_IMAGE} AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+# Install scripts stay off (the pinned `node` package would download a second Node the build does not use);
+# esbuild's own binary then comes from its platform package.
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY cluster/toolchain.ts ./cluster/toolchain.ts
+COPY scripts ./scripts
+COPY lib ./lib
+COPY functions ./functions
+RUN node scripts/build.ts reconcile worker
+
+FROM ${NODE_RUN_IMAGE} AS reconcile
+COPY --from=build /src/dist/reconcile.mjs /app/reconcile.mjs
+WORKDIR /app
+ENV NODE_ENV=production
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/nodejs/bin/node", "/app/reconcile.mjs"]
+
+FROM ${NODE_RUN_IMAGE} AS worker
+COPY --from=restic /usr/bin/restic /usr/bin/restic
+COPY --from=build /src/dist/worker.mjs /app/worker.mjs
+WORKDIR /app
+ENV NODE_ENV=production \
+    RESTIC_BINARY=/usr/bin/restic \
+    TMPDIR=/tmp
+USER 65532:65532
+# The Job's args name the command: backup, restore, prune, check or unlock.
+ENTRYPOINT ["/nodejs/bin/node", "/app/worker.mjs"]
+CMD ["backup"]
