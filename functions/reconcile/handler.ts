@@ -15,7 +15,7 @@ import { API_VERSION, CREATED_BY, INSTALL_NAMESPACE, Label } from "../../lib/api
 import type { WalleConfig } from "../../lib/core/builders.ts";
 import { isTerminal } from "../../lib/core/backup-job.ts";
 import { boundedName, shortHash } from "../../lib/core/names.ts";
-import { movesOwner, targetOf, type EventObject, type Target } from "../../lib/core/routing.ts";
+import { movesOwner, targetOf, updateMovesBackupJob, type EventObject, type Target } from "../../lib/core/routing.ts";
 import { getOrNull } from "../../lib/k8s/actions.ts";
 import { driveBackupJob, type DriverContext } from "../../lib/k8s/backup-job-driver.ts";
 import { driveBackupRestore } from "../../lib/k8s/backup-restore-driver.ts";
@@ -69,6 +69,7 @@ const objectSchema = z.looseObject({
   status: z
     .looseObject({
       phase: z.string().optional(),
+      observedGeneration: z.number().optional(),
       readyToUse: z.boolean().optional(),
       error: z.unknown().optional(),
       conditions: z.array(z.looseObject({ type: z.string(), status: z.string() })).optional(),
@@ -77,6 +78,7 @@ const objectSchema = z.looseObject({
     .catch(undefined),
   metadata: z.looseObject({
     name: z.string(),
+    generation: z.number().optional(),
     namespace: z.string().optional(),
     labels: z.record(z.string(), z.string()).optional(),
     ownerReferences: z.array(z.looseObject({ apiVersion: z.string(), kind: z.string(), name: z.string(), controller: z.boolean().optional() })).optional(),
@@ -173,6 +175,10 @@ export async function createHandler(opts: HandlerOptions): Promise<EventHandler 
     const change = event.type.endsWith(".delete") ? "delete" : event.type.endsWith(".add") ? "add" : "update";
     if (target.kind !== obj.kind && !movesOwner(obj, change)) {
       return { status: 200, body: { target, ignored: `this change of ${obj.kind} ${obj.metadata.name} cannot move its owner on` } };
+    }
+    // Only in Resource mode is the object the one the change wrote, so only there can an echo be told apart.
+    if (!reference && change === "update" && !updateMovesBackupJob(obj)) {
+      return { status: 200, body: { target, ignored: `this update of ${obj.kind} ${obj.metadata.name} cannot move it on` } };
     }
     return drive(target, log);
   }

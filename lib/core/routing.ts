@@ -12,12 +12,14 @@ export interface EventObject {
   readonly kind: string;
   readonly status?: {
     readonly phase?: string;
+    readonly observedGeneration?: number;
     readonly readyToUse?: boolean;
     readonly error?: unknown;
     readonly conditions?: readonly { readonly type: string; readonly status: string }[];
   };
   readonly metadata: {
     readonly name: string;
+    readonly generation?: number;
     readonly namespace?: string;
     readonly labels?: Readonly<Record<string, string>>;
     readonly ownerReferences?: readonly { readonly apiVersion: string; readonly kind: string; readonly name: string; readonly controller?: boolean }[];
@@ -69,4 +71,20 @@ export function movesOwner(obj: EventObject, change: "add" | "update" | "delete"
     default:
       return true;
   }
+}
+
+const WAITING_ON_CHILDREN: readonly string[] = ["CreatingSnapshot", "WaitingBackup", "BackingUp"];
+
+/**
+ * Whether an update of a BackupJob itself can move it on. Most are the echo of Walle's own status write: a
+ * BackupJob waiting on a child (its snapshot, its worker) moves when the child does, and that comes as the
+ * child's own event; a settled one never moves again. A spec change (generation ahead of observedGeneration)
+ * always counts.
+ */
+export function updateMovesBackupJob(obj: EventObject): boolean {
+  const status = obj.status;
+  if (obj.kind !== "BackupJob" || !status?.phase) return true;
+  if (obj.metadata.generation !== undefined && obj.metadata.generation !== status.observedGeneration) return true;
+  const settled = (status.phase === "Finished" || status.phase === "Failed") && status.conditions?.some((c) => c.type === "CleanedUp" && c.status === "True");
+  return !settled && !WAITING_ON_CHILDREN.includes(status.phase);
 }

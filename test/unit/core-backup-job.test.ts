@@ -7,7 +7,7 @@ import type { Manifest, WalleConfig } from "../../lib/core/builders.ts";
 import { decideBackupSet } from "../../lib/core/backup-set.ts";
 import { backupJobChildNames, boundedName } from "../../lib/core/names.ts";
 import type { Job, Pod, Pvc, VolumeSnapshot, VolumeSnapshotContent } from "../../lib/core/objects.ts";
-import { targetOf } from "../../lib/core/routing.ts";
+import { targetOf, updateMovesBackupJob } from "../../lib/core/routing.ts";
 import { selectorString } from "../../lib/core/selectors.ts";
 import { mergePatch } from "../../lib/k8s/actions.ts";
 import { encodeResult } from "../../lib/restic/result.ts";
@@ -221,5 +221,29 @@ describe("helpers", () => {
 
   it("spells label selectors as the API reads them", () => {
     expect(selectorString({ matchLabels: { a: "1" }, matchExpressions: [{ key: "b", operator: "In", values: ["x", "y"] }, { key: "c", operator: "DoesNotExist" }] })).toBe("a=1,b in (x,y),!c");
+  });
+});
+
+describe("which BackupJob updates can move it on", () => {
+  const bj = (phase: string | undefined, extra: { generation?: number; observedGeneration?: number; cleaned?: boolean } = {}) => ({
+    apiVersion: "ros.io/v1",
+    kind: "BackupJob",
+    metadata: { name: "j", namespace: "a", generation: extra.generation ?? 1 },
+    status: {
+      ...(phase ? { phase } : {}),
+      observedGeneration: extra.observedGeneration ?? 1,
+      conditions: extra.cleaned ? [{ type: "CleanedUp", status: "True" }] : [],
+    },
+  });
+  it.each([
+    ["a new BackupJob", bj(undefined), true],
+    ["NotStarted", bj("NotStarted"), true],
+    ["waiting for its snapshot (the echo of Walle's write)", bj("CreatingSnapshot"), false],
+    ["waiting for its worker", bj("BackingUp"), false],
+    ["a spec change while waiting", bj("BackingUp", { generation: 2 }), true],
+    ["Finished but not yet cleaned up", bj("Finished"), true],
+    ["Finished and cleaned up", bj("Finished", { cleaned: true }), false],
+  ])("%s → %s", (_what, obj, moves) => {
+    expect(updateMovesBackupJob(obj)).toBe(moves);
   });
 });
