@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { INSTALL_NAMESPACE, resourcePath, ServiceAccount } from "../../lib/api/index.ts";
 import { ApiError } from "../../lib/k8s/rest.ts";
 import type { RestClient } from "../../lib/k8s/rest.ts";
-import { admin, clientForServiceAccount, clientForUser, createNamespace, waitFor } from "../support/kube.ts";
+import { admin, clientForServiceAccount, clientForUser, createNamespace, grantRole, waitFor } from "../support/kube.ts";
 
 // The tenant guard (crds/tenant-guard.yaml) with real credentials: a tenant user with a client certificate,
 // Walle's service accounts with real tokens, and an impostor service account that only shares their name.
@@ -21,29 +21,16 @@ function guarded(kind: GuardedKind, namespace: string, name: string, repository:
 
 /** RBAC for the tenant, for Walle's service accounts and for the impostor, to write backups in `namespace`. */
 async function grantBackupWriters(namespace: string): Promise<void> {
-  await admin().create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/roles`, {
-    apiVersion: "rbac.authorization.k8s.io/v1",
-    kind: "Role",
-    metadata: { name: "backup-writer" },
-    rules: [
-      {
-        apiGroups: ["ros.io"],
-        resources: ["backupjobs", "backuprestores"],
-        verbs: ["get", "list", "create", "update", "patch", "delete"],
-      },
-    ],
-  });
-  await admin().create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/rolebindings`, {
-    apiVersion: "rbac.authorization.k8s.io/v1",
-    kind: "RoleBinding",
-    metadata: { name: "backup-writers" },
-    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "backup-writer" },
-    subjects: [
+  await grantRole(
+    namespace,
+    "backup-writer",
+    [{ apiGroups: ["ros.io"], resources: ["backupjobs", "backuprestores"], verbs: ["get", "list", "create", "update", "patch", "delete"] }],
+    [
       { apiGroup: "rbac.authorization.k8s.io", kind: "User", name: TENANT },
-      ...Object.values(ServiceAccount).map((name) => ({ kind: "ServiceAccount", name, namespace: INSTALL_NAMESPACE })),
+      ...Object.values(ServiceAccount).map((name) => ({ kind: "ServiceAccount" as const, name, namespace: INSTALL_NAMESPACE })),
       { kind: "ServiceAccount", name: ServiceAccount.Reconcile, namespace },
     ],
-  });
+  );
 }
 
 function create(client: RestClient, object: ReturnType<typeof guarded>) {

@@ -5,7 +5,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, inject, it } from "vitest";
 import { ApiError } from "../../lib/k8s/rest.ts";
-import { admin, clientForServiceAccount, clientForUser, createNamespace, waitFor } from "../support/kube.ts";
+import { admin, clientForServiceAccount, clientForUser, createNamespace, grantRole, waitFor } from "../support/kube.ts";
 
 const SNAP = "/apis/snapshot.storage.k8s.io/v1";
 const WORKER_IMAGE = "ghcr.io/ros-io/walle-worker:dev";
@@ -333,22 +333,10 @@ describe("the local cluster", () => {
   it("denies a service account and a user what their RBAC does not grant", async () => {
     const ns = await createNamespace("rbac");
     await admin().create(`/api/v1/namespaces/${ns}/serviceaccounts`, { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "reader" } });
-    await admin().create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/roles`, {
-      apiVersion: "rbac.authorization.k8s.io/v1",
-      kind: "Role",
-      metadata: { name: "configmap-reader" },
-      rules: [{ apiGroups: [""], resources: ["configmaps"], verbs: ["get", "list"] }],
-    });
-    await admin().create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`, {
-      apiVersion: "rbac.authorization.k8s.io/v1",
-      kind: "RoleBinding",
-      metadata: { name: "reader" },
-      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "configmap-reader" },
-      subjects: [
-        { kind: "ServiceAccount", name: "reader", namespace: ns },
-        { kind: "User", apiGroup: "rbac.authorization.k8s.io", name: "alice" },
-      ],
-    });
+    await grantRole(ns, "configmap-reader", [{ apiGroups: [""], resources: ["configmaps"], verbs: ["get", "list"] }], [
+      { kind: "ServiceAccount", name: "reader", namespace: ns },
+      { kind: "User", apiGroup: "rbac.authorization.k8s.io", name: "alice" },
+    ]);
     const sa = await clientForServiceAccount(ns, "reader");
     const alice = await clientForUser("alice", ["tenants"]);
     for (const client of [sa, alice]) {

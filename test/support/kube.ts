@@ -73,3 +73,26 @@ export async function waitFor<T>(fn: () => Promise<T | undefined | false>, what:
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+export interface PolicyRule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+}
+
+export type Subject =
+  | { kind: "User"; apiGroup: "rbac.authorization.k8s.io"; name: string }
+  | { kind: "ServiceAccount"; name: string; namespace: string };
+
+/** A Role with `rules` in `namespace`, bound under the same name to `subjects`. */
+export async function grantRole(namespace: string, name: string, rules: PolicyRule[], subjects: Subject[]): Promise<void> {
+  const rbac = `/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}`;
+  await admin().create(`${rbac}/roles`, { apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role", metadata: { name }, rules });
+  await admin().create(`${rbac}/rolebindings`, {
+    apiVersion: "rbac.authorization.k8s.io/v1",
+    kind: "RoleBinding",
+    metadata: { name },
+    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name },
+    subjects,
+  });
+}
