@@ -25,13 +25,14 @@
 //   Resource-mode `update` events for the BackupJob, sent one at a time, each answered 2xx. In MB (10^6 bytes).
 import { spawn, type ChildProcess } from "node:child_process";
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { buildEvent, EventMode, type OutgoingEvent } from "../cluster/event-source.ts";
 import { imageRepositories } from "../cluster/images.ts";
 import { applyObjects, readManifestFiles, serviceAccountKubeconfig, startCluster, STATE_ROOT, type Cluster } from "../cluster/index.ts";
+import { freePort } from "../cluster/processes.ts";
+import { startRestServer } from "../cluster/rest-server.ts";
 import { LOCAL_CLUSTER_NAME, LOCAL_WORKER_IMAGE, runWalle } from "../cluster/run-walle.ts";
 import { repoRoot, resolveResticBinaries } from "../cluster/toolchain.ts";
 import { INSTALL_NAMESPACE, ServiceAccount } from "../lib/api/constants.ts";
@@ -53,9 +54,9 @@ export async function reconcile(): Promise<Figure[]> {
   const bins = await resolveResticBinaries((l) => say(l));
   say("starting a local cluster");
   const cluster = await startCluster({ stateDir, log: (msg) => (/^(Building|Built|Downloading|Local cluster is ready)/.test(msg) ? say(msg) : undefined) });
-  const rest = await startRestServer(bins.restServer, path.join(stateDir, "rest-server"));
+  const rest = await startRestServer({ binary: bins.restServer, dataDir: path.join(stateDir, "rest-server") });
   try {
-    await install(cluster, rest.url);
+    await install(cluster, rest.repositoryUrl("bench"));
     const requests = await requestsOverOneLife(cluster);
     const latency = await eventToWrite(cluster, events);
     // The figures are the image's bundle's; the source entry is context (see the top of this file).
@@ -281,31 +282,6 @@ async function terminate(child: ChildProcess): Promise<void> {
 
 // ---- Small things
 
-interface RestServer {
-  readonly url: string;
-  stop(): Promise<void>;
-}
-
-/** rest-server without authentication on a free loopback port: the repository is `<url>/bench`. */
-async function startRestServer(binary: string, dataDir: string): Promise<RestServer> {
-  await mkdir(dataDir, { recursive: true });
-  const port = await freePort();
-  const child = spawn(binary, ["--listen", `127.0.0.1:${port}`, "--path", dataDir, "--no-auth"], { stdio: "ignore" });
-  await until(async () => {
-    if (child.exitCode !== null) throw new Error(`rest-server exited with ${child.exitCode}`);
-    return fetch(`http://127.0.0.1:${port}/`).then(() => true, () => undefined);
-  }, "rest-server to listen", 10_000);
-  return { url: `rest:http://127.0.0.1:${port}/bench`, stop: () => terminate(child) };
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (!address || typeof address === "string") throw new Error("no free port");
-  return address.port;
-}
 
 async function until<T>(fn: () => Promise<T | undefined>, what: string, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -9,7 +9,6 @@ import type { BackupJobStatus } from "../api/backup-job.ts";
 import type { BackupJobSpec } from "../api/backup-job.ts";
 import { BackupJobConditionType, BackupJobPhase } from "../api/backup-job.ts";
 import { ConditionStatus, JobType, Label } from "../api/constants.ts";
-import { decodeResult, type WorkerResult } from "../restic/result.ts";
 import {
   movedContent,
   ownedMetadata,
@@ -23,7 +22,8 @@ import {
 } from "./builders.ts";
 import { isTrue, rfc3339, setCondition } from "./conditions.ts";
 import { backupJobChildNames } from "./names.ts";
-import { jobFailureMessage, jobOutcome, type Job, type Pod, type Pvc, type StorageClass, type VolumeSnapshot, type VolumeSnapshotClass, type VolumeSnapshotContent } from "./objects.ts";
+import { jobFailureMessage, type Job, type Pod, type Pvc, type StorageClass, type VolumeSnapshot, type VolumeSnapshotClass, type VolumeSnapshotContent } from "./objects.ts";
+import { workerReport } from "./worker-result.ts";
 
 export interface ObjectRef {
   readonly apiVersion: string;
@@ -285,8 +285,7 @@ export function decideBackupJob(w: BackupJobWorld, config: WalleConfig, now: Dat
       return fail("WorkerLost", `Stuck in ${phase}: worker Job ${workerNs}/${names.job} disappeared before it finished.`);
     }
     if (!job) return done();
-    const outcome = jobOutcome(job);
-    const pod = latestPod(w.workerPods ?? []);
+    const { outcome, pod, message, result } = workerReport(job, w.workerPods ?? []);
     if (!outcome) {
       if (phase === BackupJobPhase.WaitingBackup && pod?.status?.phase === "Running") {
         step.status = { ...step.status, phase: BackupJobPhase.BackingUp };
@@ -294,10 +293,6 @@ export function decideBackupJob(w: BackupJobWorld, config: WalleConfig, now: Dat
       }
       return done();
     }
-    const terminated = pod?.status?.containerStatuses?.find((c) => c.name === "worker")?.state.terminated;
-    const decoded = terminated?.message ? decodeResult(terminated.message) : undefined;
-    const result: WorkerResult | undefined = decoded?.ok ? decoded.result : undefined;
-    const logs = decoded && !decoded.ok ? terminated?.message : undefined;
     step.status = {
       ...step.status,
       ...(result?.snapshotId ? { snapshotId: result.snapshotId } : {}),
@@ -311,7 +306,7 @@ export function decideBackupJob(w: BackupJobWorld, config: WalleConfig, now: Dat
           totalDuration: result.backup.durationSeconds,
         },
       } : {}),
-      logs: (result?.message ?? logs ?? terminated?.message ?? jobFailureMessage(job) ?? "").slice(-4096),
+      logs: (result?.message ?? message ?? jobFailureMessage(job) ?? "").slice(-4096),
       progress: undefined,
     };
     if (outcome === "Complete" && (!result || result.outcome !== "Failed")) {
@@ -375,9 +370,6 @@ export function snapshotClassFor(
   return { error: `No VolumeSnapshotClass for driver ${driver} (storage class ${scName}): add one marked snapshot.storage.kubernetes.io/is-default-class: "true", or map the storage class in snap_class_mappings.` };
 }
 
-function latestPod(pods: readonly Pod[]): Pod | undefined {
-  return [...pods].sort((a, b) => (a.metadata.creationTimestamp ?? "").localeCompare(b.metadata.creationTimestamp ?? "")).at(-1);
-}
 
 /** A restoreSize in bytes ("1234") as a quantity a PVC accepts; quantities pass through. */
 function quantity(size: string): string {

@@ -9,12 +9,13 @@
 //   --Job complete (and volume handed over)--> Finished | Failed; then the Job and staging PVC are deleted.
 import { BackupRestoreConditionType, BackupRestorePhase, type BackupRestoreSpec, type BackupRestoreStatus } from "../api/backup-restore.ts";
 import { ConditionStatus, CREATED_BY, JobType, Label } from "../api/constants.ts";
-import { decodeResult, type WorkerResult } from "../restic/result.ts";
+import type { WorkerResult } from "../restic/result.ts";
 import type { Action, Decision, KubeEvent } from "./backup-job.ts";
 import { ownedMetadata, ownerRef, workerJob, type Manifest, type WalleConfig } from "./builders.ts";
 import { isTrue, rfc3339, setCondition } from "./conditions.ts";
 import { restoreChildNames } from "./names.ts";
-import { jobFailureMessage, jobOutcome, type Job, type Pod, type Pv, type Pvc } from "./objects.ts";
+import { jobFailureMessage, type Job, type Pod, type Pv, type Pvc } from "./objects.ts";
+import { workerReport } from "./worker-result.ts";
 
 export const RESTORE_PATH = "/restore";
 /** On a handed-over PV: the reclaim policy to put back once the target PVC is bound. */
@@ -175,17 +176,13 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
     if (cross && w.handoverPv?.metadata.labels?.[Label.BackupRestore] === name) return handOver(undefined);
     if (job === null) return fail("WorkerLost", `Stuck in ${phase}: worker Job ${workerNs}/${names.job} disappeared before it finished.`);
     if (!job) return result();
-    const outcome = jobOutcome(job);
-    const pod = [...(w.workerPods ?? [])].sort((a, b) => (a.metadata.creationTimestamp ?? "").localeCompare(b.metadata.creationTimestamp ?? "")).at(-1);
+    const { outcome, pod, message, result: res } = workerReport(job, w.workerPods ?? []);
     if (!outcome) {
       if (phase === BackupRestorePhase.WaitingRestore && pod?.status?.phase === "Running") status = { ...status, phase: BackupRestorePhase.Restoring };
       return result();
     }
-    const terminated = pod?.status?.containerStatuses?.find((c) => c.name === "worker")?.state.terminated;
-    const decoded = terminated?.message ? decodeResult(terminated.message) : undefined;
-    const res: WorkerResult | undefined = decoded?.ok ? decoded.result : undefined;
     if (outcome !== "Complete" || !res || res.outcome === "Failed") {
-      return fail(res?.reason ?? "WorkerFailed", res?.message ?? terminated?.message ?? jobFailureMessage(job) ?? "The worker Job failed.");
+      return fail(res?.reason ?? "WorkerFailed", res?.message ?? message ?? jobFailureMessage(job) ?? "The worker Job failed.");
     }
     status = {
       ...status,

@@ -5,7 +5,7 @@ import type { z } from "zod";
 import { backupJobSchema } from "../api/parse.ts";
 import { BackupJobConditionType, BackupJobPhase, type BackupJobStatus } from "../api/backup-job.ts";
 import { ConditionStatus } from "../api/constants.ts";
-import { backupJobReads, decideBackupJob, workerNamespace, type BackupJobWorld } from "../core/backup-job.ts";
+import { backupJobReads, decideBackupJob, workerNamespace, type BackupJobWorld, type Decision } from "../core/backup-job.ts";
 import type { WalleConfig } from "../core/builders.ts";
 import { rfc3339, setCondition } from "../core/conditions.ts";
 import { backupJobChildNames } from "../core/names.ts";
@@ -61,14 +61,32 @@ export async function driveBackupJob(ctx: DriverContext, namespace: string, name
   const names = backupJobChildNames(ref);
   const world = await observe(api, reads, { ...ref, spec: bj.spec, status, workerNs, names });
   const decision = decideBackupJob(world, config, ctx.now());
-  await performAll(api, decision.actions);
-  const changed = await writeStatus(api, path, bj.status ?? {}, decision.status, bj.metadata.resourceVersion);
-  const regarding = { apiVersion: "ros.io/v1", kind: "BackupJob", namespace, name, uid: bj.metadata.uid };
-  for (const e of decision.events) await recordEvent(api, regarding, e, ctx.controller, ctx.now());
-  if (status.phase !== decision.status.phase) {
-    ctx.log.info({ from: status.phase ?? "NotStarted", to: decision.status.phase, actions: decision.actions.length }, `BackupJob ${namespace}/${name} moved to ${decision.status.phase}`);
-  }
+  const changed = await applyDecision(ctx, { kind: "BackupJob", namespace, name, uid: bj.metadata.uid, resourceVersion: bj.metadata.resourceVersion }, bj.status ?? {}, decision);
   return { found: true, changed, phase: decision.status.phase, backupSet: bj.metadata.labels?.["ros.io/backupset"] };
+}
+
+/**
+ * The executor's one sequence for a decision about a Walle object: perform its actions, write its status once
+ * (with the resourceVersion read as precondition), record its Events, and log a phase change.
+ */
+export async function applyDecision(
+  ctx: DriverContext,
+  object: { kind: "BackupJob" | "BackupRestore"; namespace: string; name: string; uid?: string; resourceVersion?: string },
+  before: { phase?: string },
+  decision: Decision<{ phase?: string }>,
+): Promise<boolean> {
+  const path = objectPath(object.kind, object.name, object.namespace);
+  await performAll(ctx.api, decision.actions);
+  const changed = await writeStatus(ctx.api, path, before, decision.status, object.resourceVersion);
+  const regarding = { apiVersion: "ros.io/v1", kind: object.kind, namespace: object.namespace, name: object.name, uid: object.uid };
+  for (const e of decision.events) await recordEvent(ctx.api, regarding, e, ctx.controller, ctx.now());
+  if (before.phase !== decision.status.phase) {
+    ctx.log.info(
+      { from: before.phase ?? "NotStarted", to: decision.status.phase, actions: decision.actions.length },
+      `${object.kind} ${object.namespace}/${object.name} moved to ${decision.status.phase}`,
+    );
+  }
+  return changed;
 }
 
 interface ObserveInput {

@@ -5,8 +5,8 @@ import { backupRestoreSchema } from "../api/parse.ts";
 import { backupRestoreReads, decideBackupRestore, restoreWorkerNamespace, targetPvcName, type BackupRestoreWorld } from "../core/backup-restore.ts";
 import { restoreChildNames } from "../core/names.ts";
 import { jobSchema, podSchema, pvcSchema, pvSchema } from "../core/objects.ts";
-import { getOrNull, list, performAll, read, recordEvent, writeStatus } from "./actions.ts";
-import type { DriverContext, DriveResult } from "./backup-job-driver.ts";
+import { getOrNull, list, read } from "./actions.ts";
+import { applyDecision, type DriverContext, type DriveResult } from "./backup-job-driver.ts";
 import { collectionPath, objectPath } from "./paths.ts";
 
 export async function driveBackupRestore(ctx: DriverContext, namespace: string, name: string): Promise<DriveResult> {
@@ -49,12 +49,6 @@ export async function driveBackupRestore(ctx: DriverContext, namespace: string, 
     workerPods,
   };
   const decision = decideBackupRestore(world, config, ctx.now());
-  await performAll(api, decision.actions);
-  const changed = await writeStatus(api, path, br.status ?? {}, decision.status, br.metadata.resourceVersion);
-  const regarding = { apiVersion: "ros.io/v1", kind: "BackupRestore", namespace, name, uid: br.metadata.uid };
-  for (const e of decision.events) await recordEvent(api, regarding, e, ctx.controller, ctx.now());
-  if (status.phase !== decision.status.phase) {
-    ctx.log.info({ from: status.phase ?? "NotStarted", to: decision.status.phase }, `BackupRestore ${namespace}/${name} moved to ${decision.status.phase}`);
-  }
+  const changed = await applyDecision(ctx, { kind: "BackupRestore", namespace, name, uid: br.metadata.uid, resourceVersion: br.metadata.resourceVersion }, br.status ?? {}, decision);
   return { found: true, changed, phase: decision.status.phase };
 }

@@ -1,15 +1,24 @@
 // REST paths of the kinds Walle touches, without a discovery round-trip on every cold start.
+import { API_VERSION } from "../api/constants.ts";
+import type { ResourceKind } from "../api/parse.ts";
+import { kindDefinition } from "../api/registry.ts";
 export interface KindInfo {
   readonly apiVersion: string;
   readonly plural: string;
   readonly namespaced: boolean;
 }
 
+/** Walle's own kinds, from the same definitions their CRDs are generated from. */
+function walle(kind: ResourceKind): KindInfo {
+  const def = kindDefinition(kind);
+  return { apiVersion: API_VERSION, plural: def.plural, namespaced: def.scope === "Namespaced" };
+}
+
 export const kinds = {
-  BackupSchedule: { apiVersion: "ros.io/v1", plural: "backupschedules", namespaced: false },
-  BackupSet: { apiVersion: "ros.io/v1", plural: "backupsets", namespaced: false },
-  BackupJob: { apiVersion: "ros.io/v1", plural: "backupjobs", namespaced: true },
-  BackupRestore: { apiVersion: "ros.io/v1", plural: "backuprestores", namespaced: true },
+  BackupSchedule: walle("BackupSchedule"),
+  BackupSet: walle("BackupSet"),
+  BackupJob: walle("BackupJob"),
+  BackupRestore: walle("BackupRestore"),
   Job: { apiVersion: "batch/v1", plural: "jobs", namespaced: true },
   Pod: { apiVersion: "v1", plural: "pods", namespaced: true },
   PersistentVolumeClaim: { apiVersion: "v1", plural: "persistentvolumeclaims", namespaced: true },

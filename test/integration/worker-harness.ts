@@ -3,13 +3,14 @@
 // repositories, and file trees to back up and compare.
 import { execFile, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { chmod, copyFile, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
+import { chmod, copyFile, lstat, mkdtemp, readdir, readFile, readlink, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { inject } from "vitest";
+import { freePort } from "../../cluster/processes.ts";
+import { startRestServer as startRealRestServer, type RestServer } from "../../cluster/rest-server.ts";
 import { decodeResult, type WorkerCommand, type WorkerResult } from "../../lib/restic/result.ts";
 
 const exec = promisify(execFile);
@@ -36,42 +37,11 @@ export async function publicRestic(dir: string): Promise<string> {
   return target;
 }
 
-export interface RestServer {
-  /** A restic repository string for a user's repository, credentials embedded as rest-server expects them. */
-  repository(user: string, password: string, name: string): string;
-  port: number;
-  stop(): Promise<void>;
-}
+export type { RestServer };
 
 /** rest-server with htpasswd authentication and private repositories, on a free loopback port. */
-export async function startRestServer(o: { dataDir: string; users: Record<string, string>; appendOnly?: boolean }): Promise<RestServer> {
-  await mkdir(o.dataDir, { recursive: true });
-  const htpasswd = path.join(o.dataDir, o.appendOnly ? ".htpasswd-append-only" : ".htpasswd");
-  // {SHA}: base64 SHA-1, one of the forms rest-server reads (as `htpasswd -s` writes it).
-  const lines = Object.entries(o.users).map(([u, p]) => `${u}:{SHA}${createHash("sha1").update(p).digest("base64")}`);
-  await writeFile(htpasswd, `${lines.join("\n")}\n`);
-  const args = ["--listen", "127.0.0.1:0", "--path", o.dataDir, "--htpasswd-file", htpasswd, "--private-repos", ...(o.appendOnly ? ["--append-only"] : [])];
-  const child = spawn(inject("restServer"), args, { stdio: ["ignore", "pipe", "pipe"] });
-  const port = await new Promise<number>((resolve, reject) => {
-    let seen = "";
-    const onData = (chunk: Buffer) => {
-      seen += chunk.toString();
-      const found = /start server on 127\.0\.0\.1:(\d+)/.exec(seen);
-      if (found) resolve(Number(found[1]));
-    };
-    child.stdout.on("data", onData);
-    child.stderr.on("data", onData);
-    child.once("exit", (code) => reject(new Error(`rest-server exited with ${code}: ${seen}`)));
-  });
-  return {
-    port,
-    repository: (user, password, name) => `rest:http://${user}:${password}@127.0.0.1:${port}/${user}/${name}`,
-    stop: () =>
-      new Promise((resolve) => {
-        child.once("exit", () => resolve());
-        child.kill("SIGTERM");
-      }),
-  };
+export function startRestServer(o: { dataDir: string; users: Record<string, string>; appendOnly?: boolean }): Promise<RestServer> {
+  return startRealRestServer({ binary: inject("restServer"), ...o });
 }
 
 export interface WorkerRun {
@@ -160,14 +130,7 @@ export async function listSnapshots(env: Env): Promise<ListedSnapshot[]> {
 }
 
 /** A loopback port with nothing listening on it: a repository server that is down. */
-export async function closedPort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const address = probe.address();
-  await new Promise((resolve) => probe.close(resolve));
-  if (!address || typeof address === "string") throw new Error("The probe socket has no port.");
-  return address.port;
-}
+export const closedPort = freePort;
 
 /** One entry of a tree as a restore must reproduce it. */
 export interface Entry {
