@@ -3,8 +3,10 @@
 import { createServer as createHttpServer, type RequestListener } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
-import { createHandler } from "../functions/reconcile/handler.ts";
-import { createServer } from "../functions/reconcile/server.ts";
+import { handle } from "../functions/reconcile/index.ts";
+import { loadConfig } from "../lib/app/config.ts";
+import { createReceiver } from "../lib/app/receiver.ts";
+import { createWalle } from "../lib/app/walle.ts";
 import { INSTALL_NAMESPACE, ServiceAccount } from "../lib/api/constants.ts";
 import { credentialsFromKubeconfig, RestClient } from "../lib/k8s/rest.ts";
 import type { Logger } from "../lib/log.ts";
@@ -51,18 +53,16 @@ export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
   const http = createHttpServer((req, res) => listener.app?.(req, res));
   await new Promise<void>((r) => http.listen(0, "127.0.0.1", () => r()));
   const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/`;
-  const handler = await createHandler({
+  const { walle: config } = loadConfig(
+    { WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE, WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME, WALLE_PROGRESS_SINK_URL: url, ...opts.env },
+    "walle-reconcile",
+  );
+  const walle = createWalle({ api, config, controller: "ros.io/walle-reconcile" });
+  const server = createReceiver({
     log: opts.log,
-    api,
-    triggerTokenConfigured: opts.triggerToken !== undefined,
-    env: {
-      WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE,
-      WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME,
-      WALLE_PROGRESS_SINK_URL: url,
-      ...opts.env,
-    },
+    handle: (context, event) => handle({ ...context, walle }, event),
+    ...(opts.triggerToken ? { triggerToken: opts.triggerToken } : {}),
   });
-  const server = createServer({ handler, log: opts.log, ...(opts.triggerToken ? { triggerToken: opts.triggerToken } : {}) });
   listener.app = server.app;
   const source = opts.eventSource === false ? undefined : await startEventSource({ api: opts.admin, sink: url, log: opts.log });
   return {

@@ -7,6 +7,7 @@ import {
   repositoryRefSchema,
   timeSchema,
 } from "./common.ts";
+import { ConditionType } from "./conditions.ts";
 import type { ValueOf } from "./constants.ts";
 import { ageColumn, progressColumn, repositoryColumn } from "./kind.ts";
 import type { KindDefinition } from "./kind.ts";
@@ -23,8 +24,9 @@ export const BackupJobPhase = {
 export type BackupJobPhase = ValueOf<typeof BackupJobPhase>;
 
 export const BackupJobConditionType = {
-  SnapshotReady: "SnapshotReady",
-  BackupState: "BackupState",
+  SnapshotReady: ConditionType.SnapshotReady,
+  BackupState: ConditionType.BackupState,
+  CleanedUp: ConditionType.CleanedUp,
 } as const;
 export type BackupJobConditionType = ValueOf<typeof BackupJobConditionType>;
 

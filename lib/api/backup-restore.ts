@@ -10,6 +10,7 @@ import {
   storageSizeSchema,
   timeSchema,
 } from "./common.ts";
+import { ConditionType } from "./conditions.ts";
 import type { ValueOf } from "./constants.ts";
 import { ageColumn, progressColumn, repositoryColumn } from "./kind.ts";
 import type { KindDefinition } from "./kind.ts";
@@ -29,9 +30,10 @@ export const BackupRestorePhase = {
 export type BackupRestorePhase = ValueOf<typeof BackupRestorePhase>;
 
 export const BackupRestoreConditionType = {
-  SnapshotResolved: "SnapshotResolved",
-  TargetReady: "TargetReady",
-  RestoreState: "RestoreState",
+  SnapshotResolved: ConditionType.SnapshotResolved,
+  TargetReady: ConditionType.TargetReady,
+  RestoreState: ConditionType.RestoreState,
+  CleanedUp: ConditionType.CleanedUp,
 } as const;
 export type BackupRestoreConditionType = ValueOf<typeof BackupRestoreConditionType>;
 

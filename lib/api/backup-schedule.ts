@@ -11,6 +11,7 @@ import {
   timeSchema,
   timeZoneSchema,
 } from "./common.ts";
+import { ConditionType } from "./conditions.ts";
 import type { ValueOf } from "./constants.ts";
 import { ageColumn } from "./kind.ts";
 import type { KindDefinition } from "./kind.ts";
@@ -40,9 +41,9 @@ export const BackupScheduleState = {
 export type BackupScheduleState = ValueOf<typeof BackupScheduleState>;
 
 export const BackupScheduleConditionType = {
-  BackupReady: "BackupReady",
-  CheckOk: "CheckOk",
-  PruneOk: "PruneOk",
+  BackupReady: ConditionType.BackupReady,
+  CheckOk: ConditionType.CheckOk,
+  PruneOk: ConditionType.PruneOk,
 } as const;
 export type BackupScheduleConditionType = ValueOf<typeof BackupScheduleConditionType>;
 

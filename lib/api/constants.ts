@@ -88,3 +88,16 @@ export const ConditionStatus = {
   Unknown: "Unknown",
 } as const;
 export type ConditionStatus = ValueOf<typeof ConditionStatus>;
+
+/** (new) Annotations Walle puts on the temporary objects it makes, to carry what a later step needs. */
+export const WalleAnnotation = {
+  /** On a source VolumeSnapshot: the PVC's storage class, so the PVC made from the snapshot gets the same one. */
+  SourceStorageClass: "ros.io/source-storage-class",
+  /** On a source VolumeSnapshot: the PVC's size, for a driver that reports no restoreSize. */
+  SourceSize: "ros.io/source-size",
+  /** On a handed-over PV: the reclaim policy to put back once the target PVC is bound. */
+  OriginalReclaimPolicy: "ros.io/original-reclaim-policy",
+  /** On a forced BackupJob or BackupRestore: the id of the CloudEvent that asked for it. */
+  RequestedByEvent: "ros.io/requested-by-event",
+} as const;
+export type WalleAnnotation = ValueOf<typeof WalleAnnotation>;

@@ -1,53 +1,21 @@
-// The BackupJob lifecycle as a pure decision: given what is observed and the time, which actions move the
-// BackupJob one step on, and what its status becomes. No I/O; lib/k8s/drivers performs the actions.
+// The BackupJob lifecycle as a reconciler of the pure core: the reads each phase needs, and a decision made of
+// named transitions. No I/O; the executor in lib/k8s performs what it decides.
 //
 //   NotStarted --PVC and snapshot class resolved--> CreatingSnapshot --snapshot ready (moved across if the
 //   repository is elsewhere), PVC from it, worker Job--> WaitingBackup --pod running--> BackingUp
-//   --Job complete--> Finished | --failed anywhere--> Failed; then the temporary objects are deleted.
+//   --Job complete--> Finished | --failed anywhere--> Failed. Reaching Finished or Failed also cleans up: the
+//   status (with the result) is written first, then the temporary objects are deleted.
+import { BackupJobConditionType, BackupJobPhase, type BackupJobSpec, type BackupJobStatus } from "../api/backup-job.ts";
+import { ConditionReason, EventReason } from "../api/conditions.ts";
 import { mappedSnapshotClass } from "../api/config.ts";
-import type { BackupJobStatus } from "../api/backup-job.ts";
-import type { BackupJobSpec } from "../api/backup-job.ts";
-import { BackupJobConditionType, BackupJobPhase } from "../api/backup-job.ts";
-import { ConditionStatus, JobType, Label } from "../api/constants.ts";
-import {
-  movedContent,
-  ownedMetadata,
-  ownerRef,
-  pvcFromSnapshot,
-  volumeSnapshot,
-  workerJob,
-  workerSourcePath,
-  type Manifest,
-  type WalleConfig,
-} from "./builders.ts";
-import { isTrue, rfc3339, setCondition } from "./conditions.ts";
+import { ConditionStatus, JobType, Label, WalleAnnotation } from "../api/constants.ts";
+import type { BackupJob } from "../api/parse.ts";
+import { movedContent, ownedMetadata, ownerRef, pvcFromSnapshot, volumeSnapshot, workerJob, workerSourcePath, type Manifest, type WalleConfig } from "./builders.ts";
+import { isCleanedUp, rfc3339, setCondition, type ConditionInput } from "./conditions.ts";
+import { invalidSpec, unchanged, type Action, type Decision, type KubeEvent, type ReadPlan, type Reconciler } from "./decision.ts";
 import { backupJobChildNames } from "./names.ts";
-import { jobFailureMessage, type Job, type Pod, type Pvc, type StorageClass, type VolumeSnapshot, type VolumeSnapshotClass, type VolumeSnapshotContent } from "./objects.ts";
+import { jobFailureMessage, jobOutcome, type Job, type Pod, type Pvc, type StorageClass, type VolumeSnapshot, type VolumeSnapshotClass, type VolumeSnapshotContent } from "./objects.ts";
 import { workerReport } from "./worker-result.ts";
-
-export interface ObjectRef {
-  readonly apiVersion: string;
-  readonly kind: string;
-  readonly namespace?: string;
-  readonly name: string;
-}
-
-export type Action =
-  | { readonly op: "create"; readonly manifest: Manifest }
-  | { readonly op: "patch"; readonly target: ObjectRef; readonly patch: unknown }
-  | { readonly op: "delete"; readonly target: ObjectRef };
-
-export interface KubeEvent {
-  readonly type: "Normal" | "Warning";
-  readonly reason: string;
-  readonly note: string;
-}
-
-export interface Decision<S> {
-  readonly actions: readonly Action[];
-  readonly status: S;
-  readonly events: readonly KubeEvent[];
-}
 
 export interface BackupJobRef {
   readonly namespace: string;
@@ -58,11 +26,8 @@ export interface BackupJobRef {
   readonly creationTimestamp?: string;
 }
 
-/** What the driver read for one step. `null` means read and absent; `undefined` means not read in this phase. */
-export interface BackupJobWorld {
-  readonly job: BackupJobRef;
-  readonly spec: BackupJobSpec;
-  readonly status: BackupJobStatus;
+/** What a step read. `null` means read and absent; `undefined` means not read in this phase. */
+export interface BackupJobObserved {
   readonly pvc?: Pvc | null;
   readonly storageClass?: StorageClass | null;
   readonly snapshotClasses?: readonly VolumeSnapshotClass[];
@@ -74,7 +39,11 @@ export interface BackupJobWorld {
   readonly workerPods?: readonly Pod[];
 }
 
-export const CLEANED_UP = "CleanedUp";
+export interface BackupJobWorld extends BackupJobObserved {
+  readonly job: BackupJobRef;
+  readonly spec: BackupJobSpec;
+  readonly status: BackupJobStatus;
+}
 
 const SNAP_API = "snapshot.storage.k8s.io/v1";
 
@@ -87,265 +56,381 @@ export function isTerminal(phase: string | undefined): boolean {
   return phase === BackupJobPhase.Finished || phase === BackupJobPhase.Failed;
 }
 
-/** The reads a step needs, by phase, so an event costs only the API requests that can change the decision. */
-export function backupJobReads(status: BackupJobStatus, crossNamespace: boolean): ReadonlySet<keyof BackupJobWorld> {
-  switch (status.phase ?? BackupJobPhase.NotStarted) {
-    case BackupJobPhase.NotStarted:
-      return new Set(["pvc", "storageClass", "snapshotClasses", "sourceSnapshot"]);
-    case BackupJobPhase.CreatingSnapshot:
-      return new Set(crossNamespace ? ["pvc", "sourceSnapshot", "sourceContent", "movedContent", "movedSnapshot"] : ["pvc", "sourceSnapshot"]);
+/** Ended and cleaned up: nothing can move it again. */
+export function isSettled(status: { phase?: string; conditions?: readonly { type: string; status: string }[] } | undefined): boolean {
+  return isTerminal(status?.phase) && isCleanedUp(status?.conditions);
+}
+
+function refOf(bj: BackupJob): BackupJobRef {
+  return {
+    namespace: bj.metadata.namespace ?? "",
+    name: bj.metadata.name ?? "",
+    uid: bj.metadata.uid ?? "",
+    generation: bj.metadata.generation,
+    labels: bj.metadata.labels ?? {},
+    creationTimestamp: bj.metadata.creationTimestamp,
+  };
+}
+
+/**
+ * The reads a step needs, by phase, so an event costs only the API requests that can change the decision.
+ * A later round reads what depends on an earlier one: the PVC's StorageClass, the snapshot's content, the
+ * worker's pods once its Job is running or has ended.
+ */
+export function backupJobReads(bj: BackupJob, seen: Partial<BackupJobObserved>, config: WalleConfig): ReadPlan<BackupJobObserved> {
+  const ref = refOf(bj);
+  const names = backupJobChildNames(ref);
+  const workerNs = workerNamespace(bj.spec, config);
+  const ns = ref.namespace;
+  switch (bj.status?.phase ?? BackupJobPhase.NotStarted) {
+    case BackupJobPhase.NotStarted: {
+      const scName = seen.pvc?.spec.storageClassName;
+      if (seen.pvc === undefined) {
+        // The snapshot is created without a look first: its name is deterministic, so a duplicate meets AlreadyExists.
+        return { pvc: { get: "PersistentVolumeClaim", name: bj.spec.sourcePvc, namespace: ns }, snapshotClasses: { list: "VolumeSnapshotClass", cached: true } };
+      }
+      return scName && seen.storageClass === undefined ? { storageClass: { get: "StorageClass", name: scName } } : {};
+    }
+    case BackupJobPhase.CreatingSnapshot: {
+      if (workerNs === ns) return { sourceSnapshot: { get: "VolumeSnapshot", name: names.sourceSnapshot, namespace: ns } };
+      if (seen.sourceSnapshot === undefined) {
+        return {
+          sourceSnapshot: { get: "VolumeSnapshot", name: names.sourceSnapshot, namespace: ns },
+          movedContent: { get: "VolumeSnapshotContent", name: names.movedContent },
+          movedSnapshot: { get: "VolumeSnapshot", name: names.movedSnapshot, namespace: workerNs },
+        };
+      }
+      const bound = seen.sourceSnapshot?.status?.boundVolumeSnapshotContentName;
+      return bound && seen.sourceContent === undefined ? { sourceContent: { get: "VolumeSnapshotContent", name: bound } } : {};
+    }
     case BackupJobPhase.WaitingBackup:
-    case BackupJobPhase.BackingUp:
-      return new Set(["workerJob", "workerPods"]);
+    case BackupJobPhase.BackingUp: {
+      if (seen.workerJob === undefined) return { workerJob: { get: "Job", name: names.job, namespace: workerNs } };
+      const job = seen.workerJob;
+      // The pods matter once the Job has ended (the result is in the pod) or, before BackingUp, once one runs.
+      const podsMatter = job && (jobOutcome(job) !== undefined || (bj.status?.phase === BackupJobPhase.WaitingBackup && (job.status?.active ?? 0) > 0));
+      return podsMatter && seen.workerPods === undefined ? { workerPods: { list: "Pod", namespace: workerNs, labelSelector: `job-name=${names.job}` } } : {};
+    }
     case BackupJobPhase.Finished:
     case BackupJobPhase.Failed:
-      return new Set();
+      return {};
   }
 }
 
-interface Step {
-  actions: Action[];
-  status: BackupJobStatus;
-  events: KubeEvent[];
+export function backupJobWorld(bj: BackupJob, seen: Partial<BackupJobObserved>): BackupJobWorld {
+  return { ...seen, job: refOf(bj), spec: bj.spec, status: bj.status ?? {} };
 }
 
-export function decideBackupJob(w: BackupJobWorld, config: WalleConfig, now: Date): Decision<BackupJobStatus> {
-  const names = backupJobChildNames(w.job);
-  const workerNs = workerNamespace(w.spec, config);
-  const cross = workerNs !== w.job.namespace;
-  const step: Step = { actions: [], status: { ...w.status, observedGeneration: w.job.generation }, events: [] };
-  const phase = w.status.phase ?? BackupJobPhase.NotStarted;
-  const owner = { namespace: w.job.namespace, ref: ownerRef("BackupJob", w.job.name, w.job.uid) };
-  const labels = {
-    [Label.BackupJob]: w.job.name,
-    [Label.OwnerNamespace]: w.job.namespace,
-    [Label.BackupJobType]: JobType.Backup,
-    ...(w.job.labels[Label.BackupSet] ? { [Label.BackupSet]: w.job.labels[Label.BackupSet] } : {}),
-    ...(w.job.labels[Label.BackupSchedule] ? { [Label.BackupSchedule]: w.job.labels[Label.BackupSchedule] } : {}),
-  };
-  const meta = (name: string, namespace: string | undefined) => ownedMetadata(name, namespace, labels, owner);
+/** One step in the making: the transitions below add to it, and `decision()` hands it out. */
+class Step {
+  readonly actions: Action[] = [];
+  /** Performed once the status is written: clean-up that must not run before the result is stored. */
+  readonly then: Action[] = [];
+  readonly events: KubeEvent[] = [];
+  status: BackupJobStatus;
+  requeueAfter: number | undefined;
 
-  const fail = (reason: string, message: string, snapshot = false) => {
-    step.status = {
-      ...step.status,
-      phase: BackupJobPhase.Failed,
-      finishTime: rfc3339(now),
-      conditions: setCondition(
-        snapshot ? setCondition(step.status.conditions, { type: BackupJobConditionType.SnapshotReady, status: ConditionStatus.False, reason, message }, now) : step.status.conditions,
-        { type: BackupJobConditionType.BackupState, status: ConditionStatus.False, reason, message },
-        now,
-      ),
+  readonly w: BackupJobWorld;
+  readonly config: WalleConfig;
+  readonly now: Date;
+  readonly names: ReturnType<typeof backupJobChildNames>;
+  readonly workerNs: string;
+  readonly cross: boolean;
+  readonly phase: BackupJobPhase;
+  private readonly labels: Record<string, string>;
+
+  constructor(w: BackupJobWorld, config: WalleConfig, now: Date) {
+    this.w = w;
+    this.config = config;
+    this.now = now;
+    this.names = backupJobChildNames(w.job);
+    this.workerNs = workerNamespace(w.spec, config);
+    this.cross = this.workerNs !== w.job.namespace;
+    this.phase = w.status.phase ?? BackupJobPhase.NotStarted;
+    this.status = { ...w.status, observedGeneration: w.job.generation };
+    this.labels = {
+      [Label.BackupJob]: w.job.name,
+      [Label.OwnerNamespace]: w.job.namespace,
+      [Label.BackupJobType]: JobType.Backup,
+      ...(w.job.labels[Label.BackupSet] ? { [Label.BackupSet]: w.job.labels[Label.BackupSet] } : {}),
+      ...(w.job.labels[Label.BackupSchedule] ? { [Label.BackupSchedule]: w.job.labels[Label.BackupSchedule] } : {}),
     };
-    step.events.push({ type: "Warning", reason: "BackupFailed", note: message });
-    return done();
-  };
-  const done = (): Decision<BackupJobStatus> => step;
+  }
 
+  meta(name: string, namespace: string | undefined): Manifest["metadata"] {
+    return ownedMetadata(name, namespace, this.labels, { namespace: this.w.job.namespace, ref: ownerRef("BackupJob", this.w.job.name, this.w.job.uid) });
+  }
+
+  condition(input: ConditionInput): void {
+    this.status = { ...this.status, conditions: setCondition(this.status.conditions, input, this.now) };
+  }
+
+  event(type: KubeEvent["type"], reason: KubeEvent["reason"], note: string): void {
+    this.events.push({ type, reason, note });
+  }
+
+  /** Seconds since `time` (the creation of the BackupJob, or the start of its snapshot). */
+  secondsSince(time: string | undefined): number {
+    return (this.now.getTime() - Date.parse(time ?? rfc3339(this.now))) / 1000;
+  }
+
+  decision(): Decision<BackupJobStatus> {
+    return { actions: this.actions, ...(this.then.length ? { then: this.then } : {}), status: this.status, events: this.events, ...(this.requeueAfter !== undefined ? { requeueAfter: this.requeueAfter } : {}) };
+  }
+}
+
+type Outcome = Decision<BackupJobStatus>;
+
+export function decideBackupJob(w: BackupJobWorld, config: WalleConfig, now: Date): Outcome {
+  const s = new Step(w, config, now);
+  switch (s.phase) {
+    case BackupJobPhase.NotStarted:
+      return start(s);
+    case BackupJobPhase.CreatingSnapshot:
+      return awaitSnapshot(s);
+    case BackupJobPhase.WaitingBackup:
+    case BackupJobPhase.BackingUp:
+      return awaitWorker(s);
+    case BackupJobPhase.Finished:
+    case BackupJobPhase.Failed:
+      return cleanUp(s);
+  }
+}
+
+/** NotStarted → CreatingSnapshot: the PVC is bound and a snapshot class fits it. */
+function start(s: Step): Outcome {
+  const { w, config } = s;
+  const pvcName = w.spec.sourcePvc;
+  if (w.pvc === null) return fail(s, ConditionReason.PvcNotFound, `PersistentVolumeClaim ${w.job.namespace}/${pvcName} was not found.`, true);
+  if (!w.pvc) return s.decision();
+  if (w.pvc.status?.phase !== "Bound") {
+    const waited = s.secondsSince(w.job.creationTimestamp);
+    if (waited > config.snapshotTimeoutSeconds) {
+      return fail(s, ConditionReason.PvcNotBound, `PersistentVolumeClaim ${w.job.namespace}/${pvcName} is still ${w.pvc.status?.phase ?? "Pending"} after ${Math.round(waited)} s; only a bound PVC can be snapshotted.`, true);
+    }
+    s.requeueAfter = Math.ceil(config.snapshotTimeoutSeconds - waited);
+    return s.decision();
+  }
+  const cls = snapshotClassFor(w.pvc, w.storageClass ?? null, w.snapshotClasses ?? [], config);
+  if ("error" in cls) return fail(s, ConditionReason.NoSnapshotClass, cls.error, true);
+  if (!w.sourceSnapshot) {
+    const meta = s.meta(s.names.sourceSnapshot, w.job.namespace);
+    const size = w.pvc.status?.capacity?.storage ?? w.pvc.spec.resources?.requests?.storage;
+    const annotations = {
+      ...(w.pvc.spec.storageClassName ? { [WalleAnnotation.SourceStorageClass]: w.pvc.spec.storageClassName } : {}),
+      ...(size ? { [WalleAnnotation.SourceSize]: size } : {}),
+    };
+    s.actions.push({ op: "create", manifest: volumeSnapshot({ ...meta, annotations }, { pvc: pvcName }, cls.name) });
+  }
+  s.status = { ...s.status, phase: BackupJobPhase.CreatingSnapshot, startTime: s.status.startTime ?? rfc3339(s.now) };
+  s.condition({
+    type: BackupJobConditionType.SnapshotReady, status: ConditionStatus.False, reason: ConditionReason.Creating,
+    message: `Creating VolumeSnapshot ${w.job.namespace}/${s.names.sourceSnapshot} of ${pvcName} with class ${cls.name}.`,
+  });
+  s.event("Normal", EventReason.CreatingSnapshot, `Creating VolumeSnapshot ${s.names.sourceSnapshot} of PVC ${pvcName} with class ${cls.name}.`);
+  s.requeueAfter = config.snapshotTimeoutSeconds;
+  return s.decision();
+}
+
+/** CreatingSnapshot: wait for the snapshot (moving it across first when the repository is elsewhere). */
+function awaitSnapshot(s: Step): Outcome {
+  const { w, names, workerNs, cross } = s;
+  // Once moved across, the storage snapshot lives on in the repository namespace only.
+  const moved = cross ? w.movedSnapshot : undefined;
+  if (moved?.status?.error?.message) return fail(s, ConditionReason.SnapshotFailed, `VolumeSnapshot ${workerNs}/${names.movedSnapshot} failed: ${moved.status.error.message}`, true);
+  const source = w.sourceSnapshot;
+  if (source?.status?.error?.message) return fail(s, ConditionReason.SnapshotFailed, `VolumeSnapshot ${w.job.namespace}/${names.sourceSnapshot} failed: ${source.status.error.message}`, true);
+  const ready = cross ? moved?.status?.readyToUse === true : source?.status?.readyToUse === true;
+  if (cross && !ready) return moveSnapshot(s);
+  if (!ready) return waitOrTimeOut(s, source === null);
+  if (cross && source) releaseSource(s);
+  return startWorker(s);
+}
+
+/** DESIGN §3 step 2: a pre-provisioned content and snapshot in the repository namespace, naming the same storage snapshot. */
+function moveSnapshot(s: Step): Outcome {
+  const { w, names, workerNs } = s;
+  if (w.movedContent === null) {
+    const content = w.sourceContent;
+    const handle = content?.status?.snapshotHandle;
+    if (w.sourceSnapshot?.status?.readyToUse !== true || !content || !handle) return waitOrTimeOut(s, w.sourceSnapshot === null);
+    s.actions.push({
+      op: "create",
+      manifest: movedContent(s.meta(names.movedContent, undefined), { driver: content.spec.driver, snapshotHandle: handle, className: content.spec.volumeSnapshotClassName }, { namespace: workerNs, name: names.movedSnapshot }),
+    });
+  }
+  if (w.movedSnapshot === null) s.actions.push({ op: "create", manifest: volumeSnapshot(s.meta(names.movedSnapshot, workerNs), { content: names.movedContent }) });
+  return waitOrTimeOut(s, false);
+}
+
+/**
+ * DESIGN §3 step 3: Retain on the original content, then delete the original pair; the storage snapshot survives,
+ * owned only by the moved pair, and the tenant namespace keeps nothing of the backup. The content goes before its
+ * snapshot: a run cut short between the two leaves the snapshot, which still names nothing and which clean-up
+ * deletes by name, rather than a Retain content nobody could find.
+ */
+function releaseSource(s: Step): void {
+  const content = s.w.sourceContent;
+  if (content) {
+    const ref = { apiVersion: SNAP_API, kind: "VolumeSnapshotContent", name: content.metadata.name ?? "" } as const;
+    if (content.spec.deletionPolicy !== "Retain") s.actions.push({ op: "patch", target: ref, patch: { spec: { deletionPolicy: "Retain" } } });
+    s.actions.push({ op: "delete", target: ref });
+  }
+  s.actions.push({ op: "delete", target: { apiVersion: SNAP_API, kind: "VolumeSnapshot", namespace: s.w.job.namespace, name: s.names.sourceSnapshot } });
+}
+
+/** CreatingSnapshot → WaitingBackup: a PVC from the ready snapshot, and the worker Job that mounts it read-only. */
+function startWorker(s: Step): Outcome {
+  const { w, names, workerNs, cross, config } = s;
+  const ready = cross ? w.movedSnapshot : w.sourceSnapshot;
+  const carried = w.sourceSnapshot?.metadata.annotations ?? {};
+  const size = String(ready?.status?.restoreSize ?? "") || carried[WalleAnnotation.SourceSize] || w.pvc?.status?.capacity?.storage || w.pvc?.spec.resources?.requests?.storage || "1Gi";
+  const storageClass = carried[WalleAnnotation.SourceStorageClass] ?? w.pvc?.spec.storageClassName;
+  s.actions.push({ op: "create", manifest: pvcFromSnapshot(s.meta(names.pvc, workerNs), cross ? names.movedSnapshot : names.sourceSnapshot, quantity(size), storageClass) });
+  s.actions.push({
+    op: "create",
+    manifest: workerJob({
+      metadata: s.meta(names.job, workerNs),
+      config,
+      command: JobType.Backup,
+      repositorySecret: w.spec.repository.name,
+      volume: { claimName: names.pvc, readOnly: true },
+      env: {
+        SOURCE_PATH: workerSourcePath,
+        PVC_NAME: w.spec.sourcePvc,
+        PVC_NAMESPACE: w.job.namespace,
+        SNAPSHOT_TIME: ready?.status?.creationTime ?? rfc3339(s.now),
+        PROGRESS_SUBJECT: `/apis/ros.io/v1/namespaces/${w.job.namespace}/backupjobs/${w.job.name}`,
+        ...(w.job.labels[Label.BackupSchedule] ? { BACKUP_SCHEDULE: w.job.labels[Label.BackupSchedule] } : {}),
+      },
+    }),
+  });
+  s.status = { ...s.status, phase: BackupJobPhase.WaitingBackup };
+  s.condition({
+    type: BackupJobConditionType.SnapshotReady, status: ConditionStatus.True, reason: ConditionReason.SnapshotReady,
+    message: `VolumeSnapshot ${cross ? `${workerNs}/${names.movedSnapshot}` : `${w.job.namespace}/${names.sourceSnapshot}`} is ready.`,
+  });
+  s.event("Normal", EventReason.SnapshotReady, `Snapshot of PVC ${w.spec.sourcePvc} is ready; starting worker Job ${workerNs}/${names.job}.`);
+  return s.decision();
+}
+
+function waitOrTimeOut(s: Step, snapshotMissing: boolean): Outcome {
+  const { config, names, w } = s;
+  const waited = s.secondsSince(w.status.startTime);
+  if (waited > config.snapshotTimeoutSeconds) {
+    return fail(s, ConditionReason.SnapshotTimeout, `Stuck in CreatingSnapshot: VolumeSnapshot ${w.job.namespace}/${names.sourceSnapshot} was not ready within ${config.snapshotTimeoutSeconds} s.`, true);
+  }
+  if (snapshotMissing) {
+    // Deleted before it was ready. Making it again could race a clean-up that another instance just did, so
+    // the BackupJob fails and says why; a new BackupJob starts clean.
+    return fail(s, ConditionReason.SnapshotDeleted, `VolumeSnapshot ${w.job.namespace}/${names.sourceSnapshot} was deleted before it was ready.`, true);
+  }
+  s.requeueAfter = Math.ceil(config.snapshotTimeoutSeconds - waited);
+  return s.decision();
+}
+
+/** WaitingBackup → BackingUp once the worker's pod runs; then Finished or Failed from the worker's result. */
+function awaitWorker(s: Step): Outcome {
+  const { w, names, workerNs, phase } = s;
+  const job = w.workerJob;
+  // The Job is gone before Walle read its result (deleted by hand, or a TTL): nothing can be reported.
+  if (job === null) return fail(s, ConditionReason.WorkerLost, `Stuck in ${phase}: worker Job ${workerNs}/${names.job} disappeared before it finished.`);
+  if (!job) return s.decision();
+  const { outcome, pod, message, result } = workerReport(job, w.workerPods ?? []);
+  if (!outcome) {
+    if (phase === BackupJobPhase.WaitingBackup && pod?.status?.phase === "Running") {
+      s.status = { ...s.status, phase: BackupJobPhase.BackingUp };
+      s.event("Normal", EventReason.BackingUp, `Worker pod ${pod.metadata.name} is backing up PVC ${w.spec.sourcePvc}.`);
+    }
+    return s.decision();
+  }
+  s.status = {
+    ...s.status,
+    ...(result?.snapshotId ? { snapshotId: result.snapshotId } : {}),
+    ...(result?.backup
+      ? {
+          summary: {
+            filesNew: result.backup.filesNew,
+            filesChanged: result.backup.filesChanged,
+            filesUnmodified: result.backup.filesUnmodified,
+            dataAdded: result.backup.dataAdded,
+            totalBytesProcessed: result.backup.bytesProcessed,
+            totalDuration: result.backup.durationSeconds,
+          },
+        }
+      : {}),
+    logs: (result?.message ?? message ?? jobFailureMessage(job) ?? "").slice(-4096),
+    progress: undefined,
+  };
+  if (outcome === "Complete" && result?.outcome !== "Failed") return finish(s, result);
+  return fail(s, result?.reason ?? ConditionReason.WorkerFailed, result ? result.message : (jobFailureMessage(job) ?? "The worker Job failed."));
+}
+
+/** → Finished, with the worker's own reason and message. */
+function finish(s: Step, result: ReturnType<typeof workerReport>["result"]): Outcome {
+  const message = result?.message ?? `Worker Job ${s.workerNs}/${s.names.job} completed.`;
+  s.status = { ...s.status, phase: BackupJobPhase.Finished, finishTime: rfc3339(s.now) };
+  s.condition({ type: BackupJobConditionType.BackupState, status: ConditionStatus.True, reason: result?.reason ?? ConditionReason.Completed, message });
+  s.event(result?.outcome === "Warning" ? "Warning" : "Normal", EventReason.BackupFinished, `${message}${result?.snapshotId ? ` Snapshot ${result.snapshotId.slice(0, 8)}.` : ""}`);
+  return settle(s);
+}
+
+/** → Failed, with the reason in BackupState (and in SnapshotReady when the snapshot is what failed). */
+function fail(s: Step, reason: ConditionInput["reason"], message: string, snapshot = false): Outcome {
+  s.status = { ...s.status, phase: BackupJobPhase.Failed, finishTime: rfc3339(s.now) };
+  if (snapshot) s.condition({ type: BackupJobConditionType.SnapshotReady, status: ConditionStatus.False, reason, message });
+  s.condition({ type: BackupJobConditionType.BackupState, status: ConditionStatus.False, reason, message });
+  s.event("Warning", EventReason.BackupFailed, message);
+  return settle(s);
+}
+
+/** The temporary objects a phase may have made, by name. */
+function children(s: Step, phase: BackupJobPhase): Action[] {
+  const { names, workerNs, cross, w } = s;
+  const del = (apiVersion: string, kind: "Job" | "PersistentVolumeClaim" | "VolumeSnapshot", name: string, namespace: string): Action => ({ op: "delete", target: { apiVersion, kind, name, namespace } });
+  const snapshots = [del(SNAP_API, "VolumeSnapshot", names.sourceSnapshot, w.job.namespace), ...(cross ? [del(SNAP_API, "VolumeSnapshot", names.movedSnapshot, workerNs)] : [])];
   switch (phase) {
     case BackupJobPhase.NotStarted:
-      return start();
+      return [];
     case BackupJobPhase.CreatingSnapshot:
-      return awaitSnapshot();
-    case BackupJobPhase.WaitingBackup:
-    case BackupJobPhase.BackingUp:
-      return awaitWorker();
-    case BackupJobPhase.Finished:
-    case BackupJobPhase.Failed:
-      return cleanUp();
-  }
-
-  function start(): Decision<BackupJobStatus> {
-    const pvcName = w.spec.sourcePvc;
-    if (w.pvc === null) return fail("PvcNotFound", `PersistentVolumeClaim ${w.job.namespace}/${pvcName} was not found.`, true);
-    if (!w.pvc) return done();
-    if (w.pvc.status?.phase !== "Bound") {
-      const waited = (now.getTime() - Date.parse(w.job.creationTimestamp ?? rfc3339(now))) / 1000;
-      if (waited > config.snapshotTimeoutSeconds) {
-        return fail("PvcNotBound", `PersistentVolumeClaim ${w.job.namespace}/${pvcName} is still ${w.pvc.status?.phase ?? "Pending"} after ${Math.round(waited)} s; only a bound PVC can be snapshotted.`, true);
-      }
-      return done();
-    }
-    const cls = snapshotClassFor(w.pvc, w.storageClass ?? null, w.snapshotClasses ?? [], config);
-    if ("error" in cls) return fail("NoSnapshotClass", cls.error, true);
-    if (w.sourceSnapshot === null) {
-      step.actions.push({ op: "create", manifest: volumeSnapshot(meta(names.sourceSnapshot, w.job.namespace), { pvc: pvcName }, cls.name) });
-    }
-    step.status = {
-      ...step.status,
-      phase: BackupJobPhase.CreatingSnapshot,
-      startTime: step.status.startTime ?? rfc3339(now),
-      conditions: setCondition(step.status.conditions, {
-        type: BackupJobConditionType.SnapshotReady, status: ConditionStatus.False, reason: "Creating",
-        message: `Creating VolumeSnapshot ${w.job.namespace}/${names.sourceSnapshot} of ${pvcName} with class ${cls.name}.`,
-      }, now),
-    };
-    step.events.push({ type: "Normal", reason: "CreatingSnapshot", note: `Creating VolumeSnapshot ${names.sourceSnapshot} of PVC ${pvcName} with class ${cls.name}.` });
-    return done();
-  }
-
-  function snapshotTimedOut(): boolean {
-    const since = Date.parse(w.status.startTime ?? rfc3339(now));
-    return (now.getTime() - since) / 1000 > config.snapshotTimeoutSeconds;
-  }
-
-  function awaitSnapshot(): Decision<BackupJobStatus> {
-    // Once moved across, the storage snapshot lives on in the repository namespace only.
-    const moved = cross ? w.movedSnapshot : undefined;
-    if (moved?.status?.error?.message) return fail("SnapshotFailed", `VolumeSnapshot ${workerNs}/${names.movedSnapshot} failed: ${moved.status.error.message}`, true);
-    const source = w.sourceSnapshot;
-    if (source?.status?.error?.message) return fail("SnapshotFailed", `VolumeSnapshot ${w.job.namespace}/${names.sourceSnapshot} failed: ${source.status.error.message}`, true);
-    const snapshotReady = cross ? moved?.status?.readyToUse === true : source?.status?.readyToUse === true;
-    const sourceReady = source?.status?.readyToUse === true;
-
-    if (cross && !snapshotReady) {
-      if (w.movedContent === null) {
-        const content = w.sourceContent;
-        const handle = content?.status?.snapshotHandle;
-        if (!sourceReady || !content || !handle) return waitOrTimeOut(source === null);
-        step.actions.push({
-          op: "create",
-          manifest: movedContent(meta(names.movedContent, undefined), {
-            driver: content.spec.driver, snapshotHandle: handle, className: content.spec.volumeSnapshotClassName,
-          }, { namespace: workerNs, name: names.movedSnapshot }),
-        });
-      }
-      if (w.movedSnapshot === null) {
-        step.actions.push({ op: "create", manifest: volumeSnapshot(meta(names.movedSnapshot, workerNs), { content: names.movedContent }) });
-      }
-      return waitOrTimeOut(false);
-    }
-    if (!snapshotReady) return waitOrTimeOut(source === null);
-
-    if (cross && source) {
-      // DESIGN §3 step 3: Retain on the original content, then delete the original pair; the storage snapshot
-      // survives, owned only by the moved pair, and the tenant namespace keeps nothing of the backup. The
-      // content goes before its snapshot: a run cut short between the two leaves the snapshot, which still
-      // names nothing and which cleanup deletes by name, rather than a Retain content nobody could find.
-      const content = w.sourceContent;
-      if (content) {
-        const ref = { apiVersion: SNAP_API, kind: "VolumeSnapshotContent", name: content.metadata.name ?? "" };
-        if (content.spec.deletionPolicy !== "Retain") step.actions.push({ op: "patch", target: ref, patch: { spec: { deletionPolicy: "Retain" } } });
-        step.actions.push({ op: "delete", target: ref });
-      }
-      step.actions.push({ op: "delete", target: { apiVersion: SNAP_API, kind: "VolumeSnapshot", namespace: w.job.namespace, name: names.sourceSnapshot } });
-    }
-    const ready = cross ? moved : source;
-    const size = String(ready?.status?.restoreSize ?? "") || w.pvc?.status?.capacity?.storage || w.pvc?.spec.resources?.requests?.storage || "1Gi";
-    const snapshotTime = ready?.status?.creationTime ?? rfc3339(now);
-    step.actions.push({
-      op: "create",
-      manifest: pvcFromSnapshot(meta(names.pvc, workerNs), cross ? names.movedSnapshot : names.sourceSnapshot, quantity(size), w.pvc?.spec.storageClassName),
-    });
-    step.actions.push({
-      op: "create",
-      manifest: workerJob({
-        metadata: meta(names.job, workerNs),
-        config,
-        command: JobType.Backup,
-        repositorySecret: w.spec.repository.name,
-        volume: { claimName: names.pvc, readOnly: true },
-        env: {
-          SOURCE_PATH: workerSourcePath,
-          PVC_NAME: w.spec.sourcePvc,
-          PVC_NAMESPACE: w.job.namespace,
-          SNAPSHOT_TIME: snapshotTime,
-          PROGRESS_SUBJECT: `/apis/ros.io/v1/namespaces/${w.job.namespace}/backupjobs/${w.job.name}`,
-          ...(w.job.labels[Label.BackupSchedule] ? { BACKUP_SCHEDULE: w.job.labels[Label.BackupSchedule] } : {}),
-        },
-      }),
-    });
-    step.status = {
-      ...step.status,
-      phase: BackupJobPhase.WaitingBackup,
-      conditions: setCondition(step.status.conditions, {
-        type: BackupJobConditionType.SnapshotReady, status: ConditionStatus.True, reason: "SnapshotReady",
-        message: `VolumeSnapshot ${cross ? `${workerNs}/${names.movedSnapshot}` : `${w.job.namespace}/${names.sourceSnapshot}`} is ready.`,
-      }, now),
-    };
-    step.events.push({ type: "Normal", reason: "SnapshotReady", note: `Snapshot of PVC ${w.spec.sourcePvc} is ready; starting worker Job ${workerNs}/${names.job}.` });
-    return done();
-  }
-
-  function waitOrTimeOut(snapshotMissing: boolean): Decision<BackupJobStatus> {
-    if (snapshotTimedOut()) {
-      return fail("SnapshotTimeout", `Stuck in CreatingSnapshot: VolumeSnapshot ${w.job.namespace}/${names.sourceSnapshot} was not ready within ${config.snapshotTimeoutSeconds} s.`, true);
-    }
-    if (snapshotMissing) {
-      // Deleted before it was ready. Making it again could race a cleanup that another instance just did, so
-      // the BackupJob fails and says why; a new BackupJob starts clean.
-      return fail("SnapshotDeleted", `VolumeSnapshot ${w.job.namespace}/${names.sourceSnapshot} was deleted before it was ready.`, true);
-    }
-    return done();
-  }
-
-  function awaitWorker(): Decision<BackupJobStatus> {
-    const job = w.workerJob;
-    if (job === null) {
-      // The Job is gone before Walle read its result (deleted by hand, or a TTL): nothing can be reported.
-      return fail("WorkerLost", `Stuck in ${phase}: worker Job ${workerNs}/${names.job} disappeared before it finished.`);
-    }
-    if (!job) return done();
-    const { outcome, pod, message, result } = workerReport(job, w.workerPods ?? []);
-    if (!outcome) {
-      if (phase === BackupJobPhase.WaitingBackup && pod?.status?.phase === "Running") {
-        step.status = { ...step.status, phase: BackupJobPhase.BackingUp };
-        step.events.push({ type: "Normal", reason: "BackingUp", note: `Worker pod ${pod.metadata.name} is backing up PVC ${w.spec.sourcePvc}.` });
-      }
-      return done();
-    }
-    step.status = {
-      ...step.status,
-      ...(result?.snapshotId ? { snapshotId: result.snapshotId } : {}),
-      ...(result?.backup ? {
-        summary: {
-          filesNew: result.backup.filesNew,
-          filesChanged: result.backup.filesChanged,
-          filesUnmodified: result.backup.filesUnmodified,
-          dataAdded: result.backup.dataAdded,
-          totalBytesProcessed: result.backup.bytesProcessed,
-          totalDuration: result.backup.durationSeconds,
-        },
-      } : {}),
-      logs: (result?.message ?? message ?? jobFailureMessage(job) ?? "").slice(-4096),
-      progress: undefined,
-    };
-    if (outcome === "Complete" && (!result || result.outcome !== "Failed")) {
-      const reason = result?.reason ?? "Completed";
-      const message = result?.message ?? `Worker Job ${workerNs}/${names.job} completed.`;
-      step.status = {
-        ...step.status,
-        phase: BackupJobPhase.Finished,
-        finishTime: rfc3339(now),
-        conditions: setCondition(step.status.conditions, {
-          type: BackupJobConditionType.BackupState, status: ConditionStatus.True, reason, message,
-        }, now),
-      };
-      step.events.push({ type: result?.outcome === "Warning" ? "Warning" : "Normal", reason: "BackupFinished", note: `${message}${result?.snapshotId ? ` Snapshot ${result.snapshotId.slice(0, 8)}.` : ""}` });
-      return done();
-    }
-    const why = result ? `${result.message}` : (jobFailureMessage(job) ?? "The worker Job failed.");
-    return fail(result?.reason ?? "WorkerFailed", why);
-  }
-
-  function cleanUp(): Decision<BackupJobStatus> {
-    if (isTrue(w.status.conditions, CLEANED_UP)) return done();
-    const del = (apiVersion: string, kind: string, name: string, namespace?: string): Action => ({ op: "delete", target: { apiVersion, kind, name, ...(namespace ? { namespace } : {}) } });
-    step.actions.push(
-      del("batch/v1", "Job", names.job, workerNs),
-      del("v1", "PersistentVolumeClaim", names.pvc, workerNs),
-      del(SNAP_API, "VolumeSnapshot", names.sourceSnapshot, w.job.namespace),
-      ...(cross ? [del(SNAP_API, "VolumeSnapshot", names.movedSnapshot, workerNs)] : []),
-    );
-    step.status = {
-      ...step.status,
-      conditions: setCondition(step.status.conditions, {
-        type: CLEANED_UP, status: ConditionStatus.True, reason: "Deleted",
-        message: "The worker Job, its PVC and the VolumeSnapshots were deleted.",
-      }, now),
-    };
-    return done();
+      return snapshots;
+    default:
+      return [del("batch/v1", "Job", names.job, workerNs), del("v1", "PersistentVolumeClaim", names.pvc, workerNs), ...snapshots];
   }
 }
+
+/**
+ * A BackupJob that has just ended: mark it cleaned up in the same status write, and delete what the run made
+ * once that write has stored the result. A run cut short in between leaves objects of a settled owner, which
+ * the resync's sweep deletes.
+ */
+function settle(s: Step): Outcome {
+  s.then.push(...children(s, s.phase));
+  s.condition(cleanedUp);
+  return s.decision();
+}
+
+const cleanedUp: ConditionInput = {
+  type: BackupJobConditionType.CleanedUp, status: ConditionStatus.True, reason: ConditionReason.Deleted,
+  message: "The worker Job, its PVC and the VolumeSnapshots were deleted.",
+};
+
+/** A BackupJob that ended before clean-up was part of ending (or whose clean-up was undone): clean up now. */
+function cleanUp(s: Step): Outcome {
+  if (isCleanedUp(s.w.status.conditions)) return s.decision();
+  s.actions.push(...children(s, BackupJobPhase.BackingUp));
+  s.condition(cleanedUp);
+  return s.decision();
+}
+
+export const backupJobReconciler: Reconciler<BackupJob, BackupJobObserved, BackupJobWorld, BackupJobStatus> = {
+  kind: "BackupJob",
+  reads: backupJobReads,
+  world: backupJobWorld,
+  decide: decideBackupJob,
+  invalid: (status, problems, now) =>
+    invalidSpec(status, problems, now, { kind: "BackupJob", failed: BackupJobPhase.Failed, condition: BackupJobConditionType.BackupState, event: EventReason.BackupFailed }) ?? unchanged(status),
+};
 
 /** The class for a PVC's snapshot: the operator's mapping, else the default class of the PVC's CSI driver. */
 export function snapshotClassFor(
@@ -369,7 +454,6 @@ export function snapshotClassFor(
   }
   return { error: `No VolumeSnapshotClass for driver ${driver} (storage class ${scName}): add one marked snapshot.storage.kubernetes.io/is-default-class: "true", or map the storage class in snap_class_mappings.` };
 }
-
 
 /** A restoreSize in bytes ("1234") as a quantity a PVC accepts; quantities pass through. */
 function quantity(size: string): string {

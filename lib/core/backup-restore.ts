@@ -8,19 +8,34 @@
 //   NotStarted --target checked or created, worker Job--> WaitingRestore --pod running--> Restoring
 //   --Job complete (and volume handed over)--> Finished | Failed; then the Job and staging PVC are deleted.
 import { BackupRestoreConditionType, BackupRestorePhase, type BackupRestoreSpec, type BackupRestoreStatus } from "../api/backup-restore.ts";
-import { ConditionStatus, CREATED_BY, JobType, Label } from "../api/constants.ts";
+import { ConditionReason, EventReason, type ConditionType } from "../api/conditions.ts";
+import { ConditionStatus, CREATED_BY, JobType, Label, WalleAnnotation } from "../api/constants.ts";
+import type { BackupRestore } from "../api/parse.ts";
 import type { WorkerResult } from "../restic/result.ts";
-import type { Action, Decision, KubeEvent } from "./backup-job.ts";
 import { ownedMetadata, ownerRef, workerJob, type Manifest, type WalleConfig } from "./builders.ts";
-import { isTrue, rfc3339, setCondition } from "./conditions.ts";
+import { isCleanedUp, rfc3339, setCondition, type ConditionInput } from "./conditions.ts";
+import { invalidSpec, unchanged, type Action, type Decision, type KubeEvent, type ReadPlan, type Reconciler } from "./decision.ts";
 import { restoreChildNames } from "./names.ts";
 import { jobFailureMessage, type Job, type Pod, type Pv, type Pvc } from "./objects.ts";
 import { workerReport } from "./worker-result.ts";
 
 export const RESTORE_PATH = "/restore";
-/** On a handed-over PV: the reclaim policy to put back once the target PVC is bound. */
-export const ORIGINAL_RECLAIM_ANNOTATION = "ros.io/original-reclaim-policy";
-const CLEANED_UP = "CleanedUp";
+const ORIGINAL_RECLAIM_ANNOTATION = WalleAnnotation.OriginalReclaimPolicy;
+
+/** What a step read. `null` means read and absent; `undefined` means not read in this phase. */
+export interface BackupRestoreObserved {
+  /** The PVC the restore ends in (existing or new), in the restore's namespace. */
+  readonly targetPvc?: Pvc | null;
+  /** The pods of the restore's namespace (only read for an existing PVC). */
+  readonly pods?: readonly Pod[];
+  readonly stagingPvc?: Pvc | null;
+  /** Volumes Walle labelled for this restore's handover. */
+  readonly labelledPvs?: readonly Pv[];
+  /** The staging PVC's volume, while none is labelled yet. */
+  readonly stagingPv?: Pv | null;
+  readonly workerJob?: Job | null;
+  readonly workerPods?: readonly Pod[];
+}
 
 export interface BackupRestoreWorld {
   readonly restore: { readonly namespace: string; readonly name: string; readonly uid: string; readonly generation?: number };
@@ -45,20 +60,69 @@ export function targetPvcName(spec: BackupRestoreSpec): string {
   return spec.target.existingPvc ?? spec.target.newPvc?.name ?? "";
 }
 
-/** What a phase needs read. */
-export function backupRestoreReads(status: BackupRestoreStatus, spec: BackupRestoreSpec, cross: boolean): ReadonlySet<keyof BackupRestoreWorld> {
-  switch (status.phase ?? BackupRestorePhase.NotStarted) {
+function restoreRef(br: BackupRestore) {
+  return { namespace: br.metadata.namespace ?? "", name: br.metadata.name ?? "", uid: br.metadata.uid ?? "", generation: br.metadata.generation };
+}
+
+/**
+ * What a phase needs read. In a later round: the staging volume once the staging PVC named it, and the worker's
+ * pods once its Job exists.
+ */
+export function backupRestoreReads(br: BackupRestore, seen: Partial<BackupRestoreObserved>, config: WalleConfig): ReadPlan<BackupRestoreObserved> {
+  const restore = restoreRef(br);
+  const { namespace, name } = restore;
+  const names = restoreChildNames(restore);
+  const workerNs = restoreWorkerNamespace(br.spec, config);
+  const cross = workerNs !== namespace;
+  const target: ReadPlan<BackupRestoreObserved> = { targetPvc: { get: "PersistentVolumeClaim", name: targetPvcName(br.spec), namespace } };
+  const staging: ReadPlan<BackupRestoreObserved> = { stagingPvc: { get: "PersistentVolumeClaim", name: names.stagingPvc, namespace: workerNs } };
+  const labelled: ReadPlan<BackupRestoreObserved> = {
+    labelledPvs: { list: "PersistentVolume", labelSelector: `${Label.BackupRestore}=${name},${Label.OwnerNamespace}=${namespace}` },
+  };
+  const first = seen.targetPvc === undefined && seen.workerJob === undefined && seen.labelledPvs === undefined && seen.stagingPvc === undefined;
+  switch (br.status?.phase ?? BackupRestorePhase.NotStarted) {
     case BackupRestorePhase.NotStarted:
     case BackupRestorePhase.ResolvingSnapshot:
     case BackupRestorePhase.PreparingTarget:
-      return new Set(spec.target.existingPvc ? ["targetPvc", "podsUsingTarget"] : cross ? ["targetPvc", "stagingPvc"] : ["targetPvc"]);
+      if (!first) return {};
+      if (br.spec.target.existingPvc) return { ...target, pods: { list: "Pod", namespace } };
+      return cross ? { ...target, ...staging } : target;
     case BackupRestorePhase.WaitingRestore:
-    case BackupRestorePhase.Restoring:
-      return new Set(cross ? ["workerJob", "workerPods", "stagingPvc", "handoverPv", "targetPvc"] : ["workerJob", "workerPods"]);
+    case BackupRestorePhase.Restoring: {
+      const job = { get: "Job", name: names.job, namespace: workerNs } as const;
+      if (first) return cross ? { workerJob: job, ...staging, ...labelled, ...target } : { workerJob: job };
+      return {
+        ...(seen.workerJob && seen.workerPods === undefined ? { workerPods: { list: "Pod", namespace: workerNs, labelSelector: `job-name=${names.job}` } } : {}),
+        ...(cross ? stagingVolume(seen) : {}),
+      };
+    }
     case BackupRestorePhase.Finished:
     case BackupRestorePhase.Failed:
-      return new Set(cross ? ["handoverPv"] : []);
+      return cross && first ? labelled : {};
   }
+}
+
+/** The staging PVC's volume, read only when no volume is labelled for the handover yet. */
+function stagingVolume(seen: Partial<BackupRestoreObserved>): ReadPlan<BackupRestoreObserved> {
+  const volume = seen.stagingPvc?.spec.volumeName;
+  return seen.labelledPvs?.length === 0 && volume && seen.stagingPv === undefined ? { stagingPv: { get: "PersistentVolume", name: volume } } : {};
+}
+
+export function backupRestoreWorld(br: BackupRestore, seen: Partial<BackupRestoreObserved>): BackupRestoreWorld {
+  const target = targetPvcName(br.spec);
+  // The volume to hand over: labelled once the handover began, else the staging PVC's.
+  const handoverPv = seen.labelledPvs === undefined ? undefined : (seen.labelledPvs[0] ?? seen.stagingPv ?? null);
+  return {
+    restore: restoreRef(br),
+    spec: br.spec,
+    status: br.status ?? {},
+    targetPvc: seen.targetPvc,
+    podsUsingTarget: seen.pods?.filter((p) => p.spec.volumes?.some((v) => v.persistentVolumeClaim?.claimName === target)),
+    stagingPvc: seen.stagingPvc,
+    handoverPv,
+    workerJob: seen.workerJob,
+    workerPods: seen.workerPods,
+  };
 }
 
 function restoreEnv(spec: BackupRestoreSpec, namespace: string, config: WalleConfig): Record<string, string> {
@@ -92,13 +156,13 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
   // label, so nothing ever sweeps it up as a leftover.
   const resultLabels = { [Label.CreatedBy]: CREATED_BY, [Label.BackupRestore]: name };
   const result = (): Decision<BackupRestoreStatus> => ({ actions, status, events });
-  const condition = (type: string, ok: ConditionStatus, reason: string, message: string) => {
+  const condition = (type: ConditionType, ok: ConditionStatus, reason: ConditionInput["reason"], message: string) => {
     status = { ...status, conditions: setCondition(status.conditions, { type, status: ok, reason, message }, now) };
   };
-  const fail = (reason: string, message: string) => {
+  const fail = (reason: ConditionInput["reason"], message: string) => {
     condition(BackupRestoreConditionType.RestoreState, ConditionStatus.False, reason, message);
     status = { ...status, phase: BackupRestorePhase.Failed, finishTime: rfc3339(now), progress: undefined };
-    events.push({ type: "Warning", reason: "RestoreFailed", note: message });
+    events.push({ type: "Warning", reason: EventReason.RestoreFailed, note: message });
     return result();
   };
 
@@ -120,18 +184,18 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
     let claimNs = namespace;
     if (w.spec.target.existingPvc) {
       if (cross) {
-        return fail("UnsupportedTarget", `Restoring into an existing PVC needs the repository in namespace ${namespace}: the worker must mount the PVC, and it runs beside the repository (${workerNs}). Use target.newPvc instead.`);
+        return fail(ConditionReason.UnsupportedTarget, `Restoring into an existing PVC needs the repository in namespace ${namespace}: the worker must mount the PVC, and it runs beside the repository (${workerNs}). Use target.newPvc instead.`);
       }
-      if (w.targetPvc === null) return fail("TargetNotFound", `PersistentVolumeClaim ${namespace}/${target} was not found.`);
+      if (w.targetPvc === null) return fail(ConditionReason.TargetNotFound, `PersistentVolumeClaim ${namespace}/${target} was not found.`);
       const users = (w.podsUsingTarget ?? []).filter((p) => p.status?.phase !== "Succeeded" && p.status?.phase !== "Failed" && p.metadata.labels?.[Label.BackupRestore] !== name);
       if (users.length > 0 && !w.spec.target.allowInUse) {
-        return fail("TargetInUse", `PersistentVolumeClaim ${namespace}/${target} is mounted by running pod(s) ${users.map((p) => p.metadata.name).join(", ")}; stop them first, or set spec.target.allowInUse to restore anyway.`);
+        return fail(ConditionReason.TargetInUse, `PersistentVolumeClaim ${namespace}/${target} is mounted by running pod(s) ${users.map((p) => p.metadata.name).join(", ")}; stop them first, or set spec.target.allowInUse to restore anyway.`);
       }
     } else {
       const spec = w.spec.target.newPvc;
-      if (!spec) return fail("InvalidTarget", "spec.target names neither existingPvc nor newPvc.");
+      if (!spec) return fail(ConditionReason.InvalidTarget, "spec.target names neither existingPvc nor newPvc.");
       if (w.targetPvc && w.targetPvc.metadata.labels?.[Label.BackupRestore] !== name) {
-        return fail("TargetExists", `PersistentVolumeClaim ${namespace}/${spec.name} already exists and was not made by this restore; choose another name or use target.existingPvc.`);
+        return fail(ConditionReason.TargetExists, `PersistentVolumeClaim ${namespace}/${spec.name} already exists and was not made by this restore; choose another name or use target.existingPvc.`);
       }
       claim = cross ? names.stagingPvc : spec.name;
       claimNs = cross ? workerNs : namespace;
@@ -164,9 +228,9 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
         env: { ...restoreEnv(w.spec, namespace, config), PROGRESS_SUBJECT: `/apis/ros.io/v1/namespaces/${namespace}/backuprestores/${name}` },
       }),
     });
-    condition(BackupRestoreConditionType.TargetReady, ConditionStatus.False, "Preparing", `Restoring into PersistentVolumeClaim ${claimNs}/${claim}.`);
+    condition(BackupRestoreConditionType.TargetReady, ConditionStatus.False, ConditionReason.Preparing, `Restoring into PersistentVolumeClaim ${claimNs}/${claim}.`);
     status = { ...status, phase: BackupRestorePhase.WaitingRestore, startTime: status.startTime ?? rfc3339(now) };
-    events.push({ type: "Normal", reason: "Restoring", note: `Started worker Job ${workerNs}/${names.job} to restore into ${claimNs}/${claim}.` });
+    events.push({ type: "Normal", reason: EventReason.Restoring, note: `Started worker Job ${workerNs}/${names.job} to restore into ${claimNs}/${claim}.` });
     return result();
   }
 
@@ -174,7 +238,7 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
     const job = w.workerJob;
     // Once the staging PVC is handed over the Job is gone by design: the handover steps carry on without it.
     if (cross && w.handoverPv?.metadata.labels?.[Label.BackupRestore] === name) return handOver(undefined);
-    if (job === null) return fail("WorkerLost", `Stuck in ${phase}: worker Job ${workerNs}/${names.job} disappeared before it finished.`);
+    if (job === null) return fail(ConditionReason.WorkerLost, `Stuck in ${phase}: worker Job ${workerNs}/${names.job} disappeared before it finished.`);
     if (!job) return result();
     const { outcome, pod, message, result: res } = workerReport(job, w.workerPods ?? []);
     if (!outcome) {
@@ -182,7 +246,7 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
       return result();
     }
     if (outcome !== "Complete" || !res || res.outcome === "Failed") {
-      return fail(res?.reason ?? "WorkerFailed", res?.message ?? message ?? jobFailureMessage(job) ?? "The worker Job failed.");
+      return fail(res?.reason ?? ConditionReason.WorkerFailed, res?.message ?? message ?? jobFailureMessage(job) ?? "The worker Job failed.");
     }
     status = {
       ...status,
@@ -195,15 +259,15 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
       } : {}),
       progress: undefined,
     };
-    condition(BackupRestoreConditionType.SnapshotResolved, ConditionStatus.True, "Resolved", `Restored from restic snapshot ${res.snapshotId?.slice(0, 8) ?? "(unknown)"}.`);
+    condition(BackupRestoreConditionType.SnapshotResolved, ConditionStatus.True, ConditionReason.Resolved, `Restored from restic snapshot ${res.snapshotId?.slice(0, 8) ?? "(unknown)"}.`);
     return cross ? handOver(res) : finish(res);
   }
 
   function finish(res: WorkerResult | undefined): Decision<BackupRestoreStatus> {
-    condition(BackupRestoreConditionType.TargetReady, ConditionStatus.True, "Bound", `PersistentVolumeClaim ${namespace}/${target} holds the restored data.`);
-    condition(BackupRestoreConditionType.RestoreState, ConditionStatus.True, res?.reason ?? "Completed", res?.message ?? "Restore finished.");
+    condition(BackupRestoreConditionType.TargetReady, ConditionStatus.True, ConditionReason.Bound, `PersistentVolumeClaim ${namespace}/${target} holds the restored data.`);
+    condition(BackupRestoreConditionType.RestoreState, ConditionStatus.True, res?.reason ?? ConditionReason.Completed, res?.message ?? "Restore finished.");
     status = { ...status, phase: BackupRestorePhase.Finished, finishTime: rfc3339(now) };
-    events.push({ type: "Normal", reason: "RestoreFinished", note: `Restored into PersistentVolumeClaim ${namespace}/${target}.` });
+    events.push({ type: "Normal", reason: EventReason.RestoreFinished, note: `Restored into PersistentVolumeClaim ${namespace}/${target}.` });
     return result();
   }
 
@@ -211,8 +275,8 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
   function handOver(res: WorkerResult | undefined): Decision<BackupRestoreStatus> {
     const spec = w.spec.target.newPvc;
     const pv = w.handoverPv;
-    const pvPath = (n: string) => ({ apiVersion: "v1", kind: "PersistentVolume", name: n });
-    if (!pv) return fail("HandoverFailed", `Staging PVC ${workerNs}/${names.stagingPvc} has no volume to hand over.`);
+    const pvPath = (n: string) => ({ apiVersion: "v1", kind: "PersistentVolume", name: n }) as const;
+    if (!pv) return fail(ConditionReason.HandoverFailed, `Staging PVC ${workerNs}/${names.stagingPvc} has no volume to hand over.`);
     const pvName = pv.metadata.name ?? "";
     if (pv.metadata.labels?.[Label.BackupRestore] !== name) {
       // Step 1: Retain on the staging volume, remembering its policy, and label it so it can be found later.
@@ -267,17 +331,26 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
   }
 
   function cleanUp(): Decision<BackupRestoreStatus> {
-    if (isTrue(status.conditions, CLEANED_UP)) return result();
+    if (isCleanedUp(status.conditions)) return result();
     actions.push(
       { op: "delete", target: { apiVersion: "batch/v1", kind: "Job", namespace: workerNs, name: names.job } },
-      ...(cross ? [{ op: "delete" as const, target: { apiVersion: "v1", kind: "PersistentVolumeClaim", namespace: workerNs, name: names.stagingPvc } }] : []),
+      ...(cross ? [{ op: "delete", target: { apiVersion: "v1", kind: "PersistentVolumeClaim", namespace: workerNs, name: names.stagingPvc } } as const] : []),
     );
     // A failed handover must not leave a volume stuck on Retain: give it back its policy so it is reclaimed.
     const pv = w.handoverPv;
     if (phase === BackupRestorePhase.Failed && pv?.metadata.annotations?.[ORIGINAL_RECLAIM_ANNOTATION]) {
       actions.push({ op: "patch", target: { apiVersion: "v1", kind: "PersistentVolume", name: pv.metadata.name ?? "" }, patch: { spec: { persistentVolumeReclaimPolicy: pv.metadata.annotations[ORIGINAL_RECLAIM_ANNOTATION] } } });
     }
-    condition(CLEANED_UP, ConditionStatus.True, "Deleted", "The worker Job and any staging PVC were deleted.");
+    condition(BackupRestoreConditionType.CleanedUp, ConditionStatus.True, ConditionReason.Deleted, "The worker Job and any staging PVC were deleted.");
     return result();
   }
 }
+
+export const backupRestoreReconciler: Reconciler<BackupRestore, BackupRestoreObserved, BackupRestoreWorld, BackupRestoreStatus> = {
+  kind: "BackupRestore",
+  reads: backupRestoreReads,
+  world: backupRestoreWorld,
+  decide: decideBackupRestore,
+  invalid: (status, problems, now) =>
+    invalidSpec(status, problems, now, { kind: "BackupRestore", failed: BackupRestorePhase.Failed, condition: BackupRestoreConditionType.RestoreState, event: EventReason.RestoreFailed }) ?? unchanged(status),
+};

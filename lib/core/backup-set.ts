@@ -3,8 +3,11 @@
 // FinishedWithFailures when any failed, with its finish time and one Event.
 import { BackupJobPhase } from "../api/backup-job.ts";
 import { BackupSetState, type BackupSetStatistics, type BackupSetStatus } from "../api/backup-set.ts";
-import type { KubeEvent } from "./backup-job.ts";
+import { EventReason } from "../api/conditions.ts";
+import type { BackupJob, BackupSet } from "../api/parse.ts";
 import { rfc3339 } from "./conditions.ts";
+import { unchanged, type KubeEvent, type Reconciler } from "./decision.ts";
+import { selectorString } from "./selectors.ts";
 
 export function statistics(phases: readonly (string | undefined)[]): BackupSetStatistics {
   const s = { totalJobs: phases.length, runningJobs: 0, finishedJobs: 0, failedJobs: 0, unstartedJobs: 0 };
@@ -52,8 +55,30 @@ export function decideBackupSet(
     status: { ...next, state: failed ? BackupSetState.FinishedWithFailures : BackupSetState.Finished, finishTime: rfc3339(now) },
     events: [
       failed
-        ? { type: "Warning", reason: "FinishedWithFailures", note: `Backups finished with ${stats.failedJobs} of ${stats.totalJobs} BackupJobs failed.` }
-        : { type: "Normal", reason: "FinishedBackups", note: `All ${stats.totalJobs} backups finished.` },
+        ? { type: "Warning", reason: EventReason.FinishedWithFailures, note: `Backups finished with ${stats.failedJobs} of ${stats.totalJobs} BackupJobs failed.` }
+        : { type: "Normal", reason: EventReason.FinishedBackups, note: `All ${stats.totalJobs} backups finished.` },
     ],
   };
 }
+
+const isSettledSet = (status: BackupSetStatus | undefined) => status?.state === BackupSetState.Finished || status?.state === BackupSetState.FinishedWithFailures;
+
+export interface BackupSetWorld {
+  readonly set: BackupSet;
+  /** Its BackupJobs; not read once the set has finished. */
+  readonly jobs?: readonly BackupJob[];
+}
+
+/** One LIST of the set's BackupJobs, and one status write when the aggregate changed. */
+export const backupSetReconciler: Reconciler<BackupSet, { jobs?: readonly BackupJob[] }, BackupSetWorld, BackupSetStatus> = {
+  kind: "BackupSet",
+  reads: (set, seen) => (isSettledSet(set.status) || seen.jobs ? {} : { jobs: { list: "BackupJob", labelSelector: selectorString(set.spec.selector) } }),
+  world: (set, seen) => ({ set, ...seen }),
+  decide(w, _config, now) {
+    if (!w.jobs) return unchanged(w.set.status ?? {});
+    const d = decideBackupSet(w.set.status, w.jobs.map((j) => j.status?.phase), now, w.set.metadata.generation);
+    return { actions: [], ...d };
+  },
+  // A set's spec is only its selector, which Walle wrote: there is nothing to fail, only nothing to count.
+  invalid: (status) => unchanged(status),
+};

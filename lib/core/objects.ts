@@ -1,11 +1,26 @@
-// The fields of Kubernetes' own objects that Walle reads, parsed with zod at the boundary so the pure core
-// works on checked values. Loose objects: fields Walle does not read pass through untouched.
+// The fields of Kubernetes' objects that Walle reads, parsed with zod at the boundary so the pure core works on
+// checked values. Loose objects: fields Walle does not read pass through untouched. Core kinds are typed as
+// @kubernetes/client-node models them (lib/k8s/models.ts); the snapshot kinds, which it does not model, by
+// their schemas here.
 import { z } from "zod";
-import { objectMetaSchema } from "../api/parse.ts";
+import type { Job as JobModel, Pod as PodModel, Pv as PvModel, Pvc as PvcModel, StorageClass as StorageClassModel } from "../k8s/models.ts";
+import { resourceSchemas, objectMetaSchema } from "../api/parse.ts";
+import type { KubeKind } from "./decision.ts";
 
 const meta = objectMetaSchema;
 
-export const pvcSchema = z.looseObject({
+type DeepPartial<T> = T extends readonly (infer U)[] ? DeepPartial<U>[] : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T;
+
+/**
+ * A schema of the fields Walle reads, typed as the model of the whole object: the API server validated the rest
+ * against that very model. The compiler checks that what the schema checks agrees with the model.
+ */
+const asModel =
+  <M>() =>
+  <S extends z.ZodType>(schema: S & (z.output<S> extends DeepPartial<M> ? unknown : never)): z.ZodType<M> =>
+    schema as unknown as z.ZodType<M>;
+
+export const pvcSchema = asModel<PvcModel>()(z.looseObject({
   metadata: meta,
   spec: z.looseObject({
     storageClassName: z.string().optional(),
@@ -15,10 +30,10 @@ export const pvcSchema = z.looseObject({
     dataSource: z.looseObject({ kind: z.string(), name: z.string(), apiGroup: z.string().optional() }).optional(),
   }),
   status: z.looseObject({ phase: z.string().optional(), capacity: z.record(z.string(), z.string()).optional() }).optional(),
-});
-export type Pvc = z.output<typeof pvcSchema>;
+}));
+export type Pvc = PvcModel;
 
-export const pvSchema = z.looseObject({
+export const pvSchema = asModel<PvModel>()(z.looseObject({
   metadata: meta,
   spec: z.looseObject({
     persistentVolumeReclaimPolicy: z.string().optional(),
@@ -26,11 +41,11 @@ export const pvSchema = z.looseObject({
     claimRef: z.looseObject({ name: z.string().optional(), namespace: z.string().optional(), uid: z.string().optional() }).optional(),
   }),
   status: z.looseObject({ phase: z.string().optional() }).optional(),
-});
-export type Pv = z.output<typeof pvSchema>;
+}));
+export type Pv = PvModel;
 
-export const storageClassSchema = z.looseObject({ metadata: meta, provisioner: z.string() });
-export type StorageClass = z.output<typeof storageClassSchema>;
+export const storageClassSchema = asModel<StorageClassModel>()(z.looseObject({ metadata: meta, provisioner: z.string() }));
+export type StorageClass = StorageClassModel;
 
 export const volumeSnapshotClassSchema = z.looseObject({
   metadata: meta,
@@ -75,11 +90,12 @@ const terminatedSchema = z.looseObject({
   exitCode: z.int(),
   reason: z.string().optional(),
   message: z.string().optional(),
-  startedAt: z.string().nullish(),
-  finishedAt: z.string().nullish(),
+  // metav1.Time marshals its zero value as null.
+  startedAt: z.string().nullish().transform((v) => v ?? undefined),
+  finishedAt: z.string().nullish().transform((v) => v ?? undefined),
 });
 
-export const podSchema = z.looseObject({
+export const podSchema = asModel<PodModel>()(z.looseObject({
   metadata: meta,
   spec: z.looseObject({
     volumes: z.array(z.looseObject({ name: z.string(), persistentVolumeClaim: z.looseObject({ claimName: z.string() }).optional() })).optional(),
@@ -104,10 +120,10 @@ export const podSchema = z.looseObject({
         .optional(),
     })
     .optional(),
-});
-export type Pod = z.output<typeof podSchema>;
+}));
+export type Pod = PodModel;
 
-export const jobSchema = z.looseObject({
+export const jobSchema = asModel<JobModel>()(z.looseObject({
   metadata: meta,
   status: z
     .looseObject({
@@ -121,8 +137,8 @@ export const jobSchema = z.looseObject({
         .optional(),
     })
     .optional(),
-});
-export type Job = z.output<typeof jobSchema>;
+}));
+export type Job = JobModel;
 
 /** Whether the job controller has finished a Job, and how. */
 export function jobOutcome(job: Job): "Complete" | "Failed" | undefined {
@@ -134,3 +150,30 @@ export function jobFailureMessage(job: Job): string | undefined {
   const failed = job.status?.conditions?.find((c) => c.type === "Failed" && c.status === "True");
   return failed ? `${failed.reason ?? "Failed"}: ${failed.message ?? "the worker Job failed"}` : undefined;
 }
+
+/** An object's metadata and where it is: phase or state, and conditions. */
+export const objectSummarySchema = z.looseObject({
+  metadata: meta,
+  status: z
+    .looseObject({
+      phase: z.string().optional(),
+      state: z.string().optional(),
+      conditions: z.array(z.looseObject({ type: z.string(), status: z.string() })).optional(),
+    })
+    .optional()
+    .catch(undefined),
+});
+export type ObjectSummary = z.output<typeof objectSummarySchema>;
+
+/** The schema each read of a kind parses with. */
+export const readSchemas: Readonly<Record<KubeKind, z.ZodType>> = {
+  ...resourceSchemas,
+  Job: jobSchema,
+  Pod: podSchema,
+  PersistentVolumeClaim: pvcSchema,
+  PersistentVolume: pvSchema,
+  StorageClass: storageClassSchema,
+  VolumeSnapshot: volumeSnapshotSchema,
+  VolumeSnapshotContent: volumeSnapshotContentSchema,
+  VolumeSnapshotClass: volumeSnapshotClassSchema,
+};

@@ -20,7 +20,7 @@ export function latestPod(pods: readonly Pod[]): Pod | undefined {
 
 export function workerReport(job: Job, pods: readonly Pod[]): WorkerReport {
   const pod = latestPod(pods);
-  const message = pod?.status?.containerStatuses?.find((c) => c.name === "worker")?.state.terminated?.message;
+  const message = pod?.status?.containerStatuses?.find((c) => c.name === "worker")?.state?.terminated?.message;
   const decoded = message ? decodeResult(message) : undefined;
   return { outcome: jobOutcome(job), pod, message, result: decoded?.ok ? decoded.result : undefined };
 }

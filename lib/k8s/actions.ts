@@ -1,8 +1,8 @@
-// The thin executor: performs the core's actions, writes status once, and records Kubernetes Events.
-// Creates meet AlreadyExists and deletes meet NotFound without complaint, so every step is idempotent.
+// The executor's hands: reads parsed at the boundary, the core's actions, the one status write, and Kubernetes
+// Events. Creates meet AlreadyExists and deletes meet NotFound without complaint, so every step is idempotent.
 import { randomBytes } from "node:crypto";
-import type { z } from "zod";
-import type { Action, KubeEvent, ObjectRef } from "../core/backup-job.ts";
+import { z } from "zod";
+import type { Action, KubeEvent, ObjectRef } from "../core/decision.ts";
 import { collectionPath, isKnownKind, objectPath, type KindName } from "./paths.ts";
 import { isAlreadyExists, isNotFound, type RestClient } from "./rest.ts";
 
@@ -11,9 +11,10 @@ function kindOf(kind: string): KindName {
   return kind;
 }
 
-export async function getOrNull<T>(api: RestClient, path: string): Promise<T | null> {
+/** GET, or null when the object does not exist. The value is unknown until a schema has parsed it. */
+export async function getOrNull(api: RestClient, path: string): Promise<unknown> {
   try {
-    return await api.get<T>(path);
+    return await api.get<unknown>(path);
   } catch (e) {
     if (isNotFound(e)) return null;
     throw e;
@@ -22,18 +23,15 @@ export async function getOrNull<T>(api: RestClient, path: string): Promise<T | n
 
 /** GET and parse, or null when the object does not exist. */
 export async function read<S extends z.ZodType>(api: RestClient, schema: S, path: string): Promise<z.output<S> | null> {
-  const raw = await getOrNull<unknown>(api, path);
+  const raw = await getOrNull(api, path);
   return raw === null ? null : schema.parse(raw);
 }
 
-export async function list<S extends z.ZodType>(
-  api: RestClient,
-  schema: S,
-  path: string,
-  labelSelector?: string,
-  query: Readonly<Record<string, string>> = {},
-): Promise<z.output<S>[]> {
-  const res = await api.get<{ items: unknown[] }>(path, { ...query, ...(labelSelector ? { labelSelector } : {}) });
+const listSchema = z.object({ items: z.array(z.unknown()) });
+
+/** LIST and parse each item. */
+export async function list<S extends z.ZodType>(api: RestClient, schema: S, path: string, query: Readonly<Record<string, string>> = {}): Promise<z.output<S>[]> {
+  const res = listSchema.parse(await api.get<unknown>(path, query));
   return res.items.map((i) => schema.parse(i));
 }
 

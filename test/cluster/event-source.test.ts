@@ -10,7 +10,7 @@ import { afterEach, describe, expect, inject, it } from "vitest";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { defaultManifest, retryDelaysMs, startEventSource, type EventSource, type EventSourceOptions } from "../../cluster/event-source.ts";
 import type { KubeObject } from "../../lib/k8s/informer.ts";
-import { createServer } from "../../functions/reconcile/server.ts";
+import { createReceiver } from "../../lib/app/receiver.ts";
 import { createLogger } from "../../lib/log.ts";
 import { admin, createNamespace, waitFor } from "../support/kube.ts";
 
@@ -304,12 +304,10 @@ describe("the local event source", () => {
   it("feeds the reconcile function's HTTP shell, which accepts every event it sends", async () => {
     const ns = await createNamespace("evsrc-shell");
     const handled: CloudEventV1<unknown>[] = [];
-    const server = createServer({
-      handler: {
-        async handle(event) {
-          handled.push(event);
-          return { status: 200 };
-        },
+    const server = createReceiver({
+      async handle(_context, event) {
+        handled.push(event);
+        return { status: 200 };
       },
       log: createLogger({ function: "walle-reconcile", level: "silent" }),
     });

@@ -2,7 +2,8 @@
 // status, without a cluster.
 import { describe, expect, it } from "vitest";
 import { BackupJobPhase, type BackupJobStatus } from "../../lib/api/backup-job.ts";
-import { decideBackupJob, snapshotClassFor, type Action, type BackupJobWorld } from "../../lib/core/backup-job.ts";
+import { decideBackupJob, snapshotClassFor, type BackupJobWorld } from "../../lib/core/backup-job.ts";
+import type { Action } from "../../lib/core/decision.ts";
 import type { Manifest, WalleConfig } from "../../lib/core/builders.ts";
 import { decideBackupSet } from "../../lib/core/backup-set.ts";
 import { backupJobChildNames, boundedName } from "../../lib/core/names.ts";
@@ -140,7 +141,7 @@ describe("decideBackupJob", () => {
   });
 
   const finishedJob = (type: "Complete" | "Failed"): Job => ({ metadata: { name: names.job }, status: { conditions: [{ type, status: "True", reason: type === "Failed" ? "PodFailurePolicy" : "Completed", message: "x" }] } });
-  const pod = (message: string, exitCode = 0): Pod => ({ metadata: { name: "p", creationTimestamp: "2026-11-26T09:59:40Z" }, spec: {}, status: { phase: exitCode ? "Failed" : "Succeeded", containerStatuses: [{ name: "worker", state: { terminated: { exitCode, message } } }] } });
+  const pod = (message: string, exitCode = 0): Pod => ({ metadata: { name: "p", creationTimestamp: "2026-11-26T09:59:40Z" }, spec: { containers: [] }, status: { phase: exitCode ? "Failed" : "Succeeded", containerStatuses: [{ name: "worker", image: "walle-worker", imageID: "", ready: false, restartCount: 0, state: { terminated: { exitCode, message } } }] } });
 
   it("reads the worker's result into status and finishes", () => {
     const result = encodeResult({

@@ -7,8 +7,8 @@ import request from "supertest";
 import { afterEach, describe, expect, it } from "vitest";
 import { ApiError } from "../../lib/k8s/rest.ts";
 import { createLogger } from "../../lib/log.ts";
-import { BadEventError, EventType, type EventHandler, type HandlerResult } from "../../functions/reconcile/contract.ts";
-import { createServer, type ReconcileServer, type ServerOptions } from "../../functions/reconcile/server.ts";
+import { BadEventError, EventType, type Handle, type HandlerResult } from "../../lib/app/events.ts";
+import { createReceiver, type Receiver, type ReceiverOptions } from "../../lib/app/receiver.ts";
 
 // ---- Fixtures
 
@@ -27,19 +27,17 @@ interface Call {
 /** A fake of our handler that records each event and answers with `respond`. */
 function recordingHandler(respond: (event: CloudEventV1<unknown>) => Promise<HandlerResult> = async () => ({ status: 200, body: { ok: true } })) {
   const calls: Call[] = [];
-  const handler: EventHandler = {
-    async handle(event, log) {
-      calls.push({ event, log });
-      return respond(event);
-    },
+  const handle: Handle = async ({ log }, event) => {
+    calls.push({ event, log });
+    return respond(event);
   };
-  return { handler, calls };
+  return { handle, calls };
 }
 
-function setup(options: Partial<ServerOptions> & { respond?: (event: CloudEventV1<unknown>) => Promise<HandlerResult> } = {}) {
-  const { handler, calls } = recordingHandler(options.respond);
+function setup(options: Partial<ReceiverOptions> & { respond?: (event: CloudEventV1<unknown>) => Promise<HandlerResult> } = {}) {
+  const { handle, calls } = recordingHandler(options.respond);
   const { log, lines } = capturedLog();
-  const server = createServer({ handler, log, ...options });
+  const server = createReceiver({ handle, log, ...options });
   return { server, calls, lines, app: server.app };
 }
 
@@ -416,7 +414,7 @@ async function until(condition: () => boolean): Promise<void> {
 }
 
 describe("shutdown", () => {
-  let server: ReconcileServer | undefined;
+  let server: Receiver | undefined;
   afterEach(async () => {
     await server?.close();
     server = undefined;

@@ -1,34 +1,32 @@
-// The reconcile function's HTTP shell: CloudEvents in, status codes out. It turns a request into a validated
-// CloudEvent, checks the trigger token, hands the event to the handler (contract.ts), and turns the outcome into
-// the status code ApiServerSource acts on (DESIGN §4): 2xx handled or ignored, 400 malformed (never retried),
-// 503 when the API server failed (retried). It also answers the platform's probes and drains on shutdown.
-//
-// It is written on node:http rather than express: the shell has three routes and one size-limited body, and the
-// express 5 installed here ships no types (there is no @types/express), so an express app would be `any` from
-// end to end. node:http is typed, and loads nothing at start-up, which DESIGN §7 measures.
+// The CloudEvents receiver every function mounts: an express 5 app that turns a request into one validated
+// CloudEvent (binary or structured mode, `validate()`, the envelope checked), checks the trigger token, hands the
+// event to the function's `handle(context, event)`, and turns the outcome into the status code ApiServerSource
+// acts on (DESIGN §4): 2xx handled or ignored, 400 malformed (never retried), 503 when the API server failed
+// (retried). It answers the platform's probes, and drains on shutdown.
 import { CloudEvent, HTTP, ValidationError, type CloudEventV1 } from "cloudevents";
+import express, { type ErrorRequestHandler, type NextFunction, type Request, type RequestHandler, type Response } from "express";
 import { createHash, timingSafeEqual } from "node:crypto";
-import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
+import type { IncomingHttpHeaders, Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import { z } from "zod";
-import { ApiError } from "../../lib/k8s/rest.ts";
-import { BadEventError, eventTypes, triggerEventTypes, type EventHandler } from "./contract.ts";
+import { ApiError } from "../k8s/rest.ts";
+import { BadEventError, eventTypes, triggerEventTypes, type Handle, type Issue } from "./events.ts";
 
 export const defaultMaxBodyBytes = 1024 * 1024;
 
-export interface ServerOptions {
-  readonly handler: EventHandler;
+export interface ReceiverOptions {
+  readonly handle: Handle;
   readonly log: Logger;
-  /** When set, trigger events (contract.ts triggerEventTypes) need `Authorization: Bearer <token>`. */
+  /** When set, trigger events (events.ts triggerEventTypes) need `Authorization: Bearer <token>`. */
   readonly triggerToken?: string;
   /** Larger bodies get 400. Default 1 MiB: a Resource-mode event carries one object, far below it. */
   readonly maxBodyBytes?: number;
 }
 
-export interface ReconcileServer {
-  /** The request listener, for http.createServer or supertest. */
-  readonly app: http.RequestListener;
+export interface Receiver {
+  /** The express app, for http.createServer or supertest. */
+  readonly app: express.Express;
   /** Listens on `port` (0 picks a free one) and resolves with the address. */
   listen(port: number, host?: string): Promise<AddressInfo>;
   /** Stops taking events (readyz and new POSTs answer 503), waits for the events in flight, then closes. */
@@ -37,12 +35,7 @@ export interface ReconcileServer {
   readonly inFlight: number;
 }
 
-export interface Issue {
-  readonly path: string;
-  readonly message: string;
-}
-
-/** What the shell answers: a status and a JSON body. */
+/** What the receiver answers: a status and a JSON body. */
 interface Reply {
   readonly status: number;
   readonly body?: unknown;
@@ -59,52 +52,53 @@ class MalformedEventError extends Error {
   }
 }
 
-export function createServer(opts: ServerOptions): ReconcileServer {
+export function createReceiver(opts: ReceiverOptions): Receiver {
   const maxBodyBytes = opts.maxBodyBytes ?? defaultMaxBodyBytes;
   const drain = new Drain();
-  let listening: http.Server | undefined;
+  let listening: Server | undefined;
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("etag", false);
 
-  const app: http.RequestListener = (req, res) => {
-    void route(req, res).catch((err: unknown) => {
-      // Only a bug in the shell itself lands here: the event paths answer every error they meet.
-      opts.log.error({ err }, "Failed to answer request");
-      if (!res.headersSent) send(res, { status: 500, body: { error: "Internal error" } });
-    });
+  app.get("/healthz", (_req, res) => send(res, { status: 200, body: { status: "ok" } }));
+  app.get("/readyz", (_req, res) => send(res, drain.closing ? { status: 503, body: { status: "shutting down" } } : { status: 200, body: { status: "ready" } }));
+  const admit: RequestHandler = (req, res, next) => {
+    if (!drain.closing) return drain.track(res, next);
+    // ApiServerSource retries a 503; Knative's queue-proxy has by then stopped routing to this instance.
+    req.resume();
+    send(res, { status: 503, body: { error: "The function is shutting down; send the event again" } });
   };
+  const receive: RequestHandler = (req, res, next) => void onEvent(req, res).catch(next);
+  // The body-parser's own failures: too large, or the client went away before its end.
+  const bodyFailed: ErrorRequestHandler = (err: unknown, _req, res, next) => {
+    if (res.headersSent) return next(err);
+    finish(res, outcomeOfError(bodyError(err, maxBodyBytes)), opts.log, performance.now());
+  };
+  // Every body as bytes, whatever its type: the mode decides how it is read.
+  app.post("/", admit, express.raw({ type: () => true, limit: maxBodyBytes }), receive, bodyFailed);
+  app.all("/", (_req, res) => send(res, { status: 405, body: { error: "Send CloudEvents with POST" }, headers: { allow: "POST" } }));
+  app.use((req, res) => send(res, { status: 404, body: { error: `No route for ${req.method} ${req.path}` } }));
+  // Only a bug in the receiver itself lands here: the event path answers every error it meets.
+  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    opts.log.error({ err }, "Failed to answer request");
+    if (!res.headersSent) send(res, { status: 500, body: { error: "Internal error" } });
+  });
 
-  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? "/").split("?")[0];
-    if (path === "/healthz" && req.method === "GET") return send(res, { status: 200, body: { status: "ok" } });
-    if (path === "/readyz" && req.method === "GET") {
-      return send(res, drain.closing ? { status: 503, body: { status: "shutting down" } } : { status: 200, body: { status: "ready" } });
-    }
-    if (path !== "/") return send(res, { status: 404, body: { error: `No route for ${req.method ?? "?"} ${path}` } });
-    if (req.method !== "POST") return send(res, { status: 405, body: { error: "Send CloudEvents with POST" }, headers: { allow: "POST" } });
-    if (drain.closing) {
-      // ApiServerSource retries a 503; Knative's queue-proxy has by then stopped routing to this instance.
-      req.resume();
-      return send(res, { status: 503, body: { error: "The function is shutting down; send the event again" } });
-    }
-    await drain.track(() => onEvent(req, res));
-  }
-
-  async function onEvent(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function onEvent(req: Request, res: Response): Promise<void> {
     const started = performance.now();
     let log = opts.log;
     let outcome: Outcome;
     try {
-      const event = parseEvent(req.headers, await readBody(req, maxBodyBytes));
+      const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+      const event = parseEvent(req.headers, body);
       log = opts.log.child(eventLogFields(event));
-      authorize(event, req.headers, opts.triggerToken);
-      const result = await opts.handler.handle(event, log);
+      const checked = authorize(event, req.headers, opts.triggerToken);
+      const result = await opts.handle({ log, triggerTokenChecked: checked }, event);
       outcome = { reply: { status: result.status, body: result.body }, level: "info", msg: "Handled CloudEvent" };
     } catch (err) {
       outcome = outcomeOfError(err);
     }
-    send(res, outcome.reply);
-    // One line per event, whatever became of it.
-    const durationMs = Math.round((performance.now() - started) * 10) / 10;
-    log[outcome.level]({ status: outcome.reply.status, durationMs, ...outcome.fields }, outcome.msg);
+    finish(res, outcome, log, started);
   }
 
   return {
@@ -114,9 +108,8 @@ export function createServer(opts: ServerOptions): ReconcileServer {
     },
     listen(port, host) {
       return new Promise((resolve, reject) => {
-        const server = http.createServer(app);
-        server.once("error", reject);
-        server.listen(port, host, () => {
+        const server = app.listen(port, host ?? "::", (err?: Error) => {
+          if (err) return reject(err);
           listening = server;
           resolve(server.address() as AddressInfo);
         });
@@ -132,6 +125,22 @@ export function createServer(opts: ServerOptions): ReconcileServer {
   };
 }
 
+/** One line per event, whatever became of it. */
+function finish(res: Response, outcome: Outcome, log: Logger, started: number): void {
+  send(res, outcome.reply);
+  const durationMs = Math.round((performance.now() - started) * 10) / 10;
+  log[outcome.level]({ status: outcome.reply.status, durationMs, ...outcome.fields }, outcome.msg);
+}
+
+/** The body-parser's errors as the receiver names them. */
+function bodyError(err: unknown, limit: number): unknown {
+  const type = (err as { type?: unknown } | undefined)?.type;
+  if (type === "entity.too.large") return new MalformedEventError(`The body is larger than the limit of ${limit} bytes`);
+  if (type === "request.aborted") return new MalformedEventError("The client closed the connection before the body ended (request aborted)");
+  if (typeof type === "string") return new MalformedEventError(`The body could not be read: ${(err as Error).message}`);
+  return err;
+}
+
 /** Counts the events in flight, so shutdown can wait for them, and refuses new ones once closing. */
 class Drain {
   closing = false;
@@ -139,14 +148,14 @@ class Drain {
   private idle: Promise<void> | undefined;
   private markIdle: () => void = () => {};
 
-  async track(work: () => Promise<void>): Promise<void> {
+  /** Counts the request until its response is done or its connection is gone. */
+  track(res: Response, next: NextFunction): void {
     this.count++;
-    try {
-      await work();
-    } finally {
+    res.once("close", () => {
       this.count--;
       if (this.count === 0) this.markIdle();
-    }
+    });
+    next();
   }
 
   /** Resolves once nothing is in flight; every caller gets the same promise. */
@@ -157,44 +166,14 @@ class Drain {
   }
 }
 
-function send(res: ServerResponse, reply: Reply): void {
-  res.statusCode = reply.status;
+function send(res: Response, reply: Reply): void {
+  res.status(reply.status);
   for (const [name, value] of Object.entries(reply.headers ?? {})) res.setHeader(name, value);
   if (reply.status === 204 || reply.body === undefined) {
     res.end();
     return;
   }
-  res.setHeader("content-type", "application/json; charset=utf-8");
-  res.end(JSON.stringify(reply.body));
-}
-
-// ---- The body
-
-/**
- * Reads the body, up to `limit` bytes. A larger body is read to its end and thrown away, so the client sees
- * the 400 rather than a reset connection; the server's requestTimeout bounds how long that can take.
- */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers["content-length"] ?? 0);
-    let size = 0;
-    let tooLarge = declared > limit;
-    const chunks: Buffer[] = [];
-    req.on("data", (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) tooLarge = true;
-      if (!tooLarge) chunks.push(chunk);
-    });
-    req.on("end", () => {
-      if (tooLarge) reject(new MalformedEventError(`The body is larger than the limit of ${limit} bytes`));
-      else resolve(Buffer.concat(chunks));
-    });
-    // A client that goes away mid-body must not leave the event "in flight" forever: shutdown waits for it.
-    req.on("error", (err) => reject(new MalformedEventError(`The body could not be read: ${err.message}`)));
-    req.on("close", () => {
-      if (!req.complete) reject(new MalformedEventError("The client closed the connection before the body ended"));
-    });
-  });
+  res.type("application/json; charset=utf-8").send(JSON.stringify(reply.body));
 }
 
 // ---- The event
@@ -338,12 +317,15 @@ function tokenMatches(given: string, expected: string): boolean {
   return timingSafeEqual(digest(given), digest(expected));
 }
 
-function authorize(event: CloudEventV1<unknown>, headers: IncomingHttpHeaders, token: string | undefined): void {
-  if (token === undefined || !triggerEventTypes.includes(event.type)) return;
+/** Whether the request proved it holds the trigger token; throws when a trigger event needs it and lacks it. */
+function authorize(event: CloudEventV1<unknown>, headers: IncomingHttpHeaders, token: string | undefined): boolean {
+  if (token === undefined) return false;
   const given = /^Bearer\s+(\S+)\s*$/i.exec(headers.authorization ?? "")?.[1];
-  if (given === undefined || !tokenMatches(given, token)) {
+  const matches = given !== undefined && tokenMatches(given, token);
+  if (!matches && triggerEventTypes.includes(event.type)) {
     throw new UnauthorizedError(`A ${event.type} event needs the trigger token as Authorization: Bearer <token>`);
   }
+  return matches;
 }
 
 // ---- Errors to status codes
@@ -438,4 +420,35 @@ function messageOf(err: unknown): string {
   const parts: string[] = [];
   for (const e of causes(err)) parts.push(e instanceof Error ? e.message : String(e));
   return parts.join(": ");
+}
+
+// ---- Serving
+
+/**
+ * Listens on `port` and drains on SIGTERM (the platform scaling down) or SIGINT: events in flight finish, new
+ * ones get 503, then the process exits 0. A second signal exits at once.
+ */
+export async function serve(receiver: Receiver, port: number, log: Logger): Promise<AddressInfo> {
+  let draining = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (draining) {
+      log.warn({ signal, inFlight: receiver.inFlight }, "Received a second signal; exiting without draining");
+      process.exit(1);
+    }
+    draining = true;
+    log.info({ signal, inFlight: receiver.inFlight }, "Received signal; draining events in flight");
+    receiver.close().then(
+      () => {
+        log.info("Drained; exiting");
+        process.exit(0);
+      },
+      (err: unknown) => {
+        log.error({ err }, "Failed to drain");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  return receiver.listen(port);
 }

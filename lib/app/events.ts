@@ -1,10 +1,14 @@
-// The contract between the reconcile function's HTTP shell (server.ts: CloudEvents in, status codes out) and
-// its handler (handler.ts: what each event means for the cluster). The shell knows HTTP and CloudEvents; the
-// handler knows Walle. Neither reaches into the other.
+// The contract between the CloudEvents receiver (receiver.ts: HTTP and CloudEvents in, status codes out) and a
+// function's `handle(context, event)` (what each event means). The receiver knows HTTP and CloudEvents; the
+// handler knows Walle, through the application layer. Neither reaches into the other.
 import type { CloudEventV1 } from "cloudevents";
 import type { Logger } from "pino";
+import type { z } from "zod";
+import type { Issue } from "../core/requests.ts";
 
-/** CloudEvent types the function accepts. */
+export type { Issue };
+
+/** CloudEvent types Walle's functions accept. */
 export const EventType = {
   /** ApiServerSource, Resource mode: `data` is the whole object (its last state on delete). */
   ResourceAdd: "dev.knative.apiserver.resource.add",
@@ -38,20 +42,41 @@ export interface HandlerResult {
   readonly body?: unknown;
 }
 
-/** `data` that fails its schema: the shell answers 400 with this message and the issues, and nothing changes. */
+/** `data` that fails its schema: the receiver answers 400 with this message and the issues, and nothing changes. */
 export class BadEventError extends Error {
   override name = "BadEventError";
-  readonly issues: readonly { path: string; message: string }[];
-  constructor(message: string, issues: readonly { path: string; message: string }[] = []) {
+  readonly issues: readonly Issue[];
+  constructor(message: string, issues: readonly Issue[] = []) {
     super(message);
     this.issues = issues;
   }
+}
+
+/** What the receiver tells the handler about the request besides the event. */
+export interface Context {
+  /** A child logger that names the event and its object. */
+  readonly log: Logger;
+  /** Whether this request proved it holds the trigger token (always false when none is configured). */
+  readonly triggerTokenChecked: boolean;
 }
 
 /**
  * Handles one validated CloudEvent. Throws BadEventError for data that does not parse (→ 400), and lets
  * lib/k8s's ApiError or a transport error escape when the API server fails (→ 503, so ApiServerSource retries).
  */
-export interface EventHandler {
-  handle(event: CloudEventV1<unknown>, log: Logger): Promise<HandlerResult>;
+export type Handle = (context: Context, event: CloudEventV1<unknown>) => Promise<HandlerResult>;
+
+/** An event's `data` parsed with zod; a failure names each field under `data.`. */
+export function parseData<S extends z.ZodType>(schema: S, event: CloudEventV1<unknown>): z.output<S> {
+  const parsed = schema.safeParse(typeof event.data === "string" ? jsonOrText(event.data) : event.data);
+  if (parsed.success) return parsed.data;
+  throw new BadEventError(`${event.type}: data is invalid`, parsed.error.issues.map((i) => ({ path: ["data", ...i.path].join("."), message: i.message })));
+}
+
+function jsonOrText(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
 }

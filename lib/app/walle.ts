@@ -1,0 +1,213 @@
+// The application layer: what Walle does, whichever function asks. Reconcile a target one step (a BackupJob's
+// step re-aggregates its BackupSet), route an ApiServerSource change to its target, request a backup or a
+// restore, record a worker's progress, and resync all in-flight work. Every function's `handle(context, event)`
+// calls these; none of them knows HTTP or CloudEvents.
+import type { Logger } from "pino";
+import { z } from "zod";
+import { BackupJobPhase } from "../api/backup-job.ts";
+import { BackupRestorePhase } from "../api/backup-restore.ts";
+import { backupJobReconciler, isTerminal } from "../core/backup-job.ts";
+import { backupRestoreReconciler } from "../core/backup-restore.ts";
+import { backupSetReconciler } from "../core/backup-set.ts";
+import { objectSummarySchema, pvcSchema } from "../core/objects.ts";
+import {
+  forcedBackupJob,
+  forcedBackupRestore,
+  isRefusal,
+  progressStatus,
+  type BackupRequest,
+  type ProgressReport,
+  type Refusal,
+  type RestoreRequest,
+} from "../core/requests.ts";
+import { movesOwner, targetOf, updateMovesBackupJob, type EventObject, type Target } from "../core/routing.ts";
+import { Throttle } from "../core/throttle.ts";
+import { read } from "../k8s/actions.ts";
+import { step, type ExecutorContext, type StepResult } from "../k8s/executor.ts";
+import { collectionPath, isKnownKind, objectPath } from "../k8s/paths.ts";
+import { isAlreadyExists, isConflict, type RestClient } from "../k8s/rest.ts";
+import type { AppConfig } from "./config.ts";
+import { BadEventError } from "./events.ts";
+import { resync, type ResyncReport } from "./resync.ts";
+
+export interface WalleOptions {
+  readonly api: RestClient;
+  readonly config: AppConfig;
+  /** Events name this as their reporting controller, e.g. `ros.io/walle-reconcile`. */
+  readonly controller: string;
+  readonly now?: () => Date;
+}
+
+/** What ApiServerSource said changed: the object (Resource mode) or a reference to it (Reference mode). */
+export type Change =
+  | { readonly mode: "resource"; readonly change: ChangeType; readonly object: EventObject }
+  | { readonly mode: "reference"; readonly change: ChangeType; readonly ref: { readonly apiVersion: string; readonly kind: string; readonly name: string; readonly namespace?: string } };
+export type ChangeType = "add" | "update" | "delete";
+
+export interface Outcome {
+  readonly target?: Target;
+  /** Why nothing was done, when nothing was. */
+  readonly ignored?: string;
+  readonly step?: StepResult;
+}
+
+export interface Walle {
+  readonly config: AppConfig;
+  reconcile(target: Target, log: Logger): Promise<StepResult>;
+  changed(change: Change, log: Logger): Promise<Outcome>;
+  requestBackup(req: BackupRequest, requestId: string, log: Logger): Promise<Requested>;
+  requestRestore(req: RestoreRequest, requestId: string, admin: boolean, log: Logger): Promise<Requested>;
+  recordProgress(kind: "BackupJob" | "BackupRestore", at: { namespace: string; name: string }, report: ProgressReport, log: Logger): Promise<{ recorded: boolean; ignored?: string }>;
+  resync(log: Logger): Promise<ResyncReport>;
+}
+
+export interface Requested {
+  readonly namespace: string;
+  readonly name: string;
+  readonly created: boolean;
+  /** The phase after the first step, taken at once; undefined when another instance took it. */
+  readonly phase?: string;
+}
+
+/** A worker's progress more often than this is not written: status writes cost more than they show. */
+const PROGRESS_MIN_INTERVAL_MS = 5_000;
+/** Runs whose last progress write is remembered; more than run at once on any cluster Walle serves. */
+const PROGRESS_KEYS = 1_024;
+
+export function createWalle(opts: WalleOptions): Walle {
+  const { api, config } = opts;
+  const now = opts.now ?? (() => new Date());
+  const controller = { name: opts.controller, instance: config.instance };
+  const ctx = (log: Logger): ExecutorContext => ({ api, config, log, now, controller });
+  const progressThrottle = new Throttle(PROGRESS_MIN_INTERVAL_MS, PROGRESS_KEYS);
+
+  async function reconcile(target: Target, log: Logger): Promise<StepResult> {
+    switch (target.kind) {
+      case "BackupJob": {
+        const r = await step(ctx(log), backupJobReconciler, target.name, target.namespace);
+        // A BackupJob that moved changes its BackupSet's counts.
+        const set = r.labels?.["ros.io/backupset"];
+        if (set && r.changed) await step(ctx(log), backupSetReconciler, set);
+        return r;
+      }
+      case "BackupSet":
+        return step(ctx(log), backupSetReconciler, target.name);
+      case "BackupRestore":
+        return step(ctx(log), backupRestoreReconciler, target.name, target.namespace);
+    }
+  }
+
+  async function changed(change: Change, log: Logger): Promise<Outcome> {
+    let obj: EventObject;
+    if (change.mode === "reference") {
+      const ref = change.ref;
+      if (!isKnownKind(ref.kind)) return { ignored: `kind ${ref.kind} is not Walle's` };
+      // Reference mode carries no labels: read the object to learn whose it is (gone: nothing left to do).
+      const read_ = await read(api, objectSummarySchema, objectPath(ref.kind, ref.name, ref.namespace));
+      if (!read_) return { ignored: `${ref.kind} ${ref.namespace ?? ""}/${ref.name} no longer exists` };
+      obj = { ...read_, kind: ref.kind, apiVersion: ref.apiVersion, metadata: { ...read_.metadata, name: read_.metadata.name ?? ref.name } };
+    } else {
+      obj = change.object;
+    }
+    const target = targetOf(obj);
+    if (!target) return { ignored: `${obj.kind} ${obj.metadata.name} does not belong to a BackupJob or BackupSet` };
+    if (target.kind !== obj.kind && !movesOwner(obj, change.change)) {
+      return { target, ignored: `this change of ${obj.kind} ${obj.metadata.name} cannot move its owner on` };
+    }
+    // Only in Resource mode is the object the one the change wrote, so only there can an echo be told apart.
+    if (change.mode === "resource" && change.change === "update" && !updateMovesBackupJob(obj)) {
+      return { target, ignored: `this update of ${obj.kind} ${obj.metadata.name} cannot move it on` };
+    }
+    return { target, step: await reconcile(target, log) };
+  }
+
+  /** Creates what a request asked for (AlreadyExists: a retried delivery), then takes its first step at once. */
+  async function create(made: ReturnType<typeof forcedBackupJob>, kind: "BackupJob" | "BackupRestore", log: Logger): Promise<Requested> {
+    if (isRefusal(made)) throw refusal(made);
+    const { name, namespace = "" } = made.metadata;
+    const created = await api.create(collectionPath(kind, namespace), made).then(
+      () => true,
+      (e: unknown) => {
+        if (isAlreadyExists(e)) return false;
+        throw new Error(`create ${kind} ${namespace}/${name}`, { cause: e });
+      },
+    );
+    log.info({ [kind === "BackupJob" ? "backupJob" : "backupRestore"]: `${namespace}/${name}`, created }, `${kind} ${namespace}/${name} requested by event`);
+    // The object exists either way, so a conflict with an instance that the object's own event started does not
+    // fail the request: that instance takes the step.
+    const phase = await reconcile({ kind, namespace, name }, log).then(
+      (r) => r.phase,
+      (e: unknown) => {
+        if (isConflict(e)) return undefined;
+        throw e;
+      },
+    );
+    return { namespace, name, created, ...(phase ? { phase } : {}) };
+  }
+
+  async function requestBackup(req: BackupRequest, requestId: string, log: Logger): Promise<Requested> {
+    const made = forcedBackupJob(req, requestId, config);
+    if (!isRefusal(made) && !(await read(api, pvcSchema, objectPath("PersistentVolumeClaim", req.pvc, req.namespace)))) {
+      throw new BadEventError(`PersistentVolumeClaim ${req.namespace}/${req.pvc} was not found`, [{ path: "data.pvc", message: "not found" }]);
+    }
+    return create(made, "BackupJob", log);
+  }
+
+  function requestRestore(req: RestoreRequest, requestId: string, admin: boolean, log: Logger): Promise<Requested> {
+    return create(forcedBackupRestore(req, requestId, config, admin), "BackupRestore", log);
+  }
+
+  async function recordProgress(kind: "BackupJob" | "BackupRestore", at: { namespace: string; name: string }, report: ProgressReport, log: Logger) {
+    const path = objectPath(kind, at.name, at.namespace);
+    const run = await read(api, objectSummarySchema, path);
+    // Progress never decides an outcome: a run that has ended, or not started, ignores it.
+    const phase = run?.status?.phase;
+    if (!run || isTerminal(phase) || phase === undefined || phase === BackupJobPhase.NotStarted || phase === BackupRestorePhase.NotStarted) {
+      return { recorded: false, ignored: `no ${kind} in progress` };
+    }
+    if (!progressThrottle.allow(path, now().getTime())) return { recorded: false, ignored: "throttled" };
+    await api.patch(`${path}/status`, { status: { progress: progressStatus(report) } });
+    log.debug({ percent: report.percentDone }, "Progress recorded");
+    return { recorded: true };
+  }
+
+  return {
+    config,
+    reconcile,
+    changed,
+    requestBackup,
+    requestRestore,
+    recordProgress,
+    resync: (log) => resync(ctx(log)),
+  };
+}
+
+function refusal(r: Refusal): BadEventError {
+  return new BadEventError(r.refused, r.issues);
+}
+
+/** Resource-mode data: the fields routing reads; the rest passes through. */
+export const eventObjectSchema = z.looseObject({
+  apiVersion: z.string(),
+  kind: z.string(),
+  status: z
+    .looseObject({
+      phase: z.string().optional(),
+      observedGeneration: z.number().optional(),
+      readyToUse: z.boolean().optional(),
+      error: z.unknown().optional(),
+      conditions: z.array(z.looseObject({ type: z.string(), status: z.string() })).optional(),
+    })
+    .optional()
+    .catch(undefined),
+  metadata: z.looseObject({
+    name: z.string(),
+    generation: z.number().optional(),
+    namespace: z.string().optional(),
+    labels: z.record(z.string(), z.string()).optional(),
+    ownerReferences: z.array(z.looseObject({ apiVersion: z.string(), kind: z.string(), name: z.string(), controller: z.boolean().optional() })).optional(),
+  }),
+});
+
+/** Reference-mode data. */
+export const eventRefSchema = z.object({ apiVersion: z.string(), kind: z.string(), name: z.string(), namespace: z.string().optional() });

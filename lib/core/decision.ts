@@ -1,0 +1,101 @@
+// The shapes every reconciler of the pure core shares: the reads a step needs, and the decision it returns
+// (actions, the new status, Events, and when to look again). One executor in lib/k8s carries out any of them.
+import { ConditionReason, type ConditionType, type EventReason } from "../api/conditions.ts";
+import { ConditionStatus } from "../api/constants.ts";
+import type { Condition } from "../api/common.ts";
+import type { Manifest, WalleConfig } from "./builders.ts";
+import { rfc3339, setCondition } from "./conditions.ts";
+
+/** The kinds Walle reads and writes besides its own. */
+export type KubeKind =
+  | "BackupJob"
+  | "BackupRestore"
+  | "BackupSet"
+  | "BackupSchedule"
+  | "Job"
+  | "Pod"
+  | "PersistentVolumeClaim"
+  | "PersistentVolume"
+  | "StorageClass"
+  | "VolumeSnapshot"
+  | "VolumeSnapshotContent"
+  | "VolumeSnapshotClass";
+
+export interface ObjectRef {
+  readonly apiVersion: string;
+  readonly kind: KubeKind;
+  readonly namespace?: string;
+  readonly name: string;
+}
+
+export type Action =
+  | { readonly op: "create"; readonly manifest: Manifest }
+  | { readonly op: "patch"; readonly target: ObjectRef; readonly patch: unknown }
+  | { readonly op: "delete"; readonly target: ObjectRef };
+
+export interface KubeEvent {
+  readonly type: "Normal" | "Warning";
+  readonly reason: EventReason;
+  readonly note: string;
+}
+
+export interface Decision<S> {
+  readonly actions: readonly Action[];
+  readonly status: S;
+  readonly events: readonly KubeEvent[];
+  /** Performed only once the status is written: clean-up that must not run before the result is stored. */
+  readonly then?: readonly Action[];
+  /**
+   * Seconds after which the object should be looked at again even if no event comes: a deadline the decision is
+   * waiting on (a snapshot's timeout, say). The tick's resync honours it; undefined means an event will come.
+   */
+  readonly requeueAfter?: number;
+}
+
+/**
+ * One read: an object by name (null when absent), or a list (from the API server's cache when `cached`). Each
+ * object is parsed with its kind's schema, or, with `summary`, only for its metadata and where it is
+ * (`objectSummarySchema`), so that one unreadable object cannot hide the others of a list.
+ */
+export type Read =
+  | { readonly get: KubeKind; readonly name: string; readonly namespace?: string }
+  | { readonly list: KubeKind; readonly namespace?: string; readonly labelSelector?: string; readonly cached?: boolean; readonly summary?: boolean };
+
+/** The reads of one round, by the key of the world they fill. */
+export type ReadPlan<O> = { readonly [K in keyof O]?: Read };
+
+/**
+ * One kind's reconciler: which reads a step needs, and what to do given them. `reads` is asked again with what
+ * was read so far until it asks for nothing new, so a read that depends on another (a PVC's StorageClass) comes
+ * in a later round; it never names a key already read. `decide` is pure: time is a parameter.
+ */
+export interface Reconciler<Obj, Observed, World, Status> {
+  readonly kind: "BackupJob" | "BackupRestore" | "BackupSet";
+  /** The reads the object needs now, given what has been read already. */
+  reads(object: Obj, observed: Partial<Observed>, config: WalleConfig): ReadPlan<Observed>;
+  /** The world `decide` sees: the object and what was read. */
+  world(object: Obj, observed: Partial<Observed>): World;
+  decide(world: World, config: WalleConfig, now: Date): Decision<Status>;
+  /** An object the API server accepted but whose spec Walle cannot read (written before a rule existed). */
+  invalid(status: Status, problems: readonly string[], now: Date): Decision<Status>;
+}
+
+/** A decision that changes nothing. */
+export const unchanged = <S>(status: S): Decision<S> => ({ actions: [], status, events: [] });
+
+/**
+ * The decision for an object the API server accepted but whose spec Walle cannot read (written before a rule
+ * existed, say): Failed, with a condition and an Event that name the fields; nothing is created for it. Undefined
+ * when it has failed already.
+ */
+export function invalidSpec<P extends string>(
+  status: { readonly phase?: string },
+  problems: readonly string[],
+  now: Date,
+  how: { readonly kind: string; readonly failed: P; readonly condition: ConditionType; readonly event: EventReason },
+): Decision<{ phase: P; finishTime: string; conditions: Condition[] }> | undefined {
+  if (status.phase === how.failed) return undefined;
+  const message = `The ${how.kind} is invalid: ${problems.join("; ")}`;
+  const conditions = setCondition(undefined, { type: how.condition, status: ConditionStatus.False, reason: ConditionReason.InvalidSpec, message }, now);
+  return { actions: [], status: { phase: how.failed, finishTime: rfc3339(now), conditions }, events: [{ type: "Warning", reason: how.event, note: message }] };
+}

@@ -1,0 +1,147 @@
+// The one executor: it carries out what the pure core plans and decides, for any kind. For one object it reads
+// what the kind's reconciler asks for (in rounds, independent reads in parallel), hands the world to `decide`,
+// performs the actions, writes status once (with the resourceVersion it read as precondition), performs the
+// clean-up that must follow that write, and records the Events. It decides nothing itself.
+import type { Logger } from "pino";
+import { z } from "zod";
+import { API_VERSION } from "../api/constants.ts";
+import { resourceSchemas } from "../api/parse.ts";
+import type { WalleConfig } from "../core/builders.ts";
+import type { Decision, Read, ReadPlan, Reconciler } from "../core/decision.ts";
+import { objectSummarySchema, readSchemas } from "../core/objects.ts";
+import { getOrNull, list, performAll, recordEvent, writeStatus } from "./actions.ts";
+import { collectionPath, objectPath } from "./paths.ts";
+import type { RestClient } from "./rest.ts";
+
+export interface ExecutorContext {
+  readonly api: RestClient;
+  readonly config: WalleConfig;
+  readonly log: Logger;
+  readonly now: () => Date;
+  /** Who records the Events: `reportingController` and `reportingInstance`. */
+  readonly controller: { readonly name: string; readonly instance: string };
+}
+
+export interface StepResult {
+  readonly found: boolean;
+  readonly phase?: string;
+  /** Whether the status write changed the object. */
+  readonly changed: boolean;
+  /** Seconds until the object should be looked at again without an event (Decision.requeueAfter). */
+  readonly requeueAfter?: number;
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
+/** Rounds of reads before the executor gives up on a reconciler that keeps asking (a bug, never a cluster state). */
+const MAX_READ_ROUNDS = 4;
+
+type Kind = "BackupJob" | "BackupRestore" | "BackupSet";
+type Walle = { metadata: { name?: string; namespace?: string; uid?: string; resourceVersion?: string; deletionTimestamp?: string; labels?: Record<string, string> }; status?: unknown };
+
+/**
+ * One step of one object: observe → decide → act. Returns `found: false` when the object does not exist, and
+ * leaves an object being deleted alone (its children go with it: the garbage collector, or the resync's sweep).
+ */
+export async function step<Obj extends Walle, Observed, World, Status extends { phase?: string; state?: string }>(
+  ctx: ExecutorContext,
+  reconciler: Reconciler<Obj, Observed, World, Status>,
+  name: string,
+  namespace?: string,
+): Promise<StepResult> {
+  const kind: Kind = reconciler.kind;
+  const path = objectPath(kind, name, namespace);
+  const raw = await getOrNull(ctx.api, path);
+  if (raw === null) return { found: false, changed: false };
+  const schema = resourceSchemas[kind] as unknown as z.ZodType<Obj>;
+  const parsed = schema.safeParse(raw);
+  const object = { kind, name, ...(namespace ? { namespace } : {}) };
+  if (!parsed.success) {
+    // Accepted by the API server, unreadable by Walle: the reconciler says what becomes of it.
+    const before = statusOf<Status>(raw, kind);
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+    const decision = reconciler.invalid(before, problems, ctx.now());
+    ctx.log.warn({ problems }, `${kind} ${namespace ? `${namespace}/` : ""}${name} is invalid`);
+    return apply(ctx, { ...object, ...metaOf(raw) }, before, decision);
+  }
+  const obj = parsed.data;
+  if (obj.metadata.deletionTimestamp) return { found: true, changed: false, phase: phaseOf(obj.status as Status | undefined) };
+  const observed = await observe(ctx.api, (seen) => reconciler.reads(obj, seen, ctx.config));
+  const decision = reconciler.decide(reconciler.world(obj, observed), ctx.config, ctx.now());
+  const result = await apply(ctx, { ...object, ...obj.metadata }, (obj.status ?? {}) as Status, decision);
+  return { ...result, ...(obj.metadata.labels ? { labels: obj.metadata.labels } : {}) };
+}
+
+/** Reads in rounds until the plan asks for nothing new; each round's reads run in parallel. */
+export async function observe<Observed>(api: RestClient, plan: (seen: Partial<Observed>) => ReadPlan<Observed>): Promise<Partial<Observed>> {
+  const seen: Partial<Record<keyof Observed, unknown>> = {};
+  for (let round = 0; round < MAX_READ_ROUNDS; round++) {
+    const reads = (Object.entries(plan(seen as Partial<Observed>)) as [keyof Observed, Read | undefined][]).filter(
+      (e): e is [keyof Observed, Read] => e[1] !== undefined && !(e[0] in seen),
+    );
+    if (reads.length === 0) return seen as Partial<Observed>;
+    const values = await Promise.all(reads.map(([, read]) => perform(api, read)));
+    reads.forEach(([key], i) => (seen[key] = values[i]));
+  }
+  throw new Error(`the read plan still asked for more after ${MAX_READ_ROUNDS} rounds`);
+}
+
+/**
+ * One read, parsed with its kind's schema: what comes back from the API is input like any other. That the value
+ * lands under a key of the world typed for that kind is the reconciler's promise; this is the one place it is kept.
+ */
+function perform(api: RestClient, read: Read): Promise<unknown> {
+  if ("get" in read) {
+    const schema = readSchemas[read.get];
+    return getOrNull(api, objectPath(read.get, read.name, read.namespace)).then((raw) => (raw === null ? null : schema.parse(raw)));
+  }
+  // From the API server's cache (resourceVersion 0) when `cached`: a quorum read waits for the cache to catch up
+  // with the latest write anywhere in the cluster, and classes change about never.
+  const query = { ...(read.labelSelector ? { labelSelector: read.labelSelector } : {}), ...(read.cached ? { resourceVersion: "0" } : {}) };
+  return list(api, read.summary ? objectSummarySchema : readSchemas[read.list], collectionPath(read.list, read.namespace), query);
+}
+
+interface Target {
+  readonly kind: Kind;
+  readonly name: string;
+  readonly namespace?: string;
+  readonly uid?: string;
+  readonly resourceVersion?: string;
+}
+
+/** Carries out a decision about one of Walle's objects. Returns whether the status changed. */
+async function apply<S extends { phase?: string; state?: string }>(ctx: ExecutorContext, target: Target, before: S, decision: Decision<S>): Promise<StepResult> {
+  const path = objectPath(target.kind, target.name, target.namespace);
+  await performAll(ctx.api, decision.actions);
+  const changed = await writeStatus(ctx.api, path, before, decision.status, target.resourceVersion);
+  // Only now that the result is stored may what produced it go.
+  await performAll(ctx.api, decision.then ?? []);
+  // Cluster-scoped objects (BackupSets) get their Events in the install namespace, where `kubectl events` finds them.
+  const regarding = { apiVersion: API_VERSION, kind: target.kind, namespace: target.namespace ?? ctx.config.installNamespace, name: target.name, uid: target.uid };
+  for (const e of decision.events) await recordEvent(ctx.api, regarding, e, ctx.controller, ctx.now());
+  const from = phaseOf(before);
+  const to = phaseOf(decision.status);
+  if (from !== to) {
+    const where = target.namespace ? `${target.namespace}/${target.name}` : target.name;
+    ctx.log.info({ from: from ?? "NotStarted", to, actions: decision.actions.length + (decision.then?.length ?? 0) }, `${target.kind} ${where} moved to ${to}`);
+  }
+  return { found: true, changed, phase: to, ...(decision.requeueAfter !== undefined ? { requeueAfter: decision.requeueAfter } : {}) };
+}
+
+/** Walle's kinds say where they are by `phase`, BackupSets by `state`. */
+const phaseOf = (status: { phase?: string; state?: string } | undefined): string | undefined => status?.phase ?? status?.state;
+
+/** What can be read of an object that failed to parse as a whole. */
+const rawSchema = z.looseObject({
+  metadata: z.looseObject({ uid: z.string().optional(), resourceVersion: z.string().optional() }).optional().catch(undefined),
+  status: z.unknown(),
+});
+
+/** The status of an object that failed to parse as a whole, as far as it parses on its own. */
+function statusOf<S>(raw: unknown, kind: Kind): S {
+  const status = resourceSchemas[kind].shape.status.safeParse(rawSchema.safeParse(raw).data?.status);
+  return (status.success ? (status.data ?? {}) : {}) as S;
+}
+
+function metaOf(raw: unknown): { uid?: string; resourceVersion?: string } {
+  return rawSchema.safeParse(raw).data?.metadata ?? {};
+}
