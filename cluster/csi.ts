@@ -6,7 +6,8 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { isAlreadyExists, isNotFound, type RestClient } from "../lib/k8s/rest.ts";
 import type { Informer } from "../lib/k8s/informer.ts";
-import type { Pv, Pvc, StorageClass, VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent } from "./types.ts";
+import type { Named, Pv, Pvc, StorageClass } from "../lib/k8s/models.ts";
+import type { VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent } from "./types.ts";
 
 export const DRIVER = "hostpath.csi.walle.local";
 // The names csi-hostpath's deploy examples use, which the original Walle's examples name too.
@@ -18,12 +19,12 @@ export const SNAPSHOT_ERROR_ANNOTATION = "local.walle.dev/snapshot-error";
 const SNAP_API = "/apis/snapshot.storage.k8s.io/v1";
 
 export interface CsiCaches {
-  pvcs: Informer<Pvc>;
-  pvs: Informer<Pv>;
-  storageClasses: Informer<StorageClass>;
-  snapshots: Informer<VolumeSnapshot>;
-  contents: Informer<VolumeSnapshotContent>;
-  snapshotClasses: Informer<VolumeSnapshotClass>;
+  pvcs: Informer<Named<Pvc>>;
+  pvs: Informer<Named<Pv>>;
+  storageClasses: Informer<Named<StorageClass>>;
+  snapshots: Informer<Named<VolumeSnapshot>>;
+  contents: Informer<Named<VolumeSnapshotContent>>;
+  snapshotClasses: Informer<Named<VolumeSnapshotClass>>;
 }
 
 export const nowIso = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
@@ -129,7 +130,8 @@ export class LocalCsi {
         persistentVolumeReclaimPolicy: sc?.reclaimPolicy ?? "Delete",
         storageClassName: pvc.spec.storageClassName,
         capacity: { storage: pvc.spec.resources?.requests?.storage ?? "1Gi" },
-        ...({ accessModes: pvc.spec.accessModes ?? ["ReadWriteOnce"], volumeMode: "Filesystem" } as object),
+        accessModes: pvc.spec.accessModes ?? ["ReadWriteOnce"],
+        volumeMode: "Filesystem",
       },
     };
     await this.api.create("/api/v1/persistentvolumes", pv).catch((e: unknown) => {
@@ -149,7 +151,7 @@ export class LocalCsi {
     this.log("Deleted released volume", { pv: pv.metadata.name });
   }
 
-  private snapshotClassFor(vs: VolumeSnapshot): VolumeSnapshotClass | undefined {
+  private snapshotClassFor(vs: VolumeSnapshot): Named<VolumeSnapshotClass> | undefined {
     const named = vs.spec.volumeSnapshotClassName;
     if (named) return this.c.snapshotClasses.get(undefined, named);
     return this.c.snapshotClasses
@@ -157,20 +159,20 @@ export class LocalCsi {
       .find((c) => c.driver === DRIVER && c.metadata.annotations?.["snapshot.storage.kubernetes.io/is-default-class"] === "true");
   }
 
-  private async setSnapshotStatus(vs: VolumeSnapshot, status: NonNullable<VolumeSnapshot["status"]>): Promise<void> {
+  private async setSnapshotStatus(vs: Named<VolumeSnapshot>, status: NonNullable<VolumeSnapshot["status"]>): Promise<void> {
     await this.api.patch(
       `${SNAP_API}/namespaces/${vs.metadata.namespace}/volumesnapshots/${vs.metadata.name}/status`,
       { status },
     );
   }
 
-  private async failSnapshot(vs: VolumeSnapshot, message: string): Promise<void> {
+  private async failSnapshot(vs: Named<VolumeSnapshot>, message: string): Promise<void> {
     if (vs.status?.error?.message === message) return;
     await this.setSnapshotStatus(vs, { readyToUse: false, error: { message, time: nowIso() } });
     this.log("Snapshot failed", { snapshot: `${vs.metadata.namespace}/${vs.metadata.name}`, message });
   }
 
-  private async snapshot(vs: VolumeSnapshot): Promise<void> {
+  private async snapshot(vs: Named<VolumeSnapshot>): Promise<void> {
     if (vs.status?.readyToUse || vs.metadata.deletionTimestamp) return;
     const ns = vs.metadata.namespace ?? "";
     const ref = { apiVersion: "snapshot.storage.k8s.io/v1", kind: "VolumeSnapshot", name: vs.metadata.name, namespace: ns, uid: vs.metadata.uid };
@@ -252,7 +254,7 @@ export class LocalCsi {
    * A content whose bound VolumeSnapshot is gone follows its deletion policy: Delete removes the content and the
    * storage snapshot; Retain keeps both, as the snapshot controller does.
    */
-  private async content(content: VolumeSnapshotContent): Promise<void> {
+  private async content(content: Named<VolumeSnapshotContent>): Promise<void> {
     if (content.spec.driver !== DRIVER || content.metadata.deletionTimestamp) return;
     const ref = content.spec.volumeSnapshotRef;
     if (!ref.uid) return; // not bound yet (a pre-provisioned content waits for its snapshot)
@@ -265,7 +267,7 @@ export class LocalCsi {
   }
 
   /** Called when a content object is gone: the Delete policy removes the storage snapshot with it. */
-  async contentDeleted(content: VolumeSnapshotContent): Promise<void> {
+  async contentDeleted(content: Named<VolumeSnapshotContent>): Promise<void> {
     if (content.spec.driver !== DRIVER || content.spec.deletionPolicy !== "Delete") return;
     const handle = content.status?.snapshotHandle ?? content.spec.source.snapshotHandle;
     if (!handle) return;

@@ -10,7 +10,7 @@ import path from "node:path";
 import { isNotFound, type RestClient } from "../lib/k8s/rest.ts";
 import type { Informer } from "../lib/k8s/informer.ts";
 import { nowIso, type LocalCsi } from "./csi.ts";
-import type { Container, ContainerStatus, EnvVar, KeyToPath, Pod, SecurityContext, Secretish, Volume } from "./types.ts";
+import type { ConfigMap, Container, ContainerState, ContainerStatus, EnvVar, KeyToPath, Named, Pod, Secret, SecurityContext, Volume } from "../lib/k8s/models.ts";
 
 export const NODE_NAME = "walle-local-node";
 
@@ -58,7 +58,7 @@ export class LocalKubelet {
   private readonly starting = new Set<string>();
 
   private readonly api: RestClient;
-  private readonly pods: Informer<Pod>;
+  private readonly pods: Informer<Named<Pod>>;
   private readonly csi: LocalCsi;
   private readonly stateDir: string;
   private readonly images: ImageResolver;
@@ -68,7 +68,7 @@ export class LocalKubelet {
 
   constructor(o: {
     api: RestClient;
-    pods: Informer<Pod>;
+    pods: Informer<Named<Pod>>;
     csi: LocalCsi;
     stateDir: string;
     images: ImageResolver;
@@ -86,7 +86,7 @@ export class LocalKubelet {
     this.kick = o.kick;
   }
 
-  private podDir(pod: Pod): string {
+  private podDir(pod: Named<Pod>): string {
     return path.join(this.stateDir, "pods", `${pod.metadata.namespace}_${pod.metadata.name}_${pod.metadata.uid}`);
   }
 
@@ -100,7 +100,7 @@ export class LocalKubelet {
     }
   }
 
-  private async reconcilePod(pod: Pod): Promise<void> {
+  private async reconcilePod(pod: Named<Pod>): Promise<void> {
     const uid = pod.metadata.uid ?? "";
     if (!pod.spec.nodeName) {
       if (pod.metadata.deletionTimestamp) return;
@@ -128,7 +128,7 @@ export class LocalKubelet {
     }
   }
 
-  private async enforceDeadline(pod: Pod, run: RunningPod): Promise<void> {
+  private async enforceDeadline(pod: Named<Pod>, run: RunningPod): Promise<void> {
     const deadline = pod.spec.activeDeadlineSeconds;
     const started = pod.status?.startTime;
     if (!deadline || !started || run.done || run.killed) return;
@@ -147,7 +147,7 @@ export class LocalKubelet {
   }
 
   /** Graceful deletion: stop the containers, record a terminal phase, then remove the pod object. */
-  private async terminate(pod: Pod): Promise<void> {
+  private async terminate(pod: Named<Pod>): Promise<void> {
     const uid = pod.metadata.uid ?? "";
     const run = this.running.get(uid);
     // A pod of another image runs nothing here: there is nothing to stop.
@@ -181,24 +181,26 @@ export class LocalKubelet {
     await rm(this.podDir(pod), { recursive: true, force: true });
   }
 
-  private patchStatus(pod: Pod, status: NonNullable<Pod["status"]>): Promise<unknown> {
+  private patchStatus(pod: Named<Pod>, status: NonNullable<Pod["status"]>): Promise<unknown> {
     return this.api.patch(`/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}/status`, { status }, "strategic");
   }
 
-  private async waiting(pod: Pod, reason: string, message: string): Promise<void> {
-    const current = pod.status?.containerStatuses?.[0]?.state.waiting;
+  private async waiting(pod: Named<Pod>, reason: string, message: string): Promise<void> {
+    const current = pod.status?.containerStatuses?.[0]?.state?.waiting;
     if (current?.reason === reason && current.message === message) return;
     await this.patchStatus(pod, {
       phase: "Pending",
       containerStatuses: pod.spec.containers.map((c) => ({
-        name: c.name, image: c.image, imageID: "", ready: false, restartCount: 0, state: { waiting: { reason, message } },
+        name: c.name, image: c.image ?? "", imageID: "", ready: false, restartCount: 0, state: { waiting: { reason, message } },
       })),
     });
   }
 
-  private async readObject(kind: "secrets" | "configmaps", namespace: string, name: string, optional: boolean): Promise<Record<string, string> | undefined> {
+  private async readObject(kind: "secrets" | "configmaps", namespace: string, name: string | undefined, optional: boolean): Promise<Record<string, string> | undefined> {
+    // The API server's validation requires the name of every Secret and ConfigMap reference a pod makes.
+    if (!name) throw new ConfigError(`${kind === "secrets" ? "secret" : "configmap"} reference without a name`);
     try {
-      const obj = await this.api.get<Secretish>(`/api/v1/namespaces/${namespace}/${kind}/${name}`);
+      const obj = await this.api.get<Secret | ConfigMap>(`/api/v1/namespaces/${namespace}/${kind}/${name}`);
       const data = obj.data ?? {};
       return kind === "secrets"
         ? Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]))
@@ -212,7 +214,7 @@ export class LocalKubelet {
     }
   }
 
-  private fieldValue(pod: Pod, fieldPath: string): string {
+  private fieldValue(pod: Named<Pod>, fieldPath: string): string {
     const labelOrAnnotation = /^metadata\.(labels|annotations)\['(.+)'\]$/.exec(fieldPath);
     if (labelOrAnnotation) return pod.metadata[labelOrAnnotation[1] as "labels" | "annotations"]?.[labelOrAnnotation[2] ?? ""] ?? "";
     const fields: Record<string, string | undefined> = {
@@ -229,7 +231,7 @@ export class LocalKubelet {
   }
 
   /** The container's environment, in kubelet's order: envFrom sources, then env, with $(VAR) expansion. */
-  private async environment(pod: Pod, c: Container, image: LocalImage): Promise<Record<string, string>> {
+  private async environment(pod: Named<Pod>, c: Container, image: LocalImage): Promise<Record<string, string>> {
     const ns = pod.metadata.namespace ?? "default";
     const env: Record<string, string> = {
       PATH: image.path.join(":"),
@@ -251,7 +253,7 @@ export class LocalKubelet {
     return env;
   }
 
-  private async envValue(pod: Pod, ns: string, v: EnvVar, env: Record<string, string>): Promise<string | undefined> {
+  private async envValue(pod: Named<Pod>, ns: string, v: EnvVar, env: Record<string, string>): Promise<string | undefined> {
     if (v.value !== undefined) return expand(v.value, env);
     const from = v.valueFrom;
     if (!from) return "";
@@ -278,7 +280,7 @@ export class LocalKubelet {
   }
 
   /** The host directory behind each of the pod's volumes; undefined while a PVC is not yet bound. */
-  private async volumeSources(pod: Pod, podDir: string, fsGroup: number | undefined): Promise<Map<string, string> | undefined> {
+  private async volumeSources(pod: Named<Pod>, podDir: string, fsGroup: number | undefined): Promise<Map<string, string> | undefined> {
     const ns = pod.metadata.namespace ?? "default";
     const out = new Map<string, string>();
     for (const v of pod.spec.volumes ?? []) {
@@ -293,7 +295,7 @@ export class LocalKubelet {
     return out;
   }
 
-  private async volumeSource(pod: Pod, ns: string, v: Volume, dir: string): Promise<string | undefined> {
+  private async volumeSource(pod: Named<Pod>, ns: string, v: Volume, dir: string): Promise<string | undefined> {
     if (v.persistentVolumeClaim) return this.csi.pvcPath(ns, v.persistentVolumeClaim.claimName);
     if (v.hostPath) return v.hostPath.path;
     await mkdir(dir, { recursive: true, mode: 0o755 });
@@ -312,13 +314,13 @@ export class LocalKubelet {
       return dir;
     }
     if (v.downwardAPI) {
-      for (const item of v.downwardAPI.items) {
+      for (const item of v.downwardAPI.items ?? []) {
         if (item.fieldRef) await this.writeKeys(dir, { [item.path]: this.fieldValue(pod, item.fieldRef.fieldPath) }, undefined);
       }
       return dir;
     }
     if (v.projected) {
-      for (const s of v.projected.sources) {
+      for (const s of v.projected.sources ?? []) {
         if (s.serviceAccountToken) {
           const tr = await this.api.create<{ status: { token: string } }>(
             `/api/v1/namespaces/${ns}/serviceaccounts/${pod.spec.serviceAccountName ?? "default"}/token`,
@@ -343,7 +345,7 @@ export class LocalKubelet {
           await this.writeKeys(dir, data ?? {}, s.secret.items);
         }
         if (s.downwardAPI) {
-          for (const item of s.downwardAPI.items) {
+          for (const item of s.downwardAPI.items ?? []) {
             if (item.fieldRef) await this.writeKeys(dir, { [item.path]: this.fieldValue(pod, item.fieldRef.fieldPath) }, undefined);
           }
         }
@@ -353,12 +355,12 @@ export class LocalKubelet {
     throw new ConfigError(`volume ${v.name}: this local node supports persistentVolumeClaim, emptyDir, hostPath, secret, configMap, downwardAPI and projected volumes`);
   }
 
-  private async start(pod: Pod): Promise<void> {
+  private async start(pod: Named<Pod>): Promise<void> {
     const key = `${pod.metadata.namespace}/${pod.metadata.name}`;
     const uid = pod.metadata.uid ?? "";
     const podDir = this.podDir(pod);
     const all = [...(pod.spec.initContainers ?? []), ...pod.spec.containers];
-    const local = all.map((c) => this.images(c.image));
+    const local = all.map((c) => this.images(c.image ?? ""));
     const runsLocally = local.every((i) => i !== undefined);
     const fsGroup = pod.spec.securityContext?.fsGroup;
 
@@ -378,8 +380,8 @@ export class LocalKubelet {
     const startedAt = nowIso();
     const run: RunningPod = { uid, children: new Map(), statuses: new Map(), done: false };
     this.running.set(uid, run);
-    const statusOf = (c: Container, state: ContainerStatus["state"], restartCount = 0): ContainerStatus => ({
-      name: c.name, image: c.image, imageID: `local://${c.image}`, ready: state.running !== undefined, started: state.running !== undefined, restartCount, state,
+    const statusOf = (c: Container, state: ContainerState, restartCount = 0): ContainerStatus => ({
+      name: c.name, image: c.image ?? "", imageID: `local://${c.image ?? ""}`, ready: state.running !== undefined, started: state.running !== undefined, restartCount, state,
     });
     for (const c of pod.spec.containers) run.statuses.set(c.name, statusOf(c, { running: { startedAt } }));
     await this.patchStatus(pod, {
@@ -416,7 +418,7 @@ export class LocalKubelet {
     })().catch((err: unknown) => this.log("pod run failed", { pod: key, err: String(err) }));
   }
 
-  private async finish(pod: Pod, run: RunningPod, phase: "Succeeded" | "Failed"): Promise<void> {
+  private async finish(pod: Named<Pod>, run: RunningPod, phase: "Succeeded" | "Failed"): Promise<void> {
     run.done = true;
     const reason = run.killed === "DeadlineExceeded" ? { reason: "DeadlineExceeded", message: `Pod was active on the node longer than the specified deadline` } : {};
     await this.patchStatus(pod, {
@@ -432,7 +434,7 @@ export class LocalKubelet {
   }
 
   /** The user, group and capabilities a container runs with, from its security context and its image. */
-  private identity(pod: Pod, c: Container, image: LocalImage | undefined): { uid: number; gid: number; groups: number[]; sc: SecurityContext } {
+  private identity(pod: Named<Pod>, c: Container, image: LocalImage | undefined): { uid: number; gid: number; groups: number[]; sc: SecurityContext } {
     const sc: SecurityContext = { ...pod.spec.securityContext, ...c.securityContext };
     const uid = sc.runAsUser ?? image?.user ?? 0;
     const gid = sc.runAsGroup ?? image?.group ?? 0;
@@ -444,7 +446,7 @@ export class LocalKubelet {
   }
 
   private async runContainer(
-    pod: Pod,
+    pod: Named<Pod>,
     run: RunningPod,
     c: Container,
     image: LocalImage,

@@ -9,7 +9,8 @@ import { isAlreadyExists, type RestClient } from "../lib/k8s/rest.ts";
 import { DRIVER, LocalCsi, SNAPSHOT_CLASS, STORAGE_CLASS } from "./csi.ts";
 import { LocalKubelet, NODE_NAME, type ImageResolver } from "./kubelet.ts";
 import type { CertPair, Pki } from "./pki.ts";
-import type { Pod, Pv, Pvc, StorageClass, VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent } from "./types.ts";
+import type { Named, Node, NodeStatus, Pod, Pv, Pvc, StorageClass } from "../lib/k8s/models.ts";
+import type { VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent } from "./types.ts";
 
 export interface NodeAgentOptions {
   readonly api: RestClient;
@@ -57,37 +58,43 @@ async function startKubeletServer(opts: NodeAgentOptions, kubelet: LocalKubelet)
 /** The Node, its StorageClass and its default VolumeSnapshotClass. */
 async function registerNode(api: RestClient, port: number): Promise<void> {
   const now = new Date().toISOString();
-  await ensure(api, "/api/v1/nodes", {
+  const node: Named<Node> = {
     apiVersion: "v1",
     kind: "Node",
     metadata: { name: NODE_NAME, labels: { "kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64" } },
-  });
+  };
+  await ensure(api, "/api/v1/nodes", node);
   await api.patch(`/api/v1/nodes/${NODE_NAME}`, { spec: { taints: null } }); // TaintNodesByCondition's not-ready taint: this node is ready
-  await api.patch(`/api/v1/nodes/${NODE_NAME}/status`, {
-    status: {
-      conditions: [{ type: "Ready", status: "True", reason: "KubeletReady", message: "local node agent is ready", lastHeartbeatTime: now, lastTransitionTime: now }],
-      addresses: [{ type: "InternalIP", address: "127.0.0.1" }, { type: "Hostname", address: NODE_NAME }],
-      daemonEndpoints: { kubeletEndpoint: { Port: port } },
-      capacity: { cpu: "2", memory: "24Gi", pods: "110" },
-      allocatable: { cpu: "2", memory: "24Gi", pods: "110" },
-      nodeInfo: {
-        kubeletVersion: "v0.0.0-walle-local", kubeProxyVersion: "", containerRuntimeVersion: "walle-local://1",
-        operatingSystem: "linux", architecture: "amd64", osImage: "Walle local node", kernelVersion: "", machineID: "", systemUUID: "", bootID: "",
-      },
+  const status: NodeStatus = {
+    conditions: [{ type: "Ready", status: "True", reason: "KubeletReady", message: "local node agent is ready", lastHeartbeatTime: now, lastTransitionTime: now }],
+    addresses: [{ type: "InternalIP", address: "127.0.0.1" }, { type: "Hostname", address: NODE_NAME }],
+    daemonEndpoints: { kubeletEndpoint: { Port: port } },
+    capacity: { cpu: "2", memory: "24Gi", pods: "110" },
+    allocatable: { cpu: "2", memory: "24Gi", pods: "110" },
+    nodeInfo: {
+      kubeletVersion: "v0.0.0-walle-local", kubeProxyVersion: "", containerRuntimeVersion: "walle-local://1",
+      operatingSystem: "linux", architecture: "amd64", osImage: "Walle local node", kernelVersion: "", machineID: "", systemUUID: "", bootID: "",
     },
-  });
-  await ensure(api, "/apis/storage.k8s.io/v1/storageclasses", {
+  };
+  await api.patch(`/api/v1/nodes/${NODE_NAME}/status`, { status });
+  const storageClass: Named<StorageClass> = {
     apiVersion: "storage.k8s.io/v1",
     kind: "StorageClass",
     metadata: { name: STORAGE_CLASS, annotations: { "storageclass.kubernetes.io/is-default-class": "true" } },
-    ...{ provisioner: DRIVER, reclaimPolicy: "Delete", volumeBindingMode: "Immediate", allowVolumeExpansion: false },
-  } as KubeObject);
-  await ensure(api, "/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses", {
+    provisioner: DRIVER,
+    reclaimPolicy: "Delete",
+    volumeBindingMode: "Immediate",
+    allowVolumeExpansion: false,
+  };
+  await ensure(api, "/apis/storage.k8s.io/v1/storageclasses", storageClass);
+  const snapshotClass: Named<VolumeSnapshotClass> = {
     apiVersion: "snapshot.storage.k8s.io/v1",
     kind: "VolumeSnapshotClass",
     metadata: { name: SNAPSHOT_CLASS, annotations: { "snapshot.storage.kubernetes.io/is-default-class": "true" } },
-    ...{ driver: DRIVER, deletionPolicy: "Delete" },
-  } as KubeObject);
+    driver: DRIVER,
+    deletionPolicy: "Delete",
+  };
+  await ensure(api, "/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses", snapshotClass);
 }
 
 export async function startNodeAgent(opts: NodeAgentOptions): Promise<NodeAgent> {
@@ -101,19 +108,19 @@ export async function startNodeAgent(opts: NodeAgentOptions): Promise<NodeAgent>
   };
   const inform = <T extends KubeObject>(p: string) => new Informer<T>(api, p, () => kick(), {}, (err) => log("watch failed", { path: p, err: String(err) }));
   const caches = {
-    pvcs: inform<Pvc>("/api/v1/persistentvolumeclaims"),
-    pvs: inform<Pv>("/api/v1/persistentvolumes"),
-    storageClasses: inform<StorageClass>("/apis/storage.k8s.io/v1/storageclasses"),
-    snapshots: inform<VolumeSnapshot>("/apis/snapshot.storage.k8s.io/v1/volumesnapshots"),
-    snapshotClasses: inform<VolumeSnapshotClass>("/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses"),
+    pvcs: inform<Named<Pvc>>("/api/v1/persistentvolumeclaims"),
+    pvs: inform<Named<Pv>>("/api/v1/persistentvolumes"),
+    storageClasses: inform<Named<StorageClass>>("/apis/storage.k8s.io/v1/storageclasses"),
+    snapshots: inform<Named<VolumeSnapshot>>("/apis/snapshot.storage.k8s.io/v1/volumesnapshots"),
+    snapshotClasses: inform<Named<VolumeSnapshotClass>>("/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses"),
   };
   // The content informer tells the driver of deletions, so the Delete policy removes the storage snapshot.
-  const contents = new Informer<VolumeSnapshotContent>(api, "/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents", (type, obj) => {
+  const contents = new Informer<Named<VolumeSnapshotContent>>(api, "/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents", (type, obj) => {
     if (type === "delete") void csi.contentDeleted(obj);
     kick();
   });
   const csi: LocalCsi = new LocalCsi(api, { ...caches, contents }, opts.stateDir, log);
-  const pods = inform<Pod>("/api/v1/pods");
+  const pods = inform<Named<Pod>>("/api/v1/pods");
   const url = new URL(api.creds.server);
   const kubelet = new LocalKubelet({ api, pods, csi, stateDir: opts.stateDir, images: opts.images, apiserver: { host: url.hostname, port: url.port || "443" }, log, kick });
   await csi.init();

@@ -27,6 +27,7 @@ export const ConditionReason = {
   Preparing: "Preparing",
   Resolved: "Resolved",
   Bound: "Bound",
+  Deleting: "Deleting",
   Deleted: "Deleted",
   Completed: "Completed",
   // Failures a user acts on, each with a reason of its own.

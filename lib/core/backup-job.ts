@@ -126,6 +126,8 @@ class Step {
   readonly actions: Action[] = [];
   /** Performed once the status is written: clean-up that must not run before the result is stored. */
   readonly then: Action[] = [];
+  /** The status that records `then` done. */
+  thenStatus: BackupJobStatus | undefined;
   readonly events: KubeEvent[] = [];
   status: BackupJobStatus;
   requeueAfter: number | undefined;
@@ -175,7 +177,8 @@ class Step {
   }
 
   decision(): Decision<BackupJobStatus> {
-    return { actions: this.actions, ...(this.then.length ? { then: this.then } : {}), status: this.status, events: this.events, ...(this.requeueAfter !== undefined ? { requeueAfter: this.requeueAfter } : {}) };
+    const then = this.thenStatus ? { then: { actions: this.then, status: this.thenStatus } } : {};
+    return { actions: this.actions, ...then, status: this.status, events: this.events, ...(this.requeueAfter !== undefined ? { requeueAfter: this.requeueAfter } : {}) };
   }
 }
 
@@ -400,13 +403,19 @@ function children(s: Step, phase: BackupJobPhase): Action[] {
 }
 
 /**
- * A BackupJob that has just ended: mark it cleaned up in the same status write, and delete what the run made
- * once that write has stored the result. A run cut short in between leaves objects of a settled owner, which
- * the resync's sweep deletes.
+ * A BackupJob that has just ended: its status (with the result) is written saying its clean-up has begun, then
+ * what the run made is deleted, then CleanedUp is written. A run cut short in between is still unsettled, so
+ * the resync finishes its clean-up.
  */
 function settle(s: Step): Outcome {
-  s.then.push(...children(s, s.phase));
-  s.condition(cleanedUp);
+  const made = children(s, s.phase);
+  if (made.length === 0) {
+    s.condition(cleanedUp);
+    return s.decision();
+  }
+  s.condition({ ...cleanedUp, status: ConditionStatus.False, reason: ConditionReason.Deleting, message: "Deleting the worker Job, its PVC and the VolumeSnapshots." });
+  s.then.push(...made);
+  s.thenStatus = { ...s.status, conditions: setCondition(s.status.conditions, cleanedUp, s.now) };
   return s.decision();
 }
 

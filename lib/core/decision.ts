@@ -43,8 +43,11 @@ export interface Decision<S> {
   readonly actions: readonly Action[];
   readonly status: S;
   readonly events: readonly KubeEvent[];
-  /** Performed only once the status is written: clean-up that must not run before the result is stored. */
-  readonly then?: readonly Action[];
+  /**
+   * A second half, carried out only once `status` is written: actions that must not run before the result is
+   * stored (the clean-up of a run that has just ended), and the status that records them done.
+   */
+  readonly then?: { readonly actions: readonly Action[]; readonly status: S };
   /**
    * Seconds after which the object should be looked at again even if no event comes: a deadline the decision is
    * waiting on (a snapshot's timeout, say). The tick's resync honours it; undefined means an event will come.

@@ -1,6 +1,10 @@
 // Which Walle object an ApiServerSource event is about. A child (Job, Pod, PVC, VolumeSnapshot) re-drives the
 // BackupJob it belongs to, found by Walle's labels (children in other namespaces) or its controller owner.
-import { Label } from "../api/constants.ts";
+import { BackupJobPhase } from "../api/backup-job.ts";
+import { ConditionReason, ConditionType } from "../api/conditions.ts";
+import { ConditionStatus, Label } from "../api/constants.ts";
+import { isTerminal } from "./backup-job.ts";
+import { findCondition } from "./conditions.ts";
 
 export type Target =
   | { readonly kind: "BackupJob"; readonly namespace: string; readonly name: string }
@@ -15,7 +19,7 @@ export interface EventObject {
     readonly observedGeneration?: number;
     readonly readyToUse?: boolean;
     readonly error?: unknown;
-    readonly conditions?: readonly { readonly type: string; readonly status: string }[];
+    readonly conditions?: readonly { readonly type: string; readonly status: string; readonly reason?: string }[];
   };
   readonly metadata: {
     readonly name: string;
@@ -73,18 +77,20 @@ export function movesOwner(obj: EventObject, change: "add" | "update" | "delete"
   }
 }
 
-const WAITING_ON_CHILDREN: readonly string[] = ["CreatingSnapshot", "WaitingBackup", "BackingUp"];
+const WAITING_ON_CHILDREN: readonly string[] = [BackupJobPhase.CreatingSnapshot, BackupJobPhase.WaitingBackup, BackupJobPhase.BackingUp];
 
 /**
  * Whether an update of a BackupJob itself can move it on. Most are the echo of Walle's own status write: a
  * BackupJob waiting on a child (its snapshot, its worker) moves when the child does, and that comes as the
- * child's own event; a settled one never moves again. A spec change (generation ahead of observedGeneration)
- * always counts.
+ * child's own event; one whose clean-up has begun is being finished by the instance that wrote that (a resync
+ * finishes it should that instance die); a settled one never moves again. A spec change (generation ahead of
+ * observedGeneration) always counts.
  */
 export function updateMovesBackupJob(obj: EventObject): boolean {
   const status = obj.status;
   if (obj.kind !== "BackupJob" || !status?.phase) return true;
   if (obj.metadata.generation !== undefined && obj.metadata.generation !== status.observedGeneration) return true;
-  const settled = (status.phase === "Finished" || status.phase === "Failed") && status.conditions?.some((c) => c.type === "CleanedUp" && c.status === "True");
-  return !settled && !WAITING_ON_CHILDREN.includes(status.phase);
+  const cleanUp = findCondition(status.conditions, ConditionType.CleanedUp);
+  const endedAndCleaning = isTerminal(status.phase) && (cleanUp?.status === ConditionStatus.True || cleanUp?.reason === ConditionReason.Deleting);
+  return !endedAndCleaning && !WAITING_ON_CHILDREN.includes(status.phase);
 }

@@ -93,17 +93,20 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 }
 
 /**
- * Writes status with one merge patch when it changed; returns whether it wrote. The resourceVersion read with
- * `before` is a precondition: when another instance (the function scales out, and the tick resyncs) moved the
- * object on meanwhile, the API server answers 409 and this stale decision is dropped, to be made again on
- * fresh state when the event is retried.
+ * Writes status with one merge patch when it changed; returns whether it wrote, and the resourceVersion the
+ * object has now. The resourceVersion read with `before` is a precondition: when another instance (the function
+ * scales out, and the tick resyncs) moved the object on meanwhile, the API server answers 409 and this stale
+ * decision is dropped, to be made again on fresh state when the event is retried.
  */
-export async function writeStatus(api: RestClient, path: string, before: unknown, after: unknown, resourceVersion?: string): Promise<boolean> {
+export async function writeStatus(api: RestClient, path: string, before: unknown, after: unknown, resourceVersion?: string): Promise<{ changed: boolean; resourceVersion?: string }> {
   const patch = mergePatch(before ?? {}, after);
-  if (isPlainObject(patch) && Object.keys(patch).length === 0) return false;
-  await api.patch(`${path}/status`, { ...(resourceVersion ? { metadata: { resourceVersion } } : {}), status: patch });
-  return true;
+  if (isPlainObject(patch) && Object.keys(patch).length === 0) return { changed: false, ...(resourceVersion ? { resourceVersion } : {}) };
+  const written = writtenSchema.safeParse(await api.patch<unknown>(`${path}/status`, { ...(resourceVersion ? { metadata: { resourceVersion } } : {}), status: patch }));
+  const version = written.data?.metadata.resourceVersion;
+  return { changed: true, ...(version ? { resourceVersion: version } : {}) };
 }
+
+const writtenSchema = z.object({ metadata: z.object({ resourceVersion: z.string() }) });
 
 export interface Regarding {
   readonly apiVersion: string;

@@ -112,17 +112,23 @@ interface Target {
 async function apply<S extends { phase?: string; state?: string }>(ctx: ExecutorContext, target: Target, before: S, decision: Decision<S>): Promise<StepResult> {
   const path = objectPath(target.kind, target.name, target.namespace);
   await performAll(ctx.api, decision.actions);
-  const changed = await writeStatus(ctx.api, path, before, decision.status, target.resourceVersion);
-  // Only now that the result is stored may what produced it go.
-  await performAll(ctx.api, decision.then ?? []);
+  const written = await writeStatus(ctx.api, path, before, decision.status, target.resourceVersion);
+  let changed = written.changed;
+  let status = decision.status;
+  if (decision.then) {
+    // Only now that the result is stored may what produced it go; then that is recorded too.
+    await performAll(ctx.api, decision.then.actions);
+    changed = (await writeStatus(ctx.api, path, status, decision.then.status, written.resourceVersion)).changed || changed;
+    status = decision.then.status;
+  }
   // Cluster-scoped objects (BackupSets) get their Events in the install namespace, where `kubectl events` finds them.
   const regarding = { apiVersion: API_VERSION, kind: target.kind, namespace: target.namespace ?? ctx.config.installNamespace, name: target.name, uid: target.uid };
   for (const e of decision.events) await recordEvent(ctx.api, regarding, e, ctx.controller, ctx.now());
   const from = phaseOf(before);
-  const to = phaseOf(decision.status);
+  const to = phaseOf(status);
   if (from !== to) {
     const where = target.namespace ? `${target.namespace}/${target.name}` : target.name;
-    ctx.log.info({ from: from ?? "NotStarted", to, actions: decision.actions.length + (decision.then?.length ?? 0) }, `${target.kind} ${where} moved to ${to}`);
+    ctx.log.info({ from: from ?? "NotStarted", to, actions: decision.actions.length + (decision.then?.actions.length ?? 0) }, `${target.kind} ${where} moved to ${to}`);
   }
   return { found: true, changed, phase: to, ...(decision.requeueAfter !== undefined ? { requeueAfter: decision.requeueAfter } : {}) };
 }

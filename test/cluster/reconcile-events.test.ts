@@ -39,13 +39,17 @@ describe("reconcile's other inputs", () => {
     await backupJob(ns, "by-ref");
     // As ApiServerSource in Reference mode would send them: {kind, namespace, name, apiVersion} and no object.
     const ref = { apiVersion: "ros.io/v1", kind: "BackupJob", namespace: ns, name: "by-ref" };
+    // Every answer is 200 (handled) or 503 (a conflict, retried); any other ends the wait at once and fails below.
+    const answers: number[] = [];
     const bj = await waitFor(async () => {
       const res = await post(walle.url, "dev.knative.apiserver.ref.update", ref, { "ce-kind": "BackupJob", "ce-name": "by-ref", "ce-namespace": ns });
-      expect([200, 503]).toContain(res.status);
+      answers.push(res.status);
+      if (res.status !== 200 && res.status !== 503) return { unexpected: res.status };
       const got = await admin().get<BackupJobObj>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/by-ref`);
       return got.status?.conditions?.some((c) => c.type === "CleanedUp") ? got : undefined;
     }, "BackupJob driven by Reference-mode events", 90_000);
-    expect(bj.status?.phase).toBe("Finished");
+    expect(answers.filter((s) => s !== 200 && s !== 503)).toEqual([]);
+    expect("status" in bj && bj.status?.phase).toBe("Finished");
     // A reference to something that no longer exists is deliberately ignored (2xx, so it is not retried).
     const gone = await post(walle.url, "dev.knative.apiserver.ref.delete", { ...ref, name: "never-was" });
     expect(gone.status).toBe(200);
@@ -71,6 +75,29 @@ describe("reconcile's other inputs", () => {
 
     const bad = await post(walle.url, "io.ros.walle.backup.progress", progress, { "ce-subject": "/not/a/backupjob" });
     expect(bad.status).toBe(400);
+  });
+
+  it("shows a worker's progress on a running BackupRestore, and refuses a backup's subject for it", async () => {
+    const walle = await startWalle({ eventSource: false });
+    const ns = await createNamespace("restore-progress");
+    const path = `/apis/ros.io/v1/namespaces/${ns}/backuprestores/running`;
+    await admin().create(`/apis/ros.io/v1/namespaces/${ns}/backuprestores`, {
+      apiVersion: "ros.io/v1",
+      kind: "BackupRestore",
+      metadata: { name: "running" },
+      spec: { repository: { name: "repo", namespace: ns }, source: { latest: { pvc: "data" } }, target: { newPvc: { name: "restored", size: "1Gi" } } },
+    });
+    await admin().patch(`${path}/status`, { status: { phase: "Restoring" } });
+    // As the restore worker sends it (functions/worker/progress.ts): its subject names the BackupRestore.
+    const progress = { percentDone: 0.5, filesDone: 3, totalFiles: 6, bytesDone: 512, totalBytes: 1024, secondsRemaining: 2 };
+    const res = await post(walle.url, "io.ros.walle.restore.progress", progress, { "ce-subject": path });
+    expect(res.status).toBe(200);
+    const br = await admin().get<{ status?: { progress?: unknown } }>(path);
+    expect(br.status?.progress).toEqual({ percent: 50, filesDone: 3, totalFiles: 6, bytesDone: 512, totalBytes: 1024, secondsRemaining: 2 });
+    // A restore's progress that names a BackupJob is refused, and changes nothing.
+    const crossed = await post(walle.url, "io.ros.walle.restore.progress", progress, { "ce-subject": `/apis/ros.io/v1/namespaces/${ns}/backupjobs/running` });
+    expect(crossed.status).toBe(400);
+    expect(((await crossed.json()) as { issues?: { path: string }[] }).issues?.[0]?.path).toBe("subject");
   });
 
   it("aggregates a BackupSet from its BackupJobs, as the original did", async () => {

@@ -2,7 +2,8 @@
 // status, without a cluster.
 import { describe, expect, it } from "vitest";
 import { BackupJobPhase, type BackupJobStatus } from "../../lib/api/backup-job.ts";
-import { decideBackupJob, snapshotClassFor, type BackupJobWorld } from "../../lib/core/backup-job.ts";
+import type { BackupJob } from "../../lib/api/parse.ts";
+import { backupJobReads, decideBackupJob, snapshotClassFor, type BackupJobWorld } from "../../lib/core/backup-job.ts";
 import type { Action } from "../../lib/core/decision.ts";
 import type { Manifest, WalleConfig } from "../../lib/core/builders.ts";
 import { decideBackupSet } from "../../lib/core/backup-set.ts";
@@ -47,6 +48,9 @@ const readySnapshot = (ns: string, name: string): VolumeSnapshot => ({
   spec: { source: { persistentVolumeClaimName: "data" } },
   status: { readyToUse: true, restoreSize: "1048576", creationTime: "2026-11-26T09:59:30Z", boundVolumeSnapshotContentName: "snapcontent-1" },
 });
+
+const finishedJob = (type: "Complete" | "Failed"): Job => ({ metadata: { name: names.job }, status: { conditions: [{ type, status: "True", reason: type === "Failed" ? "PodFailurePolicy" : "Completed", message: "x" }] } });
+const pod = (message: string, exitCode = 0): Pod => ({ metadata: { name: "p", creationTimestamp: "2026-11-26T09:59:40Z" }, spec: { containers: [] }, status: { phase: exitCode ? "Failed" : "Succeeded", containerStatuses: [{ name: "worker", image: "walle-worker", imageID: "", ready: false, restartCount: 0, state: { terminated: { exitCode, message } } }] } });
 
 describe("decideBackupJob", () => {
   it("fails a BackupJob whose PVC does not exist, naming it", () => {
@@ -140,8 +144,6 @@ describe("decideBackupJob", () => {
     expect(step2.status.phase).toBe("WaitingBackup");
   });
 
-  const finishedJob = (type: "Complete" | "Failed"): Job => ({ metadata: { name: names.job }, status: { conditions: [{ type, status: "True", reason: type === "Failed" ? "PodFailurePolicy" : "Completed", message: "x" }] } });
-  const pod = (message: string, exitCode = 0): Pod => ({ metadata: { name: "p", creationTimestamp: "2026-11-26T09:59:40Z" }, spec: { containers: [] }, status: { phase: exitCode ? "Failed" : "Succeeded", containerStatuses: [{ name: "worker", image: "walle-worker", imageID: "", ready: false, restartCount: 0, state: { terminated: { exitCode, message } } }] } });
 
   it("reads the worker's result into status and finishes", () => {
     const result = encodeResult({
@@ -246,5 +248,69 @@ describe("which BackupJob updates can move it on", () => {
     ["Finished and cleaned up", bj("Finished", { cleaned: true }), false],
   ])("%s → %s", (_what, obj, moves) => {
     expect(updateMovesBackupJob(obj)).toBe(moves);
+  });
+});
+
+describe("the reads a BackupJob step asks for, round by round", () => {
+  const bj = (status: BackupJobStatus, repoNs = "app"): BackupJob => ({
+    apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name: job.name, namespace: job.namespace, uid: job.uid }, spec: { sourcePvc: "data", repository: { name: "repo", namespace: repoNs } }, status,
+  });
+
+  it("NotStarted: the PVC and the classes, then the PVC's StorageClass", () => {
+    expect(backupJobReads(bj({}), {}, config)).toEqual({
+      pvc: { get: "PersistentVolumeClaim", name: "data", namespace: "app" },
+      snapshotClasses: { list: "VolumeSnapshotClass", cached: true },
+    });
+    expect(backupJobReads(bj({}), { pvc, snapshotClasses: [] }, config)).toEqual({ storageClass: { get: "StorageClass", name: "fast" } });
+    expect(backupJobReads(bj({}), { pvc: null, snapshotClasses: [] }, config)).toEqual({});
+  });
+
+  it("CreatingSnapshot across namespaces: the snapshots, then the content the source is bound to", () => {
+    const creating = bj({ phase: "CreatingSnapshot" }, "walle-system");
+    expect(Object.keys(backupJobReads(creating, {}, config))).toEqual(["sourceSnapshot", "movedContent", "movedSnapshot"]);
+    expect(backupJobReads(creating, { sourceSnapshot: readySnapshot("app", names.sourceSnapshot), movedContent: null, movedSnapshot: null }, config)).toEqual({
+      sourceContent: { get: "VolumeSnapshotContent", name: "snapcontent-1" },
+    });
+  });
+
+  it("WaitingBackup: the Job, then its pods only once one runs or it has ended", () => {
+    const waiting = bj({ phase: "WaitingBackup" });
+    expect(Object.keys(backupJobReads(waiting, {}, config))).toEqual(["workerJob"]);
+    expect(backupJobReads(waiting, { workerJob: { metadata: { name: names.job }, status: {} } }, config)).toEqual({});
+    expect(Object.keys(backupJobReads(waiting, { workerJob: { metadata: { name: names.job }, status: { active: 1 } } }, config))).toEqual(["workerPods"]);
+    expect(backupJobReads(bj({ phase: "BackingUp" }), { workerJob: { metadata: { name: names.job }, status: { active: 1 } } }, config)).toEqual({});
+    expect(Object.keys(backupJobReads(bj({ phase: "BackingUp" }), { workerJob: finishedJob("Complete") }, config))).toEqual(["workerPods"]);
+  });
+
+  it("a settled BackupJob reads nothing", () => {
+    expect(backupJobReads(bj({ phase: "Finished" }), {}, config)).toEqual({});
+  });
+});
+
+describe("ending a BackupJob", () => {
+  it("writes the result first, saying clean-up has begun, then deletes, then records CleanedUp", () => {
+    const result = encodeResult({
+      command: "backup", outcome: "Succeeded", reason: "Completed", message: "Backed up.", snapshotId: "b".repeat(64), exitCode: 0, exitMeaning: "ok",
+      startedAt: "2026-11-26T09:59:40Z", finishedAt: "2026-11-26T09:59:50Z",
+    });
+    const d = decideBackupJob(world({ phase: "BackingUp" }, { workerJob: finishedJob("Complete"), workerPods: [pod(result)] }), config, now);
+    expect(d.actions).toEqual([]);
+    expect(d.status.conditions?.find((c) => c.type === "CleanedUp")).toMatchObject({ status: "False", reason: "Deleting" });
+    expect(d.then?.actions.map((a) => (a.op === "delete" ? `${a.target.kind} ${a.target.name}` : a.op))).toEqual([`Job ${names.job}`, `PersistentVolumeClaim ${names.pvc}`, `VolumeSnapshot ${names.sourceSnapshot}`]);
+    expect(d.then?.status.conditions?.find((c) => c.type === "CleanedUp")).toMatchObject({ status: "True", reason: "Deleted" });
+    expect(d.then?.status.snapshotId).toBe("b".repeat(64));
+    // Its own echo does not move it (the writer finishes), and once cleaned up nothing does.
+    const echo = { apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name: job.name, namespace: job.namespace, generation: 1 }, status: { ...d.status, observedGeneration: 1 } };
+    expect(updateMovesBackupJob(echo)).toBe(false);
+    // A writer that died in between leaves it unsettled: the resync's step deletes and records it.
+    const resumed = decideBackupJob(world(d.status), config, now);
+    expect(resumed.actions.length).toBe(3);
+    expect(resumed.status.conditions?.find((c) => c.type === "CleanedUp")?.status).toBe("True");
+  });
+
+  it("a BackupJob that fails before it made anything is cleaned up in the same write", () => {
+    const d = decideBackupJob(world({}, { pvc: null, snapshotClasses: [] }), config, now);
+    expect(d.then).toBeUndefined();
+    expect(d.status.conditions?.find((c) => c.type === "CleanedUp")?.status).toBe("True");
   });
 });
