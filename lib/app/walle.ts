@@ -9,7 +9,8 @@ import { BackupRestorePhase } from "../api/backup-restore.ts";
 import { backupJobReconciler, isTerminal } from "../core/backup-job.ts";
 import { backupRestoreReconciler } from "../core/backup-restore.ts";
 import { backupSetReconciler } from "../core/backup-set.ts";
-import { objectSummarySchema, pvcSchema } from "../core/objects.ts";
+import { objectMetaSchema } from "../api/parse.ts";
+import { objectSummarySchema, pvcSchema, statusSummarySchema } from "../core/objects.ts";
 import {
   forcedBackupJob,
   forcedBackupRestore,
@@ -187,26 +188,14 @@ function refusal(r: Refusal): BadEventError {
 }
 
 /** Resource-mode data: the fields routing reads; the rest passes through. */
-export const eventObjectSchema = z.looseObject({
+export const eventObjectSchema = objectSummarySchema.extend({
   apiVersion: z.string(),
   kind: z.string(),
-  status: z
-    .looseObject({
-      phase: z.string().optional(),
-      observedGeneration: z.number().optional(),
-      readyToUse: z.boolean().optional(),
-      error: z.unknown().optional(),
-      conditions: z.array(z.looseObject({ type: z.string(), status: z.string() })).optional(),
-    })
+  status: statusSummarySchema
+    .extend({ observedGeneration: z.number().optional(), readyToUse: z.boolean().optional(), error: z.unknown().optional() })
     .optional()
     .catch(undefined),
-  metadata: z.looseObject({
-    name: z.string(),
-    generation: z.number().optional(),
-    namespace: z.string().optional(),
-    labels: z.record(z.string(), z.string()).optional(),
-    ownerReferences: z.array(z.looseObject({ apiVersion: z.string(), kind: z.string(), name: z.string(), controller: z.boolean().optional() })).optional(),
-  }),
+  metadata: objectMetaSchema.extend({ name: z.string() }),
 });
 
 /** Reference-mode data. */

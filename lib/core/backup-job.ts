@@ -12,7 +12,7 @@ import { ConditionStatus, JobType, Label, WalleAnnotation } from "../api/constan
 import type { BackupJob } from "../api/parse.ts";
 import { movedContent, ownedMetadata, ownerRef, pvcFromSnapshot, volumeSnapshot, workerJob, workerSourcePath, type Manifest, type WalleConfig } from "./builders.ts";
 import { isCleanedUp, rfc3339, setCondition, type ConditionInput } from "./conditions.ts";
-import { invalidSpec, unchanged, type Action, type Decision, type KubeEvent, type ReadPlan, type Reconciler } from "./decision.ts";
+import { failsInvalid, type Action, type Decision, type KubeEvent, type ReadPlan, type Reconciler } from "./decision.ts";
 import { backupJobChildNames } from "./names.ts";
 import { jobFailureMessage, jobOutcome, type Job, type Pod, type Pvc, type StorageClass, type VolumeSnapshot, type VolumeSnapshotClass, type VolumeSnapshotContent } from "./objects.ts";
 import { workerReport } from "./worker-result.ts";
@@ -437,8 +437,7 @@ export const backupJobReconciler: Reconciler<BackupJob, BackupJobObserved, Backu
   reads: backupJobReads,
   world: backupJobWorld,
   decide: decideBackupJob,
-  invalid: (status, problems, now) =>
-    invalidSpec(status, problems, now, { kind: "BackupJob", failed: BackupJobPhase.Failed, condition: BackupJobConditionType.BackupState, event: EventReason.BackupFailed }) ?? unchanged(status),
+  invalid: failsInvalid({ kind: "BackupJob", failed: BackupJobPhase.Failed, condition: BackupJobConditionType.BackupState, event: EventReason.BackupFailed }),
 };
 
 /** The class for a PVC's snapshot: the operator's mapping, else the default class of the PVC's CSI driver. */

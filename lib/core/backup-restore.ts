@@ -14,7 +14,7 @@ import type { BackupRestore } from "../api/parse.ts";
 import type { WorkerResult } from "../restic/result.ts";
 import { ownedMetadata, ownerRef, workerJob, type Manifest, type WalleConfig } from "./builders.ts";
 import { isCleanedUp, rfc3339, setCondition, type ConditionInput } from "./conditions.ts";
-import { invalidSpec, unchanged, type Action, type Decision, type KubeEvent, type ReadPlan, type Reconciler } from "./decision.ts";
+import { failsInvalid, type Action, type Decision, type KubeEvent, type ReadPlan, type Reconciler } from "./decision.ts";
 import { restoreChildNames } from "./names.ts";
 import { jobFailureMessage, type Job, type Pod, type Pv, type Pvc } from "./objects.ts";
 import { workerReport } from "./worker-result.ts";
@@ -351,6 +351,5 @@ export const backupRestoreReconciler: Reconciler<BackupRestore, BackupRestoreObs
   reads: backupRestoreReads,
   world: backupRestoreWorld,
   decide: decideBackupRestore,
-  invalid: (status, problems, now) =>
-    invalidSpec(status, problems, now, { kind: "BackupRestore", failed: BackupRestorePhase.Failed, condition: BackupRestoreConditionType.RestoreState, event: EventReason.RestoreFailed }) ?? unchanged(status),
+  invalid: failsInvalid({ kind: "BackupRestore", failed: BackupRestorePhase.Failed, condition: BackupRestoreConditionType.RestoreState, event: EventReason.RestoreFailed }),
 };

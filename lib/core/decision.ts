@@ -2,7 +2,6 @@
 // (actions, the new status, Events, and when to look again). One executor in lib/k8s carries out any of them.
 import { ConditionReason, type ConditionType, type EventReason } from "../api/conditions.ts";
 import { ConditionStatus } from "../api/constants.ts";
-import type { Condition } from "../api/common.ts";
 import type { Manifest, WalleConfig } from "./builders.ts";
 import { rfc3339, setCondition } from "./conditions.ts";
 
@@ -87,18 +86,21 @@ export interface Reconciler<Obj, Observed, World, Status> {
 export const unchanged = <S>(status: S): Decision<S> => ({ actions: [], status, events: [] });
 
 /**
- * The decision for an object the API server accepted but whose spec Walle cannot read (written before a rule
- * existed, say): Failed, with a condition and an Event that name the fields; nothing is created for it. Undefined
- * when it has failed already.
+ * What a kind does with an object the API server accepted but whose spec Walle cannot read (written before a
+ * rule existed, say): Failed, with a condition and an Event that name the fields; nothing is created for it.
  */
-export function invalidSpec<P extends string>(
-  status: { readonly phase?: string },
-  problems: readonly string[],
-  now: Date,
-  how: { readonly kind: string; readonly failed: P; readonly condition: ConditionType; readonly event: EventReason },
-): Decision<{ phase: P; finishTime: string; conditions: Condition[] }> | undefined {
-  if (status.phase === how.failed) return undefined;
-  const message = `The ${how.kind} is invalid: ${problems.join("; ")}`;
-  const conditions = setCondition(undefined, { type: how.condition, status: ConditionStatus.False, reason: ConditionReason.InvalidSpec, message }, now);
-  return { actions: [], status: { phase: how.failed, finishTime: rfc3339(now), conditions }, events: [{ type: "Warning", reason: how.event, note: message }] };
+export function failsInvalid<S extends { readonly phase?: string }>(how: {
+  readonly kind: string;
+  readonly failed: NonNullable<S["phase"]>;
+  readonly condition: ConditionType;
+  readonly event: EventReason;
+}): Reconciler<never, never, never, S>["invalid"] {
+  return (status, problems, now) => {
+    if (status.phase === how.failed) return unchanged(status);
+    const message = `The ${how.kind} is invalid: ${problems.join("; ")}`;
+    const conditions = setCondition(undefined, { type: how.condition, status: ConditionStatus.False, reason: ConditionReason.InvalidSpec, message }, now);
+    // Only what the failure says: a status of its own, since nothing in the old one can be trusted.
+    const failed = { phase: how.failed, finishTime: rfc3339(now), conditions } as unknown as S;
+    return { actions: [], status: failed, events: [{ type: "Warning", reason: how.event, note: message }] };
+  };
 }

@@ -152,17 +152,12 @@ export function jobFailureMessage(job: Job): string | undefined {
 }
 
 /** An object's metadata and where it is: phase or state, and conditions. */
-export const objectSummarySchema = z.looseObject({
-  metadata: meta,
-  status: z
-    .looseObject({
-      phase: z.string().optional(),
-      state: z.string().optional(),
-      conditions: z.array(z.looseObject({ type: z.string(), status: z.string() })).optional(),
-    })
-    .optional()
-    .catch(undefined),
+export const statusSummarySchema = z.looseObject({
+  phase: z.string().optional(),
+  state: z.string().optional(),
+  conditions: z.array(z.looseObject({ type: z.string(), status: z.string(), reason: z.string().optional() })).optional(),
 });
+export const objectSummarySchema = z.looseObject({ metadata: meta, status: statusSummarySchema.optional().catch(undefined) });
 export type ObjectSummary = z.output<typeof objectSummarySchema>;
 
 /** The schema each read of a kind parses with. */

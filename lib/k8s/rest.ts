@@ -1,7 +1,8 @@
 // A thin REST client for the Kubernetes API: JSON over HTTPS with the credentials of a kubeconfig file or of
 // the pod's service account, typed errors that carry the API status code, and list+watch streams.
 // It is deliberately small: Walle's functions scale from zero, so start-up time and memory matter more than
-// the breadth of a generated client.
+// the breadth of a generated client. Kubeconfig files with any kind of user (exec plugins, OIDC) go through
+// kubeconfig.ts, which only authenticates the requests this client sends.
 import { readFileSync } from "node:fs";
 import https from "node:https";
 import { parse as parseYaml } from "yaml";
@@ -14,6 +15,24 @@ export interface Credentials {
   readonly token?: string;
   readonly tokenFile?: string;
   readonly insecureSkipTlsVerify?: boolean;
+  /** The name to verify the server's certificate against, when it is not the server URL's host. */
+  readonly tlsServerName?: string;
+  /** Headers sent with every request (a kubeconfig's basic auth or impersonation). */
+  readonly headers?: Readonly<Record<string, string>>;
+  /**
+   * Authentication worked out again for each request, for credentials that expire and are renewed (a
+   * kubeconfig's exec plugin or OIDC provider). Calls may overlap; the source caches what it can.
+   */
+  readonly authenticate?: () => Promise<Authentication>;
+}
+
+/** What a renewing credential source gives for one request. */
+export interface Authentication {
+  /** Headers to send, such as Authorization. */
+  readonly headers: Readonly<Record<string, string>>;
+  /** A client certificate and key (PEM) the source issued, for sources that issue them (some exec plugins). */
+  readonly cert?: string;
+  readonly key?: string;
 }
 
 /** A Kubernetes `Status` failure: `code` is the HTTP status, `reason` the API's machine-readable reason. */
@@ -77,7 +96,10 @@ export function inClusterCredentials(env: NodeJS.ProcessEnv = process.env): Cred
   return { server: `https://${h}:${port}`, ca: readFileSync(`${saDir}/ca.crt`), tokenFile: `${saDir}/token` };
 }
 
-/** Credentials from KUBECONFIG when set, else the in-cluster service account. */
+/**
+ * Credentials from KUBECONFIG when set (its first file, certificate and token users only), else the in-cluster
+ * service account. clientFromEnv (kubeconfig.ts) reads every kind of kubeconfig, as kubectl does.
+ */
 export function defaultCredentials(env: NodeJS.ProcessEnv = process.env): Credentials {
   return env.KUBECONFIG ? credentialsFromKubeconfig(env.KUBECONFIG.split(":")[0] ?? "") : inClusterCredentials(env);
 }
@@ -103,10 +125,26 @@ export interface WatchEvent<T> {
   readonly object: T;
 }
 
+interface Tls {
+  readonly ca?: Buffer;
+  readonly cert?: Buffer | string;
+  readonly key?: Buffer | string;
+  readonly servername?: string;
+  readonly rejectUnauthorized: boolean;
+}
+
+/** Stops an agent keeping connections alive: requests in flight finish, then their sockets close. */
+function retire(agent: https.Agent): void {
+  agent.on("free", (socket: { destroy(): void }) => socket.destroy());
+  for (const sockets of Object.values(agent.freeSockets)) for (const s of sockets ?? []) s.destroy();
+}
+
 export class RestClient {
-  readonly agent: https.Agent;
-  /** Watches hold their connection for minutes: they get their own, so they never starve ordinary requests. */
-  readonly watchAgent: https.Agent;
+  #agent: https.Agent;
+  #watchAgent: https.Agent;
+  #tls: Tls;
+  /** The client certificate and key in use, as PEM text, to tell a newly issued one from it. */
+  #identity: { readonly cert?: string; readonly key?: string };
   readonly base: URL;
   /** Counts requests, so benchmarks and tests can measure how many API calls a piece of work made. */
   requests = 0;
@@ -116,17 +154,49 @@ export class RestClient {
   constructor(creds: Credentials) {
     this.creds = creds;
     this.base = new URL(creds.server);
-    const tls = { ca: creds.ca, cert: creds.cert, key: creds.key, rejectUnauthorized: !creds.insecureSkipTlsVerify };
-    this.agent = new https.Agent({ keepAlive: true, maxSockets: 32, ...tls });
-    this.watchAgent = new https.Agent({ keepAlive: false, ...tls });
+    this.#tls = {
+      ca: creds.ca,
+      cert: creds.cert,
+      key: creds.key,
+      rejectUnauthorized: !creds.insecureSkipTlsVerify,
+      ...(creds.tlsServerName ? { servername: creds.tlsServerName } : {}),
+    };
+    this.#identity = { cert: creds.cert?.toString("utf8"), key: creds.key?.toString("utf8") };
+    this.#agent = new https.Agent({ keepAlive: true, maxSockets: 32, ...this.#tls });
+    this.#watchAgent = new https.Agent({ keepAlive: false, ...this.#tls });
+  }
+
+  /** Kept alive and shared by all ordinary requests. */
+  get agent(): https.Agent {
+    return this.#agent;
+  }
+
+  /** Watches hold their connection for minutes: they get their own, so they never starve ordinary requests. */
+  get watchAgent(): https.Agent {
+    return this.#watchAgent;
   }
 
   private headers(opts: RequestOptions): Record<string, string> {
     const h: Record<string, string> = { accept: opts.accept ?? "application/json" };
     const token = this.creds.tokenFile ? readFileSync(this.creds.tokenFile, "utf8").trim() : this.creds.token;
     if (token) h.authorization = `Bearer ${token}`;
+    if (this.creds.headers) for (const [k, v] of Object.entries(this.creds.headers)) h[k.toLowerCase()] = v;
     if (opts.body !== undefined) h["content-type"] = opts.contentType ?? "application/json";
     return h;
+  }
+
+  /** `headers` plus what `creds.authenticate` gives now; a newly issued client certificate replaces the agents. */
+  private async authenticated(authenticate: () => Promise<Authentication>, headers: Record<string, string>): Promise<Record<string, string>> {
+    const auth = await authenticate();
+    if (auth.cert !== undefined && auth.key !== undefined && (auth.cert !== this.#identity.cert || auth.key !== this.#identity.key)) {
+      this.#identity = { cert: auth.cert, key: auth.key };
+      this.#tls = { ...this.#tls, cert: auth.cert, key: auth.key };
+      retire(this.#agent);
+      this.#agent = new https.Agent({ keepAlive: true, maxSockets: 32, ...this.#tls });
+      this.#watchAgent = new https.Agent({ keepAlive: false, ...this.#tls });
+    }
+    for (const [k, v] of Object.entries(auth.headers)) headers[k.toLowerCase()] = v;
+    return headers;
   }
 
   private url(path: string, query: RequestOptions["query"]): URL {
@@ -141,10 +211,16 @@ export class RestClient {
     const body = opts.body === undefined ? undefined : typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body);
     const headers = this.headers(opts);
     if (body !== undefined) headers["content-length"] = String(Buffer.byteLength(body));
+    const { authenticate } = this.creds;
+    if (!authenticate) return this.send<T>(method, path, opts, headers, body);
+    return this.authenticated(authenticate, headers).then((h) => this.send<T>(method, path, opts, h, body));
+  }
+
+  private send<T>(method: string, path: string, opts: RequestOptions, headers: Record<string, string>, body: string | undefined): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const req = https.request(
         this.url(path, opts.query),
-        { method, agent: this.agent, headers, timeout: opts.timeoutMs ?? 30_000 },
+        { method, agent: this.#agent, headers, timeout: opts.timeoutMs ?? 30_000 },
         (res) => {
           const chunks: Buffer[] = [];
           res.on("data", (c: Buffer) => chunks.push(c));
@@ -195,10 +271,23 @@ export class RestClient {
    */
   watch<T>(path: string, resourceVersion: string, onEvent: (e: WatchEvent<T>) => void, signal?: AbortSignal, query: RequestOptions["query"] = {}): Promise<void> {
     this.requests++;
+    const { authenticate } = this.creds;
+    if (!authenticate) return this.stream(path, resourceVersion, onEvent, signal, query, this.headers({}));
+    return this.authenticated(authenticate, this.headers({})).then((h) => this.stream(path, resourceVersion, onEvent, signal, query, h));
+  }
+
+  private stream<T>(
+    path: string,
+    resourceVersion: string,
+    onEvent: (e: WatchEvent<T>) => void,
+    signal: AbortSignal | undefined,
+    query: RequestOptions["query"],
+    headers: Record<string, string>,
+  ): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const req = https.request(
         this.url(path, { ...query, watch: 1, resourceVersion, allowWatchBookmarks: true, timeoutSeconds: 300 }),
-        { method: "GET", agent: this.watchAgent, headers: this.headers({}), signal },
+        { method: "GET", agent: this.#watchAgent, headers, signal },
         (res) => {
           if ((res.statusCode ?? 0) >= 300) {
             res.resume();
@@ -225,7 +314,7 @@ export class RestClient {
   }
 
   close(): void {
-    this.agent.destroy();
-    this.watchAgent.destroy();
+    this.#agent.destroy();
+    this.#watchAgent.destroy();
   }
 }

@@ -5,7 +5,7 @@ import { BackupJobPhase, type BackupJobStatus } from "../../lib/api/backup-job.t
 import type { BackupJob } from "../../lib/api/parse.ts";
 import { backupJobReads, decideBackupJob, snapshotClassFor, type BackupJobWorld } from "../../lib/core/backup-job.ts";
 import type { Action } from "../../lib/core/decision.ts";
-import type { Manifest, WalleConfig } from "../../lib/core/builders.ts";
+import type { Manifest } from "../../lib/core/builders.ts";
 import { decideBackupSet } from "../../lib/core/backup-set.ts";
 import { backupJobChildNames, boundedName } from "../../lib/core/names.ts";
 import type { Job, Pod, Pvc, VolumeSnapshot, VolumeSnapshotContent } from "../../lib/core/objects.ts";
@@ -13,18 +13,10 @@ import { targetOf, updateMovesBackupJob } from "../../lib/core/routing.ts";
 import { selectorString } from "../../lib/core/selectors.ts";
 import { mergePatch } from "../../lib/k8s/actions.ts";
 import { encodeResult } from "../../lib/restic/result.ts";
+import { testConfig } from "../support/config.ts";
 
 const now = new Date("2026-11-26T10:00:00Z");
-const config: WalleConfig = {
-  installNamespace: "walle-system",
-  clusterName: "prod",
-  workerImage: "ghcr.io/ros-io/walle-worker:1.0.0",
-  snapClassMappings: [],
-  progressSinkUrl: "http://walle-reconcile.walle-system.svc.cluster.local",
-  workerDeadlineSeconds: 3600,
-  snapshotTimeoutSeconds: 600,
-  workerBackoffLimit: 2,
-};
+const config = testConfig;
 const job = { namespace: "app", name: "nightly", uid: "0b1c2d3e-aaaa-bbbb-cccc-000000000001", generation: 1, labels: {}, creationTimestamp: "2026-11-26T09:59:00Z" };
 const names = backupJobChildNames(job);
 

@@ -4,22 +4,14 @@ import { describe, expect, it } from "vitest";
 import type { BackupRestoreSpec, BackupRestoreStatus } from "../../lib/api/backup-restore.ts";
 import type { BackupRestore } from "../../lib/api/parse.ts";
 import { backupRestoreReads, backupRestoreWorld, decideBackupRestore, type BackupRestoreWorld } from "../../lib/core/backup-restore.ts";
-import type { WalleConfig } from "../../lib/core/builders.ts";
 import type { Action } from "../../lib/core/decision.ts";
 import { restoreChildNames } from "../../lib/core/names.ts";
 import type { Job, Pod, Pv, Pvc } from "../../lib/core/objects.ts";
 import { encodeResult } from "../../lib/restic/result.ts";
+import { testConfig } from "../support/config.ts";
 
 const now = new Date("2026-11-30T12:00:00Z");
-const config: WalleConfig = {
-  installNamespace: "walle-system",
-  clusterName: "prod",
-  workerImage: "ghcr.io/ros-io/walle-worker:1.0.0",
-  snapClassMappings: [],
-  workerDeadlineSeconds: 3600,
-  snapshotTimeoutSeconds: 600,
-  workerBackoffLimit: 2,
-};
+const config = testConfig;
 const restore = { namespace: "shop", name: "undo", uid: "9f8e7d6c-0000-1111-2222-333344445555", generation: 1 };
 const names = restoreChildNames(restore);
 
