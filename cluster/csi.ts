@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { isAlreadyExists, isNotFound, type RestClient } from "../lib/k8s/rest.ts";
 import type { Informer } from "../lib/k8s/informer.ts";
-import type { Named, Pv, Pvc, StorageClass } from "../lib/k8s/models.ts";
+import type { Named, Pv, Pvc, StorageClass } from "../lib/api/kube.ts";
 import type { VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent } from "./types.ts";
 
 export const DRIVER = "hostpath.csi.walle.local";

@@ -10,7 +10,7 @@ import path from "node:path";
 import { isNotFound, type RestClient } from "../lib/k8s/rest.ts";
 import type { Informer } from "../lib/k8s/informer.ts";
 import { nowIso, type LocalCsi } from "./csi.ts";
-import type { ConfigMap, Container, ContainerState, ContainerStatus, EnvVar, KeyToPath, Named, Pod, Secret, SecurityContext, Volume } from "../lib/k8s/models.ts";
+import type { ConfigMap, Container, ContainerState, ContainerStatus, EnvVar, KeyToPath, Named, Pod, Secret, SecurityContext, Volume } from "../lib/api/kube.ts";
 
 export const NODE_NAME = "walle-local-node";
 

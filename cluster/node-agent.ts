@@ -9,7 +9,7 @@ import { isAlreadyExists, type RestClient } from "../lib/k8s/rest.ts";
 import { DRIVER, LocalCsi, SNAPSHOT_CLASS, STORAGE_CLASS } from "./csi.ts";
 import { LocalKubelet, NODE_NAME, type ImageResolver } from "./kubelet.ts";
 import type { CertPair, Pki } from "./pki.ts";
-import type { Named, Node, NodeStatus, Pod, Pv, Pvc, StorageClass } from "../lib/k8s/models.ts";
+import type { Named, Node, NodeStatus, Pod, Pv, Pvc, StorageClass } from "../lib/api/kube.ts";
 import type { VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent } from "./types.ts";
 
 export interface NodeAgentOptions {

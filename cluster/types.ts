@@ -1,7 +1,7 @@
 // The CSI snapshot kinds (snapshot.storage.k8s.io/v1), which are CRDs that @kubernetes/client-node does not model.
 // Shaped as its models are (metadata optional, `Named<>` where it is known), with the fields the local CSI driver
-// uses and the schema of external-snapshotter's CRDs. The core kinds come from lib/k8s/models.ts.
-import type { ObjectMeta, ObjectReference, With } from "../lib/k8s/models.ts";
+// uses and the schema of external-snapshotter's CRDs. The core kinds come from lib/api/kube.ts.
+import type { ObjectMeta, ObjectReference, With } from "../lib/api/kube.ts";
 
 /** The top of every API object, as in client-node's models. */
 interface ApiObject {

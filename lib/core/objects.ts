@@ -1,9 +1,9 @@
 // The fields of Kubernetes' objects that Walle reads, parsed with zod at the boundary so the pure core works on
 // checked values. Loose objects: fields Walle does not read pass through untouched. Core kinds are typed as
-// @kubernetes/client-node models them (lib/k8s/models.ts); the snapshot kinds, which it does not model, by
+// @kubernetes/client-node models them (lib/api/kube.ts); the snapshot kinds, which it does not model, by
 // their schemas here.
 import { z } from "zod";
-import type { Job as JobModel, Pod as PodModel, Pv as PvModel, Pvc as PvcModel, StorageClass as StorageClassModel } from "../k8s/models.ts";
+import type { Job as JobModel, Pod as PodModel, Pv as PvModel, Pvc as PvcModel, StorageClass as StorageClassModel } from "../api/kube.ts";
 import { resourceSchemas, objectMetaSchema } from "../api/parse.ts";
 import type { KubeKind } from "./decision.ts";
 
