@@ -1,25 +1,14 @@
 // List+watch of one resource into a cache, as client-go's informers do: list, then watch from the list's
 // resourceVersion, re-list when the watch expires (410 Gone) or fails, and tell the owner of every change.
+import type { ObjectMeta, With } from "../api/kube.ts";
 import { ApiError, type RestClient } from "./rest.ts";
 
-export interface ObjectMeta {
-  name: string;
-  namespace?: string;
-  uid?: string;
-  resourceVersion?: string;
-  generation?: number;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string; controller?: boolean; blockOwnerDeletion?: boolean }[];
-  deletionTimestamp?: string;
-  finalizers?: string[];
-  creationTimestamp?: string;
-}
 
+/** Any object as the API server stores it: its name is always set. */
 export interface KubeObject {
   apiVersion?: string;
   kind?: string;
-  metadata: ObjectMeta;
+  metadata: With<ObjectMeta, "name">;
 }
 
 export type ChangeType = "add" | "update" | "delete";
