@@ -3,8 +3,9 @@
 #   docker build --target reconcile -t <registry>/walle-reconcile:0.1.0 .
 #   docker build --target worker    -t <registry>/walle-worker:0.1.0 .
 #
-# Each function is bundled into one ES module (npm run build: scripts/bundle.ts), so the images need no
-# node_modules and start fast (the worker's start counts against staying within 3% of bare restic).
+# Each function is bundled into one ES module (npm run build: scripts/bundle.ts), plus the chunks of what it
+# imports only when needed (<function>-chunks/), so the images need no node_modules and start fast (the
+# worker's start counts against staying within 3% of bare restic).
 #
 # The run stages are distroless: no shell, no package manager, only Node and CA certificates (restic needs them
 # for https backends). Both run as 65532 ("nonroot"), matching the pods' runAsUser, with a read-only root
@@ -34,6 +35,7 @@ RUN node scripts/build.ts reconcile worker
 
 FROM ${NODE_RUN_IMAGE} AS reconcile
 COPY --from=build /src/dist/reconcile.mjs /app/reconcile.mjs
+COPY --from=build /src/dist/reconcile-chunks /app/reconcile-chunks
 WORKDIR /app
 ENV NODE_ENV=production
 USER 65532:65532
@@ -43,6 +45,7 @@ ENTRYPOINT ["/nodejs/bin/node", "/app/reconcile.mjs"]
 FROM ${NODE_RUN_IMAGE} AS worker
 COPY --from=restic /usr/bin/restic /usr/bin/restic
 COPY --from=build /src/dist/worker.mjs /app/worker.mjs
+COPY --from=build /src/dist/worker-chunks /app/worker-chunks
 WORKDIR /app
 ENV NODE_ENV=production \
     RESTIC_BINARY=/usr/bin/restic \

@@ -172,14 +172,26 @@ export async function userKubeconfig(stateDir: string, server: string, user: str
   return writeKubeconfig(file, server, pki.caCert, { name: user, cert });
 }
 
-/** A kubeconfig for a service account, with a real token from the TokenRequest API. */
-export async function serviceAccountKubeconfig(admin: RestClient, stateDir: string, namespace: string, name: string, expirationSeconds = 3600): Promise<string> {
-  const tr = await admin.create<{ status: { token: string } }>(`/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`, {
+export interface ServiceAccountToken {
+  readonly token: string;
+  /** When the API server stops accepting it (RFC 3339). */
+  readonly expirationTimestamp: string;
+}
+
+/** A real token for a service account, from the TokenRequest API. */
+export async function serviceAccountToken(admin: RestClient, namespace: string, name: string, expirationSeconds = 3600): Promise<ServiceAccountToken> {
+  const tr = await admin.create<{ status: ServiceAccountToken }>(`/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`, {
     apiVersion: "authentication.k8s.io/v1",
     kind: "TokenRequest",
     spec: { expirationSeconds },
   });
+  return { token: tr.status.token, expirationTimestamp: tr.status.expirationTimestamp };
+}
+
+/** A kubeconfig for a service account, with a real token from the TokenRequest API. */
+export async function serviceAccountKubeconfig(admin: RestClient, stateDir: string, namespace: string, name: string, expirationSeconds = 3600): Promise<string> {
+  const { token } = await serviceAccountToken(admin, namespace, name, expirationSeconds);
   const file = path.join(stateDir, "kubeconfigs", `sa-${namespace}-${name}.kubeconfig`);
   await mkdir(path.dirname(file), { recursive: true });
-  return writeKubeconfig(file, admin.creds.server, path.join(stateDir, "pki", "ca.crt"), { name: `system:serviceaccount:${namespace}:${name}`, token: tr.status.token });
+  return writeKubeconfig(file, admin.creds.server, path.join(stateDir, "pki", "ca.crt"), { name: `system:serviceaccount:${namespace}:${name}`, token });
 }

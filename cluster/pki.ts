@@ -85,12 +85,18 @@ export function issueClient(pki: Pki, user: string, groups: readonly string[] = 
   );
 }
 
-/** A kubeconfig file for a client certificate or a bearer token, in the format kubectl reads. */
+/** A client-go exec credential plugin: a command that prints an ExecCredential (client.authentication.k8s.io/v1). */
+export interface ExecPlugin {
+  readonly command: string;
+  readonly args?: readonly string[];
+}
+
+/** A kubeconfig file for a client certificate, a bearer token or an exec credential plugin, in the format kubectl reads. */
 export async function writeKubeconfig(
   file: string,
   server: string,
   caCert: string,
-  user: { name: string } & ({ cert: CertPair } | { token: string }),
+  user: { name: string } & ({ cert: CertPair } | { token: string } | { exec: ExecPlugin }),
 ): Promise<string> {
   const ca = (await readFile(caCert)).toString("base64");
   const auth =
@@ -99,7 +105,9 @@ export async function writeKubeconfig(
           "client-certificate-data": (await readFile(user.cert.cert)).toString("base64"),
           "client-key-data": (await readFile(user.cert.key)).toString("base64"),
         }
-      : { token: user.token };
+      : "token" in user
+        ? { token: user.token }
+        : { exec: { apiVersion: "client.authentication.k8s.io/v1", command: user.exec.command, args: [...(user.exec.args ?? [])], interactiveMode: "Never" } };
   const config = {
     apiVersion: "v1",
     kind: "Config",

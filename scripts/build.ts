@@ -1,4 +1,5 @@
-// npm run build [-- <function>…]: one bundled ES module per function, dist/<function>.mjs, as its image runs it.
+// npm run build [-- <function>…]: one bundled ES module per function, dist/<function>.mjs (and the chunks it loads lazily,
+// dist/<function>-chunks/), as its image runs it.
 // Functions whose entry does not exist yet are reported and skipped.
 import { existsSync } from "node:fs";
 import path from "node:path";

@@ -3,7 +3,7 @@
 import { loadConfig } from "../../lib/app/config.ts";
 import { createReceiver, serve } from "../../lib/app/receiver.ts";
 import { createWalle } from "../../lib/app/walle.ts";
-import { defaultCredentials, RestClient } from "../../lib/k8s/rest.ts";
+import { clientFromEnv } from "../../lib/k8s/kubeconfig.ts";
 import { createLogger, failStart } from "../../lib/log.ts";
 import { handle } from "./index.ts";
 
@@ -12,7 +12,7 @@ const SERVICE = "walle-reconcile";
 async function main(): Promise<void> {
   const { walle: config, serve: shell } = failStart(SERVICE, () => loadConfig(process.env, SERVICE));
   const log = createLogger({ function: shell.service, level: shell.logLevel });
-  const walle = createWalle({ api: new RestClient(defaultCredentials(process.env)), config, controller: `ros.io/${SERVICE}` });
+  const walle = createWalle({ api: await clientFromEnv(process.env), config, controller: `ros.io/${SERVICE}` });
   const receiver = createReceiver({ log, handle: (context, event) => handle({ ...context, walle }, event), ...(shell.triggerToken ? { triggerToken: shell.triggerToken } : {}) });
   const address = await serve(receiver, shell.port, log);
   log.info({ port: address.port, tokenRequired: shell.triggerToken !== undefined }, "Started reconcile function");

@@ -96,13 +96,6 @@ export function inClusterCredentials(env: NodeJS.ProcessEnv = process.env): Cred
   return { server: `https://${h}:${port}`, ca: readFileSync(`${saDir}/ca.crt`), tokenFile: `${saDir}/token` };
 }
 
-/**
- * Credentials from KUBECONFIG when set (its first file, certificate and token users only), else the in-cluster
- * service account. clientFromEnv (kubeconfig.ts) reads every kind of kubeconfig, as kubectl does.
- */
-export function defaultCredentials(env: NodeJS.ProcessEnv = process.env): Credentials {
-  return env.KUBECONFIG ? credentialsFromKubeconfig(env.KUBECONFIG.split(":")[0] ?? "") : inClusterCredentials(env);
-}
 
 export type PatchType = "merge" | "json" | "strategic" | "apply";
 const patchContentType: Record<PatchType, string> = {
