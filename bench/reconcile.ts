@@ -126,6 +126,14 @@ const quietLog = () => createLogger({ function: "walle-reconcile", level: "info"
 
 async function requestsOverOneLife(cluster: Cluster): Promise<number> {
   const walle = await runWalle({ admin: cluster.api, stateDir: cluster.stateDir, log: quietLog() });
+  // BENCH_TRACE_REQUESTS=1 lists each request on stderr, to see where they go.
+  if (process.env.BENCH_TRACE_REQUESTS === "1") {
+    const request = walle.api.request.bind(walle.api);
+    walle.api.request = <T = unknown>(...args: Parameters<RestClient["request"]>): Promise<T> => {
+      say(`request ${args[0]} ${args[1]}`);
+      return request<T>(...args);
+    };
+  }
   try {
     const before = walle.requests();
     await createBackupJob(cluster.api, "life");

@@ -8,7 +8,8 @@ import { loadConfig } from "../lib/app/config.ts";
 import { createReceiver } from "../lib/app/receiver.ts";
 import { createWalle } from "../lib/app/walle.ts";
 import { INSTALL_NAMESPACE, ServiceAccount } from "../lib/api/constants.ts";
-import { credentialsFromKubeconfig, RestClient } from "../lib/k8s/rest.ts";
+import { RestClient } from "../lib/k8s/rest.ts";
+import { credentialsFromKubeconfig } from "./kubeconfig.ts";
 import type { Logger } from "../lib/log.ts";
 import { startEventSource } from "./event-source.ts";
 import { applyObjects, readManifestFiles, serviceAccountKubeconfig } from "./index.ts";
@@ -53,7 +54,7 @@ export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
   const http = createHttpServer((req, res) => listener.app?.(req, res));
   await new Promise<void>((r) => http.listen(0, "127.0.0.1", () => r()));
   const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/`;
-  const { walle: config } = loadConfig(
+  const { walle: config } = await loadConfig(
     { WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE, WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME, WALLE_PROGRESS_SINK_URL: url, ...opts.env },
     "walle-reconcile",
   );

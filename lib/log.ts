@@ -69,9 +69,9 @@ export function createLogger(opts: LoggerOptions): Logger {
  * Runs what a function needs before it can log (its configuration), and on failure writes one JSON line like
  * the logger would, then exits 2: there is no logger yet, since its level is part of what failed.
  */
-export function failStart<T>(fn: string, load: () => T): T {
+export async function failStart<T>(fn: string, load: () => Promise<T>): Promise<T> {
   try {
-    return load();
+    return await load();
   } catch (err) {
     process.stdout.write(`${JSON.stringify({ level: "fatal", function: fn, msg: (err as Error).message })}\n`);
     process.exit(2);

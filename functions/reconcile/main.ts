@@ -10,7 +10,7 @@ import { handle } from "./index.ts";
 const SERVICE = "walle-reconcile";
 
 async function main(): Promise<void> {
-  const { walle: config, serve: shell } = failStart(SERVICE, () => loadConfig(process.env, SERVICE));
+  const { walle: config, serve: shell } = await failStart(SERVICE, () => loadConfig(process.env, SERVICE));
   const log = createLogger({ function: shell.service, level: shell.logLevel });
   const walle = createWalle({ api: await clientFromEnv(process.env), config, controller: `ros.io/${SERVICE}` });
   const receiver = createReceiver({ log, handle: (context, event) => handle({ ...context, walle }, event), ...(shell.triggerToken ? { triggerToken: shell.triggerToken } : {}) });

@@ -1,8 +1,7 @@
 // A function's configuration, parsed once at start from its environment and the operator config file (the
 // original's format), then passed in: nothing below the entry point reads process.env or a file for it.
-import { readFileSync } from "node:fs";
+import { readFile as readFileAsync } from "node:fs/promises";
 import { hostname } from "node:os";
-import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { operatorConfigSchema } from "../api/config.ts";
 import { INSTALL_NAMESPACE } from "../api/constants.ts";
@@ -60,14 +59,14 @@ const envSchema = z.object({
 });
 
 /**
- * Reads the configuration of the function named `service` (K_SERVICE wins when Knative sets it). Throws
+ * Reads the configuration of the function named `service` (K_SERVICE wins when Knative sets it). Rejects with
  * ConfigError naming what is wrong; `readFile` is there for tests.
  */
-export function loadConfig(env: Env, service: string, readFile: (path: string) => string = (p) => readFileSync(p, "utf8")): FunctionConfig {
+export async function loadConfig(env: Env, service: string, readFile: (path: string) => Promise<string> = (p) => readFileAsync(p, "utf8")): Promise<FunctionConfig> {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) throw new ConfigError(`Invalid configuration: ${z.prettifyError(parsed.error)}`);
   const e = parsed.data;
-  const file = e.WALLE_CONFIG ? operatorFile(e.WALLE_CONFIG, readFile) : {};
+  const file = e.WALLE_CONFIG ? await operatorFile(e.WALLE_CONFIG, readFile) : {};
   const workerImage = e.WALLE_WORKER_IMAGE ?? file.backup_job_image;
   const clusterName = e.WALLE_CLUSTER_NAME ?? file.cluster_name;
   if (!workerImage) throw new ConfigError("Invalid configuration: WALLE_WORKER_IMAGE (or backup_job_image in WALLE_CONFIG) is required");
@@ -94,13 +93,15 @@ export function loadConfig(env: Env, service: string, readFile: (path: string) =
   };
 }
 
-function operatorFile(path: string, readFile: (path: string) => string) {
+async function operatorFile(path: string, readFile: (path: string) => Promise<string>) {
   let text: string;
   try {
-    text = readFile(path);
+    text = await readFile(path);
   } catch (err) {
     throw new ConfigError(`Invalid configuration: WALLE_CONFIG ${path} cannot be read: ${(err as Error).message}`);
   }
+  // The YAML parser is loaded only for a config file: most installs set the environment alone.
+  const { parse: parseYaml } = await import("yaml");
   const parsed = operatorConfigSchema.partial().safeParse(parseYaml(text));
   if (!parsed.success) throw new ConfigError(`Invalid configuration: WALLE_CONFIG ${path}: ${z.prettifyError(parsed.error)}`);
   return parsed.data;

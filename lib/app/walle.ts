@@ -192,7 +192,7 @@ export const eventObjectSchema = objectSummarySchema.extend({
   apiVersion: z.string(),
   kind: z.string(),
   status: statusSummarySchema
-    .extend({ observedGeneration: z.number().optional(), readyToUse: z.boolean().optional(), error: z.unknown().optional() })
+    .extend({ observedGeneration: z.number().optional(), readyToUse: z.boolean().optional(), ready: z.number().optional(), error: z.unknown().optional() })
     .optional()
     .catch(undefined),
   metadata: objectMetaSchema.extend({ name: z.string() }),

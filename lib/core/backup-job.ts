@@ -14,7 +14,7 @@ import { movedContent, ownedMetadata, ownerRef, pvcFromSnapshot, volumeSnapshot,
 import { isCleanedUp, rfc3339, setCondition, type ConditionInput } from "./conditions.ts";
 import { failsInvalid, type Action, type Decision, type KubeEvent, type ReadPlan, type Reconciler } from "./decision.ts";
 import { backupJobChildNames } from "./names.ts";
-import { jobFailureMessage, jobOutcome, type Job, type Pod, type Pvc, type StorageClass, type VolumeSnapshot, type VolumeSnapshotClass, type VolumeSnapshotContent } from "./objects.ts";
+import { jobFailureMessage, jobHasRunningPod, jobOutcome, type Job, type Pod, type Pvc, type StorageClass, type VolumeSnapshot, type VolumeSnapshotClass, type VolumeSnapshotContent } from "./objects.ts";
 import { workerReport } from "./worker-result.ts";
 
 export interface BackupJobRef {
@@ -106,10 +106,9 @@ export function backupJobReads(bj: BackupJob, seen: Partial<BackupJobObserved>, 
     case BackupJobPhase.WaitingBackup:
     case BackupJobPhase.BackingUp: {
       if (seen.workerJob === undefined) return { workerJob: { get: "Job", name: names.job, namespace: workerNs } };
-      const job = seen.workerJob;
-      // The pods matter once the Job has ended (the result is in the pod) or, before BackingUp, once one runs.
-      const podsMatter = job && (jobOutcome(job) !== undefined || (bj.status?.phase === BackupJobPhase.WaitingBackup && (job.status?.active ?? 0) > 0));
-      return podsMatter && seen.workerPods === undefined ? { workerPods: { list: "Pod", namespace: workerNs, labelSelector: `job-name=${names.job}` } } : {};
+      // The pods matter once the Job has ended: the worker's result is in its pod's termination message.
+      const ended = seen.workerJob && jobOutcome(seen.workerJob) !== undefined;
+      return ended && seen.workerPods === undefined ? { workerPods: { list: "Pod", namespace: workerNs, labelSelector: `job-name=${names.job}` } } : {};
     }
     case BackupJobPhase.Finished:
     case BackupJobPhase.Failed:
@@ -289,7 +288,10 @@ function startWorker(s: Step): Outcome {
   const carried = w.sourceSnapshot?.metadata.annotations ?? {};
   const size = String(ready?.status?.restoreSize ?? "") || carried[WalleAnnotation.SourceSize] || w.pvc?.status?.capacity?.storage || w.pvc?.spec.resources?.requests?.storage || "1Gi";
   const storageClass = carried[WalleAnnotation.SourceStorageClass] ?? w.pvc?.spec.storageClassName;
-  s.actions.push({ op: "create", manifest: pvcFromSnapshot(s.meta(names.pvc, workerNs), cross ? names.movedSnapshot : names.sourceSnapshot, quantity(size), storageClass) });
+  // The PVC belongs to the snapshot it is made from, so deleting the snapshot at the end takes the PVC with it.
+  const snapshotOwner = { apiVersion: SNAP_API, kind: "VolumeSnapshot", name: ready?.metadata.name ?? (cross ? names.movedSnapshot : names.sourceSnapshot), uid: ready?.metadata.uid ?? "" };
+  const pvcMeta = { ...s.meta(names.pvc, workerNs), ...(snapshotOwner.uid ? { ownerReferences: [snapshotOwner] } : {}) };
+  s.actions.push({ op: "create", manifest: pvcFromSnapshot(pvcMeta, cross ? names.movedSnapshot : names.sourceSnapshot, quantity(size), storageClass) });
   s.actions.push({
     op: "create",
     manifest: workerJob({
@@ -339,11 +341,11 @@ function awaitWorker(s: Step): Outcome {
   // The Job is gone before Walle read its result (deleted by hand, or a TTL): nothing can be reported.
   if (job === null) return fail(s, ConditionReason.WorkerLost, `Stuck in ${phase}: worker Job ${workerNs}/${names.job} disappeared before it finished.`);
   if (!job) return s.decision();
-  const { outcome, pod, message, result } = workerReport(job, w.workerPods ?? []);
+  const { outcome, message, result } = workerReport(job, w.workerPods ?? []);
   if (!outcome) {
-    if (phase === BackupJobPhase.WaitingBackup && pod?.status?.phase === "Running") {
+    if (phase === BackupJobPhase.WaitingBackup && jobHasRunningPod(job)) {
       s.status = { ...s.status, phase: BackupJobPhase.BackingUp };
-      s.event("Normal", EventReason.BackingUp, `Worker pod ${pod.metadata.name} is backing up PVC ${w.spec.sourcePvc}.`);
+      s.event("Normal", EventReason.BackingUp, `Worker Job ${workerNs}/${names.job} is backing up PVC ${w.spec.sourcePvc}.`);
     }
     return s.decision();
   }
@@ -388,7 +390,7 @@ function fail(s: Step, reason: ConditionInput["reason"], message: string, snapsh
 }
 
 /** The temporary objects a phase may have made, by name. */
-function children(s: Step, phase: BackupJobPhase): Action[] {
+function children(s: Step, phase: BackupJobPhase, pvcGoesWithSnapshot = false): Action[] {
   const { names, workerNs, cross, w } = s;
   const del = (apiVersion: string, kind: "Job" | "PersistentVolumeClaim" | "VolumeSnapshot", name: string, namespace: string): Action => ({ op: "delete", target: { apiVersion, kind, name, namespace } });
   const snapshots = [del(SNAP_API, "VolumeSnapshot", names.sourceSnapshot, w.job.namespace), ...(cross ? [del(SNAP_API, "VolumeSnapshot", names.movedSnapshot, workerNs)] : [])];
@@ -398,7 +400,7 @@ function children(s: Step, phase: BackupJobPhase): Action[] {
     case BackupJobPhase.CreatingSnapshot:
       return snapshots;
     default:
-      return [del("batch/v1", "Job", names.job, workerNs), del("v1", "PersistentVolumeClaim", names.pvc, workerNs), ...snapshots];
+      return [del("batch/v1", "Job", names.job, workerNs), ...(pvcGoesWithSnapshot ? [] : [del("v1", "PersistentVolumeClaim", names.pvc, workerNs)]), ...snapshots];
   }
 }
 
@@ -408,7 +410,8 @@ function children(s: Step, phase: BackupJobPhase): Action[] {
  * the resync finishes its clean-up.
  */
 function settle(s: Step): Outcome {
-  const made = children(s, s.phase);
+  // The PVC this version made belongs to its snapshot (startWorker): the garbage collector deletes it with it.
+  const made = children(s, s.phase, true);
   if (made.length === 0) {
     s.condition(cleanedUp);
     return s.decision();

@@ -16,7 +16,7 @@ import { ownedMetadata, ownerRef, workerJob, type Manifest, type WalleConfig } f
 import { isCleanedUp, rfc3339, setCondition, type ConditionInput } from "./conditions.ts";
 import { failsInvalid, type Action, type Decision, type KubeEvent, type ReadPlan, type Reconciler } from "./decision.ts";
 import { restoreChildNames } from "./names.ts";
-import { jobFailureMessage, type Job, type Pod, type Pv, type Pvc } from "./objects.ts";
+import { jobFailureMessage, jobHasRunningPod, jobOutcome, type Job, type Pod, type Pv, type Pvc } from "./objects.ts";
 import { workerReport } from "./worker-result.ts";
 
 export const RESTORE_PATH = "/restore";
@@ -92,7 +92,7 @@ export function backupRestoreReads(br: BackupRestore, seen: Partial<BackupRestor
       const job = { get: "Job", name: names.job, namespace: workerNs } as const;
       if (first) return cross ? { workerJob: job, ...staging, ...labelled, ...target } : { workerJob: job };
       return {
-        ...(seen.workerJob && seen.workerPods === undefined ? { workerPods: { list: "Pod", namespace: workerNs, labelSelector: `job-name=${names.job}` } } : {}),
+        ...(seen.workerJob && jobOutcome(seen.workerJob) !== undefined && seen.workerPods === undefined ? { workerPods: { list: "Pod", namespace: workerNs, labelSelector: `job-name=${names.job}` } } : {}),
         ...(cross ? stagingVolume(seen) : {}),
       };
     }
@@ -240,9 +240,9 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
     if (cross && w.handoverPv?.metadata.labels?.[Label.BackupRestore] === name) return handOver(undefined);
     if (job === null) return fail(ConditionReason.WorkerLost, `Stuck in ${phase}: worker Job ${workerNs}/${names.job} disappeared before it finished.`);
     if (!job) return result();
-    const { outcome, pod, message, result: res } = workerReport(job, w.workerPods ?? []);
+    const { outcome, message, result: res } = workerReport(job, w.workerPods ?? []);
     if (!outcome) {
-      if (phase === BackupRestorePhase.WaitingRestore && pod?.status?.phase === "Running") status = { ...status, phase: BackupRestorePhase.Restoring };
+      if (phase === BackupRestorePhase.WaitingRestore && jobHasRunningPod(job)) status = { ...status, phase: BackupRestorePhase.Restoring };
       return result();
     }
     if (outcome !== "Complete" || !res || res.outcome === "Failed") {

@@ -20,11 +20,18 @@ export interface WalleConfig {
   readonly workerBackoffLimit: number;
 }
 
-export interface OwnerRef {
+/** An owner of an object: the garbage collector deletes the object once all its owners are gone. */
+export interface OwnerReference {
   readonly apiVersion: string;
   readonly kind: string;
   readonly name: string;
   readonly uid: string;
+  readonly controller?: boolean;
+  readonly blockOwnerDeletion?: boolean;
+}
+
+/** The owner that controls an object: a BackupJob or BackupRestore of its children. */
+export interface OwnerRef extends OwnerReference {
   readonly controller: true;
   readonly blockOwnerDeletion: true;
 }
@@ -42,7 +49,7 @@ export interface Manifest {
     readonly namespace?: string;
     readonly labels: Readonly<Record<string, string>>;
     readonly annotations?: Readonly<Record<string, string>>;
-    readonly ownerReferences?: readonly OwnerRef[];
+    readonly ownerReferences?: readonly OwnerReference[];
   };
   readonly [field: string]: unknown;
 }

@@ -128,6 +128,7 @@ export const jobSchema = asModel<JobModel>()(z.looseObject({
   status: z
     .looseObject({
       active: z.int().optional(),
+      ready: z.int().optional(),
       succeeded: z.int().optional(),
       failed: z.int().optional(),
       startTime: z.string().optional(),
@@ -144,6 +145,11 @@ export type Job = JobModel;
 export function jobOutcome(job: Job): "Complete" | "Failed" | undefined {
   const done = job.status?.conditions?.find((c) => (c.type === "Complete" || c.type === "Failed") && c.status === "True");
   return done?.type === "Complete" ? "Complete" : done?.type === "Failed" ? "Failed" : undefined;
+}
+
+/** Whether one of a Job's pods runs (is Ready), by the job controller's own count: no read of the pods needed. */
+export function jobHasRunningPod(job: Job): boolean {
+  return (job.status?.ready ?? 0) > 0;
 }
 
 export function jobFailureMessage(job: Job): string | undefined {

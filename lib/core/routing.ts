@@ -18,6 +18,8 @@ export interface EventObject {
     readonly phase?: string;
     readonly observedGeneration?: number;
     readonly readyToUse?: boolean;
+    /** A Job's count of ready pods. */
+    readonly ready?: number;
     readonly error?: unknown;
     readonly conditions?: readonly { readonly type: string; readonly status: string; readonly reason?: string }[];
   };
@@ -56,20 +58,23 @@ export function targetOf(obj: EventObject): Target | undefined {
 }
 
 /**
- * Whether a child's change can move its owner on. Most child events (a Pod's every status update, a PVC being
- * provisioned) cannot: skipping them saves the owner's re-read and a full observation each. What can:
- * a snapshot ready or failed, a Job finished, a worker pod running, a restore's PVC bound or released.
- * Walle's own objects always count.
+ * Whether a child's change can move its owner on. Most child events (a PVC being provisioned, a Job's counts
+ * while it runs) cannot: skipping them saves the owner's re-read and a full observation each. What can: a
+ * snapshot ready or failed, a worker Job with a running pod (its `ready` count) or finished, a restore's PVC
+ * bound or released. Pods are not watched at all: their Job's counts say what Walle needs of them. Walle's own
+ * objects always count.
  */
 export function movesOwner(obj: EventObject, change: "add" | "update" | "delete"): boolean {
   const status = obj.status;
   switch (obj.kind) {
     case "VolumeSnapshot":
       return change !== "delete" && (status?.readyToUse === true || status?.error !== undefined);
-    case "Job":
-      return change !== "delete" && (status?.conditions?.some((c) => c.status === "True" && (c.type === "Complete" || c.type === "Failed")) ?? false);
+    case "Job": {
+      const ended = status?.conditions?.some((c) => c.status === "True" && (c.type === "Complete" || c.type === "Failed")) ?? false;
+      return change !== "delete" && (ended || (status?.ready ?? 0) > 0);
+    }
     case "Pod":
-      return change !== "delete" && status?.phase === "Running";
+      return false;
     case "PersistentVolumeClaim":
       return obj.metadata.labels?.[Label.BackupRestore] !== undefined && (change === "delete" || status?.phase === "Bound");
     default:

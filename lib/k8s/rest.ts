@@ -5,7 +5,6 @@
 // kubeconfig.ts, which only authenticates the requests this client sends.
 import { readFileSync } from "node:fs";
 import https from "node:https";
-import { parse as parseYaml } from "yaml";
 
 export interface Credentials {
   readonly server: string;
@@ -52,38 +51,6 @@ export class ApiError extends Error {
 export const isNotFound = (e: unknown): boolean => e instanceof ApiError && e.code === 404;
 export const isConflict = (e: unknown): boolean => e instanceof ApiError && e.code === 409;
 export const isAlreadyExists = (e: unknown): boolean => e instanceof ApiError && e.code === 409 && e.reason === "AlreadyExists";
-
-interface KubeconfigFile {
-  "current-context"?: string;
-  contexts?: { name: string; context: { cluster: string; user: string; namespace?: string } }[];
-  clusters?: { name: string; cluster: Record<string, string | boolean | undefined> }[];
-  users?: { name: string; user: Record<string, string | undefined> }[];
-}
-
-function dataOrFile(data: unknown, file: unknown): Buffer | undefined {
-  if (typeof data === "string") return Buffer.from(data, "base64");
-  if (typeof file === "string") return readFileSync(file);
-  return undefined;
-}
-
-export function credentialsFromKubeconfig(file: string): Credentials {
-  const cfg = parseYaml(readFileSync(file, "utf8")) as KubeconfigFile;
-  const ctx = cfg.contexts?.find((c) => c.name === cfg["current-context"])?.context;
-  const cluster = cfg.clusters?.find((c) => c.name === ctx?.cluster)?.cluster;
-  const user = cfg.users?.find((u) => u.name === ctx?.user)?.user ?? {};
-  if (!ctx || !cluster || typeof cluster.server !== "string") {
-    throw new Error(`kubeconfig ${file}: no usable current-context, cluster or server`);
-  }
-  return {
-    server: cluster.server,
-    ca: dataOrFile(cluster["certificate-authority-data"], cluster["certificate-authority"]),
-    cert: dataOrFile(user["client-certificate-data"], user["client-certificate"]),
-    key: dataOrFile(user["client-key-data"], user["client-key"]),
-    token: user.token,
-    tokenFile: user.tokenFile,
-    insecureSkipTlsVerify: cluster["insecure-skip-tls-verify"] === true,
-  };
-}
 
 const saDir = "/var/run/secrets/kubernetes.io/serviceaccount";
 

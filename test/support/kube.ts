@@ -3,7 +3,8 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { inject, onTestFinished } from "vitest";
 import { randomBytes } from "node:crypto";
 import { serviceAccountKubeconfig, userKubeconfig } from "../../cluster/index.ts";
-import { credentialsFromKubeconfig, RestClient } from "../../lib/k8s/rest.ts";
+import { credentialsFromKubeconfig } from "../../cluster/kubeconfig.ts";
+import { RestClient } from "../../lib/k8s/rest.ts";
 
 let adminClient: RestClient | undefined;
 

@@ -265,13 +265,27 @@ describe("the reads a BackupJob step asks for, round by round", () => {
     });
   });
 
-  it("WaitingBackup: the Job, then its pods only once one runs or it has ended", () => {
-    const waiting = bj({ phase: "WaitingBackup" });
-    expect(Object.keys(backupJobReads(waiting, {}, config))).toEqual(["workerJob"]);
-    expect(backupJobReads(waiting, { workerJob: { metadata: { name: names.job }, status: {} } }, config)).toEqual({});
-    expect(Object.keys(backupJobReads(waiting, { workerJob: { metadata: { name: names.job }, status: { active: 1 } } }, config))).toEqual(["workerPods"]);
-    expect(backupJobReads(bj({ phase: "BackingUp" }), { workerJob: { metadata: { name: names.job }, status: { active: 1 } } }, config)).toEqual({});
+  it("WaitingBackup and BackingUp: the Job, then its pods only once it has ended", () => {
+    const running = { metadata: { name: names.job }, status: { active: 1, ready: 1 } };
+    expect(Object.keys(backupJobReads(bj({ phase: "WaitingBackup" }), {}, config))).toEqual(["workerJob"]);
+    expect(backupJobReads(bj({ phase: "WaitingBackup" }), { workerJob: running }, config)).toEqual({});
+    expect(backupJobReads(bj({ phase: "BackingUp" }), { workerJob: running }, config)).toEqual({});
     expect(Object.keys(backupJobReads(bj({ phase: "BackingUp" }), { workerJob: finishedJob("Complete") }, config))).toEqual(["workerPods"]);
+  });
+
+  it("moves to BackingUp once the Job counts a ready pod, without reading the pods", () => {
+    const pending = decideBackupJob(world({ phase: "WaitingBackup" }, { workerJob: { metadata: { name: names.job }, status: { active: 1, ready: 0 } } }), config, now);
+    expect(pending.status.phase).toBe("WaitingBackup");
+    const d = decideBackupJob(world({ phase: "WaitingBackup" }, { workerJob: { metadata: { name: names.job }, status: { active: 1, ready: 1 } } }), config, now);
+    expect(d.status.phase).toBe("BackingUp");
+    expect(d.events).toEqual([{ type: "Normal", reason: "BackingUp", note: `Worker Job app/${names.job} is backing up PVC data.` }]);
+  });
+
+  it("makes the worker's PVC belong to the snapshot it is made from", () => {
+    const ready = { ...readySnapshot("app", names.sourceSnapshot), metadata: { name: names.sourceSnapshot, namespace: "app", uid: "snap-uid-1" } };
+    const d = decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { pvc, sourceSnapshot: ready }), config, now);
+    const claim = creates(d.actions).find((m) => m.kind === "PersistentVolumeClaim");
+    expect(claim?.metadata.ownerReferences).toEqual([{ apiVersion: "snapshot.storage.k8s.io/v1", kind: "VolumeSnapshot", name: names.sourceSnapshot, uid: "snap-uid-1" }]);
   });
 
   it("a settled BackupJob reads nothing", () => {
@@ -288,7 +302,8 @@ describe("ending a BackupJob", () => {
     const d = decideBackupJob(world({ phase: "BackingUp" }, { workerJob: finishedJob("Complete"), workerPods: [pod(result)] }), config, now);
     expect(d.actions).toEqual([]);
     expect(d.status.conditions?.find((c) => c.type === "CleanedUp")).toMatchObject({ status: "False", reason: "Deleting" });
-    expect(d.then?.actions.map((a) => (a.op === "delete" ? `${a.target.kind} ${a.target.name}` : a.op))).toEqual([`Job ${names.job}`, `PersistentVolumeClaim ${names.pvc}`, `VolumeSnapshot ${names.sourceSnapshot}`]);
+    // The PVC goes with the snapshot it belongs to.
+    expect(d.then?.actions.map((a) => (a.op === "delete" ? `${a.target.kind} ${a.target.name}` : a.op))).toEqual([`Job ${names.job}`, `VolumeSnapshot ${names.sourceSnapshot}`]);
     expect(d.then?.status.conditions?.find((c) => c.type === "CleanedUp")).toMatchObject({ status: "True", reason: "Deleted" });
     expect(d.then?.status.snapshotId).toBe("b".repeat(64));
     // Its own echo does not move it (the writer finishes), and once cleaned up nothing does.

@@ -128,8 +128,14 @@ const table: readonly Row[] = [
     reason: "UnsupportedTarget",
   },
   {
-    what: "the worker's pod runs",
-    world: world(intoNew(), waiting, { workerJob: job(), workerPods: [workerPod("Running")] }),
+    what: "the worker Job has not counted a ready pod yet",
+    world: world(intoNew(), waiting, { workerJob: job() }),
+    phase: "WaitingRestore",
+    actions: [],
+  },
+  {
+    what: "the worker Job counts a ready pod",
+    world: world(intoNew(), waiting, { workerJob: { metadata: { name: names.job }, status: { active: 1, ready: 1 } } }),
     phase: "Restoring",
     actions: [],
   },
