@@ -14,15 +14,18 @@
 //   connection to the API server; the sample is that stamp minus the moment the POST began. The step measured
 //   is NotStarted → CreatingSnapshot, which reads the most (PVC, StorageClass, VolumeSnapshotClasses, the
 //   VolumeSnapshot) before it writes (the VolumeSnapshot). The first 10 events warm up and are not counted.
-// - reconcile.start_to_first_event_ms: the function spawned as a child process (`node <entry>`, with a service
-//   account kubeconfig, WALLE_WORKER_IMAGE, WALLE_CLUSTER_NAME and PORT, as Knative would start it); the time
-//   from spawn until a POSTed `update` event for the settled BackupJob (which the function reads from the API
-//   server) is answered 2xx, polling every 2 ms while nothing listens yet. The median of 5 starts. The entry is
-//   the esbuild bundle that startCluster built into the local reconcile image, which is what the image runs;
-//   `node functions/reconcile/main.ts` also strips the types of every module as it loads it, which production
-//   never does, so it runs too, for context on stderr only.
-// - reconcile.rss_after_1000_events_mb: the last of those children's VmRSS (/proc/<pid>/status) after 1,000
-//   Resource-mode `update` events for the BackupJob, sent one at a time, each answered 2xx. In MB (10^6 bytes).
+// - reconcile.start_to_first_event_ms: the function spawned as a child process as its pod runs it: the image's
+//   Node flags and compile cache (scripts/bundle.ts nodeFlags, COMPILE_CACHE_DIR), WALLE_WORKER_IMAGE,
+//   WALLE_CLUSTER_NAME and PORT, and the in-cluster credentials (its service account's token and the cluster's
+//   CA mounted at /var/run/secrets/kubernetes.io/serviceaccount in a mount namespace of its own, and
+//   KUBERNETES_SERVICE_HOST/PORT; no KUBECONFIG). The time from spawn until a POSTed `update` event for the
+//   settled BackupJob is answered 2xx, polling every 2 ms while nothing listens yet. The median of 5 starts. The
+//   entry is the esbuild bundle that startCluster built into the local reconcile image, which is what the image
+//   runs; `node functions/reconcile/main.ts` also strips the types of every module as it loads it, which
+//   production never does, so it runs too, without the image's flags, for context on stderr only.
+// - reconcile.rss_after_start_mb: the last child's VmRSS (/proc/<pid>/status) when it logs that it started.
+// - reconcile.rss_after_1000_events_mb: the last child's VmRSS after 1,000 Resource-mode `update` events for the
+//   BackupJob, sent one at a time, each answered 2xx. In MB (10^6 bytes).
 import { spawn, type ChildProcess } from "node:child_process";
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -30,6 +33,7 @@ import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { buildEvent, EventMode, type OutgoingEvent } from "../cluster/event-source.ts";
 import { imageRepositories } from "../cluster/images.ts";
+import { COMPILE_CACHE_DIR, nodeFlags } from "../scripts/bundle.ts";
 import { applyObjects, readManifestFiles, serviceAccountToken, startCluster, STATE_ROOT, type Cluster } from "../cluster/index.ts";
 import { freePort } from "../cluster/processes.ts";
 import { startRestServer } from "../cluster/rest-server.ts";
@@ -60,8 +64,11 @@ export async function reconcile(): Promise<Figure[]> {
     const requests = await requestsOverOneLife(cluster);
     const latency = await eventToWrite(cluster, events);
     // The figures are the image's bundle's; the source entry is context (see the top of this file).
-    const child = await childRuns(cluster, path.join(cluster.stateDir, "images", imageRepositories.reconcile, "app", "main.mjs"), "the image's bundle");
-    await childRuns(cluster, reconcileMain, "functions/reconcile/main.ts");
+    const app = path.join(cluster.stateDir, "images", imageRepositories.reconcile, "app");
+    // As the image runs it: its Node flags, and the compile cache filled when the image was built.
+    const image = { argv: [...nodeFlags.reconcile, path.join(app, "main.mjs")], env: { NODE_COMPILE_CACHE: path.join(app, COMPILE_CACHE_DIR) } };
+    const child = await childRuns(cluster, image, "the image's bundle");
+    await childRuns(cluster, { argv: [reconcileMain], env: {} }, "functions/reconcile/main.ts");
     return [
       figure("reconcile.event_to_write_p50_ms", round(percentile(latency, 0.5)), "ms", 20),
       figure("reconcile.event_to_write_p99_ms", round(percentile(latency, 0.99)), "ms", 100),
@@ -245,18 +252,19 @@ async function serviceAccountMount(cluster: Cluster): Promise<string> {
  * own, so the host's /var/run/secrets is left as it is) and KUBERNETES_SERVICE_HOST/PORT, no KUBECONFIG, so the
  * in-cluster path is what is measured.
  */
-function inPod(cluster: Cluster, mount: string, entry: string, env: Record<string, string>): ChildProcess {
+function inPod(cluster: Cluster, mount: string, argv: readonly string[], env: Record<string, string>): ChildProcess {
   const server = new URL(cluster.server);
   const target = "/var/run/secrets/kubernetes.io/serviceaccount";
   const script = `mkdir -p ${target} && mount --bind "$1" ${target} && shift && exec "$@"`;
-  return spawn("unshare", ["--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh", mount, process.execPath, entry], {
+  return spawn("unshare", ["--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh", mount, process.execPath, ...argv], {
     env: { PATH: process.env.PATH ?? "", KUBERNETES_SERVICE_HOST: server.hostname, KUBERNETES_SERVICE_PORT: server.port, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
 }
 
 /** Five starts of `node <entry>` as its own process; the last one then gets 1,000 events. */
-async function childRuns(cluster: Cluster, entry: string, label: string): Promise<ChildRuns> {
+async function childRuns(cluster: Cluster, command: { argv: readonly string[]; env: Record<string, string> }, label: string): Promise<ChildRuns> {
+  const entry = command.argv.at(-1) ?? "";
   const mount = await serviceAccountMount(cluster);
   const bj = await cluster.api.get<KubeObject>(`/apis/ros.io/v1/namespaces/${NS}/backupjobs/life`);
   const context = { mode: EventMode.Resource, source: cluster.server };
@@ -265,7 +273,7 @@ async function childRuns(cluster: Cluster, entry: string, label: string): Promis
   for (let run = 0; run < 5; run++) {
     const port = await freePort();
     const started = performance.now();
-    const child = inPod(cluster, mount, entry, { WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE, WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME, PORT: String(port) });
+    const child = inPod(cluster, mount, command.argv, { ...command.env, WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE, WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME, PORT: String(port) });
     const rssAtStart = new Promise<number>((resolve) => {
       child.stdout?.on("data", (c: Buffer) => {
         if (runs.listening.length === run && c.toString().includes("Started reconcile function")) {

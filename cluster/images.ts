@@ -1,9 +1,9 @@
 // The container images the local node can run, laid out as their Dockerfiles lay them out: Node 24, restic,
 // and the function's bundle, under a directory every user can read (the worker runs as uid 65532).
 import { existsSync } from "node:fs";
-import { chmod, copyFile, link, mkdir, rm } from "node:fs/promises";
+import { chmod, copyFile, link, mkdir, readdir, rm } from "node:fs/promises";
 import path from "node:path";
-import { bundleFunction, functionEntry, type FunctionName } from "../scripts/bundle.ts";
+import { bundleFunction, fillCompileCache, functionEntry, nodeFlags, type FunctionName } from "../scripts/bundle.ts";
 import type { ImageResolver, LocalImage } from "./kubelet.ts";
 
 /** The image repository of each function; any tag or registry runs the local build. */
@@ -19,6 +19,14 @@ async function place(src: string, dest: string): Promise<void> {
   await rm(dest, { force: true });
   await link(src, dest).catch(() => copyFile(src, dest)); // a hard link is free when both sit on one filesystem
   await chmod(dest, 0o755);
+}
+
+/** The cache is written by root at build time and read by the image's non-root user. */
+async function chmodTree(dir: string): Promise<void> {
+  await chmod(dir, 0o755);
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    await chmod(path.join(entry.parentPath, entry.name), entry.isDirectory() ? 0o755 : 0o644);
+  }
 }
 
 function repositoryOf(image: string): string {
@@ -43,9 +51,13 @@ export async function prepareImages(dir: string, restic: string): Promise<ImageR
     await place(process.execPath, path.join(root, "bin", "node"));
     if (fn === "worker") await place(restic, path.join(root, "bin", "restic"));
     const hasEntry = existsSync(functionEntry(fn));
-    if (hasEntry) await bundleFunction(fn, path.join(root, "app", "main.mjs"));
+    const bundle = path.join(root, "app", "main.mjs");
+    const node = path.join(root, "bin", "node");
+    const cache = hasEntry ? await bundleFunction(fn, bundle).then(() => fillCompileCache(node, bundle, nodeFlags[fn])) : undefined;
+    if (cache) await chmodTree(cache);
     images.set(repo, {
-      entrypoint: hasEntry ? [path.join(root, "bin", "node"), path.join(root, "app", "main.mjs")] : [path.join(root, "bin", "node")],
+      entrypoint: hasEntry ? [node, ...nodeFlags[fn], bundle] : [node],
+      ...(cache ? { env: { NODE_COMPILE_CACHE: cache } } : {}),
       path: [path.join(root, "bin"), "/usr/local/bin", "/usr/bin", "/bin"],
       user: NONROOT,
       group: NONROOT,

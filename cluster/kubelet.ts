@@ -18,6 +18,8 @@ export const NODE_NAME = "walle-local-node";
 export interface LocalImage {
   readonly entrypoint: readonly string[];
   readonly path: readonly string[];
+  /** The image config's Env, which the container's own env overrides. */
+  readonly env?: Readonly<Record<string, string>>;
   readonly user?: number;
   readonly group?: number;
   readonly workingDir?: string;
@@ -234,6 +236,7 @@ export class LocalKubelet {
   private async environment(pod: Named<Pod>, c: Container, image: LocalImage): Promise<Record<string, string>> {
     const ns = pod.metadata.namespace ?? "default";
     const env: Record<string, string> = {
+      ...image.env,
       PATH: image.path.join(":"),
       HOSTNAME: pod.metadata.name,
       KUBERNETES_SERVICE_HOST: this.apiserver.host,

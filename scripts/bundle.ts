@@ -3,10 +3,29 @@
 import { build } from "esbuild";
 import { rm } from "node:fs/promises";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
 import { repoRoot } from "../cluster/toolchain.ts";
 
 export const functionNames = ["reconcile", "tick", "worker"] as const;
 export type FunctionName = (typeof functionNames)[number];
+
+/**
+ * How Node runs each function's bundle in its image (the Dockerfile's ENTRYPOINT spells the same flags). The
+ * functions that serve events trade V8's mid-tier JIT and a large young generation for memory: measured on the
+ * reconcile bundle over 1,000 events, Maglev's code and feedback held about 30 MB of RSS, and the default
+ * semi-space about 10 MB more, for I/O-bound work that gains nothing from either. The worker's time is restic's.
+ */
+export const nodeFlags: Readonly<Record<FunctionName, readonly string[]>> = {
+  reconcile: ["--max-semi-space-size=1", "--no-maglev"],
+  tick: ["--max-semi-space-size=1", "--no-maglev"],
+  worker: [],
+};
+
+/**
+ * Node's compile cache beside the bundle (NODE_COMPILE_CACHE), filled when the image is built, so a cold start
+ * reads compiled code instead of parsing the bundle again. A read-only root filesystem only stops it updating.
+ */
+export const COMPILE_CACHE_DIR = ".node-compile-cache";
 
 export function functionEntry(name: FunctionName): string {
   return path.join(repoRoot, "functions", name, "main.ts");
@@ -30,10 +49,27 @@ export async function bundleFunction(name: FunctionName, outfile: string): Promi
     platform: "node",
     target: "node24",
     format: "esm",
+    // Smaller to parse at every cold start; the linked source map keeps stack traces readable.
+    minify: true,
     sourcemap: "linked",
     legalComments: "linked",
     // Some CommonJS dependencies call require(); give the ESM bundle one.
     banner: { js: "import { createRequire as __walleRequire } from 'node:module'; const require = __walleRequire(import.meta.url);" },
     logLevel: "warning",
   });
+}
+
+/**
+ * Fills the compile cache of a bundle: loads it (its `import.meta.main` is false, so the function does not
+ * start) under NODE_COMPILE_CACHE, which Node writes out at exit.
+ */
+export async function fillCompileCache(node: string, bundle: string, flags: readonly string[]): Promise<string> {
+  const dir = path.join(path.dirname(bundle), COMPILE_CACHE_DIR);
+  await rm(dir, { recursive: true, force: true });
+  const { execFile } = await import("node:child_process");
+  const { promisify } = await import("node:util");
+  await promisify(execFile)(node, [...flags, "--input-type=module", "-e", `await import(${JSON.stringify(pathToFileURL(bundle).href)})`], {
+    env: { PATH: process.env.PATH ?? "", NODE_COMPILE_CACHE: dir },
+  });
+  return dir;
 }
