@@ -63,7 +63,6 @@ export function inClusterCredentials(env: NodeJS.ProcessEnv = process.env): Cred
   return { server: `https://${h}:${port}`, ca: readFileSync(`${saDir}/ca.crt`), tokenFile: `${saDir}/token` };
 }
 
-
 export type PatchType = "merge" | "json" | "strategic" | "apply";
 const patchContentType: Record<PatchType, string> = {
   merge: "application/merge-patch+json",
