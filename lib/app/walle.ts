@@ -6,6 +6,7 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import { BackupJobPhase } from "../api/backup-job.ts";
 import { BackupRestorePhase } from "../api/backup-restore.ts";
+import { Label } from "../api/constants.ts";
 import { backupJobReconciler, isTerminal } from "../core/backup-job.ts";
 import { backupRestoreReconciler } from "../core/backup-restore.ts";
 import { backupSetReconciler } from "../core/backup-set.ts";
@@ -87,7 +88,7 @@ export function createWalle(opts: WalleOptions): Walle {
       case "BackupJob": {
         const r = await step(ctx(log), backupJobReconciler, target.name, target.namespace);
         // A BackupJob that moved changes its BackupSet's counts.
-        const set = r.labels?.["ros.io/backupset"];
+        const set = r.labels?.[Label.BackupSet];
         if (set && r.changed) await step(ctx(log), backupSetReconciler, set);
         return r;
       }
@@ -104,9 +105,9 @@ export function createWalle(opts: WalleOptions): Walle {
       const ref = change.ref;
       if (!isKnownKind(ref.kind)) return { ignored: `kind ${ref.kind} is not Walle's` };
       // Reference mode carries no labels: read the object to learn whose it is (gone: nothing left to do).
-      const read_ = await read(api, objectSummarySchema, objectPath(ref.kind, ref.name, ref.namespace));
-      if (!read_) return { ignored: `${ref.kind} ${ref.namespace ?? ""}/${ref.name} no longer exists` };
-      obj = { ...read_, kind: ref.kind, apiVersion: ref.apiVersion, metadata: { ...read_.metadata, name: read_.metadata.name ?? ref.name } };
+      const found = await read(api, objectSummarySchema, objectPath(ref.kind, ref.name, ref.namespace));
+      if (!found) return { ignored: `${ref.kind} ${ref.namespace ?? ""}/${ref.name} no longer exists` };
+      obj = { ...found, kind: ref.kind, apiVersion: ref.apiVersion, metadata: { ...found.metadata, name: found.metadata.name ?? ref.name } };
     } else {
       obj = change.object;
     }
