@@ -14,8 +14,8 @@ import { movedContent, ownedMetadata, ownerRef, pvcFromSnapshot, volumeSnapshot,
 import { isCleanedUp, rfc3339, setCondition, type ConditionInput } from "./conditions.ts";
 import { failsInvalid, type Action, type Decision, type KubeEvent, type ReadPlan, type Reconciler } from "./decision.ts";
 import { backupJobChildNames } from "./names.ts";
-import { jobFailureMessage, jobHasRunningPod, jobOutcome, type Job, type Pod, type Pvc, type StorageClass, type VolumeSnapshot, type VolumeSnapshotClass, type VolumeSnapshotContent } from "./objects.ts";
-import { workerReport } from "./worker-result.ts";
+import { jobFailureMessage, jobHasRunningPod, type Job, type Pod, type Pvc, type StorageClass, type VolumeSnapshot, type VolumeSnapshotClass, type VolumeSnapshotContent } from "./objects.ts";
+import { workerPodsRead, workerReport } from "./worker-result.ts";
 
 export interface BackupJobRef {
   readonly namespace: string;
@@ -75,7 +75,7 @@ function refOf(bj: BackupJob): BackupJobRef {
 /**
  * The reads a step needs, by phase, so an event costs only the API requests that can change the decision.
  * A later round reads what depends on an earlier one: the PVC's StorageClass, the snapshot's content, the
- * worker's pods once its Job is running or has ended.
+ * worker's pods once its Job has ended.
  */
 export function backupJobReads(bj: BackupJob, seen: Partial<BackupJobObserved>, config: WalleConfig): ReadPlan<BackupJobObserved> {
   const ref = refOf(bj);
@@ -106,9 +106,8 @@ export function backupJobReads(bj: BackupJob, seen: Partial<BackupJobObserved>, 
     case BackupJobPhase.WaitingBackup:
     case BackupJobPhase.BackingUp: {
       if (seen.workerJob === undefined) return { workerJob: { get: "Job", name: names.job, namespace: workerNs } };
-      // The pods matter once the Job has ended: the worker's result is in its pod's termination message.
-      const ended = seen.workerJob && jobOutcome(seen.workerJob) !== undefined;
-      return ended && seen.workerPods === undefined ? { workerPods: { list: "Pod", namespace: workerNs, labelSelector: `job-name=${names.job}` } } : {};
+      const pods = seen.workerPods === undefined ? workerPodsRead(seen.workerJob, workerNs, names.job) : undefined;
+      return pods ? { workerPods: pods } : {};
     }
     case BackupJobPhase.Finished:
     case BackupJobPhase.Failed:
@@ -124,9 +123,7 @@ export function backupJobWorld(bj: BackupJob, seen: Partial<BackupJobObserved>):
 class Step {
   readonly actions: Action[] = [];
   /** Performed once the status is written: clean-up that must not run before the result is stored. */
-  readonly then: Action[] = [];
-  /** The status that records `then` done. */
-  thenStatus: BackupJobStatus | undefined;
+  then: Decision<BackupJobStatus>["then"];
   readonly events: KubeEvent[] = [];
   status: BackupJobStatus;
   requeueAfter: number | undefined;
@@ -176,8 +173,7 @@ class Step {
   }
 
   decision(): Decision<BackupJobStatus> {
-    const then = this.thenStatus ? { then: { actions: this.then, status: this.thenStatus } } : {};
-    return { actions: this.actions, ...then, status: this.status, events: this.events, ...(this.requeueAfter !== undefined ? { requeueAfter: this.requeueAfter } : {}) };
+    return { actions: this.actions, ...(this.then ? { then: this.then } : {}), status: this.status, events: this.events, ...(this.requeueAfter !== undefined ? { requeueAfter: this.requeueAfter } : {}) };
   }
 }
 
@@ -417,8 +413,7 @@ function settle(s: Step): Outcome {
     return s.decision();
   }
   s.condition({ ...cleanedUp, status: ConditionStatus.False, reason: ConditionReason.Deleting, message: "Deleting the worker Job, its PVC and the VolumeSnapshots." });
-  s.then.push(...made);
-  s.thenStatus = { ...s.status, conditions: setCondition(s.status.conditions, cleanedUp, s.now) };
+  s.then = { actions: made, status: { ...s.status, conditions: setCondition(s.status.conditions, cleanedUp, s.now) } };
   return s.decision();
 }
 

@@ -16,8 +16,8 @@ import { ownedMetadata, ownerRef, workerJob, type Manifest, type WalleConfig } f
 import { isCleanedUp, rfc3339, setCondition, type ConditionInput } from "./conditions.ts";
 import { failsInvalid, type Action, type Decision, type KubeEvent, type ReadPlan, type Reconciler } from "./decision.ts";
 import { restoreChildNames } from "./names.ts";
-import { jobFailureMessage, jobHasRunningPod, jobOutcome, type Job, type Pod, type Pv, type Pvc } from "./objects.ts";
-import { workerReport } from "./worker-result.ts";
+import { jobFailureMessage, jobHasRunningPod, type Job, type Pod, type Pv, type Pvc } from "./objects.ts";
+import { workerPodsRead, workerReport } from "./worker-result.ts";
 
 export const RESTORE_PATH = "/restore";
 const ORIGINAL_RECLAIM_ANNOTATION = WalleAnnotation.OriginalReclaimPolicy;
@@ -91,10 +91,8 @@ export function backupRestoreReads(br: BackupRestore, seen: Partial<BackupRestor
     case BackupRestorePhase.Restoring: {
       const job = { get: "Job", name: names.job, namespace: workerNs } as const;
       if (first) return cross ? { workerJob: job, ...staging, ...labelled, ...target } : { workerJob: job };
-      return {
-        ...(seen.workerJob && jobOutcome(seen.workerJob) !== undefined && seen.workerPods === undefined ? { workerPods: { list: "Pod", namespace: workerNs, labelSelector: `job-name=${names.job}` } } : {}),
-        ...(cross ? stagingVolume(seen) : {}),
-      };
+      const pods = seen.workerPods === undefined ? workerPodsRead(seen.workerJob, workerNs, names.job) : undefined;
+      return { ...(pods ? { workerPods: pods } : {}), ...(cross ? stagingVolume(seen) : {}) };
     }
     case BackupRestorePhase.Finished:
     case BackupRestorePhase.Failed:

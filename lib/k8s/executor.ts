@@ -9,7 +9,7 @@ import { resourceSchemas } from "../api/parse.ts";
 import type { WalleConfig } from "../core/builders.ts";
 import type { Decision, Read, ReadPlan, Reconciler } from "../core/decision.ts";
 import { objectSummarySchema, readSchemas } from "../core/objects.ts";
-import { getOrNull, list, performAll, recordEvent, writeStatus } from "./actions.ts";
+import { getOrNull, list, performAll, read as readObject, recordEvent, writeStatus } from "./actions.ts";
 import { collectionPath, objectPath } from "./paths.ts";
 import type { RestClient } from "./rest.ts";
 
@@ -57,11 +57,11 @@ export async function step<Obj extends Walle, Observed, World, Status extends { 
   const object = { kind, name, ...(namespace ? { namespace } : {}) };
   if (!parsed.success) {
     // Accepted by the API server, unreadable by Walle: the reconciler says what becomes of it.
-    const before = statusOf<Status>(raw, kind);
+    const { metadata, status } = readable<Status>(raw, kind);
     const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
-    const decision = reconciler.invalid(before, problems, ctx.now());
+    const decision = reconciler.invalid(status, problems, ctx.now());
     ctx.log.warn({ problems }, `${kind} ${namespace ? `${namespace}/` : ""}${name} is invalid`);
-    return apply(ctx, { ...object, ...metaOf(raw) }, before, decision);
+    return apply(ctx, { ...object, ...metadata }, status, decision);
   }
   const obj = parsed.data;
   if (obj.metadata.deletionTimestamp) return { found: true, changed: false, phase: phaseOf(obj.status as Status | undefined) };
@@ -90,10 +90,7 @@ export async function observe<Observed>(api: RestClient, plan: (seen: Partial<Ob
  * lands under a key of the world typed for that kind is the reconciler's promise; this is the one place it is kept.
  */
 function perform(api: RestClient, read: Read): Promise<unknown> {
-  if ("get" in read) {
-    const schema = readSchemas[read.get];
-    return getOrNull(api, objectPath(read.get, read.name, read.namespace)).then((raw) => (raw === null ? null : schema.parse(raw)));
-  }
+  if ("get" in read) return readObject(api, readSchemas[read.get], objectPath(read.get, read.name, read.namespace));
   // From the API server's cache (resourceVersion 0) when `cached`: a quorum read waits for the cache to catch up
   // with the latest write anywhere in the cluster, and classes change about never.
   const query = { ...(read.labelSelector ? { labelSelector: read.labelSelector } : {}), ...(read.cached ? { resourceVersion: "0" } : {}) };
@@ -108,7 +105,7 @@ interface Target {
   readonly resourceVersion?: string;
 }
 
-/** Carries out a decision about one of Walle's objects. Returns whether the status changed. */
+/** Carries out a decision about one of Walle's objects. */
 async function apply<S extends { phase?: string; state?: string }>(ctx: ExecutorContext, target: Target, before: S, decision: Decision<S>): Promise<StepResult> {
   const path = objectPath(target.kind, target.name, target.namespace);
   await performAll(ctx.api, decision.actions);
@@ -142,12 +139,9 @@ const rawSchema = z.looseObject({
   status: z.unknown(),
 });
 
-/** The status of an object that failed to parse as a whole, as far as it parses on its own. */
-function statusOf<S>(raw: unknown, kind: Kind): S {
-  const status = resourceSchemas[kind].shape.status.safeParse(rawSchema.safeParse(raw).data?.status);
-  return (status.success ? (status.data ?? {}) : {}) as S;
-}
-
-function metaOf(raw: unknown): { uid?: string; resourceVersion?: string } {
-  return rawSchema.safeParse(raw).data?.metadata ?? {};
+/** What an object that failed to parse as a whole still says: its uid and resourceVersion, and its status if that parses. */
+function readable<S>(raw: unknown, kind: Kind): { metadata: { uid?: string; resourceVersion?: string }; status: S } {
+  const parts = rawSchema.safeParse(raw).data;
+  const status = resourceSchemas[kind].shape.status.safeParse(parts?.status);
+  return { metadata: parts?.metadata ?? {}, status: (status.success ? (status.data ?? {}) : {}) as S };
 }
