@@ -32,6 +32,8 @@ interface ToolModule {
   readonly versionOf: string;
   readonly packages: Readonly<Record<string, string>>;
   ldflags(version: string): string;
+  /** Build environment beyond the caller's, e.g. CGO_ENABLED=0 where upstream builds without cgo. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 const kubeVersionFlags = (version: string): string => {
@@ -68,9 +70,17 @@ const modules = {
     },
     ldflags: () => "-s -w",
   },
+  keda: {
+    dir: "keda",
+    versionOf: "github.com/kedacore/keda/v2",
+    packages: { "keda-operator": "github.com/kedacore/keda/v2/cmd/operator" },
+    ldflags: (version: string) => `-s -w -X github.com/kedacore/keda/v2/version.Version=${version}`,
+    // As upstream's Makefile builds it.
+    env: { CGO_ENABLED: "0" },
+  },
 } as const satisfies Record<string, ToolModule>;
 
-export type BinaryName = "kube-apiserver" | "kube-controller-manager" | "etcd" | "restic" | "rest-server";
+export type BinaryName = "kube-apiserver" | "kube-controller-manager" | "etcd" | "restic" | "rest-server" | "keda-operator";
 
 function moduleOf(name: BinaryName): ToolModule {
   for (const m of Object.values(modules) as ToolModule[]) if (name in m.packages) return m;
@@ -90,6 +100,7 @@ async function moduleHash(mod: ToolModule): Promise<string> {
   const h = createHash("sha256");
   for (const f of ["go.mod", "go.sum"]) h.update(await readFile(path.join(toolchainDir, mod.dir, f)));
   h.update(mod.ldflags("v0"));
+  h.update(JSON.stringify(mod.env ?? {}));
   return h.digest("hex").slice(0, 10);
 }
 
@@ -159,7 +170,7 @@ async function buildModule(mod: ToolModule, version: string, dir: string, log: (
     for (const [name, pkg] of Object.entries(mod.packages)) {
       await run("go", ["build", "-ldflags", mod.ldflags(version), "-o", path.join(tmp, name), pkg], {
         cwd: path.join(toolchainDir, mod.dir),
-        env: { ...process.env, GOFLAGS: "-mod=mod" },
+        env: { ...process.env, GOFLAGS: "-mod=mod", ...mod.env },
         maxBuffer: 64 * 1024 * 1024,
       });
     }

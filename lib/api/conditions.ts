@@ -46,6 +46,16 @@ export const ConditionReason = {
   InvalidTarget: "InvalidTarget",
   TargetExists: "TargetExists",
   HandoverFailed: "HandoverFailed",
+  // A schedule's conditions, with the original's reasons.
+  Waiting: "Waiting",
+  Running: "Running",
+  Finished: "Finished",
+  FinishedWithFailures: "FinishedWithFailures",
+  Failed: "Failed",
+  Suspended: "Suspended",
+  InvalidPlan: "InvalidPlan",
+  NothingToBackUp: "NothingToBackUp",
+  RepositoryBusy: "RepositoryBusy",
 } as const;
 /** A reason Walle decides, or one the worker reported in its result (lib/restic/result.ts), copied as it is. */
 export type ConditionReason = ValueOf<typeof ConditionReason> | WorkerReason;
@@ -62,5 +72,15 @@ export const EventReason = {
   RestoreFailed: "RestoreFailed",
   FinishedBackups: "FinishedBackups",
   FinishedWithFailures: "FinishedWithFailures",
+  // A schedule's runs.
+  BackupStarted: "BackupStarted",
+  BackupSkipped: "BackupSkipped",
+  NothingToBackUp: "NothingToBackUp",
+  PvcSkipped: "PvcSkipped",
+  InvalidPlan: "InvalidPlan",
+  PruneStarted: "PruneStarted",
+  CheckStarted: "CheckStarted",
+  DeletedOldBackupSet: "DeletedOldBackupSet",
+  DeletedOldJob: "DeletedOldJob",
 } as const;
 export type EventReason = ValueOf<typeof EventReason>;

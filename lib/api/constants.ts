@@ -49,6 +49,8 @@ export const Label = {
   BackupJobType: "ros.io/backup-job-type",
   /** (new) Marks the worker Job and temporary objects of a BackupRestore. */
   BackupRestore: "ros.io/backup-restore",
+  /** (new) On worker Jobs: the repository Secret they use (in the Job's namespace), to count who writes to it. */
+  Repository: "ros.io/repository",
 } as const;
 export type Label = ValueOf<typeof Label>;
 

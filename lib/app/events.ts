@@ -23,10 +23,12 @@ export const EventType = {
   RestoreRequested: "io.ros.walle.restore.requested",
   /** Drive all in-flight work one step (the tick sends it; so can a person). */
   Resync: "io.ros.walle.resync",
+  /** Run the tick now: due schedules, prune and check, then the resync. */
+  Tick: "io.ros.walle.tick",
   /** From the worker, while it runs. */
   BackupProgress: "io.ros.walle.backup.progress",
   RestoreProgress: "io.ros.walle.restore.progress",
-  /** A Knative PingSource, as an alternative trigger of a resync. */
+  /** A Knative PingSource: the tick's other trigger, and a resync for reconcile. */
   Ping: "dev.knative.sources.ping",
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
@@ -34,7 +36,7 @@ export type EventType = (typeof EventType)[keyof typeof EventType];
 export const eventTypes: readonly string[] = Object.values(EventType);
 
 /** Event types that act on the cluster at a caller's request, and so need the trigger token when configured. */
-export const triggerEventTypes: readonly string[] = [EventType.BackupRequested, EventType.RestoreRequested, EventType.Resync];
+export const triggerEventTypes: readonly string[] = [EventType.BackupRequested, EventType.RestoreRequested, EventType.Resync, EventType.Tick];
 
 export interface HandlerResult {
   /** 200/202/204 when handled or deliberately ignored. */

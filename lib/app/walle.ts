@@ -1,6 +1,6 @@
 // The application layer: what Walle does, whichever function asks. Reconcile a target one step (a BackupJob's
 // step re-aggregates its BackupSet), route an ApiServerSource change to its target, request a backup or a
-// restore, record a worker's progress, and resync all in-flight work. Every function's `handle(context, event)`
+// restore, record a worker's progress, resync all in-flight work, and tick every schedule. Every function's `handle(context, event)`
 // calls these; none of them knows HTTP or CloudEvents.
 import type { Logger } from "pino";
 import { z } from "zod";
@@ -31,6 +31,7 @@ import { isAlreadyExists, isConflict, type RestClient } from "../k8s/rest.ts";
 import type { AppConfig } from "./config.ts";
 import { BadEventError } from "./events.ts";
 import { resync, type ResyncReport } from "./resync.ts";
+import { tick, type TickOptions, type TickReport } from "./tick.ts";
 
 export interface WalleOptions {
   readonly api: RestClient;
@@ -61,6 +62,8 @@ export interface Walle {
   requestRestore(req: RestoreRequest, requestId: string, admin: boolean, log: Logger): Promise<Requested>;
   recordProgress(kind: "BackupJob" | "BackupRestore", at: { namespace: string; name: string }, report: ProgressReport, log: Logger): Promise<{ recorded: boolean; ignored?: string }>;
   resync(log: Logger): Promise<ResyncReport>;
+  /** Every schedule at the clock's time (or one schedule now, with `manual`), then the resync. */
+  tick(opts: TickOptions, log: Logger): Promise<TickReport>;
 }
 
 export interface Requested {
@@ -181,6 +184,7 @@ export function createWalle(opts: WalleOptions): Walle {
     requestRestore,
     recordProgress,
     resync: (log) => resync(ctx(log)),
+    tick: (opts, log) => tick(ctx(log), opts),
   };
 }
 

@@ -2,6 +2,7 @@
 // with deterministic names, Walle's labels, and owner references where Kubernetes allows them (same namespace).
 import { API_VERSION, CREATED_BY, JobType, Label } from "../api/constants.ts";
 import type { SnapClassMapping } from "../api/config.ts";
+import { boundedName } from "./names.ts";
 
 export interface WalleConfig {
   /** The namespace Walle is installed in; repositories without a namespace live here. */
@@ -127,8 +128,8 @@ export interface WorkerJobInput {
   readonly config: WalleConfig;
   readonly command: (typeof JobType)[keyof typeof JobType];
   readonly repositorySecret: string;
-  /** The volume the worker reads (backup) or writes (restore). */
-  readonly volume: { readonly claimName: string; readonly readOnly: boolean; readonly mountPath?: string };
+  /** The volume the worker reads (backup) or writes (restore); prune and check have none. */
+  readonly volume?: { readonly claimName: string; readonly readOnly: boolean; readonly mountPath?: string };
   readonly env: Readonly<Record<string, string>>;
 }
 
@@ -139,13 +140,13 @@ export interface WorkerJobInput {
  * repository, a held lock) fail the Job at once instead of being retried.
  */
 export function workerJob(input: WorkerJobInput): Manifest {
-  const { config } = input;
-  const mountPath = input.volume.mountPath ?? SOURCE_PATH;
-  const podLabels = { ...input.metadata.labels };
+  const { config, volume } = input;
+  // Who writes to a repository is counted from the cluster (K8up's locker does the same), by this label.
+  const labels = { ...input.metadata.labels, [Label.Repository]: repositoryLabel(input.repositorySecret) };
   return {
     apiVersion: "batch/v1",
     kind: "Job",
-    metadata: input.metadata,
+    metadata: { ...input.metadata, labels },
     spec: {
       backoffLimit: config.workerBackoffLimit,
       activeDeadlineSeconds: config.workerDeadlineSeconds,
@@ -157,7 +158,7 @@ export function workerJob(input: WorkerJobInput): Manifest {
         rules: [{ action: "FailJob", onExitCodes: { containerName: "worker", operator: "In", values: [2, 10, 12, 130] } }],
       },
       template: {
-        metadata: { labels: podLabels },
+        metadata: { labels },
         spec: {
           restartPolicy: "Never",
           automountServiceAccountToken: false,
@@ -182,7 +183,7 @@ export function workerJob(input: WorkerJobInput): Manifest {
                 ...input.env,
               }).map(([name, value]) => ({ name, value })),
               volumeMounts: [
-                { name: "volume", mountPath, readOnly: input.volume.readOnly },
+                ...(volume ? [{ name: "volume", mountPath: volume.mountPath ?? SOURCE_PATH, readOnly: volume.readOnly }] : []),
                 { name: "cache", mountPath: CACHE_PATH },
                 { name: "tmp", mountPath: "/tmp" },
               ],
@@ -197,7 +198,7 @@ export function workerJob(input: WorkerJobInput): Manifest {
             },
           ],
           volumes: [
-            { name: "volume", persistentVolumeClaim: { claimName: input.volume.claimName, readOnly: input.volume.readOnly } },
+            ...(volume ? [{ name: "volume", persistentVolumeClaim: { claimName: volume.claimName, readOnly: volume.readOnly } }] : []),
             { name: "cache", emptyDir: {} },
             { name: "tmp", emptyDir: {} },
           ],
@@ -208,3 +209,8 @@ export function workerJob(input: WorkerJobInput): Manifest {
 }
 
 export const workerSourcePath = SOURCE_PATH;
+
+/** The `ros.io/repository` label of a repository Secret's workers: its name, or a bounded form of a long one. */
+export function repositoryLabel(secret: string): string {
+  return boundedName([secret]);
+}

@@ -18,7 +18,8 @@ export type KubeKind =
   | "StorageClass"
   | "VolumeSnapshot"
   | "VolumeSnapshotContent"
-  | "VolumeSnapshotClass";
+  | "VolumeSnapshotClass"
+  | "Namespace";
 
 export interface ObjectRef {
   readonly apiVersion: string;
@@ -28,7 +29,15 @@ export interface ObjectRef {
 }
 
 export type Action =
-  | { readonly op: "create"; readonly manifest: Manifest }
+  | {
+      readonly op: "create";
+      readonly manifest: Manifest;
+      /**
+       * The controlling owner, when it is made in the same decision and its uid is not known yet (a BackupSet and
+       * its BackupJobs): the executor learns the uid from the create, or reads the owner that already existed.
+       */
+      readonly ownedBy?: ObjectRef;
+    }
   | { readonly op: "patch"; readonly target: ObjectRef; readonly patch: unknown }
   | { readonly op: "delete"; readonly target: ObjectRef };
 
@@ -61,7 +70,15 @@ export interface Decision<S> {
  */
 export type Read =
   | { readonly get: KubeKind; readonly name: string; readonly namespace?: string }
-  | { readonly list: KubeKind; readonly namespace?: string; readonly labelSelector?: string; readonly cached?: boolean; readonly summary?: boolean };
+  | {
+      readonly list: KubeKind;
+      readonly namespace?: string;
+      readonly labelSelector?: string;
+      readonly cached?: boolean;
+      readonly summary?: boolean;
+      /** Items as they came, for a reader that parses each one itself and reports those that fail. */
+      readonly unparsed?: boolean;
+    };
 
 /** The reads of one round, by the key of the world they fill. */
 export type ReadPlan<O> = { readonly [K in keyof O]?: Read };

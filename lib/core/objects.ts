@@ -177,4 +177,5 @@ export const readSchemas: Readonly<Record<KubeKind, z.ZodType>> = {
   VolumeSnapshot: volumeSnapshotSchema,
   VolumeSnapshotContent: volumeSnapshotContentSchema,
   VolumeSnapshotClass: volumeSnapshotClassSchema,
+  Namespace: objectSummarySchema,
 };

@@ -2,6 +2,7 @@
 // Events. Creates meet AlreadyExists and deletes meet NotFound without complaint, so every step is idempotent.
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
+import type { Manifest } from "../core/builders.ts";
 import type { Action, KubeEvent, ObjectRef } from "../core/decision.ts";
 import { collectionPath, isKnownKind, objectPath, type KindName } from "./paths.ts";
 import { isAlreadyExists, isNotFound, type RestClient } from "./rest.ts";
@@ -39,13 +40,22 @@ export function pathOf(ref: ObjectRef): string {
   return objectPath(kindOf(ref.kind), ref.name, ref.namespace);
 }
 
-export async function perform(api: RestClient, action: Action): Promise<void> {
+const uidSchema = z.object({ metadata: z.object({ uid: z.string() }) });
+const refKey = (r: { kind: string; namespace?: string; name: string }) => `${r.kind}/${r.namespace ?? ""}/${r.name}`;
+
+/** The uids of objects created (or found existing) so far in one performAll, for `ownedBy`. */
+type Uids = Map<string, string>;
+
+export async function perform(api: RestClient, action: Action, uids: Uids = new Map()): Promise<void> {
   switch (action.op) {
     case "create": {
-      const m = action.manifest;
-      await api.create(collectionPath(kindOf(m.kind), m.metadata.namespace), m).catch((e: unknown) => {
+      const m = action.ownedBy ? await withOwner(api, action.manifest, action.ownedBy, uids) : action.manifest;
+      const created = await api.create<unknown>(collectionPath(kindOf(m.kind), m.metadata.namespace), m).catch((e: unknown) => {
         if (!isAlreadyExists(e)) throw new Error(`create ${m.kind} ${m.metadata.namespace ?? ""}/${m.metadata.name}`, { cause: e });
+        return undefined;
       });
+      const uid = uidSchema.safeParse(created).data?.metadata.uid;
+      if (uid) uids.set(refKey({ kind: m.kind, namespace: m.metadata.namespace, name: m.metadata.name }), uid);
       return;
     }
     case "patch":
@@ -66,7 +76,21 @@ export async function perform(api: RestClient, action: Action): Promise<void> {
 }
 
 export async function performAll(api: RestClient, actions: readonly Action[]): Promise<void> {
-  for (const a of actions) await perform(api, a);
+  const uids: Uids = new Map();
+  for (const a of actions) await perform(api, a, uids);
+}
+
+/** The manifest with its controlling owner's uid: from this decision's creates, or read when it already existed. */
+async function withOwner(api: RestClient, manifest: Manifest, owner: ObjectRef, uids: Uids): Promise<Manifest> {
+  let uid = uids.get(refKey(owner));
+  if (!uid) {
+    const found = await read(api, uidSchema, pathOf(owner));
+    if (!found) throw new Error(`create ${manifest.kind} ${manifest.metadata.name}: its owner ${owner.kind} ${owner.name} does not exist`);
+    uid = found.metadata.uid;
+    uids.set(refKey(owner), uid);
+  }
+  const ref = { apiVersion: owner.apiVersion, kind: owner.kind, name: owner.name, uid, controller: true, blockOwnerDeletion: true };
+  return { ...manifest, metadata: { ...manifest.metadata, ownerReferences: [ref] } };
 }
 
 /**

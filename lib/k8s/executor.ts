@@ -35,7 +35,7 @@ export interface StepResult {
 /** Rounds of reads before the executor gives up on a reconciler that keeps asking (a bug, never a cluster state). */
 const MAX_READ_ROUNDS = 4;
 
-type Kind = "BackupJob" | "BackupRestore" | "BackupSet";
+type Kind = "BackupJob" | "BackupRestore" | "BackupSet" | "BackupSchedule";
 type Walle = { metadata: { name?: string; namespace?: string; uid?: string; resourceVersion?: string; deletionTimestamp?: string; labels?: Record<string, string> }; status?: unknown };
 
 /**
@@ -48,7 +48,7 @@ export async function step<Obj extends Walle, Observed, World, Status extends { 
   name: string,
   namespace?: string,
 ): Promise<StepResult> {
-  const kind: Kind = reconciler.kind;
+  const kind = reconciler.kind;
   const path = objectPath(kind, name, namespace);
   const raw = await getOrNull(ctx.api, path);
   if (raw === null) return { found: false, changed: false };
@@ -94,10 +94,11 @@ function perform(api: RestClient, read: Read): Promise<unknown> {
   // From the API server's cache (resourceVersion 0) when `cached`: a quorum read waits for the cache to catch up
   // with the latest write anywhere in the cluster, and classes change about never.
   const query = { ...(read.labelSelector ? { labelSelector: read.labelSelector } : {}), ...(read.cached ? { resourceVersion: "0" } : {}) };
-  return list(api, read.summary ? objectSummarySchema : readSchemas[read.list], collectionPath(read.list, read.namespace), query);
+  return list(api, read.unparsed ? z.unknown() : read.summary ? objectSummarySchema : readSchemas[read.list], collectionPath(read.list, read.namespace), query);
 }
 
-interface Target {
+/** One of Walle's objects whose decision is carried out; resourceVersion is the precondition of the status write. */
+export interface DecisionTarget {
   readonly kind: Kind;
   readonly name: string;
   readonly namespace?: string;
@@ -105,8 +106,8 @@ interface Target {
   readonly resourceVersion?: string;
 }
 
-/** Carries out a decision about one of Walle's objects. */
-async function apply<S extends { phase?: string; state?: string }>(ctx: ExecutorContext, target: Target, before: S, decision: Decision<S>): Promise<StepResult> {
+/** Carries out a decision about one of Walle's objects: actions, one status write, the clean-up after it, Events. */
+export async function apply<S extends { phase?: string; state?: string }>(ctx: ExecutorContext, target: DecisionTarget, before: S, decision: Decision<S>): Promise<StepResult> {
   const path = objectPath(target.kind, target.name, target.namespace);
   await performAll(ctx.api, decision.actions);
   const written = await writeStatus(ctx.api, path, before, decision.status, target.resourceVersion);

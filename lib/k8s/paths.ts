@@ -29,6 +29,7 @@ export const kinds = {
   VolumeSnapshotContent: { apiVersion: "snapshot.storage.k8s.io/v1", plural: "volumesnapshotcontents", namespaced: false },
   VolumeSnapshotClass: { apiVersion: "snapshot.storage.k8s.io/v1", plural: "volumesnapshotclasses", namespaced: false },
   Event: { apiVersion: "events.k8s.io/v1", plural: "events", namespaced: true },
+  Namespace: { apiVersion: "v1", plural: "namespaces", namespaced: false },
 } as const satisfies Record<string, KindInfo>;
 export type KindName = keyof typeof kinds;
 

@@ -1,0 +1,81 @@
+// Entry point of the tick function.
+//
+//   node functions/tick/main.ts [--now <time>] [--dry-run] [--schedule <name>]   one tick, for the KEDA ScaledJob
+//   node functions/tick/main.ts serve                                             CloudEvents over HTTP (PingSource)
+//
+// One tick exits 0 when it completed and 1 when any part of it failed (the next tick retries; deterministic names
+// make that safe), 2 on bad arguments or configuration. Its report goes to stdout as one JSON line, logs to stderr;
+// `--dry-run` reads and decides as usual, prints what it would do, and changes nothing.
+import { parseArgs } from "node:util";
+import { loadConfig } from "../../lib/app/config.ts";
+import { createReceiver, serve } from "../../lib/app/receiver.ts";
+import { createWalle } from "../../lib/app/walle.ts";
+import { clientFromEnv } from "../../lib/k8s/kubeconfig.ts";
+import { createLogger, failStart } from "../../lib/log.ts";
+import { handle } from "./index.ts";
+import { pino } from "pino";
+
+const SERVICE = "walle-tick";
+const USAGE = "Usage: node functions/tick/main.ts [--now <RFC 3339 time>] [--dry-run] [--schedule <name>] | serve";
+
+function usage(message: string): never {
+  process.stderr.write(`${message}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+function parseNow(text: string | undefined): Date | undefined {
+  if (text === undefined) return undefined;
+  const at = new Date(text);
+  if (Number.isNaN(at.getTime()) || !/^\d{4}-\d{2}-\d{2}T/.test(text)) usage(`--now ${JSON.stringify(text)} is not an RFC 3339 time such as 2026-12-02T06:00:00Z`);
+  return at;
+}
+
+async function main(): Promise<void> {
+  let args: ReturnType<typeof parse>;
+  const parse = () => parseArgs({ args: process.argv.slice(2), allowPositionals: true, options: { now: { type: "string" }, "dry-run": { type: "boolean" }, schedule: { type: "string" }, help: { type: "boolean" } } });
+  try {
+    args = parse();
+  } catch (err) {
+    usage((err as Error).message);
+  }
+  if (args.values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const [mode, ...rest] = args.positionals;
+  if (rest.length > 0 || (mode !== undefined && mode !== "serve")) usage(`unexpected argument ${JSON.stringify(mode === "serve" ? rest[0] : mode)}`);
+  const fixed = parseNow(args.values.now);
+  const { walle: config, serve: shell } = await failStart(SERVICE, () => loadConfig(process.env, SERVICE));
+  const api = await clientFromEnv(process.env);
+
+  if (mode === "serve") {
+    const log = createLogger({ function: shell.service, level: shell.logLevel });
+    const walle = createWalle({ api, config, controller: `ros.io/${SERVICE}` });
+    const receiver = createReceiver({ log, handle: (context, event) => handle({ ...context, walle }, event), ...(shell.triggerToken ? { triggerToken: shell.triggerToken } : {}) });
+    const address = await serve(receiver, shell.port, log);
+    log.info({ port: address.port }, "Started tick function");
+    return;
+  }
+
+  // One tick: logs on stderr, so stdout holds the report alone.
+  const log = createLogger({ function: shell.service, level: shell.logLevel, destination: pino.destination({ dest: 2, sync: true }) });
+  const walle = createWalle({ api, config, controller: `ros.io/${SERVICE}`, ...(fixed ? { now: () => fixed } : {}) });
+  const dryRun = args.values["dry-run"] === true;
+  const schedule = args.values.schedule;
+  try {
+    const report = await walle.tick({ dryRun, ...(schedule ? { schedule } : {}) }, log);
+    if (dryRun) for (const a of report.actions) process.stdout.write(`would ${a}\n`);
+    process.stdout.write(`${JSON.stringify(report)}\n`);
+    if (report.errors.length > 0) {
+      log.error({ errors: report.errors }, `The tick finished with ${report.errors.length} errors.`);
+      process.exitCode = 1;
+    } else {
+      log.info({ schedules: report.schedules, actions: report.actions.length }, "The tick finished.");
+    }
+  } catch (err) {
+    log.error({ err }, `The tick failed: ${(err as Error).message}`);
+    process.exitCode = 1;
+  }
+}
+
+if (import.meta.main) await main();

@@ -1,0 +1,327 @@
+// A BackupSchedule at one tick, as a pure decision: which of its tasks are due (lib/core/schedule.ts), the
+// BackupSet and BackupJobs of a due backup (named after its slot, so a second tick in the same window meets
+// AlreadyExists), prune and check worker Jobs kept off a repository that someone writes to, the history bounded by
+// keepSucceeded/keepFailed, and the status with the original's semantics (state from the BackupReady, CheckOk and
+// PruneOk conditions, last*Run, scheduler timestamps) plus nextBackupRun.
+import { BackupScheduleConditionType, BackupScheduleState, type BackupScheduleStatus } from "../api/backup-schedule.ts";
+import { BackupSetState } from "../api/backup-set.ts";
+import { ConditionReason, EventReason } from "../api/conditions.ts";
+import { API_VERSION, ConditionStatus, CREATED_BY, JobType, Label } from "../api/constants.ts";
+import type { BackupSchedule } from "../api/parse.ts";
+import { ownerRef, repositoryLabel, workerJob, type Manifest, type WalleConfig } from "./builders.ts";
+import { findCondition, rfc3339, setCondition, type ConditionInput } from "./conditions.ts";
+import type { Action, Decision, KubeEvent, ObjectRef } from "./decision.ts";
+import { boundedName, shortHash } from "./names.ts";
+import { jobFailureMessage, jobOutcome, type Job, type ObjectSummary } from "./objects.ts";
+import type { Selection } from "./plans.ts";
+import { dueSlot, slotId, type Due, type Timing } from "./schedule.ts";
+
+export interface ScheduleWorld {
+  readonly schedule: BackupSchedule;
+  /** The schedule's BackupSets (label ros.io/backup-schedule). */
+  readonly sets: readonly ObjectSummary[];
+  /** The schedule's prune and check Jobs. */
+  readonly jobs: readonly Job[];
+  /** Walle's Jobs that use the schedule's repository (label ros.io/repository in its namespace), any owner. */
+  readonly repositoryJobs: readonly Job[];
+  /** The PVCs the plans select now; read only when a backup is due (`backupDue`). */
+  readonly selection?: Selection;
+}
+
+/** A run asked for by an event instead of the clock: its id names the BackupSet. */
+export interface ManualRun {
+  readonly requestId: string;
+}
+
+type Task = "backup" | "prune" | "check";
+
+const created = (s: BackupSchedule) => new Date(s.metadata.creationTimestamp ?? 0);
+const parseTime = (t: string | undefined) => (t ? new Date(t) : undefined);
+
+function timingOf(s: BackupSchedule, task: Task): Timing | undefined {
+  switch (task) {
+    case "backup":
+      return s.spec.schedule ? { cron: s.spec.schedule, ...(s.spec.timezone ? { timezone: s.spec.timezone } : {}) } : s.spec.interval ? { interval: s.spec.interval } : undefined;
+    case "prune":
+      return s.spec.prune ? { interval: s.spec.prune.interval } : undefined;
+    case "check":
+      return s.spec.check ? { interval: s.spec.check.interval } : undefined;
+  }
+}
+
+const TIMESTAMP = { backup: "backupTimestamp", prune: "pruneTimestamp", check: "checkTimestamp" } as const;
+
+/**
+ * When a task is due. A new interval schedule backs up at once, as the original did; prune and check come one
+ * interval after the schedule was made, when there is something to prune.
+ */
+export function taskDue(s: BackupSchedule, task: Task, now: Date): Due | undefined {
+  const timing = timingOf(s, task);
+  if (!timing) return undefined;
+  return dueSlot(timing, parseTime(s.status?.scheduler?.[TIMESTAMP[task]]), created(s), now, task === "backup");
+}
+
+/** Whether this tick will start a backup of the schedule, so the pods and PVCs must be read. */
+export function backupDue(s: BackupSchedule, now: Date): boolean {
+  return !s.spec.suspend && taskDue(s, "backup", now)?.slot !== undefined;
+}
+
+const isSettledSet = (set: ObjectSummary) => set.status?.state === BackupSetState.Finished || set.status?.state === BackupSetState.FinishedWithFailures;
+const newestFirst = <T extends { metadata: { creationTimestamp?: string; name?: string } }>(items: readonly T[]): T[] =>
+  [...items].sort((a, b) => (b.metadata.creationTimestamp ?? "").localeCompare(a.metadata.creationTimestamp ?? "") || (b.metadata.name ?? "").localeCompare(a.metadata.name ?? ""));
+const isActiveJob = (j: Job) => jobOutcome(j) === undefined;
+
+/** The BackupSet of one run: `<schedule>-<slot>`, or `<schedule>-run-<hash of the request>` for a run asked for. */
+export function backupSetName(schedule: string, run: Date | ManualRun): string {
+  return run instanceof Date ? boundedName([schedule, slotId(run)]) : boundedName([schedule, "run", shortHash(run.requestId, 10)]);
+}
+
+/** A BackupJob of a set, in its PVC's namespace. */
+export function scheduledJobName(set: string, pvc: string): string {
+  return boundedName([set, pvc]);
+}
+
+class ScheduleStep {
+  readonly actions: Action[] = [];
+  readonly events: KubeEvent[] = [];
+  status: BackupScheduleStatus;
+  readonly w: ScheduleWorld;
+  readonly config: WalleConfig;
+  readonly now: Date;
+  readonly name: string;
+  readonly repoNs: string;
+  /** The BackupSet this step makes, if any. */
+  started: string | undefined;
+
+  constructor(w: ScheduleWorld, config: WalleConfig, now: Date) {
+    this.w = w;
+    this.config = config;
+    this.now = now;
+    this.name = w.schedule.metadata.name ?? "";
+    this.repoNs = w.schedule.spec.repository.namespace ?? config.installNamespace;
+    this.status = { ...(w.schedule.status ?? {}), observedGeneration: w.schedule.metadata.generation };
+  }
+
+  condition(input: ConditionInput): void {
+    this.status = { ...this.status, conditions: setCondition(this.status.conditions, input, this.now, this.w.schedule.metadata.generation) };
+  }
+
+  event(type: KubeEvent["type"], reason: KubeEvent["reason"], note: string): void {
+    this.events.push({ type, reason, note });
+  }
+
+  scheduler(task: Task, slot: Date): void {
+    this.status = { ...this.status, scheduler: { ...this.status.scheduler, [TIMESTAMP[task]]: rfc3339(slot) } };
+  }
+
+  labels(type?: JobType): Record<string, string> {
+    return { [Label.CreatedBy]: CREATED_BY, [Label.BackupSchedule]: this.name, ...(type ? { [Label.BackupJobType]: type } : {}) };
+  }
+
+  decision(): Decision<BackupScheduleStatus> {
+    return { actions: this.actions, status: this.status, events: this.events };
+  }
+}
+
+/**
+ * The schedule's decision at `now`: start what is due, bound the history, and say where things are. With
+ * `manual`, a backup runs now whatever the clock says (the scheduler's timestamps stay, so the grid does not move).
+ */
+export function decideSchedule(w: ScheduleWorld, config: WalleConfig, now: Date, manual?: ManualRun): Decision<BackupScheduleStatus> {
+  const s = new ScheduleStep(w, config, now);
+  const backup = taskDue(w.schedule, "backup", now);
+  if (manual) startBackup(s, manual, undefined);
+  if (w.schedule.spec.suspend) {
+    // Nothing new starts; what runs goes on, and its outcome still shows.
+    s.status = { ...s.status, nextBackupRun: undefined };
+  } else if (backup?.error) {
+    s.condition({ type: BackupScheduleConditionType.BackupReady, status: ConditionStatus.False, reason: ConditionReason.InvalidSpec, message: `The schedule cannot be evaluated: ${backup.error}` });
+  } else {
+    if (backup?.slot && !manual) startBackup(s, backup.slot, backup);
+    // With the next slot after a run asked for, the clock's grid stays where it was.
+    s.status = { ...s.status, ...(backup?.next ? { nextBackupRun: rfc3339(backup.slot && manual ? backup.slot : backup.next) } : {}) };
+  }
+  if (!w.schedule.spec.suspend && !manual) {
+    maintain(s, "prune");
+    maintain(s, "check");
+  }
+  bookkeeping(s);
+  return s.decision();
+}
+
+/** A due backup: one BackupSet, one BackupJob per selected PVC, unless the previous run is still going. */
+function startBackup(s: ScheduleStep, run: Date | ManualRun, due: Due | undefined): void {
+  const { w } = s;
+  const setName = backupSetName(s.name, run);
+  const slot = run instanceof Date ? run : undefined;
+  const running = newestFirst(w.sets).find((set) => !isSettledSet(set) && set.metadata.name !== setName);
+  if (running && slot) {
+    // As in the original: a run that has not finished makes the next one skip its turn.
+    s.scheduler("backup", slot);
+    s.event("Warning", EventReason.BackupSkipped, `Skipped the backup due at ${rfc3339(slot)}: BackupSet ${running.metadata.name} has not finished.`);
+    return;
+  }
+  const selection = w.selection;
+  if (!selection) return;
+  if (selection.errors.length > 0) {
+    const message = `No backup started: ${selection.errors.join("; ")}`;
+    if (slot) s.scheduler("backup", slot);
+    s.condition({ type: BackupScheduleConditionType.BackupReady, status: ConditionStatus.False, reason: ConditionReason.InvalidPlan, message });
+    s.event("Warning", EventReason.InvalidPlan, message);
+    return;
+  }
+  for (const skip of selection.skipped.slice(0, MAX_SKIP_EVENTS)) {
+    s.event("Warning", EventReason.PvcSkipped, `Skipped PVC ${skip.namespace}/${skip.pvc}: ${skip.reason}.`);
+  }
+  if (slot) s.scheduler("backup", slot);
+  if (selection.targets.length === 0) {
+    s.event("Normal", EventReason.NothingToBackUp, `No PVC matched the plans${selection.skipped.length ? ` (${selection.skipped.length} skipped)` : ""}; no BackupSet was made.`);
+    return;
+  }
+  const setRef: ObjectRef = { apiVersion: API_VERSION, kind: "BackupSet", name: setName };
+  const uid = w.schedule.metadata.uid ?? "";
+  const labels = { ...s.labels(), [Label.BackupSet]: setName };
+  s.actions.push({
+    op: "create",
+    manifest: {
+      apiVersion: API_VERSION,
+      kind: "BackupSet",
+      metadata: { name: setName, labels: s.labels(), ownerReferences: [ownerRef("BackupSchedule", s.name, uid)] },
+      spec: { selector: { matchLabels: { [Label.BackupSchedule]: s.name, [Label.BackupSet]: setName } } },
+    },
+  });
+  for (const t of selection.targets) {
+    const plan = w.schedule.spec.plans[t.plan];
+    const manifest: Manifest = {
+      apiVersion: API_VERSION,
+      kind: "BackupJob",
+      metadata: { name: scheduledJobName(setName, t.pvc), namespace: t.namespace, labels },
+      spec: {
+        sourcePvc: t.pvc,
+        repository: { name: w.schedule.spec.repository.name, namespace: s.repoNs },
+        ...(plan?.beforeSnapshot ? { beforeSnapshot: plan.beforeSnapshot } : {}),
+        ...(plan?.afterSnapshot ? { afterSnapshot: plan.afterSnapshot } : {}),
+      },
+    };
+    s.actions.push({ op: "create", manifest, ownedBy: setRef });
+  }
+  s.status = { ...s.status, lastBackupRun: rfc3339(s.now) };
+  s.started = setName;
+  const caughtUp = due && due.missed > 0 ? ` ${due.missed}${due.missed >= 1000 ? " or more" : ""} earlier slots were missed; this one run catches up.` : "";
+  s.event("Normal", EventReason.BackupStarted, `Started BackupSet ${setName} with ${selection.targets.length} BackupJobs.${caughtUp}`);
+}
+
+/** Skipped PVCs each get an Event, up to this many per run; the count is in the run's Event. */
+const MAX_SKIP_EVENTS = 20;
+
+const WORKER_COMMAND = { prune: JobType.Prune, check: JobType.Check } as const;
+
+/** A due prune or check: a worker Job in the repository's namespace, once nobody else uses the repository. */
+function maintain(s: ScheduleStep, task: "prune" | "check"): void {
+  const { w, config } = s;
+  const due = taskDue(w.schedule, task, s.now);
+  const conditionType = task === "prune" ? BackupScheduleConditionType.PruneOk : BackupScheduleConditionType.CheckOk;
+  if (!due?.slot) return;
+  const mine = w.jobs.filter((j) => j.metadata?.labels?.[Label.BackupJobType] === WORKER_COMMAND[task]);
+  if (mine.some(isActiveJob)) return;
+  // restic's exclusive lock would make a prune wait anyway; not starting it keeps backups from waiting on it.
+  const busy = w.repositoryJobs.filter(isActiveJob);
+  if (busy.length > 0 && task === "prune") {
+    s.condition({ type: conditionType, status: ConditionStatus.False, reason: ConditionReason.RepositoryBusy, message: `Prune is due; waiting for ${busy.length} worker Jobs that use repository ${w.schedule.spec.repository.name} to finish.` });
+    return;
+  }
+  const name = boundedName([`walle-${task}`, s.name, slotId(due.slot)]);
+  const retain = w.schedule.spec.prune?.retain;
+  s.actions.push({
+    op: "create",
+    manifest: workerJob({
+      metadata: { name, namespace: s.repoNs, labels: s.labels(WORKER_COMMAND[task]), ownerReferences: [ownerRef("BackupSchedule", s.name, w.schedule.metadata.uid ?? "")] },
+      config,
+      command: WORKER_COMMAND[task],
+      repositorySecret: w.schedule.spec.repository.name,
+      env: task === "prune" && retain ? { RETENTION: JSON.stringify(retain), BACKUP_SCHEDULE: s.name } : {},
+    }),
+  });
+  s.scheduler(task, due.slot);
+  s.status = { ...s.status, [task === "prune" ? "lastPruneRun" : "lastCheckRun"]: rfc3339(s.now) };
+  s.condition({ type: conditionType, status: ConditionStatus.False, reason: ConditionReason.Running, message: `${task === "prune" ? "Prune" : "Check"} Job ${s.repoNs}/${name} started.` });
+  s.event("Normal", task === "prune" ? EventReason.PruneStarted : EventReason.CheckStarted, `Started ${task} Job ${s.repoNs}/${name} on repository ${w.schedule.spec.repository.name}.`);
+}
+
+/** Conditions from the newest run of each task, the state they give, and old runs deleted beyond the keep counts. */
+function bookkeeping(s: ScheduleStep): void {
+  const { w } = s;
+  const spec = w.schedule.spec;
+  const sets = newestFirst(w.sets);
+  const latest = sets[0];
+  if (s.started) {
+    s.condition({ type: BackupScheduleConditionType.BackupReady, status: ConditionStatus.False, reason: ConditionReason.Running, message: `BackupSet ${s.started} is Running.` });
+  } else if (latest) {
+    const state = latest.status?.state ?? BackupSetState.Running;
+    const ok = state === BackupSetState.Finished;
+    const reason = state === BackupSetState.Finished ? ConditionReason.Finished : state === BackupSetState.FinishedWithFailures ? ConditionReason.FinishedWithFailures : ConditionReason.Running;
+    s.condition({ type: BackupScheduleConditionType.BackupReady, status: ok ? ConditionStatus.True : ConditionStatus.False, reason, message: `BackupSet ${latest.metadata.name} is ${state}.` });
+  } else if (!findCondition(s.status.conditions, BackupScheduleConditionType.BackupReady)) {
+    s.condition({ type: BackupScheduleConditionType.BackupReady, status: ConditionStatus.False, reason: ConditionReason.Waiting, message: "No BackupSets found for BackupSchedule." });
+  }
+  for (const task of ["prune", "check"] as const) {
+    const newest = newestFirst(w.jobs.filter((j) => j.metadata?.labels?.[Label.BackupJobType] === WORKER_COMMAND[task]))[0];
+    if (newest) s.condition(jobCondition(task, newest, s.repoNs));
+  }
+  s.status = { ...s.status, state: stateOf(s.status.conditions ?? []) };
+
+  const keep = (items: readonly { metadata: { name?: string; creationTimestamp?: string } }[], ok: (i: number) => boolean, failed: (i: number) => boolean) => {
+    const doomed: number[] = [];
+    let succeeded = 0;
+    let failures = 0;
+    items.forEach((_, i) => {
+      if (ok(i) && ++succeeded > spec.keepSucceeded) doomed.push(i);
+      if (failed(i) && ++failures > spec.keepFailed) doomed.push(i);
+    });
+    return doomed;
+  };
+  for (const i of keep(sets, (i) => sets[i]?.status?.state === BackupSetState.Finished, (i) => sets[i]?.status?.state === BackupSetState.FinishedWithFailures)) {
+    const name = sets[i]?.metadata.name ?? "";
+    // Its BackupJobs belong to it: the garbage collector deletes them with it.
+    s.actions.push({ op: "delete", target: { apiVersion: API_VERSION, kind: "BackupSet", name } });
+    s.event("Normal", EventReason.DeletedOldBackupSet, `Deleted BackupSet ${name} and its BackupJobs (keepSucceeded ${spec.keepSucceeded}, keepFailed ${spec.keepFailed}).`);
+  }
+  for (const task of ["prune", "check"] as const) {
+    const jobs = newestFirst(w.jobs.filter((j) => j.metadata?.labels?.[Label.BackupJobType] === WORKER_COMMAND[task]));
+    for (const i of keep(jobs, (i) => jobOutcome(jobs[i] as Job) === "Complete", (i) => jobOutcome(jobs[i] as Job) === "Failed")) {
+      const job = jobs[i] as Job;
+      s.actions.push({ op: "delete", target: { apiVersion: "batch/v1", kind: "Job", namespace: job.metadata?.namespace ?? s.repoNs, name: job.metadata?.name ?? "" } });
+      s.event("Normal", EventReason.DeletedOldJob, `Deleted ${task} Job ${job.metadata?.namespace}/${job.metadata?.name}.`);
+    }
+  }
+}
+
+function jobCondition(task: "prune" | "check", job: Job, ns: string): ConditionInput {
+  const type = task === "prune" ? BackupScheduleConditionType.PruneOk : BackupScheduleConditionType.CheckOk;
+  const what = `${task === "prune" ? "Prune" : "Check"} Job ${ns}/${job.metadata?.name}`;
+  switch (jobOutcome(job)) {
+    case "Complete":
+      return { type, status: ConditionStatus.True, reason: ConditionReason.Finished, message: `${what} succeeded.` };
+    case "Failed":
+      return { type, status: ConditionStatus.False, reason: ConditionReason.Failed, message: `${what} failed: ${jobFailureMessage(job) ?? "see its pod's termination message"}` };
+    default:
+      return { type, status: ConditionStatus.False, reason: ConditionReason.Running, message: `${what} is running.` };
+  }
+}
+
+/** The original's state: a failed check wins, then failures of backups or prunes, then anything running. */
+function stateOf(conditions: readonly { type: string; reason: string }[]): BackupScheduleState {
+  const reason = (type: string) => conditions.find((c) => c.type === type)?.reason;
+  if (reason(BackupScheduleConditionType.CheckOk) === ConditionReason.Failed) return BackupScheduleState.CheckFailed;
+  const backup = reason(BackupScheduleConditionType.BackupReady);
+  if (backup === ConditionReason.FinishedWithFailures || reason(BackupScheduleConditionType.PruneOk) === ConditionReason.Failed) return BackupScheduleState.FinishedWithFailures;
+  const running = [BackupScheduleConditionType.BackupReady, BackupScheduleConditionType.CheckOk, BackupScheduleConditionType.PruneOk].some((t) => reason(t) === ConditionReason.Running);
+  if (running) return BackupScheduleState.Running;
+  if (backup === ConditionReason.Finished) return BackupScheduleState.Finished;
+  return BackupScheduleState.Waiting;
+}
+
+/** Which repository a schedule's worker Jobs use: its namespace and the value of their ros.io/repository label. */
+export function scheduleRepository(s: BackupSchedule, config: WalleConfig): { namespace: string; label: string } {
+  return { namespace: s.spec.repository.namespace ?? config.installNamespace, label: repositoryLabel(s.spec.repository.name) };
+}

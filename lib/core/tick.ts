@@ -1,0 +1,134 @@
+// One tick over every schedule, decided from lists alone: one read per kind (schedules, their BackupSets, Walle's
+// Jobs; and, only when some backup is due, the pods, PVCs and namespaces its plans need), whatever the number of
+// schedules, then one decision per schedule. Writes are O(due).
+import { PlanType, type BackupScheduleStatus } from "../api/backup-schedule.ts";
+import { ConditionReason } from "../api/conditions.ts";
+import { ConditionStatus, CREATED_BY, Label } from "../api/constants.ts";
+import { resourceSchemas, type BackupSchedule } from "../api/parse.ts";
+import { BackupScheduleConditionType } from "../api/backup-schedule.ts";
+import type { WalleConfig } from "./builders.ts";
+import { backupDue, decideSchedule, scheduleRepository, type ManualRun } from "./backup-schedule.ts";
+import { setCondition } from "./conditions.ts";
+import type { Decision, ReadPlan } from "./decision.ts";
+import type { Job, ObjectSummary, Pod, Pvc } from "./objects.ts";
+import { selectPvcs, type NamespaceInfo } from "./plans.ts";
+
+export interface TickObserved {
+  readonly schedules?: readonly unknown[];
+  readonly sets?: readonly ObjectSummary[];
+  readonly jobs?: readonly Job[];
+  readonly pods?: readonly Pod[];
+  readonly pvcs?: readonly Pvc[];
+  readonly namespaces?: readonly NamespaceInfo[];
+}
+
+/** What one tick does: everything, or one schedule now (a run asked for by an event). */
+export interface TickScope {
+  readonly schedule?: string;
+  readonly manual?: ManualRun;
+}
+
+const parseSchedules = (raw: readonly unknown[] | undefined) => (raw ?? []).map((r) => resourceSchemas.BackupSchedule.safeParse(r));
+
+function inScope(s: BackupSchedule, scope: TickScope): boolean {
+  return scope.schedule === undefined || s.metadata.name === scope.schedule;
+}
+
+/** The reads of a tick, in two rounds: what every tick needs, then what the due plans need. */
+export function tickReads(seen: Partial<TickObserved>, now: Date, scope: TickScope = {}): ReadPlan<TickObserved> {
+  if (seen.schedules === undefined) {
+    return {
+      schedules: { list: "BackupSchedule", unparsed: true },
+      sets: { list: "BackupSet", labelSelector: Label.BackupSchedule, summary: true },
+      jobs: { list: "Job", labelSelector: `${Label.CreatedBy}=${CREATED_BY},${Label.BackupJobType}` },
+    };
+  }
+  const due = parseSchedules(seen.schedules)
+    .flatMap((p) => (p.success ? [p.data] : []))
+    .filter((s) => inScope(s, scope) && (scope.manual !== undefined || backupDue(s, now)));
+  const plans = due.flatMap((s) => s.spec.plans);
+  if (plans.length === 0 || seen.pvcs !== undefined) return {};
+  return {
+    pvcs: { list: "PersistentVolumeClaim" },
+    ...(plans.some((p) => p.type === PlanType.Pod) ? { pods: { list: "Pod" } } : {}),
+    ...(plans.some((p) => p.namespaceSelector) ? { namespaces: { list: "Namespace", summary: true } } : {}),
+  };
+}
+
+export interface SchedulePlan {
+  readonly name: string;
+  readonly uid?: string;
+  readonly resourceVersion?: string;
+  readonly before: BackupScheduleStatus;
+  readonly decision: Decision<BackupScheduleStatus>;
+}
+
+/** One decision per schedule in scope, from what the tick read. */
+export function planTick(w: TickObserved, config: WalleConfig, now: Date, scope: TickScope = {}): SchedulePlan[] {
+  const sets = groupBy(w.sets ?? [], (s) => s.metadata.labels?.[Label.BackupSchedule]);
+  const jobs = w.jobs ?? [];
+  const bySchedule = groupBy(jobs, (j) => j.metadata?.labels?.[Label.BackupSchedule]);
+  const byRepository = groupBy(jobs, (j) => `${j.metadata?.namespace ?? ""}/${j.metadata?.labels?.[Label.Repository] ?? ""}`);
+  const inventory = { pvcs: w.pvcs ?? [], ...(w.pods ? { pods: w.pods } : {}), ...(w.namespaces ? { namespaces: w.namespaces } : {}) };
+  const plans: SchedulePlan[] = [];
+  for (const [index, parsed] of parseSchedules(w.schedules).entries()) {
+    if (!parsed.success) {
+      const invalid = invalidSchedule(w.schedules?.[index], parsed.error.issues, now);
+      if (invalid && (scope.schedule === undefined || invalid.name === scope.schedule)) plans.push(invalid);
+      continue;
+    }
+    const schedule = parsed.data;
+    if (!inScope(schedule, scope) || schedule.metadata.deletionTimestamp) continue;
+    const name = schedule.metadata.name ?? "";
+    const repo = scheduleRepository(schedule, config);
+    const due = scope.manual !== undefined || backupDue(schedule, now);
+    const decision = decideSchedule(
+      {
+        schedule,
+        sets: sets.get(name) ?? [],
+        jobs: (bySchedule.get(name) ?? []).filter((j) => j.metadata?.labels?.[Label.BackupSet] === undefined && j.metadata?.labels?.[Label.BackupJob] === undefined),
+        repositoryJobs: byRepository.get(`${repo.namespace}/${repo.label}`) ?? [],
+        ...(due && w.pvcs ? { selection: selectPvcs(schedule.spec.plans, inventory) } : {}),
+      },
+      config,
+      now,
+      scope.manual,
+    );
+    plans.push({
+      name,
+      ...(schedule.metadata.uid ? { uid: schedule.metadata.uid } : {}),
+      ...(schedule.metadata.resourceVersion ? { resourceVersion: schedule.metadata.resourceVersion } : {}),
+      before: schedule.status ?? {},
+      decision,
+    });
+  }
+  return plans;
+}
+
+/** A schedule the API server accepted and Walle cannot read: BackupReady False, naming each field; nothing runs. */
+function invalidSchedule(raw: unknown, issues: readonly { path: readonly PropertyKey[]; message: string }[], now: Date): SchedulePlan | undefined {
+  const meta = (raw as { metadata?: { name?: string; uid?: string; resourceVersion?: string } } | undefined)?.metadata;
+  if (!meta?.name) return undefined;
+  const status = resourceSchemas.BackupSchedule.shape.status.safeParse((raw as { status?: unknown }).status).data ?? {};
+  const message = `The BackupSchedule is invalid: ${issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`;
+  const conditions = setCondition(status.conditions, { type: BackupScheduleConditionType.BackupReady, status: ConditionStatus.False, reason: ConditionReason.InvalidSpec, message }, now);
+  return {
+    name: meta.name,
+    ...(meta.uid ? { uid: meta.uid } : {}),
+    ...(meta.resourceVersion ? { resourceVersion: meta.resourceVersion } : {}),
+    before: status,
+    decision: { actions: [], status: { ...status, conditions }, events: [] },
+  };
+}
+
+function groupBy<T>(items: readonly T[], key: (t: T) => string | undefined): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    if (k === undefined) continue;
+    const list = out.get(k);
+    if (list) list.push(item);
+    else out.set(k, [item]);
+  }
+  return out;
+}

@@ -1,0 +1,158 @@
+// A BackupSchedule at one tick, as pure decisions: the BackupSet and BackupJobs of a due slot (named after it),
+// no-ops for a second tick, skips while a run goes on, history bounded by keepSucceeded/keepFailed, suspend,
+// prune and check kept off a busy repository, and the status with the original's semantics.
+import { describe, expect, it } from "vitest";
+import type { BackupSchedule } from "../../lib/api/parse.ts";
+import { backupSetName, decideSchedule, type ScheduleWorld } from "../../lib/core/backup-schedule.ts";
+import type { Action } from "../../lib/core/decision.ts";
+import type { Job, ObjectSummary } from "../../lib/core/objects.ts";
+import type { Selection } from "../../lib/core/plans.ts";
+import { planTick, tickReads } from "../../lib/core/tick.ts";
+import { testConfig as config } from "../support/config.ts";
+
+const t = (iso: string) => new Date(iso);
+const createdAt = "2026-12-01T00:00:00Z";
+
+function schedule(spec: Partial<BackupSchedule["spec"]> = {}, status?: BackupSchedule["status"]): BackupSchedule {
+  return {
+    apiVersion: "ros.io/v1",
+    kind: "BackupSchedule",
+    metadata: { name: "example-schedule", uid: "5c4e0000-0000-4000-8000-000000000001", generation: 1, creationTimestamp: createdAt },
+    spec: { interval: "6h", suspend: false, keepSucceeded: 1, keepFailed: 3, plans: [{ type: "pod" }], repository: { name: "restic-repo", namespace: "walle" }, ...spec },
+    ...(status ? { status } : {}),
+  } as BackupSchedule;
+}
+
+const selection: Selection = { targets: [{ namespace: "default", pvc: "example-volume", plan: 0 }, { namespace: "shop", pvc: "db", plan: 0 }], skipped: [{ namespace: "shop", pvc: "cache", reason: "the PVC is Pending, not Bound" }], errors: [] };
+const world = (s: BackupSchedule, extra: Partial<ScheduleWorld> = {}): ScheduleWorld => ({ schedule: s, sets: [], jobs: [], repositoryJobs: [], selection, ...extra });
+const created = (actions: readonly Action[]) => actions.flatMap((a) => (a.op === "create" ? [`${a.manifest.kind} ${a.manifest.metadata.namespace ?? ""}/${a.manifest.metadata.name}`] : []));
+const deleted = (actions: readonly Action[]) => actions.flatMap((a) => (a.op === "delete" ? [`${a.target.kind} ${a.target.name}`] : []));
+const set = (name: string, state: string | undefined, at: string): ObjectSummary => ({ metadata: { name, creationTimestamp: at, labels: { "ros.io/backup-schedule": "example-schedule" } }, ...(state ? { status: { state } } : {}) });
+
+describe("decideSchedule", () => {
+  it("a new 6h schedule backs up at once: one BackupSet for its slot, one BackupJob per PVC, labelled and owned as the original does", () => {
+    const d = decideSchedule(world(schedule()), config, t("2026-12-01T00:02:00Z"));
+    const setName = "example-schedule-20261201t000000z";
+    expect(created(d.actions)).toEqual([`BackupSet /${setName}`, `BackupJob default/${setName}-example-volume`, `BackupJob shop/${setName}-db`]);
+    const [setAction, jobAction] = d.actions;
+    expect(setAction?.op === "create" && setAction.manifest).toMatchObject({
+      metadata: { labels: { "app.kubernetes.io/created-by": "walle", "ros.io/backup-schedule": "example-schedule" }, ownerReferences: [{ kind: "BackupSchedule", name: "example-schedule", uid: "5c4e0000-0000-4000-8000-000000000001", controller: true }] },
+      spec: { selector: { matchLabels: { "ros.io/backup-schedule": "example-schedule", "ros.io/backupset": setName } } },
+    });
+    expect(jobAction?.op === "create" && jobAction).toMatchObject({
+      ownedBy: { kind: "BackupSet", name: setName },
+      manifest: { metadata: { labels: { "ros.io/backupset": setName, "ros.io/backup-schedule": "example-schedule" } }, spec: { sourcePvc: "example-volume", repository: { name: "restic-repo", namespace: "walle" } } },
+    });
+    expect(d.status).toMatchObject({
+      state: "Running",
+      lastBackupRun: "2026-12-01T00:02:00Z",
+      nextBackupRun: "2026-12-01T06:00:00Z",
+      scheduler: { backupTimestamp: "2026-12-01T00:00:00Z" },
+      conditions: [{ type: "BackupReady", status: "False", reason: "Running" }],
+    });
+    expect(d.events.map((e) => e.reason)).toEqual(["PvcSkipped", "BackupStarted"]);
+    expect(d.events[0]?.note).toBe("Skipped PVC shop/cache: the PVC is Pending, not Bound.");
+  });
+
+  it("a second tick in the same window, with the status written, does nothing new", () => {
+    const first = decideSchedule(world(schedule()), config, t("2026-12-01T00:02:00Z"));
+    const again = decideSchedule(world(schedule({}, first.status), { sets: [set("example-schedule-20261201t000000z", "Running", "2026-12-01T00:02:00Z")] }), config, t("2026-12-01T00:03:00Z"));
+    expect(again.actions).toEqual([]);
+  });
+
+  it("a second tick that did not see the first one's status write makes the same names (AlreadyExists)", () => {
+    const a = decideSchedule(world(schedule()), config, t("2026-12-01T00:02:00Z"));
+    const b = decideSchedule(world(schedule()), config, t("2026-12-01T00:04:00Z"));
+    expect(created(b.actions)).toEqual(created(a.actions));
+  });
+
+  it("skips its turn while the previous run has not finished, as the original did, and moves the scheduler on", () => {
+    const s = schedule({}, { scheduler: { backupTimestamp: "2026-12-01T00:00:00Z" } });
+    const d = decideSchedule(world(s, { sets: [set("example-schedule-20261201t000000z", "Running", createdAt)] }), config, t("2026-12-01T06:01:00Z"));
+    expect(d.actions).toEqual([]);
+    expect(d.status.scheduler?.backupTimestamp).toBe("2026-12-01T06:00:00Z");
+    expect(d.events).toEqual([expect.objectContaining({ type: "Warning", reason: "BackupSkipped" })]);
+  });
+
+  it("suspend starts nothing and clears nextBackupRun, while the running set's outcome still shows", () => {
+    const s = schedule({ suspend: true }, { scheduler: { backupTimestamp: "2026-12-01T00:00:00Z" }, nextBackupRun: "2026-12-01T06:00:00Z" });
+    const d = decideSchedule(world(s, { sets: [set("example-schedule-20261201t000000z", "Finished", createdAt)] }), config, t("2026-12-02T00:00:00Z"));
+    expect(d.actions).toEqual([]);
+    expect(d.status.nextBackupRun).toBeUndefined();
+    expect(d.status.state).toBe("Finished");
+  });
+
+  it("keeps keepSucceeded finished and keepFailed failed BackupSets, newest first, and deletes the rest", () => {
+    const states = ["Finished", "FinishedWithFailures", "Finished", "FinishedWithFailures", "FinishedWithFailures", "Finished", "FinishedWithFailures", "Running", "Finished", "FinishedWithFailures"];
+    const sets = states.map((state, i) => set(`run-${i}`, state, `2026-12-0${1 + Math.floor(i / 5)}T0${i % 5}:00:00Z`));
+    const s = schedule({ keepSucceeded: 1, keepFailed: 3 }, { scheduler: { backupTimestamp: "2026-12-02T04:00:00Z" } });
+    const d = decideSchedule(world(s, { sets }), config, t("2026-12-02T05:00:00Z"));
+    // Newest first: 9 F-W-F, 8 F, 7 Running, 6 F-W-F, 5 F, 4 FWF, 3 FWF, 2 F, 1 FWF, 0 F.
+    expect(deleted(d.actions).sort()).toEqual(["BackupSet run-0", "BackupSet run-1", "BackupSet run-2", "BackupSet run-3", "BackupSet run-5"]);
+  });
+
+  it("one catch-up run after 3 days down, with the missed slots in its Event", () => {
+    const s = schedule({}, { scheduler: { backupTimestamp: "2026-12-01T06:00:00Z" } });
+    const d = decideSchedule(world(s), config, t("2026-12-04T07:30:00Z"));
+    expect(created(d.actions).filter((c) => c.startsWith("BackupSet"))).toEqual(["BackupSet /example-schedule-20261204t060000z"]);
+    expect(d.events.at(-1)?.note).toMatch(/11 earlier slots were missed; this one run catches up/);
+  });
+
+  it("a plan no selector can evaluate starts nothing and says why on BackupReady", () => {
+    const d = decideSchedule(world(schedule(), { selection: { targets: [], skipped: [], errors: ["plans[0].fieldSelector: field \"x\" is not a field selector of pods"] } }), config, t("2026-12-01T00:02:00Z"));
+    expect(d.actions).toEqual([]);
+    expect(d.status.conditions).toEqual([expect.objectContaining({ type: "BackupReady", status: "False", reason: "InvalidPlan", message: expect.stringContaining("plans[0].fieldSelector") })]);
+  });
+
+  it("prune waits while anyone writes to the repository, then runs as a worker Job with the retention policy", () => {
+    const spec = { prune: { interval: "1d", retain: { daily: 7, within: "2d" } }, check: { interval: "1w" } };
+    const s = schedule(spec, { scheduler: { backupTimestamp: "2026-12-02T00:00:00Z" } });
+    const busy: Job = { metadata: { name: "walle-backup-default-x", namespace: "walle", labels: { "ros.io/repository": "restic-repo" } }, status: { active: 1 } };
+    const waiting = decideSchedule(world(s, { repositoryJobs: [busy] }), config, t("2026-12-02T00:10:00Z"));
+    expect(created(waiting.actions)).toEqual([]);
+    expect(waiting.status.conditions).toContainEqual(expect.objectContaining({ type: "PruneOk", reason: "RepositoryBusy" }));
+
+    const d = decideSchedule(world(s), config, t("2026-12-02T00:10:00Z"));
+    expect(created(d.actions)).toEqual(["Job walle/walle-prune-example-schedule-20261202t000000z"]);
+    const job = d.actions[0]?.op === "create" ? d.actions[0].manifest : undefined;
+    expect(job).toMatchObject({
+      metadata: { labels: { "ros.io/backup-job-type": "prune", "ros.io/backup-schedule": "example-schedule", "ros.io/repository": "restic-repo" }, ownerReferences: [{ kind: "BackupSchedule" }] },
+      spec: { template: { spec: { automountServiceAccountToken: false, containers: [{ args: ["prune"], envFrom: [{ secretRef: { name: "restic-repo" } }], env: expect.arrayContaining([{ name: "RETENTION", value: '{"daily":7,"within":"2d"}' }, { name: "BACKUP_SCHEDULE", value: "example-schedule" }]) }] } } },
+    });
+    expect(d.status).toMatchObject({ lastPruneRun: "2026-12-02T00:10:00Z", scheduler: { pruneTimestamp: "2026-12-02T00:00:00Z" } });
+  });
+
+  it("a failed check makes the state CheckFailed", () => {
+    const s = schedule({ check: { interval: "1w" } }, { scheduler: { backupTimestamp: "2026-12-02T00:00:00Z", checkTimestamp: "2026-12-01T00:00:00Z" } });
+    const failed: Job = { metadata: { name: "walle-check-x", namespace: "walle", creationTimestamp: createdAt, labels: { "ros.io/backup-job-type": "check" } }, status: { failed: 1, conditions: [{ type: "Failed", status: "True", reason: "BackoffLimitExceeded", message: "Job has reached the specified backoff limit" }] } };
+    const d = decideSchedule(world(s, { jobs: [failed] }), config, t("2026-12-02T01:00:00Z"));
+    expect(d.status.state).toBe("CheckFailed");
+    expect(d.status.conditions).toContainEqual(expect.objectContaining({ type: "CheckOk", status: "False", reason: "Failed" }));
+  });
+
+  it("a run asked for by an event is named after the request, leaves the grid alone, and runs even inside the interval", () => {
+    const s = schedule({}, { scheduler: { backupTimestamp: "2026-12-02T00:00:00Z" } });
+    const d = decideSchedule(world(s), config, t("2026-12-02T01:00:00Z"), { requestId: "evt-1" });
+    expect(created(d.actions)[0]).toBe(`BackupSet /${backupSetName("example-schedule", { requestId: "evt-1" })}`);
+    expect(d.status.scheduler?.backupTimestamp).toBe("2026-12-02T00:00:00Z");
+  });
+});
+
+describe("tickReads", () => {
+  it("reads one list per kind: the pods, PVCs and namespaces only when a due plan needs them", () => {
+    const now = t("2026-12-02T00:02:00Z");
+    const first = tickReads({}, now);
+    expect(Object.keys(first)).toEqual(["schedules", "sets", "jobs"]);
+    const notDue = { ...schedule({}, { scheduler: { backupTimestamp: "2026-12-02T00:00:00Z" } }) };
+    expect(tickReads({ schedules: Array(500).fill(notDue), sets: [], jobs: [] }, now)).toEqual({});
+    const due = schedule({ plans: [{ type: "persistentVolumeClaim", namespaceSelector: { matchLabels: { a: "b" } } }] });
+    expect(Object.keys(tickReads({ schedules: [notDue, due, due], sets: [], jobs: [] }, now)).sort()).toEqual(["namespaces", "pvcs"]);
+  });
+
+  it("a schedule the API server holds but Walle cannot read says so on BackupReady and runs nothing", () => {
+    const bad = { ...schedule(), spec: { ...schedule().spec, plans: "everything" } };
+    const [plan] = planTick({ schedules: [bad], sets: [], jobs: [], pvcs: [] }, config, t("2026-12-02T00:02:00Z"));
+    expect(plan?.decision.actions).toEqual([]);
+    expect(plan?.decision.status.conditions).toEqual([expect.objectContaining({ type: "BackupReady", reason: "InvalidSpec", message: expect.stringContaining("spec.plans") })]);
+  });
+});
