@@ -16,7 +16,10 @@ import { applyObjects, readManifestFiles, serviceAccountKubeconfig } from "./ind
 import { repoRoot } from "./toolchain.ts";
 
 /** What an install applies before the functions run: the namespace and the service accounts with their RBAC. */
-export const installManifests = ["namespace.yaml", "reconcile-rbac.yaml", "apiserversource-rbac.yaml"].map((f) => path.join(repoRoot, "knative", f));
+export const installManifests = [
+  ...["namespace.yaml", "reconcile-rbac.yaml", "apiserversource-rbac.yaml"].map((f) => path.join(repoRoot, "knative", f)),
+  path.join(repoRoot, "keda", "tick-rbac.yaml"),
+];
 
 export async function installWalle(admin: RestClient): Promise<void> {
   await applyObjects(admin, await readManifestFiles(installManifests));

@@ -5,7 +5,8 @@
 //
 // One tick exits 0 when it completed and 1 when any part of it failed (the next tick retries; deterministic names
 // make that safe), 2 on bad arguments or configuration. Its report goes to stdout as one JSON line, logs to stderr;
-// `--dry-run` reads and decides as usual, prints what it would do, and changes nothing.
+// `--dry-run` reads and decides as usual, prints what it would do, and changes nothing. `--now` is the time the
+// schedules are read at; in-flight work is judged by the real clock.
 import { parseArgs } from "node:util";
 import { loadConfig } from "../../lib/app/config.ts";
 import { createReceiver, serve } from "../../lib/app/receiver.ts";
@@ -59,11 +60,11 @@ async function main(): Promise<void> {
 
   // One tick: logs on stderr, so stdout holds the report alone.
   const log = createLogger({ function: shell.service, level: shell.logLevel, destination: pino.destination({ dest: 2, sync: true }) });
-  const walle = createWalle({ api, config, controller: `ros.io/${SERVICE}`, ...(fixed ? { now: () => fixed } : {}) });
+  const walle = createWalle({ api, config, controller: `ros.io/${SERVICE}` });
   const dryRun = args.values["dry-run"] === true;
   const schedule = args.values.schedule;
   try {
-    const report = await walle.tick({ dryRun, ...(schedule ? { schedule } : {}) }, log);
+    const report = await walle.tick({ dryRun, ...(schedule ? { schedule } : {}), ...(fixed ? { at: fixed } : {}) }, log);
     if (dryRun) for (const a of report.actions) process.stdout.write(`would ${a}\n`);
     process.stdout.write(`${JSON.stringify(report)}\n`);
     if (report.errors.length > 0) {

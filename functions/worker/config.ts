@@ -15,6 +15,9 @@
 //   CLUSTER_NAME          restic's --host for every snapshot: the cluster, never the random pod name. Required
 //                         for backup, prune and a restore that has to find its snapshot.
 //   RESTIC_BINARY         the restic executable. Default: `restic` on the PATH.
+//   REPOSITORY_WAIT       when the repository does not exist and INITIALIZE_REPO is false, how long to wait for
+//                         another worker to create it (a Go duration). Walle sets it, with INITIALIZE_REPO=false,
+//                         on all but one worker of a schedule's first run, so `restic init` runs once. Default 0s.
 //   LOCK_WAIT             how long to wait for a lock another restic holds (restic's --retry-lock), a Go duration
 //                         such as 5m. Default 5m.
 //   UNREACHABLE_TIMEOUT   how long restic may keep retrying a repository it cannot reach before the worker stops
@@ -116,6 +119,7 @@ const Common = z.object({
   INITIALIZE_REPO: z.stringbool({ error: "must be true or false" }).default(false),
   LOCK_WAIT: goDuration("5m"),
   UNREACHABLE_TIMEOUT: goDuration("2m"),
+  REPOSITORY_WAIT: goDuration("0s"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
   PROGRESS_SINK_URL: z.url({ protocol: /^https?$/, error: "must be an http or https URL" }).optional(),
   PROGRESS_INTERVAL: goDuration("10s"),
@@ -166,6 +170,8 @@ export interface CommonConfig {
   repository?: string;
   host?: string;
   initializeRepo: boolean;
+  /** How long to wait for another worker to create a repository that does not exist yet; 0: do not wait. */
+  repositoryWaitMs: number;
   lockWait: string;
   unreachableTimeout: string;
   unreachableTimeoutMs: number;
@@ -272,6 +278,7 @@ function common(raw: Raw<"unlock">): CommonConfig {
     repository: raw.RESTIC_REPOSITORY ? redactUrl(raw.RESTIC_REPOSITORY) : undefined,
     host: raw.CLUSTER_NAME,
     initializeRepo: raw.INITIALIZE_REPO,
+    repositoryWaitMs: parseGoDuration(raw.REPOSITORY_WAIT) ?? 0,
     lockWait: raw.LOCK_WAIT,
     unreachableTimeout: raw.UNREACHABLE_TIMEOUT,
     unreachableTimeoutMs: parseGoDuration(raw.UNREACHABLE_TIMEOUT) ?? 0,

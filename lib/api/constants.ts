@@ -101,5 +101,10 @@ export const WalleAnnotation = {
   OriginalReclaimPolicy: "ros.io/original-reclaim-policy",
   /** On a forced BackupJob or BackupRestore: the id of the CloudEvent that asked for it. */
   RequestedByEvent: "ros.io/requested-by-event",
+  /**
+   * On the BackupJobs of a schedule's first run into a repository, "false" on all but one: their workers wait for
+   * that one's worker to create the repository instead of racing it with `restic init`.
+   */
+  InitializesRepository: "ros.io/initializes-repository",
 } as const;
 export type WalleAnnotation = ValueOf<typeof WalleAnnotation>;

@@ -7,6 +7,7 @@ import { backupSetReconciler } from "../core/backup-set.ts";
 import { planResync, resyncReads } from "../core/sweep.ts";
 import { performAll } from "../k8s/actions.ts";
 import { observe, step, type ExecutorContext } from "../k8s/executor.ts";
+import { isConflict } from "../k8s/rest.ts";
 
 export interface ResyncReport {
   backupJobs: number;
@@ -25,7 +26,9 @@ export async function resync(ctx: ExecutorContext): Promise<ResyncReport> {
       await work();
       count();
     } catch (err) {
-      report.errors.push(`${what}: ${String(err)}`);
+      // A conflict means another instance (the reconcile function, fed by the same change) took this step.
+      if (isConflict(err)) count();
+      else report.errors.push(`${what}: ${String(err)}${err instanceof Error && err.cause ? ` (${String(err.cause)})` : ""}`);
     }
   };
   for (const r of plan.backupRestores) {

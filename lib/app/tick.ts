@@ -9,6 +9,11 @@ import { resync, type ResyncReport } from "./resync.ts";
 
 export interface TickOptions extends TickScope {
   readonly dryRun?: boolean;
+  /**
+   * The time the schedules are read at (`--now`). In-flight work is always judged by the real clock, so a tick
+   * run at another time never fails a healthy backup for a deadline that has not passed.
+   */
+  readonly at?: Date;
 }
 
 export interface TickReport {
@@ -32,7 +37,7 @@ export function describeAction(a: Action): string {
 }
 
 export async function tick(ctx: ExecutorContext, opts: TickOptions = {}): Promise<TickReport> {
-  const now = ctx.now();
+  const now = opts.at ?? ctx.now();
   const scope: TickScope = { ...(opts.schedule ? { schedule: opts.schedule } : {}), ...(opts.manual ? { manual: opts.manual } : {}) };
   const observed = await observe(ctx.api, (seen) => tickReads(seen, now, scope));
   const plans = planTick(observed, ctx.config, now, scope);

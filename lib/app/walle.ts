@@ -24,10 +24,11 @@ import {
 } from "../core/requests.ts";
 import { movesOwner, targetOf, updateMovesBackupJob, type EventObject, type Target } from "../core/routing.ts";
 import { Throttle } from "../core/throttle.ts";
-import { read } from "../k8s/actions.ts";
+import { list, read } from "../k8s/actions.ts";
 import { step, type ExecutorContext, type StepResult } from "../k8s/executor.ts";
 import { collectionPath, isKnownKind, objectPath } from "../k8s/paths.ts";
 import { isAlreadyExists, isConflict, type RestClient } from "../k8s/rest.ts";
+import { endsMaintenance, planWake } from "../core/repository.ts";
 import type { AppConfig } from "./config.ts";
 import { BadEventError } from "./events.ts";
 import { resync, type ResyncReport } from "./resync.ts";
@@ -52,6 +53,8 @@ export interface Outcome {
   /** Why nothing was done, when nothing was. */
   readonly ignored?: string;
   readonly step?: StepResult;
+  /** BackupJobs waiting for a turn at a repository that were looked at again because a worker ended. */
+  readonly woke?: number;
 }
 
 export interface Walle {
@@ -86,6 +89,21 @@ export function createWalle(opts: WalleOptions): Walle {
   const ctx = (log: Logger): ExecutorContext => ({ api, config, log, now, controller });
   const progressThrottle = new Throttle(PROGRESS_MIN_INTERVAL_MS, PROGRESS_KEYS);
 
+  /**
+   * A worker has ended, so a repository may have room: the BackupJobs waiting longest for a turn are looked at
+   * again (each decides for itself whether its repository has room now). Nothing else would prompt them until
+   * the next tick.
+   */
+  async function wakeWaiting(log: Logger): Promise<number> {
+    const waiting = planWake(await list(api, objectSummarySchema, collectionPath("BackupJob")), config.maxWorkersPerRepository);
+    for (const w of waiting) {
+      await step(ctx(log), backupJobReconciler, w.name, w.namespace).catch((e: unknown) => {
+        if (!isConflict(e)) throw e;
+      });
+    }
+    return waiting.length;
+  }
+
   async function reconcile(target: Target, log: Logger): Promise<StepResult> {
     switch (target.kind) {
       case "BackupJob": {
@@ -93,6 +111,7 @@ export function createWalle(opts: WalleOptions): Walle {
         // A BackupJob that moved changes its BackupSet's counts.
         const set = r.labels?.[Label.BackupSet];
         if (set && r.changed) await step(ctx(log), backupSetReconciler, set);
+        if (r.changed && isTerminal(r.phase)) await wakeWaiting(log);
         return r;
       }
       case "BackupSet":
@@ -115,6 +134,7 @@ export function createWalle(opts: WalleOptions): Walle {
       obj = change.object;
     }
     const target = targetOf(obj);
+    if (!target && endsMaintenance(obj)) return { ignored: `${obj.kind} ${obj.metadata.name} is a schedule's; its end may free a repository`, woke: await wakeWaiting(log) };
     if (!target) return { ignored: `${obj.kind} ${obj.metadata.name} does not belong to a BackupJob or BackupSet` };
     if (target.kind !== obj.kind && !movesOwner(obj, change.change)) {
       return { target, ignored: `this change of ${obj.kind} ${obj.metadata.name} cannot move its owner on` };

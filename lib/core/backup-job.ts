@@ -8,13 +8,13 @@
 import { BackupJobConditionType, BackupJobPhase, type BackupJobSpec, type BackupJobStatus } from "../api/backup-job.ts";
 import { ConditionReason, EventReason } from "../api/conditions.ts";
 import { mappedSnapshotClass } from "../api/config.ts";
-import { ConditionStatus, JobType, Label, WalleAnnotation } from "../api/constants.ts";
+import { ConditionStatus, CREATED_BY, JobType, Label, WalleAnnotation } from "../api/constants.ts";
 import type { BackupJob } from "../api/parse.ts";
-import { movedContent, ownedMetadata, ownerRef, pvcFromSnapshot, volumeSnapshot, workerJob, workerSourcePath, type Manifest, type WalleConfig } from "./builders.ts";
-import { isCleanedUp, rfc3339, setCondition, type ConditionInput } from "./conditions.ts";
+import { movedContent, ownedMetadata, ownerRef, pvcFromSnapshot, repositoryLabel, volumeSnapshot, workerJob, workerSourcePath, type Manifest, type WalleConfig } from "./builders.ts";
+import { findCondition, isCleanedUp, rfc3339, setCondition, type ConditionInput } from "./conditions.ts";
 import { failsInvalid, type Action, type Decision, type KubeEvent, type ReadPlan, type Reconciler } from "./decision.ts";
 import { backupJobChildNames } from "./names.ts";
-import { jobFailureMessage, jobHasRunningPod, type Job, type Pod, type Pvc, type StorageClass, type VolumeSnapshot, type VolumeSnapshotClass, type VolumeSnapshotContent } from "./objects.ts";
+import { jobFailureMessage, jobHasRunningPod, jobOutcome, type Job, type Pod, type Pvc, type StorageClass, type VolumeSnapshot, type VolumeSnapshotClass, type VolumeSnapshotContent } from "./objects.ts";
 import { workerPodsRead, workerReport } from "./worker-result.ts";
 
 export interface BackupJobRef {
@@ -23,6 +23,7 @@ export interface BackupJobRef {
   readonly uid: string;
   readonly generation?: number;
   readonly labels: Readonly<Record<string, string>>;
+  readonly annotations?: Readonly<Record<string, string>>;
   readonly creationTimestamp?: string;
 }
 
@@ -37,6 +38,8 @@ export interface BackupJobObserved {
   readonly movedSnapshot?: VolumeSnapshot | null;
   readonly workerJob?: Job | null;
   readonly workerPods?: readonly Pod[];
+  /** Walle's Jobs that use the repository (label ros.io/repository), read once the snapshot is ready. */
+  readonly repositoryJobs?: readonly Job[];
 }
 
 export interface BackupJobWorld extends BackupJobObserved {
@@ -46,6 +49,9 @@ export interface BackupJobWorld extends BackupJobObserved {
 }
 
 const SNAP_API = "snapshot.storage.k8s.io/v1";
+
+/** How long a worker of a schedule's first run waits for the one that creates the repository. */
+const REPOSITORY_WAIT = "10m";
 
 /** Where the worker runs: the repository's namespace, which defaults to the install namespace. */
 export function workerNamespace(spec: BackupJobSpec, config: WalleConfig): string {
@@ -68,6 +74,7 @@ function refOf(bj: BackupJob): BackupJobRef {
     uid: bj.metadata.uid ?? "",
     generation: bj.metadata.generation,
     labels: bj.metadata.labels ?? {},
+    ...(bj.metadata.annotations ? { annotations: bj.metadata.annotations } : {}),
     creationTimestamp: bj.metadata.creationTimestamp,
   };
 }
@@ -92,7 +99,12 @@ export function backupJobReads(bj: BackupJob, seen: Partial<BackupJobObserved>, 
       return scName && seen.storageClass === undefined ? { storageClass: { get: "StorageClass", name: scName } } : {};
     }
     case BackupJobPhase.CreatingSnapshot: {
-      if (workerNs === ns) return { sourceSnapshot: { get: "VolumeSnapshot", name: names.sourceSnapshot, namespace: ns } };
+      // Once the snapshot is ready, who else uses the repository decides whether the worker starts now.
+      const repository = { repositoryJobs: { list: "Job", namespace: workerNs, labelSelector: `${Label.CreatedBy}=${CREATED_BY},${Label.Repository}=${repositoryLabel(bj.spec.repository.name)}` } } as const;
+      if (workerNs === ns) {
+        if (seen.sourceSnapshot === undefined) return { sourceSnapshot: { get: "VolumeSnapshot", name: names.sourceSnapshot, namespace: ns } };
+        return seen.sourceSnapshot?.status?.readyToUse === true && seen.repositoryJobs === undefined ? repository : {};
+      }
       if (seen.sourceSnapshot === undefined) {
         return {
           sourceSnapshot: { get: "VolumeSnapshot", name: names.sourceSnapshot, namespace: ns },
@@ -101,7 +113,10 @@ export function backupJobReads(bj: BackupJob, seen: Partial<BackupJobObserved>, 
         };
       }
       const bound = seen.sourceSnapshot?.status?.boundVolumeSnapshotContentName;
-      return bound && seen.sourceContent === undefined ? { sourceContent: { get: "VolumeSnapshotContent", name: bound } } : {};
+      return {
+        ...(bound && seen.sourceContent === undefined ? { sourceContent: { get: "VolumeSnapshotContent", name: bound } } : {}),
+        ...(seen.movedSnapshot?.status?.readyToUse === true && seen.repositoryJobs === undefined ? repository : {}),
+      };
     }
     case BackupJobPhase.WaitingBackup:
     case BackupJobPhase.BackingUp: {
@@ -277,9 +292,38 @@ function releaseSource(s: Step): void {
   s.actions.push({ op: "delete", target: { apiVersion: SNAP_API, kind: "VolumeSnapshot", namespace: s.w.job.namespace, name: s.names.sourceSnapshot } });
 }
 
+/**
+ * Whether the repository has room for this worker: not while a prune holds it (restic's exclusive lock would keep
+ * the worker waiting anyway, its deadline running), and not beyond maxWorkersPerRepository at once. Decided from
+ * the Jobs in the cluster, as K8up's locker does; the wait ends at a later step, when a Job has finished.
+ */
+function repositoryTurn(s: Step): string | undefined {
+  const { w, names, config } = s;
+  const others = (w.repositoryJobs ?? []).filter((j) => jobOutcome(j) === undefined && j.metadata?.name !== names.job);
+  const pruning = others.find((j) => j.metadata?.labels?.[Label.BackupJobType] === JobType.Prune);
+  if (pruning) return `Waiting for prune Job ${s.workerNs}/${pruning.metadata?.name} to finish with repository ${w.spec.repository.name}.`;
+  const writers = others.filter((j) => j.metadata?.labels?.[Label.BackupJobType] === JobType.Backup || j.metadata?.labels?.[Label.BackupJobType] === JobType.Restore);
+  if (writers.length >= config.maxWorkersPerRepository) {
+    return `Waiting for a turn: ${writers.length} workers already use repository ${w.spec.repository.name} (at most ${config.maxWorkersPerRepository} at once).`;
+  }
+  return undefined;
+}
+
+/** Seconds between looks at a repository that has no room yet. */
+const REPOSITORY_RETRY_SECONDS = 30;
+
 /** CreatingSnapshot → WaitingBackup: a PVC from the ready snapshot, and the worker Job that mounts it read-only. */
 function startWorker(s: Step): Outcome {
   const { w, names, workerNs, cross, config } = s;
+  const wait = repositoryTurn(s);
+  if (wait) {
+    s.condition({ type: BackupJobConditionType.BackupState, status: ConditionStatus.False, reason: ConditionReason.RepositoryBusy, message: wait });
+    s.requeueAfter = REPOSITORY_RETRY_SECONDS;
+    return s.decision();
+  }
+  if (findCondition(s.status.conditions, BackupJobConditionType.BackupState)?.reason === ConditionReason.RepositoryBusy) {
+    s.condition({ type: BackupJobConditionType.BackupState, status: ConditionStatus.False, reason: ConditionReason.Preparing, message: `The repository has room; starting worker Job ${workerNs}/${names.job}.` });
+  }
   const ready = cross ? w.movedSnapshot : w.sourceSnapshot;
   const carried = w.sourceSnapshot?.metadata.annotations ?? {};
   const size = String(ready?.status?.restoreSize ?? "") || carried[WalleAnnotation.SourceSize] || w.pvc?.status?.capacity?.storage || w.pvc?.spec.resources?.requests?.storage || "1Gi";
@@ -303,6 +347,8 @@ function startWorker(s: Step): Outcome {
         SNAPSHOT_TIME: ready?.status?.creationTime ?? rfc3339(s.now),
         PROGRESS_SUBJECT: `/apis/ros.io/v1/namespaces/${w.job.namespace}/backupjobs/${w.job.name}`,
         ...(w.job.labels[Label.BackupSchedule] ? { BACKUP_SCHEDULE: w.job.labels[Label.BackupSchedule] } : {}),
+        // Set here, these win over the repository Secret's INITIALIZE_REPO (env before envFrom).
+        ...(w.job.annotations?.[WalleAnnotation.InitializesRepository] === "false" ? { INITIALIZE_REPO: "false", REPOSITORY_WAIT: REPOSITORY_WAIT } : {}),
       },
     }),
   });

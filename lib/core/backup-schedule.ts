@@ -6,7 +6,7 @@
 import { BackupScheduleConditionType, BackupScheduleState, type BackupScheduleStatus } from "../api/backup-schedule.ts";
 import { BackupSetState } from "../api/backup-set.ts";
 import { ConditionReason, EventReason } from "../api/conditions.ts";
-import { API_VERSION, ConditionStatus, CREATED_BY, JobType, Label } from "../api/constants.ts";
+import { API_VERSION, ConditionStatus, CREATED_BY, JobType, Label, WalleAnnotation } from "../api/constants.ts";
 import type { BackupSchedule } from "../api/parse.ts";
 import { ownerRef, repositoryLabel, workerJob, type Manifest, type WalleConfig } from "./builders.ts";
 import { findCondition, rfc3339, setCondition, type ConditionInput } from "./conditions.ts";
@@ -70,6 +70,10 @@ const isSettledSet = (set: ObjectSummary) => set.status?.state === BackupSetStat
 const newestFirst = <T extends { metadata: { creationTimestamp?: string; name?: string } }>(items: readonly T[]): T[] =>
   [...items].sort((a, b) => (b.metadata.creationTimestamp ?? "").localeCompare(a.metadata.creationTimestamp ?? "") || (b.metadata.name ?? "").localeCompare(a.metadata.name ?? ""));
 const isActiveJob = (j: Job) => jobOutcome(j) === undefined;
+const finishedJobsOf = (set: ObjectSummary): number | undefined => {
+  const stats = (set.status as { statistics?: { finishedJobs?: unknown } } | undefined)?.statistics;
+  return typeof stats?.finishedJobs === "number" ? stats.finishedJobs : undefined;
+};
 
 /** The BackupSet of one run: `<schedule>-<slot>`, or `<schedule>-run-<hash of the request>` for a run asked for. */
 export function backupSetName(schedule: string, run: Date | ManualRun): string {
@@ -190,12 +194,15 @@ function startBackup(s: ScheduleStep, run: Date | ManualRun, due: Due | undefine
       spec: { selector: { matchLabels: { [Label.BackupSchedule]: s.name, [Label.BackupSet]: setName } } },
     },
   });
-  for (const t of selection.targets) {
+  // Until a run of this schedule has backed something up, its repository may not exist: one worker may create it,
+  // and the others wait for it, so `restic init` runs once instead of racing (two inits could leave two keys).
+  const maybeNew = !w.sets.some((set) => (finishedJobsOf(set) ?? 0) > 0);
+  for (const [i, t] of selection.targets.entries()) {
     const plan = w.schedule.spec.plans[t.plan];
     const manifest: Manifest = {
       apiVersion: API_VERSION,
       kind: "BackupJob",
-      metadata: { name: scheduledJobName(setName, t.pvc), namespace: t.namespace, labels },
+      metadata: { name: scheduledJobName(setName, t.pvc), namespace: t.namespace, labels, ...(maybeNew && i > 0 ? { annotations: { [WalleAnnotation.InitializesRepository]: "false" } } : {}) },
       spec: {
         sourcePvc: t.pvc,
         repository: { name: w.schedule.spec.repository.name, namespace: s.repoNs },
@@ -224,10 +231,13 @@ function maintain(s: ScheduleStep, task: "prune" | "check"): void {
   if (!due?.slot) return;
   const mine = w.jobs.filter((j) => j.metadata?.labels?.[Label.BackupJobType] === WORKER_COMMAND[task]);
   if (mine.some(isActiveJob)) return;
-  // restic's exclusive lock would make a prune wait anyway; not starting it keeps backups from waiting on it.
+  // A prune takes restic's exclusive lock: it starts only when no worker uses the repository and no run of this
+  // schedule is under way (its BackupJobs would start workers), and backups that come later wait for it.
   const busy = w.repositoryJobs.filter(isActiveJob);
-  if (busy.length > 0 && task === "prune") {
-    s.condition({ type: conditionType, status: ConditionStatus.False, reason: ConditionReason.RepositoryBusy, message: `Prune is due; waiting for ${busy.length} worker Jobs that use repository ${w.schedule.spec.repository.name} to finish.` });
+  const running = s.started ?? w.sets.find((set) => !isSettledSet(set))?.metadata.name;
+  if (task === "prune" && (busy.length > 0 || running)) {
+    const why = busy.length > 0 ? `${busy.length} worker Jobs that use repository ${w.schedule.spec.repository.name}` : `BackupSet ${running}`;
+    s.condition({ type: conditionType, status: ConditionStatus.False, reason: ConditionReason.RepositoryBusy, message: `Prune is due; waiting for ${why} to finish.` });
     return;
   }
   const name = boundedName([`walle-${task}`, s.name, slotId(due.slot)]);

@@ -19,6 +19,8 @@ export interface WalleConfig {
   readonly snapshotTimeoutSeconds: number;
   /** Retries of a worker pod that failed for a reason other than a known restic failure. */
   readonly workerBackoffLimit: number;
+  /** Backup and restore workers that may use one repository at once; more wait for a turn. */
+  readonly maxWorkersPerRepository: number;
 }
 
 /** An owner of an object: the garbage collector deletes the object once all its owners are gone. */

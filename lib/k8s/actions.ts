@@ -5,7 +5,7 @@ import { z } from "zod";
 import type { Manifest } from "../core/builders.ts";
 import type { Action, KubeEvent, ObjectRef } from "../core/decision.ts";
 import { collectionPath, isKnownKind, objectPath, type KindName } from "./paths.ts";
-import { isAlreadyExists, isNotFound, type RestClient } from "./rest.ts";
+import { isAlreadyExists, isNamespaceTerminating, isNotFound, type RestClient } from "./rest.ts";
 
 function kindOf(kind: string): KindName {
   if (!isKnownKind(kind)) throw new Error(`Walle does not manage objects of kind ${kind}`);
@@ -51,7 +51,8 @@ export async function perform(api: RestClient, action: Action, uids: Uids = new 
     case "create": {
       const m = action.ownedBy ? await withOwner(api, action.manifest, action.ownedBy, uids) : action.manifest;
       const created = await api.create<unknown>(collectionPath(kindOf(m.kind), m.metadata.namespace), m).catch((e: unknown) => {
-        if (!isAlreadyExists(e)) throw new Error(`create ${m.kind} ${m.metadata.namespace ?? ""}/${m.metadata.name}`, { cause: e });
+        // A namespace being deleted takes everything in it: what would be made there would go at once.
+        if (!isAlreadyExists(e) && !isNamespaceTerminating(e)) throw new Error(`create ${m.kind} ${m.metadata.namespace ?? ""}/${m.metadata.name}`, { cause: e });
         return undefined;
       });
       const uid = uidSchema.safeParse(created).data?.metadata.uid;
@@ -155,5 +156,7 @@ export async function recordEvent(api: RestClient, regarding: Regarding, event: 
     type: event.type,
     note: event.note.slice(0, 1024),
     regarding,
+  }).catch((e: unknown) => {
+    if (!isNamespaceTerminating(e)) throw e;
   });
 }

@@ -52,6 +52,13 @@ export const isNotFound = (e: unknown): boolean => e instanceof ApiError && e.co
 export const isConflict = (e: unknown): boolean => e instanceof ApiError && e.code === 409;
 export const isAlreadyExists = (e: unknown): boolean => e instanceof ApiError && e.code === 409 && e.reason === "AlreadyExists";
 
+/** A create refused because its namespace is being deleted (the NamespaceLifecycle admission's cause). */
+export const isNamespaceTerminating = (e: unknown): boolean =>
+  e instanceof ApiError &&
+  e.code === 403 &&
+  Array.isArray((e.details as { causes?: unknown } | undefined)?.causes) &&
+  ((e.details as { causes: { reason?: string }[] }).causes).some((c) => c.reason === "NamespaceTerminating");
+
 const saDir = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /** The pod's own service account, as client-go's rest.InClusterConfig finds it. */

@@ -11,4 +11,5 @@ export const testConfig: WalleConfig = {
   workerDeadlineSeconds: 3600,
   snapshotTimeoutSeconds: 600,
   workerBackoffLimit: 2,
+  maxWorkersPerRepository: 4,
 };

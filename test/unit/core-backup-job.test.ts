@@ -45,6 +45,29 @@ const finishedJob = (type: "Complete" | "Failed"): Job => ({ metadata: { name: n
 const pod = (message: string, exitCode = 0): Pod => ({ metadata: { name: "p", creationTimestamp: "2026-11-26T09:59:40Z" }, spec: { containers: [] }, status: { phase: exitCode ? "Failed" : "Succeeded", containerStatuses: [{ name: "worker", image: "walle-worker", imageID: "", ready: false, restartCount: 0, state: { terminated: { exitCode, message } } }] } });
 
 describe("decideBackupJob", () => {
+  describe("waits for its turn at the repository, decided from the Jobs in the cluster", () => {
+    const ready = (repositoryJobs: Job[]) =>
+      decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { pvc, sourceSnapshot: readySnapshot("app", names.sourceSnapshot), repositoryJobs }), config, now);
+    const active = (name: string, type: string): Job => ({ metadata: { name, labels: { "ros.io/backup-job-type": type, "ros.io/repository": "repo" } }, status: { active: 1 } });
+    const done = (name: string, type: string): Job => ({ ...active(name, type), status: { succeeded: 1, conditions: [{ type: "Complete", status: "True" }] } });
+
+    it("while a prune holds the repository, no worker starts and BackupState says why", () => {
+      const d = ready([active("walle-prune-nightly-1", "prune")]);
+      expect(kindsCreated(d.actions)).toEqual([]);
+      expect(d.status.phase).toBe("CreatingSnapshot");
+      expect(d.status.conditions?.find((c) => c.type === "BackupState")).toMatchObject({ status: "False", reason: "RepositoryBusy", message: "Waiting for prune Job app/walle-prune-nightly-1 to finish with repository repo." });
+      expect(d.requeueAfter).toBe(30);
+    });
+
+    it("at most maxWorkersPerRepository workers at once; finished ones and its own do not count", () => {
+      const four = ["a", "b", "c", "d"].map((n) => active(`walle-backup-${n}`, "backup"));
+      expect(kindsCreated(ready(four).actions)).toEqual([]);
+      expect(ready(four).status.conditions?.find((c) => c.type === "BackupState")?.message).toMatch(/4 workers already use repository repo \(at most 4 at once\)/);
+      const room = ready([...four.slice(0, 3), done("walle-backup-e", "backup"), active(names.job, "backup"), done("walle-prune-x", "prune")]);
+      expect(kindsCreated(room.actions)).toEqual([`PersistentVolumeClaim app/${names.pvc}`, `Job app/${names.job}`]);
+    });
+  });
+
   it("fails a BackupJob whose PVC does not exist, naming it", () => {
     const d = decideBackupJob(world({}, { pvc: null, snapshotClasses: [], storageClass: null, sourceSnapshot: null }), config, now);
     expect(d.status.phase).toBe(BackupJobPhase.Failed);

@@ -54,6 +54,15 @@ describe("decideSchedule", () => {
     expect(d.events[0]?.note).toBe("Skipped PVC shop/cache: the PVC is Pending, not Bound.");
   });
 
+  it("until a run has backed something up, all but one worker wait for the repository instead of racing restic init", () => {
+    const annotations = (d: ReturnType<typeof decideSchedule>) => d.actions.flatMap((a) => (a.op === "create" && a.manifest.kind === "BackupJob" ? [a.manifest.metadata.annotations ?? {}] : []));
+    const first = decideSchedule(world(schedule()), config, t("2026-12-01T00:02:00Z"));
+    expect(annotations(first)).toEqual([{}, { "ros.io/initializes-repository": "false" }]);
+    const backedUp = { ...set("example-schedule-20261201t000000z", "FinishedWithFailures", createdAt), status: { state: "FinishedWithFailures", statistics: { finishedJobs: 1, failedJobs: 1 } } } as ObjectSummary;
+    const later = decideSchedule(world(schedule({}, { scheduler: { backupTimestamp: "2026-12-01T00:00:00Z" } }), { sets: [backedUp] }), config, t("2026-12-01T06:01:00Z"));
+    expect(annotations(later)).toEqual([{}, {}]);
+  });
+
   it("a second tick in the same window, with the status written, does nothing new", () => {
     const first = decideSchedule(world(schedule()), config, t("2026-12-01T00:02:00Z"));
     const again = decideSchedule(world(schedule({}, first.status), { sets: [set("example-schedule-20261201t000000z", "Running", "2026-12-01T00:02:00Z")] }), config, t("2026-12-01T00:03:00Z"));

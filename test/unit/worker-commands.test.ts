@@ -1,9 +1,9 @@
 // The command drivers against a scripted restic: which runs they make, in which order, and what they conclude.
 import { pino } from "pino";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { prune } from "../../functions/worker/commands/prune.ts";
 import { restore } from "../../functions/worker/commands/restore.ts";
-import { runCreatingRepository, type WorkerContext } from "../../functions/worker/commands/shared.ts";
+import { REPOSITORY_POLL_MS, runCreatingRepository, type WorkerContext } from "../../functions/worker/commands/shared.ts";
 import { unlock } from "../../functions/worker/commands/unlock.ts";
 import type { PruneConfig, RestoreConfig } from "../../functions/worker/config.ts";
 import { ProgressReporter } from "../../functions/worker/progress.ts";
@@ -35,6 +35,7 @@ const common = {
   resticBinary: "restic",
   repository: "rest:http://alice:***@h/alice/r",
   initializeRepo: false,
+  repositoryWaitMs: 0,
   lockWait: "5m",
   unreachableTimeout: "2m",
   unreachableTimeoutMs: 120_000,
@@ -135,6 +136,34 @@ describe("creating a missing repository", () => {
     const run = await runCreatingRepository(inv, { ...common, initializeRepo: true }, ctx);
     expect(calls.map((c) => c[0])).toEqual(["check", "init", "check"]);
     expect(run.facts.exitCode).toBe(10);
+  });
+
+  it("without INITIALIZE_REPO but with REPOSITORY_WAIT, waits for another worker to create it and never runs init", async () => {
+    vi.useFakeTimers();
+    try {
+      let tries = 0;
+      const { ctx, calls } = scripted(() => (++tries >= 3 ? {} : { facts: { exitCode: 10 } }));
+      const running = runCreatingRepository(inv, { ...common, repositoryWaitMs: 60_000 }, ctx);
+      await vi.advanceTimersByTimeAsync(2 * REPOSITORY_POLL_MS);
+      const run = await running;
+      expect(calls.map((c) => c[0])).toEqual(["check", "check", "check"]);
+      expect(run.facts.exitCode).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("gives up waiting after REPOSITORY_WAIT and reports the missing repository", async () => {
+    vi.useFakeTimers();
+    try {
+      const { ctx, calls } = scripted(() => ({ facts: { exitCode: 10 } }));
+      const running = runCreatingRepository(inv, { ...common, repositoryWaitMs: 3 * REPOSITORY_POLL_MS }, ctx);
+      await vi.advanceTimersByTimeAsync(4 * REPOSITORY_POLL_MS);
+      expect((await running).facts.exitCode).toBe(10);
+      expect(calls.map((c) => c[0])).toEqual(["check", "check", "check", "check"]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it.each([

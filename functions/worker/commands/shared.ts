@@ -45,13 +45,33 @@ export function resultOf(run: ResticRun, verdict: Verdict): CommandResult {
  */
 export async function runCreatingRepository(inv: ResticInvocation, config: CommonConfig, ctx: WorkerContext): Promise<ResticRun> {
   const first = await ctx.restic.run(inv);
-  if (!config.initializeRepo || judge(first, config).reason !== "NoRepository") return first;
+  if (judge(first, config).reason !== "NoRepository") return first;
+  if (!config.initializeRepo) return config.repositoryWaitMs > 0 ? awaitRepository(inv, config, ctx, first) : first;
   ctx.log.info({ repository: config.repository }, "Initialising the repository: it does not exist and INITIALIZE_REPO is set.");
   const init = await ctx.restic.run({ command: "init", args: initArgs() });
   const verdict = judge(init, config);
   if (verdict.reason === "Completed") ctx.log.info({ repository: config.repository }, "Initialised the repository.");
   else ctx.log.warn({ reason: verdict.reason }, `Could not initialise the repository: ${verdict.message}`);
   return ctx.restic.run(inv);
+}
+
+/** How often a worker that waits for another one to create the repository looks again. */
+export const REPOSITORY_POLL_MS = 3_000;
+
+const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Another worker creates the repository (the one of a schedule's first run that may): run again until it exists
+ * or REPOSITORY_WAIT has passed, then report what restic last said.
+ */
+async function awaitRepository(inv: ResticInvocation, config: CommonConfig, ctx: WorkerContext, first: ResticRun): Promise<ResticRun> {
+  ctx.log.info({ repository: config.repository, waitMs: config.repositoryWaitMs }, "Waiting for another worker to create the repository.");
+  let last = first;
+  for (let waited = 0; waited < config.repositoryWaitMs && judge(last, config).reason === "NoRepository"; waited += REPOSITORY_POLL_MS) {
+    await delay(REPOSITORY_POLL_MS);
+    last = await ctx.restic.run(inv);
+  }
+  return last;
 }
 
 export function shortId(id: string): string {
