@@ -10,7 +10,8 @@ import { startControlPlane, type ControlPlane } from "./controlplane.ts";
 import { prepareImages } from "./images.ts";
 import { startNodeAgent, type NodeAgent } from "./node-agent.ts";
 import { issueClient, issueServing, pkiAt, writeKubeconfig } from "./pki.ts";
-import { sleep } from "./processes.ts";
+import { startKeda } from "./keda.ts";
+import { sleep, type Managed } from "./processes.ts";
 import { repoRoot, resolveClusterBinaries, resolveBinary, upstreamCrdFiles } from "./toolchain.ts";
 
 export type Log = (msg: string, extra?: Record<string, unknown>) => void;
@@ -29,6 +30,8 @@ export interface Cluster {
   readonly api: RestClient;
   readonly controlPlane: ControlPlane;
   readonly agent: NodeAgent;
+  /** KEDA's operator: it turns ScaledJobs (the tick's) into Jobs. */
+  readonly keda: Managed;
   stop(): Promise<void>;
 }
 
@@ -127,13 +130,18 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
   const started = Date.now();
   const bins = await resolveClusterBinaries((l) => log(l));
   const restic = await resolveBinary("restic", (l) => log(l));
+  const kedaBin = await resolveBinary("keda-operator", (l) => log(l));
   const crdFiles = await upstreamCrdFiles((l) => log(l));
   const controlPlane = await startControlPlane(bins, opts.stateDir);
   const api = new RestClient(credentialsFromKubeconfig(controlPlane.kubeconfig));
   let agent: NodeAgent | undefined;
+  let keda: Managed | undefined;
   try {
     log("Control plane is ready.", { server: controlPlane.server, ms: Date.now() - started });
-    await installCrds(api, await readManifestFiles(crdFiles));
+    const upstream = await readManifestFiles(crdFiles);
+    await installCrds(api, upstream.filter((o) => o.kind === "CustomResourceDefinition"));
+    // KEDA's ClusterRole, for the operator below; its namespaced Role is for leader election, which is off here.
+    await applyObjects(api, upstream.filter((o) => o.kind === "ClusterRole"));
     if (opts.walleCrds !== false) {
       const walle = await readManifestFiles(await walleCrdFiles());
       await installCrds(api, walle.filter((o) => o.kind === "CustomResourceDefinition"));
@@ -142,13 +150,16 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
     const images = await prepareImages(path.join(opts.stateDir, "images"), restic);
     const serving = await issueServing(controlPlane.pki, "kubelet", ["127.0.0.1"], ["localhost"]);
     agent = await startNodeAgent({ api, stateDir: opts.stateDir, images, pki: controlPlane.pki, serving, log });
+    keda = await startKeda({ bin: kedaBin, api, stateDir: opts.stateDir, server: controlPlane.server, pki: controlPlane.pki });
     log("Local cluster is ready.", { ms: Date.now() - started });
   } catch (err) {
+    await agent?.stop();
     api.close();
     await controlPlane.stop();
     throw err;
   }
   const nodeAgent = agent;
+  const operator = keda;
   return {
     stateDir: opts.stateDir,
     server: controlPlane.server,
@@ -156,7 +167,9 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
     api,
     controlPlane,
     agent: nodeAgent,
+    keda: operator,
     async stop() {
+      await operator.stop();
       await nodeAgent.stop();
       api.close();
       await controlPlane.stop();

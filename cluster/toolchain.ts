@@ -199,7 +199,7 @@ export async function resolveResticBinaries(log?: (line: string) => void) {
 }
 
 /**
- * Upstream CRDs, read from their own files in the pinned Go modules (never copied into this repository).
+ * Upstream CRDs (and the KEDA operator's ClusterRole), read from their own files in the pinned Go modules (never copied into this repository).
  * The files are copied once into the cache, so a machine with KUBEBUILDER_ASSETS and no Go still finds them
  * after the first run.
  */
@@ -214,9 +214,19 @@ export const upstreamCrds = [
     ],
   },
   {
+    // The same version as the operator the local cluster runs (toolchain/keda), with every CRD it watches and
+    // the ClusterRole it runs under.
     module: "github.com/kedacore/keda/v2",
-    version: "v2.20.2",
-    files: ["config/crd/bases/keda.sh_scaledjobs.yaml", "config/crd/bases/keda.sh_scaledobjects.yaml"],
+    version: "v2.21.0",
+    files: [
+      "config/crd/bases/keda.sh_scaledjobs.yaml",
+      "config/crd/bases/keda.sh_scaledobjects.yaml",
+      "config/crd/bases/keda.sh_triggerauthentications.yaml",
+      "config/crd/bases/keda.sh_clustertriggerauthentications.yaml",
+      "config/crd/bases/eventing.keda.sh_cloudeventsources.yaml",
+      "config/crd/bases/eventing.keda.sh_clustercloudeventsources.yaml",
+      "config/rbac/role.yaml",
+    ],
   },
   { module: "knative.dev/serving", version: "v0.50.0", files: ["config/core/300-resources/service.yaml"] },
   {

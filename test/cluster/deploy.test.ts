@@ -6,9 +6,10 @@ import { applyObjects, readManifestFiles } from "../../cluster/index.ts";
 import { repoRoot } from "../../cluster/toolchain.ts";
 import { admin } from "../support/kube.ts";
 
-const knative = ["namespace.yaml", "reconcile-rbac.yaml", "apiserversource-rbac.yaml", "service.yaml", "apiserversource.yaml"].map((f) =>
-  path.join(repoRoot, "knative", f),
-);
+const knative = [
+  ...["namespace.yaml", "reconcile-rbac.yaml", "apiserversource-rbac.yaml", "service.yaml", "apiserversource.yaml", "ping/service.yaml", "ping/pingsource.yaml"].map((f) => path.join(repoRoot, "knative", f)),
+  ...["tick-rbac.yaml", "scaledjob.yaml"].map((f) => path.join(repoRoot, "keda", f)),
+];
 
 interface Review {
   status: { allowed: boolean; reason?: string };
@@ -29,11 +30,12 @@ async function can(user: string, verb: string, group: string, resource: string, 
 
 const reconcile = "system:serviceaccount:walle-system:walle-reconcile";
 const source = "system:serviceaccount:walle-system:walle-apiserversource";
+const tick = "system:serviceaccount:walle-system:walle-tick";
 
 describe("the install manifests", () => {
   it("are accepted by the API server as written, with strict field validation against the upstream schemas", async () => {
     const objects = await readManifestFiles(knative);
-    expect(objects.map((o) => o.kind)).toEqual(expect.arrayContaining(["Namespace", "ClusterRole", "Service", "ApiServerSource"]));
+    expect(objects.map((o) => o.kind)).toEqual(expect.arrayContaining(["Namespace", "ClusterRole", "Service", "ApiServerSource", "ScaledJob", "PingSource"]));
     await expect(applyObjects(admin(), objects, { dryRun: true })).resolves.toBeUndefined();
   });
 
@@ -53,6 +55,28 @@ describe("the install manifests", () => {
     expect(await can(reconcile, "create", "", "pods", "default")).toBe(false);
     expect(await can(reconcile, "create", "", "pods", "default", "exec")).toBe(false);
     expect(await can(reconcile, "delete", "", "persistentvolumes")).toBe(false);
+  });
+
+  it("give the tick what schedules, history and the resync need, and no access to Secrets", async () => {
+    for (const verb of ["get", "list", "watch", "create", "update", "patch", "delete"]) {
+      expect(await can(tick, verb, "", "secrets", "walle-system"), `secrets ${verb}`).toBe(false);
+      expect(await can(tick, verb, "", "secrets", "default"), `secrets ${verb}`).toBe(false);
+    }
+    expect(await can(tick, "list", "ros.io", "backupschedules")).toBe(true);
+    expect(await can(tick, "patch", "ros.io", "backupschedules", undefined, "status")).toBe(true);
+    expect(await can(tick, "create", "ros.io", "backupsets")).toBe(true);
+    expect(await can(tick, "delete", "ros.io", "backupsets")).toBe(true);
+    expect(await can(tick, "create", "ros.io", "backupjobs", "default")).toBe(true);
+    expect(await can(tick, "list", "", "pods")).toBe(true);
+    expect(await can(tick, "list", "", "namespaces")).toBe(true);
+    expect(await can(tick, "create", "batch", "jobs", "walle-system")).toBe(true);
+    // Not more: it never edits a schedule's spec, deletes BackupJobs itself (they go with their set), or runs pods.
+    expect(await can(tick, "update", "ros.io", "backupschedules")).toBe(false);
+    expect(await can(tick, "delete", "ros.io", "backupschedules")).toBe(false);
+    expect(await can(tick, "delete", "ros.io", "backupjobs", "default")).toBe(false);
+    expect(await can(tick, "create", "", "pods", "default")).toBe(false);
+    expect(await can(tick, "create", "", "pods", "default", "exec")).toBe(false);
+    expect(await can(tick, "delete", "", "persistentvolumes")).toBe(false);
   });
 
   it("let the ApiServerSource read what it watches and change nothing", async () => {
