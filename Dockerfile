@@ -1,6 +1,7 @@
 # Walle's images, one target each, built from the repository root with Node 24:
 #
 #   docker build --target reconcile -t <registry>/walle-reconcile:0.1.0 .
+#   docker build --target tick      -t <registry>/walle-tick:0.1.0 .
 #   docker build --target worker    -t <registry>/walle-worker:0.1.0 .
 #
 # Each function is bundled into one ES module (npm run build: scripts/bundle.ts), plus the chunks of what it
@@ -31,7 +32,7 @@ COPY cluster/toolchain.ts ./cluster/toolchain.ts
 COPY scripts ./scripts
 COPY lib ./lib
 COPY functions ./functions
-RUN node scripts/build.ts reconcile worker && mkdir -p /src/dist/node-compile-cache
+RUN node scripts/build.ts reconcile tick worker && mkdir -p /src/dist/node-compile-cache
 
 FROM ${NODE_RUN_IMAGE} AS reconcile
 COPY --from=build /src/dist/reconcile.mjs /app/reconcile.mjs
@@ -47,6 +48,19 @@ USER 65532:65532
 RUN ["/nodejs/bin/node", "--max-semi-space-size=1", "--no-maglev", "--input-type=module", "-e", "await import('/app/reconcile.mjs')"]
 EXPOSE 8080
 ENTRYPOINT ["/nodejs/bin/node", "--max-semi-space-size=1", "--no-maglev", "/app/reconcile.mjs"]
+
+FROM ${NODE_RUN_IMAGE} AS tick
+COPY --from=build /src/dist/tick.mjs /app/tick.mjs
+COPY --from=build /src/dist/tick-chunks /app/tick-chunks
+COPY --from=build --chown=65532:65532 /src/dist/node-compile-cache /app/.node-compile-cache
+WORKDIR /app
+ENV NODE_ENV=production \
+    NODE_COMPILE_CACHE=/app/.node-compile-cache
+USER 65532:65532
+# The flags are scripts/bundle.ts nodeFlags.tick: keep the two in step. No arguments: one tick (the ScaledJob);
+# `serve`: CloudEvents over HTTP (the PingSource's Knative Service).
+RUN ["/nodejs/bin/node", "--max-semi-space-size=8", "--input-type=module", "-e", "await import('/app/tick.mjs')"]
+ENTRYPOINT ["/nodejs/bin/node", "--max-semi-space-size=8", "/app/tick.mjs"]
 
 FROM ${NODE_RUN_IMAGE} AS worker
 COPY --from=restic /usr/bin/restic /usr/bin/restic

@@ -23,6 +23,7 @@ export type Group = () => Promise<Figure[]>;
 // Loaded lazily: running one group never loads (or builds the toolchain for) another.
 const groups: Record<string, () => Promise<Group>> = {
   reconcile: async () => (await import("./reconcile.ts")).reconcile,
+  tick: async () => (await import("./tick.ts")).tick,
   worker: async () => (await import("./worker.ts")).worker,
 };
 

@@ -1,7 +1,9 @@
 // npm start: Walle on the embedded local cluster. It brings up the real control plane with the upstream and
-// Walle CRDs and the local node agent, installs Walle's namespace and RBAC, runs the reconcile function fed by
-// the local event source, and then applies the original Walle's examples unchanged (the workload, the
-// repository Secret from restic-secret.env, the BackupJob) and prints the backup step by step until it ends.
+// Walle CRDs, the local node agent and KEDA's operator, installs Walle's namespace and RBAC, runs the reconcile
+// function fed by the local event source, and then applies the original Walle's examples unchanged (the
+// workload, the repository Secret from restic-secret.env, the BackupJob) and prints the backup step by step
+// until it ends. Then it installs the tick's ScaledJob (keda/, as shipped: KEDA runs the tick about every 5
+// minutes) and the original README's getting-started schedule, and prints the scheduled run as it happens.
 // It stays up until Ctrl-C, then stops everything it started.
 //
 //   npm start                 as above
@@ -10,7 +12,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parseEnv } from "node:util";
 import { applyObjects, readManifestFiles, startCluster, STATE_ROOT } from "../cluster/index.ts";
-import { installWalle, runWalle } from "../cluster/run-walle.ts";
+import { installWalle, LOCAL_CLUSTER_NAME, runWalle } from "../cluster/run-walle.ts";
 import { repoRoot } from "../cluster/toolchain.ts";
 import { createLogger } from "../lib/log.ts";
 
@@ -40,7 +42,10 @@ async function stop(): Promise<void> {
 process.on("SIGINT", () => void stop());
 process.on("SIGTERM", () => void stop());
 
-if (demo) await runExample();
+if (demo) {
+  await runExample();
+  await runSchedule();
+}
 say("press Ctrl-C to stop");
 
 /** The original's getting-started, as `kubectl apply` would do it, then the BackupJob followed to its end. */
@@ -76,6 +81,47 @@ async function runExample(): Promise<void> {
       return;
     }
     await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * The original README's getting-started step 3 (every pod's PVCs, every 6 hours, into walle/restic-repo), run by
+ * the tick that KEDA starts from keda/scaledjob.yaml on its own cadence: the first window opens within 5 minutes.
+ */
+async function runSchedule(): Promise<void> {
+  say("installing keda/scaledjob.yaml: KEDA's operator runs the tick in a Job about every 5 minutes");
+  const [scaledJob] = await readManifestFiles([path.join(repoRoot, "keda", "scaledjob.yaml")]);
+  const spec = (scaledJob as unknown as { spec: { jobTargetRef: { template: { spec: { containers: { env: { name: string; value: string }[] }[] } } } } }).spec;
+  for (const e of spec.jobTargetRef.template.spec.containers[0]?.env ?? []) {
+    if (e.name === "WALLE_CLUSTER_NAME") e.value = LOCAL_CLUSTER_NAME;
+    if (e.name === "WALLE_PROGRESS_SINK_URL") e.value = walle.url;
+  }
+  await applyObjects(cluster.api, [scaledJob as never]);
+  say("creating namespace walle and Secret restic-repo there from examples/restic-secret.env (getting-started step 2)");
+  const env = parseEnv(await readFile(path.join(repoRoot, "examples", "restic-secret.env"), "utf8"));
+  await applyObjects(cluster.api, [
+    { apiVersion: "v1", kind: "Namespace", metadata: { name: "walle" } },
+    { apiVersion: "v1", kind: "Secret", metadata: { name: "restic-repo", namespace: "walle" }, ...{ stringData: env } },
+  ]);
+  say("applying examples/getting-started-schedule.yml (getting-started step 3); waiting for the tick");
+  await applyObjects(cluster.api, await readManifestFiles([path.join(repoRoot, "examples", "getting-started-schedule.yml")]));
+  let last = "";
+  for (;;) {
+    const sets = await cluster.api.get<{ items: { metadata: { name: string }; status?: { state?: string; completions?: string } }[] }>("/apis/ros.io/v1/backupsets", {
+      labelSelector: "ros.io/backup-schedule=example-schedule",
+    });
+    const set = sets.items[0];
+    const now = set ? `BackupSet ${set.metadata.name}: ${set.status?.state ?? "Running"} ${set.status?.completions ?? ""}`.trim() : "";
+    if (now && now !== last) {
+      say(now);
+      last = now;
+    }
+    if (set && (set.status?.state === "Finished" || set.status?.state === "FinishedWithFailures")) {
+      const schedule = await cluster.api.get<{ status?: { nextBackupRun?: string } }>("/apis/ros.io/v1/backupschedules/example-schedule");
+      say(`the schedule's next backup is due at ${schedule.status?.nextBackupRun ?? "(not yet known)"}`);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 500));
   }
 }
 

@@ -1,12 +1,13 @@
 // Entry point of the tick function.
 //
-//   node functions/tick/main.ts [--now <time>] [--dry-run] [--schedule <name>]   one tick, for the KEDA ScaledJob
+//   node functions/tick/main.ts [--now <time>] [--dry-run] [--schedule <name>] [--no-resync]
+//                                                                                  one tick, for the KEDA ScaledJob
 //   node functions/tick/main.ts serve                                             CloudEvents over HTTP (PingSource)
 //
 // One tick exits 0 when it completed and 1 when any part of it failed (the next tick retries; deterministic names
 // make that safe), 2 on bad arguments or configuration. Its report goes to stdout as one JSON line, logs to stderr;
 // `--dry-run` reads and decides as usual, prints what it would do, and changes nothing. `--now` is the time the
-// schedules are read at; in-flight work is judged by the real clock.
+// schedules are read at; in-flight work is judged by the real clock. `--no-resync` evaluates the schedules only.
 import { parseArgs } from "node:util";
 import { loadConfig } from "../../lib/app/config.ts";
 import { createReceiver, serve } from "../../lib/app/receiver.ts";
@@ -17,7 +18,7 @@ import { handle } from "./index.ts";
 import { pino } from "pino";
 
 const SERVICE = "walle-tick";
-const USAGE = "Usage: node functions/tick/main.ts [--now <RFC 3339 time>] [--dry-run] [--schedule <name>] | serve";
+const USAGE = "Usage: node functions/tick/main.ts [--now <RFC 3339 time>] [--dry-run] [--schedule <name>] [--no-resync] | serve";
 
 function usage(message: string): never {
   process.stderr.write(`${message}\n${USAGE}\n`);
@@ -33,7 +34,7 @@ function parseNow(text: string | undefined): Date | undefined {
 
 async function main(): Promise<void> {
   let args: ReturnType<typeof parse>;
-  const parse = () => parseArgs({ args: process.argv.slice(2), allowPositionals: true, options: { now: { type: "string" }, "dry-run": { type: "boolean" }, schedule: { type: "string" }, help: { type: "boolean" } } });
+  const parse = () => parseArgs({ args: process.argv.slice(2), allowPositionals: true, options: { now: { type: "string" }, "dry-run": { type: "boolean" }, schedule: { type: "string" }, "no-resync": { type: "boolean" }, help: { type: "boolean" } } });
   try {
     args = parse();
   } catch (err) {
@@ -64,7 +65,8 @@ async function main(): Promise<void> {
   const dryRun = args.values["dry-run"] === true;
   const schedule = args.values.schedule;
   try {
-    const report = await walle.tick({ dryRun, ...(schedule ? { schedule } : {}), ...(fixed ? { at: fixed } : {}) }, log);
+    const resync = args.values["no-resync"] !== true;
+    const report = await walle.tick({ dryRun, resync, ...(schedule ? { schedule } : {}), ...(fixed ? { at: fixed } : {}) }, log);
     if (dryRun) for (const a of report.actions) process.stdout.write(`would ${a}\n`);
     process.stdout.write(`${JSON.stringify(report)}\n`);
     if (report.errors.length > 0) {

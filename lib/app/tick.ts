@@ -14,6 +14,8 @@ export interface TickOptions extends TickScope {
    * run at another time never fails a healthy backup for a deadline that has not passed.
    */
   readonly at?: Date;
+  /** false: evaluate the schedules only, and leave in-flight work to the next tick (`--no-resync`). */
+  readonly resync?: boolean;
 }
 
 export interface TickReport {
@@ -63,7 +65,7 @@ export async function tick(ctx: ExecutorContext, opts: TickOptions = {}): Promis
   for (const p of plans) for (const e of p.decision.events) ctx.log.debug({ schedule: p.name, reason: e.reason }, e.note);
   // A run asked for by an event is about one schedule; the in-flight work of the cluster is the clock's business.
   let resynced: TickReport["resync"];
-  if (!opts.manual) {
+  if (!opts.manual && opts.resync !== false) {
     if (opts.dryRun) {
       const plan = planResync(await observe(ctx.api, resyncReads));
       resynced = { wouldDrive: plan.backupJobs.length + plan.backupRestores.length + plan.backupSets.length, wouldDelete: plan.sweep.length };

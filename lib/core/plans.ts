@@ -43,7 +43,8 @@ export interface Selection {
 /** Whether a set of labels matches a selector, as labels.Selector does; an absent or empty selector matches all. */
 export function matchesLabels(selector: LabelSelector | undefined, labels: Readonly<Record<string, string>> | undefined): boolean {
   const l = labels ?? {};
-  for (const [k, v] of Object.entries(selector?.matchLabels ?? {})) if (l[k] !== v) return false;
+  const required = selector?.matchLabels;
+  if (required) for (const k in required) if (l[k] !== required[k]) return false;
   for (const e of selector?.matchExpressions ?? []) {
     const has = Object.hasOwn(l, e.key);
     const value = l[e.key];
@@ -112,13 +113,101 @@ function matchesFields(plan: BackupPlan, object: object): boolean {
 
 const madeByWalle = (labels: Readonly<Record<string, string>> | undefined) => labels?.[Label.CreatedBy] === CREATED_BY;
 
+/**
+ * The inventory indexed once per tick, by namespace and by label, so each due plan looks only at the objects
+ * that can match it, not all of them (bench/tick.ts measures 10,000 schedules over 100,000 PVCs).
+ */
+export interface InventoryIndex {
+  readonly pods: readonly Pod[];
+  readonly pvcs: readonly Pvc[];
+  readonly pvcByKey: ReadonlyMap<string, Pvc>;
+  readonly nsLabels: ReadonlyMap<string, Readonly<Record<string, string>>>;
+  /** Namespace names by `key=value` of their labels. */
+  readonly nsByLabel: ReadonlyMap<string, readonly string[]>;
+  readonly byNamespace: { readonly [T in PlanType]: ReadonlyMap<string, readonly object[]> };
+  readonly byLabel: { readonly [T in PlanType]: ReadonlyMap<string, readonly object[]> };
+  /** By namespace and one `key=value` label together: the usual plan names both. */
+  readonly byNamespaceLabel: { readonly [T in PlanType]: ReadonlyMap<string, readonly object[]> };
+}
+
+const nsLabelKey = (ns: string, label: string) => `${ns}\u0000${label}`;
+
+/** Adds `value` to the list under `key`. */
+export function addTo<T>(map: Map<string, T[]>, key: string, value: T): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
+}
+
+function group<T extends { metadata?: { namespace?: string; labels?: Readonly<Record<string, string>> } }>(items: readonly T[]) {
+  const byNamespace = new Map<string, T[]>();
+  const byLabel = new Map<string, T[]>();
+  const byNamespaceLabel = new Map<string, T[]>();
+  for (const item of items) {
+    const ns = item.metadata?.namespace ?? "";
+    addTo(byNamespace, ns, item);
+    const labels = item.metadata?.labels;
+    if (!labels) continue;
+    for (const k in labels) {
+      const label = `${k}=${labels[k]}`;
+      addTo(byLabel, label, item);
+      addTo(byNamespaceLabel, nsLabelKey(ns, label), item);
+    }
+  }
+  return { byNamespace, byLabel, byNamespaceLabel };
+}
+
+function namespacesByLabel(namespaces: readonly NamespaceInfo[]): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const n of namespaces) for (const [k, v] of Object.entries(n.metadata.labels ?? {})) addTo(out, `${k}=${v}`, n.metadata.name ?? "");
+  return out;
+}
+
+export function indexInventory(inventory: Inventory): InventoryIndex {
+  const pods = inventory.pods ?? [];
+  const p = group(pods);
+  const c = group(inventory.pvcs);
+  return {
+    pods,
+    pvcs: inventory.pvcs,
+    pvcByKey: new Map(inventory.pvcs.map((x) => [`${x.metadata?.namespace ?? ""}/${x.metadata?.name ?? ""}`, x])),
+    nsLabels: new Map((inventory.namespaces ?? []).map((n) => [n.metadata.name ?? "", n.metadata.labels ?? {}])),
+    nsByLabel: namespacesByLabel(inventory.namespaces ?? []),
+    byNamespace: { [PlanType.Pod]: p.byNamespace, [PlanType.PersistentVolumeClaim]: c.byNamespace },
+    byLabel: { [PlanType.Pod]: p.byLabel, [PlanType.PersistentVolumeClaim]: c.byLabel },
+    byNamespaceLabel: { [PlanType.Pod]: p.byNamespaceLabel, [PlanType.PersistentVolumeClaim]: c.byNamespaceLabel },
+  };
+}
+
+/** The objects of a plan's kind that can match it: the smallest of what its namespace and its labels allow. */
+function candidates(plan: BackupPlan, index: InventoryIndex): readonly object[] {
+  const all: readonly object[] = plan.type === PlanType.Pod ? index.pods : index.pvcs;
+  const options: (readonly object[])[] = [all];
+  const labels = Object.entries(plan.labelSelector?.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`);
+  // Every field selector must hold, so one namespace named by `equals` bounds them all.
+  const named = plan.fieldSelector?.find((f) => f.field === "metadata.namespace" && f.operator === FieldOperator.Equals)?.value;
+  let namespaces: readonly string[] | undefined = named === undefined ? undefined : [named];
+  if (namespaces === undefined && plan.namespaceSelector) {
+    const [first] = Object.entries(plan.namespaceSelector.matchLabels ?? {});
+    const names = first ? (index.nsByLabel.get(`${first[0]}=${first[1]}`) ?? []) : [...index.nsLabels.keys()];
+    namespaces = names.filter((ns) => matchesLabels(plan.namespaceSelector, index.nsLabels.get(ns)));
+  }
+  if (namespaces) {
+    const label = labels[0];
+    options.push(label === undefined ? namespaces.flatMap((ns) => index.byNamespace[plan.type].get(ns) ?? []) : namespaces.flatMap((ns) => index.byNamespaceLabel[plan.type].get(nsLabelKey(ns, label)) ?? []));
+  }
+  for (const label of labels) options.push(index.byLabel[plan.type].get(label) ?? []);
+  return options.reduce((a, b) => (b.length < a.length ? b : a));
+}
+
 /** The PVCs the plans select, in the order the plans name them, each once. */
-export function selectPvcs(plans: readonly BackupPlan[], inventory: Inventory): Selection {
+export function selectPvcs(plans: readonly BackupPlan[], inventory: Inventory | InventoryIndex): Selection {
   const errors = plans.map(fieldError).filter((e): e is string => e !== undefined);
   if (errors.length > 0) return { targets: [], skipped: [], errors };
 
-  const pvcs = new Map(inventory.pvcs.map((c) => [`${c.metadata?.namespace ?? ""}/${c.metadata?.name ?? ""}`, c]));
-  const nsLabels = new Map((inventory.namespaces ?? []).map((n) => [n.metadata.name ?? "", n.metadata.labels ?? {}]));
+  const index = "pvcByKey" in inventory ? inventory : indexInventory(inventory);
+  const pvcs = index.pvcByKey;
+  const nsLabels = index.nsLabels;
   const inNamespace = (plan: BackupPlan, ns: string) => !plan.namespaceSelector || (nsLabels.has(ns) && matchesLabels(plan.namespaceSelector, nsLabels.get(ns)));
 
   const chosen = new Map<string, Target>();
@@ -131,27 +220,30 @@ export function selectPvcs(plans: readonly BackupPlan[], inventory: Inventory): 
       ? "the PVC was not found"
       : madeByWalle(pvc.metadata?.labels)
         ? "Walle made this PVC itself"
-        : pvc.status?.phase !== "Bound"
+        : pvc.metadata?.deletionTimestamp
+          ? "the PVC is being deleted"
+          : pvc.status?.phase !== "Bound"
           ? `the PVC is ${pvc.status?.phase ?? "Pending"}, not Bound`
           : undefined;
     if (reason) skipped.set(key, { namespace, pvc: name, reason });
     else chosen.set(key, { namespace, pvc: name, plan });
   };
 
-  plans.forEach((plan, index) => {
+  plans.forEach((plan, planIndex) => {
+    const objects = candidates(plan, index);
     if (plan.type === PlanType.Pod) {
-      for (const pod of inventory.pods ?? []) {
+      for (const pod of objects as readonly Pod[]) {
         const ns = pod.metadata?.namespace ?? "";
-        // The original left Walle's own pods (its workers) out of every plan.
-        if (madeByWalle(pod.metadata?.labels) || !matchesLabels(plan.labelSelector, pod.metadata?.labels)) continue;
+        // The original left Walle's own pods (its workers) out of every plan; a pod being deleted is going away.
+        if (madeByWalle(pod.metadata?.labels) || pod.metadata?.deletionTimestamp || !matchesLabels(plan.labelSelector, pod.metadata?.labels)) continue;
         if (!inNamespace(plan, ns) || !matchesFields(plan, pod)) continue;
-        for (const v of pod.spec?.volumes ?? []) if (v.persistentVolumeClaim) consider(ns, v.persistentVolumeClaim.claimName, index);
+        for (const v of pod.spec?.volumes ?? []) if (v.persistentVolumeClaim) consider(ns, v.persistentVolumeClaim.claimName, planIndex);
       }
     } else {
-      for (const pvc of inventory.pvcs) {
+      for (const pvc of objects as readonly Pvc[]) {
         const ns = pvc.metadata?.namespace ?? "";
         if (!matchesLabels(plan.labelSelector, pvc.metadata?.labels) || !inNamespace(plan, ns) || !matchesFields(plan, pvc)) continue;
-        consider(ns, pvc.metadata?.name ?? "", index);
+        consider(ns, pvc.metadata?.name ?? "", planIndex);
       }
     }
   });

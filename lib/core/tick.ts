@@ -11,7 +11,7 @@ import { backupDue, decideSchedule, scheduleRepository, type ManualRun } from ".
 import { setCondition } from "./conditions.ts";
 import type { Decision, ReadPlan } from "./decision.ts";
 import type { Job, ObjectSummary, Pod, Pvc } from "./objects.ts";
-import { selectPvcs, type NamespaceInfo } from "./plans.ts";
+import { addTo, indexInventory, selectPvcs, type NamespaceInfo } from "./plans.ts";
 
 export interface TickObserved {
   readonly schedules?: readonly unknown[];
@@ -28,7 +28,17 @@ export interface TickScope {
   readonly manual?: ManualRun;
 }
 
-const parseSchedules = (raw: readonly unknown[] | undefined) => (raw ?? []).map((r) => resourceSchemas.BackupSchedule.safeParse(r));
+/** Each list is parsed once, though both the reads and the plan ask for it. */
+const parsedLists = new WeakMap<readonly unknown[], ReturnType<typeof resourceSchemas.BackupSchedule.safeParse>[]>();
+function parseSchedules(raw: readonly unknown[] | undefined) {
+  if (!raw) return [];
+  let parsed = parsedLists.get(raw);
+  if (!parsed) {
+    parsed = raw.map((r) => resourceSchemas.BackupSchedule.safeParse(r));
+    parsedLists.set(raw, parsed);
+  }
+  return parsed;
+}
 
 function inScope(s: BackupSchedule, scope: TickScope): boolean {
   return scope.schedule === undefined || s.metadata.name === scope.schedule;
@@ -69,7 +79,7 @@ export function planTick(w: TickObserved, config: WalleConfig, now: Date, scope:
   const jobs = w.jobs ?? [];
   const bySchedule = groupBy(jobs, (j) => j.metadata?.labels?.[Label.BackupSchedule]);
   const byRepository = groupBy(jobs, (j) => `${j.metadata?.namespace ?? ""}/${j.metadata?.labels?.[Label.Repository] ?? ""}`);
-  const inventory = { pvcs: w.pvcs ?? [], ...(w.pods ? { pods: w.pods } : {}), ...(w.namespaces ? { namespaces: w.namespaces } : {}) };
+  const inventory = w.pvcs ? indexInventory({ pvcs: w.pvcs, ...(w.pods ? { pods: w.pods } : {}), ...(w.namespaces ? { namespaces: w.namespaces } : {}) }) : undefined;
   const plans: SchedulePlan[] = [];
   for (const [index, parsed] of parseSchedules(w.schedules).entries()) {
     if (!parsed.success) {
@@ -88,7 +98,7 @@ export function planTick(w: TickObserved, config: WalleConfig, now: Date, scope:
         sets: sets.get(name) ?? [],
         jobs: (bySchedule.get(name) ?? []).filter((j) => j.metadata?.labels?.[Label.BackupSet] === undefined && j.metadata?.labels?.[Label.BackupJob] === undefined),
         repositoryJobs: byRepository.get(`${repo.namespace}/${repo.label}`) ?? [],
-        ...(due && w.pvcs ? { selection: selectPvcs(schedule.spec.plans, inventory) } : {}),
+        ...(due && inventory ? { selection: selectPvcs(schedule.spec.plans, inventory) } : {}),
       },
       config,
       now,
@@ -125,10 +135,7 @@ function groupBy<T>(items: readonly T[], key: (t: T) => string | undefined): Map
   const out = new Map<string, T[]>();
   for (const item of items) {
     const k = key(item);
-    if (k === undefined) continue;
-    const list = out.get(k);
-    if (list) list.push(item);
-    else out.set(k, [item]);
+    if (k !== undefined) addTo(out, k, item);
   }
   return out;
 }
