@@ -168,6 +168,23 @@ describe("the tick", () => {
     expect((await jobsOfSet(sets[0]?.metadata.name ?? "")).map((j) => j.metadata.namespace)).toEqual([ns]);
   });
 
+  it("fires a cron schedule in America/New_York at the right instants across the spring DST change", async () => {
+    const ns = await createNamespace("dst");
+    const name = `dst-${ns}`;
+    // Nothing to back up, so each due slot only moves the scheduler on (a NothingToBackUp Event), tick by tick.
+    await createSchedule(name, { schedule: "0 9 * * *", timezone: "America/New_York", plans: [{ type: "persistentVolumeClaim", fieldSelector: [{ field: "metadata.namespace", operator: "equals", value: ns }] }], repository: { name: "repo", namespace: ns } });
+    await admin().patch(`${ROS}/backupschedules/${name}/status`, { status: { scheduler: { backupTimestamp: "2026-03-06T14:00:00Z" } } });
+    const fired: string[] = [];
+    // 2026-03-08 02:00 EST → 03:00 EDT: 09:00 local is 14:00Z before, 13:00Z after.
+    for (const at of ["2026-03-07T13:59:00Z", "2026-03-07T14:03:00Z", "2026-03-08T12:58:00Z", "2026-03-08T13:02:00Z", "2026-03-08T14:02:00Z", "2026-03-09T13:01:00Z"]) {
+      await tickOk({ now: at, schedule: name });
+      const ts = (await getSchedule(name)).status?.scheduler?.backupTimestamp ?? "";
+      if (fired.at(-1) !== ts) fired.push(ts);
+    }
+    expect(fired).toEqual(["2026-03-06T14:00:00Z", "2026-03-07T14:00:00Z", "2026-03-08T13:00:00Z", "2026-03-09T13:00:00Z"]);
+    expect((await getSchedule(name)).status?.nextBackupRun).toBe("2026-03-10T13:00:00Z");
+  });
+
   it("after 3 days down on a 6h schedule, runs exactly once", async () => {
     const ns = await createNamespace("downtime");
     await pvcWithData(ns, "db", { "rows.db": "rows" });

@@ -150,4 +150,20 @@ describe("check and unlock", () => {
     expect(stale.result).toMatchObject({ outcome: "Succeeded", message: "restic successfully removed 1 locks." });
     expect(await locks()).toEqual([]);
   });
+
+  it("prunes after removing the stale lock a killed worker left", async () => {
+    const holder = spawn(inject("restic"), ["backup", "--stdin", "--host", "killed-worker"], {
+      env: { PATH: process.env.PATH ?? "", HOME: dir, ...env, RESTIC_REPOSITORY: env.RESTIC_REPOSITORY ?? "" },
+      stdio: ["pipe", "ignore", "ignore"],
+    });
+    const locks = async () => (await restic(["list", "locks", "--no-lock"], env)).trim().split("\n").filter(Boolean);
+    while ((await locks()).length === 0) await new Promise((r) => setTimeout(r, 100));
+    holder.kill("SIGKILL");
+    await new Promise((r) => holder.once("close", r));
+    expect(await locks()).toHaveLength(1);
+
+    const run = await runWorker("prune", { ...env, RETENTION: '{"last":1}', LOCK_WAIT: "2s" });
+    expect(run.result).toMatchObject({ outcome: "Succeeded", message: expect.stringMatching(/^Removed 1 stale locks first; forgot \d+ snapshots and kept 1, and pruned the repository\.$/) });
+    expect(await locks()).toEqual([]);
+  });
 });

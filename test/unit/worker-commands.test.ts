@@ -93,17 +93,18 @@ describe("prune", () => {
   it("forgets, then prunes, and counts", async () => {
     const { ctx, calls } = scripted((inv) => (inv.command === "forget" ? { stdout: [JSON.stringify(report)] } : {}));
     const r = await prune(config, ctx);
-    expect(calls.map((c) => c[0])).toEqual(["forget", "prune"]);
+    expect(calls.map((c) => c[0])).toEqual(["unlock", "forget", "prune"]);
     expect(r).toMatchObject({ reason: "Completed", forget: { kept: 1, removed: 2 }, message: "Forgot 2 snapshots and kept 1, and pruned the repository." });
   });
 
   it("does not prune when forget could not delete", async () => {
-    const { ctx, calls } = scripted(() => ({
-      stdout: [JSON.stringify(report)],
-      facts: { stderr: ["Remove(<snapshot/aaaa>) failed: unexpected HTTP response (403): 403 Forbidden", "unable to remove snapshot/aaaa from the repository"] },
-    }));
+    const { ctx, calls } = scripted((inv) =>
+      inv.command === "unlock"
+        ? {}
+        : { stdout: [JSON.stringify(report)], facts: { stderr: ["Remove(<snapshot/aaaa>) failed: unexpected HTTP response (403): 403 Forbidden", "unable to remove snapshot/aaaa from the repository"] } },
+    );
     const r = await prune(config, ctx);
-    expect(calls.map((c) => c[0])).toEqual(["forget"]);
+    expect(calls.map((c) => c[0])).toEqual(["unlock", "forget"]);
     expect(r).toMatchObject({ reason: "Forbidden", exitCode: 0 });
   });
 
