@@ -32,7 +32,7 @@ import { endsMaintenance, planWake } from "../core/repository.ts";
 import type { AppConfig } from "./config.ts";
 import { BadEventError } from "./events.ts";
 import { resync, type ResyncReport } from "./resync.ts";
-import { tick, type TickOptions, type TickReport } from "./tick.ts";
+import type { TickOptions, TickReport } from "./tick.ts";
 
 export interface WalleOptions {
   readonly api: RestClient;
@@ -204,7 +204,8 @@ export function createWalle(opts: WalleOptions): Walle {
     requestRestore,
     recordProgress,
     resync: (log) => resync(ctx(log)),
-    tick: (opts, log) => tick(ctx(log), opts),
+    // Loaded when first asked: the reconcile function never ticks, and starts without the schedules' code.
+    tick: async (opts, log) => (await import("./tick.ts")).tick(ctx(log), opts),
   };
 }
 
