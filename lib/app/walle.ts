@@ -110,7 +110,14 @@ export function createWalle(opts: WalleOptions): Walle {
         const r = await step(ctx(log), backupJobReconciler, target.name, target.namespace);
         // A BackupJob that moved changes its BackupSet's counts.
         const set = r.labels?.[Label.BackupSet];
-        if (set && r.changed) await step(ctx(log), backupSetReconciler, set);
+        // A conflict there means another instance (the tick's resync, say) counted at the same moment, perhaps
+        // before this change: count again from a fresh read, once; a second conflict means someone newer counted.
+        if (set && r.changed) {
+          const count = () => step(ctx(log), backupSetReconciler, set);
+          await count().catch((e: unknown) => (isConflict(e) ? count() : Promise.reject(e))).catch((e: unknown) => {
+            if (!isConflict(e)) throw e;
+          });
+        }
         if (r.changed && isTerminal(r.phase)) await wakeWaiting(log);
         return r;
       }
