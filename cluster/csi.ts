@@ -1,7 +1,9 @@
 // The local CSI driver, doing what csi-hostpath does with its external provisioner and snapshotter:
 // volumes are directories, snapshots are copies of a directory under a snapshot handle.
 // Every pass is level-triggered: it looks at the cached objects and moves each one step on.
-import { chmod, cp, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { chmod, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { promisify } from "node:util";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { isAlreadyExists, isNotFound, type RestClient } from "../lib/k8s/rest.ts";
@@ -30,6 +32,18 @@ export interface CsiCaches {
 export const nowIso = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
 
 /** Bytes used by a directory tree, for restoreSize. */
+const run = promisify(execFile);
+
+/**
+ * A faithful copy of a volume's tree into `dest`, as a storage snapshot or clone would be: GNU cp's archive mode
+ * keeps owners, modes (setuid and setgid too), timestamps, hard links, symlinks as they are, FIFOs and device nodes
+ * as special files (never opened, so nothing blocks on a FIFO), holes (`--sparse=always`) and extended attributes.
+ */
+async function copyTree(src: string, dest: string): Promise<void> {
+  await mkdir(dest, { recursive: true });
+  await run("cp", ["--archive", "--sparse=always", "--preserve=all", "--no-target-directory", src, dest], { maxBuffer: 16 * 1024 * 1024 });
+}
+
 async function du(dir: string): Promise<number> {
   let total = 0;
   for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
@@ -109,12 +123,12 @@ export class LocalCsi {
       const handle = content?.status?.snapshotHandle;
       if (!vs?.status?.readyToUse || !handle) return; // the external provisioner waits for a ready snapshot too
       await rm(target, { recursive: true, force: true });
-      await cp(this.snapshotPath(handle), target, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+      await copyTree(this.snapshotPath(handle), target);
     } else if (source?.kind === "PersistentVolumeClaim") {
       const from = this.pvcPath(ns, source.name);
       if (!from) return;
       await rm(target, { recursive: true, force: true });
-      await cp(from, target, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+      await copyTree(from, target);
     } else {
       await mkdir(target, { recursive: true });
       await chmod(target, 0o777); // as hostpath provisioners do, so non-root pods can write their volume
@@ -221,7 +235,7 @@ export class LocalCsi {
     if (!existsSync(this.snapshotPath(handle))) {
       const tmp = `${this.snapshotPath(handle)}.tmp`;
       await rm(tmp, { recursive: true, force: true });
-      await cp(from, tmp, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+      await copyTree(from, tmp);
       await rename(tmp, this.snapshotPath(handle)); // a half-made copy never carries the handle's name
     }
     const size = await du(this.snapshotPath(handle));

@@ -4,8 +4,9 @@
 //
 // Configuration comes from the environment (config.ts documents every variable). The result goes to the
 // termination message as compact JSON (lib/restic/result.ts), logs go to stdout as pino JSON. Exit codes, which
-// a Job's podFailurePolicy can act on: 0 succeeded, warned or skipped; 2 invalid configuration; 130 cancelled;
-// otherwise restic's own (1, 10 no repository, 11 locked, 12 wrong password), or 1.
+// a Job's podFailurePolicy can act on: 0 succeeded or skipped; 2 invalid configuration; 130 cancelled; otherwise
+// restic's own (1, 3 some source files unreadable: an incomplete backup, 10 no repository, 11 locked, 12 wrong
+// password), or 1.
 import { writeFile } from "node:fs/promises";
 import { pino, type Logger } from "pino";
 import { resticEnvironment } from "../../lib/restic/args.ts";
@@ -81,7 +82,6 @@ function context(config: WorkerConfig, env: Env, cancel: AbortSignal, log: Logge
 export function exitCodeOf(result: Pick<WorkerResult, "outcome" | "reason" | "exitCode">): number {
   switch (result.outcome) {
     case "Succeeded":
-    case "Warning":
     case "Skipped":
       return 0;
     case "Cancelled":

@@ -418,7 +418,7 @@ function finish(s: Step, result: ReturnType<typeof workerReport>["result"]): Out
   const message = result?.message ?? `Worker Job ${s.workerNs}/${s.names.job} completed.`;
   s.status = { ...s.status, phase: BackupJobPhase.Finished, finishTime: rfc3339(s.now) };
   s.condition({ type: BackupJobConditionType.BackupState, status: ConditionStatus.True, reason: result?.reason ?? ConditionReason.Completed, message });
-  s.event(result?.outcome === "Warning" ? "Warning" : "Normal", EventReason.BackupFinished, `${message}${result?.snapshotId ? ` Snapshot ${result.snapshotId.slice(0, 8)}.` : ""}`);
+  s.event("Normal", EventReason.BackupFinished, `${message}${result?.snapshotId ? ` Snapshot ${result.snapshotId.slice(0, 8)}.` : ""}`);
   return settle(s);
 }
 

@@ -154,10 +154,11 @@ export function workerJob(input: WorkerJobInput): Manifest {
       activeDeadlineSeconds: config.workerDeadlineSeconds,
       // Walle deletes the Job once it has read the result; this is only the safety net.
       ttlSecondsAfterFinished: 86_400,
-      // Retrying cannot fix an invalid configuration (2), a missing repository (10), a wrong password (12) or a
-      // cancellation (130); a held lock (11) or a network failure (1) may pass, so those get backoffLimit retries.
+      // Retrying cannot fix an invalid configuration (2), unreadable source files (3: each retry would only make
+      // another incomplete snapshot), a missing repository (10), a wrong password (12) or a cancellation (130); a
+      // held lock (11) or a network failure (1) may pass, so those get backoffLimit retries.
       podFailurePolicy: {
-        rules: [{ action: "FailJob", onExitCodes: { containerName: "worker", operator: "In", values: [2, 10, 12, 130] } }],
+        rules: [{ action: "FailJob", onExitCodes: { containerName: "worker", operator: "In", values: [2, 3, 10, 12, 130] } }],
       },
       template: {
         metadata: { labels },

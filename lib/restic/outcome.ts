@@ -99,7 +99,7 @@ const rules: readonly Rule[] = [
     when: (f, t) => f.exitCode === ResticExit.lockFailed || patterns.locked.test(t),
     message: (_f, t, c) => lockedMessage(c, t),
   },
-  { reason: "SourceUnreadable", when: (f) => f.exitCode === ResticExit.sourceUnreadable, message: (f) => unreadableMessage(f) },
+  { reason: "Incomplete", when: (f) => f.exitCode === ResticExit.sourceUnreadable, message: (f) => unreadableMessage(f) },
   { reason: "Unauthorized", when: (f, t) => failed(f) && patterns.unauthorized.test(t), message: () => unauthorizedMessage },
   { reason: "Forbidden", when: (f, t) => patterns.forbidden.test(t) && (failed(f) || removeFailed(f)), message: () => forbiddenMessage },
   {

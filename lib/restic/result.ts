@@ -11,7 +11,7 @@ export const WorkerCommand = z.enum(workerCommands);
 export type WorkerCommand = z.infer<typeof WorkerCommand>;
 
 /** The coarse result, as a condition status would show it. */
-export const Outcome = z.enum(["Succeeded", "Warning", "Skipped", "Cancelled", "Failed"]);
+export const Outcome = z.enum(["Succeeded", "Skipped", "Cancelled", "Failed"]);
 export type Outcome = z.infer<typeof Outcome>;
 
 /**
@@ -20,7 +20,8 @@ export type Outcome = z.infer<typeof Outcome>;
  */
 export const Reason = z.enum([
   "Completed",
-  "SourceUnreadable",
+  /** A snapshot was made, but some source files could not be read: a backup that is not whole is a failure. */
+  "Incomplete",
   "EmptySource",
   "Cancelled",
   "InvalidConfig",
@@ -42,12 +43,11 @@ export function outcomeOf(reason: Reason): Outcome {
   switch (reason) {
     case "Completed":
       return "Succeeded";
-    case "SourceUnreadable":
-      return "Warning";
     case "EmptySource":
       return "Skipped";
     case "Cancelled":
       return "Cancelled";
+    case "Incomplete":
     case "InvalidConfig":
     case "ResticNotFound":
     case "NoRepository":

@@ -84,7 +84,7 @@ describe("repository failures", () => {
 });
 
 describe("source problems", () => {
-  it("an unreadable file gives a warning, and a snapshot without it", async () => {
+  it("an unreadable file makes the backup Failed/Incomplete, naming it, with the snapshot id still reported", async () => {
     // Tests run as root, who reads every file; so the worker runs as uid 65532, as the worker pod does, over a
     // tree that uid owns, with one file it may not read.
     const tree = await tempDir("unreadable");
@@ -96,8 +96,8 @@ describe("source problems", () => {
     await chmod(path.join(tree, "locked.txt"), 0o000);
 
     const run = await runWorker("backup", { ...base, SOURCE_PATH: tree, PVC_NAME: "partial" }, { uid: 65532 });
-    expect(run.exitCode).toBe(0);
-    expect(run.result).toMatchObject({ outcome: "Warning", reason: "SourceUnreadable", exitCode: 3, backup: { filesNew: 1, unreadable: 1 } });
+    expect(run.exitCode).toBe(3);
+    expect(run.result).toMatchObject({ outcome: "Failed", reason: "Incomplete", exitCode: 3, backup: { filesNew: 1, unreadable: 1 } });
     expect(run.result.snapshotId).toMatch(/^[0-9a-f]{64}$/);
     expect(run.result.message).toMatch(/^Backed up PVC shop\/partial as snapshot [0-9a-f]{8}: .* 1 source file could not be read; the snapshot was made without it\. First: .*locked\.txt.*permission denied$/);
     const listed = await restic(["ls", "--json", run.result.snapshotId ?? ""], base);

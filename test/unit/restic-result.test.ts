@@ -51,7 +51,7 @@ describe("termination message", () => {
 
 describe("outcome of each reason", () => {
   it.each(Reason.options.map((r) => [r, outcomeOf(r)] as const))("%s → %s", (reason, outcome) => {
-    const expected: Record<string, string> = { Completed: "Succeeded", SourceUnreadable: "Warning", EmptySource: "Skipped", Cancelled: "Cancelled" };
+    const expected: Record<string, string> = { Completed: "Succeeded", EmptySource: "Skipped", Cancelled: "Cancelled" };
     expect(outcome).toBe(expected[reason] ?? "Failed");
   });
 });
