@@ -246,9 +246,11 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
     if (outcome !== "Complete" || !res || res.outcome === "Failed") {
       return fail(res?.reason ?? ConditionReason.WorkerFailed, res?.message ?? message ?? jobFailureMessage(job) ?? "The worker Job failed.");
     }
+    // The worker names the snapshot it chose by its full id; one it was given by a short id stays as given.
+    const snapshotId = res.snapshotId ?? w.spec.source.snapshotId;
     status = {
       ...status,
-      ...(res.snapshotId ? { snapshotId: res.snapshotId } : {}),
+      ...(snapshotId ? { snapshotId } : {}),
       ...(res.restore ? {
         summary: {
           totalFiles: res.restore.files, filesRestored: res.restore.files, totalBytes: res.restore.bytes, bytesRestored: res.restore.bytes,
@@ -257,7 +259,7 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
       } : {}),
       progress: undefined,
     };
-    condition(BackupRestoreConditionType.SnapshotResolved, ConditionStatus.True, ConditionReason.Resolved, `Restored from restic snapshot ${res.snapshotId?.slice(0, 8) ?? "(unknown)"}.`);
+    condition(BackupRestoreConditionType.SnapshotResolved, ConditionStatus.True, ConditionReason.Resolved, `Restored from restic snapshot ${snapshotId?.slice(0, 8) ?? "(unknown)"}.`);
     return cross ? handOver(res) : finish(res);
   }
 

@@ -217,6 +217,16 @@ describe("decideBackupRestore", () => {
     if (phase === "Failed" && reason) expect(d.events).toContainEqual(expect.objectContaining({ type: "Warning", reason: "RestoreFailed" }));
   });
 
+  it("records the snapshot it was given by id, when the worker names none of its own", () => {
+    const byShortId = encodeResult({
+      command: "restore", outcome: "Succeeded", reason: "Completed", message: "Restored 3 files.", exitCode: 0, exitMeaning: "ok",
+      restore: { files: 3, bytes: 300 }, startedAt: "2026-11-30T11:59:00Z", finishedAt: "2026-11-30T11:59:10Z",
+    });
+    const d = decideBackupRestore(world(intoExisting(), { ...waiting, phase: "Restoring" }, { workerJob: job("Complete"), workerPods: [workerPod("Succeeded", byShortId)] }), config, now);
+    expect(d.status.snapshotId).toBe("abcdef12");
+    expect(d.status.conditions?.find((c) => c.type === "SnapshotResolved")?.message).toBe("Restored from restic snapshot abcdef12.");
+  });
+
   it("gives the worker the source and target it needs, never the password", () => {
     const d = decideBackupRestore(world({ ...intoNew(), source: { latestBefore: { pvc: "data", time: "2026-11-29T00:00:00Z" } }, include: ["/etc"] }, {}, { targetPvc: null }), config, now);
     const worker = d.actions.map((a) => (a.op === "create" ? a.manifest : undefined)).find((m) => m?.kind === "Job");
