@@ -32,14 +32,16 @@ function parseNow(text: string | undefined): Date | undefined {
   return at;
 }
 
-async function main(): Promise<void> {
-  let args: ReturnType<typeof parse>;
-  const parse = () => parseArgs({ args: process.argv.slice(2), allowPositionals: true, options: { now: { type: "string" }, "dry-run": { type: "boolean" }, schedule: { type: "string" }, "no-resync": { type: "boolean" }, help: { type: "boolean" } } });
+function commandLine() {
   try {
-    args = parse();
+    return parseArgs({ args: process.argv.slice(2), allowPositionals: true, options: { now: { type: "string" }, "dry-run": { type: "boolean" }, schedule: { type: "string" }, "no-resync": { type: "boolean" }, help: { type: "boolean" } } });
   } catch (err) {
-    usage((err as Error).message);
+    return usage((err as Error).message);
   }
+}
+
+async function main(): Promise<void> {
+  const args = commandLine();
   if (args.values.help) {
     process.stdout.write(`${USAGE}\n`);
     return;

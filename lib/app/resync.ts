@@ -17,6 +17,11 @@ export interface ResyncReport {
   errors: string[];
 }
 
+/** An error for a report: its message and, for the executor's wrapped errors, the API server's answer. */
+export function errorText(err: unknown): string {
+  return `${String(err)}${err instanceof Error && err.cause ? ` (${String(err.cause)})` : ""}`;
+}
+
 export async function resync(ctx: ExecutorContext): Promise<ResyncReport> {
   const plan = planResync(await observe(ctx.api, resyncReads));
   const report: ResyncReport = { backupJobs: 0, backupRestores: 0, backupSets: 0, orphansDeleted: 0, errors: [] };
@@ -28,7 +33,7 @@ export async function resync(ctx: ExecutorContext): Promise<ResyncReport> {
     } catch (err) {
       // A conflict means another instance (the reconcile function, fed by the same change) took this step.
       if (isConflict(err)) count();
-      else report.errors.push(`${what}: ${String(err)}${err instanceof Error && err.cause ? ` (${String(err.cause)})` : ""}`);
+      else report.errors.push(`${what}: ${errorText(err)}`);
     }
   };
   for (const r of plan.backupRestores) {

@@ -5,7 +5,7 @@ import type { Action } from "../core/decision.ts";
 import { planResync, resyncReads } from "../core/sweep.ts";
 import { planTick, tickReads, type TickScope } from "../core/tick.ts";
 import { apply, observe, type ExecutorContext } from "../k8s/executor.ts";
-import { resync, type ResyncReport } from "./resync.ts";
+import { errorText, resync, type ResyncReport } from "./resync.ts";
 
 export interface TickOptions extends TickScope {
   readonly dryRun?: boolean;
@@ -49,6 +49,7 @@ export async function tick(ctx: ExecutorContext, opts: TickOptions = {}): Promis
     const all = [...p.decision.actions, ...(p.decision.then?.actions ?? [])];
     if (opts.dryRun) {
       actions.push(...all.map(describeAction));
+      for (const e of p.decision.events) ctx.log.debug({ schedule: p.name, reason: e.reason }, `Would record: ${e.note}`);
       continue;
     }
     try {
@@ -59,10 +60,9 @@ export async function tick(ctx: ExecutorContext, opts: TickOptions = {}): Promis
       // A run asked for answers for itself: the caller retries (an API failure becomes a 503).
       if (opts.manual) throw err;
       // One schedule failing does not hold up the others; its deterministic names make the retry safe.
-      errors.push(`BackupSchedule ${p.name}: ${String(err)}${err instanceof Error && err.cause ? ` (${String(err.cause)})` : ""}`);
+      errors.push(`BackupSchedule ${p.name}: ${errorText(err)}`);
     }
   }
-  for (const p of plans) for (const e of p.decision.events) ctx.log.debug({ schedule: p.name, reason: e.reason }, e.note);
   // A run asked for by an event is about one schedule; the in-flight work of the cluster is the clock's business.
   let resynced: TickReport["resync"];
   if (!opts.manual && opts.resync !== false) {

@@ -27,7 +27,7 @@ import { Throttle } from "../core/throttle.ts";
 import { list, read } from "../k8s/actions.ts";
 import { step, type ExecutorContext, type StepResult } from "../k8s/executor.ts";
 import { collectionPath, isKnownKind, objectPath } from "../k8s/paths.ts";
-import { isAlreadyExists, isConflict, type RestClient } from "../k8s/rest.ts";
+import { isAlreadyExists, unlessConflict, type RestClient } from "../k8s/rest.ts";
 import { endsMaintenance, planWake } from "../core/repository.ts";
 import type { AppConfig } from "./config.ts";
 import { BadEventError } from "./events.ts";
@@ -96,11 +96,7 @@ export function createWalle(opts: WalleOptions): Walle {
    */
   async function wakeWaiting(log: Logger): Promise<number> {
     const waiting = planWake(await list(api, objectSummarySchema, collectionPath("BackupJob")), config.maxWorkersPerRepository);
-    for (const w of waiting) {
-      await step(ctx(log), backupJobReconciler, w.name, w.namespace).catch((e: unknown) => {
-        if (!isConflict(e)) throw e;
-      });
-    }
+    for (const w of waiting) await unlessConflict(step(ctx(log), backupJobReconciler, w.name, w.namespace));
     return waiting.length;
   }
 
@@ -114,9 +110,7 @@ export function createWalle(opts: WalleOptions): Walle {
         // before this change: count again from a fresh read, once; a second conflict means someone newer counted.
         if (set && r.changed) {
           const count = () => step(ctx(log), backupSetReconciler, set);
-          await count().catch((e: unknown) => (isConflict(e) ? count() : Promise.reject(e))).catch((e: unknown) => {
-            if (!isConflict(e)) throw e;
-          });
+          if ((await unlessConflict(count())) === undefined) await unlessConflict(count());
         }
         if (r.changed && isTerminal(r.phase)) await wakeWaiting(log);
         return r;
@@ -167,13 +161,7 @@ export function createWalle(opts: WalleOptions): Walle {
     log.info({ [kind === "BackupJob" ? "backupJob" : "backupRestore"]: `${namespace}/${name}`, created }, `${kind} ${namespace}/${name} requested by event`);
     // The object exists either way, so a conflict with an instance that the object's own event started does not
     // fail the request: that instance takes the step.
-    const phase = await reconcile({ kind, namespace, name }, log).then(
-      (r) => r.phase,
-      (e: unknown) => {
-        if (isConflict(e)) return undefined;
-        throw e;
-      },
-    );
+    const phase = (await unlessConflict(reconcile({ kind, namespace, name }, log)))?.phase;
     return { namespace, name, created, ...(phase ? { phase } : {}) };
   }
 

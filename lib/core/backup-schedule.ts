@@ -5,6 +5,7 @@
 // PruneOk conditions, last*Run, scheduler timestamps) plus nextBackupRun.
 import { BackupScheduleConditionType, BackupScheduleState, type BackupScheduleStatus } from "../api/backup-schedule.ts";
 import { BackupSetState } from "../api/backup-set.ts";
+import { isSettledSet } from "./backup-set.ts";
 import { ConditionReason, EventReason } from "../api/conditions.ts";
 import { API_VERSION, ConditionStatus, CREATED_BY, JobType, Label, WalleAnnotation } from "../api/constants.ts";
 import type { BackupSchedule } from "../api/parse.ts";
@@ -20,7 +21,7 @@ export interface ScheduleWorld {
   readonly schedule: BackupSchedule;
   /** The schedule's BackupSets (label ros.io/backup-schedule). */
   readonly sets: readonly ObjectSummary[];
-  /** The schedule's prune and check Jobs. */
+  /** Walle's Jobs labelled with the schedule; its prune and check Jobs are those of that type (jobsOf). */
   readonly jobs: readonly Job[];
   /** Walle's Jobs that use the schedule's repository (label ros.io/repository in its namespace), any owner. */
   readonly repositoryJobs: readonly Job[];
@@ -66,7 +67,6 @@ export function backupDue(s: BackupSchedule, now: Date): boolean {
   return !s.spec.suspend && taskDue(s, "backup", now)?.slot !== undefined;
 }
 
-const isSettledSet = (set: ObjectSummary) => set.status?.state === BackupSetState.Finished || set.status?.state === BackupSetState.FinishedWithFailures;
 const newestFirst = <T extends { metadata: { creationTimestamp?: string; name?: string } }>(items: readonly T[]): T[] =>
   [...items].sort((a, b) => (b.metadata.creationTimestamp ?? "").localeCompare(a.metadata.creationTimestamp ?? "") || (b.metadata.name ?? "").localeCompare(a.metadata.name ?? ""));
 const isActiveJob = (j: Job) => jobOutcome(j) === undefined;
@@ -158,7 +158,7 @@ function startBackup(s: ScheduleStep, run: Date | ManualRun, due: Due | undefine
   const { w } = s;
   const setName = backupSetName(s.name, run);
   const slot = run instanceof Date ? run : undefined;
-  const running = newestFirst(w.sets).find((set) => !isSettledSet(set) && set.metadata.name !== setName);
+  const running = newestFirst(w.sets).find((set) => !isSettledSet(set.status) && set.metadata.name !== setName);
   if (running && slot) {
     // As in the original: a run that has not finished makes the next one skip its turn.
     s.scheduler("backup", slot);
@@ -223,18 +223,20 @@ const MAX_SKIP_EVENTS = 20;
 
 const WORKER_COMMAND = { prune: JobType.Prune, check: JobType.Check } as const;
 
+/** The schedule's prune or check Jobs, newest first. */
+const jobsOf = (w: ScheduleWorld, task: "prune" | "check"): Job[] => newestFirst(w.jobs.filter((j) => j.metadata?.labels?.[Label.BackupJobType] === WORKER_COMMAND[task]));
+
 /** A due prune or check: a worker Job in the repository's namespace, once nobody else uses the repository. */
 function maintain(s: ScheduleStep, task: "prune" | "check"): void {
   const { w, config } = s;
   const due = taskDue(w.schedule, task, s.now);
   const conditionType = task === "prune" ? BackupScheduleConditionType.PruneOk : BackupScheduleConditionType.CheckOk;
   if (!due?.slot) return;
-  const mine = w.jobs.filter((j) => j.metadata?.labels?.[Label.BackupJobType] === WORKER_COMMAND[task]);
-  if (mine.some(isActiveJob)) return;
+  if (jobsOf(w, task).some(isActiveJob)) return;
   // A prune takes restic's exclusive lock: it starts only when no worker uses the repository and no run of this
   // schedule is under way (its BackupJobs would start workers), and backups that come later wait for it.
   const busy = w.repositoryJobs.filter(isActiveJob);
-  const running = s.started ?? w.sets.find((set) => !isSettledSet(set))?.metadata.name;
+  const running = s.started ?? w.sets.find((set) => !isSettledSet(set.status))?.metadata.name;
   if (task === "prune" && (busy.length > 0 || running)) {
     const why = busy.length > 0 ? `${busy.length} worker Jobs that use repository ${w.schedule.spec.repository.name}` : `BackupSet ${running}`;
     s.condition({ type: conditionType, status: ConditionStatus.False, reason: ConditionReason.RepositoryBusy, message: `Prune is due; waiting for ${why} to finish.` });
@@ -274,32 +276,27 @@ function bookkeeping(s: ScheduleStep): void {
   } else if (!findCondition(s.status.conditions, BackupScheduleConditionType.BackupReady)) {
     s.condition({ type: BackupScheduleConditionType.BackupReady, status: ConditionStatus.False, reason: ConditionReason.Waiting, message: "No BackupSets found for BackupSchedule." });
   }
-  for (const task of ["prune", "check"] as const) {
-    const newest = newestFirst(w.jobs.filter((j) => j.metadata?.labels?.[Label.BackupJobType] === WORKER_COMMAND[task]))[0];
+  const maintenance = (["prune", "check"] as const).map((task) => ({ task, jobs: jobsOf(w, task) }));
+  for (const { task, jobs } of maintenance) {
+    const [newest] = jobs;
     if (newest) s.condition(jobCondition(task, newest, s.repoNs));
   }
   s.status = { ...s.status, state: stateOf(s.status.conditions ?? []) };
 
-  const keep = (items: readonly { metadata: { name?: string; creationTimestamp?: string } }[], ok: (i: number) => boolean, failed: (i: number) => boolean) => {
-    const doomed: number[] = [];
+  /** Of items newest first, those beyond keepSucceeded succeeded ones and keepFailed failed ones. */
+  const beyondKeep = <T>(items: readonly T[], ok: (t: T) => boolean, failed: (t: T) => boolean): T[] => {
     let succeeded = 0;
     let failures = 0;
-    items.forEach((_, i) => {
-      if (ok(i) && ++succeeded > spec.keepSucceeded) doomed.push(i);
-      if (failed(i) && ++failures > spec.keepFailed) doomed.push(i);
-    });
-    return doomed;
+    return items.filter((t) => (ok(t) && ++succeeded > spec.keepSucceeded) || (failed(t) && ++failures > spec.keepFailed));
   };
-  for (const i of keep(sets, (i) => sets[i]?.status?.state === BackupSetState.Finished, (i) => sets[i]?.status?.state === BackupSetState.FinishedWithFailures)) {
-    const name = sets[i]?.metadata.name ?? "";
+  for (const set of beyondKeep(sets, (t) => t.status?.state === BackupSetState.Finished, (t) => t.status?.state === BackupSetState.FinishedWithFailures)) {
+    const name = set.metadata.name ?? "";
     // Its BackupJobs belong to it: the garbage collector deletes them with it.
     s.actions.push({ op: "delete", target: { apiVersion: API_VERSION, kind: "BackupSet", name } });
     s.event("Normal", EventReason.DeletedOldBackupSet, `Deleted BackupSet ${name} and its BackupJobs (keepSucceeded ${spec.keepSucceeded}, keepFailed ${spec.keepFailed}).`);
   }
-  for (const task of ["prune", "check"] as const) {
-    const jobs = newestFirst(w.jobs.filter((j) => j.metadata?.labels?.[Label.BackupJobType] === WORKER_COMMAND[task]));
-    for (const i of keep(jobs, (i) => jobOutcome(jobs[i] as Job) === "Complete", (i) => jobOutcome(jobs[i] as Job) === "Failed")) {
-      const job = jobs[i] as Job;
+  for (const { task, jobs } of maintenance) {
+    for (const job of beyondKeep(jobs, (j) => jobOutcome(j) === "Complete", (j) => jobOutcome(j) === "Failed")) {
       s.actions.push({ op: "delete", target: { apiVersion: "batch/v1", kind: "Job", namespace: job.metadata?.namespace ?? s.repoNs, name: job.metadata?.name ?? "" } });
       s.event("Normal", EventReason.DeletedOldJob, `Deleted ${task} Job ${job.metadata?.namespace}/${job.metadata?.name}.`);
     }

@@ -61,7 +61,8 @@ export function decideBackupSet(
   };
 }
 
-const isSettledSet = (status: BackupSetStatus | undefined) => status?.state === BackupSetState.Finished || status?.state === BackupSetState.FinishedWithFailures;
+/** A set that has finished, with or without failures: the original never reopens one. */
+export const isSettledSet = (status: { readonly state?: string } | undefined): boolean => status?.state === BackupSetState.Finished || status?.state === BackupSetState.FinishedWithFailures;
 
 export interface BackupSetWorld {
   readonly set: BackupSet;

@@ -142,7 +142,7 @@ export const jobSchema = asModel<JobModel>()(z.looseObject({
 export type Job = JobModel;
 
 /** Whether the job controller has finished a Job, and how. */
-export function jobOutcome(job: Job): "Complete" | "Failed" | undefined {
+export function jobOutcome(job: { readonly status?: { readonly conditions?: readonly { readonly type: string; readonly status: string }[] } }): "Complete" | "Failed" | undefined {
   const done = job.status?.conditions?.find((c) => (c.type === "Complete" || c.type === "Failed") && c.status === "True");
   return done?.type === "Complete" ? "Complete" : done?.type === "Failed" ? "Failed" : undefined;
 }

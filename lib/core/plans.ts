@@ -122,8 +122,8 @@ export interface InventoryIndex {
   readonly pvcs: readonly Pvc[];
   readonly pvcByKey: ReadonlyMap<string, Pvc>;
   readonly nsLabels: ReadonlyMap<string, Readonly<Record<string, string>>>;
-  /** Namespace names by `key=value` of their labels. */
-  readonly nsByLabel: ReadonlyMap<string, readonly string[]>;
+  /** Namespaces by `key=value` of their labels. */
+  readonly nsByLabel: ReadonlyMap<string, readonly NamespaceInfo[]>;
   readonly byNamespace: { readonly [T in PlanType]: ReadonlyMap<string, readonly object[]> };
   readonly byLabel: { readonly [T in PlanType]: ReadonlyMap<string, readonly object[]> };
   /** By namespace and one `key=value` label together: the usual plan names both. */
@@ -157,12 +157,6 @@ function group<T extends { metadata?: { namespace?: string; labels?: Readonly<Re
   return { byNamespace, byLabel, byNamespaceLabel };
 }
 
-function namespacesByLabel(namespaces: readonly NamespaceInfo[]): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  for (const n of namespaces) for (const [k, v] of Object.entries(n.metadata.labels ?? {})) addTo(out, `${k}=${v}`, n.metadata.name ?? "");
-  return out;
-}
-
 export function indexInventory(inventory: Inventory): InventoryIndex {
   const pods = inventory.pods ?? [];
   const p = group(pods);
@@ -172,7 +166,7 @@ export function indexInventory(inventory: Inventory): InventoryIndex {
     pvcs: inventory.pvcs,
     pvcByKey: new Map(inventory.pvcs.map((x) => [`${x.metadata?.namespace ?? ""}/${x.metadata?.name ?? ""}`, x])),
     nsLabels: new Map((inventory.namespaces ?? []).map((n) => [n.metadata.name ?? "", n.metadata.labels ?? {}])),
-    nsByLabel: namespacesByLabel(inventory.namespaces ?? []),
+    nsByLabel: group(inventory.namespaces ?? []).byLabel,
     byNamespace: { [PlanType.Pod]: p.byNamespace, [PlanType.PersistentVolumeClaim]: c.byNamespace },
     byLabel: { [PlanType.Pod]: p.byLabel, [PlanType.PersistentVolumeClaim]: c.byLabel },
     byNamespaceLabel: { [PlanType.Pod]: p.byNamespaceLabel, [PlanType.PersistentVolumeClaim]: c.byNamespaceLabel },
@@ -189,7 +183,7 @@ function candidates(plan: BackupPlan, index: InventoryIndex): readonly object[] 
   let namespaces: readonly string[] | undefined = named === undefined ? undefined : [named];
   if (namespaces === undefined && plan.namespaceSelector) {
     const [first] = Object.entries(plan.namespaceSelector.matchLabels ?? {});
-    const names = first ? (index.nsByLabel.get(`${first[0]}=${first[1]}`) ?? []) : [...index.nsLabels.keys()];
+    const names = first ? (index.nsByLabel.get(`${first[0]}=${first[1]}`) ?? []).map((n) => n.metadata.name ?? "") : [...index.nsLabels.keys()];
     namespaces = names.filter((ns) => matchesLabels(plan.namespaceSelector, index.nsLabels.get(ns)));
   }
   if (namespaces) {
@@ -201,11 +195,10 @@ function candidates(plan: BackupPlan, index: InventoryIndex): readonly object[] 
 }
 
 /** The PVCs the plans select, in the order the plans name them, each once. */
-export function selectPvcs(plans: readonly BackupPlan[], inventory: Inventory | InventoryIndex): Selection {
+export function selectPvcs(plans: readonly BackupPlan[], index: InventoryIndex): Selection {
   const errors = plans.map(fieldError).filter((e): e is string => e !== undefined);
   if (errors.length > 0) return { targets: [], skipped: [], errors };
 
-  const index = "pvcByKey" in inventory ? inventory : indexInventory(inventory);
   const pvcs = index.pvcByKey;
   const nsLabels = index.nsLabels;
   const inNamespace = (plan: BackupPlan, ns: string) => !plan.namespaceSelector || (nsLabels.has(ns) && matchesLabels(plan.namespaceSelector, nsLabels.get(ns)));

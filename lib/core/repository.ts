@@ -5,7 +5,7 @@ import { BackupJobConditionType, BackupJobPhase } from "../api/backup-job.ts";
 import { ConditionReason } from "../api/conditions.ts";
 import { JobType, Label } from "../api/constants.ts";
 import { findCondition } from "./conditions.ts";
-import type { ObjectSummary } from "./objects.ts";
+import { jobOutcome, type ObjectSummary } from "./objects.ts";
 import type { EventObject } from "./routing.ts";
 
 /** BackupJobs waiting for a turn, oldest first, at most `limit` of them (more could not start at once anyway). */
@@ -21,5 +21,5 @@ export function planWake(jobs: readonly ObjectSummary[], limit: number): { names
 export function endsMaintenance(obj: EventObject): boolean {
   const type = obj.metadata.labels?.[Label.BackupJobType];
   if (obj.kind !== "Job" || (type !== JobType.Prune && type !== JobType.Check)) return false;
-  return (obj.status?.conditions ?? []).some((c) => (c.type === "Complete" || c.type === "Failed") && c.status === "True");
+  return jobOutcome(obj) !== undefined;
 }

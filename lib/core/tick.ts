@@ -96,7 +96,7 @@ export function planTick(w: TickObserved, config: WalleConfig, now: Date, scope:
       {
         schedule,
         sets: sets.get(name) ?? [],
-        jobs: (bySchedule.get(name) ?? []).filter((j) => j.metadata?.labels?.[Label.BackupSet] === undefined && j.metadata?.labels?.[Label.BackupJob] === undefined),
+        jobs: bySchedule.get(name) ?? [],
         repositoryJobs: byRepository.get(`${repo.namespace}/${repo.label}`) ?? [],
         ...(due && inventory ? { selection: selectPvcs(schedule.spec.plans, inventory) } : {}),
       },

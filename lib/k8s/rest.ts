@@ -50,6 +50,17 @@ export class ApiError extends Error {
 
 export const isNotFound = (e: unknown): boolean => e instanceof ApiError && e.code === 404;
 export const isConflict = (e: unknown): boolean => e instanceof ApiError && e.code === 409;
+
+/**
+ * A step whose conflict means another instance wrote first (the status write's resourceVersion precondition):
+ * undefined then, any other failure as it was.
+ */
+export function unlessConflict<T>(work: Promise<T>): Promise<T | undefined> {
+  return work.catch((e: unknown) => {
+    if (isConflict(e)) return undefined;
+    throw e;
+  });
+}
 export const isAlreadyExists = (e: unknown): boolean => e instanceof ApiError && e.code === 409 && e.reason === "AlreadyExists";
 
 /** A create refused because its namespace is being deleted (the NamespaceLifecycle admission's cause). */

@@ -4,15 +4,14 @@
 // an old mtime) is snapshotted and cloned without blocking and without losing any of it; and backed up by the
 // unprivileged worker, it ends Failed/Incomplete, naming what it could not read, never a silent success.
 import { execFile } from "node:child_process";
-import { chmod, chown, link, lstat, mkdir, readdir, readFile, symlink, utimes, writeFile } from "node:fs/promises";
-import { createHash } from "node:crypto";
+import { chmod, chown, link, mkdir, readdir, symlink, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, inject, it } from "vitest";
 import { PASSWORD, pvcWithData, SNAP, type BackupJobObj, settled } from "../support/backup-fixtures.ts";
 import { admin, createNamespace, waitFor } from "../support/kube.ts";
 import { startWalle } from "../support/walle.ts";
-import { startRestServer, tempDir } from "../integration/worker-harness.ts";
+import { manifest, startRestServer, tempDir } from "../integration/worker-harness.ts";
 
 const run = promisify(execFile);
 
@@ -44,50 +43,6 @@ async function hostileTree(dir: string): Promise<void> {
   await utimes(path.join(dir, "setuid"), old, old);
 }
 
-interface Described {
-  path: string;
-  type: string;
-  mode: string;
-  uid: number;
-  gid: number;
-  mtime?: number;
-  sha256?: string;
-  target?: string;
-  linkedTo?: string;
-  blocks?: number;
-  xattr?: string;
-}
-
-/** Every entry as a restore or a copy must keep it: type, mode, owner, content, link, hard-link group, holes, xattr. */
-async function describeTree(root: string): Promise<Described[]> {
-  const out: Described[] = [];
-  const inodes = new Map<number, string>();
-  async function walk(dir: string): Promise<void> {
-    for (const name of (await readdir(dir)).sort()) {
-      const full = path.join(dir, name);
-      const rel = path.relative(root, full);
-      const st = await lstat(full);
-      const base = { path: rel, mode: (st.mode & 0o7777).toString(8), uid: st.uid, gid: st.gid };
-      if (st.isSymbolicLink()) out.push({ ...base, type: "symlink", target: (await run("readlink", [full])).stdout.trim() });
-      else if (st.isDirectory()) {
-        out.push({ ...base, type: "dir" });
-        await walk(full);
-      } else if (st.isFIFO()) out.push({ ...base, type: "fifo" });
-      else {
-        const first = st.nlink > 1 ? inodes.get(st.ino) : undefined;
-        if (st.nlink > 1 && !first) inodes.set(st.ino, rel);
-        const xattr = (await run("getfattr", ["--absolute-names", "--only-values", "-n", "user.walle", full]).catch(() => ({ stdout: "" }))).stdout;
-        out.push({
-          ...base, type: "file", mtime: Math.floor(st.mtimeMs / 1000), sha256: createHash("sha256").update(await readFile(full)).digest("hex"),
-          blocks: st.blocks, ...(first ? { linkedTo: first } : {}), ...(xattr ? { xattr } : {}),
-        });
-      }
-    }
-  }
-  await walk(root);
-  return out;
-}
-
 async function volumeDir(ns: string, pvc: string): Promise<string> {
   const p = await waitFor(async () => {
     const got = await admin().get<{ spec: { volumeName?: string }; status?: { phase?: string } }>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/${pvc}`);
@@ -102,7 +57,7 @@ describe("the local cluster's storage", () => {
     await pvcWithData(ns, "app", {});
     const source = await volumeDir(ns, "app");
     await hostileTree(source);
-    const before = await describeTree(source);
+    const before = await manifest(source, { holes: true, xattr: true });
     expect(before.map((e) => e.type)).toEqual(expect.arrayContaining(["fifo", "symlink", "dir", "file"]));
 
     await admin().create(`${SNAP}/namespaces/${ns}/volumesnapshots`, { apiVersion: "snapshot.storage.k8s.io/v1", kind: "VolumeSnapshot", metadata: { name: "snap" }, spec: { source: { persistentVolumeClaimName: "app" } } });
@@ -111,8 +66,8 @@ describe("the local cluster's storage", () => {
     await admin().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, { apiVersion: "v1", kind: "PersistentVolumeClaim", metadata: { name: "restored" }, spec: { ...fromSnapshot, dataSource: { apiGroup: "snapshot.storage.k8s.io", kind: "VolumeSnapshot", name: "snap" } } });
     await admin().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, { apiVersion: "v1", kind: "PersistentVolumeClaim", metadata: { name: "clone" }, spec: { ...fromSnapshot, dataSource: { kind: "PersistentVolumeClaim", name: "app" } } });
 
-    expect(await describeTree(await volumeDir(ns, "restored"))).toEqual(before);
-    expect(await describeTree(await volumeDir(ns, "clone"))).toEqual(before);
+    expect(await manifest(await volumeDir(ns, "restored"), { holes: true, xattr: true })).toEqual(before);
+    expect(await manifest(await volumeDir(ns, "clone"), { holes: true, xattr: true })).toEqual(before);
     // The sparse file stays sparse: 64 MiB long, a few KiB allocated.
     const sparse = before.find((e) => e.path === "sparse.img");
     expect(sparse?.blocks).toBeLessThan(64);

@@ -78,6 +78,19 @@ async function pod(ns: string, name: string, labels: Record<string, string>, cla
   });
 }
 
+/**
+ * A namespace for one test: PVC `db` holding a file, mounted by pod `db-0` (labelled app=db), and Secret `repo` for
+ * a fresh repository; `name` is the test's schedule name.
+ */
+async function dbNamespace(prefix: string): Promise<{ ns: string; repo: string; name: string }> {
+  const ns = await createNamespace(prefix);
+  await pvcWithData(ns, "db", { "rows.db": "rows" });
+  await pod(ns, "db-0", { app: "db" }, ["db"]);
+  const repo = rest.repository(USER, "rest-secret", `${prefix}-${ns}`);
+  await repositorySecret(ns, "repo", repo);
+  return { ns, repo, name: `${prefix}-${ns}` };
+}
+
 /** A schedule confined to one namespace by the original's field selector, backing up pods labelled app=db. */
 function dbPlan(ns: string) {
   return [{ type: "pod", labelSelector: { matchLabels: { app: "db" } }, fieldSelector: [{ field: "metadata.namespace", operator: "equals", value: ns }] }];
@@ -146,11 +159,7 @@ describe("the tick", () => {
   });
 
   it("makes one BackupSet when it ticks twice at one instant or ten times in one KEDA window; --dry-run makes none", async () => {
-    const ns = await createNamespace("window");
-    await pvcWithData(ns, "db", { "rows.db": "rows" });
-    await pod(ns, "db-0", { app: "db" }, ["db"]);
-    await repositorySecret(ns, "repo", rest.repository(USER, "rest-secret", `window-${ns}`));
-    const name = `window-${ns}`;
+    const { ns, name } = await dbNamespace("window");
     const made = await createSchedule(name, { interval: "1h", plans: dbPlan(ns), repository: { name: "repo", namespace: ns } });
     const t0 = Date.parse(made.metadata.creationTimestamp) + 3 * 3600 * 1000 + 30_000;
 
@@ -186,11 +195,7 @@ describe("the tick", () => {
   });
 
   it("after 3 days down on a 6h schedule, runs exactly once", async () => {
-    const ns = await createNamespace("downtime");
-    await pvcWithData(ns, "db", { "rows.db": "rows" });
-    await pod(ns, "db-0", { app: "db" }, ["db"]);
-    await repositorySecret(ns, "repo", rest.repository(USER, "rest-secret", `downtime-${ns}`));
-    const name = `downtime-${ns}`;
+    const { ns, name } = await dbNamespace("downtime");
     const made = await createSchedule(name, { interval: "6h", plans: dbPlan(ns), repository: { name: "repo", namespace: ns }, suspend: true });
     const created = Date.parse(made.metadata.creationTimestamp);
     // The last run was right at creation; the schedule then sat unattended for 3 days.
@@ -208,11 +213,7 @@ describe("the tick", () => {
 
   it("keeps keepSucceeded 1 and keepFailed 3 over 10 runs with mixed outcomes", async () => {
     await startWalle();
-    const ns = await createNamespace("history");
-    await pvcWithData(ns, "db", { "rows.db": "rows" });
-    await pod(ns, "db-0", { app: "db" }, ["db"]);
-    await repositorySecret(ns, "repo", rest.repository(USER, "rest-secret", `history-${ns}`));
-    const name = `history-${ns}`;
+    const { ns, name } = await dbNamespace("history");
     const made = await createSchedule(name, { interval: "1h", keepSucceeded: 1, keepFailed: 3, plans: dbPlan(ns), repository: { name: "repo", namespace: ns } });
     const created = Date.parse(made.metadata.creationTimestamp);
     const outcomes = ["ok", "fail", "fail", "ok", "fail", "ok", "fail", "fail", "ok", "fail"] as const;
@@ -258,11 +259,7 @@ describe("the tick", () => {
   }, 300_000);
 
   it("suspend stops new runs without touching the running one", async () => {
-    const ns = await createNamespace("suspend");
-    await pvcWithData(ns, "db", { "rows.db": "rows" });
-    await pod(ns, "db-0", { app: "db" }, ["db"]);
-    await repositorySecret(ns, "repo", rest.repository(USER, "rest-secret", `suspend-${ns}`));
-    const name = `suspend-${ns}`;
+    const { ns, name } = await dbNamespace("suspend");
     const made = await createSchedule(name, { interval: "1h", plans: dbPlan(ns), repository: { name: "repo", namespace: ns } });
     const created = Date.parse(made.metadata.creationTimestamp);
     const run = await tickOk({ now: new Date(created + 1000) });
@@ -277,12 +274,7 @@ describe("the tick", () => {
   });
 
   it("drives a BackupJob whose events were all dropped to Finished through ticks alone", async () => {
-    const ns = await createNamespace("noevents");
-    await pvcWithData(ns, "db", { "rows.db": "rows" });
-    await pod(ns, "db-0", { app: "db" }, ["db"]);
-    const repo = rest.repository(USER, "rest-secret", `noevents-${ns}`);
-    await repositorySecret(ns, "repo", repo);
-    const name = `noevents-${ns}`;
+    const { ns, repo, name } = await dbNamespace("noevents");
     await createSchedule(name, { interval: "6h", plans: dbPlan(ns), repository: { name: "repo", namespace: ns } });
     // No reconcile function runs: nothing but the tick moves anything.
     let ticks = 0;
@@ -342,12 +334,7 @@ describe("the tick", () => {
 
   it("prunes to exactly what the retention policy keeps, never while a worker uses the repository", async () => {
     await startWalle();
-    const ns = await createNamespace("prune");
-    await pvcWithData(ns, "db", { "rows.db": "rows" });
-    await pod(ns, "db-0", { app: "db" }, ["db"]);
-    const repo = rest.repository(USER, "rest-secret", `prune-${ns}`);
-    await repositorySecret(ns, "repo", repo);
-    const name = `prune-${ns}`;
+    const { ns, repo, name } = await dbNamespace("prune");
     const made = await createSchedule(name, { interval: "1h", plans: dbPlan(ns), repository: { name: "repo", namespace: ns }, keepSucceeded: 10, prune: { interval: "4h", retain: { last: 2 } } });
     const created = Date.parse(made.metadata.creationTimestamp);
     const runAt = async (at: Date) => {

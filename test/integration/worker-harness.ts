@@ -135,7 +135,7 @@ export const closedPort = freePort;
 /** One entry of a tree as a restore must reproduce it. */
 export interface Entry {
   path: string;
-  type: "file" | "dir" | "symlink";
+  type: "file" | "dir" | "symlink" | "fifo";
   mode: string;
   uid: number;
   gid: number;
@@ -144,10 +144,17 @@ export interface Entry {
   target?: string;
   /** Entries that share an inode, by the first path seen: hard links. */
   linkedTo?: string;
+  /** With `holes`: 512-byte blocks allocated, which shows whether a sparse file stayed sparse. */
+  blocks?: number;
+  /** With `xattr`: the value of the `user.walle` extended attribute, when set. */
+  xattr?: string;
 }
 
-/** Every entry below a directory (not the directory itself), sorted, with content hashes and link targets. */
-export async function manifest(root: string): Promise<Entry[]> {
+/**
+ * Every entry below a directory (not the directory itself), sorted, with content hashes and link targets. FIFOs
+ * are listed, never opened. `holes` and `xattr` add allocated blocks and the `user.walle` attribute (getfattr).
+ */
+export async function manifest(root: string, also: { holes?: boolean; xattr?: boolean } = {}): Promise<Entry[]> {
   const out: Entry[] = [];
   const inodes = new Map<number, string>();
   async function walk(dir: string): Promise<void> {
@@ -161,11 +168,14 @@ export async function manifest(root: string): Promise<Entry[]> {
       } else if (st.isDirectory()) {
         out.push({ ...base, type: "dir", mtimeMs: Math.floor(st.mtimeMs) });
         await walk(full);
+      } else if (st.isFIFO()) {
+        out.push({ ...base, type: "fifo" });
       } else {
         const first = st.nlink > 1 ? inodes.get(st.ino) : undefined;
         if (st.nlink > 1 && !first) inodes.set(st.ino, rel);
         const sha256 = createHash("sha256").update(await readFile(full)).digest("hex");
-        out.push({ ...base, type: "file", mtimeMs: Math.floor(st.mtimeMs), sha256, ...(first ? { linkedTo: first } : {}) });
+        const xattr = also.xattr ? (await exec("getfattr", ["--absolute-names", "--only-values", "-n", "user.walle", full]).catch(() => ({ stdout: "" }))).stdout : "";
+        out.push({ ...base, type: "file", mtimeMs: Math.floor(st.mtimeMs), sha256, ...(first ? { linkedTo: first } : {}), ...(also.holes ? { blocks: st.blocks } : {}), ...(xattr ? { xattr } : {}) });
       }
     }
   }

@@ -118,19 +118,25 @@ describe("check and unlock", () => {
     await backupAt(env, "orders", "2024-04-01T00:00:00Z");
   });
 
+  const locks = async () => (await restic(["list", "locks", "--no-lock"], env)).trim().split("\n").filter(Boolean);
+
+  /** A restic that holds a lock for as long as its stdin stays open: live until killed, stale after SIGKILL. */
+  async function lockHolder(host: string) {
+    const holder = spawn(inject("restic"), ["backup", "--stdin", "--host", host], {
+      env: { PATH: process.env.PATH ?? "", HOME: dir, ...env, RESTIC_REPOSITORY: env.RESTIC_REPOSITORY ?? "" },
+      stdio: ["pipe", "ignore", "ignore"],
+    });
+    while ((await locks()).length === 0) await new Promise((r) => setTimeout(r, 100));
+    return holder;
+  }
+
   it("checks the repository, reading a subset of the data", async () => {
     const run = await runWorker("check", { ...env, CHECK_READ_DATA_SUBSET: "50%" });
     expect(run.result).toMatchObject({ command: "check", outcome: "Succeeded", message: "The repository has no errors (read 50% of the data)." });
   });
 
   it("waits a bounded time for a live lock, and removes only stale locks", async () => {
-    // A restic that holds a lock for as long as its stdin stays open: live until killed, stale after SIGKILL.
-    const holder = spawn(inject("restic"), ["backup", "--stdin", "--host", "holder"], {
-      env: { PATH: process.env.PATH ?? "", HOME: dir, ...env, RESTIC_REPOSITORY: env.RESTIC_REPOSITORY ?? "" },
-      stdio: ["pipe", "ignore", "ignore"],
-    });
-    const locks = async () => (await restic(["list", "locks", "--no-lock"], env)).trim().split("\n").filter(Boolean);
-    while ((await locks()).length === 0) await new Promise((r) => setTimeout(r, 100));
+    const holder = await lockHolder("holder");
 
     const live = await runWorker("unlock", env);
     expect(live.result).toMatchObject({ outcome: "Succeeded", message: "There were no stale locks to remove." });
@@ -152,12 +158,7 @@ describe("check and unlock", () => {
   });
 
   it("prunes after removing the stale lock a killed worker left", async () => {
-    const holder = spawn(inject("restic"), ["backup", "--stdin", "--host", "killed-worker"], {
-      env: { PATH: process.env.PATH ?? "", HOME: dir, ...env, RESTIC_REPOSITORY: env.RESTIC_REPOSITORY ?? "" },
-      stdio: ["pipe", "ignore", "ignore"],
-    });
-    const locks = async () => (await restic(["list", "locks", "--no-lock"], env)).trim().split("\n").filter(Boolean);
-    while ((await locks()).length === 0) await new Promise((r) => setTimeout(r, 100));
+    const holder = await lockHolder("killed-worker");
     holder.kill("SIGKILL");
     await new Promise((r) => holder.once("close", r));
     expect(await locks()).toHaveLength(1);

@@ -3,7 +3,7 @@
 // Walle's own PVCs and unbound ones skipped with the reason.
 import { describe, expect, it } from "vitest";
 import type { BackupPlan } from "../../lib/api/backup-schedule.ts";
-import { matchesLabels, selectPvcs, type Inventory } from "../../lib/core/plans.ts";
+import { indexInventory, matchesLabels, selectPvcs as selectFrom, type Inventory } from "../../lib/core/plans.ts";
 import type { Pod, Pvc } from "../../lib/core/objects.ts";
 
 const pvc = (namespace: string, name: string, phase = "Bound", labels: Record<string, string> = {}): Pvc => ({ metadata: { namespace, name, labels }, spec: {}, status: { phase } });
@@ -35,6 +35,7 @@ const inventory: Inventory = {
   ],
 };
 
+const selectPvcs = (plans: Parameters<typeof selectFrom>[0], inv: Inventory) => selectFrom(plans, indexInventory(inv));
 const names = (s: ReturnType<typeof selectPvcs>) => s.targets.map((t) => `${t.namespace}/${t.pvc}#${t.plan}`);
 
 describe("selectPvcs", () => {
