@@ -1,7 +1,7 @@
 // The local kubelet (and scheduler): binds pending pods to the one local Node and runs the containers of
 // images it knows as local processes. Each container gets the pod's environment, resolved as kubelet resolves
 // it, its own mount namespace with the pod's volumes bind-mounted at their mountPaths (read-only where the pod
-// says so), the user, groups and capabilities of its security context, and a termination-message file.
+// says so), the user, groups and capabilities of its security context (as runc sets them), and a termination-message file.
 // Pods of other images only show Running.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, existsSync } from "node:fs";
@@ -498,7 +498,6 @@ export class LocalKubelet {
       `cd ${shq(c.workingDir ?? image.workingDir ?? "/")}`,
       'exec "$@"',
     ].join("\n");
-    const dropAll = sc.capabilities?.drop?.some((d) => d.toUpperCase() === "ALL") === true;
     const setpriv = [
       "setpriv",
       "--pdeathsig", "SIGKILL",
@@ -506,7 +505,9 @@ export class LocalKubelet {
       `--regid=${gid}`,
       groups.length ? `--groups=${groups.join(",")}` : "--clear-groups",
       ...(sc.allowPrivilegeEscalation === false ? ["--no-new-privs"] : []),
-      ...(dropAll ? ["--bounding-set=-all", "--inh-caps=-all"] : []),
+      // As runc sets them: the bounding set is the container's capabilities, and nothing is inheritable or
+      // ambient. A root process then holds exactly the bounding set after exec; a non-root one holds none.
+      ...(sc.privileged ? [] : [`--bounding-set=${["-all", ...containerCapabilities(sc).map((c) => `+${c.toLowerCase()}`)].join(",")}`, "--inh-caps=-all"]),
       "--",
     ];
     const log = createWriteStream(logFile, { flags: "a" });
@@ -542,6 +543,20 @@ export class LocalKubelet {
   stopAll(): void {
     for (const run of this.running.values()) for (const child of run.children.values()) this.signal(child, "SIGKILL");
   }
+}
+
+/** containerd's default capabilities (its oci.WithDefaultSpec, as CRI containers get them). */
+const DEFAULT_CAPABILITIES = [
+  "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+];
+
+/** A container's capabilities as the CRI computes them: the defaults, less `drop` (ALL drops every one), plus `add`. */
+export function containerCapabilities(sc: SecurityContext): string[] {
+  const name = (c: string) => c.toUpperCase().replace(/^CAP_/, "");
+  const drop = (sc.capabilities?.drop ?? []).map(name);
+  const add = (sc.capabilities?.add ?? []).map(name);
+  const kept = drop.includes("ALL") ? [] : DEFAULT_CAPABILITIES.filter((c) => !drop.includes(c));
+  return [...new Set([...kept, ...add])].sort();
 }
 
 const signalNumbers: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };

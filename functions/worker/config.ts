@@ -43,6 +43,9 @@
 //   PVC_NAME, PVC_NAMESPACE   whose snapshots to choose from (with CLUSTER_NAME as host); required unless
 //                         RESTORE_SNAPSHOT is an id.
 //   RESTORE_INCLUDE       a JSON array of paths inside the snapshot to restore, e.g. ["/data/db"]. Default: all.
+//   RESTORE_DELETE        true/false; delete files in the target that are not in the snapshot (restic's --delete;
+//                         with RESTORE_INCLUDE, only within the included paths), so the target holds exactly the
+//                         snapshot. A root-level lost+found is kept. Default false: files not in the snapshot stay.
 //
 //   prune:
 //   RETENTION             the policy, as the BackupSchedule's prune.retain in JSON:
@@ -144,6 +147,7 @@ const schemas = {
       .default("latest"),
     RESTORE_BEFORE: time().optional(),
     RESTORE_INCLUDE: json(z.array(text(), { error: "must be a JSON array of paths" })).optional(),
+    RESTORE_DELETE: z.stringbool({ error: "must be true or false" }).default(false),
     PVC_NAME: kubeName().optional(),
     PVC_NAMESPACE: kubeName().optional(),
   }),
@@ -196,6 +200,8 @@ export interface RestoreConfig extends CommonConfig {
   targetPath: string;
   source: RestoreSource;
   include: string[];
+  /** Files in the target that are not in the snapshot are deleted. */
+  deleteOthers: boolean;
 }
 
 export interface PruneConfig extends CommonConfig {
@@ -304,7 +310,7 @@ function backupConfig(raw: Raw<"backup">): BackupConfig {
 
 // Which snapshot: an id needs nothing else; "latest" (optionally before a time) needs the PVC and the host.
 function restoreConfig(raw: Raw<"restore">): RestoreConfig {
-  const base = { ...common(raw), command: "restore" as const, targetPath: raw.RESTORE_TARGET_PATH, include: raw.RESTORE_INCLUDE ?? [] };
+  const base = { ...common(raw), command: "restore" as const, targetPath: raw.RESTORE_TARGET_PATH, include: raw.RESTORE_INCLUDE ?? [], deleteOthers: raw.RESTORE_DELETE };
   if (raw.RESTORE_SNAPSHOT !== "latest") {
     if (raw.RESTORE_BEFORE) throw new ConfigError(["RESTORE_BEFORE cannot be combined with a RESTORE_SNAPSHOT id"]);
     return { ...base, source: { kind: "id", id: raw.RESTORE_SNAPSHOT } };

@@ -6,6 +6,7 @@ import {
   progressSchema,
   repositoryRefSchema,
   timeSchema,
+  workerSecurityContextSchema,
 } from "./common.ts";
 import { ConditionType } from "./conditions.ts";
 import type { ValueOf } from "./constants.ts";
@@ -26,6 +27,7 @@ export type BackupJobPhase = ValueOf<typeof BackupJobPhase>;
 export const BackupJobConditionType = {
   SnapshotReady: ConditionType.SnapshotReady,
   BackupState: ConditionType.BackupState,
+  FullFidelity: ConditionType.FullFidelity,
   CleanedUp: ConditionType.CleanedUp,
 } as const;
 export type BackupJobConditionType = ValueOf<typeof BackupJobConditionType>;
@@ -40,6 +42,7 @@ export const backupJobSpecSchema = immutable(
       .optional()
       .describe("A command run in the pod that mounts the PVC before its snapshot is taken."),
     afterSnapshot: commandSchema.optional().describe("A command run in the pod that mounts the PVC after its snapshot is taken."),
+    workerSecurityContext: workerSecurityContextSchema.optional(),
   }),
   // A BackupJob is one run; letting its PVC or repository change under a running worker would back up one
   // thing and report another.

@@ -9,6 +9,7 @@ import {
   snapshotIdSchema,
   storageSizeSchema,
   timeSchema,
+  workerSecurityContextSchema,
 } from "./common.ts";
 import { ConditionType } from "./conditions.ts";
 import type { ValueOf } from "./constants.ts";
@@ -33,6 +34,7 @@ export const BackupRestoreConditionType = {
   SnapshotResolved: ConditionType.SnapshotResolved,
   TargetReady: ConditionType.TargetReady,
   RestoreState: ConditionType.RestoreState,
+  FullFidelity: ConditionType.FullFidelity,
   CleanedUp: ConditionType.CleanedUp,
 } as const;
 export type BackupRestoreConditionType = ValueOf<typeof BackupRestoreConditionType>;
@@ -82,7 +84,17 @@ export const restoreTargetSchema = withRules(
   z.object({
     existingPvc: objectName("existingPvc")
       .optional()
-      .describe("Restore into this existing PVC in the BackupRestore's namespace. Files in it may be overwritten."),
+      .describe(
+        "Restore into this existing PVC in the BackupRestore's namespace. Its content is replaced: files that are not " +
+          "in the snapshot are deleted (restic restore --delete), unless merge is true.",
+      ),
+    merge: z
+      .boolean()
+      .optional()
+      .describe(
+        "(existingPvc only) Keep the PVC's files that are not in the snapshot; files that are in it are still " +
+          "overwritten. Default false: the PVC ends up holding exactly the snapshot.",
+      ),
     newPvc: z
       .object({
         name: objectName("name").describe("Name of the PVC to create in the BackupRestore's namespace."),
@@ -112,6 +124,12 @@ export const restoreTargetSchema = withRules(
     message: "exactly one of existingPvc and newPvc must be set",
     holds: (target) => (target.existingPvc === undefined) !== (target.newPvc === undefined),
   },
+  {
+    cel: "!has(self.merge) || has(self.existingPvc)",
+    message: "merge applies only to existingPvc: a newPvc starts empty",
+    fieldPath: ".merge",
+    holds: (target) => target.merge === undefined || target.existingPvc !== undefined,
+  },
 );
 export type RestoreTarget = z.output<typeof restoreTargetSchema>;
 
@@ -125,6 +143,7 @@ export const backupRestoreSpecSchema = immutable(
       .max(64)
       .optional()
       .describe("Restore only these paths of the snapshot (restic --include). Default: everything."),
+    workerSecurityContext: workerSecurityContextSchema.optional(),
   }),
   // A restore writes into a PVC once; changing what or where after it started would leave a mix of both.
   "spec is immutable: create a new BackupRestore to restore something else",

@@ -10,6 +10,7 @@ import {
   repositoryRefSchema,
   timeSchema,
   timeZoneSchema,
+  workerSecurityContextSchema,
 } from "./common.ts";
 import { ConditionType } from "./conditions.ts";
 import type { ValueOf } from "./constants.ts";
@@ -76,6 +77,9 @@ export const backupPlanSchema = z.object({
     .optional()
     .describe("A command run in the pod that mounts the PVC before its snapshot is taken."),
   afterSnapshot: commandSchema.optional().describe("A command run in the pod that mounts the PVC after its snapshot is taken."),
+  workerSecurityContext: workerSecurityContextSchema
+    .optional()
+    .describe("(new) Run the workers of this plan's PVCs unprivileged as this user. Default: the schedule's workerSecurityContext."),
 });
 export type BackupPlan = z.output<typeof backupPlanSchema>;
 
@@ -131,6 +135,9 @@ export const backupScheduleSpecSchema = withRules(
       .object({ interval: intervalSchema.describe("How often to check.") })
       .optional()
       .describe("Check the repository's integrity (restic check)."),
+    workerSecurityContext: workerSecurityContextSchema
+      .optional()
+      .describe("(new) Run the backup workers unprivileged as this user (a plan may give its own). Prune and check always run unprivileged."),
   }),
   {
     cel: "has(self.interval) != has(self.schedule)",

@@ -179,3 +179,28 @@ export const progressSchema = z
   })
   .describe("Progress while the worker runs.");
 export type Progress = z.output<typeof progressSchema>;
+
+const posixId = (what: string) => z.int().min(0).max(2_147_483_647).describe(what);
+
+/**
+ * (new) Who an unprivileged worker runs as (like VolSync's moverSecurityContext): the application's own user and
+ * groups, so the worker reads what the application can read, and restored files belong to it.
+ */
+export const workerSecurityContextSchema = z
+  .object({
+    runAsUser: z
+      .int()
+      .min(1)
+      .max(2_147_483_647)
+      .describe("The worker's uid. Not 0: a worker given a security context always runs unprivileged."),
+    runAsGroup: posixId("The worker's primary gid. Default: the same number as runAsUser.").optional(),
+    fsGroup: posixId(
+      "The pod's fsGroup: the kubelet makes a writable volume group-owned by it before the worker starts. Default: runAsGroup.",
+    ).optional(),
+    supplementalGroups: z.array(posixId("A gid.")).max(32).optional().describe("More groups the worker belongs to."),
+  })
+  .describe(
+    "(new) Run the worker unprivileged as this user, even where an admin allows full-fidelity workers. It reads only " +
+      "what this user may read (anything else fails the backup as Incomplete), and restores every file owned by this user.",
+  );
+export type WorkerSecurityContext = z.output<typeof workerSecurityContextSchema>;

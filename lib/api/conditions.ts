@@ -11,6 +11,8 @@ export const ConditionType = {
   SnapshotResolved: "SnapshotResolved",
   TargetReady: "TargetReady",
   RestoreState: "RestoreState",
+  /** True when the worker runs privileged (every file read, every owner restored); False says what is lost. */
+  FullFidelity: "FullFidelity",
   /** The worker Job, its PVC and the snapshots are gone: nothing of the run is left but its status. */
   CleanedUp: "CleanedUp",
   BackupReady: "BackupReady",
@@ -30,6 +32,8 @@ export const ConditionReason = {
   Deleting: "Deleting",
   Deleted: "Deleted",
   Completed: "Completed",
+  PrivilegedWorker: "PrivilegedWorker",
+  UnprivilegedWorker: "UnprivilegedWorker",
   // Failures a user acts on, each with a reason of its own.
   InvalidSpec: "InvalidSpec",
   PvcNotFound: "PvcNotFound",

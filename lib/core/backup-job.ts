@@ -14,7 +14,8 @@ import { movedContent, ownedMetadata, ownerRef, pvcFromSnapshot, repositoryLabel
 import { findCondition, isCleanedUp, rfc3339, setCondition, type ConditionInput } from "./conditions.ts";
 import { failsInvalid, type Action, type Decision, type KubeEvent, type ReadPlan, type Reconciler } from "./decision.ts";
 import { backupJobChildNames } from "./names.ts";
-import { jobFailureMessage, jobHasRunningPod, jobOutcome, type Job, type Pod, type Pvc, type StorageClass, type VolumeSnapshot, type VolumeSnapshotClass, type VolumeSnapshotContent } from "./objects.ts";
+import { jobFailureMessage, jobHasRunningPod, jobOutcome, type Job, type ObjectSummary, type Pod, type Pvc, type StorageClass, type VolumeSnapshot, type VolumeSnapshotClass, type VolumeSnapshotContent } from "./objects.ts";
+import { allowsPrivilegedWorkers, fidelityCondition, needsNamespaceRead, workerMode } from "./privileges.ts";
 import { workerPodsRead, workerReport } from "./worker-result.ts";
 
 export interface BackupJobRef {
@@ -40,6 +41,8 @@ export interface BackupJobObserved {
   readonly workerPods?: readonly Pod[];
   /** Walle's Jobs that use the repository (label ros.io/repository), read once the snapshot is ready. */
   readonly repositoryJobs?: readonly Job[];
+  /** The worker's namespace, read with them when its annotation decides the worker's mode (lib/core/privileges.ts). */
+  readonly workerNamespace?: ObjectSummary | null;
 }
 
 export interface BackupJobWorld extends BackupJobObserved {
@@ -100,7 +103,10 @@ export function backupJobReads(bj: BackupJob, seen: Partial<BackupJobObserved>, 
     }
     case BackupJobPhase.CreatingSnapshot: {
       // Once the snapshot is ready, who else uses the repository decides whether the worker starts now.
-      const repository = { repositoryJobs: { list: "Job", namespace: workerNs, labelSelector: `${Label.CreatedBy}=${CREATED_BY},${Label.Repository}=${repositoryLabel(bj.spec.repository.name)}` } } as const;
+      const repository = {
+        repositoryJobs: { list: "Job", namespace: workerNs, labelSelector: `${Label.CreatedBy}=${CREATED_BY},${Label.Repository}=${repositoryLabel(bj.spec.repository.name)}` },
+        ...(needsNamespaceRead(workerNs, config.installNamespace, bj.spec.workerSecurityContext) ? { workerNamespace: { get: "Namespace" as const, name: workerNs } } : {}),
+      } as const;
       if (workerNs === ns) {
         if (seen.sourceSnapshot === undefined) return { sourceSnapshot: { get: "VolumeSnapshot", name: names.sourceSnapshot, namespace: ns } };
         return seen.sourceSnapshot?.status?.readyToUse === true && seen.repositoryJobs === undefined ? repository : {};
@@ -332,12 +338,15 @@ function startWorker(s: Step): Outcome {
   const snapshotOwner = { apiVersion: SNAP_API, kind: "VolumeSnapshot", name: ready?.metadata.name ?? (cross ? names.movedSnapshot : names.sourceSnapshot), uid: ready?.metadata.uid ?? "" };
   const pvcMeta = { ...s.meta(names.pvc, workerNs), ...(snapshotOwner.uid ? { ownerReferences: [snapshotOwner] } : {}) };
   s.actions.push({ op: "create", manifest: pvcFromSnapshot(pvcMeta, cross ? names.movedSnapshot : names.sourceSnapshot, quantity(size), storageClass) });
+  const mode = workerMode(allowsPrivilegedWorkers(workerNs, config.installNamespace, w.workerNamespace), w.spec.workerSecurityContext);
+  s.condition(fidelityCondition(mode, JobType.Backup, workerNs));
   s.actions.push({
     op: "create",
     manifest: workerJob({
       metadata: s.meta(names.job, workerNs),
       config,
       command: JobType.Backup,
+      mode,
       repositorySecret: w.spec.repository.name,
       volume: { claimName: names.pvc, readOnly: true },
       env: {

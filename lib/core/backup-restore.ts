@@ -16,7 +16,8 @@ import { ownedMetadata, ownerRef, workerJob, type Manifest, type WalleConfig } f
 import { isCleanedUp, rfc3339, setCondition, type ConditionInput } from "./conditions.ts";
 import { failsInvalid, type Action, type Decision, type KubeEvent, type ReadPlan, type Reconciler } from "./decision.ts";
 import { restoreChildNames } from "./names.ts";
-import { jobFailureMessage, jobHasRunningPod, type Job, type Pod, type Pv, type Pvc } from "./objects.ts";
+import { jobFailureMessage, jobHasRunningPod, type Job, type ObjectSummary, type Pod, type Pv, type Pvc } from "./objects.ts";
+import { allowsPrivilegedWorkers, fidelityCondition, needsNamespaceRead, workerMode } from "./privileges.ts";
 import { workerPodsRead, workerReport } from "./worker-result.ts";
 
 export const RESTORE_PATH = "/restore";
@@ -35,6 +36,8 @@ export interface BackupRestoreObserved {
   readonly stagingPv?: Pv | null;
   readonly workerJob?: Job | null;
   readonly workerPods?: readonly Pod[];
+  /** The worker's namespace, when its annotation decides the worker's mode (lib/core/privileges.ts). */
+  readonly workerNamespace?: ObjectSummary | null;
 }
 
 export interface BackupRestoreWorld {
@@ -50,6 +53,7 @@ export interface BackupRestoreWorld {
   readonly handoverPv?: Pv | null;
   readonly workerJob?: Job | null;
   readonly workerPods?: readonly Pod[];
+  readonly workerNamespace?: ObjectSummary | null;
 }
 
 export function restoreWorkerNamespace(spec: BackupRestoreSpec, config: WalleConfig): string {
@@ -85,8 +89,11 @@ export function backupRestoreReads(br: BackupRestore, seen: Partial<BackupRestor
     case BackupRestorePhase.ResolvingSnapshot:
     case BackupRestorePhase.PreparingTarget:
       if (!first) return {};
-      if (br.spec.target.existingPvc) return { ...target, pods: { list: "Pod", namespace } };
-      return cross ? { ...target, ...staging } : target;
+      return {
+        ...target,
+        ...(br.spec.target.existingPvc ? { pods: { list: "Pod", namespace } } : cross ? staging : {}),
+        ...(needsNamespaceRead(workerNs, config.installNamespace, br.spec.workerSecurityContext) ? { workerNamespace: { get: "Namespace", name: workerNs } } : {}),
+      };
     case BackupRestorePhase.WaitingRestore:
     case BackupRestorePhase.Restoring: {
       const job = { get: "Job", name: names.job, namespace: workerNs } as const;
@@ -120,6 +127,7 @@ export function backupRestoreWorld(br: BackupRestore, seen: Partial<BackupRestor
     handoverPv,
     workerJob: seen.workerJob,
     workerPods: seen.workerPods,
+    workerNamespace: seen.workerNamespace,
   };
 }
 
@@ -133,6 +141,8 @@ function restoreEnv(spec: BackupRestoreSpec, namespace: string, config: WalleCon
     ...(pick ? { PVC_NAME: pick.pvc, PVC_NAMESPACE: pick.namespace ?? namespace } : {}),
     ...(pick?.cluster ? { CLUSTER_NAME: pick.cluster } : { CLUSTER_NAME: config.clusterName }),
     ...(spec.include?.length ? { RESTORE_INCLUDE: JSON.stringify(spec.include) } : {}),
+    // The target ends up holding exactly the snapshot, unless the user asked to keep what else an existing PVC holds.
+    RESTORE_DELETE: String(spec.target.merge !== true),
     PROGRESS_SUBJECT: `/apis/ros.io/v1/namespaces/${namespace}/backuprestores/`,
   };
 }
@@ -215,12 +225,16 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
         });
       }
     }
+    const mode = workerMode(allowsPrivilegedWorkers(workerNs, config.installNamespace, w.workerNamespace), w.spec.workerSecurityContext);
+    const fidelity = fidelityCondition(mode, JobType.Restore, workerNs);
+    condition(fidelity.type, fidelity.status, fidelity.reason, fidelity.message);
     actions.push({
       op: "create",
       manifest: workerJob({
         metadata: meta(names.job, workerNs),
         config,
         command: JobType.Restore,
+        mode,
         repositorySecret: w.spec.repository.name,
         volume: { claimName: claim, readOnly: false, mountPath: RESTORE_PATH },
         env: { ...restoreEnv(w.spec, namespace, config), PROGRESS_SUBJECT: `/apis/ros.io/v1/namespaces/${namespace}/backuprestores/${name}` },

@@ -199,6 +199,7 @@ function startBackup(s: ScheduleStep, run: Date | ManualRun, due: Due | undefine
   const maybeNew = !w.sets.some((set) => (finishedJobsOf(set) ?? 0) > 0);
   for (const [i, t] of selection.targets.entries()) {
     const plan = w.schedule.spec.plans[t.plan];
+    const securityContext = plan?.workerSecurityContext ?? w.schedule.spec.workerSecurityContext;
     const manifest: Manifest = {
       apiVersion: API_VERSION,
       kind: "BackupJob",
@@ -208,6 +209,7 @@ function startBackup(s: ScheduleStep, run: Date | ManualRun, due: Due | undefine
         repository: { name: w.schedule.spec.repository.name, namespace: s.repoNs },
         ...(plan?.beforeSnapshot ? { beforeSnapshot: plan.beforeSnapshot } : {}),
         ...(plan?.afterSnapshot ? { afterSnapshot: plan.afterSnapshot } : {}),
+        ...(securityContext ? { workerSecurityContext: securityContext } : {}),
       },
     };
     s.actions.push({ op: "create", manifest, ownedBy: setRef });

@@ -3,6 +3,7 @@
 import { API_VERSION, CREATED_BY, JobType, Label } from "../api/constants.ts";
 import type { SnapClassMapping } from "../api/config.ts";
 import { boundedName } from "./names.ts";
+import { UNPRIVILEGED, workerSecurity, type WorkerMode } from "./privileges.ts";
 
 export interface WalleConfig {
   /** The namespace Walle is installed in; repositories without a namespace live here. */
@@ -121,7 +122,6 @@ export function pvcFromSnapshot(metadata: Manifest["metadata"], snapshot: string
   };
 }
 
-export const NONROOT = 65532;
 const SOURCE_PATH = "/data";
 const CACHE_PATH = "/cache";
 
@@ -133,16 +133,19 @@ export interface WorkerJobInput {
   /** The volume the worker reads (backup) or writes (restore); prune and check have none. */
   readonly volume?: { readonly claimName: string; readonly readOnly: boolean; readonly mountPath?: string };
   readonly env: Readonly<Record<string, string>>;
+  /** Full fidelity or unprivileged (lib/core/privileges.ts). Default: unprivileged as the images' user. */
+  readonly mode?: WorkerMode;
 }
 
 /**
- * The worker Job, hardened as DESIGN §3 says: no service-account token, non-root, read-only root filesystem,
- * every capability dropped, seccomp RuntimeDefault, the repository Secret by reference only (envFrom), the
- * volume read-only for a backup, restic's cache on an emptyDir. Known restic failures (wrong password, no
- * repository, a held lock) fail the Job at once instead of being retried.
+ * The worker Job, hardened as DESIGN §3 says: no service-account token, read-only root filesystem, no privilege
+ * escalation, seccomp RuntimeDefault, every capability dropped but those its mode allows, the repository Secret by
+ * reference only (envFrom), the volume read-only for a backup, restic's cache on an emptyDir. Known restic
+ * failures (wrong password, no repository, a held lock) fail the Job at once instead of being retried.
  */
 export function workerJob(input: WorkerJobInput): Manifest {
   const { config, volume } = input;
+  const security = workerSecurity(input.mode ?? UNPRIVILEGED, input.command);
   // Who writes to a repository is counted from the cluster (K8up's locker does the same), by this label.
   const labels = { ...input.metadata.labels, [Label.Repository]: repositoryLabel(input.repositorySecret) };
   return {
@@ -166,13 +169,7 @@ export function workerJob(input: WorkerJobInput): Manifest {
           restartPolicy: "Never",
           automountServiceAccountToken: false,
           enableServiceLinks: false,
-          securityContext: {
-            runAsNonRoot: true,
-            runAsUser: NONROOT,
-            runAsGroup: NONROOT,
-            fsGroup: NONROOT,
-            seccompProfile: { type: "RuntimeDefault" },
-          },
+          securityContext: security.pod,
           containers: [
             {
               name: "worker",
@@ -190,12 +187,7 @@ export function workerJob(input: WorkerJobInput): Manifest {
                 { name: "cache", mountPath: CACHE_PATH },
                 { name: "tmp", mountPath: "/tmp" },
               ],
-              securityContext: {
-                allowPrivilegeEscalation: false,
-                readOnlyRootFilesystem: true,
-                runAsNonRoot: true,
-                capabilities: { drop: ["ALL"] },
-              },
+              securityContext: security.container,
               terminationMessagePolicy: "FallbackToLogsOnError",
               resources: { requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "1Gi" } },
             },

@@ -79,10 +79,21 @@ export interface RestoreArgs {
   snapshotId: string;
   targetPath: string;
   include?: readonly string[];
+  /** Delete what the target holds beyond the snapshot. */
+  deleteOthers?: boolean;
   lockWait?: string;
 }
 
-/** restic restores modes, times, symlinks and hard links itself, and ownership when it runs as root. */
+/**
+ * restic restores modes, times, symlinks, hard links and extended attributes itself, and owners when it runs as
+ * root (or with CAP_CHOWN).
+ *
+ * - `--sparse`: runs of zeros become holes again, so a sparse file (a VM image, a database's preallocated file)
+ *   takes the space it took, not its full length.
+ * - `--delete`: the target ends up holding exactly the snapshot. The volume's own `/lost+found` is excluded, as
+ *   the backup excluded it, so it is neither restored nor deleted; with `--include`, only included paths are
+ *   deleted.
+ */
 export function restoreArgs(o: RestoreArgs): string[] {
   return [
     "restore",
@@ -91,6 +102,9 @@ export function restoreArgs(o: RestoreArgs): string[] {
     ...retryLock(o.lockWait),
     "--target",
     o.targetPath,
+    "--sparse",
+    // restic refuses --exclude beside --include; with includes, only what they select is deleted anyway.
+    ...(o.deleteOthers ? ["--delete", ...(o.include?.length ? [] : ["--exclude", "/lost+found"])] : []),
     ...(o.include ?? []).flatMap((p) => ["--include", p]),
   ];
 }

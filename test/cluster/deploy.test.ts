@@ -49,6 +49,10 @@ describe("the install manifests", () => {
     expect(await can(reconcile, "create", "batch", "jobs", "walle-system")).toBe(true);
     expect(await can(reconcile, "patch", "ros.io", "backupjobs", "default", "status")).toBe(true);
     expect(await can(reconcile, "create", "events.k8s.io", "events", "default")).toBe(true);
+    // It reads one namespace's annotation to learn whether an admin allows full-fidelity workers there, and can
+    // neither list namespaces nor set that annotation itself.
+    expect(await can(reconcile, "get", "", "namespaces")).toBe(true);
+    for (const verb of ["list", "watch", "update", "patch"]) expect(await can(reconcile, verb, "", "namespaces"), `namespaces ${verb}`).toBe(false);
     // Not more than it needs: it never edits specs, deletes Walle's objects, or touches workloads.
     expect(await can(reconcile, "update", "ros.io", "backupjobs", "default")).toBe(false);
     expect(await can(reconcile, "delete", "ros.io", "backupjobs", "default")).toBe(false);

@@ -61,7 +61,7 @@ async function snapshot(ns: string, name: string, source: Record<string, string>
 }
 
 /** Runs a worker-image Job and returns it once the job controller has marked it Complete or Failed. */
-async function runJob(ns: string, name: string, script: string, extra: { volumes?: unknown[]; volumeMounts?: unknown[]; env?: unknown[]; envFrom?: unknown[] } = {}) {
+async function runJob(ns: string, name: string, script: string, extra: { volumes?: unknown[]; volumeMounts?: unknown[]; env?: unknown[]; envFrom?: unknown[]; securityContext?: unknown } = {}) {
   await admin().create(`/apis/batch/v1/namespaces/${ns}/jobs`, {
     apiVersion: "batch/v1",
     kind: "Job",
@@ -81,7 +81,7 @@ async function runJob(ns: string, name: string, script: string, extra: { volumes
               env: extra.env ?? [],
               envFrom: extra.envFrom ?? [],
               volumeMounts: extra.volumeMounts ?? [],
-              securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] }, runAsNonRoot: true },
+              securityContext: extra.securityContext ?? { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] }, runAsNonRoot: true },
             },
           ],
         },
@@ -246,6 +246,20 @@ describe("the local cluster", () => {
     // The API server proxies pods/log to the node agent, as it does to a kubelet.
     const log = await admin().request<string>("GET", `/api/v1/namespaces/${ns}/pods/${pod?.metadata.name}/log`, { accept: "*/*" }).catch((e: unknown) => e);
     expect(log).toBe("hello from the worker\n");
+  });
+
+  it("gives a container exactly the capabilities of its security context, as runc does", async () => {
+    const ns = await createNamespace("caps");
+    const capEff = "grep '^CapEff' /proc/self/status | cut -f2 > /dev/termination-log";
+    // Root with every capability dropped but DAC_OVERRIDE (bit 1) holds that one alone.
+    const root = await runJob(ns, "root-dac", capEff, { securityContext: { runAsUser: 0, allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"], add: ["DAC_OVERRIDE"] } } });
+    expect(root.terminated?.message?.trim()).toBe("0000000000000002");
+    // CHOWN (0), DAC_OVERRIDE (1), FOWNER (3), FSETID (4), MKNOD (27), SETFCAP (31).
+    const restore = await runJob(ns, "root-restore", capEff, { securityContext: { runAsUser: 0, capabilities: { drop: ["ALL"], add: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "MKNOD", "SETFCAP"] } } });
+    expect(restore.terminated?.message?.trim()).toBe((2 ** 0 + 2 ** 1 + 2 ** 3 + 2 ** 4 + 2 ** 27 + 2 ** 31).toString(16).padStart(16, "0"));
+    // A non-root process keeps none across exec, whatever it was given: nothing is ambient.
+    const user = await runJob(ns, "user-dac", capEff, { securityContext: { runAsUser: 65532, capabilities: { drop: ["ALL"], add: ["DAC_OVERRIDE"] } } });
+    expect(user.terminated?.message?.trim()).toBe("0000000000000000");
   });
 
   it("ends a Job past its activeDeadlineSeconds: the job controller deletes the pod and the node stops it", async () => {

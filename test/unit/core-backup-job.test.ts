@@ -126,6 +126,48 @@ describe("decideBackupJob", () => {
     });
     expect(JSON.stringify(worker)).not.toMatch(/RESTIC_PASSWORD/);
     expect((worker?.spec as { activeDeadlineSeconds: number }).activeDeadlineSeconds).toBe(3600);
+    // The repository's namespace was not annotated: the worker is unprivileged, and the status says what that costs.
+    expect(d.status.conditions?.find((c) => c.type === "FullFidelity")).toMatchObject({ status: "False", reason: "UnprivilegedWorker", message: expect.stringMatching(/any file it cannot read fails the backup as Incomplete/) });
+  });
+
+  describe("runs the worker with full fidelity only where an admin allows it", () => {
+    const ready = (extra: Partial<BackupJobWorld>, repoNs?: string, spec: Partial<BackupJobWorld["spec"]> = {}) => {
+      const w = world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { pvc, sourceSnapshot: readySnapshot("app", names.sourceSnapshot), movedSnapshot: readySnapshot(repoNs ?? "app", names.movedSnapshot), repositoryJobs: [], ...extra }, repoNs);
+      const d = decideBackupJob({ ...w, spec: { ...w.spec, ...spec } }, config, now);
+      const worker = creates(d.actions).find((m) => m.kind === "Job");
+      const podSpec = (worker?.spec as { template: { spec: { securityContext: unknown; containers: { securityContext: unknown }[] } } }).template.spec;
+      return { pod: podSpec.securityContext, container: podSpec.containers[0]?.securityContext, fidelity: d.status.conditions?.find((c) => c.type === "FullFidelity") };
+    };
+    const privileged = { pod: { runAsUser: 0, runAsGroup: 0, runAsNonRoot: false }, container: { capabilities: { drop: ["ALL"], add: ["DAC_OVERRIDE"] }, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false } };
+
+    it("the install namespace's repository: root with DAC_OVERRIDE alone", () => {
+      const r = ready({}, "walle-system");
+      expect(r).toMatchObject({ ...privileged, fidelity: { status: "True", reason: "PrivilegedWorker" } });
+    });
+
+    it("a namespace annotated ros.io/privileged-workers=true: the same", () => {
+      const r = ready({ workerNamespace: { metadata: { name: "app", annotations: { "ros.io/privileged-workers": "true" } } } });
+      expect(r).toMatchObject({ ...privileged, fidelity: { status: "True" } });
+    });
+
+    it("a security context on the BackupJob wins, even in the install namespace", () => {
+      const r = ready({}, "walle-system", { workerSecurityContext: { runAsUser: 999, fsGroup: 999 } });
+      expect(r).toMatchObject({ pod: { runAsNonRoot: true, runAsUser: 999, runAsGroup: 999, fsGroup: 999 }, container: { capabilities: { drop: ["ALL"] } }, fidelity: { status: "False", message: expect.stringMatching(/as its workerSecurityContext says/) } });
+      expect((r.container as { capabilities: Record<string, unknown> }).capabilities.add).toBeUndefined();
+    });
+  });
+
+  it("reads the worker's namespace with the repository's Jobs, unless the install namespace or a given context decides", () => {
+    const bj = (repoNs: string, workerSecurityContext?: { runAsUser: number }): BackupJob => ({
+      apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name: job.name, namespace: job.namespace, uid: job.uid },
+      spec: { sourcePvc: "data", repository: { name: "repo", namespace: repoNs }, ...(workerSecurityContext ? { workerSecurityContext } : {}) },
+      status: { phase: "CreatingSnapshot" },
+    });
+    const seen = { sourceSnapshot: readySnapshot("app", names.sourceSnapshot) };
+    expect(backupJobReads(bj("app"), seen, config)).toMatchObject({ workerNamespace: { get: "Namespace", name: "app" } });
+    expect(Object.keys(backupJobReads(bj("app", { runAsUser: 999 }), seen, config))).toEqual(["repositoryJobs"]);
+    const moved = { ...seen, movedSnapshot: readySnapshot("walle-system", names.movedSnapshot), movedContent: null, sourceContent: null };
+    expect(Object.keys(backupJobReads(bj("walle-system"), moved, config))).toEqual(["repositoryJobs"]);
   });
 
   it("fails when the snapshot reports an error, or is not ready in time", () => {

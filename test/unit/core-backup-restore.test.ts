@@ -237,6 +237,45 @@ describe("decideBackupRestore", () => {
     });
     expect(JSON.stringify(worker)).not.toMatch(/RESTIC_PASSWORD/);
   });
+
+  describe("the worker it starts", () => {
+    const started = (spec: BackupRestoreSpec, seen: Partial<BackupRestoreWorld>) => {
+      const d = decideBackupRestore(world(spec, {}, seen), config, now);
+      const worker = d.actions.map((a) => (a.op === "create" ? a.manifest : undefined)).find((m) => m?.kind === "Job");
+      const podSpec = (worker?.spec as { template: { spec: { securityContext: Record<string, unknown>; containers: { env: { name: string; value: string }[]; securityContext: Record<string, unknown> }[] } } }).template.spec;
+      const c = podSpec.containers[0];
+      return { env: Object.fromEntries((c?.env ?? []).map((e) => [e.name, e.value])), pod: podSpec.securityContext, container: c?.securityContext, fidelity: d.status.conditions?.find((x) => x.type === "FullFidelity") };
+    };
+    const existing = { targetPvc: pvc("data", "shop"), podsUsingTarget: [] };
+
+    it("replaces an existing PVC's content, unless merge asks to keep what else it holds", () => {
+      expect(started(intoExisting(), existing).env.RESTORE_DELETE).toBe("true");
+      expect(started({ ...intoExisting(), target: { existingPvc: "data", merge: true } }, existing).env.RESTORE_DELETE).toBe("false");
+      expect(started(intoNew(), { targetPvc: null }).env.RESTORE_DELETE).toBe("true");
+    });
+
+    it("restores owners with full fidelity from the install namespace's repository", () => {
+      const r = started(intoNew("walle-system"), { targetPvc: null, stagingPvc: null });
+      expect(r.pod).toMatchObject({ runAsUser: 0, runAsNonRoot: false });
+      expect(r.pod.fsGroup).toBeUndefined();
+      expect(r.container).toMatchObject({ capabilities: { drop: ["ALL"], add: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "MKNOD", "SETFCAP"] }, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true });
+      expect(r.fidelity).toMatchObject({ status: "True", reason: "PrivilegedWorker" });
+    });
+
+    it("in an annotated namespace too, but unprivileged in one without the annotation, saying what is lost", () => {
+      const allowed = started(intoExisting(), { ...existing, workerNamespace: { metadata: { name: "shop", annotations: { "ros.io/privileged-workers": "true" } } } });
+      expect(allowed.fidelity).toMatchObject({ status: "True" });
+      const plain = started(intoExisting(), { ...existing, workerNamespace: { metadata: { name: "shop" } } });
+      expect(plain.pod).toMatchObject({ runAsNonRoot: true, runAsUser: 65532 });
+      expect(plain.fidelity).toMatchObject({ status: "False", reason: "UnprivilegedWorker", message: expect.stringMatching(/Every restored file is owned by 65532:65532/) });
+    });
+
+    it("as the application's user when the BackupRestore gives one", () => {
+      const r = started({ ...intoNew("walle-system"), workerSecurityContext: { runAsUser: 999, runAsGroup: 999 } }, { targetPvc: null, stagingPvc: null });
+      expect(r.pod).toMatchObject({ runAsNonRoot: true, runAsUser: 999, runAsGroup: 999, fsGroup: 999 });
+      expect(r.fidelity?.message).toMatch(/owned by 999:999/);
+    });
+  });
 });
 
 describe("the reads a BackupRestore step asks for", () => {
@@ -246,8 +285,9 @@ describe("the reads a BackupRestore step asks for", () => {
 
   it("asks for the target and the pods first for an existing PVC, then nothing more", () => {
     const br = object(intoExisting());
-    expect(Object.keys(backupRestoreReads(br, {}, config))).toEqual(["targetPvc", "pods"]);
-    expect(backupRestoreReads(br, { targetPvc: null, pods: [] }, config)).toEqual({});
+    // The repository is in the restore's namespace, not the install namespace: its annotation decides the mode.
+    expect(Object.keys(backupRestoreReads(br, {}, config))).toEqual(["targetPvc", "pods", "workerNamespace"]);
+    expect(backupRestoreReads(br, { targetPvc: null, pods: [], workerNamespace: null }, config)).toEqual({});
   });
 
   it("reads the staging volume only once the staging PVC names one and no volume is labelled yet", () => {

@@ -63,6 +63,14 @@ describe("decideSchedule", () => {
     expect(annotations(later)).toEqual([{}, {}]);
   });
 
+  it("gives each BackupJob its plan's workerSecurityContext, else the schedule's", () => {
+    const contexts = (d: ReturnType<typeof decideSchedule>) => d.actions.flatMap((a) => (a.op === "create" && a.manifest.kind === "BackupJob" ? [(a.manifest.spec as { workerSecurityContext?: unknown }).workerSecurityContext] : []));
+    const twoPlans: Selection = { ...selection, targets: [{ namespace: "default", pvc: "example-volume", plan: 0 }, { namespace: "shop", pvc: "db", plan: 1 }] };
+    const s = schedule({ workerSecurityContext: { runAsUser: 1000 }, plans: [{ type: "pod" }, { type: "persistentVolumeClaim", workerSecurityContext: { runAsUser: 999, fsGroup: 999 } }] });
+    expect(contexts(decideSchedule(world(s, { selection: twoPlans }), config, t("2026-12-01T00:02:00Z")))).toEqual([{ runAsUser: 1000 }, { runAsUser: 999, fsGroup: 999 }]);
+    expect(contexts(decideSchedule(world(schedule()), config, t("2026-12-01T00:02:00Z")))).toEqual([undefined, undefined]);
+  });
+
   it("a second tick in the same window, with the status written, does nothing new", () => {
     const first = decideSchedule(world(schedule()), config, t("2026-12-01T00:02:00Z"));
     const again = decideSchedule(world(schedule({}, first.status), { sets: [set("example-schedule-20261201t000000z", "Running", "2026-12-01T00:02:00Z")] }), config, t("2026-12-01T00:03:00Z"));

@@ -45,7 +45,17 @@ describe("restic command lines", () => {
     {
       name: "restore with includes",
       args: restoreArgs({ snapshotId: "abcd1234", targetPath: "/target", include: ["/db", "/conf d"] }),
-      want: ["restore", "abcd1234", "--json", "--target", "/target", "--include", "/db", "--include", "/conf d"],
+      want: ["restore", "abcd1234", "--json", "--target", "/target", "--sparse", "--include", "/db", "--include", "/conf d"],
+    },
+    {
+      name: "restore replacing the target keeps its lost+found",
+      args: restoreArgs({ snapshotId: "abcd1234", targetPath: "/target", deleteOthers: true, lockWait: "5m" }),
+      want: ["restore", "abcd1234", "--json", "--retry-lock", "5m", "--target", "/target", "--sparse", "--delete", "--exclude", "/lost+found"],
+    },
+    {
+      name: "restore replacing only the included paths (restic refuses --exclude beside --include)",
+      args: restoreArgs({ snapshotId: "abcd1234", targetPath: "/target", deleteOthers: true, include: ["/db"] }),
+      want: ["restore", "abcd1234", "--json", "--target", "/target", "--sparse", "--delete", "--include", "/db"],
     },
     {
       name: "forget of one schedule",

@@ -55,6 +55,7 @@ describe("restore", () => {
     command: "restore",
     targetPath: "/target",
     include: [],
+    deleteOthers: false,
     source: { kind: "latest", host: "prod", pvc: "data", namespace: "shop", ...(before ? { before: new Date(before) } : {}) },
   });
 
@@ -67,7 +68,7 @@ describe("restore", () => {
     const r = await restore(latest("2024-01-02T12:00:00Z"), ctx);
     expect(calls).toEqual([
       ["snapshots", "--json", "--host", "prod", "--tag", "pvc=data,namespace=shop"],
-      ["restore", id("b"), "--json", "--retry-lock", "5m", "--target", "/target"],
+      ["restore", id("b"), "--json", "--retry-lock", "5m", "--target", "/target", "--sparse"],
     ]);
     expect(r).toMatchObject({ reason: "Completed", snapshotId: id("b"), restore: { files: 3, bytes: 10 }, message: "Restored snapshot bbbbbbbb (3 files, 10 B) into /target." });
   });
