@@ -2,8 +2,8 @@
 // the install namespace's shared repository into a tenant's namespace by handing the volume over (DESIGN §3).
 import { chmod, mkdir, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import type { BackupRestoreStatus } from "../../lib/api/backup-restore.ts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { settledRestore, volumeDir, type BackupRestoreObj } from "../support/backup-fixtures.ts";
 import { manifest, startRestServer, tempDir, type RestServer } from "../integration/worker-harness.ts";
 import { admin, createNamespace, waitFor } from "../support/kube.ts";
 import { startWalle } from "../support/walle.ts";
@@ -16,11 +16,6 @@ beforeAll(async () => {
   rest = await startRestServer({ dataDir: await tempDir("rest-restore"), users: { r: "rest-secret" } });
 });
 afterAll(async () => rest?.stop());
-
-const volumeDir = async (ns: string, pvc: string) => {
-  const p = await admin().get<{ spec: { volumeName?: string } }>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/${pvc}`);
-  return path.join(inject("clusterStateDir"), "volumes", p.spec.volumeName ?? "");
-};
 
 async function boundPvc(ns: string, name: string): Promise<string> {
   await admin().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, {
@@ -68,19 +63,7 @@ async function settledBackup(ns: string, name: string): Promise<void> {
   }, `BackupJob ${ns}/${name} Finished`, 90_000);
 }
 
-interface RestoreObj {
-  status?: BackupRestoreStatus;
-}
-
-async function settledRestore(ns: string, name: string): Promise<RestoreObj> {
-  return waitFor(async () => {
-    const br = await admin().get<RestoreObj>(`/apis/ros.io/v1/namespaces/${ns}/backuprestores/${name}`);
-    const cleaned = br.status?.conditions?.some((c) => c.type === "CleanedUp" && c.status === "True");
-    return (br.status?.phase === "Finished" || br.status?.phase === "Failed") && cleaned ? br : undefined;
-  }, `BackupRestore ${ns}/${name} to settle`, 90_000);
-}
-
-const stateOf = (br: RestoreObj) => ({ phase: br.status?.phase, restore: br.status?.conditions?.find((c) => c.type === "RestoreState") });
+const stateOf = (br: BackupRestoreObj) => ({ phase: br.status?.phase, restore: br.status?.conditions?.find((c) => c.type === "RestoreState") });
 
 async function backupOwnNamespace(ns: string): Promise<{ source: string }> {
   const source = await boundPvc(ns, "data");

@@ -3,6 +3,7 @@
 // repositories, and file trees to back up and compare.
 import { execFile, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
 import { chmod, copyFile, lstat, mkdtemp, readdir, readFile, readlink, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -135,34 +136,63 @@ export const closedPort = freePort;
 /** One entry of a tree as a restore must reproduce it. */
 export interface Entry {
   path: string;
-  type: "file" | "dir" | "symlink" | "fifo";
+  type: "file" | "dir" | "symlink" | "fifo" | "chardev" | "blockdev";
   mode: string;
   uid: number;
   gid: number;
   mtimeMs?: number;
   sha256?: string;
   target?: string;
+  /** A device node's device number. */
+  rdev?: number;
   /** Entries that share an inode, by the first path seen: hard links. */
   linkedTo?: string;
   /** With `holes`: 512-byte blocks allocated, which shows whether a sparse file stayed sparse. */
   blocks?: number;
-  /** With `xattr`: the value of the `user.walle` extended attribute, when set. */
-  xattr?: string;
+  /** With `xattr`: every extended attribute, `name=0xhex`, sorted and joined by `;`. */
+  xattrs?: string;
+}
+
+/** A file's SHA-256, streamed: a sparse file may be far larger than what it holds. */
+function sha256Of(file: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash("sha256");
+    createReadStream(file).on("error", reject).on("data", (chunk) => hash.update(chunk)).on("end", () => resolve(hash.digest("hex")));
+  });
 }
 
 /**
- * Every entry below a directory (not the directory itself), sorted, with content hashes and link targets. FIFOs
- * are listed, never opened. `holes` and `xattr` add allocated blocks and the `user.walle` attribute (getfattr).
+ * Every extended attribute below `root`, by path relative to it, from one `getfattr -R` (not one per file).
+ * getfattr writes control characters and backslashes of a name as `\ooo` octal escapes.
+ */
+async function extendedAttributes(root: string): Promise<Map<string, string>> {
+  const { stdout } = await exec("getfattr", ["-R", "-h", "-d", "-m", "-", "-e", "hex", "--absolute-names", root], { maxBuffer: 256 * 1024 * 1024, encoding: "buffer" });
+  const out = new Map<string, string>();
+  for (const block of stdout.toString("latin1").split("\n\n")) {
+    const [head, ...attrs] = block.split("\n").filter((l) => l !== "");
+    if (!head?.startsWith("# file: ")) continue;
+    const name = Buffer.from(head.slice("# file: ".length).replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))), "latin1").toString("utf8");
+    out.set(path.relative(root, name), attrs.sort().join(";"));
+  }
+  return out;
+}
+
+/**
+ * Every entry below a directory (not the directory itself), sorted, with content hashes, link targets and device
+ * numbers. FIFOs and devices are listed, never opened. `holes` adds allocated blocks, `xattr` every extended
+ * attribute.
  */
 export async function manifest(root: string, also: { holes?: boolean; xattr?: boolean } = {}): Promise<Entry[]> {
   const out: Entry[] = [];
   const inodes = new Map<number, string>();
+  const xattrs = also.xattr ? await extendedAttributes(root) : new Map<string, string>();
   async function walk(dir: string): Promise<void> {
     for (const name of (await readdir(dir)).sort()) {
       const full = path.join(dir, name);
       const rel = path.relative(root, full);
       const st = await lstat(full);
-      const base = { path: rel, mode: (st.mode & 0o7777).toString(8), uid: st.uid, gid: st.gid };
+      const x = xattrs.get(rel);
+      const base = { path: rel, mode: (st.mode & 0o7777).toString(8), uid: st.uid, gid: st.gid, ...(x ? { xattrs: x } : {}) };
       if (st.isSymbolicLink()) {
         out.push({ ...base, type: "symlink", target: await readlink(full) });
       } else if (st.isDirectory()) {
@@ -170,12 +200,12 @@ export async function manifest(root: string, also: { holes?: boolean; xattr?: bo
         await walk(full);
       } else if (st.isFIFO()) {
         out.push({ ...base, type: "fifo" });
+      } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+        out.push({ ...base, type: st.isCharacterDevice() ? "chardev" : "blockdev", rdev: st.rdev });
       } else {
         const first = st.nlink > 1 ? inodes.get(st.ino) : undefined;
         if (st.nlink > 1 && !first) inodes.set(st.ino, rel);
-        const sha256 = createHash("sha256").update(await readFile(full)).digest("hex");
-        const xattr = also.xattr ? (await exec("getfattr", ["--absolute-names", "--only-values", "-n", "user.walle", full]).catch(() => ({ stdout: "" }))).stdout : "";
-        out.push({ ...base, type: "file", mtimeMs: Math.floor(st.mtimeMs), sha256, ...(first ? { linkedTo: first } : {}), ...(also.holes ? { blocks: st.blocks } : {}), ...(xattr ? { xattr } : {}) });
+        out.push({ ...base, type: "file", mtimeMs: Math.floor(st.mtimeMs), sha256: await sha256Of(full), ...(first ? { linkedTo: first } : {}), ...(also.holes ? { blocks: st.blocks } : {}) });
       }
     }
   }

@@ -4,6 +4,7 @@ import { chmod, mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { inject } from "vitest";
 import type { BackupJobStatus } from "../../lib/api/backup-job.ts";
+import type { BackupRestoreStatus } from "../../lib/api/backup-restore.ts";
 import { admin, waitFor } from "./kube.ts";
 
 export const SNAP = "/apis/snapshot.storage.k8s.io/v1";
@@ -22,11 +23,7 @@ export async function pvcWithData(ns: string, name: string, files: Record<string
     metadata: { name, annotations },
     spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } },
   });
-  const pvc = await waitFor(async () => {
-    const p = await admin().get<{ spec: { volumeName?: string }; status?: { phase?: string } }>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/${name}`);
-    return p.status?.phase === "Bound" ? p : undefined;
-  }, `PVC ${ns}/${name} Bound`);
-  const dir = path.join(inject("clusterStateDir"), "volumes", pvc.spec.volumeName ?? "");
+  const dir = await volumeDir(ns, name);
   for (const [file, content] of Object.entries(files)) {
     await mkdir(path.dirname(path.join(dir, file)), { recursive: true });
     await writeFile(path.join(dir, file), content);
@@ -44,13 +41,37 @@ export async function repositorySecret(ns: string, name: string, repo: string, p
   });
 }
 
-/** Waits for a BackupJob to end (Finished or Failed) and to have cleaned up after itself. */
-export async function settled(ns: string, name: string, timeoutMs = 90_000): Promise<BackupJobObj> {
+export interface BackupRestoreObj {
+  metadata: { name: string; namespace: string };
+  status?: BackupRestoreStatus;
+}
+
+/** Waits for one of Walle's runs to end (Finished or Failed) and to have cleaned up after itself. */
+async function settledRun<T extends { status?: { phase?: string; conditions?: readonly { type: string; status: string }[] } }>(plural: string, ns: string, name: string, timeoutMs: number): Promise<T> {
   return waitFor(async () => {
-    const bj = await admin().get<BackupJobObj>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/${name}`);
-    const cleaned = bj.status?.conditions?.some((c) => c.type === "CleanedUp" && c.status === "True");
-    return (bj.status?.phase === "Finished" || bj.status?.phase === "Failed") && cleaned ? bj : undefined;
-  }, `BackupJob ${ns}/${name} to finish`, timeoutMs);
+    const run = await admin().get<T>(`/apis/ros.io/v1/namespaces/${ns}/${plural}/${name}`);
+    const cleaned = run.status?.conditions?.some((c) => c.type === "CleanedUp" && c.status === "True");
+    return (run.status?.phase === "Finished" || run.status?.phase === "Failed") && cleaned ? run : undefined;
+  }, `${plural} ${ns}/${name} to settle`, timeoutMs);
+}
+
+/** Waits for a BackupJob to end (Finished or Failed) and to have cleaned up after itself. */
+export function settled(ns: string, name: string, timeoutMs = 90_000): Promise<BackupJobObj> {
+  return settledRun("backupjobs", ns, name, timeoutMs);
+}
+
+/** Waits for a BackupRestore to end (Finished or Failed) and to have cleaned up after itself. */
+export function settledRestore(ns: string, name: string, timeoutMs = 90_000): Promise<BackupRestoreObj> {
+  return settledRun("backuprestores", ns, name, timeoutMs);
+}
+
+/** The host directory of a PVC's volume, once the PVC is Bound. */
+export async function volumeDir(ns: string, pvc: string): Promise<string> {
+  const p = await waitFor(async () => {
+    const got = await admin().get<{ spec: { volumeName?: string }; status?: { phase?: string } }>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/${pvc}`);
+    return got.status?.phase === "Bound" ? got : undefined;
+  }, `PVC ${ns}/${pvc} Bound`);
+  return path.join(inject("clusterStateDir"), "volumes", p.spec.volumeName ?? "");
 }
 
 export async function names(pathname: string, labelSelector?: string): Promise<string[]> {
