@@ -15,7 +15,7 @@ import { findCondition, isCleanedUp, rfc3339, setCondition, type ConditionInput 
 import { failsInvalid, type Action, type Decision, type KubeEvent, type ReadPlan, type Reconciler } from "./decision.ts";
 import { backupJobChildNames } from "./names.ts";
 import { jobFailureMessage, jobHasRunningPod, jobOutcome, type Job, type ObjectSummary, type Pod, type Pvc, type StorageClass, type VolumeSnapshot, type VolumeSnapshotClass, type VolumeSnapshotContent } from "./objects.ts";
-import { allowsPrivilegedWorkers, fidelityCondition, needsNamespaceRead, workerMode } from "./privileges.ts";
+import { allowsPrivilegedWorkers, fidelityCondition, needsNamespaceRead, PRIVILEGED_WORKERS_ANNOTATION, workerMode } from "./privileges.ts";
 import { workerPodsRead, workerReport } from "./worker-result.ts";
 
 export interface BackupJobRef {
@@ -419,7 +419,15 @@ function awaitWorker(s: Step): Outcome {
     progress: undefined,
   };
   if (outcome === "Complete" && result?.outcome !== "Failed") return finish(s, result);
-  return fail(s, result?.reason ?? ConditionReason.WorkerFailed, result ? result.message : (jobFailureMessage(job) ?? "The worker Job failed."));
+  const why = result ? result.message : (jobFailureMessage(job) ?? "The worker Job failed.");
+  return fail(s, result?.reason ?? ConditionReason.WorkerFailed, result?.reason === "Incomplete" ? `${why}${unprivilegedHint(s)}` : why);
+}
+
+/** What to do about files an unprivileged worker could not read: said where the failure is read. */
+function unprivilegedHint(s: Step): string {
+  const fidelity = findCondition(s.status.conditions, BackupJobConditionType.FullFidelity);
+  if (fidelity?.status !== ConditionStatus.False) return "";
+  return ` The worker ran unprivileged (see condition FullFidelity): give the BackupJob a workerSecurityContext with the application's user, or ask an admin to allow full-fidelity workers in namespace ${s.workerNs} (annotation ${PRIVILEGED_WORKERS_ANNOTATION}=true).`;
 }
 
 /** → Finished, with the worker's own reason and message. */

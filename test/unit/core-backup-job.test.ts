@@ -226,6 +226,22 @@ describe("decideBackupJob", () => {
     expect(d.status.conditions?.find((c) => c.type === "BackupState")).toMatchObject({ status: "False", reason: "WrongPassword", message: "The repository password is wrong." });
   });
 
+  it("an incomplete backup by an unprivileged worker says how to make it complete", () => {
+    const result = encodeResult({
+      command: "backup", outcome: "Failed", reason: "Incomplete", message: "2 files could not be read; the snapshot was made without them. First: open pgdata: permission denied.",
+      exitCode: 3, exitMeaning: "incomplete", snapshotId: "a".repeat(64), startedAt: "2026-11-26T09:59:40Z", finishedAt: "2026-11-26T09:59:50Z",
+    });
+    const unprivileged = { type: "FullFidelity", status: "False", reason: "UnprivilegedWorker", message: "…", lastTransitionTime: "2026-11-26T09:59:35Z" } as const;
+    const d = decideBackupJob(world({ phase: "BackingUp", conditions: [unprivileged] }, { workerJob: finishedJob("Failed"), workerPods: [pod(result, 3)] }), config, now);
+    expect(d.status).toMatchObject({ phase: "Failed", snapshotId: "a".repeat(64) });
+    expect(d.status.conditions?.find((c) => c.type === "BackupState")?.message).toBe(
+      "2 files could not be read; the snapshot was made without them. First: open pgdata: permission denied. The worker ran unprivileged (see condition " +
+        "FullFidelity): give the BackupJob a workerSecurityContext with the application's user, or ask an admin to allow full-fidelity workers in namespace app (annotation ros.io/privileged-workers=true).",
+    );
+    const privileged = decideBackupJob(world({ phase: "BackingUp", conditions: [{ ...unprivileged, status: "True", reason: "PrivilegedWorker" }] }, { workerJob: finishedJob("Failed"), workerPods: [pod(result, 3)] }), config, now);
+    expect(privileged.status.conditions?.find((c) => c.type === "BackupState")?.message).toMatch(/permission denied\.$/);
+  });
+
   it("cleans up once, by name, after a terminal phase", () => {
     const d = decideBackupJob(world({ phase: "Finished" }, {}, "walle-system"), config, now);
     expect(d.actions.map((a) => (a.op === "delete" ? `${a.target.kind} ${a.target.namespace}/${a.target.name}` : a.op))).toEqual([
