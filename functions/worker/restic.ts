@@ -1,7 +1,7 @@
 // Running restic: the one place the worker starts a process.
 //
-// Output is decoded line by line (lib/restic/lines.ts), redacted before anything else sees it, and parsed
-// (lib/restic/messages.ts). The runner stops restic with SIGTERM, the signal restic cleans up on (it removes its
+// Output is decoded line by line (lib/restic/lines.ts) and parsed as restic wrote it (lib/restic/messages.ts);
+// whatever of it is shown (messages, log lines) is redacted. The runner stops restic with SIGTERM, the signal restic cleans up on (it removes its
 // lock), when the worker is cancelled or when the repository stays unreachable too long; restic's own exit code
 // is kept as it is, and the reason the worker stopped it is reported beside it.
 import { spawn, type ChildProcess } from "node:child_process";
@@ -116,9 +116,11 @@ class RunState {
     this.#now = now;
   }
 
+  // Each line is parsed as restic wrote it, and only what is shown (messages, log lines) is redacted: masking a
+  // secret inside JSON first would corrupt it whenever the secret is short or common ("a", "json", a digit).
   stdoutLine(raw: string): void {
-    const line = this.#o.redact(raw);
-    const parsed = parseLine(line);
+    const redact = this.#o.redact;
+    const parsed = parseLine(raw);
     switch (parsed.kind) {
       case "status":
         this.#inv.onProgress?.(parsed.progress);
@@ -127,34 +129,36 @@ class RunState {
         this.#summary = parsed.value;
         return;
       case "exitError":
-        this.#finalMessage = parsed.message;
+        this.#finalMessage = redact(parsed.message);
         return;
       case "error":
-        this.#error(parsed.message);
+        this.#error(redact(parsed.message));
         return;
       case "other":
-        this.#o.log.debug({ restic: parsed.value }, `restic ${this.#inv.command} reported ${parsed.messageType}.`);
+        this.#o.log.debug({ restic: redact(JSON.stringify(parsed.value)) }, `restic ${this.#inv.command} reported ${parsed.messageType}.`);
         return;
-      case "text":
-        if (this.#inv.keepStdout) this.#stdout.push(line);
-        else if (line.trim()) this.#o.log.info({ restic: line }, `restic ${this.#inv.command}: ${line}`);
+      case "text": {
+        // Kept stdout is parsed by the command (a snapshot list, forget's report), so it stays as restic wrote it.
+        if (this.#inv.keepStdout) this.#stdout.push(raw);
+        else if (parsed.text.trim()) this.#o.log.info({ restic: redact(parsed.text) }, `restic ${this.#inv.command}: ${redact(parsed.text)}`);
         return;
+      }
       default:
         return parsed satisfies never;
     }
   }
 
   stderrLine(raw: string, onUnreachable: () => void): void {
-    const line = this.#o.redact(raw);
-    const parsed = parseLine(line);
+    const parsed = parseLine(raw);
     if (parsed.kind === "exitError") {
-      this.#finalMessage = parsed.message;
+      this.#finalMessage = this.#o.redact(parsed.message);
     } else if (parsed.kind === "error") {
-      this.#error(parsed.message);
+      this.#error(this.#o.redact(parsed.message));
     } else if (parsed.kind === "text" && parsed.text.trim()) {
-      if (this.#stderr.length < keptLines) this.#stderr.push(parsed.text);
-      this.#o.log.warn({ restic: parsed.text }, `restic ${this.#inv.command}: ${parsed.text}`);
-      this.#watchBackend(parsed.text, onUnreachable);
+      const text = this.#o.redact(parsed.text);
+      if (this.#stderr.length < keptLines) this.#stderr.push(text);
+      this.#o.log.warn({ restic: text }, `restic ${this.#inv.command}: ${text}`);
+      this.#watchBackend(text, onUnreachable);
     }
   }
 

@@ -179,3 +179,21 @@ describe("empty volumes", () => {
     await rm(source, { recursive: true, force: true });
   });
 });
+
+describe("a password that restic's own output contains", () => {
+  // "0" is in every snapshot id, byte count and timestamp restic prints: the worker must read restic's JSON as
+  // written, and mask the password only in what it shows.
+  it("still gives the summary, the snapshot id and a restore", async () => {
+    const repo = { ...env, RESTIC_REPOSITORY: server.repository("alice", "alice-http-pw", "short-password"), RESTIC_PASSWORD: "0" };
+    const source = await tempDir("short-password");
+    await writeFile(path.join(source, "ledger-2024.txt"), "100 200 300\n");
+    const backup = await runWorker("backup", { ...repo, SOURCE_PATH: source, PVC_NAME: "ledger", INITIALIZE_REPO: "true" });
+    expect(backup.result).toMatchObject({ outcome: "Succeeded", reason: "Completed", backup: { filesNew: 1, filesChanged: 0 } });
+    expect(backup.result.snapshotId).toMatch(/^[0-9a-f]{64}$/);
+    expect(backup.result.message).toContain(`as snapshot ${backup.result.snapshotId?.slice(0, 8)}: 1 files (1 new, 0 changed)`);
+    const target = await tempDir("short-password-restored");
+    const restored = await runWorker("restore", { ...repo, PVC_NAME: "ledger", RESTORE_TARGET_PATH: target });
+    expect(restored.result).toMatchObject({ outcome: "Succeeded", snapshotId: backup.result.snapshotId, restore: { files: 1 } });
+    expect(await manifest(target)).toEqual(await manifest(source));
+  });
+});

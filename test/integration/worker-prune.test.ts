@@ -153,7 +153,7 @@ describe("check and unlock", () => {
     holder.kill("SIGKILL");
     await new Promise((r) => holder.once("close", r));
     const stale = await runWorker("unlock", env);
-    expect(stale.result).toMatchObject({ outcome: "Succeeded", message: "restic successfully removed 1 locks." });
+    expect(stale.result).toMatchObject({ outcome: "Succeeded", message: "restic removed 1 stale lock." });
     expect(await locks()).toEqual([]);
   });
 

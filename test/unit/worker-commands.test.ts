@@ -180,7 +180,7 @@ describe("creating a missing repository", () => {
 
 describe("unlock", () => {
   it.each([
-    { stdout: ["successfully removed 2 locks"], message: "restic successfully removed 2 locks." },
+    { stdout: ["successfully removed 2 locks"], message: "restic removed 2 stale locks." },
     { stdout: [], message: "There were no stale locks to remove." },
   ])("says $message", async ({ stdout, message }) => {
     const { ctx } = scripted(() => ({ stdout }));

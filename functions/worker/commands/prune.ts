@@ -12,7 +12,7 @@ export async function prune(config: PruneConfig, ctx: WorkerContext): Promise<Co
   // A worker killed mid-run (a deadline, an evicted pod) leaves its lock behind, and a prune needs the repository
   // to itself: stale locks go first. restic removes only locks whose process is gone, so a live one stays.
   const cleared = await unlock({ ...config, command: "unlock" }, ctx);
-  const removed = cleared.reason === "Completed" ? /removed (\d+) locks?/.exec(cleared.message)?.[1] : undefined;
+  const removed = cleared.reason === "Completed" ? /removed (\d+) stale locks?/.exec(cleared.message)?.[1] : undefined;
   ctx.log.info({ repository: config.repository, host, schedule, retention: policy }, "Forgetting snapshots by the retention policy.");
   const forget = await runCreatingRepository(
     { command: "forget", args: forgetArgs({ host, schedule, policy, lockWait }), keepStdout: true },

@@ -10,6 +10,6 @@ export async function unlock(config: UnlockConfig, ctx: WorkerContext): Promise<
   const verdict = judge(run, config);
   if (verdict.reason !== "Completed") return resultOf(run, verdict);
   // restic says "successfully removed 2 locks" when it removed any, and nothing otherwise.
-  const removed = run.stdout.find((l) => /removed \d+ locks?/.test(l))?.trim();
-  return { ...resultOf(run, verdict), message: removed ? `restic ${removed}.` : "There were no stale locks to remove." };
+  const removed = run.stdout.map((l) => /removed (\d+) locks?/.exec(l)?.[1]).find((n) => n !== undefined);
+  return { ...resultOf(run, verdict), message: removed ? `restic removed ${removed} stale lock${removed === "1" ? "" : "s"}.` : "There were no stale locks to remove." };
 }
