@@ -1,4 +1,5 @@
-// Bench group `worker`: what the worker costs on top of restic (DESIGN.md §7: within 3% of a bare `restic backup`).
+// Bench group `worker`: what the worker costs on top of restic (DESIGN.md §7: within 3% of a bare `restic backup`,
+// and within 5% of a bare `restic restore` of the same snapshot).
 //
 // Each side runs the same restic command over the same generated data (about 1 GiB, mixed file sizes,
 // incompressible) into a fresh local repository, measured as a whole process from spawn to exit: the worker's
@@ -12,17 +13,19 @@
 //
 // BENCH_WORKER_MIB (default 1024) and BENCH_WORKER_ROUNDS (default 5) scale it; RESTIC_BINARY picks restic,
 // otherwise the toolchain's.
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { resolveResticBinaries } from "../cluster/toolchain.ts";
 import { bundleFunction } from "../scripts/bundle.ts";
-import { backupArgs, resticEnvironment } from "../lib/restic/args.ts";
+import { backupArgs, resticEnvironment, restoreArgs } from "../lib/restic/args.ts";
 import type { Figure } from "./main.ts";
 
+const execFileAsync = promisify(execFile);
 const sourceMain = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../functions/worker/main.ts");
 const password = "bench-password";
 
@@ -63,7 +66,12 @@ export async function worker(): Promise<Figure[]> {
       }
       console.error(`worker: round ${round + 1}: ${times.join(", ")}.`);
     }
-    return [ratio("worker.backup_time_ratio", best.bundled / best.bare), ratio("worker.source_backup_time_ratio", best.sources / best.bare)];
+    const restore = await restoreRatio(restic, source, bundle, dir, rounds);
+    return [
+      ratio("worker.backup_time_ratio", best.bundled / best.bare, 1.03),
+      ratio("worker.source_backup_time_ratio", best.sources / best.bare, 1.03),
+      ratio("worker.restore_time_ratio", restore, 1.05),
+    ];
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -82,9 +90,50 @@ async function measure(restic: string, dir: string, name: string, side: (reposit
   return seconds;
 }
 
-function ratio(name: string, value: number): Figure {
+function ratio(name: string, value: number, target: number): Figure {
   const rounded = Math.round(value * 1000) / 1000;
-  return { name, value: rounded, unit: "ratio", target: 1.03, ok: rounded <= 1.03 };
+  return { name, value: rounded, unit: "ratio", target, ok: rounded <= target };
+}
+
+/**
+ * The worker's restore against a bare `restic restore` of the same snapshot, with the very arguments the worker
+ * gives restic (`--sparse`, `--delete`), each into a fresh empty target that is deleted and synced, untimed,
+ * before the next side runs. Best of `rounds` each, sides rotated, as for the backup.
+ */
+async function restoreRatio(restic: string, source: string, bundle: string, dir: string, rounds: number): Promise<number> {
+  const repository = await freshRepository(restic, dir, "restore-source");
+  await timeBare(restic, source, repository);
+  const { stdout } = await execFileAsync(restic, ["snapshots", "--json", "latest"], { env: resticEnvironment(env(repository)), maxBuffer: 16 * 1024 * 1024 });
+  const snapshotId = (JSON.parse(stdout) as { id: string }[])[0]?.id ?? "";
+  const sides: Record<"bare" | "bundled", (target: string) => Promise<number>> = {
+    bare: (target) => run(restic, restoreArgs({ snapshotId, targetPath: target, deleteOthers: true, lockWait: "5m" }), { env: resticEnvironment(env(repository)) }),
+    bundled: (target) =>
+      run(process.execPath, [bundle, "restore"], {
+        env: { ...env(repository), RESTIC_BINARY: restic, RESTORE_TARGET_PATH: target, RESTORE_SNAPSHOT: snapshotId, RESTORE_DELETE: "true", TERMINATION_MESSAGE_PATH: path.join(dir, "termination-log") },
+      }),
+  };
+  const once = async (name: string, side: (target: string) => Promise<number>) => {
+    const target = path.join(dir, `target-${name}`);
+    await mkdir(target);
+    await run("sync", [], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
+    const seconds = await side(target);
+    await rm(target, { recursive: true, force: true });
+    await run("sync", [], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
+    return seconds;
+  };
+  await once("warm-up", sides.bare);
+  const best = { bare: Infinity, bundled: Infinity };
+  for (let round = 0; round < rounds; round++) {
+    const times: string[] = [];
+    for (const side of rotate(Object.keys(sides) as (keyof typeof sides)[], round)) {
+      const seconds = await once(`${side}-${round}`, sides[side]);
+      best[side] = Math.min(best[side], seconds);
+      times.push(`${side} ${seconds.toFixed(2)} s`);
+    }
+    console.error(`worker: restore round ${round + 1}: ${times.join(", ")}.`);
+  }
+  await rm(repository, { recursive: true, force: true });
+  return best.bundled / best.bare;
 }
 
 /** Each round starts with another side, so none always runs first, or always right after another. */

@@ -8,7 +8,7 @@
 //
 //   npm start                 as above
 //   npm start -- --no-demo    only the cluster and Walle; apply what you like with kubectl
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chown, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parseEnv } from "node:util";
 import { applyObjects, readManifestFiles, startCluster, STATE_ROOT } from "../cluster/index.ts";
@@ -125,17 +125,32 @@ async function runSchedule(): Promise<void> {
   }
 }
 
+/** The user an image runs as when the pod does not say: the image config's User (alpine sets none: root). */
+const IMAGE_USERS: Readonly<Record<string, { uid: number; gid: number }>> = { alpine: { uid: 0, gid: 0 } };
+
 /**
  * The local node runs only Walle's own images, so the example's alpine container shows Running without running.
- * Write what it would have written into its volume, so the backup has something to back up.
+ * Write what it would have written into its volume, as the user it would have run as (its security context, else
+ * its image's user) and with a shell's umask (022), so the backup meets the owners and modes the real container
+ * would leave.
  */
 async function simulateWorkload(volumes: string): Promise<void> {
+  const deployment = await cluster.api.get<{ spec: { template: { spec: { securityContext?: { runAsUser?: number; runAsGroup?: number }; containers: { image?: string; securityContext?: { runAsUser?: number; runAsGroup?: number } }[] } } } }>(
+    "/apis/apps/v1/namespaces/default/deployments/test",
+  );
+  const pod = deployment.spec.template.spec;
+  const container = pod.containers[0];
+  const image = IMAGE_USERS[(container?.image ?? "").split(/[:@]/)[0]?.split("/").pop() ?? ""] ?? { uid: 0, gid: 0 };
+  const uid = container?.securityContext?.runAsUser ?? pod.securityContext?.runAsUser ?? image.uid;
+  const gid = container?.securityContext?.runAsGroup ?? pod.securityContext?.runAsGroup ?? image.gid;
   for (;;) {
     const pvc = await cluster.api.get<{ spec: { volumeName?: string }; status?: { phase?: string } }>("/api/v1/namespaces/default/persistentvolumeclaims/example-volume");
     if (pvc.status?.phase === "Bound" && pvc.spec.volumeName) {
       const lines = Array.from({ length: 6 }, (_, i) => new Date(Date.now() - (6 - i) * 10_000).toString()).join("\n");
-      await writeFile(path.join(volumes, pvc.spec.volumeName, "datelog"), `${lines}\n`, { mode: 0o644 });
-      say("wrote datelog into example-volume, as the example's alpine container would (the local node runs only Walle's images)");
+      const file = path.join(volumes, pvc.spec.volumeName, "datelog");
+      await writeFile(file, `${lines}\n`, { mode: 0o644 });
+      await chown(file, uid, gid);
+      say(`wrote datelog into example-volume as uid ${uid}, gid ${gid}, mode 0644, as the example's ${container?.image ?? "container"} would (the local node runs only Walle's images)`);
       return;
     }
     await new Promise((r) => setTimeout(r, 100));
