@@ -131,6 +131,8 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
   const bins = await resolveClusterBinaries((l) => log(l));
   const restic = await resolveBinary("restic", (l) => log(l));
   const kedaBin = await resolveBinary("keda-operator", (l) => log(l));
+  // Built now, with the rest, rather than when the first event source starts (cluster/event-source.ts).
+  await resolveBinary("apiserver_receive_adapter", (l) => log(l));
   const crdFiles = await upstreamCrdFiles((l) => log(l));
   const controlPlane = await startControlPlane(bins, opts.stateDir);
   const api = new RestClient(credentialsFromKubeconfig(controlPlane.kubeconfig));

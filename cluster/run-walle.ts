@@ -1,5 +1,5 @@
-// Walle's reconcile function on a local cluster: an HTTP server acting as its own service account, fed by the
-// local event source exactly as Knative's ApiServerSource would feed it. Tests and `npm start` run it so.
+// Walle's reconcile function on a local cluster: an HTTP server acting as its own service account, fed by
+// Knative's own ApiServerSource adapter (cluster/event-source.ts). Tests and `npm start` run it so.
 import { createServer as createHttpServer, type RequestListener } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -45,7 +45,7 @@ export interface RunWalleOptions {
   readonly log: Logger;
   readonly env?: Readonly<Record<string, string>>;
   readonly triggerToken?: string;
-  /** Feed the function from the local event source (default true). */
+  /** Feed the function from Knative's ApiServerSource adapter (default true). */
   readonly eventSource?: boolean;
 }
 
@@ -68,7 +68,7 @@ export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
     ...(opts.triggerToken ? { triggerToken: opts.triggerToken } : {}),
   });
   listener.app = server.app;
-  const source = opts.eventSource === false ? undefined : await startEventSource({ api: opts.admin, sink: url, log: opts.log });
+  const source = opts.eventSource === false ? undefined : await startEventSource({ api: opts.admin, stateDir: opts.stateDir, sink: url, log: opts.log });
   return {
     url,
     api,

@@ -78,9 +78,17 @@ const modules = {
     // As upstream's Makefile builds it.
     env: { CGO_ENABLED: "0" },
   },
+  eventing: {
+    dir: "eventing",
+    versionOf: "knative.dev/eventing",
+    packages: { apiserver_receive_adapter: "knative.dev/eventing/cmd/apiserver_receive_adapter" },
+    ldflags: () => "-s -w",
+    // Upstream ships it static, on distroless/static.
+    env: { CGO_ENABLED: "0" },
+  },
 } as const satisfies Record<string, ToolModule>;
 
-export type BinaryName = "kube-apiserver" | "kube-controller-manager" | "etcd" | "restic" | "rest-server" | "keda-operator";
+export type BinaryName = "kube-apiserver" | "kube-controller-manager" | "etcd" | "restic" | "rest-server" | "keda-operator" | "apiserver_receive_adapter";
 
 function moduleOf(name: BinaryName): ToolModule {
   for (const m of Object.values(modules) as ToolModule[]) if (name in m.packages) return m;
@@ -230,8 +238,9 @@ export const upstreamCrds = [
   },
   { module: "knative.dev/serving", version: "v0.50.0", files: ["config/core/300-resources/service.yaml"] },
   {
+    // The same version as the ApiServerSource adapter the local cluster runs (toolchain/eventing).
     module: "knative.dev/eventing",
-    version: "v0.49.2",
+    version: "v0.50.0",
     files: ["config/core/resources/apiserversource.yaml", "config/core/resources/pingsource.yaml"],
   },
 ] as const;

@@ -1,6 +1,6 @@
 // npm start: Walle on the embedded local cluster. It brings up the real control plane with the upstream and
 // Walle CRDs, the local node agent and KEDA's operator, installs Walle's namespace and RBAC, runs the reconcile
-// function fed by the local event source, and then applies the original Walle's examples unchanged (the
+// function fed by Knative's ApiServerSource adapter, and then applies the original Walle's examples unchanged (the
 // workload, the repository Secret from restic-secret.env, the BackupJob) and prints the backup step by step
 // until it ends. Then it installs the tick's ScaledJob (keda/, as shipped: KEDA runs the tick about every 5
 // minutes) and the original README's getting-started schedule, and prints the scheduled run as it happens.

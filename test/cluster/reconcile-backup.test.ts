@@ -1,4 +1,4 @@
-// BackupJobs driven to the end by the reconcile function, fed by the local event source, on the real control
+// BackupJobs driven to the end by the reconcile function, fed by Knative's ApiServerSource adapter, on the real control
 // plane: the snapshot, the PVC made from it, the hardened worker running real restic against a real
 // rest-server, the status, the Events and the cleanup.
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";

@@ -1,6 +1,6 @@
 // The reconcile function as a workstation runs it against a real cluster: its real entry point as a child process
 // whose KUBECONFIG's only credential is an exec credential plugin (a script printing an ExecCredential with a
-// token the harness minted for walle-reconcile), fed by the local event source. It drives a BackupJob to
+// token the harness minted for walle-reconcile), fed by Knative's ApiServerSource adapter. It drives a BackupJob to
 // Finished as that service account. The test knows the function only by its process and environment.
 import { chmod, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -86,7 +86,7 @@ describe("reconcile run from a kubeconfig with an exec credential plugin", () =>
     expect(Object.keys(user ?? {})).toEqual(["exec"]);
 
     const walle = await startReconcile(dir, kubeconfig.file);
-    const source = await startEventSource({ api: admin(), sink: walle.url, log: createLogger({ function: "event-source", level: "silent" }) });
+    const source = await startEventSource({ api: admin(), stateDir: inject("clusterStateDir"), sink: walle.url, log: createLogger({ function: "event-source", level: "silent" }) });
     onTestFinished(() => source.stop());
 
     const ns = await createNamespace("exec-creds");

@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from "vitest";
 import { startEventSource } from "../../cluster/event-source.ts";
 import { Label } from "../../lib/api/constants.ts";
 import { Informer, type KubeObject } from "../../lib/k8s/informer.ts";
@@ -246,7 +246,7 @@ describe("an event storm", () => {
     const ns = await createNamespace("storm");
     const children = await watchChildren(ns);
     const proxy = await startStormProxy(walle.url, seededRandom(seed));
-    const source = await startEventSource({ api: admin(), sink: proxy.url });
+    const source = await startEventSource({ api: admin(), stateDir: inject("clusterStateDir"), sink: proxy.url });
     const resyncs = resyncEvery(walle.url, 2_000);
     const stopStorm = async () => {
       await source.stop();

@@ -1,5 +1,5 @@
 // Walle on the test cluster: the reconcile function as an HTTP server acting as its own service account, fed by
-// the local event source; it stops when the test ends.
+// Knative's ApiServerSource adapter; it stops when the test ends.
 import { inject, onTestFinished } from "vitest";
 import { LOCAL_CLUSTER_NAME, runWalle, type RunningWalle } from "../../cluster/run-walle.ts";
 import { createLogger } from "../../lib/log.ts";
