@@ -268,6 +268,16 @@ describe("Knative's ApiServerSource adapter on the local cluster", () => {
     expect((await source.failed()) - failedBefore).toBe(2);
   });
 
+  it("does not start while port 8080, where its health probes must bind, is taken", async () => {
+    const squatter = http.createServer();
+    await new Promise<void>((resolve) => squatter.listen(8080, resolve));
+    try {
+      await expect(start({})).rejects.toThrow(/port 8080 is taken: Knative's ApiServerSource adapter binds its health probes there/);
+    } finally {
+      await new Promise((resolve) => squatter.close(resolve));
+    }
+  });
+
   it("exits, and the start fails naming why, when the manifest names a group/version the API server does not serve", async () => {
     const manifest = await manifestWith((m) => {
       m.spec.resources = [{ apiVersion: "example.invalid/v1", kind: "Widget" }, { apiVersion: "v1", kind: "PersistentVolumeClaim" }];
