@@ -275,7 +275,7 @@ function moveSnapshot(s: Step): Outcome {
     if (w.sourceSnapshot?.status?.readyToUse !== true || !content || !handle) return waitOrTimeOut(s, w.sourceSnapshot === null);
     s.actions.push({
       op: "create",
-      manifest: movedContent(s.meta(names.movedContent, undefined), { driver: content.spec.driver, snapshotHandle: handle, className: content.spec.volumeSnapshotClassName }, { namespace: workerNs, name: names.movedSnapshot }),
+      manifest: movedContent(s.meta(names.movedContent, undefined), { driver: content.spec.driver, snapshotHandle: handle, className: content.spec.volumeSnapshotClassName, sourceVolumeMode: content.spec.sourceVolumeMode, annotations: content.metadata.annotations }, { namespace: workerNs, name: names.movedSnapshot }),
     });
   }
   if (w.movedSnapshot === null) s.actions.push({ op: "create", manifest: volumeSnapshot(s.meta(names.movedSnapshot, workerNs), { content: names.movedContent }) });
@@ -332,7 +332,8 @@ function startWorker(s: Step): Outcome {
   }
   const ready = cross ? w.movedSnapshot : w.sourceSnapshot;
   const carried = w.sourceSnapshot?.metadata.annotations ?? {};
-  const size = String(ready?.status?.restoreSize ?? "") || carried[WalleAnnotation.SourceSize] || w.pvc?.status?.capacity?.storage || w.pvc?.spec.resources?.requests?.storage || "1Gi";
+  // At least the snapshot's restoreSize (a provisioner refuses less), and no less than the source PVC had.
+  const size = largestQuantity([String(ready?.status?.restoreSize ?? ""), carried[WalleAnnotation.SourceSize], w.pvc?.status?.capacity?.storage, w.pvc?.spec.resources?.requests?.storage]) ?? "1Gi";
   const storageClass = carried[WalleAnnotation.SourceStorageClass] ?? w.pvc?.spec.storageClassName;
   // The PVC belongs to the snapshot it is made from, so deleting the snapshot at the end takes the PVC with it.
   const snapshotOwner = { apiVersion: SNAP_API, kind: "VolumeSnapshot", name: ready?.metadata.name ?? (cross ? names.movedSnapshot : names.sourceSnapshot), uid: ready?.metadata.uid ?? "" };
@@ -525,6 +526,27 @@ export function snapshotClassFor(
 }
 
 /** A restoreSize in bytes ("1234") as a quantity a PVC accepts; quantities pass through. */
+const QUANTITY_FACTORS: Readonly<Record<string, number>> = {
+  "": 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
+};
+
+/** Bytes of a Kubernetes storage quantity (`5Gi`, `500M`, `1048576`, `1.5Gi`, `1e9`); undefined if it is none. */
+export function quantityBytes(q: string): number | undefined {
+  const m = /^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)|[eE]([0-9]+))?$/.exec(q.trim());
+  if (!m) return undefined;
+  return Number(m[1]) * (m[3] !== undefined ? 10 ** Number(m[3]) : (QUANTITY_FACTORS[m[2] ?? ""] ?? 1));
+}
+
+/** The largest of some storage quantities, as written; undefined when none parses. */
+export function largestQuantity(sizes: readonly (string | undefined)[]): string | undefined {
+  let best: { size: string; bytes: number } | undefined;
+  for (const size of sizes) {
+    const bytes = size ? quantityBytes(size) : undefined;
+    if (size && bytes !== undefined && bytes > (best?.bytes ?? -1)) best = { size, bytes };
+  }
+  return best?.size;
+}
+
 function quantity(size: string): string {
   if (!/^\d+$/.test(size)) return size;
   const bytes = Math.max(Number(size), 1);

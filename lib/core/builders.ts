@@ -88,20 +88,33 @@ export function volumeSnapshot(metadata: Manifest["metadata"], source: { pvc: st
   };
 }
 
-/** DESIGN §3 step 2: a pre-provisioned content naming the same storage snapshot by its handle. */
+/**
+ * The annotations the CSI snapshotter reads a content's deletion secret from (external-snapshotter
+ * pkg/utils: AnnDeletionSecretRefName and AnnDeletionSecretRefNamespace). It writes them on a content it provisions,
+ * from the class's parameters; a pre-provisioned content must carry them itself.
+ */
+export const DELETION_SECRET_ANNOTATIONS = ["snapshot.storage.kubernetes.io/deletion-secret-name", "snapshot.storage.kubernetes.io/deletion-secret-namespace"] as const;
+
+/**
+ * DESIGN §3 step 2: a pre-provisioned content naming the same storage snapshot by its handle, with what the
+ * original's controllers need to judge and later delete it: the driver, the class, the source volume's mode
+ * (which a PVC made from it must match), and the deletion secret a driver with credentials needs.
+ */
 export function movedContent(
   metadata: Manifest["metadata"],
-  from: { driver: string; snapshotHandle: string; className?: string },
+  from: { driver: string; snapshotHandle: string; className?: string; sourceVolumeMode?: string; annotations?: Readonly<Record<string, string>> },
   snapshotRef: { namespace: string; name: string },
 ): Manifest {
+  const secret = Object.fromEntries(DELETION_SECRET_ANNOTATIONS.flatMap((key) => (from.annotations?.[key] ? [[key, from.annotations[key]]] : [])));
   return {
     apiVersion: "snapshot.storage.k8s.io/v1",
     kind: "VolumeSnapshotContent",
-    metadata,
+    metadata: Object.keys(secret).length ? { ...metadata, annotations: { ...metadata.annotations, ...secret } } : metadata,
     spec: {
       driver: from.driver,
       deletionPolicy: "Delete",
       ...(from.className ? { volumeSnapshotClassName: from.className } : {}),
+      ...(from.sourceVolumeMode ? { sourceVolumeMode: from.sourceVolumeMode } : {}),
       source: { snapshotHandle: from.snapshotHandle },
       volumeSnapshotRef: { apiVersion: "snapshot.storage.k8s.io/v1", kind: "VolumeSnapshot", ...snapshotRef },
     },

@@ -78,6 +78,7 @@ export const volumeSnapshotContentSchema = z.looseObject({
     driver: z.string(),
     deletionPolicy: z.enum(["Delete", "Retain"]),
     volumeSnapshotClassName: z.string().optional(),
+    sourceVolumeMode: z.enum(["Filesystem", "Block"]).optional(),
     source: z.looseObject({ volumeHandle: z.string().optional(), snapshotHandle: z.string().optional() }),
   }),
   status: z

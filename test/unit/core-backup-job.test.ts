@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { BackupJobPhase, type BackupJobStatus } from "../../lib/api/backup-job.ts";
 import type { BackupJob } from "../../lib/api/parse.ts";
-import { backupJobReads, decideBackupJob, snapshotClassFor, type BackupJobWorld } from "../../lib/core/backup-job.ts";
+import { backupJobReads, decideBackupJob, largestQuantity, quantityBytes, snapshotClassFor, type BackupJobWorld } from "../../lib/core/backup-job.ts";
 import type { Action } from "../../lib/core/decision.ts";
 import type { Manifest } from "../../lib/core/builders.ts";
 import { decideBackupSet } from "../../lib/core/backup-set.ts";
@@ -112,7 +112,8 @@ describe("decideBackupJob", () => {
     expect(d.status.phase).toBe(BackupJobPhase.WaitingBackup);
     expect(kindsCreated(d.actions)).toEqual([`PersistentVolumeClaim app/${names.pvc}`, `Job app/${names.job}`]);
     const [claim, worker] = creates(d.actions);
-    expect(claim?.spec).toMatchObject({ dataSource: { kind: "VolumeSnapshot", name: names.sourceSnapshot }, resources: { requests: { storage: "1Mi" } }, storageClassName: "fast" });
+    // The larger of the snapshot's restoreSize (1 MiB here) and the source PVC's 5Gi: never less than restoreSize.
+    expect(claim?.spec).toMatchObject({ dataSource: { kind: "VolumeSnapshot", name: names.sourceSnapshot }, resources: { requests: { storage: "5Gi" } }, storageClassName: "fast" });
     const pod = (worker?.spec as { template: { spec: Record<string, unknown> & { containers: Record<string, unknown>[]; volumes: unknown[] } } }).template.spec;
     expect(pod.automountServiceAccountToken).toBe(false);
     expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: "RuntimeDefault" } });
@@ -190,6 +191,13 @@ describe("decideBackupJob", () => {
     expect(moved?.metadata.ownerReferences).toBeUndefined();
     expect(moved?.metadata.labels).toMatchObject({ "ros.io/backup-job": "nightly", "ros.io/owner-namespace": "app" });
     expect(step1.status.phase).toBe("CreatingSnapshot");
+    // What the controllers need to judge and delete it: the source's volume mode and the deletion secret.
+    const secret = { "snapshot.storage.kubernetes.io/deletion-secret-name": "csi-creds", "snapshot.storage.kubernetes.io/deletion-secret-namespace": "kube-system" };
+    const withSecret = { ...content, metadata: { name: "snapcontent-1", annotations: { ...secret, "unrelated.example.com/note": "x" } }, spec: { ...content.spec, sourceVolumeMode: "Filesystem" as const } };
+    const carried = creates(decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { ...base, sourceContent: withSecret, movedContent: null, movedSnapshot: null }, "walle-system"), config, now).actions)[0];
+    expect(carried?.metadata.annotations).toEqual(secret);
+    expect(carried?.spec).toMatchObject({ sourceVolumeMode: "Filesystem" });
+    expect(moved?.metadata.annotations).toBeUndefined();
 
     const movedReady = { ...readySnapshot("walle-system", names.movedSnapshot), spec: { source: { volumeSnapshotContentName: names.movedContent } } };
     const step2 = decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { ...base, movedContent: { ...content, metadata: { name: names.movedContent } }, movedSnapshot: movedReady }, "walle-system"), config, now);
@@ -249,6 +257,20 @@ describe("decideBackupJob", () => {
     ]);
     const again = decideBackupJob(world(d.status, {}, "walle-system"), config, now);
     expect(again.actions).toEqual([]);
+  });
+});
+
+describe("storage quantities", () => {
+  it.each([
+    ["5Gi", 5 * 2 ** 30], ["500M", 5e8], ["1048576", 1048576], ["1.5Gi", 1.5 * 2 ** 30], ["1e9", 1e9], ["2k", 2000], ["", undefined], ["5 GB", undefined], ["-1Gi", undefined],
+  ])("%s is %s bytes", (q, bytes) => {
+    expect(quantityBytes(q)).toBe(bytes);
+  });
+
+  it("the PVC from a snapshot asks for the largest size known, as it was written", () => {
+    expect(largestQuantity(["1048576", undefined, "5Gi", "4G"])).toBe("5Gi");
+    expect(largestQuantity(["6Gi", "5Gi"])).toBe("6Gi");
+    expect(largestQuantity(["", "nonsense"])).toBeUndefined();
   });
 });
 
