@@ -39,12 +39,12 @@ const run = promisify(execFile);
  * keeps owners, modes (setuid and setgid too), timestamps, hard links, symlinks as they are, FIFOs and device nodes
  * as special files (never opened, so nothing blocks on a FIFO), holes (`--sparse=always`) and extended attributes.
  */
-async function copyTree(src: string, dest: string): Promise<void> {
+export async function copyTree(src: string, dest: string): Promise<void> {
   await mkdir(dest, { recursive: true });
   await run("cp", ["--archive", "--sparse=always", "--preserve=all", "--no-target-directory", src, dest], { maxBuffer: 16 * 1024 * 1024 });
 }
 
-async function du(dir: string): Promise<number> {
+export async function du(dir: string): Promise<number> {
   let total = 0;
   for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
     if (entry.isFile()) total += (await stat(path.join(entry.parentPath, entry.name))).size;

@@ -3,7 +3,7 @@
 import { resolveBinary, upstreamCrdFiles, type BinaryName } from "./toolchain.ts";
 
 const started = Date.now();
-const names: BinaryName[] = ["etcd", "kube-apiserver", "kube-controller-manager", "restic", "rest-server", "keda-operator", "apiserver_receive_adapter"];
+const names: BinaryName[] = ["etcd", "kube-apiserver", "kube-controller-manager", "restic", "rest-server", "keda-operator", "apiserver_receive_adapter", "snapshot-controller", "csi-snapshotter", "csi-provisioner", "csi-sanity"];
 for (const name of names) console.log(`${name}: ${await resolveBinary(name, (l) => console.log(l))}`);
 console.log(`CRD files: ${(await upstreamCrdFiles((l) => console.log(l))).length}`);
 console.log(`Toolchain ready in ${((Date.now() - started) / 1000).toFixed(1)} s.`);

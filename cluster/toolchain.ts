@@ -86,9 +86,46 @@ const modules = {
     // Upstream ships it static, on distroless/static.
     env: { CGO_ENABLED: "0" },
   },
+  // The CSI sidecars, as csi-hostpath deploys them beside its driver. Each is built as its Makefile builds it
+  // (release-tools: CGO_ENABLED=0, the version in main.version).
+  snapshotter: {
+    dir: "snapshotter",
+    versionOf: "github.com/kubernetes-csi/external-snapshotter/v8",
+    packages: {
+      "snapshot-controller": "github.com/kubernetes-csi/external-snapshotter/v8/cmd/snapshot-controller",
+      "csi-snapshotter": "github.com/kubernetes-csi/external-snapshotter/v8/cmd/csi-snapshotter",
+    },
+    ldflags: (version: string) => `-s -w -X main.version=${version}`,
+    env: { CGO_ENABLED: "0" },
+  },
+  provisioner: {
+    dir: "provisioner",
+    versionOf: "github.com/kubernetes-csi/external-provisioner/v6",
+    packages: { "csi-provisioner": "github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner" },
+    ldflags: (version: string) => `-s -w -X main.version=${version}`,
+    env: { CGO_ENABLED: "0" },
+  },
+  csiTest: {
+    dir: "csi-test",
+    versionOf: "github.com/kubernetes-csi/csi-test/v5",
+    packages: { "csi-sanity": "github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity" },
+    ldflags: (version: string) => `-s -w -X main.VERSION=${version}`,
+    env: { CGO_ENABLED: "0" },
+  },
 } as const satisfies Record<string, ToolModule>;
 
-export type BinaryName = "kube-apiserver" | "kube-controller-manager" | "etcd" | "restic" | "rest-server" | "keda-operator" | "apiserver_receive_adapter";
+export type BinaryName =
+  | "kube-apiserver"
+  | "kube-controller-manager"
+  | "etcd"
+  | "restic"
+  | "rest-server"
+  | "keda-operator"
+  | "apiserver_receive_adapter"
+  | "snapshot-controller"
+  | "csi-snapshotter"
+  | "csi-provisioner"
+  | "csi-sanity";
 
 function moduleOf(name: BinaryName): ToolModule {
   for (const m of Object.values(modules) as ToolModule[]) if (name in m.packages) return m;

@@ -1,12 +1,13 @@
-// Global setup of the `integration` project: resolves (building once, if needed) restic and rest-server, and
-// hands their paths to the tests through vitest's provide/inject.
+// Global setup of the `integration` project: resolves (building once, if needed) restic, rest-server and
+// csi-sanity, and hands their paths to the tests through vitest's provide/inject.
 import type { TestProject } from "vitest/node";
-import { resolveResticBinaries } from "../../cluster/toolchain.ts";
+import { resolveBinary, resolveResticBinaries } from "../../cluster/toolchain.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
     restic: string;
     restServer: string;
+    csiSanity: string;
   }
 }
 
@@ -14,4 +15,5 @@ export default async function setup(project: TestProject): Promise<void> {
   const bins = await resolveResticBinaries((line) => console.log(line));
   project.provide("restic", bins.restic);
   project.provide("restServer", bins.restServer);
+  project.provide("csiSanity", await resolveBinary("csi-sanity", (line) => console.log(line)));
 }

@@ -1,0 +1,352 @@
+// The local node agent as a CSI driver: the CSI Identity and Controller services (container-storage-interface/spec
+// v1.13.0, its csi.proto read from the Go module, never copied) over a unix socket, for the CSI sidecars and
+// csi-sanity, and of the Node service only NodeGetInfo, NodeGetCapabilities (none: nothing to stage) and an
+// idempotent NodeUnpublishVolume. Volumes and snapshots are directories, as in csi-hostpath; a snapshot or a clone is a faithful copy
+// (copyTree). Node publishing stays in the simulated kubelet, which bind-mounts a volume's directory.
+//
+// What it keeps beside the directories, in one JSON file, is what makes every call idempotent by name, as the spec
+// asks: a volume's name, capacity and source, a snapshot's name, source volume, size and creation time.
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { execFile } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { promisify } from "node:util";
+import { copyTree, du, DRIVER } from "./csi.ts";
+import { NODE_NAME } from "./kubelet.ts";
+
+const run = promisify(execFile);
+
+/** The CSI spec this driver implements; its csi.proto is read from this module. */
+export const CSI_SPEC = { module: "github.com/container-storage-interface/spec", version: "v1.13.0" } as const;
+
+const DEFAULT_CAPACITY = 1024 ** 3;
+
+interface VolumeRecord {
+  readonly id: string;
+  readonly name: string;
+  readonly capacityBytes: number;
+  readonly source?: { readonly snapshotId: string } | { readonly volumeId: string };
+}
+
+interface SnapshotRecord {
+  readonly id: string;
+  readonly name: string;
+  readonly sourceVolumeId: string;
+  readonly sizeBytes: number;
+  /** Seconds and nanos since the epoch, as google.protobuf.Timestamp. */
+  readonly created: { readonly seconds: number; readonly nanos: number };
+}
+
+interface State {
+  volumes: Record<string, VolumeRecord>;
+  snapshots: Record<string, SnapshotRecord>;
+}
+
+class CsiError extends Error {
+  readonly code: grpc.status;
+  constructor(code: grpc.status, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+/** The directory of csi.proto: the Go module, downloaded once into the module cache. */
+export async function csiProtoFile(): Promise<string> {
+  const { stdout } = await run("go", ["mod", "download", "-json", `${CSI_SPEC.module}@${CSI_SPEC.version}`], { env: { ...process.env, GOFLAGS: "-mod=mod" } });
+  const dir = (JSON.parse(stdout) as { Dir?: string }).Dir;
+  if (!dir) throw new Error(`go mod download did not give a directory for ${CSI_SPEC.module}@${CSI_SPEC.version}`);
+  return path.join(dir, "csi.proto");
+}
+
+// ---- Requests, as proto-loader decodes them (keepCase: the proto's own field names)
+
+interface Capability {
+  readonly mount?: object;
+  readonly block?: object;
+  readonly access_mode?: { readonly mode?: string };
+}
+interface CreateVolumeRequest {
+  readonly name: string;
+  readonly capacity_range?: { readonly required_bytes?: string; readonly limit_bytes?: string };
+  readonly volume_capabilities: readonly Capability[];
+  readonly volume_content_source?: { readonly snapshot?: { readonly snapshot_id: string }; readonly volume?: { readonly volume_id: string } };
+}
+
+const SUPPORTED_ACCESS = new Set(["SINGLE_NODE_WRITER", "SINGLE_NODE_READER_ONLY", "SINGLE_NODE_SINGLE_WRITER", "SINGLE_NODE_MULTI_WRITER", "MULTI_NODE_READER_ONLY", "MULTI_NODE_SINGLE_WRITER", "MULTI_NODE_MULTI_WRITER"]);
+
+/** Why a set of capabilities is not one this driver gives, or undefined when it is: filesystem volumes only. */
+function unsupported(caps: readonly Capability[]): string | undefined {
+  for (const c of caps) {
+    if (!c.mount && !c.block) return "a volume capability must say mount or block";
+    if (c.block) return "this driver serves filesystem volumes only, not block";
+    if (!c.access_mode?.mode || !SUPPORTED_ACCESS.has(c.access_mode.mode)) return `access mode ${c.access_mode?.mode ?? "(none)"} is not supported`;
+  }
+  return undefined;
+}
+
+const bytes = (v: string | undefined): number => (v ? Number(v) : 0);
+
+export class CsiDriver {
+  private readonly volumesDir: string;
+  private readonly snapshotsDir: string;
+  private readonly stateFile: string;
+  private state: State = { volumes: {}, snapshots: {} };
+  /** Calls run one at a time: the state is read, changed and written whole. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(dirs: { volumesDir: string; snapshotsDir: string; stateFile: string }) {
+    this.volumesDir = dirs.volumesDir;
+    this.snapshotsDir = dirs.snapshotsDir;
+    this.stateFile = dirs.stateFile;
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.volumesDir, { recursive: true });
+    await mkdir(this.snapshotsDir, { recursive: true });
+    if (existsSync(this.stateFile)) this.state = JSON.parse(await readFile(this.stateFile, "utf8")) as State;
+  }
+
+  volumePath(id: string): string {
+    return path.join(this.volumesDir, id);
+  }
+
+  snapshotPath(id: string): string {
+    return path.join(this.snapshotsDir, id);
+  }
+
+  private async save(): Promise<void> {
+    const tmp = `${this.stateFile}.tmp`;
+    await writeFile(tmp, JSON.stringify(this.state));
+    await rename(tmp, this.stateFile);
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  // ---- Identity
+
+  getPluginInfo() {
+    return { name: DRIVER, vendor_version: "walle-local" };
+  }
+
+  getPluginCapabilities() {
+    // No VOLUME_ACCESSIBILITY_CONSTRAINTS: one node, no topology.
+    return { capabilities: [{ service: { type: "CONTROLLER_SERVICE" } }] };
+  }
+
+  probe() {
+    return { ready: { value: true } };
+  }
+
+  // ---- Controller
+
+  controllerGetCapabilities() {
+    const rpcs = ["CREATE_DELETE_VOLUME", "CREATE_DELETE_SNAPSHOT", "CLONE_VOLUME"];
+    return { capabilities: rpcs.map((type) => ({ rpc: { type } })) };
+  }
+
+  createVolume(req: CreateVolumeRequest) {
+    return this.serial(async () => {
+      if (!req.name) throw new CsiError(grpc.status.INVALID_ARGUMENT, "name is required");
+      if (!req.volume_capabilities?.length) throw new CsiError(grpc.status.INVALID_ARGUMENT, "volume_capabilities are required");
+      const why = unsupported(req.volume_capabilities);
+      if (why) throw new CsiError(grpc.status.INVALID_ARGUMENT, why);
+      const required = bytes(req.capacity_range?.required_bytes);
+      const limit = bytes(req.capacity_range?.limit_bytes);
+      if (limit && required > limit) throw new CsiError(grpc.status.OUT_OF_RANGE, `required_bytes ${required} exceeds limit_bytes ${limit}`);
+      const source = req.volume_content_source?.snapshot
+        ? { snapshotId: req.volume_content_source.snapshot.snapshot_id }
+        : req.volume_content_source?.volume
+          ? { volumeId: req.volume_content_source.volume.volume_id }
+          : undefined;
+      const existing = Object.values(this.state.volumes).find((v) => v.name === req.name);
+      if (existing) {
+        const fits = existing.capacityBytes >= required && (!limit || existing.capacityBytes <= limit) && JSON.stringify(existing.source) === JSON.stringify(source);
+        if (!fits) throw new CsiError(grpc.status.ALREADY_EXISTS, `volume ${req.name} exists with another capacity or source`);
+        return { volume: this.volumeMessage(existing) };
+      }
+      const snapshotId = source && "snapshotId" in source ? source.snapshotId : undefined;
+      const volumeId = source && "volumeId" in source ? source.volumeId : undefined;
+      const from = snapshotId !== undefined ? this.state.snapshots[snapshotId] : undefined;
+      if (snapshotId !== undefined && !from) throw new CsiError(grpc.status.NOT_FOUND, `snapshot ${snapshotId} does not exist`);
+      const clone = volumeId !== undefined ? this.state.volumes[volumeId] : undefined;
+      if (volumeId !== undefined && !clone) throw new CsiError(grpc.status.NOT_FOUND, `volume ${volumeId} does not exist`);
+      const floor = Math.max(required, from?.sizeBytes ?? 0, clone?.capacityBytes ?? 0);
+      if (limit && floor > limit) throw new CsiError(grpc.status.OUT_OF_RANGE, `the source needs ${floor} bytes, more than limit_bytes ${limit}`);
+      const record: VolumeRecord = { id: `vol-${randomUUID()}`, name: req.name, capacityBytes: floor || (limit ? Math.min(limit, DEFAULT_CAPACITY) : DEFAULT_CAPACITY), ...(source ? { source } : {}) };
+      const target = this.volumePath(record.id);
+      const tmp = `${target}.tmp`;
+      // A half-made copy never carries the volume's name.
+      await rm(tmp, { recursive: true, force: true });
+      if (from) await copyTree(this.snapshotPath(from.id), tmp);
+      else if (clone) await copyTree(this.volumePath(clone.id), tmp);
+      else await mkdir(tmp, { recursive: true, mode: 0o777 });
+      await rename(tmp, target);
+      this.state.volumes[record.id] = record;
+      await this.save();
+      return { volume: this.volumeMessage(record) };
+    });
+  }
+
+  private volumeMessage(v: VolumeRecord) {
+    return {
+      volume_id: v.id,
+      capacity_bytes: String(v.capacityBytes),
+      ...(v.source ? { content_source: "snapshotId" in v.source ? { snapshot: { snapshot_id: v.source.snapshotId } } : { volume: { volume_id: v.source.volumeId } } } : {}),
+    };
+  }
+
+  deleteVolume(req: { volume_id: string }) {
+    return this.serial(async () => {
+      if (!req.volume_id) throw new CsiError(grpc.status.INVALID_ARGUMENT, "volume_id is required");
+      if (!this.state.volumes[req.volume_id]) return {}; // already gone: success, as the spec asks
+      await rm(this.volumePath(req.volume_id), { recursive: true, force: true });
+      delete this.state.volumes[req.volume_id];
+      await this.save();
+      return {};
+    });
+  }
+
+  validateVolumeCapabilities(req: { volume_id: string; volume_capabilities: readonly Capability[]; volume_context?: Record<string, string>; parameters?: Record<string, string> }) {
+    if (!req.volume_id) throw new CsiError(grpc.status.INVALID_ARGUMENT, "volume_id is required");
+    if (!req.volume_capabilities?.length) throw new CsiError(grpc.status.INVALID_ARGUMENT, "volume_capabilities are required");
+    if (!this.state.volumes[req.volume_id]) throw new CsiError(grpc.status.NOT_FOUND, `volume ${req.volume_id} does not exist`);
+    const why = unsupported(req.volume_capabilities);
+    if (why) return { message: why };
+    return { confirmed: { volume_context: req.volume_context ?? {}, volume_capabilities: req.volume_capabilities, parameters: req.parameters ?? {} } };
+  }
+
+  createSnapshot(req: { name: string; source_volume_id: string }) {
+    return this.serial(async () => {
+      if (!req.name) throw new CsiError(grpc.status.INVALID_ARGUMENT, "name is required");
+      if (!req.source_volume_id) throw new CsiError(grpc.status.INVALID_ARGUMENT, "source_volume_id is required");
+      const existing = Object.values(this.state.snapshots).find((s) => s.name === req.name);
+      if (existing) {
+        if (existing.sourceVolumeId !== req.source_volume_id) throw new CsiError(grpc.status.ALREADY_EXISTS, `snapshot ${req.name} exists of another volume`);
+        return { snapshot: this.snapshotMessage(existing) };
+      }
+      const volume = this.state.volumes[req.source_volume_id];
+      if (!volume) throw new CsiError(grpc.status.NOT_FOUND, `volume ${req.source_volume_id} does not exist`);
+      const id = `snap-${randomUUID()}`;
+      const tmp = `${this.snapshotPath(id)}.tmp`;
+      await copyTree(this.volumePath(volume.id), tmp);
+      await rename(tmp, this.snapshotPath(id));
+      const now = Date.now();
+      // The size a volume made from it needs: the source's capacity, at least what the copy holds.
+      const record: SnapshotRecord = { id, name: req.name, sourceVolumeId: volume.id, sizeBytes: Math.max(volume.capacityBytes, await du(this.snapshotPath(id))), created: { seconds: Math.floor(now / 1000), nanos: (now % 1000) * 1e6 } };
+      this.state.snapshots[id] = record;
+      await this.save();
+      return { snapshot: this.snapshotMessage(record) };
+    });
+  }
+
+  private snapshotMessage(s: SnapshotRecord) {
+    return { snapshot_id: s.id, source_volume_id: s.sourceVolumeId, size_bytes: String(s.sizeBytes), creation_time: s.created, ready_to_use: true };
+  }
+
+  deleteSnapshot(req: { snapshot_id: string }) {
+    return this.serial(async () => {
+      if (!req.snapshot_id) throw new CsiError(grpc.status.INVALID_ARGUMENT, "snapshot_id is required");
+      if (!this.state.snapshots[req.snapshot_id]) return {};
+      await rm(this.snapshotPath(req.snapshot_id), { recursive: true, force: true });
+      delete this.state.snapshots[req.snapshot_id];
+      await this.save();
+      return {};
+    });
+  }
+
+  // ---- Node: only what tells a caller there is nothing to stage. Publishing a volume into a container is the
+  // simulated kubelet's bind mount (cluster/kubelet.ts), not a CSI call.
+
+  nodeGetCapabilities() {
+    return { capabilities: [] };
+  }
+
+  nodeGetInfo() {
+    return { node_id: NODE_NAME, max_volumes_per_node: "0" };
+  }
+
+  /** Idempotent, as the spec asks: nothing is ever published through CSI here, so there is nothing to undo. */
+  nodeUnpublishVolume(req: { volume_id: string; target_path: string }) {
+    if (!req.volume_id) throw new CsiError(grpc.status.INVALID_ARGUMENT, "volume_id is required");
+    if (!req.target_path) throw new CsiError(grpc.status.INVALID_ARGUMENT, "target_path is required");
+    if (!this.state.volumes[req.volume_id]) throw new CsiError(grpc.status.NOT_FOUND, `volume ${req.volume_id} does not exist`);
+    return {};
+  }
+
+  /** The storage that exists: for tests that check nothing is left behind. */
+  inventory(): { volumes: string[]; snapshots: string[] } {
+    return { volumes: Object.keys(this.state.volumes), snapshots: Object.keys(this.state.snapshots) };
+  }
+}
+
+export interface CsiServer {
+  readonly socket: string;
+  readonly driver: CsiDriver;
+  stop(): Promise<void>;
+}
+
+type Handler = (req: never) => unknown;
+
+/**
+ * Serves the driver's Identity, Controller and (informational) Node services on a unix socket. Unimplemented RPCs
+ * answer UNIMPLEMENTED.
+ */
+export async function serveCsi(driver: CsiDriver, socket: string, log: (msg: string, extra?: Record<string, unknown>) => void = () => {}): Promise<CsiServer> {
+  const definition = await protoLoader.load(await csiProtoFile(), { keepCase: true, longs: String, enums: String, defaults: false, oneofs: true });
+  const pkg = grpc.loadPackageDefinition(definition) as unknown as { csi: { v1: Record<string, { service: grpc.ServiceDefinition }> } };
+  const server = new grpc.Server();
+  const wrap = (name: string, fn: Handler): grpc.handleUnaryCall<unknown, unknown> => (call, callback) => {
+    Promise.resolve()
+      .then(() => fn(call.request as never))
+      .then(
+        (reply) => callback(null, reply),
+        (err: unknown) => {
+          const code = err instanceof CsiError ? err.code : grpc.status.INTERNAL;
+          log(`CSI ${name} failed`, { code: grpc.status[code], err: String(err instanceof Error ? err.message : err) });
+          callback({ code, details: err instanceof Error ? err.message : String(err) });
+        },
+      );
+  };
+  const services = {
+    Identity: { GetPluginInfo: () => driver.getPluginInfo(), GetPluginCapabilities: () => driver.getPluginCapabilities(), Probe: () => driver.probe() },
+    Controller: {
+      ControllerGetCapabilities: () => driver.controllerGetCapabilities(),
+      CreateVolume: (r: CreateVolumeRequest) => driver.createVolume(r),
+      DeleteVolume: (r: { volume_id: string }) => driver.deleteVolume(r),
+      ValidateVolumeCapabilities: (r: Parameters<CsiDriver["validateVolumeCapabilities"]>[0]) => driver.validateVolumeCapabilities(r),
+      CreateSnapshot: (r: { name: string; source_volume_id: string }) => driver.createSnapshot(r),
+      DeleteSnapshot: (r: { snapshot_id: string }) => driver.deleteSnapshot(r),
+    },
+    Node: {
+      NodeGetCapabilities: () => driver.nodeGetCapabilities(),
+      NodeGetInfo: () => driver.nodeGetInfo(),
+      NodeUnpublishVolume: (r: { volume_id: string; target_path: string }) => driver.nodeUnpublishVolume(r),
+    },
+  } as const;
+  for (const [service, handlers] of Object.entries(services)) {
+    const def = pkg.csi.v1[service]?.service;
+    if (!def) throw new Error(`csi.proto has no service ${service}`);
+    const impl: grpc.UntypedServiceImplementation = {};
+    for (const method of Object.keys(def)) {
+      const fn = (handlers as Record<string, Handler | undefined>)[method];
+      impl[method] = fn ? wrap(method, fn) : wrap(method, () => Promise.reject(new CsiError(grpc.status.UNIMPLEMENTED, `${method} is not implemented`)));
+    }
+    server.addService(def, impl);
+  }
+  await mkdir(path.dirname(socket), { recursive: true });
+  await rm(socket, { force: true });
+  await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
+  log("CSI driver listening", { socket });
+  return {
+    socket,
+    driver,
+    stop: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
+  };
+}
