@@ -125,9 +125,6 @@ async function runSchedule(): Promise<void> {
   }
 }
 
-/** The user an image runs as when the pod does not say: the image config's User (alpine sets none: root). */
-const IMAGE_USERS: Readonly<Record<string, { uid: number; gid: number }>> = { alpine: { uid: 0, gid: 0 } };
-
 /**
  * The local node runs only Walle's own images, so the example's alpine container shows Running without running.
  * Write what it would have written into its volume, as the user it would have run as (its security context, else
@@ -135,6 +132,9 @@ const IMAGE_USERS: Readonly<Record<string, { uid: number; gid: number }>> = { al
  * would leave.
  */
 async function simulateWorkload(volumes: string): Promise<void> {
+  // The user an image runs as when the pod does not say: its image config's User (alpine sets none: root). Declared
+  // here, not at the top level, which the top-level awaits above reach before any later declaration.
+  const IMAGE_USERS: Readonly<Record<string, { uid: number; gid: number }>> = { alpine: { uid: 0, gid: 0 } };
   const deployment = await cluster.api.get<{ spec: { template: { spec: { securityContext?: { runAsUser?: number; runAsGroup?: number }; containers: { image?: string; securityContext?: { runAsUser?: number; runAsGroup?: number } }[] } } } }>(
     "/apis/apps/v1/namespaces/default/deployments/test",
   );
