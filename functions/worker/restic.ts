@@ -1,9 +1,9 @@
 // Running restic: the one place the worker starts a process.
 //
 // Output is decoded line by line (lib/restic/lines.ts) and parsed as restic wrote it (lib/restic/messages.ts);
-// whatever of it is shown (messages, log lines) is redacted. The runner stops restic with SIGTERM, the signal restic cleans up on (it removes its
-// lock), when the worker is cancelled or when the repository stays unreachable too long; restic's own exit code
-// is kept as it is, and the reason the worker stopped it is reported beside it.
+// whatever of it is shown (messages, log lines) is redacted. The runner stops restic with SIGTERM, the signal
+// restic cleans up on (it removes its lock), when the worker is cancelled or when the repository stays unreachable
+// too long; restic's own exit code is kept as it is, and the reason the worker stopped it is reported beside it.
 import { spawn, type ChildProcess } from "node:child_process";
 import type { Logger } from "pino";
 import { LineDecoder } from "../../lib/restic/lines.ts";
@@ -140,7 +140,10 @@ class RunState {
       case "text": {
         // Kept stdout is parsed by the command (a snapshot list, forget's report), so it stays as restic wrote it.
         if (this.#inv.keepStdout) this.#stdout.push(raw);
-        else if (parsed.text.trim()) this.#o.log.info({ restic: redact(parsed.text) }, `restic ${this.#inv.command}: ${redact(parsed.text)}`);
+        else if (parsed.text.trim()) {
+          const text = redact(parsed.text);
+          this.#o.log.info({ restic: text }, `restic ${this.#inv.command}: ${text}`);
+        }
         return;
       }
       default:

@@ -525,7 +525,6 @@ export function snapshotClassFor(
   return { error: `No VolumeSnapshotClass for driver ${driver} (storage class ${scName}): add one marked snapshot.storage.kubernetes.io/is-default-class: "true", or map the storage class in snap_class_mappings.` };
 }
 
-/** A restoreSize in bytes ("1234") as a quantity a PVC accepts; quantities pass through. */
 const QUANTITY_FACTORS: Readonly<Record<string, number>> = {
   "": 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
 };
@@ -547,6 +546,7 @@ export function largestQuantity(sizes: readonly (string | undefined)[]): string 
   return best?.size;
 }
 
+/** A restoreSize in bytes ("1234") as a quantity a PVC accepts; quantities pass through. */
 function quantity(size: string): string {
   if (!/^\d+$/.test(size)) return size;
   const bytes = Math.max(Number(size), 1);

@@ -5,14 +5,13 @@ import type { ForgetStats } from "../../../lib/restic/result.ts";
 import { ForgetReport, forgetCounts } from "../../../lib/restic/snapshots.ts";
 import type { PruneConfig } from "../config.ts";
 import { judge, parseJson, resultOf, runCreatingRepository, type CommandResult, type WorkerContext } from "./shared.ts";
-import { unlock } from "./unlock.ts";
+import { removeStaleLocks } from "./unlock.ts";
 
 export async function prune(config: PruneConfig, ctx: WorkerContext): Promise<CommandResult> {
   const { host, schedule, retention: policy, lockWait } = config;
   // A worker killed mid-run (a deadline, an evicted pod) leaves its lock behind, and a prune needs the repository
   // to itself: stale locks go first. restic removes only locks whose process is gone, so a live one stays.
-  const cleared = await unlock({ ...config, command: "unlock" }, ctx);
-  const removed = cleared.reason === "Completed" ? /removed (\d+) stale locks?/.exec(cleared.message)?.[1] : undefined;
+  const { removed } = await removeStaleLocks({ ...config, command: "unlock" }, ctx);
   ctx.log.info({ repository: config.repository, host, schedule, retention: policy }, "Forgetting snapshots by the retention policy.");
   const forget = await runCreatingRepository(
     { command: "forget", args: forgetArgs({ host, schedule, policy, lockWait }), keepStdout: true },
