@@ -4,6 +4,7 @@ import { existsSync } from "node:fs";
 import { chmod, copyFile, link, mkdir, readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { bundleFunction, fillCompileCache, functionEntry, nodeFlags, type FunctionName } from "../scripts/bundle.ts";
+import { NONROOT } from "../lib/core/privileges.ts";
 import type { ImageResolver, LocalImage } from "./kubelet.ts";
 
 /** The image repository of each function; any tag or registry runs the local build. */
@@ -13,7 +14,6 @@ export const imageRepositories: Readonly<Record<FunctionName, string>> = {
   worker: "walle-worker",
 };
 
-export const NONROOT = 65532;
 
 async function place(src: string, dest: string): Promise<void> {
   await rm(dest, { force: true });
@@ -29,7 +29,8 @@ async function chmodTree(dir: string): Promise<void> {
   }
 }
 
-function repositoryOf(image: string): string {
+/** An image reference's repository name: without registry, path, tag or digest (`ghcr.io/x/walle-worker:1` → `walle-worker`). */
+export function repositoryOf(image: string): string {
   const noDigest = image.split("@")[0] ?? image;
   const lastSlash = noDigest.lastIndexOf("/");
   const colon = noDigest.lastIndexOf(":");

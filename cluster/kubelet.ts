@@ -438,9 +438,7 @@ export class LocalKubelet {
 
   /** The user, group and capabilities a container runs with, from its security context and its image. */
   private identity(pod: Named<Pod>, c: Container, image: LocalImage | undefined): { uid: number; gid: number; groups: number[]; sc: SecurityContext } {
-    const sc: SecurityContext = { ...pod.spec.securityContext, ...c.securityContext };
-    const uid = sc.runAsUser ?? image?.user ?? 0;
-    const gid = sc.runAsGroup ?? image?.group ?? 0;
+    const { uid, gid, sc } = runsAs(pod.spec.securityContext, c.securityContext, image);
     if (sc.runAsNonRoot && uid === 0) {
       throw new ConfigError(`container ${c.name} has runAsNonRoot and image will run as root`);
     }
@@ -543,6 +541,19 @@ export class LocalKubelet {
   stopAll(): void {
     for (const run of this.running.values()) for (const child of run.children.values()) this.signal(child, "SIGKILL");
   }
+}
+
+/**
+ * Who a container runs as: its own security context over its pod's, then the image's user and group, then root,
+ * as the kubelet and the runtime decide it.
+ */
+export function runsAs(
+  pod: Pod["spec"]["securityContext"],
+  container: SecurityContext | undefined,
+  image: { readonly user?: number; readonly group?: number } | undefined,
+): { uid: number; gid: number; sc: SecurityContext } {
+  const sc: SecurityContext = { ...pod, ...container };
+  return { uid: sc.runAsUser ?? image?.user ?? 0, gid: sc.runAsGroup ?? image?.group ?? 0, sc };
 }
 
 /** containerd's default capabilities (its oci.WithDefaultSpec, as CRI containers get them). */

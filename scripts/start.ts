@@ -13,7 +13,10 @@ import path from "node:path";
 import { parseEnv } from "node:util";
 import { applyObjects, readManifestFiles, startCluster, STATE_ROOT } from "../cluster/index.ts";
 import { installWalle, LOCAL_CLUSTER_NAME, runWalle } from "../cluster/run-walle.ts";
+import { repositoryOf } from "../cluster/images.ts";
+import { runsAs } from "../cluster/kubelet.ts";
 import { repoRoot } from "../cluster/toolchain.ts";
+import type { Pod } from "../lib/api/kube.ts";
 import { createLogger } from "../lib/log.ts";
 
 const demo = !process.argv.includes("--no-demo");
@@ -134,15 +137,11 @@ async function runSchedule(): Promise<void> {
 async function simulateWorkload(volumes: string): Promise<void> {
   // The user an image runs as when the pod does not say: its image config's User (alpine sets none: root). Declared
   // here, not at the top level, which the top-level awaits above reach before any later declaration.
-  const IMAGE_USERS: Readonly<Record<string, { uid: number; gid: number }>> = { alpine: { uid: 0, gid: 0 } };
-  const deployment = await cluster.api.get<{ spec: { template: { spec: { securityContext?: { runAsUser?: number; runAsGroup?: number }; containers: { image?: string; securityContext?: { runAsUser?: number; runAsGroup?: number } }[] } } } }>(
-    "/apis/apps/v1/namespaces/default/deployments/test",
-  );
+  const IMAGE_USERS: Readonly<Record<string, { user: number; group: number }>> = { alpine: { user: 0, group: 0 } };
+  const deployment = await cluster.api.get<{ spec: { template: { spec: Pod["spec"] } } }>("/apis/apps/v1/namespaces/default/deployments/test");
   const pod = deployment.spec.template.spec;
   const container = pod.containers[0];
-  const image = IMAGE_USERS[(container?.image ?? "").split(/[:@]/)[0]?.split("/").pop() ?? ""] ?? { uid: 0, gid: 0 };
-  const uid = container?.securityContext?.runAsUser ?? pod.securityContext?.runAsUser ?? image.uid;
-  const gid = container?.securityContext?.runAsGroup ?? pod.securityContext?.runAsGroup ?? image.gid;
+  const { uid, gid } = runsAs(pod.securityContext, container?.securityContext, IMAGE_USERS[repositoryOf(container?.image ?? "")]);
   for (;;) {
     const pvc = await cluster.api.get<{ spec: { volumeName?: string }; status?: { phase?: string } }>("/api/v1/namespaces/default/persistentvolumeclaims/example-volume");
     if (pvc.status?.phase === "Bound" && pvc.spec.volumeName) {
