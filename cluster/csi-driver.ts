@@ -2,25 +2,19 @@
 // v1.13.0, its csi.proto read from the Go module, never copied) over a unix socket, for the CSI sidecars and
 // csi-sanity, and of the Node service only NodeGetInfo, NodeGetCapabilities (none: nothing to stage) and an
 // idempotent NodeUnpublishVolume. Volumes and snapshots are directories, as in csi-hostpath; a snapshot or a clone is a faithful copy
-// (copyTree). Node publishing stays in the simulated kubelet, which bind-mounts a volume's directory.
+// (copyTreeAs). Node publishing stays in the simulated kubelet, which bind-mounts a volume's directory.
 //
 // What it keeps beside the directories, in one JSON file, is what makes every call idempotent by name, as the spec
 // asks: a volume's name, capacity and source, a snapshot's name, source volume, size and creation time.
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { promisify } from "node:util";
-import { copyTree, du, DRIVER } from "./csi.ts";
+import { copyTreeAs, du, DRIVER } from "./csi.ts";
 import { NODE_NAME } from "./kubelet.ts";
-
-const run = promisify(execFile);
-
-/** The CSI spec this driver implements; its csi.proto is read from this module. */
-export const CSI_SPEC = { module: "github.com/container-storage-interface/spec", version: "v1.13.0" } as const;
+import { csiProtoFile } from "./toolchain.ts";
 
 const DEFAULT_CAPACITY = 1024 ** 3;
 
@@ -51,14 +45,6 @@ class CsiError extends Error {
     super(message);
     this.code = code;
   }
-}
-
-/** The directory of csi.proto: the Go module, downloaded once into the module cache. */
-export async function csiProtoFile(): Promise<string> {
-  const { stdout } = await run("go", ["mod", "download", "-json", `${CSI_SPEC.module}@${CSI_SPEC.version}`], { env: { ...process.env, GOFLAGS: "-mod=mod" } });
-  const dir = (JSON.parse(stdout) as { Dir?: string }).Dir;
-  if (!dir) throw new Error(`go mod download did not give a directory for ${CSI_SPEC.module}@${CSI_SPEC.version}`);
-  return path.join(dir, "csi.proto");
 }
 
 // ---- Requests, as proto-loader decodes them (keepCase: the proto's own field names)
@@ -181,13 +167,9 @@ export class CsiDriver {
       if (limit && floor > limit) throw new CsiError(grpc.status.OUT_OF_RANGE, `the source needs ${floor} bytes, more than limit_bytes ${limit}`);
       const record: VolumeRecord = { id: `vol-${randomUUID()}`, name: req.name, capacityBytes: floor || (limit ? Math.min(limit, DEFAULT_CAPACITY) : DEFAULT_CAPACITY), ...(source ? { source } : {}) };
       const target = this.volumePath(record.id);
-      const tmp = `${target}.tmp`;
-      // A half-made copy never carries the volume's name.
-      await rm(tmp, { recursive: true, force: true });
-      if (from) await copyTree(this.snapshotPath(from.id), tmp);
-      else if (clone) await copyTree(this.volumePath(clone.id), tmp);
-      else await mkdir(tmp, { recursive: true, mode: 0o777 });
-      await rename(tmp, target);
+      if (from) await copyTreeAs(this.snapshotPath(from.id), target);
+      else if (clone) await copyTreeAs(this.volumePath(clone.id), target);
+      else await mkdir(target, { recursive: true, mode: 0o777 });
       this.state.volumes[record.id] = record;
       await this.save();
       return { volume: this.volumeMessage(record) };
@@ -234,9 +216,7 @@ export class CsiDriver {
       const volume = this.state.volumes[req.source_volume_id];
       if (!volume) throw new CsiError(grpc.status.NOT_FOUND, `volume ${req.source_volume_id} does not exist`);
       const id = `snap-${randomUUID()}`;
-      const tmp = `${this.snapshotPath(id)}.tmp`;
-      await copyTree(this.volumePath(volume.id), tmp);
-      await rename(tmp, this.snapshotPath(id));
+      await copyTreeAs(this.volumePath(volume.id), this.snapshotPath(id));
       const now = Date.now();
       // The size a volume made from it needs: the source's capacity, at least what the copy holds.
       const record: SnapshotRecord = { id, name: req.name, sourceVolumeId: volume.id, sizeBytes: Math.max(volume.capacityBytes, await du(this.snapshotPath(id))), created: { seconds: Math.floor(now / 1000), nanos: (now % 1000) * 1e6 } };

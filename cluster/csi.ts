@@ -44,6 +44,14 @@ export async function copyTree(src: string, dest: string): Promise<void> {
   await run("cp", ["--archive", "--sparse=always", "--preserve=all", "--no-target-directory", src, dest], { maxBuffer: 16 * 1024 * 1024 });
 }
 
+/** copyTree by way of a temporary sibling renamed at the end, so a half-made copy never carries `dest`'s name. */
+export async function copyTreeAs(src: string, dest: string): Promise<void> {
+  const tmp = `${dest}.tmp`;
+  await rm(tmp, { recursive: true, force: true });
+  await copyTree(src, tmp);
+  await rename(tmp, dest);
+}
+
 export async function du(dir: string): Promise<number> {
   let total = 0;
   for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
@@ -232,12 +240,7 @@ export class LocalCsi {
 
     const contentName = `snapcontent-${vs.metadata.uid}`;
     const handle = `snap-${vs.metadata.uid}`;
-    if (!existsSync(this.snapshotPath(handle))) {
-      const tmp = `${this.snapshotPath(handle)}.tmp`;
-      await rm(tmp, { recursive: true, force: true });
-      await copyTree(from, tmp);
-      await rename(tmp, this.snapshotPath(handle)); // a half-made copy never carries the handle's name
-    }
+    if (!existsSync(this.snapshotPath(handle))) await copyTreeAs(from, this.snapshotPath(handle));
     const size = await du(this.snapshotPath(handle));
     const pv = this.c.pvs.get(undefined, pvc.spec.volumeName ?? "");
     if (!this.c.contents.get(undefined, contentName)) {

@@ -282,30 +282,49 @@ export const upstreamCrds = [
   },
 ] as const;
 
+/** Files of one upstream Go module at one version, cached under `kind.dir` so neither Go nor the network is needed again. */
+interface UpstreamFiles {
+  readonly module: string;
+  readonly version: string;
+  readonly files: readonly string[];
+}
+
+async function upstreamFiles(src: UpstreamFiles, kind: { dir: string; what: string }, log: (line: string) => void): Promise<string[]> {
+  const dir = path.join(cacheDir(), kind.dir, `${src.module.replace(/\//g, "_")}@${src.version}`);
+  const missing = src.files.filter((f) => !existsSync(path.join(dir, path.basename(f))));
+  if (missing.length > 0) {
+    if (!(await goAvailable())) {
+      throw new ToolchainError(`The ${kind.what} of ${src.module}@${src.version} are not cached in ${dir} and there is no Go to download them.`);
+    }
+    log(`Downloading ${src.module}@${src.version} for its ${kind.what}.`);
+    await mkdir(cacheDir(), { recursive: true });
+    const { stdout } = await run("go", ["mod", "download", "-json", `${src.module}@${src.version}`], {
+      cwd: cacheDir(),
+      env: { ...process.env, GOFLAGS: "-mod=mod" },
+      maxBuffer: 16 * 1024 * 1024,
+    }).catch((cause: unknown) => {
+      throw new ToolchainError(`go mod download ${src.module}@${src.version} failed: ${(cause as { stderr?: string }).stderr ?? cause}`, { cause });
+    });
+    const info = JSON.parse(stdout) as { Dir?: string; Error?: string };
+    if (!info.Dir) throw new ToolchainError(`go mod download ${src.module}@${src.version}: ${info.Error ?? "no Dir"}`);
+    await mkdir(dir, { recursive: true });
+    for (const f of src.files) await copyFile(path.join(info.Dir, f), path.join(dir, path.basename(f)));
+  }
+  return src.files.map((f) => path.join(dir, path.basename(f)));
+}
+
 export async function upstreamCrdFiles(log: (line: string) => void = () => {}): Promise<string[]> {
   const out: string[] = [];
-  for (const src of upstreamCrds) {
-    const dir = path.join(cacheDir(), "crds", `${src.module.replace(/\//g, "_")}@${src.version}`);
-    const missing = src.files.filter((f) => !existsSync(path.join(dir, path.basename(f))));
-    if (missing.length > 0) {
-      if (!(await goAvailable())) {
-        throw new ToolchainError(`The CRDs of ${src.module}@${src.version} are not cached in ${dir} and there is no Go to download them.`);
-      }
-      log(`Downloading ${src.module}@${src.version} for its CRDs.`);
-      await mkdir(cacheDir(), { recursive: true });
-      const { stdout } = await run("go", ["mod", "download", "-json", `${src.module}@${src.version}`], {
-        cwd: cacheDir(),
-        env: { ...process.env, GOFLAGS: "-mod=mod" },
-        maxBuffer: 16 * 1024 * 1024,
-      }).catch((cause: unknown) => {
-        throw new ToolchainError(`go mod download ${src.module}@${src.version} failed: ${(cause as { stderr?: string }).stderr ?? cause}`, { cause });
-      });
-      const info = JSON.parse(stdout) as { Dir?: string; Error?: string };
-      if (!info.Dir) throw new ToolchainError(`go mod download ${src.module}@${src.version}: ${info.Error ?? "no Dir"}`);
-      await mkdir(dir, { recursive: true });
-      for (const f of src.files) await copyFile(path.join(info.Dir, f), path.join(dir, path.basename(f)));
-    }
-    out.push(...src.files.map((f) => path.join(dir, path.basename(f))));
-  }
+  for (const src of upstreamCrds) out.push(...(await upstreamFiles(src, { dir: "crds", what: "CRDs" }, log)));
   return out;
+}
+
+/** The CSI spec the local node agent's driver implements (cluster/csi-driver.ts), read from its own module. */
+export const CSI_SPEC = { module: "github.com/container-storage-interface/spec", version: "v1.13.0", files: ["csi.proto"] } as const;
+
+/** csi.proto of CSI_SPEC, from the cache or downloaded once. */
+export async function csiProtoFile(log: (line: string) => void = () => {}): Promise<string> {
+  const [file] = await upstreamFiles(CSI_SPEC, { dir: "proto", what: "csi.proto" }, log);
+  if (!file) throw new ToolchainError(`${CSI_SPEC.module}@${CSI_SPEC.version} gave no csi.proto`);
+  return file;
 }
