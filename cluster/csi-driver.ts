@@ -10,7 +10,7 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { copyTreeAs, du, DRIVER } from "./csi.ts";
 import { NODE_NAME } from "./kubelet.ts";
@@ -169,7 +169,10 @@ export class CsiDriver {
       const target = this.volumePath(record.id);
       if (from) await copyTreeAs(this.snapshotPath(from.id), target);
       else if (clone) await copyTreeAs(this.volumePath(clone.id), target);
-      else await mkdir(target, { recursive: true, mode: 0o777 });
+      else {
+        await mkdir(target, { recursive: true });
+        await chmod(target, 0o777); // mkdir's mode passes through the umask; as hostpath drivers do, any pod may write
+      }
       this.state.volumes[record.id] = record;
       await this.save();
       return { volume: this.volumeMessage(record) };
