@@ -53,19 +53,8 @@ export async function worker(): Promise<Figure[]> {
       bundled: (repository) => timeWorker(bundle, restic, source, repository, dir),
       sources: (repository) => timeWorker(sourceMain, restic, source, repository, dir),
     };
-    // Untimed, so that no timed run is the one that first reads the data or writes the disk.
-    await measure(restic, dir, "warm-up", sides.bare);
-    const best = { bare: Infinity, bundled: Infinity, sources: Infinity };
-    for (let round = 0; round < rounds; round++) {
-      const order = rotate(Object.keys(sides) as (keyof typeof sides)[], round);
-      const times: string[] = [];
-      for (const side of order) {
-        const seconds = await measure(restic, dir, `${side}-${round}`, sides[side]);
-        best[side] = Math.min(best[side], seconds);
-        times.push(`${side} ${seconds.toFixed(2)} s`);
-      }
-      console.error(`worker: round ${round + 1}: ${times.join(", ")}.`);
-    }
+    // Each backup into a fresh repository.
+    const best = await bestOf("backup", rounds, sides, (repository) => run(restic, ["init"], { env: env(repository) }), dir);
     const restore = await restoreRatio(restic, source, bundle, dir, rounds);
     return [
       ratio("worker.backup_time_ratio", best.bundled / best.bare, 1.03),
@@ -77,17 +66,46 @@ export async function worker(): Promise<Figure[]> {
   }
 }
 
+/** `sync`, untimed: each run writes a gigabyte, and its write-back must not fall into the next side's time. */
+function syncDisks(): Promise<number> {
+  return run("sync", [], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
+}
+
 /**
- * One timed backup into a fresh repository. The repository is then deleted and the disk synced, untimed: each
- * backup writes a gigabyte, and its write-back must not fall into the next side's time.
+ * One timed run of a side into a fresh directory under `dir` (made by `prepare`), deleted and synced afterwards.
+ * First one untimed run, so that no timed run is the one that first reads the data or writes the disk; then
+ * `rounds` rounds, each starting with another side. The best time of each side: on a shared machine noise only
+ * ever adds time.
  */
-async function measure(restic: string, dir: string, name: string, side: (repository: string) => Promise<number>): Promise<number> {
-  const repository = await freshRepository(restic, dir, name);
-  await run("sync", [], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
-  const seconds = await side(repository);
-  await rm(repository, { recursive: true, force: true });
-  await run("sync", [], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
-  return seconds;
+async function bestOf<K extends string>(
+  what: string,
+  rounds: number,
+  sides: Record<K, (target: string) => Promise<number>>,
+  prepare: (target: string) => Promise<unknown>,
+  dir: string,
+): Promise<Record<K, number>> {
+  const once = async (name: string, side: (target: string) => Promise<number>) => {
+    const target = path.join(dir, `${what}-${name}`);
+    await prepare(target);
+    await syncDisks();
+    const seconds = await side(target);
+    await rm(target, { recursive: true, force: true });
+    await syncDisks();
+    return seconds;
+  };
+  const names = Object.keys(sides) as K[];
+  await once("warm-up", sides[names[0] as K]);
+  const best = Object.fromEntries(names.map((k) => [k, Infinity])) as Record<K, number>;
+  for (let round = 0; round < rounds; round++) {
+    const times: string[] = [];
+    for (const side of rotate(names, round)) {
+      const seconds = await once(`${side}-${round}`, sides[side]);
+      best[side] = Math.min(best[side], seconds);
+      times.push(`${side} ${seconds.toFixed(2)} s`);
+    }
+    console.error(`worker: ${what} round ${round + 1}: ${times.join(", ")}.`);
+  }
+  return best;
 }
 
 function ratio(name: string, value: number, target: number): Figure {
@@ -112,26 +130,8 @@ async function restoreRatio(restic: string, source: string, bundle: string, dir:
         env: { ...env(repository), RESTIC_BINARY: restic, RESTORE_TARGET_PATH: target, RESTORE_SNAPSHOT: snapshotId, RESTORE_DELETE: "true", TERMINATION_MESSAGE_PATH: path.join(dir, "termination-log") },
       }),
   };
-  const once = async (name: string, side: (target: string) => Promise<number>) => {
-    const target = path.join(dir, `target-${name}`);
-    await mkdir(target);
-    await run("sync", [], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
-    const seconds = await side(target);
-    await rm(target, { recursive: true, force: true });
-    await run("sync", [], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
-    return seconds;
-  };
-  await once("warm-up", sides.bare);
-  const best = { bare: Infinity, bundled: Infinity };
-  for (let round = 0; round < rounds; round++) {
-    const times: string[] = [];
-    for (const side of rotate(Object.keys(sides) as (keyof typeof sides)[], round)) {
-      const seconds = await once(`${side}-${round}`, sides[side]);
-      best[side] = Math.min(best[side], seconds);
-      times.push(`${side} ${seconds.toFixed(2)} s`);
-    }
-    console.error(`worker: restore round ${round + 1}: ${times.join(", ")}.`);
-  }
+  // Each restore into a fresh empty target.
+  const best = await bestOf("restore", rounds, sides, (target) => mkdir(target), dir);
   await rm(repository, { recursive: true, force: true });
   return best.bundled / best.bare;
 }
