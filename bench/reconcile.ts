@@ -33,6 +33,7 @@ import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { randomUUID } from "node:crypto";
 import { EventMode, guessPlural } from "../cluster/event-source.ts";
+import { boundVolumeDir } from "../cluster/csi.ts";
 import { imageRepositories } from "../cluster/images.ts";
 import { COMPILE_CACHE_DIR, nodeFlags } from "../scripts/bundle.ts";
 import { applyObjects, readManifestFiles, serviceAccountToken, startCluster, STATE_ROOT, type Cluster } from "../cluster/index.ts";
@@ -104,11 +105,7 @@ async function install(cluster: Cluster, repository: string): Promise<void> {
     metadata: { name: "data" },
     spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } },
   });
-  const pvc = await until(async () => {
-    const p = await cluster.api.get<{ spec: { volumeName?: string }; status?: { phase?: string } }>(`/api/v1/namespaces/${NS}/persistentvolumeclaims/data`);
-    return p.status?.phase === "Bound" ? p : undefined;
-  }, "the PVC to be bound");
-  const dir = path.join(cluster.stateDir, "volumes", pvc.spec.volumeName ?? "");
+  const dir = await until(() => boundVolumeDir(cluster.api, cluster.stateDir, NS, "data"), "the PVC to be bound");
   await mkdir(path.join(dir, "docs"), { recursive: true });
   for (let i = 0; i < 20; i++) await writeFile(path.join(dir, "docs", `file-${i}.txt`), `file ${i}\n`.repeat(100), { mode: 0o644 });
   await chmod(path.join(dir, "docs"), 0o755);

@@ -1,6 +1,6 @@
 // The local node agent as a CSI driver: the CSI Identity and Controller services (container-storage-interface/spec
-// v1.13.0, its csi.proto read from the Go module, never copied) over a unix socket, for the CSI sidecars and
-// csi-sanity, and of the Node service only NodeGetInfo, NodeGetCapabilities (none: nothing to stage) and an
+// v1.13.0, its csi.proto read from the Go module, never copied) over a unix socket, for the real external-provisioner,
+// csi-snapshotter and csi-sanity, and of the Node service only NodeGetInfo, NodeGetCapabilities (none: nothing to stage) and an
 // idempotent NodeUnpublishVolume. Volumes and snapshots are directories, as in csi-hostpath; a snapshot or a clone is a faithful copy
 // (copyTreeAs). Node publishing stays in the simulated kubelet, which bind-mounts a volume's directory.
 //
@@ -61,6 +61,12 @@ interface CreateVolumeRequest {
   readonly volume_content_source?: { readonly snapshot?: { readonly snapshot_id: string }; readonly volume?: { readonly volume_id: string } };
 }
 
+interface CreateSnapshotRequest {
+  readonly name: string;
+  readonly source_volume_id: string;
+  readonly parameters?: Readonly<Record<string, string>>;
+}
+
 const SUPPORTED_ACCESS = new Set(["SINGLE_NODE_WRITER", "SINGLE_NODE_READER_ONLY", "SINGLE_NODE_SINGLE_WRITER", "SINGLE_NODE_MULTI_WRITER", "MULTI_NODE_READER_ONLY", "MULTI_NODE_SINGLE_WRITER", "MULTI_NODE_MULTI_WRITER"]);
 
 /** Why a set of capabilities is not one this driver gives, or undefined when it is: filesystem volumes only. */
@@ -75,23 +81,44 @@ function unsupported(caps: readonly Capability[]): string | undefined {
 
 const bytes = (v: string | undefined): number => (v ? Number(v) : 0);
 
+export interface CsiDriverOptions {
+  readonly volumesDir: string;
+  readonly snapshotsDir: string;
+  readonly stateFile: string;
+  /**
+   * Asked before each new snapshot, with CreateSnapshot's parameters (csi-snapshotter's --extra-create-metadata puts
+   * the VolumeSnapshot's name and namespace there): a message makes the call fail with FAILED_PRECONDITION, as a
+   * storage backend's refusal would. The local cluster's test hook (SNAPSHOT_ERROR_ANNOTATION).
+   */
+  readonly refuseSnapshot?: (parameters: Readonly<Record<string, string>>) => Promise<string | undefined>;
+}
+
+/** The storage a driver holds, read from its state file: for tests that check nothing is left behind. */
+export async function readInventory(stateFile: string): Promise<{ volumes: string[]; snapshots: string[] }> {
+  const state = existsSync(stateFile) ? (JSON.parse(await readFile(stateFile, "utf8")) as State) : { volumes: {}, snapshots: {} };
+  return { volumes: Object.keys(state.volumes), snapshots: Object.keys(state.snapshots) };
+}
+
 export class CsiDriver {
   private readonly volumesDir: string;
   private readonly snapshotsDir: string;
   private readonly stateFile: string;
+  private readonly refuseSnapshot: CsiDriverOptions["refuseSnapshot"];
   private state: State = { volumes: {}, snapshots: {} };
   /** Calls run one at a time: the state is read, changed and written whole. */
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(dirs: { volumesDir: string; snapshotsDir: string; stateFile: string }) {
-    this.volumesDir = dirs.volumesDir;
-    this.snapshotsDir = dirs.snapshotsDir;
-    this.stateFile = dirs.stateFile;
+  constructor(opts: CsiDriverOptions) {
+    this.volumesDir = opts.volumesDir;
+    this.snapshotsDir = opts.snapshotsDir;
+    this.stateFile = opts.stateFile;
+    this.refuseSnapshot = opts.refuseSnapshot;
   }
 
   async init(): Promise<void> {
     await mkdir(this.volumesDir, { recursive: true });
     await mkdir(this.snapshotsDir, { recursive: true });
+    await mkdir(path.dirname(this.stateFile), { recursive: true });
     if (existsSync(this.stateFile)) this.state = JSON.parse(await readFile(this.stateFile, "utf8")) as State;
   }
 
@@ -133,7 +160,8 @@ export class CsiDriver {
   // ---- Controller
 
   controllerGetCapabilities() {
-    const rpcs = ["CREATE_DELETE_VOLUME", "CREATE_DELETE_SNAPSHOT", "CLONE_VOLUME"];
+    // LIST_SNAPSHOTS lets csi-snapshotter check a pre-provisioned content's handle and learn its size.
+    const rpcs = ["CREATE_DELETE_VOLUME", "CREATE_DELETE_SNAPSHOT", "LIST_SNAPSHOTS", "CLONE_VOLUME"];
     return { capabilities: rpcs.map((type) => ({ rpc: { type } })) };
   }
 
@@ -207,7 +235,7 @@ export class CsiDriver {
     return { confirmed: { volume_context: req.volume_context ?? {}, volume_capabilities: req.volume_capabilities, parameters: req.parameters ?? {} } };
   }
 
-  createSnapshot(req: { name: string; source_volume_id: string }) {
+  createSnapshot(req: CreateSnapshotRequest) {
     return this.serial(async () => {
       if (!req.name) throw new CsiError(grpc.status.INVALID_ARGUMENT, "name is required");
       if (!req.source_volume_id) throw new CsiError(grpc.status.INVALID_ARGUMENT, "source_volume_id is required");
@@ -218,6 +246,8 @@ export class CsiDriver {
       }
       const volume = this.state.volumes[req.source_volume_id];
       if (!volume) throw new CsiError(grpc.status.NOT_FOUND, `volume ${req.source_volume_id} does not exist`);
+      const refused = await this.refuseSnapshot?.(req.parameters ?? {});
+      if (refused) throw new CsiError(grpc.status.FAILED_PRECONDITION, refused);
       const id = `snap-${randomUUID()}`;
       await copyTreeAs(this.volumePath(volume.id), this.snapshotPath(id));
       const now = Date.now();
@@ -231,6 +261,26 @@ export class CsiDriver {
 
   private snapshotMessage(s: SnapshotRecord) {
     return { snapshot_id: s.id, source_volume_id: s.sourceVolumeId, size_bytes: String(s.sizeBytes), creation_time: s.created, ready_to_use: true };
+  }
+
+  /**
+   * One snapshot by id, the snapshots of one volume, or all, in id order, a page of `max_entries` at a time; the
+   * next_token is the id to start the next page at. An unknown id is an empty list, as the spec asks.
+   */
+  listSnapshots(req: { max_entries?: number; starting_token?: string; source_volume_id?: string; snapshot_id?: string }) {
+    const all = Object.values(this.state.snapshots)
+      .filter((s) => (!req.snapshot_id || s.id === req.snapshot_id) && (!req.source_volume_id || s.sourceVolumeId === req.source_volume_id))
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const max = req.max_entries ?? 0;
+    if (max < 0) throw new CsiError(grpc.status.INVALID_ARGUMENT, "max_entries must not be negative");
+    let start = 0;
+    if (req.starting_token) {
+      start = all.findIndex((s) => s.id === req.starting_token);
+      if (start < 0) throw new CsiError(grpc.status.ABORTED, `starting_token ${req.starting_token} does not name a snapshot`);
+    }
+    const page = max > 0 ? all.slice(start, start + max) : all.slice(start);
+    const next = max > 0 ? all[start + max]?.id : undefined;
+    return { entries: page.map((s) => ({ snapshot: this.snapshotMessage(s) })), next_token: next ?? "" };
   }
 
   deleteSnapshot(req: { snapshot_id: string }) {
@@ -261,11 +311,6 @@ export class CsiDriver {
     if (!req.target_path) throw new CsiError(grpc.status.INVALID_ARGUMENT, "target_path is required");
     if (!this.state.volumes[req.volume_id]) throw new CsiError(grpc.status.NOT_FOUND, `volume ${req.volume_id} does not exist`);
     return {};
-  }
-
-  /** The storage that exists: for tests that check nothing is left behind. */
-  inventory(): { volumes: string[]; snapshots: string[] } {
-    return { volumes: Object.keys(this.state.volumes), snapshots: Object.keys(this.state.snapshots) };
   }
 }
 
@@ -304,7 +349,8 @@ export async function serveCsi(driver: CsiDriver, socket: string, log: (msg: str
       CreateVolume: (r: CreateVolumeRequest) => driver.createVolume(r),
       DeleteVolume: (r: { volume_id: string }) => driver.deleteVolume(r),
       ValidateVolumeCapabilities: (r: Parameters<CsiDriver["validateVolumeCapabilities"]>[0]) => driver.validateVolumeCapabilities(r),
-      CreateSnapshot: (r: { name: string; source_volume_id: string }) => driver.createSnapshot(r),
+      CreateSnapshot: (r: CreateSnapshotRequest) => driver.createSnapshot(r),
+      ListSnapshots: (r: Parameters<CsiDriver["listSnapshots"]>[0]) => driver.listSnapshots(r),
       DeleteSnapshot: (r: { snapshot_id: string }) => driver.deleteSnapshot(r),
     },
     Node: {

@@ -11,6 +11,7 @@ import { prepareImages } from "./images.ts";
 import { startNodeAgent, type NodeAgent } from "./node-agent.ts";
 import { issueClient, issueServing, pkiAt, writeKubeconfig } from "./pki.ts";
 import { startKeda } from "./keda.ts";
+import { startStorageControllers, type StorageControllers } from "./storage.ts";
 import { sleep, type Managed } from "./processes.ts";
 import { repoRoot, resolveClusterBinaries, resolveBinary, upstreamCrdFiles } from "./toolchain.ts";
 
@@ -30,6 +31,8 @@ export interface Cluster {
   readonly api: RestClient;
   readonly controlPlane: ControlPlane;
   readonly agent: NodeAgent;
+  /** The CSI snapshot controller and the driver's provisioner and snapshotter sidecars. */
+  readonly storage: StorageControllers;
   /** KEDA's operator: it turns ScaledJobs (the tick's) into Jobs. */
   readonly keda: Managed;
   stop(): Promise<void>;
@@ -131,12 +134,14 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
   const bins = await resolveClusterBinaries((l) => log(l));
   const restic = await resolveBinary("restic", (l) => log(l));
   const kedaBin = await resolveBinary("keda-operator", (l) => log(l));
-  // Built now, with the rest, rather than when the first event source starts (cluster/event-source.ts).
-  await resolveBinary("apiserver_receive_adapter", (l) => log(l));
+  // Built now, with the rest, rather than when the first event source starts (cluster/event-source.ts) or the
+  // storage controllers start.
+  for (const name of ["apiserver_receive_adapter", "snapshot-controller", "csi-snapshotter", "csi-provisioner"] as const) await resolveBinary(name, (l) => log(l));
   const crdFiles = await upstreamCrdFiles((l) => log(l));
   const controlPlane = await startControlPlane(bins, opts.stateDir);
   const api = new RestClient(credentialsFromKubeconfig(controlPlane.kubeconfig));
   let agent: NodeAgent | undefined;
+  let storage: StorageControllers | undefined;
   let keda: Managed | undefined;
   try {
     log("Control plane is ready.", { server: controlPlane.server, ms: Date.now() - started });
@@ -152,15 +157,19 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
     const images = await prepareImages(path.join(opts.stateDir, "images"), restic);
     const serving = await issueServing(controlPlane.pki, "kubelet", ["127.0.0.1"], ["localhost"]);
     agent = await startNodeAgent({ api, stateDir: opts.stateDir, images, pki: controlPlane.pki, serving, log });
+    storage = await startStorageControllers({ api, stateDir: opts.stateDir, socket: agent.csi.socket, log });
     keda = await startKeda({ bin: kedaBin, api, stateDir: opts.stateDir, server: controlPlane.server, pki: controlPlane.pki });
     log("Local cluster is ready.", { ms: Date.now() - started });
   } catch (err) {
+    await keda?.stop();
+    await storage?.stop();
     await agent?.stop();
     api.close();
     await controlPlane.stop();
     throw err;
   }
   const nodeAgent = agent;
+  const storageControllers = storage;
   const operator = keda;
   return {
     stateDir: opts.stateDir,
@@ -169,9 +178,11 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
     api,
     controlPlane,
     agent: nodeAgent,
+    storage: storageControllers,
     keda: operator,
     async stop() {
       await operator.stop();
+      await storageControllers.stop();
       await nodeAgent.stop();
       api.close();
       await controlPlane.stop();

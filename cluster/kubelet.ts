@@ -9,7 +9,7 @@ import { chmod, chown, lstat, mkdir, open, readdir, readFile, rm, writeFile } fr
 import path from "node:path";
 import { isNotFound, type RestClient } from "../lib/k8s/rest.ts";
 import type { Informer } from "../lib/k8s/informer.ts";
-import { nowIso, type LocalCsi } from "./csi.ts";
+import { nowIso, type PvcVolumes } from "./csi.ts";
 import type { ConfigMap, Container, ContainerState, ContainerStatus, EnvVar, KeyToPath, Named, Pod, Secret, SecurityContext, Volume } from "../lib/api/kube.ts";
 
 export const NODE_NAME = "walle-local-node";
@@ -61,7 +61,7 @@ export class LocalKubelet {
 
   private readonly api: RestClient;
   private readonly pods: Informer<Named<Pod>>;
-  private readonly csi: LocalCsi;
+  private readonly volumes: PvcVolumes;
   private readonly stateDir: string;
   private readonly images: ImageResolver;
   private readonly apiserver: { host: string; port: string };
@@ -71,7 +71,7 @@ export class LocalKubelet {
   constructor(o: {
     api: RestClient;
     pods: Informer<Named<Pod>>;
-    csi: LocalCsi;
+    volumes: PvcVolumes;
     stateDir: string;
     images: ImageResolver;
     apiserver: { host: string; port: string };
@@ -80,7 +80,7 @@ export class LocalKubelet {
   }) {
     this.api = o.api;
     this.pods = o.pods;
-    this.csi = o.csi;
+    this.volumes = o.volumes;
     this.stateDir = o.stateDir;
     this.images = o.images;
     this.apiserver = o.apiserver;
@@ -299,7 +299,7 @@ export class LocalKubelet {
   }
 
   private async volumeSource(pod: Named<Pod>, ns: string, v: Volume, dir: string): Promise<string | undefined> {
-    if (v.persistentVolumeClaim) return this.csi.pvcPath(ns, v.persistentVolumeClaim.claimName);
+    if (v.persistentVolumeClaim) return this.volumes.pvcPath(ns, v.persistentVolumeClaim.claimName);
     if (v.hostPath) return v.hostPath.path;
     await mkdir(dir, { recursive: true, mode: 0o755 });
     if (v.emptyDir) {

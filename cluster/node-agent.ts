@@ -1,16 +1,19 @@
-// The local node agent: one Node, a StorageClass and a default VolumeSnapshotClass for the local CSI driver,
-// and the loops of the scheduler, kubelet and CSI driver. Its loop is level-triggered: every change, and a
-// periodic tick, runs one pass over the cached objects.
+// The local node agent: one Node; the local CSI driver's server (cluster/csi-driver.ts) on a unix socket, with its
+// StorageClass, default VolumeSnapshotClass and CSIDriver object; and the loop of the scheduler and kubelet. The
+// real CSI sidecars and snapshot controller (cluster/storage.ts) drive the driver. The loop is level-triggered:
+// every change, and a periodic tick, runs one pass over the cached objects.
 import { readFile } from "node:fs/promises";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { Informer, type KubeObject } from "../lib/k8s/informer.ts";
 import { isAlreadyExists, type RestClient } from "../lib/k8s/rest.ts";
-import { DRIVER, LocalCsi, SNAPSHOT_CLASS, STORAGE_CLASS } from "./csi.ts";
+import { applyObjects } from "./index.ts";
+import { csiDirs, pvcVolumes, SNAPSHOT_ERROR_ANNOTATION, storageObjects } from "./csi.ts";
+import { CsiDriver, serveCsi, type CsiServer } from "./csi-driver.ts";
 import { LocalKubelet, NODE_NAME, type ImageResolver } from "./kubelet.ts";
 import type { CertPair, Pki } from "./pki.ts";
-import type { Named, Node, NodeStatus, Pod, Pv, Pvc, StorageClass } from "../lib/api/kube.ts";
-import type { VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent } from "./types.ts";
+import type { Named, Node, NodeStatus, Pod, Pv, Pvc } from "../lib/api/kube.ts";
+import type { VolumeSnapshot } from "./types.ts";
 
 export interface NodeAgentOptions {
   readonly api: RestClient;
@@ -22,7 +25,8 @@ export interface NodeAgentOptions {
 }
 
 export interface NodeAgent {
-  readonly csi: LocalCsi;
+  /** The CSI driver's server, whose socket the CSI sidecars call. */
+  readonly csi: CsiServer;
   readonly kubelet: LocalKubelet;
   stop(): Promise<void>;
 }
@@ -55,7 +59,7 @@ async function startKubeletServer(opts: NodeAgentOptions, kubelet: LocalKubelet)
   return server;
 }
 
-/** The Node, its StorageClass and its default VolumeSnapshotClass. */
+/** The Node, and the local driver's StorageClass, default VolumeSnapshotClass and CSIDriver. */
 async function registerNode(api: RestClient, port: number): Promise<void> {
   const now = new Date().toISOString();
   const node: Named<Node> = {
@@ -77,24 +81,21 @@ async function registerNode(api: RestClient, port: number): Promise<void> {
     },
   };
   await api.patch(`/api/v1/nodes/${NODE_NAME}/status`, { status });
-  const storageClass: Named<StorageClass> = {
-    apiVersion: "storage.k8s.io/v1",
-    kind: "StorageClass",
-    metadata: { name: STORAGE_CLASS, annotations: { "storageclass.kubernetes.io/is-default-class": "true" } },
-    provisioner: DRIVER,
-    reclaimPolicy: "Delete",
-    volumeBindingMode: "Immediate",
-    allowVolumeExpansion: false,
-  };
-  await ensure(api, "/apis/storage.k8s.io/v1/storageclasses", storageClass);
-  const snapshotClass: Named<VolumeSnapshotClass> = {
-    apiVersion: "snapshot.storage.k8s.io/v1",
-    kind: "VolumeSnapshotClass",
-    metadata: { name: SNAPSHOT_CLASS, annotations: { "snapshot.storage.kubernetes.io/is-default-class": "true" } },
-    driver: DRIVER,
-    deletionPolicy: "Delete",
-  };
-  await ensure(api, "/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses", snapshotClass);
+  await applyObjects(api, storageObjects());
+}
+
+/**
+ * The test hook SNAPSHOT_ERROR_ANNOTATION: the message on the VolumeSnapshot being made, or on the PVC it snapshots,
+ * found by the name and namespace csi-snapshotter passes in CreateSnapshot's parameters.
+ */
+async function injectedSnapshotError(api: RestClient, parameters: Readonly<Record<string, string>>): Promise<string | undefined> {
+  const name = parameters["csi.storage.k8s.io/volumesnapshot/name"];
+  const namespace = parameters["csi.storage.k8s.io/volumesnapshot/namespace"];
+  if (!name || !namespace) return undefined;
+  const vs = await api.get<VolumeSnapshot>(`/apis/snapshot.storage.k8s.io/v1/namespaces/${namespace}/volumesnapshots/${name}`).catch(() => undefined);
+  const pvcName = vs?.spec.source.persistentVolumeClaimName;
+  const pvc = pvcName ? await api.get<Pvc>(`/api/v1/namespaces/${namespace}/persistentvolumeclaims/${pvcName}`).catch(() => undefined) : undefined;
+  return vs?.metadata?.annotations?.[SNAPSHOT_ERROR_ANNOTATION] ?? pvc?.metadata?.annotations?.[SNAPSHOT_ERROR_ANNOTATION];
 }
 
 export async function startNodeAgent(opts: NodeAgentOptions): Promise<NodeAgent> {
@@ -107,32 +108,28 @@ export async function startNodeAgent(opts: NodeAgentOptions): Promise<NodeAgent>
     wake?.();
   };
   const inform = <T extends KubeObject>(p: string) => new Informer<T>(api, p, () => kick(), {}, (err) => log("watch failed", { path: p, err: String(err) }));
-  const caches = {
-    pvcs: inform<Named<Pvc>>("/api/v1/persistentvolumeclaims"),
-    pvs: inform<Named<Pv>>("/api/v1/persistentvolumes"),
-    storageClasses: inform<Named<StorageClass>>("/apis/storage.k8s.io/v1/storageclasses"),
-    snapshots: inform<Named<VolumeSnapshot>>("/apis/snapshot.storage.k8s.io/v1/volumesnapshots"),
-    snapshotClasses: inform<Named<VolumeSnapshotClass>>("/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses"),
-  };
-  // The content informer tells the driver of deletions, so the Delete policy removes the storage snapshot.
-  const contents = new Informer<Named<VolumeSnapshotContent>>(api, "/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents", (type, obj) => {
-    if (type === "delete") void csi.contentDeleted(obj);
-    kick();
-  });
-  const csi: LocalCsi = new LocalCsi(api, { ...caches, contents }, opts.stateDir, log);
+  const pvcs = inform<Named<Pvc>>("/api/v1/persistentvolumeclaims");
+  const pvs = inform<Named<Pv>>("/api/v1/persistentvolumes");
   const pods = inform<Named<Pod>>("/api/v1/pods");
   const url = new URL(api.creds.server);
-  const kubelet = new LocalKubelet({ api, pods, csi, stateDir: opts.stateDir, images: opts.images, apiserver: { host: url.hostname, port: url.port || "443" }, log, kick });
-  await csi.init();
+  const kubelet = new LocalKubelet({
+    api, pods, volumes: pvcVolumes(opts.stateDir, pvcs, pvs), stateDir: opts.stateDir, images: opts.images,
+    apiserver: { host: url.hostname, port: url.port || "443" }, log, kick,
+  });
+  const dirs = csiDirs(opts.stateDir);
+  const driver = new CsiDriver({ ...dirs, refuseSnapshot: (parameters) => injectedSnapshotError(api, parameters) });
+  await driver.init();
+  const csi = await serveCsi(driver, dirs.socket, log);
 
   const server = await startKubeletServer(opts, kubelet);
-  const informers = [...Object.values(caches), contents, pods];
+  const informers = [pvcs, pvs, pods];
   try {
     await registerNode(api, (server.address() as AddressInfo).port);
     await Promise.all(informers.map((i) => i.start()));
   } catch (err) {
     for (const i of informers) i.stop();
     server.close();
+    await csi.stop();
     throw err;
   }
 
@@ -140,7 +137,6 @@ export async function startNodeAgent(opts: NodeAgentOptions): Promise<NodeAgent>
   const loop = (async () => {
     while (!stopped) {
       dirty = false;
-      await csi.reconcile();
       await kubelet.reconcile();
       if (dirty) continue;
       // Changes wake the loop at once; otherwise a periodic pass catches deadlines and anything a watch missed.
@@ -162,6 +158,7 @@ export async function startNodeAgent(opts: NodeAgentOptions): Promise<NodeAgent>
       for (const i of informers) i.stop();
       server.close();
       await loop.catch(() => {});
+      await csi.stop();
     },
   };
 }

@@ -88,3 +88,58 @@ export async function waitUntil(
     await sleep(100);
   }
 }
+
+/** A long-running process that is started again whenever it exits, as a kubelet restarts a crashed container. */
+export interface Supervised {
+  readonly name: string;
+  /** The process running now (or the last one, while a restart waits). */
+  current(): Managed;
+  /** How many times it has been started again. */
+  restarts(): number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a process and restarts it when it exits, after a back-off that doubles from 1 s to 30 s, as the
+ * kubelet's CrashLoopBackOff does, and resets once a run has lasted a minute.
+ */
+export async function supervise(name: string, start: () => Promise<Managed>, log: (msg: string, extra?: Record<string, unknown>) => void = () => {}): Promise<Supervised> {
+  let proc = await start();
+  let restarts = 0;
+  let stopped = false;
+  let wake: (() => void) | undefined;
+  const loop = (async () => {
+    let backoff = 1000;
+    let since = Date.now();
+    while (!stopped) {
+      const how = await proc.exited;
+      if (stopped) return;
+      if (Date.now() - since > 60_000) backoff = 1000;
+      log(`${name} exited; restarting`, { exit: how, inMs: backoff, logFile: proc.logFile });
+      await new Promise<void>((r) => {
+        wake = r;
+        setTimeout(r, backoff).unref();
+      });
+      backoff = Math.min(backoff * 2, 30_000);
+      if (stopped) return;
+      since = Date.now();
+      try {
+        proc = await start();
+        restarts += 1;
+      } catch (err) {
+        log(`${name} could not be restarted`, { err: String(err) }); // the dead process's exit is awaited again: back off, retry
+      }
+    }
+  })();
+  return {
+    name,
+    current: () => proc,
+    restarts: () => restarts,
+    async stop() {
+      stopped = true;
+      wake?.();
+      await proc.stop();
+      await loop;
+    },
+  };
+}

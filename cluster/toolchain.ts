@@ -250,12 +250,18 @@ export async function resolveResticBinaries(log?: (line: string) => void) {
  */
 export const upstreamCrds = [
   {
+    // The same version as the snapshot controller and csi-snapshotter the local cluster runs (toolchain/snapshotter).
     module: "github.com/kubernetes-csi/external-snapshotter/client/v8",
-    version: "v8.6.0",
+    version: "v8.7.0",
     files: [
       "config/crd/snapshot.storage.k8s.io_volumesnapshotclasses.yaml",
       "config/crd/snapshot.storage.k8s.io_volumesnapshotcontents.yaml",
       "config/crd/snapshot.storage.k8s.io_volumesnapshots.yaml",
+      // Upstream's kustomization installs these too; without them the snapshot controller waits 30 s for them
+      // at every start, then runs without group snapshots.
+      "config/crd/groupsnapshot.storage.k8s.io_volumegroupsnapshotclasses.yaml",
+      "config/crd/groupsnapshot.storage.k8s.io_volumegroupsnapshotcontents.yaml",
+      "config/crd/groupsnapshot.storage.k8s.io_volumegroupsnapshots.yaml",
     ],
   },
   {
@@ -317,6 +323,36 @@ export async function upstreamCrdFiles(log: (line: string) => void = () => {}): 
   const out: string[] = [];
   for (const src of upstreamCrds) out.push(...(await upstreamFiles(src, { dir: "crds", what: "CRDs" }, log)));
   return out;
+}
+
+/**
+ * The RBAC the CSI machinery is deployed with, from the same modules and versions the local cluster runs
+ * (toolchain/snapshotter, toolchain/provisioner): ServiceAccounts, ClusterRoles and their bindings, applied as they
+ * are, so the controllers run with upstream's permissions and no more.
+ */
+export const upstreamRbac = {
+  "snapshot-controller": {
+    module: "github.com/kubernetes-csi/external-snapshotter/v8",
+    version: "v8.7.0",
+    files: ["deploy/kubernetes/snapshot-controller/rbac-snapshot-controller.yaml"],
+  },
+  "csi-snapshotter": {
+    module: "github.com/kubernetes-csi/external-snapshotter/v8",
+    version: "v8.7.0",
+    files: ["deploy/kubernetes/csi-snapshotter/rbac-csi-snapshotter.yaml"],
+  },
+  "csi-provisioner": {
+    module: "github.com/kubernetes-csi/external-provisioner/v6",
+    version: "v6.4.0",
+    files: ["deploy/kubernetes/rbac.yaml"],
+  },
+} as const satisfies Record<string, UpstreamFiles>;
+
+/** The upstream RBAC file of one CSI controller, from the cache or downloaded once. */
+export async function upstreamRbacFile(name: keyof typeof upstreamRbac, log: (line: string) => void = () => {}): Promise<string> {
+  const [file] = await upstreamFiles(upstreamRbac[name], { dir: "rbac", what: "RBAC" }, log);
+  if (!file) throw new ToolchainError(`${upstreamRbac[name].module} gave no RBAC file for ${name}`);
+  return file;
 }
 
 /** The CSI spec the local node agent's driver implements (cluster/csi-driver.ts), read from its own module. */

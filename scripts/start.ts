@@ -13,6 +13,7 @@ import path from "node:path";
 import { parseEnv } from "node:util";
 import { applyObjects, readManifestFiles, startCluster, STATE_ROOT } from "../cluster/index.ts";
 import { installWalle, LOCAL_CLUSTER_NAME, runWalle } from "../cluster/run-walle.ts";
+import { boundVolumeDir } from "../cluster/csi.ts";
 import { repositoryOf } from "../cluster/images.ts";
 import { runsAs } from "../cluster/kubelet.ts";
 import { repoRoot } from "../cluster/toolchain.ts";
@@ -58,7 +59,7 @@ async function runExample(): Promise<void> {
     objs.map((o) => ({ ...o, metadata: { ...o.metadata, namespace: o.metadata.namespace ?? "default" } }));
   say("applying examples/workload.yml (a Deployment and its PVC example-volume)");
   await applyObjects(cluster.api, inDefault(await readManifestFiles([path.join(examples, "workload.yml")])));
-  await simulateWorkload(path.join(stateDir, "volumes"));
+  await simulateWorkload();
   say("creating Secret restic-rest-config from examples/restic-secret.env");
   const env = parseEnv(await readFile(path.join(examples, "restic-secret.env"), "utf8"));
   await applyObjects(cluster.api, [
@@ -134,7 +135,7 @@ async function runSchedule(): Promise<void> {
  * its image's user) and with a shell's umask (022), so the backup meets the owners and modes the real container
  * would leave.
  */
-async function simulateWorkload(volumes: string): Promise<void> {
+async function simulateWorkload(): Promise<void> {
   // The user an image runs as when the pod does not say: its image config's User (alpine sets none: root). Declared
   // here, not at the top level, which the top-level awaits above reach before any later declaration.
   const IMAGE_USERS: Readonly<Record<string, { user: number; group: number }>> = { alpine: { user: 0, group: 0 } };
@@ -143,10 +144,10 @@ async function simulateWorkload(volumes: string): Promise<void> {
   const container = pod.containers[0];
   const { uid, gid } = runsAs(pod.securityContext, container?.securityContext, IMAGE_USERS[repositoryOf(container?.image ?? "")]);
   for (;;) {
-    const pvc = await cluster.api.get<{ spec: { volumeName?: string }; status?: { phase?: string } }>("/api/v1/namespaces/default/persistentvolumeclaims/example-volume");
-    if (pvc.status?.phase === "Bound" && pvc.spec.volumeName) {
+    const dir = await boundVolumeDir(cluster.api, stateDir, "default", "example-volume");
+    if (dir) {
       const lines = Array.from({ length: 6 }, (_, i) => new Date(Date.now() - (6 - i) * 10_000).toString()).join("\n");
-      const file = path.join(volumes, pvc.spec.volumeName, "datelog");
+      const file = path.join(dir, "datelog");
       await writeFile(file, `${lines}\n`, { mode: 0o644 });
       await chown(file, uid, gid);
       say(`wrote datelog into example-volume as uid ${uid}, gid ${gid}, mode 0644, as the example's ${container?.image ?? "container"} would (the local node runs only Walle's images)`);

@@ -109,6 +109,9 @@ export function backupJobReads(bj: BackupJob, seen: Partial<BackupJobObserved>, 
       } as const;
       if (workerNs === ns) {
         if (seen.sourceSnapshot === undefined) return { sourceSnapshot: { get: "VolumeSnapshot", name: names.sourceSnapshot, namespace: ns } };
+        // A snapshot with an error: its content says whether the storage refused it (final) or the controller retries.
+        const erred = seen.sourceSnapshot?.status?.error && seen.sourceSnapshot.status.readyToUse !== true ? seen.sourceSnapshot.status.boundVolumeSnapshotContentName : undefined;
+        if (erred && seen.sourceContent === undefined) return { sourceContent: { get: "VolumeSnapshotContent", name: erred } };
         return seen.sourceSnapshot?.status?.readyToUse === true && seen.repositoryJobs === undefined ? repository : {};
       }
       if (seen.sourceSnapshot === undefined) {
@@ -255,10 +258,17 @@ function start(s: Step): Outcome {
 function awaitSnapshot(s: Step): Outcome {
   const { w, names, workerNs, cross } = s;
   // Once moved across, the storage snapshot lives on in the repository namespace only.
+  // The storage's answer is final: an error on a content comes from the driver (csi-snapshotter's CreateSnapshot or
+  // its check of a pre-provisioned handle). An error on the snapshot alone is the snapshot controller's, often a
+  // moment's (a content its cache has not seen yet, a conflict), and it retries: the wait goes on, showing it.
   const moved = cross ? w.movedSnapshot : undefined;
-  if (moved?.status?.error?.message) return fail(s, ConditionReason.SnapshotFailed, `VolumeSnapshot ${workerNs}/${names.movedSnapshot} failed: ${moved.status.error.message}`, true);
+  const movedRefused = cross ? w.movedContent?.status?.error?.message : undefined;
+  if (movedRefused) return fail(s, ConditionReason.SnapshotFailed, `VolumeSnapshot ${workerNs}/${names.movedSnapshot} failed: ${movedRefused}`, true);
   const source = w.sourceSnapshot;
-  if (source?.status?.error?.message) return fail(s, ConditionReason.SnapshotFailed, `VolumeSnapshot ${w.job.namespace}/${names.sourceSnapshot} failed: ${source.status.error.message}`, true);
+  const sourceRefused = w.sourceContent?.status?.error?.message;
+  if (sourceRefused && source?.status?.readyToUse !== true) {
+    return fail(s, ConditionReason.SnapshotFailed, `VolumeSnapshot ${w.job.namespace}/${names.sourceSnapshot} failed: ${sourceRefused}`, true);
+  }
   const ready = cross ? moved?.status?.readyToUse === true : source?.status?.readyToUse === true;
   if (cross && !ready) return moveSnapshot(s);
   if (!ready) return waitOrTimeOut(s, source === null);
@@ -286,14 +296,16 @@ function moveSnapshot(s: Step): Outcome {
  * DESIGN §3 step 3: Retain on the original content, then delete the original pair; the storage snapshot survives,
  * owned only by the moved pair, and the tenant namespace keeps nothing of the backup. The content goes before its
  * snapshot: a run cut short between the two leaves the snapshot, which still names nothing and which clean-up
- * deletes by name, rather than a Retain content nobody could find.
+ * deletes by name, rather than a Retain content nobody could find. A content already being deleted is not deleted
+ * again: the snapshot controller's bound-protection finalizer keeps it until its snapshot is gone, so only the
+ * snapshot's deletion moves it on.
  */
 function releaseSource(s: Step): void {
   const content = s.w.sourceContent;
   if (content) {
     const ref = { apiVersion: SNAP_API, kind: "VolumeSnapshotContent", name: content.metadata.name ?? "" } as const;
     if (content.spec.deletionPolicy !== "Retain") s.actions.push({ op: "patch", target: ref, patch: { spec: { deletionPolicy: "Retain" } } });
-    s.actions.push({ op: "delete", target: ref });
+    if (!content.metadata.deletionTimestamp) s.actions.push({ op: "delete", target: ref });
   }
   s.actions.push({ op: "delete", target: { apiVersion: SNAP_API, kind: "VolumeSnapshot", namespace: s.w.job.namespace, name: s.names.sourceSnapshot } });
 }
@@ -372,10 +384,20 @@ function startWorker(s: Step): Outcome {
 }
 
 function waitOrTimeOut(s: Step, snapshotMissing: boolean): Outcome {
-  const { config, names, w } = s;
+  const { config, names, w, workerNs } = s;
   const waited = s.secondsSince(w.status.startTime);
+  // The snapshot controller's own complaint, if it has one: shown while it retries, and kept in the timeout's message.
+  const complaint = s.cross && w.movedSnapshot?.status?.error?.message
+    ? `VolumeSnapshot ${workerNs}/${names.movedSnapshot}: ${w.movedSnapshot.status.error.message}`
+    : w.sourceSnapshot?.status?.error?.message ? `VolumeSnapshot ${w.job.namespace}/${names.sourceSnapshot}: ${w.sourceSnapshot.status.error.message}` : undefined;
   if (waited > config.snapshotTimeoutSeconds) {
-    return fail(s, ConditionReason.SnapshotTimeout, `Stuck in CreatingSnapshot: VolumeSnapshot ${w.job.namespace}/${names.sourceSnapshot} was not ready within ${config.snapshotTimeoutSeconds} s.`, true);
+    return fail(s, ConditionReason.SnapshotTimeout, `Stuck in CreatingSnapshot: VolumeSnapshot ${w.job.namespace}/${names.sourceSnapshot} was not ready within ${config.snapshotTimeoutSeconds} s.${complaint ? ` Last error: ${complaint}` : ""}`, true);
+  }
+  if (complaint) {
+    s.condition({
+      type: BackupJobConditionType.SnapshotReady, status: ConditionStatus.False, reason: ConditionReason.Creating,
+      message: `Not ready yet; the snapshot controller retries until ${config.snapshotTimeoutSeconds} s have passed. ${complaint}`,
+    });
   }
   if (snapshotMissing) {
     // Deleted before it was ready. Making it again could race a clean-up that another instance just did, so

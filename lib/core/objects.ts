@@ -54,6 +54,9 @@ export const volumeSnapshotClassSchema = z.looseObject({
 });
 export type VolumeSnapshotClass = z.output<typeof volumeSnapshotClassSchema>;
 
+/** A snapshot's or content's error, as the snapshot controller and csi-snapshotter write it. */
+const snapshotError = z.looseObject({ message: z.string().optional(), time: z.string().optional() });
+
 export const volumeSnapshotSchema = z.looseObject({
   metadata: meta,
   spec: z.looseObject({
@@ -66,7 +69,7 @@ export const volumeSnapshotSchema = z.looseObject({
       readyToUse: z.boolean().optional(),
       restoreSize: z.union([z.string(), z.number()]).optional(),
       creationTime: z.string().optional(),
-      error: z.looseObject({ message: z.string().optional(), time: z.string().optional() }).optional(),
+      error: snapshotError.optional(),
     })
     .optional(),
 });
@@ -82,7 +85,7 @@ export const volumeSnapshotContentSchema = z.looseObject({
     source: z.looseObject({ volumeHandle: z.string().optional(), snapshotHandle: z.string().optional() }),
   }),
   status: z
-    .looseObject({ snapshotHandle: z.string().optional(), readyToUse: z.boolean().optional(), restoreSize: z.number().optional() })
+    .looseObject({ snapshotHandle: z.string().optional(), readyToUse: z.boolean().optional(), restoreSize: z.number().optional(), error: snapshotError.optional() })
     .optional(),
 });
 export type VolumeSnapshotContent = z.output<typeof volumeSnapshotContentSchema>;

@@ -1,13 +1,18 @@
-// The local cluster itself: a real kube-apiserver and kube-controller-manager, with only the node and the CSI
-// driver simulated. Each test shows one thing the rest of Walle relies on.
+// The local cluster itself: a real kube-apiserver and kube-controller-manager, the real CSI snapshot-controller,
+// csi-snapshotter and csi-provisioner against the node agent's CSI driver, with only the kubelet and the driver's
+// storage simulated. Each test shows one thing the rest of Walle relies on.
+import { execFile } from "node:child_process";
 import { chmod, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { promisify } from "node:util";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, inject, it } from "vitest";
+import { boundVolumeDir } from "../../cluster/csi.ts";
 import { ApiError } from "../../lib/k8s/rest.ts";
 import { admin, clientForServiceAccount, clientForUser, createNamespace, grantRole, waitFor } from "../support/kube.ts";
 
 const SNAP = "/apis/snapshot.storage.k8s.io/v1";
+const run = promisify(execFile);
 const WORKER_IMAGE = "ghcr.io/ros-io/walle-worker:dev";
 
 interface Named {
@@ -32,7 +37,8 @@ interface PodObj extends Named {
 }
 
 const stateDir = () => inject("clusterStateDir");
-const volumeDir = (pv: string) => path.join(stateDir(), "volumes", pv);
+/** The directory behind a bound PVC: its PV's volume handle, as the CSI driver named it. */
+const volumeDir = (pvc: PvcObj) => waitFor(() => boundVolumeDir(admin(), stateDir(), pvc.metadata.namespace ?? "", pvc.metadata.name), `directory of ${pvc.metadata.name}`);
 
 async function createPvc(ns: string, name: string, dataSource?: { kind: string; name: string; apiGroup?: string }): Promise<PvcObj> {
   await admin().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, {
@@ -137,23 +143,24 @@ describe("the local cluster", () => {
     });
     expect(condition(job, "Complete")).toBe("True");
     expect(terminated?.message).toBe("hello\n");
-    expect(await readFile(path.join(volumeDir(pvc.spec.volumeName ?? ""), "greeting"), "utf8")).toBe("hello\n");
+    expect(await readFile(path.join(await volumeDir(pvc), "greeting"), "utf8")).toBe("hello\n");
   });
 
   it("takes a snapshot that a new PVC restores as it was at snapshot time", async () => {
     const ns = await createNamespace("snap");
     const pvc = await createPvc(ns, "source");
-    const dir = volumeDir(pvc.spec.volumeName ?? "");
+    const dir = await volumeDir(pvc);
     await mkdir(path.join(dir, "sub"), { recursive: true });
     await writeFile(path.join(dir, "sub", "file.txt"), "version 1");
     const vs = await snapshot(ns, "snap-1", { persistentVolumeClaimName: "source" });
     expect(vs.status?.boundVolumeSnapshotContentName).toBeTruthy();
-    expect(Number(vs.status?.restoreSize)).toBe("version 1".length);
+    // The driver reports the size a volume made from the snapshot needs: its source's capacity, as csi-hostpath does.
+    expect(vs.status?.restoreSize).toBe("1Gi");
     await writeFile(path.join(dir, "sub", "file.txt"), "version 2, written after the snapshot");
     await writeFile(path.join(dir, "later.txt"), "later");
 
     const restored = await createPvc(ns, "restored", { apiGroup: "snapshot.storage.k8s.io", kind: "VolumeSnapshot", name: "snap-1" });
-    const rdir = volumeDir(restored.spec.volumeName ?? "");
+    const rdir = await volumeDir(restored);
     expect(await readFile(path.join(rdir, "sub", "file.txt"), "utf8")).toBe("version 1");
     expect(existsSync(path.join(rdir, "later.txt"))).toBe(false);
   });
@@ -172,14 +179,15 @@ describe("the local cluster", () => {
       return s.status?.error ? s : undefined;
     }, "snapshot error");
     expect(vs.status?.readyToUse).toBe(false);
-    expect(vs.status?.error?.message).toBe("storage backend is out of space");
+    // csi-snapshotter wraps the driver's gRPC error in its own words; the driver's message is in it.
+    expect(vs.status?.error?.message).toContain("storage backend is out of space");
   });
 
   it("restores the same data in another namespace from a pre-provisioned content, honouring both deletion policies", async () => {
     const a = await createNamespace("tenant");
     const b = await createNamespace("backup");
     const pvc = await createPvc(a, "app");
-    await writeFile(path.join(volumeDir(pvc.spec.volumeName ?? ""), "db.sqlite"), "rows 1..42");
+    await writeFile(path.join(await volumeDir(pvc), "db.sqlite"), "rows 1..42");
     const original = await snapshot(a, "app-snap", { persistentVolumeClaimName: "app" });
     const origContentName = original.status?.boundVolumeSnapshotContentName ?? "";
     const origContent = await admin().get<ContentObj>(`${SNAP}/volumesnapshotcontents/${origContentName}`);
@@ -208,12 +216,57 @@ describe("the local cluster", () => {
     expect(existsSync(path.join(stateDir(), "snapshots", handle))).toBe(true);
 
     const restored = await createPvc(b, "copy", { apiGroup: "snapshot.storage.k8s.io", kind: "VolumeSnapshot", name: "moved" });
-    expect(await readFile(path.join(volumeDir(restored.spec.volumeName ?? ""), "db.sqlite"), "utf8")).toBe("rows 1..42");
+    expect(await readFile(path.join(await volumeDir(restored), "db.sqlite"), "utf8")).toBe("rows 1..42");
 
     // Delete policy: deleting the snapshot removes its content and the storage snapshot.
     await admin().delete(`${SNAP}/namespaces/${b}/volumesnapshots/moved`);
     await waitFor(async () => admin().get(`${SNAP}/volumesnapshotcontents/moved-${a}`).then(() => false, () => true), "moved content deleted");
     await waitFor(async () => !existsSync(path.join(stateDir(), "snapshots", handle)), "storage snapshot deleted");
+  });
+
+  it("judges a pre-provisioned content by the driver's own record: a handle the storage does not hold never becomes ready", async () => {
+    const ns = await createNamespace("forged");
+    await admin().create(`${SNAP}/volumesnapshotcontents`, {
+      apiVersion: "snapshot.storage.k8s.io/v1",
+      kind: "VolumeSnapshotContent",
+      metadata: { name: `forged-${ns}` },
+      spec: { driver: "hostpath.csi.walle.local", deletionPolicy: "Retain", source: { snapshotHandle: "snap-that-never-was" }, volumeSnapshotRef: { name: "forged", namespace: ns } },
+    });
+    await admin().create(`${SNAP}/namespaces/${ns}/volumesnapshots`, {
+      apiVersion: "snapshot.storage.k8s.io/v1",
+      kind: "VolumeSnapshot",
+      metadata: { name: "forged" },
+      spec: { source: { volumeSnapshotContentName: `forged-${ns}` } },
+    });
+    // csi-snapshotter asks the driver (ListSnapshots) and records its answer on the content; the snapshot says so too.
+    const content = await waitFor(async () => {
+      const c = await admin().get<ContentObj & { status?: { error?: { message?: string } } }>(`${SNAP}/volumesnapshotcontents/forged-${ns}`);
+      return c.status?.error ? c : undefined;
+    }, "the forged content's error");
+    expect(content.status?.error?.message).toContain("snap-that-never-was");
+    expect(content.status?.readyToUse).not.toBe(true);
+    const vs = await admin().get<SnapshotObj>(`${SNAP}/namespaces/${ns}/volumesnapshots/forged`);
+    expect(vs.status?.readyToUse).not.toBe(true);
+    await admin().delete(`${SNAP}/namespaces/${ns}/volumesnapshots/forged`);
+    await admin().delete(`${SNAP}/volumesnapshotcontents/forged-${ns}`);
+  });
+
+  it("starts a CSI sidecar again when it dies, as a kubelet restarts a container: a PVC made meanwhile is still provisioned", async () => {
+    // The csi-provisioner of this cluster: its command line names the cluster's CSI socket.
+    const socket = path.join(stateDir(), "csi", "csi.sock");
+    const provisioners = async () => {
+      const { stdout } = await run("pgrep", ["-f", `csi-provisioner .*--csi-address=${socket}`]).catch(() => ({ stdout: "" }));
+      return stdout.split("\n").filter(Boolean).map(Number);
+    };
+    const [before] = await provisioners();
+    expect(before).toBeGreaterThan(0);
+    process.kill(before ?? 0, "SIGKILL");
+    const ns = await createNamespace("restart");
+    const pvc = await createPvc(ns, "after-crash");
+    expect(pvc.status?.phase).toBe("Bound");
+    const after = await provisioners();
+    expect(after).toHaveLength(1);
+    expect(after[0]).not.toBe(before);
   });
 
   it("runs a worker-image Job as a non-root process with the pod's environment, and the job controller completes it", async () => {
@@ -311,15 +364,15 @@ describe("the local cluster", () => {
     const ns = await createNamespace("ro");
     const pvc = await createPvc(ns, "data");
     // World-writable, so only the mount can stop the (non-root) worker from changing it.
-    await writeFile(path.join(volumeDir(pvc.spec.volumeName ?? ""), "keep.txt"), "original");
-    await chmod(path.join(volumeDir(pvc.spec.volumeName ?? ""), "keep.txt"), 0o666);
+    await writeFile(path.join(await volumeDir(pvc), "keep.txt"), "original");
+    await chmod(path.join(await volumeDir(pvc), "keep.txt"), 0o666);
     const script = 'if echo changed > /data/keep.txt 2>/dev/null; then echo writable; else echo read-only; fi > /dev/termination-log; cat /data/keep.txt >> /dev/termination-log';
     const ro = await runJob(ns, "ro", script, {
       volumes: [{ name: "data", persistentVolumeClaim: { claimName: "data", readOnly: true } }],
       volumeMounts: [{ name: "data", mountPath: "/data", readOnly: true }],
     });
     expect(ro.terminated?.message).toBe("read-only\noriginal");
-    expect(await readFile(path.join(volumeDir(pvc.spec.volumeName ?? ""), "keep.txt"), "utf8")).toBe("original");
+    expect(await readFile(path.join(await volumeDir(pvc), "keep.txt"), "utf8")).toBe("original");
     // The same mount without readOnly is writable, so the first result is the mount's doing.
     const rw = await runJob(ns, "rw", script, {
       volumes: [{ name: "data", persistentVolumeClaim: { claimName: "data" } }],

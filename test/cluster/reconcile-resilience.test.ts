@@ -13,7 +13,7 @@ import { Label } from "../../lib/api/constants.ts";
 import { Informer, type KubeObject } from "../../lib/k8s/informer.ts";
 import type { RestClient } from "../../lib/k8s/rest.ts";
 import { listSnapshots, startRestServer, tempDir, type RestServer } from "../integration/worker-harness.ts";
-import { PASSWORD, pvcWithData, repositorySecret, settled, SNAP, type BackupJobObj } from "../support/backup-fixtures.ts";
+import { csiStorage, PASSWORD, pvcWithData, repositorySecret, settled, SNAP, storageLeft, type BackupJobObj, type Storage } from "../support/backup-fixtures.ts";
 import { admin, createNamespace, waitFor } from "../support/kube.ts";
 import { startWalle, type RunningWalle } from "../support/walle.ts";
 
@@ -110,7 +110,7 @@ interface Listed {
  * contents, PVCs, Jobs, pods), any VolumeSnapshot in `ns`, and any VolumeSnapshotContent bound to a snapshot
  * of `ns` (the source snapshot's content carries no label of Walle's).
  */
-async function leftovers(ns: string): Promise<string[]> {
+async function leftovers(ns: string, since?: Storage): Promise<string[]> {
   const selector = { labelSelector: `${Label.OwnerNamespace}=${ns}` };
   const list = async (path: string, query?: Record<string, string>) => (await admin().get<{ items: Listed[] }>(path, query)).items;
   const show = (kind: string) => (o: Listed) => `${kind} ${o.metadata.namespace ? `${o.metadata.namespace}/` : ""}${o.metadata.name}`;
@@ -122,14 +122,15 @@ async function leftovers(ns: string): Promise<string[]> {
     ...(await list("/api/v1/persistentvolumeclaims", selector)).map(show("PersistentVolumeClaim")),
     ...(await list("/apis/batch/v1/jobs", selector)).map(show("Job")),
     ...(await list("/api/v1/pods", selector)).map(show("Pod")),
+    ...(since ? await storageLeft(since) : []),
   ];
   return [...new Set(found)].sort();
 }
 
 /** Nothing is left, allowing the garbage collector and the snapshot controller a moment to finish. */
-async function expectNothingLeft(ns: string, context?: string): Promise<void> {
-  await waitFor(async () => (await leftovers(ns)).length === 0, `nothing left for the BackupJobs of ${ns}`, 30_000).catch(() => {});
-  expect(await leftovers(ns), context).toEqual([]);
+async function expectNothingLeft(ns: string, context?: string, since?: Storage): Promise<void> {
+  await waitFor(async () => (await leftovers(ns, since)).length === 0, `nothing left for the BackupJobs of ${ns}`, 30_000).catch(() => {});
+  expect(await leftovers(ns, since), context).toEqual([]);
 }
 
 // ---- 1. An event storm
@@ -243,6 +244,7 @@ describe("an event storm", () => {
   it("duplicated ×3, shuffled, a third dropped, with resyncs: each BackupJob gets one snapshot and one Job, and finishes", async () => {
     const seed = Number(process.env.WALLE_STORM_SEED ?? 5);
     const walle = await startWalle({ eventSource: false });
+    const before = await csiStorage();
     const ns = await createNamespace("storm");
     const children = await watchChildren(ns);
     const proxy = await startStormProxy(walle.url, seededRandom(seed));
@@ -275,7 +277,7 @@ describe("an event storm", () => {
       const snapshots = await listSnapshots({ RESTIC_REPOSITORY: repos.get(bj.metadata.name) ?? "", RESTIC_PASSWORD: PASSWORD });
       expect(snapshots.map((s) => s.id), `${context}: restic snapshots of ${bj.metadata.name}`).toEqual([bj.status?.snapshotId]);
     }
-    await expectNothingLeft(ns, context);
+    await expectNothingLeft(ns, context, before);
 
     // The storm was one: events were dropped and the rest arrived three times, all as binary-mode CloudEvents.
     const dropped = proxy.received.filter((e) => e.copies === 0).length;
@@ -476,6 +478,7 @@ async function workersDone(ns: string): Promise<void> {
 
 describe("killing the function between any two steps", () => {
   it("with the repository in the BackupJob's namespace: still Finished, one snapshot, no orphans", async () => {
+    const before = await csiStorage();
     const ns = await createNamespace("kill-own");
     const children = await watchChildren(ns);
     const repo = rest.repository(USER, "rest-secret", `kill-${ns}`);
@@ -492,7 +495,7 @@ describe("killing the function between any two steps", () => {
     expect(children.created("survivor"), where).toEqual({ snapshots: 1, snapshotNames: 1, jobs: 1 });
     const snapshots = await listSnapshots({ RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD });
     expect(snapshots.map((s) => s.id), where).toEqual([bj.status?.snapshotId]);
-    await expectNothingLeft(ns, where);
+    await expectNothingLeft(ns, where, before);
     expectKilledAfter(lives, {
       "the VolumeSnapshot was created": /^POST \S+\/volumesnapshots$/,
       "the PVC from it was created": /^POST \S+\/persistentvolumeclaims$/,
@@ -503,6 +506,7 @@ describe("killing the function between any two steps", () => {
   }, 300_000);
 
   it("with the repository in the install namespace, forced by a CloudEvent: still Finished, one snapshot moved across, no orphans", async () => {
+    const before = await csiStorage();
     const ns = await createNamespace("kill-shared");
     const children = await watchChildren(ns);
     const repo = rest.repository(USER, "rest-secret", `kill-shared-${ns}`);
@@ -538,7 +542,7 @@ describe("killing the function between any two steps", () => {
     const snapshots = await listSnapshots({ RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD });
     expect(snapshots.map((s) => s.id), where).toEqual([bj.status?.snapshotId]);
     expect((await admin().get<{ items: Listed[] }>(`/api/v1/namespaces/${ns}/secrets`)).items.map((s) => s.metadata.name)).not.toContain(secretName);
-    await expectNothingLeft(ns, where);
+    await expectNothingLeft(ns, where, before);
     expectKilledAfter(lives, {
       "the BackupJob was created": /^POST \S+\/backupjobs$/,
       "the source VolumeSnapshot was created": /^POST \S+\/volumesnapshots$/,

@@ -3,7 +3,7 @@
 import { chmod, mkdir, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { settledRestore, volumeDir, type BackupRestoreObj } from "../support/backup-fixtures.ts";
+import { csiStorage, expectNoLeftovers, settledRestore, volumeDir, type BackupRestoreObj } from "../support/backup-fixtures.ts";
 import { manifest, startRestServer, tempDir, type RestServer } from "../integration/worker-harness.ts";
 import { admin, createNamespace, waitFor } from "../support/kube.ts";
 import { startWalle } from "../support/walle.ts";
@@ -132,6 +132,7 @@ describe("reconcile drives a BackupRestore", () => {
 
   it("from the install namespace's repository into another namespace, handing the volume over, never exposing the Secret", async () => {
     const walle = await startWalle({ triggerToken: TOKEN });
+    const before = await csiStorage();
     const ns = await createNamespace("restore-cross");
     const secretName = `shared-${ns}`;
     await secret("walle-system", secretName, rest.repository("r", "rest-secret", `shared-${ns}`));
@@ -165,5 +166,7 @@ describe("reconcile drives a BackupRestore", () => {
     expect(pv.spec.persistentVolumeReclaimPolicy).toBe("Delete");
     const staging = await admin().get<{ items: unknown[] }>("/api/v1/namespaces/walle-system/persistentvolumeclaims", { labelSelector: "ros.io/backup-job-type=restore" });
     expect(staging.items).toEqual([]);
+    // Nothing else is left either, down to the CSI driver's own storage: the tenant's two volumes are all it holds.
+    await expectNoLeftovers([ns, "walle-system"], before);
   });
 });

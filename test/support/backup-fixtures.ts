@@ -2,9 +2,12 @@
 // waiting for a BackupJob to settle, and the check that nothing Walle made for a backup is left behind.
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { inject } from "vitest";
+import { expect, inject } from "vitest";
 import type { BackupJobStatus } from "../../lib/api/backup-job.ts";
 import type { BackupRestoreStatus } from "../../lib/api/backup-restore.ts";
+import { boundVolumeDir, csiDirs } from "../../cluster/csi.ts";
+import { readInventory } from "../../cluster/csi-driver.ts";
+import { Label } from "../../lib/api/constants.ts";
 import { admin, waitFor } from "./kube.ts";
 
 export const SNAP = "/apis/snapshot.storage.k8s.io/v1";
@@ -67,11 +70,7 @@ export function settledRestore(ns: string, name: string, timeoutMs = 90_000): Pr
 
 /** The host directory of a PVC's volume, once the PVC is Bound. */
 export async function volumeDir(ns: string, pvc: string): Promise<string> {
-  const p = await waitFor(async () => {
-    const got = await admin().get<{ spec: { volumeName?: string }; status?: { phase?: string } }>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/${pvc}`);
-    return got.status?.phase === "Bound" ? got : undefined;
-  }, `PVC ${ns}/${pvc} Bound`);
-  return path.join(inject("clusterStateDir"), "volumes", p.spec.volumeName ?? "");
+  return waitFor(() => boundVolumeDir(admin(), inject("clusterStateDir"), ns, pvc), `PVC ${ns}/${pvc} Bound`);
 }
 
 export async function names(pathname: string, labelSelector?: string): Promise<string[]> {
@@ -79,14 +78,55 @@ export async function names(pathname: string, labelSelector?: string): Promise<s
   return list.items.map((i) => i.metadata.name);
 }
 
-/** Nothing Walle made for a backup is left: no snapshot, content, PVC or Job. */
-export async function expectNoLeftovers(namespaces: string[]): Promise<void> {
-  await waitFor(async () => {
+export type Storage = Awaited<ReturnType<typeof readInventory>>;
+
+/** The label on Walle's temporary children (a worker's Job, the PVC from a snapshot, a restore's staging PVC). */
+const TEMPORARY = Label.BackupJobType;
+
+/** The volumes and storage snapshots the local CSI driver holds, from its own state (not from the API). */
+export const csiStorage = (): Promise<Storage> => readInventory(csiDirs(inject("clusterStateDir")).stateFile);
+
+interface PvObj {
+  spec: { csi?: { volumeHandle: string }; claimRef?: { namespace?: string; name?: string } };
+  status?: { phase?: string };
+}
+
+/**
+ * Storage the driver holds now and did not hold at `since`: every storage snapshot made since, and every volume made
+ * since that no lasting PVC is bound to (a user's, or a restore's result; not one of Walle's temporaries). Empty when a backup or restore left nothing in
+ * the storage itself, beyond the volumes it was asked to fill.
+ */
+export async function storageLeft(since: Storage): Promise<string[]> {
+  const now = await csiStorage();
+  const pvs = (await admin().get<{ items: PvObj[] }>("/api/v1/persistentvolumes")).items;
+  const users = new Set((await admin().get<{ items: { metadata: { namespace: string; name: string; labels?: Record<string, string> } }[] }>("/api/v1/persistentvolumeclaims")).items
+    .filter((c) => c.metadata.labels?.[TEMPORARY] === undefined)
+    .map((c) => `${c.metadata.namespace}/${c.metadata.name}`));
+  const kept = new Set(pvs.filter((pv) => pv.status?.phase === "Bound" && users.has(`${pv.spec.claimRef?.namespace}/${pv.spec.claimRef?.name}`)).map((pv) => pv.spec.csi?.volumeHandle));
+  return [
+    ...now.snapshots.filter((id) => !since.snapshots.includes(id)).map((id) => `storage snapshot ${id}`),
+    ...now.volumes.filter((id) => !since.volumes.includes(id) && !kept.has(id)).map((id) => `volume ${id}`),
+  ];
+}
+
+/**
+ * Nothing Walle made for a backup is left: no snapshot, content, PVC or Job, and, given the driver's storage from
+ * before (`since`), no storage snapshot or volume in the CSI driver itself.
+ */
+export async function expectNoLeftovers(namespaces: string[], since?: Storage): Promise<void> {
+  const walle = "app.kubernetes.io/created-by=walle";
+  const left = async () => {
+    const found: string[] = [];
     for (const ns of namespaces) {
-      if ((await names(`${SNAP}/namespaces/${ns}/volumesnapshots`)).length > 0) return false;
-      if ((await names(`/apis/batch/v1/namespaces/${ns}/jobs`, "app.kubernetes.io/created-by=walle")).length > 0) return false;
-      if ((await names(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, "app.kubernetes.io/created-by=walle")).length > 0) return false;
+      found.push(...(await names(`${SNAP}/namespaces/${ns}/volumesnapshots`)).map((n) => `VolumeSnapshot ${ns}/${n}`));
+      found.push(...(await names(`/apis/batch/v1/namespaces/${ns}/jobs`, walle)).map((n) => `Job ${ns}/${n}`));
+      found.push(...(await names(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, TEMPORARY)).map((n) => `PersistentVolumeClaim ${ns}/${n}`));
     }
-    return (await names(`${SNAP}/volumesnapshotcontents`, "app.kubernetes.io/created-by=walle")).length === 0;
-  }, "no leftover VolumeSnapshots, contents, PVCs or Jobs", 60_000);
+    found.push(...(await names(`${SNAP}/volumesnapshotcontents`, walle)).map((n) => `VolumeSnapshotContent ${n}`));
+    if (since) found.push(...(await storageLeft(since)));
+    return found;
+  };
+  // The garbage collector, the snapshot controller and the provisioner get a minute to finish; then what is left shows.
+  await waitFor(async () => (await left()).length === 0, "nothing left", 60_000).catch(() => {});
+  expect(await left()).toEqual([]);
 }

@@ -171,10 +171,22 @@ describe("decideBackupJob", () => {
     expect(Object.keys(backupJobReads(bj("walle-system"), moved, config))).toEqual(["repositoryJobs"]);
   });
 
-  it("fails when the snapshot reports an error, or is not ready in time", () => {
-    const err = decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { pvc, sourceSnapshot: { ...readySnapshot("app", names.sourceSnapshot), status: { readyToUse: false, error: { message: "disk full" } } } }), config, now);
+  it("fails when the storage refuses the snapshot, waits out the snapshot controller's own errors, and fails if not ready in time", () => {
+    const erred = { ...readySnapshot("app", names.sourceSnapshot), status: { readyToUse: false, boundVolumeSnapshotContentName: "snapcontent-1", error: { message: "disk full" } } };
+    const refusedContent: VolumeSnapshotContent = { metadata: { name: "snapcontent-1" }, spec: { driver: "csi.example.com", deletionPolicy: "Delete", source: { volumeHandle: "vol-1" } }, status: { readyToUse: false, error: { message: "disk full" } } };
+    const inFlight: BackupJob = { apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name: job.name, namespace: job.namespace, uid: job.uid }, spec: { sourcePvc: "data", repository: { name: "repo", namespace: "app" } }, status: { phase: "CreatingSnapshot" } };
+    // An erred snapshot: its content is read to tell the storage's refusal from the controller's retries.
+    expect(backupJobReads(inFlight, { sourceSnapshot: erred }, config)).toEqual({ sourceContent: { get: "VolumeSnapshotContent", name: "snapcontent-1" } });
+    const err = decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { pvc, sourceSnapshot: erred, sourceContent: refusedContent }), config, now);
     expect(err.status.phase).toBe("Failed");
     expect(err.status.conditions?.find((c) => c.type === "SnapshotReady")).toMatchObject({ reason: "SnapshotFailed", message: `VolumeSnapshot app/${names.sourceSnapshot} failed: disk full` });
+    // The controller's complaint alone ("VolumeSnapshotContent is missing" while its cache catches up): still waiting, and it shows.
+    const missing = { ...erred, status: { readyToUse: false, error: { message: "VolumeSnapshotContent is missing" } } };
+    const waiting = decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { pvc, sourceSnapshot: missing, sourceContent: { ...refusedContent, status: { readyToUse: false } } }), config, now);
+    expect(waiting.status.phase).toBe("CreatingSnapshot");
+    expect(waiting.status.conditions?.find((c) => c.type === "SnapshotReady")).toMatchObject({ status: "False", reason: "Creating", message: expect.stringContaining("VolumeSnapshotContent is missing") });
+    const gaveUp = decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:40:00Z" }, { pvc, sourceSnapshot: missing }), config, now);
+    expect(gaveUp.status.conditions?.find((c) => c.type === "SnapshotReady")).toMatchObject({ reason: "SnapshotTimeout", message: expect.stringMatching(/Last error: .*VolumeSnapshotContent is missing$/) });
     const late = decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:40:00Z" }, { pvc, sourceSnapshot: { ...readySnapshot("app", names.sourceSnapshot), status: {} } }), config, now);
     expect(late.status.phase).toBe("Failed");
     expect(late.status.conditions?.find((c) => c.type === "BackupState")?.message).toMatch(/^Stuck in CreatingSnapshot/);
@@ -207,6 +219,11 @@ describe("decideBackupJob", () => {
     expect(step2.actions[0]).toMatchObject({ patch: { spec: { deletionPolicy: "Retain" } } });
     expect(kindsCreated(step2.actions)).toEqual([`PersistentVolumeClaim walle-system/${names.pvc}`, `Job walle-system/${names.job}`]);
     expect(step2.status.phase).toBe("WaitingBackup");
+    // The original content already being deleted (a run cut short after its DELETE; the controller's finalizer holds
+    // it while its snapshot lives): it is not deleted again, and the snapshot's deletion is what comes next.
+    const deleting = { ...content, metadata: { name: "snapcontent-1", deletionTimestamp: "2026-11-26T09:59:50Z" }, spec: { ...content.spec, deletionPolicy: "Retain" as const } };
+    const resumed = decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { ...base, sourceContent: deleting, movedContent: { ...content, metadata: { name: names.movedContent } }, movedSnapshot: movedReady }, "walle-system"), config, now);
+    expect(resumed.actions.map((a) => `${a.op} ${a.op === "create" ? a.manifest.kind : a.target.kind}`)).toEqual(["delete VolumeSnapshot", "create PersistentVolumeClaim", "create Job"]);
   });
 
 
