@@ -1,7 +1,8 @@
 // The real control plane, started as envtest starts it: etcd and kube-apiserver on loopback with RBAC, a
 // throwaway CA, an admin client certificate and a service-account signing key; then kube-controller-manager
 // with the controllers Walle relies on.
-import { readFile, mkdir } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { readFile, mkdir, writeFile } from "node:fs/promises";
 import https from "node:https";
 import path from "node:path";
 import { createPki, issueClient, issueServing, writeKubeconfig, type Pki } from "./pki.ts";
@@ -25,7 +26,8 @@ export interface ControlPlane {
 /**
  * The kube-controller-manager controllers Walle needs: Jobs, garbage collection of owned objects, volume
  * binding (with the PV/PVC protection finalizers that admission adds), namespaces, service accounts and their
- * tokens, TTL of finished Jobs, the kube-root-ca.crt ConfigMap that projected tokens mount, and Deployments.
+ * tokens, TTL of finished Jobs, the kube-root-ca.crt ConfigMap that projected tokens mount, aggregated
+ * ClusterRoles, and Deployments.
  */
 export const controllers = [
   "job-controller",
@@ -38,6 +40,8 @@ export const controllers = [
   "serviceaccount-token-controller",
   "ttl-after-finished-controller",
   "root-ca-certificate-publisher-controller",
+  // Aggregated ClusterRoles (Kubernetes' admin, edit and view), which Walle's walle-edit joins.
+  "clusterrole-aggregation-controller",
   // Deployments, so the original's example workload gets its pod (and pod-type plans something to select).
   "deployment-controller",
   "replicaset-controller",
@@ -56,6 +60,29 @@ export async function apiGetOk(server: string, pki: Pki, cert: { cert: string; k
   });
 }
 
+/**
+ * A person's bearer token, as a cluster's OIDC or webhook authenticator would vouch for one: the API server's static
+ * token file holds one for the user `alice` in group `developers` (USER_TOKEN), so tests can call Walle as a user
+ * and not only as a service account.
+ */
+export const LOCAL_USER = { name: "alice", uid: "alice-uid", groups: ["developers"] } as const;
+
+export function userTokenFile(pkiDir: string): string {
+  return path.join(pkiDir, "user-tokens.csv");
+}
+
+async function writeUserTokens(pkiDir: string): Promise<string> {
+  const file = userTokenFile(pkiDir);
+  const token = randomBytes(24).toString("base64url");
+  await writeFile(file, `${token},${LOCAL_USER.name},${LOCAL_USER.uid},"${LOCAL_USER.groups.join(",")}"\n`, { mode: 0o600 });
+  return file;
+}
+
+/** The local user's token (LOCAL_USER), read from the cluster's state. */
+export async function localUserToken(stateDir: string): Promise<string> {
+  return (await readFile(userTokenFile(path.join(stateDir, "pki")), "utf8")).split(",")[0] ?? "";
+}
+
 export async function startControlPlane(bins: ControlPlaneBinaries, stateDir: string): Promise<ControlPlane> {
   const logs = path.join(stateDir, "logs");
   await mkdir(logs, { recursive: true });
@@ -66,6 +93,7 @@ export async function startControlPlane(bins: ControlPlaneBinaries, stateDir: st
     "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local",
   ]);
   const admin = await issueClient(pki, "walle-admin", ["system:masters"]);
+  const userTokens = await writeUserTokens(pki.dir);
   const kcmUser = await issueClient(pki, "system:kube-controller-manager");
   const kubeconfig = await writeKubeconfig(path.join(stateDir, "kubeconfig"), server, pki.caCert, { name: "walle-admin", cert: admin });
   const kcmKubeconfig = await writeKubeconfig(path.join(stateDir, "kcm.kubeconfig"), server, pki.caCert, {
@@ -98,6 +126,7 @@ export async function startControlPlane(bins: ControlPlaneBinaries, stateDir: st
       `--tls-cert-file=${serving.cert}`,
       `--tls-private-key-file=${serving.key}`,
       `--client-ca-file=${pki.caCert}`,
+      `--token-auth-file=${userTokens}`,
       `--secure-port=${apiPort}`,
       "--bind-address=127.0.0.1",
       "--advertise-address=127.0.0.1",

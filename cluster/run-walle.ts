@@ -1,7 +1,5 @@
 // Walle's reconcile function on a local cluster: an HTTP server acting as its own service account, fed by
 // Knative's own ApiServerSource adapter (cluster/event-source.ts). Tests and `npm start` run it so.
-import { createServer as createHttpServer, type RequestListener } from "node:http";
-import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { handle } from "../functions/reconcile/index.ts";
 import { loadConfig } from "../lib/app/config.ts";
@@ -13,11 +11,12 @@ import { credentialsFromKubeconfig } from "./kubeconfig.ts";
 import type { Logger } from "../lib/log.ts";
 import { startEventSource } from "./event-source.ts";
 import { applyObjects, readManifestFiles, serviceAccountKubeconfig } from "./index.ts";
+import { freePort } from "./processes.ts";
 import { repoRoot } from "./toolchain.ts";
 
 /** What an install applies before the functions run: the namespace and the service accounts with their RBAC. */
 export const installManifests = [
-  ...["namespace.yaml", "reconcile-rbac.yaml", "apiserversource-rbac.yaml"].map((f) => path.join(repoRoot, "knative", f)),
+  ...["namespace.yaml", "reconcile-rbac.yaml", "apiserversource-rbac.yaml", "trigger-rbac.yaml"].map((f) => path.join(repoRoot, "knative", f)),
   path.join(repoRoot, "keda", "tick-rbac.yaml"),
 ];
 
@@ -52,11 +51,9 @@ export interface RunWalleOptions {
 export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
   const kubeconfig = await serviceAccountKubeconfig(opts.admin, opts.stateDir, INSTALL_NAMESPACE, ServiceAccount.Reconcile, 24 * 3600);
   const api = new RestClient(credentialsFromKubeconfig(kubeconfig));
-  // Listen first: workers POST progress to the function itself, so its URL is part of its configuration.
-  const listener: { app?: RequestListener } = {};
-  const http = createHttpServer((req, res) => listener.app?.(req, res));
-  await new Promise<void>((r) => http.listen(0, "127.0.0.1", () => r()));
-  const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/`;
+  // Workers POST progress to the function itself, so its URL is part of its configuration: the port is chosen first.
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}/`;
   const { walle: config } = await loadConfig(
     { WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE, WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME, WALLE_PROGRESS_SINK_URL: url, ...opts.env },
     "walle-reconcile",
@@ -67,7 +64,8 @@ export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
     handle: (context, event) => handle({ ...context, walle }, event),
     ...(opts.triggerToken ? { triggerToken: opts.triggerToken } : {}),
   });
-  listener.app = server.app;
+  // The receiver's own server, with its header and request deadlines, as the function serves in its pod.
+  await server.listen(port, "127.0.0.1");
   const source = opts.eventSource === false ? undefined : await startEventSource({ api: opts.admin, stateDir: opts.stateDir, sink: url, log: opts.log });
   return {
     url,
@@ -76,7 +74,6 @@ export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
     async stop() {
       await source?.stop();
       await server.close();
-      await new Promise<void>((r) => http.close(() => r()));
       api.close();
     },
   };

@@ -1,9 +1,11 @@
 // The reconcile function: what each CloudEvent means, as one handler over the application layer. ApiServerSource
-// events prompt a level-triggered re-read of the Walle object they concern; forced backups and restores create
-// one; a resync drives all in-flight work; worker progress updates a run's status.progress.
+// events prompt a level-triggered re-read of the Walle object they concern, and so need no credentials (DESIGN §3);
+// forced backups and restores create one, and a resync drives all in-flight work, each only for a caller that
+// Kubernetes authenticates and RBAC allows what the request does; worker progress updates a run's status.progress.
 import type { CloudEventV1 } from "cloudevents";
 import { BadEventError, EventType, parseData, type Context, type HandlerResult } from "../../lib/app/events.ts";
 import { eventObjectSchema, eventRefSchema, type ChangeType, type Walle } from "../../lib/app/walle.ts";
+import { backupAccess, restoreAccess, RESYNC_ACCESS } from "../../lib/core/access.ts";
 import { backupRequestSchema, isRefusal, progressReportSchema, progressSubject, restoreRequestSchema } from "../../lib/core/requests.ts";
 
 export interface ReconcileContext extends Context {
@@ -28,15 +30,21 @@ export async function handle(context: ReconcileContext, event: CloudEventV1<unkn
       return { status: 200, body: await walle.changed({ mode: "reference", change: changeOf(event.type), ref }, log) };
     }
     case EventType.BackupRequested: {
-      const made = await walle.requestBackup(parseData(backupRequestSchema, event), event.id, log);
+      const req = parseData(backupRequestSchema, event);
+      await walle.authorize(context.credentials, "forced backup", backupAccess(req, walle.config), log);
+      const made = await walle.requestBackup(req, event.id, log);
       return { status: 202, body: { backupJob: { namespace: made.namespace, name: made.name }, created: made.created, phase: made.phase } };
     }
     case EventType.RestoreRequested: {
-      const made = await walle.requestRestore(parseData(restoreRequestSchema, event), event.id, context.triggerTokenChecked, log);
+      const req = parseData(restoreRequestSchema, event);
+      await walle.authorize(context.credentials, "forced restore", restoreAccess(req, walle.config), log);
+      const made = await walle.requestRestore(req, event.id, log);
       return { status: 202, body: { backupRestore: { namespace: made.namespace, name: made.name }, created: made.created, phase: made.phase } };
     }
     case EventType.Resync:
     case EventType.Ping:
+      // A PingSource's ping too: with Knative's OIDC feature it carries its own service account's token.
+      await walle.authorize(context.credentials, "resync", RESYNC_ACCESS, log);
       return { status: 200, body: await walle.resync(log) };
     case EventType.BackupProgress:
     case EventType.RestoreProgress: {

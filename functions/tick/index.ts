@@ -5,6 +5,7 @@ import type { CloudEventV1 } from "cloudevents";
 import { z } from "zod";
 import { BadEventError, EventType, parseData, type Context, type HandlerResult } from "../../lib/app/events.ts";
 import type { Walle } from "../../lib/app/walle.ts";
+import { scheduleAccess, TICK_ACCESS } from "../../lib/core/access.ts";
 import { objectName } from "../../lib/api/common.ts";
 
 export interface TickContext extends Context {
@@ -18,9 +19,11 @@ export async function handle(context: TickContext, event: CloudEventV1<unknown>)
   switch (event.type) {
     case EventType.Ping:
     case EventType.Tick:
+      await walle.authorize(context.credentials, "tick", TICK_ACCESS, log);
       return { status: 200, body: await walle.tick({}, log) };
     case EventType.BackupRequested: {
       const { schedule } = parseData(scheduleRequestSchema, event);
+      await walle.authorize(context.credentials, "run of a schedule", scheduleAccess(schedule), log);
       const report = await walle.tick({ schedule, manual: { requestId: event.id } }, log);
       if (report.schedules === 0) throw new BadEventError(`BackupSchedule ${schedule} was not found`, [{ path: "data.schedule", message: "not found" }]);
       return { status: 202, body: report };

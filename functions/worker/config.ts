@@ -28,6 +28,9 @@
 //   PROGRESS_INTERVAL     the least time between two progress reports (log and sink), a Go duration. Default 10s.
 //   PROGRESS_SUBJECT      the CloudEvents `subject` of progress events, e.g. the BackupJob's API path, so the
 //                         receiver knows which object to update.
+//   REPOSITORY_SHOWN_AS   how messages and logs name the repository instead of by its location, e.g.
+//                         `Secret walle-system/team-a`; its host, user and path are then masked wherever they appear.
+//                         Walle sets it for a tenant's run in a shared repository, whose result the tenant sees.
 //
 //   backup:
 //   SOURCE_PATH           absolute path of the mounted snapshot; restic runs inside it. Required.
@@ -127,6 +130,7 @@ const Common = z.object({
   PROGRESS_SINK_URL: z.url({ protocol: /^https?$/, error: "must be an http or https URL" }).optional(),
   PROGRESS_INTERVAL: goDuration("10s"),
   PROGRESS_SUBJECT: z.string().optional(),
+  REPOSITORY_SHOWN_AS: text().optional(),
 });
 
 const Owner = { PVC_NAME: kubeName(), PVC_NAMESPACE: kubeName() };
@@ -281,7 +285,8 @@ function secretProblems(env: Env): string[] {
 function common(raw: Raw<"unlock">): CommonConfig {
   return {
     resticBinary: raw.RESTIC_BINARY,
-    repository: raw.RESTIC_REPOSITORY ? redactUrl(raw.RESTIC_REPOSITORY) : undefined,
+    // A tenant's run in a shared repository names it by its Secret, never by where it is.
+    repository: raw.REPOSITORY_SHOWN_AS ?? (raw.RESTIC_REPOSITORY ? redactUrl(raw.RESTIC_REPOSITORY) : undefined),
     host: raw.CLUSTER_NAME,
     initializeRepo: raw.INITIALIZE_REPO,
     repositoryWaitMs: parseGoDuration(raw.REPOSITORY_WAIT) ?? 0,

@@ -10,7 +10,7 @@
 import { writeFile } from "node:fs/promises";
 import { pino, type Logger } from "pino";
 import { resticEnvironment } from "../../lib/restic/args.ts";
-import { makeRedactor, secretValues, type Redactor } from "../../lib/restic/redact.ts";
+import { makeRedactor, repositoryLocation, secretValues, type Redactor } from "../../lib/restic/redact.ts";
 import { encodeResult, outcomeOf, workerCommands, type WorkerCommand, type WorkerResult } from "../../lib/restic/result.ts";
 import { backup } from "./commands/backup.ts";
 import { check } from "./commands/check.ts";
@@ -29,7 +29,9 @@ type Env = Readonly<Record<string, string | undefined>>;
  * arrives after restic finished does not turn a finished backup into a cancelled one: the snapshot exists.)
  */
 export async function runWorker(command: WorkerCommand, env: Env, cancel: AbortSignal, log: Logger): Promise<CommandResult> {
-  const redact = makeRedactor(secretValues(env));
+  // A run for a tenant in a shared repository (REPOSITORY_SHOWN_AS) masks where the repository is, as a secret.
+  const hidden = env.REPOSITORY_SHOWN_AS && env.RESTIC_REPOSITORY ? repositoryLocation(env.RESTIC_REPOSITORY) : [];
+  const redact = makeRedactor([...secretValues(env), ...hidden]);
   try {
     const config = parseConfig(command, env);
     log.level = config.logLevel;

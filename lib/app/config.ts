@@ -16,6 +16,11 @@ export interface AppConfig extends WalleConfig {
   readonly defaultRepository?: string;
   /** This instance, as Events name their reporter. */
   readonly instance: string;
+  /**
+   * The audience a trigger's bearer token is meant for (`kubectl create token … --audience walle`); a token of the
+   * API server's own audiences is accepted too. Any other audience is refused.
+   */
+  readonly tokenAudience: string;
 }
 
 /** What the HTTP shell of a function needs. */
@@ -24,7 +29,10 @@ export interface ServeConfig {
   readonly port: number;
   /** Knative Serving injects the service's name; it names the function in every log line. */
   readonly service: string;
-  /** When set, forced backups, restores and resyncs need `Authorization: Bearer <token>`. */
+  /**
+   * Opt-in, for callers outside the cluster: a request with `Authorization: Bearer <this token>` may trigger
+   * anything, as an admin may. Every other trigger is authenticated and authorized by Kubernetes.
+   */
   readonly triggerToken?: string;
   readonly logLevel: LogLevel;
 }
@@ -53,6 +61,7 @@ const envSchema = z.object({
   WALLE_WORKER_BACKOFF_LIMIT: z.coerce.number().int().min(0).max(10).default(2),
   WALLE_MAX_WORKERS_PER_REPOSITORY: z.coerce.number().int().min(1).max(1000).default(4),
   WALLE_TRIGGER_TOKEN: z.string().min(1).optional(),
+  WALLE_TOKEN_AUDIENCE: z.string().min(1).default("walle"),
   POD_NAME: z.string().optional(),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   K_SERVICE: z.string().min(1).optional(),
@@ -85,6 +94,7 @@ export async function loadConfig(env: Env, service: string, readFile: (path: str
       maxWorkersPerRepository: e.WALLE_MAX_WORKERS_PER_REPOSITORY,
       ...(e.WALLE_DEFAULT_REPOSITORY ? { defaultRepository: e.WALLE_DEFAULT_REPOSITORY } : {}),
       instance: e.POD_NAME ?? hostname(),
+      tokenAudience: e.WALLE_TOKEN_AUDIENCE,
     },
     serve: {
       port: e.PORT,

@@ -18,7 +18,7 @@ export const EventType = {
   RefAdd: "dev.knative.apiserver.ref.add",
   RefUpdate: "dev.knative.apiserver.ref.update",
   RefDelete: "dev.knative.apiserver.ref.delete",
-  /** Forced work, curled by a person or a tool: need the trigger token when one is configured. */
+  /** Forced work, curled by a person or a tool: authenticated by Kubernetes, authorized by RBAC. */
   BackupRequested: "io.ros.walle.backup.requested",
   RestoreRequested: "io.ros.walle.restore.requested",
   /** Drive all in-flight work one step (the tick sends it; so can a person). */
@@ -35,7 +35,7 @@ export type EventType = (typeof EventType)[keyof typeof EventType];
 
 export const eventTypes: readonly string[] = Object.values(EventType);
 
-/** Event types that act on the cluster at a caller's request, and so need the trigger token when configured. */
+/** Event types that act on the cluster at a caller's request: each is authenticated and authorized (auth.ts). */
 export const triggerEventTypes: readonly string[] = [EventType.BackupRequested, EventType.RestoreRequested, EventType.Resync, EventType.Tick];
 
 export interface HandlerResult {
@@ -54,12 +54,29 @@ export class BadEventError extends Error {
   }
 }
 
+/** What a request proved of its sender: the receiver reads it; the application layer judges it (auth.ts). */
+export interface Credentials {
+  /** Whether it carried the configured static trigger token (always false when none is configured). */
+  readonly staticToken: boolean;
+  /** Its `Authorization: Bearer` token otherwise: a Kubernetes token, for a TokenReview. */
+  readonly bearer?: string;
+}
+
 /** What the receiver tells the handler about the request besides the event. */
 export interface Context {
   /** A child logger that names the event and its object. */
   readonly log: Logger;
-  /** Whether this request proved it holds the trigger token (always false when none is configured). */
-  readonly triggerTokenChecked: boolean;
+  readonly credentials: Credentials;
+}
+
+/** A trigger without a valid token: 401, and nothing changes. */
+export class UnauthenticatedError extends Error {
+  override name = "UnauthenticatedError";
+}
+
+/** A trigger by a caller RBAC does not allow it: 403, naming each permission missing, and nothing changes. */
+export class ForbiddenError extends Error {
+  override name = "ForbiddenError";
 }
 
 /**

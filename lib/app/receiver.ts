@@ -1,27 +1,37 @@
 // The CloudEvents receiver every function mounts: an express 5 app that turns a request into one validated
-// CloudEvent (binary or structured mode, `validate()`, the envelope checked), checks the trigger token, hands the
-// event to the function's `handle(context, event)`, and turns the outcome into the status code ApiServerSource
+// CloudEvent (binary or structured mode, `validate()`, the envelope checked), reads the sender's credentials (the
+// application layer judges them, auth.ts), hands the event to the function's `handle(context, event)`, and turns the outcome into the status code ApiServerSource
 // acts on (DESIGN §4): 2xx handled or ignored, 400 malformed (never retried), 503 when the API server failed
 // (retried). It answers the platform's probes, and drains on shutdown.
 import { CloudEvent, HTTP, ValidationError, type CloudEventV1 } from "cloudevents";
 import express, { type ErrorRequestHandler, type NextFunction, type Request, type RequestHandler, type Response } from "express";
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { IncomingHttpHeaders, Server } from "node:http";
+import http, { type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { ApiError } from "../k8s/rest.ts";
-import { BadEventError, eventTypes, triggerEventTypes, type Handle, type Issue } from "./events.ts";
+import { BadEventError, eventTypes, ForbiddenError, UnauthenticatedError, type Credentials, type Handle, type Issue } from "./events.ts";
 
 export const defaultMaxBodyBytes = 1024 * 1024;
+
+/**
+ * A client gets this long to send its headers, and this long for the whole request, body included: a sender that
+ * trickles bytes (a slow-loris) is cut off with 408 instead of holding a connection and a scale-from-zero instance.
+ */
+export const defaultHeadersTimeoutMs = 10_000;
+export const defaultRequestTimeoutMs = 30_000;
 
 export interface ReceiverOptions {
   readonly handle: Handle;
   readonly log: Logger;
-  /** When set, trigger events (events.ts triggerEventTypes) need `Authorization: Bearer <token>`. */
+  /** Opt-in: a request carrying `Authorization: Bearer <this token>` is taken as an admin's (auth.ts). */
   readonly triggerToken?: string;
-  /** Larger bodies get 400. Default 1 MiB: a Resource-mode event carries one object, far below it. */
+  /** Larger bodies get 413, and are read no further. Default 1 MiB: a Resource-mode event carries one object, far below it. */
   readonly maxBodyBytes?: number;
+  /** A request whose headers or whole body take longer gets 408 and its connection closed. */
+  readonly headersTimeoutMs?: number;
+  readonly requestTimeoutMs?: number;
 }
 
 export interface Receiver {
@@ -69,10 +79,13 @@ export function createReceiver(opts: ReceiverOptions): Receiver {
     send(res, { status: 503, body: { error: "The function is shutting down; send the event again" } });
   };
   const receive: RequestHandler = (req, res, next) => void onEvent(req, res).catch(next);
-  // The body-parser's own failures: too large, or the client went away before its end.
+  // The body-parser's own failures: too large, or the client went away before its end. Too large stops reading
+  // there: the reply closes the connection rather than read the rest of what the sender would push.
   const bodyFailed: ErrorRequestHandler = (err: unknown, _req, res, next) => {
     if (res.headersSent) return next(err);
-    finish(res, outcomeOfError(bodyError(err, maxBodyBytes)), opts.log, performance.now());
+    const failure = bodyError(err, maxBodyBytes);
+    if (failure instanceof TooLargeError) res.setHeader("connection", "close");
+    finish(res, outcomeOfError(failure), opts.log, performance.now());
   };
   // Every body as bytes, whatever its type: the mode decides how it is read.
   app.post("/", admit, express.raw({ type: () => true, limit: maxBodyBytes }), receive, bodyFailed);
@@ -92,8 +105,7 @@ export function createReceiver(opts: ReceiverOptions): Receiver {
       const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
       const event = parseEvent(req.headers, body);
       log = opts.log.child(eventLogFields(event));
-      const checked = authorize(event, req.headers, opts.triggerToken);
-      const result = await opts.handle({ log, triggerTokenChecked: checked }, event);
+      const result = await opts.handle({ log, credentials: credentialsOf(req.headers, opts.triggerToken) }, event);
       outcome = { reply: { status: result.status, body: result.body }, level: "info", msg: "Handled CloudEvent" };
     } catch (err) {
       outcome = outcomeOfError(err);
@@ -107,9 +119,16 @@ export function createReceiver(opts: ReceiverOptions): Receiver {
       return drain.count;
     },
     listen(port, host) {
+      const requestTimeout = opts.requestTimeoutMs ?? defaultRequestTimeoutMs;
+      // Node checks the two deadlines every connectionsCheckingInterval (30 s by default): often enough for them.
+      const server = http.createServer(
+        { headersTimeout: Math.min(opts.headersTimeoutMs ?? defaultHeadersTimeoutMs, requestTimeout), requestTimeout, connectionsCheckingInterval: Math.min(1000, requestTimeout) },
+        app,
+      );
       return new Promise((resolve, reject) => {
-        const server = app.listen(port, host ?? "::", (err?: Error) => {
-          if (err) return reject(err);
+        server.once("error", reject);
+        server.listen(port, host ?? "::", () => {
+          server.off("error", reject);
           listening = server;
           resolve(server.address() as AddressInfo);
         });
@@ -132,10 +151,15 @@ function finish(res: Response, outcome: Outcome, log: Logger, started: number): 
   log[outcome.level]({ status: outcome.reply.status, durationMs, ...outcome.fields }, outcome.msg);
 }
 
+/** A body past the limit: 413. */
+class TooLargeError extends Error {
+  override name = "TooLargeError";
+}
+
 /** The body-parser's errors as the receiver names them. */
 function bodyError(err: unknown, limit: number): unknown {
   const type = (err as { type?: unknown } | undefined)?.type;
-  if (type === "entity.too.large") return new MalformedEventError(`The body is larger than the limit of ${limit} bytes`);
+  if (type === "entity.too.large") return new TooLargeError(`The body is larger than the limit of ${limit} bytes`);
   if (type === "request.aborted") return new MalformedEventError("The client closed the connection before the body ended (request aborted)");
   if (typeof type === "string") return new MalformedEventError(`The body could not be read: ${(err as Error).message}`);
   return err;
@@ -304,11 +328,7 @@ function eventLogFields(event: CloudEventV1<unknown>): Record<string, string> {
   return fields;
 }
 
-// ---- The trigger token
-
-class UnauthorizedError extends Error {
-  override name = "UnauthorizedError";
-}
+// ---- The sender's credentials
 
 const digest = (text: string): Buffer => createHash("sha256").update(text).digest();
 
@@ -317,15 +337,12 @@ function tokenMatches(given: string, expected: string): boolean {
   return timingSafeEqual(digest(given), digest(expected));
 }
 
-/** Whether the request proved it holds the trigger token; throws when a trigger event needs it and lacks it. */
-function authorize(event: CloudEventV1<unknown>, headers: IncomingHttpHeaders, token: string | undefined): boolean {
-  if (token === undefined) return false;
+/** The request's bearer token: the static trigger token, or a token for Kubernetes to review. */
+function credentialsOf(headers: IncomingHttpHeaders, staticToken: string | undefined): Credentials {
   const given = /^Bearer\s+(\S+)\s*$/i.exec(headers.authorization ?? "")?.[1];
-  const matches = given !== undefined && tokenMatches(given, token);
-  if (!matches && triggerEventTypes.includes(event.type)) {
-    throw new UnauthorizedError(`A ${event.type} event needs the trigger token as Authorization: Bearer <token>`);
-  }
-  return matches;
+  if (given === undefined) return { staticToken: false };
+  if (staticToken !== undefined && tokenMatches(given, staticToken)) return { staticToken: true };
+  return { staticToken: false, bearer: given };
 }
 
 // ---- Errors to status codes
@@ -391,10 +408,14 @@ function outcomeOfError(err: unknown): Outcome {
     const fields = { error: err.message, issues: err.issues };
     return { reply: { status: 400, body: errorBody(err.message, err.issues) }, level: "warn", msg: "Rejected malformed CloudEvent", fields };
   }
-  if (err instanceof UnauthorizedError) {
-    const reply = { status: 401, body: { error: err.message }, headers: { "www-authenticate": 'Bearer realm="walle"' } };
-    return { reply, level: "warn", msg: "Rejected CloudEvent without a valid trigger token" };
+  if (err instanceof TooLargeError) return { reply: { status: 413, body: { error: err.message } }, level: "warn", msg: "Rejected an oversized request" };
+  const unauthenticated = findCause(err, UnauthenticatedError);
+  if (unauthenticated) {
+    const reply = { status: 401, body: { error: unauthenticated.message }, headers: { "www-authenticate": 'Bearer realm="walle"' } };
+    return { reply, level: "warn", msg: "Rejected a trigger without a valid token", fields: { error: unauthenticated.message } };
   }
+  const forbidden = findCause(err, ForbiddenError);
+  if (forbidden) return { reply: { status: 403, body: { error: forbidden.message } }, level: "warn", msg: "Refused a trigger that RBAC does not allow", fields: { error: forbidden.message } };
   const bad = findCause(err, BadEventError);
   if (bad) {
     const fields = { error: bad.message, issues: bad.issues };

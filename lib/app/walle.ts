@@ -30,7 +30,9 @@ import { collectionPath, isKnownKind, objectPath } from "../k8s/paths.ts";
 import { isAlreadyExists, unlessConflict, type RestClient } from "../k8s/rest.ts";
 import { endsMaintenance, planWake } from "../core/repository.ts";
 import type { AppConfig } from "./config.ts";
-import { BadEventError } from "./events.ts";
+import type { Access } from "../core/access.ts";
+import { authorize, type Authorized } from "./auth.ts";
+import { BadEventError, type Credentials } from "./events.ts";
 import { resync, type ResyncReport } from "./resync.ts";
 import type { TickOptions, TickReport } from "./tick.ts";
 
@@ -62,7 +64,9 @@ export interface Walle {
   reconcile(target: Target, log: Logger): Promise<StepResult>;
   changed(change: Change, log: Logger): Promise<Outcome>;
   requestBackup(req: BackupRequest, requestId: string, log: Logger): Promise<Requested>;
-  requestRestore(req: RestoreRequest, requestId: string, admin: boolean, log: Logger): Promise<Requested>;
+  requestRestore(req: RestoreRequest, requestId: string, log: Logger): Promise<Requested>;
+  /** Authenticates a trigger and checks RBAC allows its caller all of `needs` (auth.ts); throws 401 or 403. */
+  authorize(credentials: Credentials, what: string, needs: readonly Access[], log: Logger): Promise<Authorized>;
   recordProgress(kind: "BackupJob" | "BackupRestore", at: { namespace: string; name: string }, report: ProgressReport, log: Logger): Promise<{ recorded: boolean; ignored?: string }>;
   resync(log: Logger): Promise<ResyncReport>;
   /** Every schedule at the clock's time (or one schedule now, with `manual`), then the resync. */
@@ -173,8 +177,14 @@ export function createWalle(opts: WalleOptions): Walle {
     return create(made, "BackupJob", log);
   }
 
-  function requestRestore(req: RestoreRequest, requestId: string, admin: boolean, log: Logger): Promise<Requested> {
-    return create(forcedBackupRestore(req, requestId, config, admin), "BackupRestore", log);
+  function requestRestore(req: RestoreRequest, requestId: string, log: Logger): Promise<Requested> {
+    return create(forcedBackupRestore(req, requestId, config), "BackupRestore", log);
+  }
+
+  async function authorizeTrigger(credentials: Credentials, what: string, needs: readonly Access[], log: Logger): Promise<Authorized> {
+    const who = await authorize(api, credentials, config.tokenAudience, what, needs);
+    log.info({ caller: who.staticToken ? "the static trigger token" : who.caller.username }, `Authorized ${what}`);
+    return who;
   }
 
   async function recordProgress(kind: "BackupJob" | "BackupRestore", at: { namespace: string; name: string }, report: ProgressReport, log: Logger) {
@@ -197,6 +207,7 @@ export function createWalle(opts: WalleOptions): Walle {
     changed,
     requestBackup,
     requestRestore,
+    authorize: authorizeTrigger,
     recordProgress,
     resync: (log) => resync(ctx(log)),
     // Loaded when first asked: the reconcile function never ticks, and starts without the schedules' code.

@@ -361,6 +361,7 @@ function startWorker(s: Step): Outcome {
       command: JobType.Backup,
       mode,
       repositorySecret: w.spec.repository.name,
+      shownIn: w.job.namespace,
       volume: { claimName: names.pvc, readOnly: true },
       env: {
         SOURCE_PATH: workerSourcePath,

@@ -148,6 +148,11 @@ export interface WorkerJobInput {
   readonly env: Readonly<Record<string, string>>;
   /** Full fidelity or unprivileged (lib/core/privileges.ts). Default: unprivileged as the images' user. */
   readonly mode?: WorkerMode;
+  /**
+   * The namespace whose users see the worker's result. When the repository's Secret lives elsewhere (a shared
+   * repository), the worker names it by its Secret and masks its location (REPOSITORY_SHOWN_AS).
+   */
+  readonly shownIn?: string;
 }
 
 /**
@@ -193,6 +198,7 @@ export function workerJob(input: WorkerJobInput): Manifest {
                 CLUSTER_NAME: config.clusterName,
                 RESTIC_CACHE_DIR: CACHE_PATH,
                 ...(config.progressSinkUrl ? { PROGRESS_SINK_URL: config.progressSinkUrl } : {}),
+                ...(input.shownIn && input.shownIn !== input.metadata.namespace ? { REPOSITORY_SHOWN_AS: `Secret ${input.metadata.namespace}/${input.repositorySecret}` } : {}),
                 ...input.env,
               }).map(([name, value]) => ({ name, value })),
               volumeMounts: [

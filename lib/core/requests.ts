@@ -76,15 +76,15 @@ export function forcedBackupJob(req: BackupRequest, requestId: string, defaults:
 }
 
 /**
- * The BackupRestore a forced restore creates, or why not. Restores from a shared repository are admin-driven
- * (DESIGN §3): only for a request that proved it holds the trigger token.
+ * The BackupRestore a forced restore creates, or why not. Its repository is the target namespace's own or a shared
+ * one in the install namespace; whether the caller may restore from it is for RBAC (access.ts restoreAccess).
  */
-export function forcedBackupRestore(req: RestoreRequest, requestId: string, defaults: Defaults, admin: boolean): Manifest | Refusal {
+export function forcedBackupRestore(req: RestoreRequest, requestId: string, defaults: Defaults): Manifest | Refusal {
   const repoNs = req.repository.namespace ?? defaults.installNamespace;
-  if (repoNs !== req.namespace && !admin) {
+  if (repoNs !== req.namespace && repoNs !== defaults.installNamespace) {
     return {
-      refused: `data.repository.namespace must be ${req.namespace}: restoring from another namespace's repository needs WALLE_TRIGGER_TOKEN`,
-      issues: [{ path: "data.repository.namespace", message: "a shared repository can be restored from only by a request that carries the trigger token" }],
+      refused: `data.repository.namespace must be ${req.namespace} (the target's) or ${defaults.installNamespace}`,
+      issues: [{ path: "data.repository.namespace", message: `a restore into ${req.namespace} may read only its own namespace's or the install namespace's repository` }],
     };
   }
   const { namespace, ...spec } = req;

@@ -54,3 +54,27 @@ export function makeRedactor(secrets: readonly string[]): Redactor {
     return out;
   };
 }
+
+/** Pieces shorter than this are not masked alone: they would mask ordinary words too. */
+const MIN_PIECE = 4;
+
+/**
+ * The pieces of a repository string that say where it is: the string itself (and with its password masked), and
+ * its host, user and path, for `rest:https://user:pw@host:8000/path`, `s3:host/bucket/path`, `sftp:user@host:/path`
+ * or a local path alike. Masked as secrets, they keep a repository's location out of a tenant's view.
+ */
+export function repositoryLocation(repository: string): string[] {
+  const pieces = new Set<string>([repository, redactUrl(repository)]);
+  // restic's backend prefix (rest:, s3:, sftp:, b2:, azure:, gs:, swift:, rclone:), when there is one.
+  const rest = /^[a-z][a-z0-9]*:(?!\/\/)(.*)$/i.exec(repository)?.[1] ?? repository;
+  pieces.add(rest);
+  try {
+    const url = new URL(rest);
+    for (const p of [url.host, url.hostname, url.username, url.pathname]) pieces.add(decodeURIComponent(p));
+  } catch {
+    // Not a URL: host/bucket/path, user@host:/path, or a path. Its segments are the location.
+    for (const p of rest.split(/[/@:]+/)) pieces.add(p);
+    pieces.add(rest.replace(/^[^/]*/, ""));
+  }
+  return [...pieces].filter((p) => p.length >= MIN_PIECE && p !== "/");
+}

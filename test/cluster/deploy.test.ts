@@ -7,7 +7,7 @@ import { repoRoot } from "../../cluster/toolchain.ts";
 import { admin } from "../support/kube.ts";
 
 const knative = [
-  ...["namespace.yaml", "reconcile-rbac.yaml", "apiserversource-rbac.yaml", "service.yaml", "apiserversource.yaml", "ping/service.yaml", "ping/pingsource.yaml"].map((f) => path.join(repoRoot, "knative", f)),
+  ...["namespace.yaml", "reconcile-rbac.yaml", "apiserversource-rbac.yaml", "trigger-rbac.yaml", "service.yaml", "apiserversource.yaml", "ping/service.yaml", "ping/pingsource.yaml"].map((f) => path.join(repoRoot, "knative", f)),
   ...["tick-rbac.yaml", "scaledjob.yaml"].map((f) => path.join(repoRoot, "keda", f)),
 ];
 
@@ -59,6 +59,11 @@ describe("the install manifests", () => {
     expect(await can(reconcile, "create", "", "pods", "default")).toBe(false);
     expect(await can(reconcile, "create", "", "pods", "default", "exec")).toBe(false);
     expect(await can(reconcile, "delete", "", "persistentvolumes")).toBe(false);
+    // It asks the API server who sent a trigger and what RBAC allows them, and is no trigger admin itself.
+    expect(await can(reconcile, "create", "authentication.k8s.io", "tokenreviews")).toBe(true);
+    expect(await can(reconcile, "create", "authorization.k8s.io", "subjectaccessreviews")).toBe(true);
+    expect(await can(reconcile, "resync", "ros.io", "backupjobs")).toBe(false);
+    expect(await can(reconcile, "backup", "ros.io", "repositories", "walle-system")).toBe(false);
   });
 
   it("give the tick what schedules, history and the resync need, and no access to Secrets", async () => {

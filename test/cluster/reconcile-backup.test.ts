@@ -6,6 +6,7 @@ import { ApiError } from "../../lib/k8s/rest.ts";
 import { listSnapshots, restic, startRestServer, tempDir, type RestServer } from "../integration/worker-harness.ts";
 import { csiStorage, expectNoLeftovers, names, PASSWORD, pvcWithData, repositorySecret, settled, type BackupJobObj } from "../support/backup-fixtures.ts";
 import { admin, createNamespace } from "../support/kube.ts";
+import { caller, FORCE_BACKUPS } from "../support/triggers.ts";
 import { CLUSTER_NAME, startWalle } from "../support/walle.ts";
 
 const USER = "backup";
@@ -68,10 +69,13 @@ describe("reconcile drives a BackupJob", () => {
     await repositorySecret("walle-system", secretName, repo);
     onCleanupDelete(`/api/v1/namespaces/walle-system/secrets/${secretName}`);
     await pvcWithData(ns, "app-data", { "db.sqlite": "rows" });
+    // A CI job's service account, which RBAC allows to back this namespace up into this shared repository.
+    const token = await caller(ns, "ci", { own: FORCE_BACKUPS, repositories: { verbs: ["backup"], names: [secretName] } });
 
     const res = await fetch(walle.url, {
       method: "POST",
       headers: {
+        authorization: `Bearer ${token}`,
         "content-type": "application/json",
         "ce-specversion": "1.0",
         "ce-id": `force-${ns}`,
@@ -159,6 +163,32 @@ describe("reconcile drives a BackupJob", () => {
     expect(condition(bj, "BackupState")?.message).toMatch(/password/i);
     expect(JSON.stringify(bj)).not.toContain("not the password");
     await expectNoLeftovers([ns]);
+  });
+
+  it("into a shared repository, shows the tenant why it failed but never where the repository is", async () => {
+    const walle = await startWalle();
+    const ns = await createNamespace("shared-fail");
+    const secretName = `wrongpw-${ns}`;
+    // The wrong password for it: restic's error, and the worker's message from it, name the repository's URL.
+    const repo = rest.repository(USER, "rest-secret", `shared-wrongpw-${ns}`);
+    await restic(["init"], { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD });
+    await repositorySecret("walle-system", secretName, repo, "not the password");
+    onCleanupDelete(`/api/v1/namespaces/walle-system/secrets/${secretName}`);
+    await pvcWithData(ns, "data", { a: "a" });
+    const token = await caller(ns, "ci", { own: FORCE_BACKUPS, repositories: { verbs: ["backup"], names: [secretName] } });
+    const res = await fetch(walle.url, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json", "ce-specversion": "1.0", "ce-id": `f-${ns}`, "ce-source": "/test", "ce-type": "io.ros.walle.backup.requested" },
+      body: JSON.stringify({ namespace: ns, pvc: "data", repository: { name: secretName } }),
+    });
+    expect(res.status).toBe(202);
+    const { backupJob: made } = (await res.json()) as { backupJob: { name: string } };
+    const bj = await settled(ns, made.name);
+    expect(condition(bj, "BackupState")).toMatchObject({ reason: "WrongPassword", message: expect.stringContaining(`the repository at Secret walle-system/${secretName}`) });
+    const events = await admin().get<{ items: unknown[] }>(`/apis/events.k8s.io/v1/namespaces/${ns}/events`);
+    const seen = JSON.stringify([bj, events.items]);
+    const location = new URL(repo.replace(/^rest:/, ""));
+    for (const where of [location.host, location.pathname, `${USER}:`]) expect(seen).not.toContain(where);
   });
 });
 

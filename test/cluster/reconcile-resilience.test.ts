@@ -13,6 +13,7 @@ import { Label } from "../../lib/api/constants.ts";
 import { Informer, type KubeObject } from "../../lib/k8s/informer.ts";
 import type { RestClient } from "../../lib/k8s/rest.ts";
 import { listSnapshots, startRestServer, tempDir, type RestServer } from "../integration/worker-harness.ts";
+import { caller, FORCE_BACKUPS } from "../support/triggers.ts";
 import { csiStorage, PASSWORD, pvcWithData, repositorySecret, settled, SNAP, storageLeft, type BackupJobObj, type Storage } from "../support/backup-fixtures.ts";
 import { admin, createNamespace, waitFor } from "../support/kube.ts";
 import { startWalle, type RunningWalle } from "../support/walle.ts";
@@ -53,8 +54,12 @@ function ceHeaders(type: string, id: string = randomUUID(), extra: Record<string
   return { "content-type": "application/json", "ce-specversion": "1.0", "ce-id": id, "ce-source": "/test/resilience", "ce-type": type, ...extra };
 }
 
-/** What the tick (or a person) sends to have all in-flight work driven one step. */
-const resync = (url: string): Promise<Reply> => post(url, ceHeaders("io.ros.walle.resync"), "{}");
+/** An admin's tool: a service account that RBAC allows to resync (walle-trigger-admin), made once per file. */
+let resyncer: Promise<string> | undefined;
+const resyncToken = () => (resyncer ??= caller(INSTALL_NAMESPACE, `resyncer-${randomUUID().slice(0, 8)}`, { clusterRole: "walle-trigger-admin" }));
+
+/** What the tick (or an admin) sends to have all in-flight work driven one step, with its token. */
+const resync = async (url: string): Promise<Reply> => post(url, { ...ceHeaders("io.ros.walle.resync"), authorization: `Bearer ${await resyncToken()}` }, "{}");
 
 const backupJobPath = (ns: string, name: string) => `${BACKUP_JOBS}/namespaces/${ns}/backupjobs/${name}`;
 
@@ -324,7 +329,7 @@ async function walleState(ns: string): Promise<ObjectVersions> {
 }
 
 describe("malformed events", () => {
-  it("get 400 with a JSON error that names the problem, and change nothing in the cluster", async () => {
+  it("get 400 (413 when too large) with a JSON error that names the problem, and change nothing in the cluster", async () => {
     const walle = await startWalle({ eventSource: false });
     const ns = await createNamespace("malformed");
     await pvcWithData(ns, "data", { "a.txt": "a" });
@@ -338,12 +343,12 @@ describe("malformed events", () => {
     const { "ce-id": _id, ...withoutId } = add();
     const huge = JSON.stringify({ ...JSON.parse(data), metadata: { ...bj.metadata, annotations: { padding: "x".repeat(1024 * 1024) } } });
 
-    const cases: { what: string; headers: Record<string, string>; body: string; names: RegExp }[] = [
+    const cases: { what: string; headers: Record<string, string>; body: string; names: RegExp; status?: number }[] = [
       { what: "no id", headers: withoutId, body: data, names: /ce-id/ },
       { what: "a wrong specversion", headers: add({ "ce-specversion": "0.3" }), body: data, names: /specversion/ },
       { what: "bad JSON", headers: add(), body: data.slice(0, data.length / 2), names: /JSON/ },
       { what: "an unknown type", headers: add({ "ce-type": "dev.knative.apiserver.resource.frobnicate" }), body: data, names: /type/ },
-      { what: "a body over 1 MiB", headers: add(), body: huge, names: /larger than/ },
+      { what: "a body over 1 MiB", headers: add(), body: huge, names: /larger than/, status: 413 },
       { what: "data that is no Kubernetes object", headers: add(), body: JSON.stringify({ hello: "world" }), names: /data/ },
       { what: "a forced backup without a PVC", headers: ceHeaders("io.ros.walle.backup.requested"), body: JSON.stringify({ namespace: ns }), names: /data\.pvc/ },
     ];
@@ -351,7 +356,7 @@ describe("malformed events", () => {
     const before = await walleState(ns);
     for (const c of cases) {
       const reply = await post(walle.url, c.headers, c.body);
-      expect({ what: c.what, status: reply.status, contentType: reply.contentType }).toEqual({ what: c.what, status: 400, contentType: expect.stringMatching(/^application\/json/) });
+      expect({ what: c.what, status: reply.status, contentType: reply.contentType }).toEqual({ what: c.what, status: c.status ?? 400, contentType: expect.stringMatching(/^application\/json/) });
       expect(reply.body, c.what).toMatchObject({ error: expect.any(String) });
       expect(JSON.stringify(reply.body), c.what).toMatch(c.names);
     }
@@ -375,12 +380,14 @@ class Killed extends Error {
 /**
  * Kills the function, as far as the cluster can tell, right after its next successful write that concerns
  * `namespaces` (or is cluster-scoped): that write is applied, its answer is lost, and every request after it
- * fails without reaching the API server. Writes that change nothing (AlreadyExists, NotFound) do not count.
+ * fails without reaching the API server. Writes that change nothing (AlreadyExists, NotFound) do not count, nor do
+ * the reviews that authenticate and authorize a trigger (a TokenReview or SubjectAccessReview is a question).
  */
 function killAfterNextWrite(api: RestClient, namespaces: readonly string[]): { readonly killedAt: string | undefined } {
   const state: { killedAt: string | undefined } = { killedAt: undefined };
   const request = api.request.bind(api);
-  const concerns = (path: string) => !path.includes("/namespaces/") || namespaces.some((ns) => path.includes(`/namespaces/${ns}/`));
+  const review = /^\/apis\/(authentication|authorization)\.k8s\.io\//;
+  const concerns = (path: string) => !review.test(path) && (!path.includes("/namespaces/") || namespaces.some((ns) => path.includes(`/namespaces/${ns}/`)));
   api.request = async <T = unknown>(...args: Parameters<RestClient["request"]>): Promise<T> => {
     if (state.killedAt) throw new Killed(`the function was killed after ${state.killedAt}`);
     const [method, path] = args;
@@ -517,14 +524,16 @@ describe("killing the function between any two steps", () => {
     });
     await pvcWithData(ns, "app-data", { "db.sqlite": "rows" });
 
-    // A client resends the same request (same id) until it is accepted, as ApiServerSource or curl in a loop would.
+    // A client resends the same request (same id) until it is accepted, as ApiServerSource or curl in a loop would,
+    // as a service account RBAC allows to back up this namespace into this shared repository.
     const request = { id: `force-${ns}`, body: JSON.stringify({ namespace: ns, pvc: "app-data", repository: { name: secretName } }) };
+    const token = await caller(ns, "ci", { own: FORCE_BACKUPS, repositories: { verbs: ["backup"], names: [secretName] } });
     const accepted: Reply[] = [];
     const lives = await driveThroughKills({
       ns,
       namespaces: [ns, INSTALL_NAMESPACE],
       first: async (walle) => {
-        const reply = await post(walle.url, ceHeaders("io.ros.walle.backup.requested", request.id), request.body);
+        const reply = await post(walle.url, { ...ceHeaders("io.ros.walle.backup.requested", request.id), authorization: `Bearer ${token}` }, request.body);
         if (reply.status === 202) accepted.push(reply);
         return reply.status === 202;
       },

@@ -56,6 +56,15 @@ describe("repository failures", () => {
     expect(await readdir(path.join(dir, "rest", "alice"))).not.toContain("nothing-here");
   });
 
+  it("a tenant's run in a shared repository names it by its Secret and never says where it is", async () => {
+    const repository = server.repository("alice", "alice-http-pw", "nothing-here");
+    const run = await runWorker("backup", { ...base, RESTIC_REPOSITORY: repository, REPOSITORY_SHOWN_AS: "Secret walle-system/team-a" });
+    expect(run.result).toMatchObject({ outcome: "Failed", reason: "NoRepository" });
+    expect(run.result.message).toMatch(/^There is no restic repository at Secret walle-system\/team-a\. /);
+    const shown = `${run.result.message}\n${run.stderr}`;
+    for (const where of [`127.0.0.1:${server.port}`, "alice/nothing-here", "alice:"]) expect(shown).not.toContain(where);
+  });
+
   it("unreachable server, given up after UNREACHABLE_TIMEOUT rather than restic's 15 minutes", async () => {
     const port = await closedPort();
     const started = Date.now();

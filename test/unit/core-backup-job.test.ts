@@ -116,6 +116,8 @@ describe("decideBackupJob", () => {
     expect(claim?.spec).toMatchObject({ dataSource: { kind: "VolumeSnapshot", name: names.sourceSnapshot }, resources: { requests: { storage: "5Gi" } }, storageClassName: "fast" });
     const pod = (worker?.spec as { template: { spec: Record<string, unknown> & { containers: Record<string, unknown>[]; volumes: unknown[] } } }).template.spec;
     expect(pod.automountServiceAccountToken).toBe(false);
+    // Its own namespace's repository: the tenant may see where it is.
+    expect(JSON.stringify(pod.containers)).not.toContain("REPOSITORY_SHOWN_AS");
     expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: "RuntimeDefault" } });
     const c = pod.containers[0] as { envFrom: unknown; env: { name: string; value: string }[]; securityContext: unknown; volumeMounts: unknown[] };
     expect(c.envFrom).toEqual([{ secretRef: { name: "repo" } }]);
@@ -218,6 +220,9 @@ describe("decideBackupJob", () => {
     ]);
     expect(step2.actions[0]).toMatchObject({ patch: { spec: { deletionPolicy: "Retain" } } });
     expect(kindsCreated(step2.actions)).toEqual([`PersistentVolumeClaim walle-system/${names.pvc}`, `Job walle-system/${names.job}`]);
+    // The tenant sees the worker's result: the shared repository is named by its Secret, never by where it is.
+    const env = (m: Manifest | undefined) => (m?.spec as { template: { spec: { containers: { env: { name: string; value: string }[] }[] } } } | undefined)?.template.spec.containers[0]?.env ?? [];
+    expect(env(creates(step2.actions)[1])).toContainEqual({ name: "REPOSITORY_SHOWN_AS", value: "Secret walle-system/repo" });
     expect(step2.status.phase).toBe("WaitingBackup");
     // The original content already being deleted (a run cut short after its DELETE; the controller's finalizer holds
     // it while its snapshot lives): it is not deleted again, and the snapshot's deletion is what comes next.

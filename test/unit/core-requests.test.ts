@@ -1,5 +1,6 @@
 // Forced requests, worker progress, the progress throttle, and the resync's plan: pure decisions, by table.
 import { describe, expect, it } from "vitest";
+import { backupAccess, describeAccess, restoreAccess, RESYNC_ACCESS } from "../../lib/core/access.ts";
 import { forcedBackupJob, forcedBackupRestore, isRefusal, progressStatus, progressSubject, type RestoreRequest } from "../../lib/core/requests.ts";
 import { planResync, resyncReads } from "../../lib/core/sweep.ts";
 import { Throttle } from "../../lib/core/throttle.ts";
@@ -36,14 +37,35 @@ describe("a forced backup", () => {
   });
 });
 
+const req: RestoreRequest = { namespace: "shop", repository: { name: "r", namespace: "walle-system" }, source: { latest: { pvc: "data" } }, target: { newPvc: { name: "n", size: "1Gi", accessModes: ["ReadWriteOnce"] } } };
+
 describe("a forced restore", () => {
-  const req: RestoreRequest = { namespace: "shop", repository: { name: "r", namespace: "walle-system" }, source: { latest: { pvc: "data" } }, target: { newPvc: { name: "n", size: "1Gi", accessModes: ["ReadWriteOnce"] } } };
-  it("from a shared repository needs the trigger token", () => {
-    expect(isRefusal(forcedBackupRestore(req, "e", defaults, false))).toBe(true);
-    expect(forcedBackupRestore(req, "e", defaults, true)).toMatchObject({ kind: "BackupRestore", metadata: { namespace: "shop" }, spec: { repository: { namespace: "walle-system" } } });
+  it("reads its own namespace's or the install namespace's repository, and no other tenant's", () => {
+    expect(forcedBackupRestore(req, "e", defaults)).toMatchObject({ kind: "BackupRestore", metadata: { namespace: "shop" }, spec: { repository: { namespace: "walle-system" } } });
+    expect(isRefusal(forcedBackupRestore({ ...req, repository: { name: "r", namespace: "shop" } }, "e", defaults))).toBe(false);
+    expect(forcedBackupRestore({ ...req, repository: { name: "r", namespace: "web" } }, "e", defaults)).toMatchObject({
+      refused: "data.repository.namespace must be shop (the target's) or walle-system",
+      issues: [{ path: "data.repository.namespace" }],
+    });
   });
-  it("from its own namespace's repository needs nothing more", () => {
-    expect(isRefusal(forcedBackupRestore({ ...req, repository: { name: "r", namespace: "shop" } }, "e", defaults, false))).toBe(false);
+});
+
+describe("what a trigger needs of RBAC", () => {
+  const backup = (repository?: { name: string; namespace?: string }) => backupAccess({ namespace: "shop", pvc: "data", ...(repository ? { repository } : {}) }, defaults);
+  it.each([
+    { name: "a backup into its own namespace's repository", access: backup({ name: "r", namespace: "shop" }), want: ["create backupjobs.ros.io in namespace shop"] },
+    { name: "a backup into a shared repository", access: backup({ name: "team-a" }), want: ["create backupjobs.ros.io in namespace shop", "backup repositories.ros.io team-a in namespace walle-system"] },
+    { name: "a backup into the default repository", access: backupAccess({ namespace: "shop", pvc: "data" }, { ...defaults, defaultRepository: "shared" }), want: ["create backupjobs.ros.io in namespace shop", "backup repositories.ros.io shared in namespace walle-system"] },
+    { name: "a restore from its own repository", access: restoreAccess({ ...req, repository: { name: "r", namespace: "shop" } }, defaults), want: ["create backuprestores.ros.io in namespace shop"] },
+    { name: "a restore from a shared repository", access: restoreAccess(req, defaults), want: ["create backuprestores.ros.io in namespace shop", "restore repositories.ros.io r in namespace walle-system"] },
+    {
+      name: "a restore of another namespace's PVC",
+      access: restoreAccess({ ...req, source: { latest: { pvc: "data", namespace: "web" } } }, defaults),
+      want: ["create backuprestores.ros.io in namespace shop", "create backuprestores.ros.io in namespace web", "restore repositories.ros.io r in namespace walle-system"],
+    },
+    { name: "a resync", access: RESYNC_ACCESS, want: ["resync backupjobs.ros.io in all namespaces"] },
+  ])("$name", ({ access, want }) => {
+    expect(access.map(describeAccess)).toEqual(want);
   });
 });
 

@@ -3,30 +3,48 @@ import type { CloudEventV1 } from "cloudevents";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { handle } from "../../functions/tick/index.ts";
-import { BadEventError } from "../../lib/app/events.ts";
+import { BadEventError, ForbiddenError } from "../../lib/app/events.ts";
+import { describeAccess, type Access } from "../../lib/core/access.ts";
 import type { TickOptions, TickReport } from "../../lib/app/tick.ts";
 import type { Walle } from "../../lib/app/walle.ts";
 
-function stub(schedules = 1) {
+function stub(schedules = 1, refuse = false) {
   const calls: TickOptions[] = [];
+  const asked: string[] = [];
   const report = (opts: TickOptions): TickReport => ({ now: "2026-12-02T00:00:00.000Z", dryRun: false, schedules: opts.schedule ? schedules : 3, actions: [], errors: [] });
-  const walle = { tick: async (opts: TickOptions) => (calls.push(opts), report(opts)) } as unknown as Walle;
-  return { context: { walle, log: pino({ level: "silent" }), triggerTokenChecked: false }, calls };
+  const walle = {
+    tick: async (opts: TickOptions) => (calls.push(opts), report(opts)),
+    authorize: async (_credentials: unknown, what: string, needs: readonly Access[]) => {
+      asked.push(`${what}: ${needs.map(describeAccess).join("; ")}`);
+      if (refuse) throw new ForbiddenError("not allowed");
+      return { staticToken: false, caller: { username: "u", groups: [], extra: {}, audiences: [] } };
+    },
+  } as unknown as Walle;
+  return { context: { walle, log: pino({ level: "silent" }), credentials: { staticToken: false, bearer: "token" } }, calls, asked };
 }
 
 const event = (type: string, data?: unknown): CloudEventV1<unknown> => ({ specversion: "1.0", id: "evt-1", source: "/test", type, ...(data === undefined ? {} : { data }) });
 
 describe("the tick's handle", () => {
-  it.each(["dev.knative.sources.ping", "io.ros.walle.tick"])("%s runs a whole tick", async (type) => {
-    const { context, calls } = stub();
+  it.each(["dev.knative.sources.ping", "io.ros.walle.tick"])("%s runs a whole tick, for a caller RBAC allows to tick", async (type) => {
+    const { context, calls, asked } = stub();
     expect(await handle(context, event(type))).toMatchObject({ status: 200, body: { schedules: 3 } });
     expect(calls).toEqual([{}]);
+    expect(asked).toEqual(["tick: tick backupschedules.ros.io in all namespaces"]);
   });
 
-  it("a backup request naming a schedule runs that schedule now, named after the request", async () => {
-    const { context, calls } = stub();
+  it("a backup request naming a schedule runs that schedule now, named after the request, for a caller allowed that schedule", async () => {
+    const { context, calls, asked } = stub();
     expect((await handle(context, event("io.ros.walle.backup.requested", { schedule: "nightly" }))).status).toBe(202);
     expect(calls).toEqual([{ schedule: "nightly", manual: { requestId: "evt-1" } }]);
+    expect(asked).toEqual(["run of a schedule: tick backupschedules.ros.io nightly in all namespaces"]);
+  });
+
+  it("runs nothing for a caller RBAC refuses", async () => {
+    const { context, calls } = stub(1, true);
+    await expect(handle(context, event("io.ros.walle.tick"))).rejects.toBeInstanceOf(ForbiddenError);
+    await expect(handle(context, event("io.ros.walle.backup.requested", { schedule: "nightly" }))).rejects.toBeInstanceOf(ForbiddenError);
+    expect(calls).toEqual([]);
   });
 
   it.each([

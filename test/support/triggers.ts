@@ -1,0 +1,41 @@
+// Callers of Walle's triggers as a cluster has them: service accounts with exactly the RBAC a test gives them, and
+// their real tokens from the TokenRequest API, for Walle's audience or another.
+import { INSTALL_NAMESPACE } from "../../lib/api/constants.ts";
+import { admin, grantRole, type PolicyRule } from "./kube.ts";
+
+export interface CallerGrants {
+  /** Rules in the caller's own namespace. */
+  readonly own?: PolicyRule[];
+  /** Verbs on shared repositories (repositories.ros.io in the install namespace), by Secret name. */
+  readonly repositories?: { readonly verbs: string[]; readonly names: string[] };
+  /** A ClusterRole to bind cluster-wide, e.g. walle-trigger-admin. */
+  readonly clusterRole?: string;
+}
+
+/** A new service account `name` in `ns` with `grants`, and a token of it for `audience` (default Walle's, "walle"). */
+export async function caller(ns: string, name: string, grants: CallerGrants = {}, audience: string | null = "walle"): Promise<string> {
+  await admin().create(`/api/v1/namespaces/${ns}/serviceaccounts`, { apiVersion: "v1", kind: "ServiceAccount", metadata: { name } });
+  const subject = { kind: "ServiceAccount" as const, name, namespace: ns };
+  if (grants.own) await grantRole(ns, `${name}-own`, grants.own, [subject]);
+  if (grants.repositories) {
+    await grantRole(INSTALL_NAMESPACE, `${ns}-${name}-repos`, [{ apiGroups: ["ros.io"], resources: ["repositories"], verbs: grants.repositories.verbs, resourceNames: grants.repositories.names }], [subject]);
+  }
+  if (grants.clusterRole) {
+    await admin().create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRoleBinding",
+      metadata: { name: `${ns}-${name}-${grants.clusterRole}` },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: grants.clusterRole },
+      subjects: [subject],
+    });
+  }
+  const tr = await admin().create<{ status: { token: string } }>(`/api/v1/namespaces/${ns}/serviceaccounts/${name}/token`, {
+    apiVersion: "authentication.k8s.io/v1",
+    kind: "TokenRequest",
+    spec: { expirationSeconds: 3600, ...(audience ? { audiences: [audience] } : {}) },
+  });
+  return tr.status.token;
+}
+
+/** Rules that let a caller force backups (and restores) in its namespace, as the walle-edit role does. */
+export const FORCE_BACKUPS: PolicyRule[] = [{ apiGroups: ["ros.io"], resources: ["backupjobs", "backuprestores"], verbs: ["create"] }];
