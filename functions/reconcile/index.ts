@@ -52,7 +52,7 @@ export async function handle(context: ReconcileContext, event: CloudEventV1<unkn
       const kind = event.type === EventType.BackupProgress ? "BackupJob" : "BackupRestore";
       const at = progressSubject(event.subject, kind);
       if (isRefusal(at)) throw new BadEventError(at.refused, at.issues);
-      return { status: 200, body: await walle.recordProgress(kind, at, report, log) };
+      return { status: 200, body: await walle.recordProgress(kind, at, report, context.credentials, log) };
     }
     default:
       throw new BadEventError(`unknown event type ${event.type}`, [{ path: "type", message: "unknown" }]);

@@ -28,6 +28,8 @@
 //   PROGRESS_INTERVAL     the least time between two progress reports (log and sink), a Go duration. Default 10s.
 //   PROGRESS_SUBJECT      the CloudEvents `subject` of progress events, e.g. the BackupJob's API path, so the
 //                         receiver knows which object to update.
+//   PROGRESS_TOKEN_FILE   a file holding the token progress is sent with (`Authorization: Bearer`), read afresh for
+//                         each report: Walle projects one bound to the pod, for the progress audience only.
 //   REPOSITORY_SHOWN_AS   how messages and logs name the repository instead of by its location, e.g.
 //                         `Secret walle-system/team-a`; its host, user and path are then masked wherever they appear.
 //                         Walle sets it for a tenant's run in a shared repository, whose result the tenant sees.
@@ -130,6 +132,7 @@ const Common = z.object({
   PROGRESS_SINK_URL: z.url({ protocol: /^https?$/, error: "must be an http or https URL" }).optional(),
   PROGRESS_INTERVAL: goDuration("10s"),
   PROGRESS_SUBJECT: z.string().optional(),
+  PROGRESS_TOKEN_FILE: z.string().min(1).optional(),
   REPOSITORY_SHOWN_AS: text().optional(),
 });
 
@@ -184,7 +187,7 @@ export interface CommonConfig {
   unreachableTimeout: string;
   unreachableTimeoutMs: number;
   logLevel: Raw<"unlock">["LOG_LEVEL"];
-  progress: { sinkUrl?: string; intervalMs: number; subject?: string };
+  progress: { sinkUrl?: string; intervalMs: number; subject?: string; tokenFile?: string };
 }
 
 export interface BackupConfig extends CommonConfig {
@@ -298,6 +301,7 @@ function common(raw: Raw<"unlock">): CommonConfig {
       sinkUrl: raw.PROGRESS_SINK_URL,
       intervalMs: parseGoDuration(raw.PROGRESS_INTERVAL) ?? 0,
       subject: raw.PROGRESS_SUBJECT,
+      tokenFile: raw.PROGRESS_TOKEN_FILE,
     },
   };
 }

@@ -75,8 +75,8 @@ function context(config: WorkerConfig, env: Env, cancel: AbortSignal, log: Logge
     cancel,
     unreachableTimeoutMs: config.unreachableTimeoutMs,
   });
-  const { sinkUrl, subject, intervalMs } = config.progress;
-  const sink = sinkUrl ? { url: sinkUrl, subject } : undefined;
+  const { sinkUrl, subject, intervalMs, tokenFile } = config.progress;
+  const sink = sinkUrl ? { url: sinkUrl, subject, tokenFile } : undefined;
   return { restic, log, progress: (kind) => new ProgressReporter({ kind, intervalMs, log, sink }) };
 }
 

@@ -3,17 +3,18 @@
 // The sink is best effort. The reconcile function shows progress on the BackupJob, but a backup must never fail
 // or slow down because nobody is listening: a POST that is still in flight when the next report is due makes
 // that report skip the sink, every POST has a short timeout, and failures are logged once.
+import { readFile } from "node:fs/promises";
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { Progress } from "../../lib/restic/messages.ts";
 import { progressEventSource, progressEventType, type ProgressKind } from "../../lib/restic/progress.ts";
 
-
 export interface ProgressOptions {
   kind: ProgressKind;
   intervalMs: number;
   log: Logger;
-  sink?: { url: string; subject?: string };
+  /** Where progress goes; `tokenFile` holds the pod's progress token, read afresh for each report (it rotates). */
+  sink?: { url: string; subject?: string; tokenFile?: string };
   now?: () => number;
   /** The HTTP client; fetch unless a test says otherwise. */
   post?: typeof fetch;
@@ -82,10 +83,11 @@ export class ProgressReporter {
     await this.#inFlight;
   }
 
-  async #send(sink: { url: string; subject?: string }, progress: Progress): Promise<void> {
+  async #send(sink: NonNullable<ProgressOptions["sink"]>, progress: Progress): Promise<void> {
     const signal = AbortSignal.any([AbortSignal.timeout(sinkTimeoutMs), this.#abort.signal]);
     try {
       const { headers, body } = await progressMessage(this.#o.kind, progress, sink.subject);
+      if (sink.tokenFile) headers.authorization = `Bearer ${(await readFile(sink.tokenFile, "utf8")).trim()}`;
       const response = await this.#post(sink.url, { method: "POST", headers, body, signal });
       await response.body?.cancel();
       if (!response.ok) this.#failed(`HTTP ${response.status}`);

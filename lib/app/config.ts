@@ -5,7 +5,7 @@ import { hostname } from "node:os";
 import { z } from "zod";
 import { operatorConfigSchema } from "../api/config.ts";
 import { INSTALL_NAMESPACE } from "../api/constants.ts";
-import type { WalleConfig } from "../core/builders.ts";
+import { DEFAULT_PROGRESS_AUDIENCE, type WalleConfig } from "../core/builders.ts";
 import { logLevelSchema, type LogLevel } from "../log.ts";
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -62,6 +62,7 @@ const envSchema = z.object({
   WALLE_MAX_WORKERS_PER_REPOSITORY: z.coerce.number().int().min(1).max(1000).default(4),
   WALLE_TRIGGER_TOKEN: z.string().min(1).optional(),
   WALLE_TOKEN_AUDIENCE: z.string().min(1).default("walle"),
+  WALLE_PROGRESS_AUDIENCE: z.string().min(1).default(DEFAULT_PROGRESS_AUDIENCE),
   POD_NAME: z.string().optional(),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   K_SERVICE: z.string().min(1).optional(),
@@ -88,6 +89,7 @@ export async function loadConfig(env: Env, service: string, readFile: (path: str
       workerImage,
       snapClassMappings: file.snap_class_mappings ?? [],
       ...(e.WALLE_PROGRESS_SINK_URL ? { progressSinkUrl: e.WALLE_PROGRESS_SINK_URL } : {}),
+      progressAudience: e.WALLE_PROGRESS_AUDIENCE,
       workerDeadlineSeconds: e.WALLE_WORKER_DEADLINE_SECONDS,
       snapshotTimeoutSeconds: e.WALLE_SNAPSHOT_TIMEOUT_SECONDS,
       workerBackoffLimit: e.WALLE_WORKER_BACKOFF_LIMIT,

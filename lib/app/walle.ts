@@ -30,9 +30,11 @@ import { collectionPath, isKnownKind, objectPath } from "../k8s/paths.ts";
 import { isAlreadyExists, unlessConflict, type RestClient } from "../k8s/rest.ts";
 import { endsMaintenance, planWake } from "../core/repository.ts";
 import type { AppConfig } from "./config.ts";
-import type { Access } from "../core/access.ts";
+import { boundPod, notTheWorker, type Access } from "../core/access.ts";
+import { DEFAULT_PROGRESS_AUDIENCE } from "../core/builders.ts";
+import { reviewToken } from "../k8s/reviews.ts";
 import { authorize, type Authorized } from "./auth.ts";
-import { BadEventError, type Credentials } from "./events.ts";
+import { BadEventError, ForbiddenError, UnauthenticatedError, type Credentials } from "./events.ts";
 import { resync, type ResyncReport } from "./resync.ts";
 import type { TickOptions, TickReport } from "./tick.ts";
 
@@ -67,7 +69,7 @@ export interface Walle {
   requestRestore(req: RestoreRequest, requestId: string, log: Logger): Promise<Requested>;
   /** Authenticates a trigger and checks RBAC allows its caller all of `needs` (auth.ts); throws 401 or 403. */
   authorize(credentials: Credentials, what: string, needs: readonly Access[], log: Logger): Promise<Authorized>;
-  recordProgress(kind: "BackupJob" | "BackupRestore", at: { namespace: string; name: string }, report: ProgressReport, log: Logger): Promise<{ recorded: boolean; ignored?: string }>;
+  recordProgress(kind: "BackupJob" | "BackupRestore", at: { namespace: string; name: string }, report: ProgressReport, credentials: Credentials, log: Logger): Promise<{ recorded: boolean; ignored?: string }>;
   resync(log: Logger): Promise<ResyncReport>;
   /** Every schedule at the clock's time (or one schedule now, with `manual`), then the resync. */
   tick(opts: TickOptions, log: Logger): Promise<TickReport>;
@@ -187,9 +189,24 @@ export function createWalle(opts: WalleOptions): Walle {
     return who;
   }
 
-  async function recordProgress(kind: "BackupJob" | "BackupRestore", at: { namespace: string; name: string }, report: ProgressReport, log: Logger) {
+  /**
+   * A worker's progress, accepted only from the worker itself: a token for the progress audience, bound to a pod
+   * that is this run's worker (lib/core/access.ts notTheWorker). Anyone else gets 401 or 403 and changes nothing.
+   */
+  async function recordProgress(kind: "BackupJob" | "BackupRestore", at: { namespace: string; name: string }, report: ProgressReport, credentials: Credentials, log: Logger) {
+    const audience = config.progressAudience ?? DEFAULT_PROGRESS_AUDIENCE;
+    if (!credentials.bearer) throw new UnauthenticatedError(`Progress needs the worker pod's token for audience ${audience}`);
+    const who = await reviewToken(api, credentials.bearer, [audience]);
+    if ("refused" in who) throw new UnauthenticatedError(`The token of this progress report was not accepted for audience ${audience}: ${who.refused}`);
+    const bound = boundPod(who.username, who.extra);
+    if (!bound) throw new ForbiddenError(`${who.username} may not report progress: its token is bound to no pod`);
     const path = objectPath(kind, at.name, at.namespace);
-    const run = await read(api, objectSummarySchema, path);
+    const run = await read(api, runSchema, path);
+    if (run) {
+      const pod = await read(api, objectSummarySchema, objectPath("Pod", bound.name, bound.namespace));
+      const why = notTheWorker(pod, bound, kind, { ...at, workerNamespace: run.spec?.repository?.namespace ?? config.installNamespace });
+      if (why) throw new ForbiddenError(`${who.username} may not report progress: ${why}`);
+    }
     // Progress never decides an outcome: a run that has ended, or not started, ignores it.
     const phase = run?.status?.phase;
     if (!run || isTerminal(phase) || phase === undefined || phase === BackupJobPhase.NotStarted || phase === BackupRestorePhase.NotStarted) {
@@ -197,7 +214,7 @@ export function createWalle(opts: WalleOptions): Walle {
     }
     if (!progressThrottle.allow(path, now().getTime())) return { recorded: false, ignored: "throttled" };
     await api.patch(`${path}/status`, { status: { progress: progressStatus(report) } });
-    log.debug({ percent: report.percentDone }, "Progress recorded");
+    log.debug({ percent: report.percentDone, pod: `${bound.namespace}/${bound.name}` }, "Progress recorded");
     return { recorded: true };
   }
 
@@ -218,6 +235,9 @@ export function createWalle(opts: WalleOptions): Walle {
 function refusal(r: Refusal): BadEventError {
   return new BadEventError(r.refused, r.issues);
 }
+
+/** A run as progress reads it: its phase, and its repository's namespace (where its workers run). */
+const runSchema = objectSummarySchema.extend({ spec: z.looseObject({ repository: z.looseObject({ namespace: z.string().optional() }).optional() }).optional().catch(undefined) });
 
 /** Resource-mode data: the fields routing reads; the rest passes through. */
 export const eventObjectSchema = objectSummarySchema.extend({

@@ -3,7 +3,7 @@
 // may do it: a backup of a PVC needs what creating the BackupJob by hand needs, and so on. What RBAC has no verb for
 // (using a shared repository, resyncing everything) is a verb on a resource of Walle's group that no object backs,
 // granted like any other (`kubectl create role … --verb=backup --resource=repositories.ros.io --resource-name=…`).
-import { GROUP } from "../api/constants.ts";
+import { GROUP, Label } from "../api/constants.ts";
 import type { BackupRequest, RestoreRequest } from "./requests.ts";
 
 /** A SubjectAccessReview's resourceAttributes: one thing the caller must be allowed to do. */
@@ -71,4 +71,42 @@ export function restoreAccess(req: RestoreRequest, defaults: Defaults): Access[]
 export function describeAccess(a: Access): string {
   const what = `${a.resource}${a.subresource ? `/${a.subresource}` : ""}${a.group ? `.${a.group}` : ""}${a.name ? ` ${a.name}` : ""}`;
   return `${a.verb} ${what} ${a.namespace ? `in namespace ${a.namespace}` : "in all namespaces"}`;
+}
+
+/** The pod a service-account token is bound to, from a TokenReview's extra (Kubernetes' pod claims). */
+export interface BoundPod {
+  readonly namespace: string;
+  readonly name: string;
+  readonly uid: string;
+}
+
+const POD_NAME = "authentication.kubernetes.io/pod-name";
+const POD_UID = "authentication.kubernetes.io/pod-uid";
+
+/** The pod a token names, or undefined for a token bound to none (a user's, a plain service-account token). */
+export function boundPod(username: string, extra: Readonly<Record<string, readonly string[]>>): BoundPod | undefined {
+  const namespace = /^system:serviceaccount:([^:]+):[^:]+$/.exec(username)?.[1];
+  const name = extra[POD_NAME]?.[0];
+  const uid = extra[POD_UID]?.[0];
+  return namespace && name && uid ? { namespace, name, uid } : undefined;
+}
+
+/**
+ * Why a pod may not report a run's progress, or undefined when it may: it must be the very pod the token is bound
+ * to (same uid), in the run's worker namespace (its repository's, where only Walle's workers carry a run's labels
+ * unless its own tenant made them), and carry the labels Walle gives the worker of that run.
+ */
+export function notTheWorker(
+  pod: { readonly metadata: { readonly uid?: string; readonly labels?: Readonly<Record<string, string>> } } | null,
+  bound: BoundPod,
+  kind: "BackupJob" | "BackupRestore",
+  run: { readonly namespace: string; readonly name: string; readonly workerNamespace: string },
+): string | undefined {
+  const which = `pod ${bound.namespace}/${bound.name}`;
+  if (bound.namespace !== run.workerNamespace) return `${which} is not in ${run.workerNamespace}, where the workers of ${kind} ${run.namespace}/${run.name} run`;
+  if (!pod || pod.metadata.uid !== bound.uid) return `${which}, which the token is bound to, no longer exists`;
+  const labels = pod.metadata.labels ?? {};
+  const owner = kind === "BackupJob" ? labels[Label.BackupJob] : labels[Label.BackupRestore];
+  if (owner !== run.name || labels[Label.OwnerNamespace] !== run.namespace) return `${which} is not the worker of ${kind} ${run.namespace}/${run.name}`;
+  return undefined;
 }

@@ -14,6 +14,11 @@ export interface WalleConfig {
   readonly snapClassMappings: readonly SnapClassMapping[];
   /** Where workers POST progress CloudEvents (the reconcile function's own URL), if anywhere. */
   readonly progressSinkUrl?: string;
+  /**
+   * The audience of the token a worker proves itself with when it reports progress (default walle-progress): a
+   * token for it is good for nothing else, neither the API server nor a trigger.
+   */
+  readonly progressAudience?: string;
   /** The worker Job's activeDeadlineSeconds. */
   readonly workerDeadlineSeconds: number;
   /** How long a VolumeSnapshot may take to become ready before the BackupJob fails. */
@@ -137,6 +142,8 @@ export function pvcFromSnapshot(metadata: Manifest["metadata"], snapshot: string
 
 const SOURCE_PATH = "/data";
 const CACHE_PATH = "/cache";
+const PROGRESS_TOKEN_PATH = "/var/run/secrets/walle/progress";
+export const DEFAULT_PROGRESS_AUDIENCE = "walle-progress";
 
 export interface WorkerJobInput {
   readonly metadata: Manifest["metadata"];
@@ -197,7 +204,7 @@ export function workerJob(input: WorkerJobInput): Manifest {
               env: Object.entries({
                 CLUSTER_NAME: config.clusterName,
                 RESTIC_CACHE_DIR: CACHE_PATH,
-                ...(config.progressSinkUrl ? { PROGRESS_SINK_URL: config.progressSinkUrl } : {}),
+                ...(config.progressSinkUrl ? { PROGRESS_SINK_URL: config.progressSinkUrl, PROGRESS_TOKEN_FILE: `${PROGRESS_TOKEN_PATH}/token` } : {}),
                 ...(input.shownIn && input.shownIn !== input.metadata.namespace ? { REPOSITORY_SHOWN_AS: `Secret ${input.metadata.namespace}/${input.repositorySecret}` } : {}),
                 ...input.env,
               }).map(([name, value]) => ({ name, value })),
@@ -205,6 +212,7 @@ export function workerJob(input: WorkerJobInput): Manifest {
                 ...(volume ? [{ name: "volume", mountPath: volume.mountPath ?? SOURCE_PATH, readOnly: volume.readOnly }] : []),
                 { name: "cache", mountPath: CACHE_PATH },
                 { name: "tmp", mountPath: "/tmp" },
+                ...(config.progressSinkUrl ? [{ name: "progress-token", mountPath: PROGRESS_TOKEN_PATH, readOnly: true }] : []),
               ],
               securityContext: security.container,
               terminationMessagePolicy: "FallbackToLogsOnError",
@@ -215,6 +223,11 @@ export function workerJob(input: WorkerJobInput): Manifest {
             ...(volume ? [{ name: "volume", persistentVolumeClaim: { claimName: volume.claimName, readOnly: volume.readOnly } }] : []),
             { name: "cache", emptyDir: {} },
             { name: "tmp", emptyDir: {} },
+            // Not an API token: one bound to this pod, for the progress audience only, which the function checks
+            // against the pod's labels. The kubelet refreshes it.
+            ...(config.progressSinkUrl
+              ? [{ name: "progress-token", projected: { sources: [{ serviceAccountToken: { audience: config.progressAudience ?? DEFAULT_PROGRESS_AUDIENCE, expirationSeconds: 3600, path: "token" } }] } }]
+              : []),
           ],
         },
       },

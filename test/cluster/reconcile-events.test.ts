@@ -5,6 +5,7 @@ import type { BackupSetStatus } from "../../lib/api/backup-set.ts";
 import { startRestServer, tempDir, type RestServer } from "../integration/worker-harness.ts";
 import { pvcWithData, repositorySecret, settled, type BackupJobObj } from "../support/backup-fixtures.ts";
 import { admin, createNamespace, waitFor } from "../support/kube.ts";
+import { caller, podToken as workerPodToken } from "../support/triggers.ts";
 import { startWalle } from "../support/walle.ts";
 
 let rest: RestServer;
@@ -62,18 +63,36 @@ describe("reconcile's other inputs", () => {
     const path = `/apis/ros.io/v1/namespaces/${ns}/backupjobs/running`;
     await admin().patch(`${path}/status`, { status: { phase: "BackingUp" } });
     const progress = { percentDone: 0.425, filesDone: 17, totalFiles: 40, bytesDone: 4_250_000, totalBytes: 10_000_000, secondsRemaining: 12.4 };
-    const res = await post(walle.url, "io.ros.walle.backup.progress", progress, { "ce-subject": path });
+    // As its worker sends it: with the token the kubelet projects into the worker's pod (bound to it, progress audience).
+    const token = await workerPodToken(ns, "running-worker", { "ros.io/backup-job": "running", "ros.io/owner-namespace": ns });
+    const auth = { authorization: `Bearer ${token}` };
+    const res = await post(walle.url, "io.ros.walle.backup.progress", progress, { "ce-subject": path, ...auth });
     expect(res.status).toBe(200);
     const bj = await admin().get<BackupJobObj & { status?: { progress?: unknown } }>(path);
     expect(bj.status?.progress).toEqual({ percent: 42.5, filesDone: 17, totalFiles: 40, bytesDone: 4_250_000, totalBytes: 10_000_000, secondsRemaining: 12 });
 
+    // Anyone but its worker is refused and changes nothing: no token; a real token for Walle's trigger audience; a
+    // pod's own progress token when the pod is not this run's worker; the worker's token for another run.
+    const forged = { ...progress, percentDone: 0.99 };
+    const intruder = await workerPodToken(ns, "intruder", {});
+    const otherRun = await workerPodToken(ns, "other-worker", { "ros.io/backup-job": "other", "ros.io/owner-namespace": ns });
+    const attempts = {
+      "no token": await post(walle.url, "io.ros.walle.backup.progress", forged, { "ce-subject": path }),
+      "a trigger token": await post(walle.url, "io.ros.walle.backup.progress", forged, { "ce-subject": path, authorization: `Bearer ${await caller(ns, "ci")}` }),
+      "a pod that is no worker": await post(walle.url, "io.ros.walle.backup.progress", forged, { "ce-subject": path, authorization: `Bearer ${intruder}` }),
+      "another run's worker": await post(walle.url, "io.ros.walle.backup.progress", forged, { "ce-subject": path, authorization: `Bearer ${otherRun}` }),
+    };
+    expect(Object.fromEntries(Object.entries(attempts).map(([what, r]) => [what, r.status]))).toEqual({ "no token": 401, "a trigger token": 401, "a pod that is no worker": 403, "another run's worker": 403 });
+    expect(((await attempts["a pod that is no worker"].json()) as { error: string }).error).toMatch(/pod .*intruder is not the worker of BackupJob/);
+    expect((await admin().get<BackupJobObj & { status?: { progress?: { percent: number } } }>(path)).status?.progress?.percent).toBe(42.5);
+
     await admin().patch(`${path}/status`, { status: { phase: "Finished", progress: null } });
-    const late = await post(walle.url, "io.ros.walle.backup.progress", { ...progress, percentDone: 0.9 }, { "ce-subject": path });
+    const late = await post(walle.url, "io.ros.walle.backup.progress", { ...progress, percentDone: 0.9 }, { "ce-subject": path, ...auth });
     expect(late.status).toBe(200);
     expect(((await late.json()) as { ignored?: string }).ignored).toBe("no BackupJob in progress");
     expect((await admin().get<{ status?: { progress?: unknown } }>(path)).status?.progress).toBeUndefined();
 
-    const bad = await post(walle.url, "io.ros.walle.backup.progress", progress, { "ce-subject": "/not/a/backupjob" });
+    const bad = await post(walle.url, "io.ros.walle.backup.progress", progress, { "ce-subject": "/not/a/backupjob", ...auth });
     expect(bad.status).toBe(400);
   });
 
@@ -90,12 +109,13 @@ describe("reconcile's other inputs", () => {
     await admin().patch(`${path}/status`, { status: { phase: "Restoring" } });
     // As the restore worker sends it (functions/worker/progress.ts): its subject names the BackupRestore.
     const progress = { percentDone: 0.5, filesDone: 3, totalFiles: 6, bytesDone: 512, totalBytes: 1024, secondsRemaining: 2 };
-    const res = await post(walle.url, "io.ros.walle.restore.progress", progress, { "ce-subject": path });
+    const auth = { authorization: `Bearer ${await workerPodToken(ns, "restore-worker", { "ros.io/backup-restore": "running", "ros.io/owner-namespace": ns })}` };
+    const res = await post(walle.url, "io.ros.walle.restore.progress", progress, { "ce-subject": path, ...auth });
     expect(res.status).toBe(200);
     const br = await admin().get<{ status?: { progress?: unknown } }>(path);
     expect(br.status?.progress).toEqual({ percent: 50, filesDone: 3, totalFiles: 6, bytesDone: 512, totalBytes: 1024, secondsRemaining: 2 });
     // A restore's progress that names a BackupJob is refused, and changes nothing.
-    const crossed = await post(walle.url, "io.ros.walle.restore.progress", progress, { "ce-subject": `/apis/ros.io/v1/namespaces/${ns}/backupjobs/running` });
+    const crossed = await post(walle.url, "io.ros.walle.restore.progress", progress, { "ce-subject": `/apis/ros.io/v1/namespaces/${ns}/backupjobs/running`, ...auth });
     expect(crossed.status).toBe(400);
     expect(((await crossed.json()) as { issues?: { path: string }[] }).issues?.[0]?.path).toBe("subject");
   });

@@ -39,3 +39,22 @@ export async function caller(ns: string, name: string, grants: CallerGrants = {}
 
 /** Rules that let a caller force backups (and restores) in its namespace, as the walle-edit role does. */
 export const FORCE_BACKUPS: PolicyRule[] = [{ apiGroups: ["ros.io"], resources: ["backupjobs", "backuprestores"], verbs: ["create"] }];
+
+/**
+ * A pod in `ns` with `labels` (a run's worker labels, or none), and a token bound to it for the progress audience,
+ * as the kubelet projects one into a worker.
+ */
+export async function podToken(ns: string, pod: string, labels: Record<string, string>, audience = "walle-progress"): Promise<string> {
+  const made = await admin().create<{ metadata: { uid: string } }>(`/api/v1/namespaces/${ns}/pods`, {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name: pod, labels },
+    spec: { automountServiceAccountToken: false, containers: [{ name: "c", image: "registry.example/sleeper:1" }] },
+  });
+  const tr = await admin().create<{ status: { token: string } }>(`/api/v1/namespaces/${ns}/serviceaccounts/default/token`, {
+    apiVersion: "authentication.k8s.io/v1",
+    kind: "TokenRequest",
+    spec: { audiences: [audience], expirationSeconds: 600, boundObjectRef: { apiVersion: "v1", kind: "Pod", name: pod, uid: made.metadata.uid } },
+  });
+  return tr.status.token;
+}

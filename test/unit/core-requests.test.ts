@@ -1,6 +1,6 @@
 // Forced requests, worker progress, the progress throttle, and the resync's plan: pure decisions, by table.
 import { describe, expect, it } from "vitest";
-import { backupAccess, describeAccess, restoreAccess, RESYNC_ACCESS } from "../../lib/core/access.ts";
+import { backupAccess, boundPod, describeAccess, notTheWorker, restoreAccess, RESYNC_ACCESS } from "../../lib/core/access.ts";
 import { forcedBackupJob, forcedBackupRestore, isRefusal, progressStatus, progressSubject, type RestoreRequest } from "../../lib/core/requests.ts";
 import { planResync, resyncReads } from "../../lib/core/sweep.ts";
 import { Throttle } from "../../lib/core/throttle.ts";
@@ -132,5 +132,28 @@ describe("the resync's plan", () => {
     expect(plan.backupRestores).toEqual([{ namespace: "shop", name: "undo" }]);
     expect(plan.backupSets).toEqual(["set-1", "new"]);
     expect(plan.sweep.map((a) => (a.op === "delete" ? `${a.target.kind} ${a.target.name}` : a.op))).toEqual(["Job w-done", "Job w-gone", "PersistentVolumeClaim p-gone"]);
+  });
+});
+
+describe("progress from a worker", () => {
+  const extra = { "authentication.kubernetes.io/pod-name": ["nightly-backup-x7k2p"], "authentication.kubernetes.io/pod-uid": ["uid-1"] };
+  it("names the pod a service-account token is bound to, and none for other tokens", () => {
+    expect(boundPod("system:serviceaccount:walle-system:default", extra)).toEqual({ namespace: "walle-system", name: "nightly-backup-x7k2p", uid: "uid-1" });
+    expect(boundPod("system:serviceaccount:walle-system:default", {})).toBeUndefined();
+    expect(boundPod("alice", extra)).toBeUndefined();
+  });
+
+  const bound = { namespace: "walle-system", name: "nightly-backup-x7k2p", uid: "uid-1" };
+  const run = { namespace: "shop", name: "nightly", workerNamespace: "walle-system" };
+  const worker = { metadata: { uid: "uid-1", labels: { "ros.io/backup-job": "nightly", "ros.io/owner-namespace": "shop" } } };
+  it.each([
+    { name: "the run's worker", pod: worker, bound, want: undefined },
+    { name: "a pod since deleted", pod: null, bound, want: "pod walle-system/nightly-backup-x7k2p, which the token is bound to, no longer exists" },
+    { name: "a new pod of the same name", pod: { metadata: { ...worker.metadata, uid: "uid-2" } }, bound, want: "pod walle-system/nightly-backup-x7k2p, which the token is bound to, no longer exists" },
+    { name: "another run's worker", pod: { metadata: { uid: "uid-1", labels: { "ros.io/backup-job": "weekly", "ros.io/owner-namespace": "shop" } } }, bound, want: "pod walle-system/nightly-backup-x7k2p is not the worker of BackupJob shop/nightly" },
+    { name: "a same-named run of another namespace", pod: { metadata: { uid: "uid-1", labels: { "ros.io/backup-job": "nightly", "ros.io/owner-namespace": "web" } } }, bound, want: "pod walle-system/nightly-backup-x7k2p is not the worker of BackupJob shop/nightly" },
+    { name: "a look-alike pod in the tenant's own namespace", pod: worker, bound: { ...bound, namespace: "shop" }, want: "pod shop/nightly-backup-x7k2p is not in walle-system, where the workers of BackupJob shop/nightly run" },
+  ])("$name", ({ pod, bound: b, want }) => {
+    expect(notTheWorker(pod, b, "BackupJob", run)).toBe(want);
   });
 });

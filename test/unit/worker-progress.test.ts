@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { pino } from "pino";
 import { describe, expect, it, vi } from "vitest";
 import { ProgressReporter, progressMessage } from "../../functions/worker/progress.ts";
@@ -45,6 +48,21 @@ describe("progress reporter", () => {
       await r.close();
     }
     expect(posts.map((p) => (p.body as { percentDone: number }).percentDone)).toEqual([0.1, 0.4, 0.5]);
+  });
+
+  it("sends the pod's progress token, read afresh for each report, as the kubelet rotates it", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "progress-token-"));
+    const file = path.join(dir, "token");
+    const { posts, post } = recorder(async () => new Response(null, { status: 200 }));
+    const r = new ProgressReporter({ kind: "backup", intervalMs: 0, log: silent, sink: { url: "http://sink/", tokenFile: file }, post });
+    await writeFile(file, "first-token\n");
+    r.report({ percentDone: 0.1 });
+    await r.close();
+    await writeFile(file, "rotated-token");
+    r.report({ percentDone: 0.2 });
+    await r.close();
+    expect(posts.map((p) => p.headers.authorization)).toEqual(["Bearer first-token", "Bearer rotated-token"]);
+    await rm(dir, { recursive: true, force: true });
   });
 
   it("skips the sink while a POST is still in flight", async () => {
