@@ -14,9 +14,12 @@ import { applyObjects, readManifestFiles, serviceAccountKubeconfig } from "./ind
 import { freePort } from "./processes.ts";
 import { repoRoot } from "./toolchain.ts";
 
-/** What an install applies before the functions run: the namespace and the service accounts with their RBAC. */
+/**
+ * What an install applies before the functions run: the namespace, the service accounts with their RBAC, and the
+ * admission policy that bounds what those service accounts may make (so every test runs under it).
+ */
 export const installManifests = [
-  ...["namespace.yaml", "reconcile-rbac.yaml", "apiserversource-rbac.yaml", "trigger-rbac.yaml"].map((f) => path.join(repoRoot, "knative", f)),
+  ...["namespace.yaml", "reconcile-rbac.yaml", "apiserversource-rbac.yaml", "trigger-rbac.yaml", "reconcile-bounds.yaml"].map((f) => path.join(repoRoot, "knative", f)),
   path.join(repoRoot, "keda", "tick-rbac.yaml"),
 ];
 

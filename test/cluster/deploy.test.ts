@@ -7,7 +7,7 @@ import { repoRoot } from "../../cluster/toolchain.ts";
 import { admin } from "../support/kube.ts";
 
 const knative = [
-  ...["namespace.yaml", "reconcile-rbac.yaml", "apiserversource-rbac.yaml", "trigger-rbac.yaml", "service.yaml", "apiserversource.yaml", "ping/service.yaml", "ping/pingsource.yaml"].map((f) => path.join(repoRoot, "knative", f)),
+  ...["namespace.yaml", "reconcile-rbac.yaml", "apiserversource-rbac.yaml", "trigger-rbac.yaml", "reconcile-bounds.yaml", "service.yaml", "apiserversource.yaml", "ping/service.yaml", "ping/pingsource.yaml"].map((f) => path.join(repoRoot, "knative", f)),
   ...["tick-rbac.yaml", "scaledjob.yaml"].map((f) => path.join(repoRoot, "keda", f)),
 ];
 
