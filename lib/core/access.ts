@@ -4,7 +4,7 @@
 // (using a shared repository, resyncing everything) is a verb on a resource of Walle's group that no object backs,
 // granted like any other (`kubectl create role … --verb=backup --resource=repositories.ros.io --resource-name=…`).
 import { GROUP, Label } from "../api/constants.ts";
-import type { BackupRequest, RestoreRequest } from "./requests.ts";
+import { requestedRepository, type BackupRequest, type Defaults, type RestoreRequest } from "./requests.ts";
 
 /** A SubjectAccessReview's resourceAttributes: one thing the caller must be allowed to do. */
 export interface Access {
@@ -36,20 +36,15 @@ export const TICK_ACCESS: readonly Access[] = [{ verb: "tick", group: GROUP, res
 /** Run one schedule now: `tick` on that BackupSchedule alone. */
 export const scheduleAccess = (name: string): Access[] => [{ verb: "tick", group: GROUP, resource: "backupschedules", name }];
 
-interface Defaults {
-  readonly installNamespace: string;
-  readonly defaultRepository?: string;
-}
 
 const sharedRepository = (verb: string, name: string, defaults: Defaults): Access => ({ verb, group: GROUP, resource: REPOSITORIES, namespace: defaults.installNamespace, name });
 
 /** A forced backup: create a BackupJob in the PVC's namespace, and, for a shared repository, `backup` on it. */
 export function backupAccess(req: BackupRequest, defaults: Defaults): Access[] {
-  const repository = req.repository ?? (defaults.defaultRepository ? { name: defaults.defaultRepository } : undefined);
-  const repoNs = repository?.namespace ?? defaults.installNamespace;
+  const repository = requestedRepository(req, defaults);
   return [
     { verb: "create", group: GROUP, resource: "backupjobs", namespace: req.namespace },
-    ...(repository && repoNs === defaults.installNamespace && repoNs !== req.namespace ? [sharedRepository(RepositoryVerb.Backup, repository.name, defaults)] : []),
+    ...(repository && repository.namespace === defaults.installNamespace && repository.namespace !== req.namespace ? [sharedRepository(RepositoryVerb.Backup, repository.name, defaults)] : []),
   ];
 }
 

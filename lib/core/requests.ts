@@ -41,9 +41,16 @@ export interface Refusal {
   readonly issues: readonly Issue[];
 }
 
-interface Defaults {
+/** What a request falls back on: the install namespace, and the repository a backup request may leave out. */
+export interface Defaults {
   readonly installNamespace: string;
   readonly defaultRepository?: string;
+}
+
+/** The repository a forced backup means: the one it names, else the configured default; and its namespace. */
+export function requestedRepository(req: BackupRequest, defaults: Defaults): { name: string; namespace: string } | undefined {
+  const repository = req.repository ?? (defaults.defaultRepository ? { name: defaults.defaultRepository } : undefined);
+  return repository && { name: repository.name, namespace: repository.namespace ?? defaults.installNamespace };
 }
 
 const requested = (namespace: string, name: string, requestId: string) => ({
@@ -55,11 +62,11 @@ const requested = (namespace: string, name: string, requestId: string) => ({
 
 /** The BackupJob a forced backup creates, or why not. */
 export function forcedBackupJob(req: BackupRequest, requestId: string, defaults: Defaults): Manifest | Refusal {
-  const repository = req.repository ?? (defaults.defaultRepository ? { name: defaults.defaultRepository } : undefined);
+  const repository = requestedRepository(req, defaults);
   if (!repository) {
     return { refused: "data.repository is required: no default repository is configured (WALLE_DEFAULT_REPOSITORY)", issues: [{ path: "data.repository", message: "is required" }] };
   }
-  const repoNs = repository.namespace ?? defaults.installNamespace;
+  const repoNs = repository.namespace;
   // Anyone in the cluster can send this event: never let it carry one tenant's data into another's repository.
   if (repoNs !== req.namespace && repoNs !== defaults.installNamespace) {
     return {
