@@ -29,6 +29,14 @@ export const ServiceAccount = {
 } as const;
 export type ServiceAccount = ValueOf<typeof ServiceAccount>;
 
+/**
+ * (new) The service account of every worker pod, which Walle creates in each namespace its workers run in. It has
+ * no RBAC and its pods mount no API token: it exists so that the progress token the kubelet projects into a
+ * worker names an identity of its own, which the function requires, and not the namespace's `default`.
+ * Not in ServiceAccount: it is trusted by nothing.
+ */
+export const WORKER_SERVICE_ACCOUNT = "walle-worker";
+
 /** The user name the API server gives a service account's token. */
 export function serviceAccountUser(namespace: string, name: string): string {
   return `system:serviceaccount:${namespace}:${name}`;

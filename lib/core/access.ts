@@ -3,7 +3,7 @@
 // may do it: a backup of a PVC needs what creating the BackupJob by hand needs, and so on. What RBAC has no verb for
 // (using a shared repository, resyncing everything) is a verb on a resource of Walle's group that no object backs,
 // granted like any other (`kubectl create role … --verb=backup --resource=repositories.ros.io --resource-name=…`).
-import { GROUP, Label } from "../api/constants.ts";
+import { GROUP, Label, WORKER_SERVICE_ACCOUNT } from "../api/constants.ts";
 import { requestedRepository, type BackupRequest, type Defaults, type RestoreRequest } from "./requests.ts";
 
 /** A SubjectAccessReview's resourceAttributes: one thing the caller must be allowed to do. */
@@ -71,6 +71,8 @@ export function describeAccess(a: Access): string {
 /** The pod a service-account token is bound to, from a TokenReview's extra (Kubernetes' pod claims). */
 export interface BoundPod {
   readonly namespace: string;
+  /** The service account the token was issued to, which the pod runs as. */
+  readonly account: string;
   readonly name: string;
   readonly uid: string;
 }
@@ -80,15 +82,15 @@ const POD_UID = "authentication.kubernetes.io/pod-uid";
 
 /** The pod a token names, or undefined for a token bound to none (a user's, a plain service-account token). */
 export function boundPod(username: string, extra: Readonly<Record<string, readonly string[]>>): BoundPod | undefined {
-  const namespace = /^system:serviceaccount:([^:]+):[^:]+$/.exec(username)?.[1];
+  const [, namespace, account] = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(username) ?? [];
   const name = extra[POD_NAME]?.[0];
   const uid = extra[POD_UID]?.[0];
-  return namespace && name && uid ? { namespace, name, uid } : undefined;
+  return namespace && account && name && uid ? { namespace, account, name, uid } : undefined;
 }
 
 /**
- * Why a pod may not report a run's progress, or undefined when it may: it must be the very pod the token is bound
- * to (same uid), in the run's worker namespace (its repository's, where only Walle's workers carry a run's labels
+ * Why a pod may not report a run's progress, or undefined when it may: it must run as the worker service account,
+ * be the very pod the token is bound to (same uid), in the run's worker namespace (its repository's, where only Walle's workers carry a run's labels
  * unless its own tenant made them), and carry the labels Walle gives the worker of that run.
  */
 export function notTheWorker(
@@ -98,6 +100,7 @@ export function notTheWorker(
   run: { readonly namespace: string; readonly name: string; readonly workerNamespace: string },
 ): string | undefined {
   const which = `pod ${bound.namespace}/${bound.name}`;
+  if (bound.account !== WORKER_SERVICE_ACCOUNT) return `${which} runs as service account ${bound.account}, not ${WORKER_SERVICE_ACCOUNT}, which every worker of Walle runs as`;
   if (bound.namespace !== run.workerNamespace) return `${which} is not in ${run.workerNamespace}, where the workers of ${kind} ${run.namespace}/${run.name} run`;
   if (!pod || pod.metadata.uid !== bound.uid) return `${which}, which the token is bound to, no longer exists`;
   const labels = pod.metadata.labels ?? {};

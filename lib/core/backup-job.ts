@@ -10,7 +10,7 @@ import { ConditionReason, EventReason } from "../api/conditions.ts";
 import { mappedSnapshotClass } from "../api/config.ts";
 import { ConditionStatus, CREATED_BY, JobType, Label, WalleAnnotation } from "../api/constants.ts";
 import type { BackupJob } from "../api/parse.ts";
-import { movedContent, ownedMetadata, ownerRef, pvcFromSnapshot, repositoryLabel, volumeSnapshot, workerJob, workerSourcePath, type Manifest, type WalleConfig } from "./builders.ts";
+import { movedContent, ownedMetadata, ownerRef, pvcFromSnapshot, repositoryLabel, volumeSnapshot, workerActions, workerSourcePath, type Manifest, type WalleConfig } from "./builders.ts";
 import { findCondition, isCleanedUp, rfc3339, setCondition, type ConditionInput } from "./conditions.ts";
 import { failsInvalid, type Action, type Decision, type KubeEvent, type ReadPlan, type Reconciler } from "./decision.ts";
 import { backupJobChildNames } from "./names.ts";
@@ -353,9 +353,7 @@ function startWorker(s: Step): Outcome {
   s.actions.push({ op: "create", manifest: pvcFromSnapshot(pvcMeta, cross ? names.movedSnapshot : names.sourceSnapshot, quantity(size), storageClass) });
   const mode = workerMode(allowsPrivilegedWorkers(workerNs, config.installNamespace, w.workerNamespace), w.spec.workerSecurityContext);
   s.condition(fidelityCondition(mode, JobType.Backup, workerNs));
-  s.actions.push({
-    op: "create",
-    manifest: workerJob({
+  s.actions.push(...workerActions({
       metadata: s.meta(names.job, workerNs),
       config,
       command: JobType.Backup,
@@ -374,7 +372,7 @@ function startWorker(s: Step): Outcome {
         ...(w.job.annotations?.[WalleAnnotation.InitializesRepository] === "false" ? { INITIALIZE_REPO: "false", REPOSITORY_WAIT: REPOSITORY_WAIT } : {}),
       },
     }),
-  });
+  );
   s.status = { ...s.status, phase: BackupJobPhase.WaitingBackup };
   s.condition({
     type: BackupJobConditionType.SnapshotReady, status: ConditionStatus.True, reason: ConditionReason.SnapshotReady,

@@ -12,7 +12,7 @@ import { ConditionReason, EventReason, type ConditionType } from "../api/conditi
 import { ConditionStatus, CREATED_BY, JobType, Label, WalleAnnotation } from "../api/constants.ts";
 import type { BackupRestore } from "../api/parse.ts";
 import type { WorkerResult } from "../restic/result.ts";
-import { ownedMetadata, ownerRef, workerJob, type Manifest, type WalleConfig } from "./builders.ts";
+import { ownedMetadata, ownerRef, workerActions, type Manifest, type WalleConfig } from "./builders.ts";
 import { isCleanedUp, rfc3339, setCondition, type ConditionInput } from "./conditions.ts";
 import { failsInvalid, type Action, type Decision, type KubeEvent, type ReadPlan, type Reconciler } from "./decision.ts";
 import { restoreChildNames } from "./names.ts";
@@ -228,9 +228,7 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
     const mode = workerMode(allowsPrivilegedWorkers(workerNs, config.installNamespace, w.workerNamespace), w.spec.workerSecurityContext);
     const fidelity = fidelityCondition(mode, JobType.Restore, workerNs);
     condition(fidelity.type, fidelity.status, fidelity.reason, fidelity.message);
-    actions.push({
-      op: "create",
-      manifest: workerJob({
+    actions.push(...workerActions({
         metadata: meta(names.job, workerNs),
         config,
         command: JobType.Restore,
@@ -240,7 +238,7 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
         volume: { claimName: claim, readOnly: false, mountPath: RESTORE_PATH },
         env: { ...restoreEnv(w.spec, namespace, config), PROGRESS_SUBJECT: `/apis/ros.io/v1/namespaces/${namespace}/backuprestores/${name}` },
       }),
-    });
+    );
     condition(BackupRestoreConditionType.TargetReady, ConditionStatus.False, ConditionReason.Preparing, `Restoring into PersistentVolumeClaim ${claimNs}/${claim}.`);
     status = { ...status, phase: BackupRestorePhase.WaitingRestore, startTime: status.startTime ?? rfc3339(now) };
     events.push({ type: "Normal", reason: EventReason.Restoring, note: `Started worker Job ${workerNs}/${names.job} to restore into ${claimNs}/${claim}.` });

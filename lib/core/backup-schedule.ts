@@ -9,7 +9,7 @@ import { isSettledSet } from "./backup-set.ts";
 import { ConditionReason, EventReason } from "../api/conditions.ts";
 import { API_VERSION, ConditionStatus, CREATED_BY, JobType, Label, WalleAnnotation } from "../api/constants.ts";
 import type { BackupSchedule } from "../api/parse.ts";
-import { ownerRef, repositoryLabel, workerJob, type Manifest, type WalleConfig } from "./builders.ts";
+import { ownerRef, repositoryLabel, workerActions, type Manifest, type WalleConfig } from "./builders.ts";
 import { findCondition, rfc3339, setCondition, type ConditionInput } from "./conditions.ts";
 import type { Action, Decision, KubeEvent, ObjectRef } from "./decision.ts";
 import { boundedName, shortHash } from "./names.ts";
@@ -246,16 +246,14 @@ function maintain(s: ScheduleStep, task: "prune" | "check"): void {
   }
   const name = boundedName([`walle-${task}`, s.name, slotId(due.slot)]);
   const retain = w.schedule.spec.prune?.retain;
-  s.actions.push({
-    op: "create",
-    manifest: workerJob({
+  s.actions.push(...workerActions({
       metadata: { name, namespace: s.repoNs, labels: s.labels(WORKER_COMMAND[task]), ownerReferences: [ownerRef("BackupSchedule", s.name, w.schedule.metadata.uid ?? "")] },
       config,
       command: WORKER_COMMAND[task],
       repositorySecret: w.schedule.spec.repository.name,
       env: task === "prune" && retain ? { RETENTION: JSON.stringify(retain), BACKUP_SCHEDULE: s.name } : {},
     }),
-  });
+  );
   s.scheduler(task, due.slot);
   s.status = { ...s.status, [task === "prune" ? "lastPruneRun" : "lastCheckRun"]: rfc3339(s.now) };
   s.condition({ type: conditionType, status: ConditionStatus.False, reason: ConditionReason.Running, message: `${task === "prune" ? "Prune" : "Check"} Job ${s.repoNs}/${name} started.` });

@@ -1,7 +1,8 @@
 // Builders of the objects Walle creates for a backup or a restore. Pure: the same inputs give the same object,
 // with deterministic names, Walle's labels, and owner references where Kubernetes allows them (same namespace).
-import { API_VERSION, CREATED_BY, JobType, Label } from "../api/constants.ts";
+import { API_VERSION, CREATED_BY, JobType, Label, WORKER_SERVICE_ACCOUNT } from "../api/constants.ts";
 import type { SnapClassMapping } from "../api/config.ts";
+import type { Action } from "./decision.ts";
 import { boundedName } from "./names.ts";
 import { UNPRIVILEGED, workerSecurity, type WorkerMode } from "./privileges.ts";
 
@@ -192,6 +193,7 @@ export function workerJob(input: WorkerJobInput): Manifest {
         metadata: { labels },
         spec: {
           restartPolicy: "Never",
+          serviceAccountName: WORKER_SERVICE_ACCOUNT,
           automountServiceAccountToken: false,
           enableServiceLinks: false,
           securityContext: security.pod,
@@ -233,6 +235,33 @@ export function workerJob(input: WorkerJobInput): Manifest {
       },
     },
   };
+}
+
+/**
+ * The worker's own service account in `namespace`: no RBAC is ever bound to it by Walle, it mounts no token, and it
+ * holds no Secrets, so the only credential it gives a worker is the progress token the kubelet projects.
+ */
+export function workerServiceAccount(namespace: string): Manifest {
+  return {
+    apiVersion: "v1",
+    kind: "ServiceAccount",
+    metadata: { name: WORKER_SERVICE_ACCOUNT, namespace, labels: { [Label.CreatedBy]: CREATED_BY } },
+    automountServiceAccountToken: false,
+  };
+}
+
+/**
+ * The actions that start a worker: its service account (already there after the first run in a namespace; the
+ * executor takes AlreadyExists as done), then its Job, whose pods the API server admits only once the account
+ * exists.
+ */
+export function workerActions(input: WorkerJobInput): Action[] {
+  const namespace = input.metadata.namespace;
+  if (!namespace) throw new Error(`worker Job ${input.metadata.name} has no namespace`);
+  return [
+    { op: "create", manifest: workerServiceAccount(namespace) },
+    { op: "create", manifest: workerJob(input) },
+  ];
 }
 
 export const workerSourcePath = SOURCE_PATH;

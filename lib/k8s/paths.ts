@@ -24,6 +24,7 @@ export const kinds = {
   PersistentVolumeClaim: { apiVersion: "v1", plural: "persistentvolumeclaims", namespaced: true },
   PersistentVolume: { apiVersion: "v1", plural: "persistentvolumes", namespaced: false },
   Secret: { apiVersion: "v1", plural: "secrets", namespaced: true },
+  ServiceAccount: { apiVersion: "v1", plural: "serviceaccounts", namespaced: true },
   StorageClass: { apiVersion: "storage.k8s.io/v1", plural: "storageclasses", namespaced: false },
   VolumeSnapshot: { apiVersion: "snapshot.storage.k8s.io/v1", plural: "volumesnapshots", namespaced: true },
   VolumeSnapshotContent: { apiVersion: "snapshot.storage.k8s.io/v1", plural: "volumesnapshotcontents", namespaced: false },

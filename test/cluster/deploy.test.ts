@@ -47,6 +47,12 @@ describe("the install manifests", () => {
     expect(await can(reconcile, "create", "snapshot.storage.k8s.io", "volumesnapshots", "default")).toBe(true);
     expect(await can(reconcile, "patch", "snapshot.storage.k8s.io", "volumesnapshotcontents")).toBe(true);
     expect(await can(reconcile, "create", "batch", "jobs", "walle-system")).toBe(true);
+    // It makes each namespace's walle-worker service account (the admission policy bounds which), but may not
+    // mint its tokens, read, change or bind service accounts.
+    expect(await can(reconcile, "create", "", "serviceaccounts", "default")).toBe(true);
+    for (const verb of ["get", "update", "patch", "delete"]) expect(await can(reconcile, verb, "", "serviceaccounts", "default"), `serviceaccounts ${verb}`).toBe(false);
+    expect(await can(reconcile, "create", "", "serviceaccounts", "default", "token")).toBe(false);
+    expect(await can(reconcile, "create", "rbac.authorization.k8s.io", "rolebindings", "default")).toBe(false);
     expect(await can(reconcile, "patch", "ros.io", "backupjobs", "default", "status")).toBe(true);
     expect(await can(reconcile, "create", "events.k8s.io", "events", "default")).toBe(true);
     // It reads one namespace's annotation to learn whether an admin allows full-fidelity workers there, and can
@@ -79,6 +85,8 @@ describe("the install manifests", () => {
     expect(await can(tick, "list", "", "pods")).toBe(true);
     expect(await can(tick, "list", "", "namespaces")).toBe(true);
     expect(await can(tick, "create", "batch", "jobs", "walle-system")).toBe(true);
+    expect(await can(tick, "create", "", "serviceaccounts", "walle-system")).toBe(true);
+    expect(await can(tick, "create", "", "serviceaccounts", "walle-system", "token")).toBe(false);
     // Not more: it never edits a schedule's spec, deletes BackupJobs itself (they go with their set), or runs pods.
     expect(await can(tick, "update", "ros.io", "backupschedules")).toBe(false);
     expect(await can(tick, "delete", "ros.io", "backupschedules")).toBe(false);

@@ -16,7 +16,7 @@ import { PRIVILEGED_WORKERS_ANNOTATION, workerMode } from "../../lib/core/privil
 import { workerJob } from "../../lib/core/builders.ts";
 import { pvcWithData, repositorySecret, SNAP, settled, settledRestore, volumeDir, type BackupJobObj } from "../support/backup-fixtures.ts";
 import { testConfig } from "../support/config.ts";
-import { admin, clientForServiceAccount, createNamespace, waitFor } from "../support/kube.ts";
+import { admin, clientForServiceAccount, createNamespace, waitFor, workerAccount } from "../support/kube.ts";
 import { startWalle, WORKER_IMAGE } from "../support/walle.ts";
 import { manifest, startRestServer, tempDir, type Entry, type RestServer } from "../integration/worker-harness.ts";
 
@@ -209,6 +209,7 @@ describe("Pod Security admission", () => {
       env: {},
       mode: workerMode(privileged, undefined),
     });
+    await workerAccount(ns);
     const pod = { apiVersion: "v1", kind: "Pod", metadata: { generateName: "worker-" }, spec: (job.spec as { template: { spec: unknown } }).template.spec };
     return admin().create(`/api/v1/namespaces/${ns}/pods`, pod, { dryRun: "All" }).then(
       () => true as const,

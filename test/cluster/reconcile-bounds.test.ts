@@ -4,7 +4,7 @@
 // nothing is stored.
 import { describe, expect, it } from "vitest";
 import { INSTALL_NAMESPACE, ServiceAccount } from "../../lib/api/constants.ts";
-import { movedContent, ownedMetadata, pvcFromSnapshot, workerJob, type Manifest } from "../../lib/core/builders.ts";
+import { movedContent, ownedMetadata, pvcFromSnapshot, workerJob, workerServiceAccount, type Manifest } from "../../lib/core/builders.ts";
 import { UNPRIVILEGED, type WorkerMode } from "../../lib/core/privileges.ts";
 import { ApiError, type RestClient } from "../../lib/k8s/rest.ts";
 import { admin, clientForServiceAccount, createNamespace } from "../support/kube.ts";
@@ -53,6 +53,7 @@ describe("Walle's service accounts, bounded at admission", () => {
     const ns = await createNamespace("bounds");
     const reconcile = await clientForServiceAccount(INSTALL_NAMESPACE, ServiceAccount.Reconcile);
     const jobs = `/apis/batch/v1/namespaces/${ns}/jobs`;
+    const accounts = `/api/v1/namespaces/${ns}/serviceaccounts`;
     const container = (pod: { containers: Record<string, unknown>[] }) => pod.containers[0] as Record<string, unknown> & { securityContext: Record<string, unknown> };
 
     const denied: Record<string, [Manifest | Record<string, unknown>, string, RegExp]> = {
@@ -77,6 +78,9 @@ describe("Walle's service accounts, bounded at admission", () => {
         `/api/v1/namespaces/${ns}/persistentvolumeclaims`,
         /labelled app\.kubernetes\.io\/created-by=walle/,
       ],
+      "a ServiceAccount of another name": [{ ...workerServiceAccount(ns), metadata: { ...workerServiceAccount(ns).metadata, name: "deployer" } }, accounts, /only the walle-worker service account/],
+      "the worker's ServiceAccount with a token automounted": [{ ...workerServiceAccount(ns), automountServiceAccountToken: true }, accounts, /automountServiceAccountToken false/],
+      "the worker's ServiceAccount with image pull secrets": [{ ...workerServiceAccount(ns), imagePullSecrets: [{ name: "registry-credentials" }] }, accounts, /no secrets or image pull secrets/],
       "an unlabelled VolumeSnapshotContent": [
         { apiVersion: "snapshot.storage.k8s.io/v1", kind: "VolumeSnapshotContent", metadata: { name: `grab-${ns}` }, spec: { driver: "hostpath.csi.walle.local", deletionPolicy: "Retain", source: { snapshotHandle: "someone-elses" }, volumeSnapshotRef: { name: "x", namespace: ns } } },
         "/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents",
@@ -92,6 +96,7 @@ describe("Walle's service accounts, bounded at admission", () => {
 
     // Walle's own, as its builders make them: admitted, in both worker modes.
     const own = {
+      "the workers' ServiceAccount": await attempt(reconcile, accounts, workerServiceAccount(ns)),
       "the unprivileged worker Job": await attempt(reconcile, jobs, walleJob(ns)),
       "the full-fidelity restore worker Job": await attempt(reconcile, jobs, walleJob(ns, FULL_FIDELITY)),
       "the PVC from a snapshot": await attempt(reconcile, `/api/v1/namespaces/${ns}/persistentvolumeclaims`, pvcFromSnapshot(ownedMetadata("from-snap", ns, {}, owner), "snap", "1Gi")),

@@ -76,14 +76,19 @@ describe("reconcile's other inputs", () => {
     const forged = { ...progress, percentDone: 0.99 };
     const intruder = await workerPodToken(ns, "intruder", {});
     const otherRun = await workerPodToken(ns, "other-worker", { "ros.io/backup-job": "other", "ros.io/owner-namespace": ns });
+    const otherAccount = await workerPodToken(ns, "default-worker", { "ros.io/backup-job": "running", "ros.io/owner-namespace": ns }, "default");
     const attempts = {
       "no token": await post(walle.url, "io.ros.walle.backup.progress", forged, { "ce-subject": path }),
       "a trigger token": await post(walle.url, "io.ros.walle.backup.progress", forged, { "ce-subject": path, authorization: `Bearer ${await caller(ns, "ci")}` }),
       "a pod that is no worker": await post(walle.url, "io.ros.walle.backup.progress", forged, { "ce-subject": path, authorization: `Bearer ${intruder}` }),
       "another run's worker": await post(walle.url, "io.ros.walle.backup.progress", forged, { "ce-subject": path, authorization: `Bearer ${otherRun}` }),
+      "a look-alike as another service account": await post(walle.url, "io.ros.walle.backup.progress", forged, { "ce-subject": path, authorization: `Bearer ${otherAccount}` }),
     };
-    expect(Object.fromEntries(Object.entries(attempts).map(([what, r]) => [what, r.status]))).toEqual({ "no token": 401, "a trigger token": 401, "a pod that is no worker": 403, "another run's worker": 403 });
+    expect(Object.fromEntries(Object.entries(attempts).map(([what, r]) => [what, r.status]))).toEqual({
+      "no token": 401, "a trigger token": 401, "a pod that is no worker": 403, "another run's worker": 403, "a look-alike as another service account": 403,
+    });
     expect(((await attempts["a pod that is no worker"].json()) as { error: string }).error).toMatch(/pod .*intruder is not the worker of BackupJob/);
+    expect(((await attempts["a look-alike as another service account"].json()) as { error: string }).error).toMatch(/pod .*default-worker runs as service account default, not walle-worker/);
     expect((await admin().get<BackupJobObj & { status?: { progress?: { percent: number } } }>(path)).status?.progress?.percent).toBe(42.5);
 
     await admin().patch(`${path}/status`, { status: { phase: "Finished", progress: null } });

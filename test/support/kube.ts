@@ -4,7 +4,8 @@ import { inject, onTestFinished } from "vitest";
 import { randomBytes } from "node:crypto";
 import { serviceAccountKubeconfig, userKubeconfig } from "../../cluster/index.ts";
 import { credentialsFromKubeconfig } from "../../cluster/kubeconfig.ts";
-import { RestClient } from "../../lib/k8s/rest.ts";
+import { workerServiceAccount } from "../../lib/core/builders.ts";
+import { isAlreadyExists, RestClient } from "../../lib/k8s/rest.ts";
 
 let adminClient: RestClient | undefined;
 
@@ -50,6 +51,13 @@ export async function kubeConfigForServiceAccount(namespace: string, name: strin
 }
 
 /** A fresh namespace for one test, deleted when the test ends. */
+/** The workers' service account in `ns`, as Walle makes it before a namespace's first worker (if not there yet). */
+export async function workerAccount(ns: string): Promise<void> {
+  await admin().create(`/api/v1/namespaces/${ns}/serviceaccounts`, workerServiceAccount(ns)).catch((e: unknown) => {
+    if (!isAlreadyExists(e)) throw e;
+  });
+}
+
 export async function createNamespace(prefix: string): Promise<string> {
   const name = `${prefix}-${randomBytes(3).toString("hex")}`.toLowerCase();
   await admin().create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name, labels: { "walle.test/namespace": "true" } } });

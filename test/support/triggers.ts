@@ -1,7 +1,7 @@
 // Callers of Walle's triggers as a cluster has them: service accounts with exactly the RBAC a test gives them, and
 // their real tokens from the TokenRequest API, for Walle's audience or another.
-import { INSTALL_NAMESPACE } from "../../lib/api/constants.ts";
-import { admin, grantRole, type PolicyRule } from "./kube.ts";
+import { INSTALL_NAMESPACE, WORKER_SERVICE_ACCOUNT } from "../../lib/api/constants.ts";
+import { admin, grantRole, workerAccount, type PolicyRule } from "./kube.ts";
 
 export interface CallerGrants {
   /** Rules in the caller's own namespace. */
@@ -41,17 +41,19 @@ export async function caller(ns: string, name: string, grants: CallerGrants = {}
 export const FORCE_BACKUPS: PolicyRule[] = [{ apiGroups: ["ros.io"], resources: ["backupjobs", "backuprestores"], verbs: ["create"] }];
 
 /**
- * A pod in `ns` with `labels` (a run's worker labels, or none), and a token bound to it for the progress audience,
- * as the kubelet projects one into a worker.
+ * A pod in `ns` with `labels` (a run's worker labels, or none), running as `account` (the workers' own, made here
+ * as Walle makes it, unless another is named), and a token bound to it for the progress audience, as the kubelet
+ * projects one into a worker.
  */
-export async function podToken(ns: string, pod: string, labels: Record<string, string>, audience = "walle-progress"): Promise<string> {
+export async function podToken(ns: string, pod: string, labels: Record<string, string>, account: string = WORKER_SERVICE_ACCOUNT, audience = "walle-progress"): Promise<string> {
+  if (account === WORKER_SERVICE_ACCOUNT) await workerAccount(ns);
   const made = await admin().create<{ metadata: { uid: string } }>(`/api/v1/namespaces/${ns}/pods`, {
     apiVersion: "v1",
     kind: "Pod",
     metadata: { name: pod, labels },
-    spec: { automountServiceAccountToken: false, containers: [{ name: "c", image: "registry.example/sleeper:1" }] },
+    spec: { serviceAccountName: account, automountServiceAccountToken: false, containers: [{ name: "c", image: "registry.example/sleeper:1" }] },
   });
-  const tr = await admin().create<{ status: { token: string } }>(`/api/v1/namespaces/${ns}/serviceaccounts/default/token`, {
+  const tr = await admin().create<{ status: { token: string } }>(`/api/v1/namespaces/${ns}/serviceaccounts/${account}/token`, {
     apiVersion: "authentication.k8s.io/v1",
     kind: "TokenRequest",
     spec: { audiences: [audience], expirationSeconds: 600, boundObjectRef: { apiVersion: "v1", kind: "Pod", name: pod, uid: made.metadata.uid } },

@@ -64,7 +64,7 @@ describe("decideBackupJob", () => {
       expect(kindsCreated(ready(four).actions)).toEqual([]);
       expect(ready(four).status.conditions?.find((c) => c.type === "BackupState")?.message).toMatch(/4 workers already use repository repo \(at most 4 at once\)/);
       const room = ready([...four.slice(0, 3), done("walle-backup-e", "backup"), active(names.job, "backup"), done("walle-prune-x", "prune")]);
-      expect(kindsCreated(room.actions)).toEqual([`PersistentVolumeClaim app/${names.pvc}`, `Job app/${names.job}`]);
+      expect(kindsCreated(room.actions)).toEqual([`PersistentVolumeClaim app/${names.pvc}`, "ServiceAccount app/walle-worker", `Job app/${names.job}`]);
     });
   });
 
@@ -110,16 +110,19 @@ describe("decideBackupJob", () => {
 
     const d = decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { pvc, sourceSnapshot: readySnapshot("app", names.sourceSnapshot) }), config, now);
     expect(d.status.phase).toBe(BackupJobPhase.WaitingBackup);
-    expect(kindsCreated(d.actions)).toEqual([`PersistentVolumeClaim app/${names.pvc}`, `Job app/${names.job}`]);
-    const [claim, worker] = creates(d.actions);
+    expect(kindsCreated(d.actions)).toEqual([`PersistentVolumeClaim app/${names.pvc}`, "ServiceAccount app/walle-worker", `Job app/${names.job}`]);
+    const [claim, account, worker] = creates(d.actions);
+    // Its own service account, which no RBAC names and which mounts no token.
+    expect(account).toMatchObject({ kind: "ServiceAccount", metadata: { name: "walle-worker", labels: { "app.kubernetes.io/created-by": "walle" } }, automountServiceAccountToken: false });
     // The larger of the snapshot's restoreSize (1 MiB here) and the source PVC's 5Gi: never less than restoreSize.
     expect(claim?.spec).toMatchObject({ dataSource: { kind: "VolumeSnapshot", name: names.sourceSnapshot }, resources: { requests: { storage: "5Gi" } }, storageClassName: "fast" });
     const pod = (worker?.spec as { template: { spec: Record<string, unknown> & { containers: Record<string, unknown>[]; volumes: unknown[] } } }).template.spec;
     expect(pod.automountServiceAccountToken).toBe(false);
+    expect(pod.serviceAccountName).toBe("walle-worker");
     // Its own namespace's repository: the tenant may see where it is.
     expect(JSON.stringify(pod.containers)).not.toContain("REPOSITORY_SHOWN_AS");
     // No API token, but one bound to the pod for the progress audience alone, when progress has a sink.
-    const withSink = creates(decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { pvc, sourceSnapshot: readySnapshot("app", names.sourceSnapshot) }), { ...config, progressSinkUrl: "http://walle-reconcile.walle-system.svc" }, now).actions)[1];
+    const withSink = creates(decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { pvc, sourceSnapshot: readySnapshot("app", names.sourceSnapshot) }), { ...config, progressSinkUrl: "http://walle-reconcile.walle-system.svc" }, now).actions)[2];
     const sinkPod = (withSink?.spec as { template: { spec: { volumes: unknown[]; containers: { env: { name: string; value: string }[] }[] } } }).template.spec;
     expect(sinkPod.volumes).toContainEqual({ name: "progress-token", projected: { sources: [{ serviceAccountToken: { audience: "walle-progress", expirationSeconds: 3600, path: "token" } }] } });
     expect(sinkPod.containers[0]?.env).toContainEqual({ name: "PROGRESS_TOKEN_FILE", value: "/var/run/secrets/walle/progress/token" });
@@ -221,19 +224,19 @@ describe("decideBackupJob", () => {
     const movedReady = { ...readySnapshot("walle-system", names.movedSnapshot), spec: { source: { volumeSnapshotContentName: names.movedContent } } };
     const step2 = decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { ...base, movedContent: { ...content, metadata: { name: names.movedContent } }, movedSnapshot: movedReady }, "walle-system"), config, now);
     expect(step2.actions.map((a) => `${a.op} ${a.op === "create" ? a.manifest.kind : a.target.kind}`)).toEqual([
-      "patch VolumeSnapshotContent", "delete VolumeSnapshotContent", "delete VolumeSnapshot", "create PersistentVolumeClaim", "create Job",
+      "patch VolumeSnapshotContent", "delete VolumeSnapshotContent", "delete VolumeSnapshot", "create PersistentVolumeClaim", "create ServiceAccount", "create Job",
     ]);
     expect(step2.actions[0]).toMatchObject({ patch: { spec: { deletionPolicy: "Retain" } } });
-    expect(kindsCreated(step2.actions)).toEqual([`PersistentVolumeClaim walle-system/${names.pvc}`, `Job walle-system/${names.job}`]);
+    expect(kindsCreated(step2.actions)).toEqual([`PersistentVolumeClaim walle-system/${names.pvc}`, "ServiceAccount walle-system/walle-worker", `Job walle-system/${names.job}`]);
     // The tenant sees the worker's result: the shared repository is named by its Secret, never by where it is.
     const env = (m: Manifest | undefined) => (m?.spec as { template: { spec: { containers: { env: { name: string; value: string }[] }[] } } } | undefined)?.template.spec.containers[0]?.env ?? [];
-    expect(env(creates(step2.actions)[1])).toContainEqual({ name: "REPOSITORY_SHOWN_AS", value: "Secret walle-system/repo" });
+    expect(env(creates(step2.actions)[2])).toContainEqual({ name: "REPOSITORY_SHOWN_AS", value: "Secret walle-system/repo" });
     expect(step2.status.phase).toBe("WaitingBackup");
     // The original content already being deleted (a run cut short after its DELETE; the controller's finalizer holds
     // it while its snapshot lives): it is not deleted again, and the snapshot's deletion is what comes next.
     const deleting = { ...content, metadata: { name: "snapcontent-1", deletionTimestamp: "2026-11-26T09:59:50Z" }, spec: { ...content.spec, deletionPolicy: "Retain" as const } };
     const resumed = decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { ...base, sourceContent: deleting, movedContent: { ...content, metadata: { name: names.movedContent } }, movedSnapshot: movedReady }, "walle-system"), config, now);
-    expect(resumed.actions.map((a) => `${a.op} ${a.op === "create" ? a.manifest.kind : a.target.kind}`)).toEqual(["delete VolumeSnapshot", "create PersistentVolumeClaim", "create Job"]);
+    expect(resumed.actions.map((a) => `${a.op} ${a.op === "create" ? a.manifest.kind : a.target.kind}`)).toEqual(["delete VolumeSnapshot", "create PersistentVolumeClaim", "create ServiceAccount", "create Job"]);
   });
 
 

@@ -79,13 +79,13 @@ const table: readonly Row[] = [
     what: "a new PVC beside the repository: the PVC and the worker Job",
     world: world(intoNew(), {}, { targetPvc: null }),
     phase: "WaitingRestore",
-    actions: ["create PersistentVolumeClaim shop/restored", `create Job shop/${names.job}`],
+    actions: ["create PersistentVolumeClaim shop/restored", "create ServiceAccount shop/walle-worker", `create Job shop/${names.job}`],
   },
   {
     what: "a new PVC from a shared repository: a staging PVC beside the repository",
     world: world(intoNew("walle-system"), {}, { targetPvc: null, stagingPvc: null }),
     phase: "WaitingRestore",
-    actions: [`create PersistentVolumeClaim walle-system/${names.stagingPvc}`, `create Job walle-system/${names.job}`],
+    actions: [`create PersistentVolumeClaim walle-system/${names.stagingPvc}`, "create ServiceAccount walle-system/walle-worker", `create Job walle-system/${names.job}`],
   },
   {
     what: "a new PVC whose name is taken by someone else's",
@@ -112,13 +112,13 @@ const table: readonly Row[] = [
     what: "an existing PVC a running pod mounts, with allowInUse",
     world: world(intoExisting(true), {}, { targetPvc: pvc("data", "shop"), podsUsingTarget: [pod("app", "data")] }),
     phase: "WaitingRestore",
-    actions: [`create Job shop/${names.job}`],
+    actions: ["create ServiceAccount shop/walle-worker", `create Job shop/${names.job}`],
   },
   {
     what: "an existing PVC whose only user has ended",
     world: world(intoExisting(), {}, { targetPvc: pvc("data", "shop"), podsUsingTarget: [pod("done", "data", "Succeeded")] }),
     phase: "WaitingRestore",
-    actions: [`create Job shop/${names.job}`],
+    actions: ["create ServiceAccount shop/walle-worker", `create Job shop/${names.job}`],
   },
   {
     what: "an existing PVC from a shared repository",

@@ -130,11 +130,11 @@ describe("decideSchedule", () => {
     expect(waiting.status.conditions).toContainEqual(expect.objectContaining({ type: "PruneOk", reason: "RepositoryBusy" }));
 
     const d = decideSchedule(world(s), config, t("2026-12-02T00:10:00Z"));
-    expect(created(d.actions)).toEqual(["Job walle/walle-prune-example-schedule-20261202t000000z"]);
-    const job = d.actions[0]?.op === "create" ? d.actions[0].manifest : undefined;
+    expect(created(d.actions)).toEqual(["ServiceAccount walle/walle-worker", "Job walle/walle-prune-example-schedule-20261202t000000z"]);
+    const job = d.actions[1]?.op === "create" ? d.actions[1].manifest : undefined;
     expect(job).toMatchObject({
       metadata: { labels: { "ros.io/backup-job-type": "prune", "ros.io/backup-schedule": "example-schedule", "ros.io/repository": "restic-repo" }, ownerReferences: [{ kind: "BackupSchedule" }] },
-      spec: { template: { spec: { automountServiceAccountToken: false, containers: [{ args: ["prune"], envFrom: [{ secretRef: { name: "restic-repo" } }], env: expect.arrayContaining([{ name: "RETENTION", value: '{"daily":7,"within":"2d"}' }, { name: "BACKUP_SCHEDULE", value: "example-schedule" }]) }] } } },
+      spec: { template: { spec: { serviceAccountName: "walle-worker", automountServiceAccountToken: false, containers: [{ args: ["prune"], envFrom: [{ secretRef: { name: "restic-repo" } }], env: expect.arrayContaining([{ name: "RETENTION", value: '{"daily":7,"within":"2d"}' }, { name: "BACKUP_SCHEDULE", value: "example-schedule" }]) }] } } },
     });
     expect(d.status).toMatchObject({ lastPruneRun: "2026-12-02T00:10:00Z", scheduler: { pruneTimestamp: "2026-12-02T00:00:00Z" } });
   });

@@ -138,12 +138,12 @@ describe("the resync's plan", () => {
 describe("progress from a worker", () => {
   const extra = { "authentication.kubernetes.io/pod-name": ["nightly-backup-x7k2p"], "authentication.kubernetes.io/pod-uid": ["uid-1"] };
   it("names the pod a service-account token is bound to, and none for other tokens", () => {
-    expect(boundPod("system:serviceaccount:walle-system:default", extra)).toEqual({ namespace: "walle-system", name: "nightly-backup-x7k2p", uid: "uid-1" });
+    expect(boundPod("system:serviceaccount:walle-system:walle-worker", extra)).toEqual({ namespace: "walle-system", account: "walle-worker", name: "nightly-backup-x7k2p", uid: "uid-1" });
     expect(boundPod("system:serviceaccount:walle-system:default", {})).toBeUndefined();
     expect(boundPod("alice", extra)).toBeUndefined();
   });
 
-  const bound = { namespace: "walle-system", name: "nightly-backup-x7k2p", uid: "uid-1" };
+  const bound = { namespace: "walle-system", account: "walle-worker", name: "nightly-backup-x7k2p", uid: "uid-1" };
   const run = { namespace: "shop", name: "nightly", workerNamespace: "walle-system" };
   const worker = { metadata: { uid: "uid-1", labels: { "ros.io/backup-job": "nightly", "ros.io/owner-namespace": "shop" } } };
   it.each([
@@ -152,6 +152,7 @@ describe("progress from a worker", () => {
     { name: "a new pod of the same name", pod: { metadata: { ...worker.metadata, uid: "uid-2" } }, bound, want: "pod walle-system/nightly-backup-x7k2p, which the token is bound to, no longer exists" },
     { name: "another run's worker", pod: { metadata: { uid: "uid-1", labels: { "ros.io/backup-job": "weekly", "ros.io/owner-namespace": "shop" } } }, bound, want: "pod walle-system/nightly-backup-x7k2p is not the worker of BackupJob shop/nightly" },
     { name: "a same-named run of another namespace", pod: { metadata: { uid: "uid-1", labels: { "ros.io/backup-job": "nightly", "ros.io/owner-namespace": "web" } } }, bound, want: "pod walle-system/nightly-backup-x7k2p is not the worker of BackupJob shop/nightly" },
+    { name: "the run's worker pod as another service account", pod: worker, bound: { ...bound, account: "default" }, want: "pod walle-system/nightly-backup-x7k2p runs as service account default, not walle-worker, which every worker of Walle runs as" },
     { name: "a look-alike pod in the tenant's own namespace", pod: worker, bound: { ...bound, namespace: "shop" }, want: "pod shop/nightly-backup-x7k2p is not in walle-system, where the workers of BackupJob shop/nightly run" },
   ])("$name", ({ pod, bound: b, want }) => {
     expect(notTheWorker(pod, b, "BackupJob", run)).toBe(want);

@@ -6,6 +6,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { repoRoot } from "../../cluster/toolchain.ts";
+import { WORKER_SERVICE_ACCOUNT } from "../../lib/api/constants.ts";
 import { DEFAULT_PROGRESS_AUDIENCE } from "../../lib/core/builders.ts";
 import { PRIVILEGED_CAPABILITIES } from "../../lib/core/privileges.ts";
 
@@ -26,6 +27,12 @@ describe("the reconcile bounds policy", () => {
     const expression = (await policy()).spec.variables?.find((v) => v.name === "capabilities")?.expression ?? "";
     const listed = [...expression.matchAll(/'([A-Z_]+)'/g)].map((m) => m[1]).sort();
     expect(listed).toEqual([...new Set(Object.values(PRIVILEGED_CAPABILITIES).flat())].sort());
+  });
+
+  it("admits the workers' own service account only, as the builders name it", async () => {
+    const validations = (await policy()).spec.validations.map((v) => v.expression);
+    expect(validations.find((e) => e.includes("variables.pod.serviceAccountName"))).toContain(`variables.pod.serviceAccountName == '${WORKER_SERVICE_ACCOUNT}'`);
+    expect(validations.find((e) => e.includes("variables.account"))).toContain(`object.metadata.name == '${WORKER_SERVICE_ACCOUNT}'`);
   });
 
   it("admits the progress token of the default audience only", async () => {
