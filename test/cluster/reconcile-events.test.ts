@@ -2,7 +2,8 @@
 // progress, and the BackupSet that aggregates a schedule's run.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BackupSetStatus } from "../../lib/api/backup-set.ts";
-import { startRestServer, tempDir, type RestServer } from "../integration/worker-harness.ts";
+import { Informer } from "../../lib/k8s/informer.ts";
+import { noise, startRestServer, tempDir, type RestServer } from "../integration/worker-harness.ts";
 import { pvcWithData, repositorySecret, settled, type BackupJobObj } from "../support/backup-fixtures.ts";
 import { admin, createNamespace, waitFor } from "../support/kube.ts";
 import { caller, podToken as workerPodToken } from "../support/triggers.ts";
@@ -99,6 +100,36 @@ describe("reconcile's other inputs", () => {
 
     const bad = await post(walle.url, "io.ros.walle.backup.progress", progress, { "ce-subject": "/not/a/backupjob", ...auth });
     expect(bad.status).toBe(400);
+  });
+
+  it("shows a real worker's progress, sent with the token its pod gets as the walle-worker service account", async () => {
+    await startWalle();
+    const ns = await createNamespace("live-progress");
+    // New data, and enough of it that restic reports its status while it works.
+    await pvcWithData(ns, "data", Object.fromEntries(Array.from({ length: 24 }, (_, i) => [`f${i}.bin`, noise(2 * 1024 * 1024)])));
+    await repositorySecret(ns, "repo", rest.repository("e", "rest-secret", `live-${ns}`));
+    // The worker's own settings, from the repository Secret: report every status restic prints, 20 a second.
+    await admin().patch(`/api/v1/namespaces/${ns}/secrets/repo`, { stringData: { PROGRESS_INTERVAL: "0s", RESTIC_PROGRESS_FPS: "20" } });
+    const shown: number[] = [];
+    const watch = new Informer<BackupJobObj & { status?: { progress?: { percent?: number } } }>(admin(), `/apis/ros.io/v1/namespaces/${ns}/backupjobs`, (_, bj) => {
+      const percent = bj.status?.progress?.percent;
+      if (percent !== undefined) shown.push(percent);
+    });
+    await watch.start();
+    try {
+      await backupJob(ns, "live");
+      const bj = await settled(ns, "live");
+      expect(bj.status?.phase).toBe("Finished");
+      // The status showed the worker's reports while it ran, and they only went forward.
+      expect(shown.length).toBeGreaterThan(0);
+      expect(shown.every((p, i) => p >= 0 && p <= 100 && (i === 0 || p >= (shown[i - 1] ?? 0)))).toBe(true);
+      expect((bj as { status?: { progress?: unknown } }).status?.progress).toBeUndefined();
+    } finally {
+      watch.stop();
+    }
+    // Walle made the account its worker ran as: labelled as Walle's, with no token of its own to mount.
+    const account = await admin().get<{ metadata: { labels?: Record<string, string> }; automountServiceAccountToken?: boolean }>(`/api/v1/namespaces/${ns}/serviceaccounts/walle-worker`);
+    expect({ label: account.metadata.labels?.["app.kubernetes.io/created-by"], automount: account.automountServiceAccountToken }).toEqual({ label: "walle", automount: false });
   });
 
   it("shows a worker's progress on a running BackupRestore, and refuses a backup's subject for it", async () => {

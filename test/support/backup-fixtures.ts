@@ -19,7 +19,7 @@ export interface BackupJobObj {
 }
 
 /** A PVC that the local CSI driver binds, with `files` written into its volume. */
-export async function pvcWithData(ns: string, name: string, files: Record<string, string>, annotations: Record<string, string> = {}): Promise<void> {
+export async function pvcWithData(ns: string, name: string, files: Record<string, string | Uint8Array>, annotations: Record<string, string> = {}): Promise<void> {
   await admin().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, {
     apiVersion: "v1",
     kind: "PersistentVolumeClaim",
