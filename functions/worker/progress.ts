@@ -30,7 +30,10 @@ export async function progressMessage(
   subject?: string,
 ): Promise<{ headers: Record<string, string>; body: string }> {
   // Loaded on first use: most workers have no sink, and every millisecond of start-up counts against restic's time.
-  const { CloudEvent, HTTP } = await import("cloudevents");
+  // cloudevents is CommonJS: Node's import gives its exports as `default` as well as by name, and the bundle's split
+  // chunk (scripts/bundle.ts) as `default` alone, so `default` is where both have them.
+  const loaded: unknown = await import("cloudevents");
+  const { CloudEvent, HTTP } = (loaded as { default: typeof import("cloudevents") }).default;
   const event = new CloudEvent<Progress>({
     id: randomUUID(),
     type: progressEventType(kind),
