@@ -90,8 +90,9 @@ export function boundPod(username: string, extra: Readonly<Record<string, readon
 
 /**
  * Why a pod may not report a run's progress, or undefined when it may: it must run as the worker service account,
- * be the very pod the token is bound to (same uid), in the run's worker namespace (its repository's, where only Walle's workers carry a run's labels
- * unless its own tenant made them), and carry the labels Walle gives the worker of that run.
+ * be the very pod the token is bound to (same uid), in the run's worker namespace (its repository's, where only
+ * Walle's workers carry a run's labels unless its own tenant made them), and carry the labels Walle gives the worker
+ * of that run.
  */
 export function notTheWorker(
   pod: { readonly metadata: { readonly uid?: string; readonly labels?: Readonly<Record<string, string>> } } | null,

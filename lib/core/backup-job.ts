@@ -354,25 +354,24 @@ function startWorker(s: Step): Outcome {
   const mode = workerMode(allowsPrivilegedWorkers(workerNs, config.installNamespace, w.workerNamespace), w.spec.workerSecurityContext);
   s.condition(fidelityCondition(mode, JobType.Backup, workerNs));
   s.actions.push(...workerActions({
-      metadata: s.meta(names.job, workerNs),
-      config,
-      command: JobType.Backup,
-      mode,
-      repositorySecret: w.spec.repository.name,
-      shownIn: w.job.namespace,
-      volume: { claimName: names.pvc, readOnly: true },
-      env: {
-        SOURCE_PATH: workerSourcePath,
-        PVC_NAME: w.spec.sourcePvc,
-        PVC_NAMESPACE: w.job.namespace,
-        SNAPSHOT_TIME: ready?.status?.creationTime ?? rfc3339(s.now),
-        PROGRESS_SUBJECT: `/apis/ros.io/v1/namespaces/${w.job.namespace}/backupjobs/${w.job.name}`,
-        ...(w.job.labels[Label.BackupSchedule] ? { BACKUP_SCHEDULE: w.job.labels[Label.BackupSchedule] } : {}),
-        // Set here, these win over the repository Secret's INITIALIZE_REPO (env before envFrom).
-        ...(w.job.annotations?.[WalleAnnotation.InitializesRepository] === "false" ? { INITIALIZE_REPO: "false", REPOSITORY_WAIT: REPOSITORY_WAIT } : {}),
-      },
-    }),
-  );
+    metadata: s.meta(names.job, workerNs),
+    config,
+    command: JobType.Backup,
+    mode,
+    repositorySecret: w.spec.repository.name,
+    shownIn: w.job.namespace,
+    volume: { claimName: names.pvc, readOnly: true },
+    env: {
+      SOURCE_PATH: workerSourcePath,
+      PVC_NAME: w.spec.sourcePvc,
+      PVC_NAMESPACE: w.job.namespace,
+      SNAPSHOT_TIME: ready?.status?.creationTime ?? rfc3339(s.now),
+      PROGRESS_SUBJECT: `/apis/ros.io/v1/namespaces/${w.job.namespace}/backupjobs/${w.job.name}`,
+      ...(w.job.labels[Label.BackupSchedule] ? { BACKUP_SCHEDULE: w.job.labels[Label.BackupSchedule] } : {}),
+      // Set here, these win over the repository Secret's INITIALIZE_REPO (env before envFrom).
+      ...(w.job.annotations?.[WalleAnnotation.InitializesRepository] === "false" ? { INITIALIZE_REPO: "false", REPOSITORY_WAIT: REPOSITORY_WAIT } : {}),
+    },
+  }));
   s.status = { ...s.status, phase: BackupJobPhase.WaitingBackup };
   s.condition({
     type: BackupJobConditionType.SnapshotReady, status: ConditionStatus.True, reason: ConditionReason.SnapshotReady,

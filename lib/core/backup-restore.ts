@@ -229,16 +229,15 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
     const fidelity = fidelityCondition(mode, JobType.Restore, workerNs);
     condition(fidelity.type, fidelity.status, fidelity.reason, fidelity.message);
     actions.push(...workerActions({
-        metadata: meta(names.job, workerNs),
-        config,
-        command: JobType.Restore,
-        mode,
-        repositorySecret: w.spec.repository.name,
-        shownIn: namespace,
-        volume: { claimName: claim, readOnly: false, mountPath: RESTORE_PATH },
-        env: { ...restoreEnv(w.spec, namespace, config), PROGRESS_SUBJECT: `/apis/ros.io/v1/namespaces/${namespace}/backuprestores/${name}` },
-      }),
-    );
+      metadata: meta(names.job, workerNs),
+      config,
+      command: JobType.Restore,
+      mode,
+      repositorySecret: w.spec.repository.name,
+      shownIn: namespace,
+      volume: { claimName: claim, readOnly: false, mountPath: RESTORE_PATH },
+      env: { ...restoreEnv(w.spec, namespace, config), PROGRESS_SUBJECT: `/apis/ros.io/v1/namespaces/${namespace}/backuprestores/${name}` },
+    }));
     condition(BackupRestoreConditionType.TargetReady, ConditionStatus.False, ConditionReason.Preparing, `Restoring into PersistentVolumeClaim ${claimNs}/${claim}.`);
     status = { ...status, phase: BackupRestorePhase.WaitingRestore, startTime: status.startTime ?? rfc3339(now) };
     events.push({ type: "Normal", reason: EventReason.Restoring, note: `Started worker Job ${workerNs}/${names.job} to restore into ${claimNs}/${claim}.` });

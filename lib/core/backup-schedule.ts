@@ -247,13 +247,12 @@ function maintain(s: ScheduleStep, task: "prune" | "check"): void {
   const name = boundedName([`walle-${task}`, s.name, slotId(due.slot)]);
   const retain = w.schedule.spec.prune?.retain;
   s.actions.push(...workerActions({
-      metadata: { name, namespace: s.repoNs, labels: s.labels(WORKER_COMMAND[task]), ownerReferences: [ownerRef("BackupSchedule", s.name, w.schedule.metadata.uid ?? "")] },
-      config,
-      command: WORKER_COMMAND[task],
-      repositorySecret: w.schedule.spec.repository.name,
-      env: task === "prune" && retain ? { RETENTION: JSON.stringify(retain), BACKUP_SCHEDULE: s.name } : {},
-    }),
-  );
+    metadata: { name, namespace: s.repoNs, labels: s.labels(WORKER_COMMAND[task]), ownerReferences: [ownerRef("BackupSchedule", s.name, w.schedule.metadata.uid ?? "")] },
+    config,
+    command: WORKER_COMMAND[task],
+    repositorySecret: w.schedule.spec.repository.name,
+    env: task === "prune" && retain ? { RETENTION: JSON.stringify(retain), BACKUP_SCHEDULE: s.name } : {},
+  }));
   s.scheduler(task, due.slot);
   s.status = { ...s.status, [task === "prune" ? "lastPruneRun" : "lastCheckRun"]: rfc3339(s.now) };
   s.condition({ type: conditionType, status: ConditionStatus.False, reason: ConditionReason.Running, message: `${task === "prune" ? "Prune" : "Check"} Job ${s.repoNs}/${name} started.` });
