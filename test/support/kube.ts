@@ -5,7 +5,8 @@ import { randomBytes } from "node:crypto";
 import { serviceAccountKubeconfig, userKubeconfig } from "../../cluster/index.ts";
 import { credentialsFromKubeconfig } from "../../cluster/kubeconfig.ts";
 import { workerServiceAccount } from "../../lib/core/builders.ts";
-import { isAlreadyExists, RestClient } from "../../lib/k8s/rest.ts";
+import { perform } from "../../lib/k8s/actions.ts";
+import { RestClient } from "../../lib/k8s/rest.ts";
 
 let adminClient: RestClient | undefined;
 
@@ -50,14 +51,15 @@ export async function kubeConfigForServiceAccount(namespace: string, name: strin
   return loaded(await serviceAccountKubeconfig(admin(), inject("clusterStateDir"), namespace, name));
 }
 
-/** A fresh namespace for one test, deleted when the test ends. */
-/** The workers' service account in `ns`, as Walle makes it before a namespace's first worker (if not there yet). */
+/**
+ * The workers' service account in `ns`, made as Walle makes it before a namespace's first worker: by the executor's
+ * own create, which takes AlreadyExists as done.
+ */
 export async function workerAccount(ns: string): Promise<void> {
-  await admin().create(`/api/v1/namespaces/${ns}/serviceaccounts`, workerServiceAccount(ns)).catch((e: unknown) => {
-    if (!isAlreadyExists(e)) throw e;
-  });
+  await perform(admin(), { op: "create", manifest: workerServiceAccount(ns) });
 }
 
+/** A fresh namespace for one test, deleted when the test ends. */
 export async function createNamespace(prefix: string): Promise<string> {
   const name = `${prefix}-${randomBytes(3).toString("hex")}`.toLowerCase();
   await admin().create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name, labels: { "walle.test/namespace": "true" } } });
