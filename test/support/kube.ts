@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { serviceAccountKubeconfig, userKubeconfig } from "../../cluster/index.ts";
 import { credentialsFromKubeconfig } from "../../cluster/kubeconfig.ts";
 import { workerServiceAccount } from "../../lib/core/builders.ts";
-import { perform } from "../../lib/k8s/actions.ts";
+import { getOrNull, perform } from "../../lib/k8s/actions.ts";
 import { RestClient } from "../../lib/k8s/rest.ts";
 
 let adminClient: RestClient | undefined;
@@ -59,13 +59,18 @@ export async function workerAccount(ns: string): Promise<void> {
   await perform(admin(), { op: "create", manifest: workerServiceAccount(ns) });
 }
 
-/** A fresh namespace for one test, deleted when the test ends. */
+/**
+ * A fresh namespace for one test, deleted when the test ends. It is returned once the serviceaccount controller has
+ * made its `default` account, as a workload finds a namespace: a pod or a TokenRequest for that account is refused
+ * until then.
+ */
 export async function createNamespace(prefix: string): Promise<string> {
   const name = `${prefix}-${randomBytes(3).toString("hex")}`.toLowerCase();
   await admin().create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name, labels: { "walle.test/namespace": "true" } } });
   onTestFinished(async () => {
     await admin().delete(`/api/v1/namespaces/${name}`).catch(() => {});
   });
+  await waitFor(async () => (await getOrNull(admin(), `/api/v1/namespaces/${name}/serviceaccounts/default`)) ?? undefined, `namespace ${name}'s default service account`, 30_000);
   return name;
 }
 
