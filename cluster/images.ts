@@ -6,6 +6,14 @@ import path from "node:path";
 import { bundleFunction, fillCompileCache, functionEntry, nodeFlags, type FunctionName } from "../scripts/bundle.ts";
 import { NONROOT } from "../lib/core/privileges.ts";
 import type { ImageResolver, LocalImage } from "./kubelet.ts";
+import { buildImages, type BuiltImage, type ImageName } from "../scripts/images.ts";
+import { cacheDir, ensureDebianPackages, resolveBinary } from "./toolchain.ts";
+
+/** Walle's OCI images (scripts/images.ts), built once into the toolchain's cache and rebuilt when an input changes. */
+export async function localImages(log?: (line: string) => void): Promise<Record<ImageName, BuiltImage>> {
+  await ensureDebianPackages(log);
+  return buildImages({ dir: path.join(cacheDir(), "images"), restic: await resolveBinary("restic", log), ...(log ? { log } : {}) });
+}
 
 /** The image repository of each function; any tag or registry runs the local build. */
 export const imageRepositories: Readonly<Record<FunctionName, string>> = {

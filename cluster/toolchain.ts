@@ -364,3 +364,32 @@ export async function csiProtoFile(log: (line: string) => void = () => {}): Prom
   if (!file) throw new ToolchainError(`${CSI_SPEC.module}@${CSI_SPEC.version} gave no csi.proto`);
   return file;
 }
+
+/**
+ * The Debian packages the local cluster runs or builds with: mmdebstrap and umoci make Walle's images, runc runs
+ * them, skopeo copies them, attr gives the fidelity tests setfattr.
+ */
+export const debianPackages = { mmdebstrap: "mmdebstrap", umoci: "umoci", runc: "runc", skopeo: "skopeo", setfattr: "attr" } as const;
+
+/**
+ * Installs the Debian packages of `debianPackages` that are missing (by the command each provides), as root with
+ * apt-get, as the first run of `npm test` or `npm start` must on a fresh machine; otherwise fails naming them.
+ */
+export async function ensureDebianPackages(log: (line: string) => void = () => {}): Promise<void> {
+  const missing: string[] = [];
+  for (const [command, pkg] of Object.entries(debianPackages)) {
+    await run("sh", ["-c", `command -v ${command}`], { env: { PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` } }).catch(() => missing.push(pkg));
+  }
+  if (missing.length === 0) return;
+  if (process.getuid?.() !== 0 || !(await isExecutable("/usr/bin/apt-get"))) {
+    throw new ToolchainError(`the local cluster needs the Debian packages ${missing.join(", ")}: apt-get install ${missing.join(" ")}`);
+  }
+  log(`Installing the Debian packages ${missing.join(", ")} with apt-get.`);
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  try {
+    await run("apt-get", ["update", "-qq"], { env, maxBuffer: 16 * 1024 * 1024 });
+    await run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...missing], { env, maxBuffer: 64 * 1024 * 1024 });
+  } catch (cause) {
+    throw new ToolchainError(`apt-get install ${missing.join(" ")} failed:\n${((cause as { stderr?: string }).stderr ?? "").slice(-2000)}`, { cause });
+  }
+}
