@@ -131,7 +131,9 @@ export async function startControlPlane(bins: ControlPlaneBinaries, stateDir: st
       "--bind-address=127.0.0.1",
       "--advertise-address=127.0.0.1",
       "--service-cluster-ip-range=10.0.0.0/24",
-      "--authorization-mode=RBAC",
+      // The Node authorizer and NodeRestriction bound the real node's kubelet to its own Node and pods.
+      "--authorization-mode=Node,RBAC",
+      "--enable-admission-plugins=NodeRestriction",
       "--allow-privileged=true",
       `--service-account-issuer=https://kubernetes.default.svc.cluster.local`,
       `--service-account-key-file=${pki.serviceAccountPub}`,

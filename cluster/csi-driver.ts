@@ -1,20 +1,25 @@
 // The local node agent as a CSI driver: the CSI Identity and Controller services (container-storage-interface/spec
 // v1.13.0, its csi.proto read from the Go module, never copied) over a unix socket, for the real external-provisioner,
-// csi-snapshotter and csi-sanity, and of the Node service only NodeGetInfo, NodeGetCapabilities (none: nothing to stage) and an
-// idempotent NodeUnpublishVolume. Volumes and snapshots are directories, as in csi-hostpath; a snapshot or a clone is a faithful copy
-// (copyTreeAs). Node publishing stays in the simulated kubelet, which bind-mounts a volume's directory.
+// csi-snapshotter and csi-sanity, and the Node service the real node's kubelet calls (NodeGetInfo, NodeGetCapabilities: none,
+// nothing to stage; NodePublishVolume, a bind mount; NodeUnpublishVolume), registered with that kubelet through its plugin
+// registration socket. Volumes and snapshots are directories, as in csi-hostpath; a snapshot or a clone is a faithful copy
+// (copyTreeAs). The simulated kubelet bind-mounts a volume's directory itself.
 //
 // What it keeps beside the directories, in one JSON file, is what makes every call idempotent by name, as the spec
 // asks: a volume's name, capacity and source, a snapshot's name, source volume, size and creation time.
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
+import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { promisify } from "node:util";
 import { copyTreeAs, du, DRIVER } from "./csi.ts";
 import { NODE_NAME } from "./kubelet.ts";
-import { csiProtoFile } from "./toolchain.ts";
+import { csiProtoFile, pluginRegistrationProtoFile } from "./toolchain.ts";
+
+const execFileP = promisify(execFile);
 
 const DEFAULT_CAPACITY = 1024 ** 3;
 
@@ -294,8 +299,9 @@ export class CsiDriver {
     });
   }
 
-  // ---- Node: only what tells a caller there is nothing to stage. Publishing a volume into a container is the
-  // simulated kubelet's bind mount (cluster/kubelet.ts), not a CSI call.
+  // ---- Node: publishing a volume is a bind mount of its directory at the target path (read-only where asked),
+  // as csi-hostpath does; there is nothing to stage. The real node's kubelet calls these; the simulated kubelet
+  // bind-mounts volumes itself (cluster/kubelet.ts).
 
   nodeGetCapabilities() {
     return { capabilities: [] };
@@ -305,13 +311,46 @@ export class CsiDriver {
     return { node_id: NODE_NAME, max_volumes_per_node: "0" };
   }
 
-  /** Idempotent, as the spec asks: nothing is ever published through CSI here, so there is nothing to undo. */
-  nodeUnpublishVolume(req: { volume_id: string; target_path: string }) {
-    if (!req.volume_id) throw new CsiError(grpc.status.INVALID_ARGUMENT, "volume_id is required");
-    if (!req.target_path) throw new CsiError(grpc.status.INVALID_ARGUMENT, "target_path is required");
-    if (!this.state.volumes[req.volume_id]) throw new CsiError(grpc.status.NOT_FOUND, `volume ${req.volume_id} does not exist`);
-    return {};
+  nodePublishVolume(req: { volume_id: string; target_path: string; readonly?: boolean; volume_capability?: { mount?: unknown; block?: unknown } }) {
+    return this.serial(async () => {
+      if (!req.volume_id) throw new CsiError(grpc.status.INVALID_ARGUMENT, "volume_id is required");
+      if (!req.target_path) throw new CsiError(grpc.status.INVALID_ARGUMENT, "target_path is required");
+      if (!req.volume_capability) throw new CsiError(grpc.status.INVALID_ARGUMENT, "volume_capability is required");
+      if (req.volume_capability.block) throw new CsiError(grpc.status.INVALID_ARGUMENT, "block volumes are not supported: volumes here are directories");
+      if (!this.state.volumes[req.volume_id]) throw new CsiError(grpc.status.NOT_FOUND, `volume ${req.volume_id} does not exist`);
+      const mounted = await mountedAt(req.target_path);
+      if (mounted) {
+        if (mounted.readOnly !== Boolean(req.readonly)) throw new CsiError(grpc.status.ALREADY_EXISTS, `${req.target_path} is published ${mounted.readOnly ? "read-only" : "read-write"} already`);
+        return {};
+      }
+      await mkdir(req.target_path, { recursive: true });
+      await execFileP("mount", ["--bind", this.volumePath(req.volume_id), req.target_path]);
+      // A bind mount takes the read-only flag only by a remount of itself.
+      if (req.readonly) await execFileP("mount", ["-o", "remount,bind,ro", req.target_path]);
+      return {};
+    });
   }
+
+  /** Idempotent, as the spec asks: a target that is not mounted (or gone) is already unpublished. */
+  nodeUnpublishVolume(req: { volume_id: string; target_path: string }) {
+    return this.serial(async () => {
+      if (!req.volume_id) throw new CsiError(grpc.status.INVALID_ARGUMENT, "volume_id is required");
+      if (!req.target_path) throw new CsiError(grpc.status.INVALID_ARGUMENT, "target_path is required");
+      if (!this.state.volumes[req.volume_id]) throw new CsiError(grpc.status.NOT_FOUND, `volume ${req.volume_id} does not exist`);
+      while (await mountedAt(req.target_path)) await execFileP("umount", [req.target_path]);
+      await rm(req.target_path, { recursive: false, force: true }).catch(() => {});
+      await execFileP("rmdir", [req.target_path]).catch(() => {});
+      return {};
+    });
+  }
+}
+
+/** The mount at exactly `target`, from /proc/self/mountinfo (the last one, which is what a path resolves to). */
+async function mountedAt(target: string): Promise<{ readOnly: boolean } | undefined> {
+  const unescape = (p: string) => p.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  const lines = (await readFile("/proc/self/mountinfo", "utf8")).split("\n").map((l) => l.split(" "));
+  const found = lines.filter((f) => f[4] !== undefined && unescape(f[4]) === path.resolve(target)).at(-1);
+  return found ? { readOnly: (found[5] ?? "").split(",").includes("ro") } : undefined;
 }
 
 export interface CsiServer {
@@ -356,6 +395,7 @@ export async function serveCsi(driver: CsiDriver, socket: string, log: (msg: str
     Node: {
       NodeGetCapabilities: () => driver.nodeGetCapabilities(),
       NodeGetInfo: () => driver.nodeGetInfo(),
+      NodePublishVolume: (r: Parameters<CsiDriver["nodePublishVolume"]>[0]) => driver.nodePublishVolume(r),
       NodeUnpublishVolume: (r: { volume_id: string; target_path: string }) => driver.nodeUnpublishVolume(r),
     },
   } as const;
@@ -378,4 +418,38 @@ export async function serveCsi(driver: CsiDriver, socket: string, log: (msg: str
     driver,
     stop: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
   };
+}
+
+export interface Registration {
+  /** Resolves once the kubelet has said whether it registered the driver, and rejects if it refused it. */
+  readonly registered: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Registers the driver with a kubelet: serves the kubelet's plugin registration API (`pluginregistration`, from
+ * `k8s.io/kubelet`) on `socket` in the kubelet's `plugins_registry` directory. The kubelet finds the socket, asks
+ * GetInfo, then calls the driver's Node service on `csiSocket`, and reports the outcome. Elsewhere the
+ * node-driver-registrar sidecar does this; its module is not served here.
+ */
+export async function serveRegistration(socket: string, csiSocket: string, log: (msg: string, extra?: Record<string, unknown>) => void = () => {}): Promise<Registration> {
+  const definition = await protoLoader.load(await pluginRegistrationProtoFile(), { keepCase: true, defaults: true });
+  const pkg = grpc.loadPackageDefinition(definition) as unknown as { pluginregistration: { Registration: { service: grpc.ServiceDefinition } } };
+  let settle: { resolve: () => void; reject: (e: Error) => void } | undefined;
+  const registered = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
+  const server = new grpc.Server();
+  server.addService(pkg.pluginregistration.Registration.service, {
+    GetInfo: (_call: unknown, callback: grpc.sendUnaryData<unknown>) => callback(null, { type: "CSIPlugin", name: DRIVER, endpoint: csiSocket, supported_versions: ["1.0.0"] }),
+    NotifyRegistrationStatus: (call: grpc.ServerUnaryCall<{ plugin_registered: boolean; error: string }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      const { plugin_registered: ok, error } = call.request;
+      log(ok ? "CSI driver registered with the kubelet" : "the kubelet refused the CSI driver", { driver: DRIVER, error });
+      if (ok) settle?.resolve();
+      else settle?.reject(new Error(`the kubelet refused CSI driver ${DRIVER}: ${error}`));
+      callback(null, {});
+    },
+  });
+  await mkdir(path.dirname(socket), { recursive: true });
+  await rm(socket, { force: true });
+  await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
+  return { registered, stop: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())) };
 }

@@ -7,7 +7,8 @@ import type { KubeObject } from "../lib/k8s/informer.ts";
 import { RestClient } from "../lib/k8s/rest.ts";
 import { credentialsFromKubeconfig } from "./kubeconfig.ts";
 import { startControlPlane, type ControlPlane } from "./controlplane.ts";
-import { prepareImages } from "./images.ts";
+import { localImages, prepareImages } from "./images.ts";
+import { startRealNode, type RealNode } from "./node.ts";
 import { startNodeAgent, type NodeAgent } from "./node-agent.ts";
 import { issueClient, issueServing, pkiAt, writeKubeconfig } from "./pki.ts";
 import { startKeda } from "./keda.ts";
@@ -31,6 +32,8 @@ export interface Cluster {
   readonly api: RestClient;
   readonly controlPlane: ControlPlane;
   readonly agent: NodeAgent;
+  /** The real node: containerd, runc and the kubelet, running pods of Walle's images (cluster/node.ts). */
+  readonly node: RealNode;
   /** The CSI snapshot controller and the driver's provisioner and snapshotter sidecars. */
   readonly storage: StorageControllers;
   /** KEDA's operator: it turns ScaledJobs (the tick's) into Jobs. */
@@ -143,6 +146,7 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
   let agent: NodeAgent | undefined;
   let storage: StorageControllers | undefined;
   let keda: Managed | undefined;
+  let node: RealNode | undefined;
   try {
     log("Control plane is ready.", { server: controlPlane.server, ms: Date.now() - started });
     const upstream = await readManifestFiles(crdFiles);
@@ -159,8 +163,19 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
     agent = await startNodeAgent({ api, stateDir: opts.stateDir, images, pki: controlPlane.pki, serving, log });
     storage = await startStorageControllers({ api, stateDir: opts.stateDir, socket: agent.csi.socket, log });
     keda = await startKeda({ bin: kedaBin, api, stateDir: opts.stateDir, server: controlPlane.server, pki: controlPlane.pki });
+    node = await startRealNode({
+      api,
+      stateDir: opts.stateDir,
+      pki: controlPlane.pki,
+      apiPort: Number(new URL(controlPlane.server).port),
+      kubelet: await resolveBinary("kubelet", (l) => log(l)),
+      csiSocket: agent.csi.socket,
+      images: await localImages((l) => log(l)),
+      log,
+    });
     log("Local cluster is ready.", { ms: Date.now() - started });
   } catch (err) {
+    await node?.stop();
     await keda?.stop();
     await storage?.stop();
     await agent?.stop();
@@ -171,6 +186,7 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
   const nodeAgent = agent;
   const storageControllers = storage;
   const operator = keda;
+  const realNode = node;
   return {
     stateDir: opts.stateDir,
     server: controlPlane.server,
@@ -180,7 +196,9 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
     agent: nodeAgent,
     storage: storageControllers,
     keda: operator,
+    node: realNode,
     async stop() {
+      await realNode.stop();
       await operator.stop();
       await storageControllers.stop();
       await nodeAgent.stop();

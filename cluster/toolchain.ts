@@ -55,6 +55,17 @@ const modules = {
     },
     ldflags: kubeVersionFlags,
   },
+  // The real node's kubelet, and the scheduler that places pods on it, at the control plane's version.
+  node: {
+    dir: "node",
+    versionOf: "k8s.io/kubernetes",
+    packages: {
+      kubelet: "k8s.io/kubernetes/cmd/kubelet",
+      "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
+      "kube-proxy": "k8s.io/kubernetes/cmd/kube-proxy",
+    },
+    ldflags: kubeVersionFlags,
+  },
   etcd: {
     dir: "etcd",
     versionOf: "go.etcd.io/etcd/server/v3",
@@ -117,6 +128,9 @@ const modules = {
 export type BinaryName =
   | "kube-apiserver"
   | "kube-controller-manager"
+  | "kubelet"
+  | "kube-scheduler"
+  | "kube-proxy"
   | "etcd"
   | "restic"
   | "rest-server"
@@ -358,6 +372,15 @@ export async function upstreamRbacFile(name: keyof typeof upstreamRbac, log: (li
 /** The CSI spec the local node agent's driver implements (cluster/csi-driver.ts), read from its own module. */
 export const CSI_SPEC = { module: "github.com/container-storage-interface/spec", version: "v1.13.0", files: ["csi.proto"] } as const;
 
+/** The kubelet's plugin registration API, through which a CSI driver's node plugin registers (cluster/csi-driver.ts). */
+export const PLUGIN_REGISTRATION = { module: "k8s.io/kubelet", version: "v0.36.3", files: ["pkg/apis/pluginregistration/v1/api.proto"] } as const;
+
+export async function pluginRegistrationProtoFile(log: (line: string) => void = () => {}): Promise<string> {
+  const [file] = await upstreamFiles(PLUGIN_REGISTRATION, { dir: "proto", what: "plugin registration API" }, log);
+  if (!file) throw new ToolchainError(`${PLUGIN_REGISTRATION.module}@${PLUGIN_REGISTRATION.version} gave no api.proto`);
+  return file;
+}
+
 /** csi.proto of CSI_SPEC, from the cache or downloaded once. */
 export async function csiProtoFile(log: (line: string) => void = () => {}): Promise<string> {
   const [file] = await upstreamFiles(CSI_SPEC, { dir: "proto", what: "csi.proto" }, log);
@@ -366,10 +389,20 @@ export async function csiProtoFile(log: (line: string) => void = () => {}): Prom
 }
 
 /**
- * The Debian packages the local cluster runs or builds with: mmdebstrap and umoci make Walle's images, runc runs
- * them, skopeo copies them, attr gives the fidelity tests setfattr.
+ * The Debian packages the local cluster runs or builds with, by a command (or file) each provides: mmdebstrap and
+ * umoci make Walle's images and skopeo moves them; the real node is containerd, runc, the standard CNI plugins and
+ * iproute2's `ip` (its network namespace); attr gives the fidelity tests setfattr.
  */
-export const debianPackages = { mmdebstrap: "mmdebstrap", umoci: "umoci", runc: "runc", skopeo: "skopeo", setfattr: "attr" } as const;
+export const debianPackages = {
+  mmdebstrap: "mmdebstrap",
+  umoci: "umoci",
+  skopeo: "skopeo",
+  containerd: "containerd",
+  runc: "runc",
+  "/usr/lib/cni/bridge": "containernetworking-plugins",
+  ip: "iproute2",
+  setfattr: "attr",
+} as const;
 
 /**
  * Installs the Debian packages of `debianPackages` that are missing (by the command each provides), as root with
@@ -378,7 +411,8 @@ export const debianPackages = { mmdebstrap: "mmdebstrap", umoci: "umoci", runc: 
 export async function ensureDebianPackages(log: (line: string) => void = () => {}): Promise<void> {
   const missing: string[] = [];
   for (const [command, pkg] of Object.entries(debianPackages)) {
-    await run("sh", ["-c", `command -v ${command}`], { env: { PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` } }).catch(() => missing.push(pkg));
+    const present = command.startsWith("/") ? isExecutable(command) : run("sh", ["-c", `command -v ${command}`], { env: { PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` } }).then(() => true, () => false);
+    if (!(await present)) missing.push(pkg);
   }
   if (missing.length === 0) return;
   if (process.getuid?.() !== 0 || !(await isExecutable("/usr/bin/apt-get"))) {

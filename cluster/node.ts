@@ -1,0 +1,312 @@
+// The local cluster's real node: Debian's containerd and runc, and the kubelet built at the control plane's
+// version (toolchain/node), running pods of Walle's images (scripts/images.ts) for real.
+//
+// Everything the node serves stays off the machine's external interface: the kubelet and containerd run in a
+// network namespace the cluster creates, joined to the host by one veth pair with addresses of their own, and
+// pods get theirs from the standard CNI plugins (bridge, host-local) inside it. The node reaches the API server,
+// which listens on loopback only, through a forwarder on the host end of that link. containerd has a config,
+// root, state and socket of its own; the kubelet a root directory of its own, made a shared mount so the volumes
+// it mounts reach containerd, in a mount namespace where the three host sysctls it would rewrite are masked.
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import net from "node:net";
+import path from "node:path";
+import { promisify } from "node:util";
+import { stringify } from "yaml";
+import type { BuiltImage, ImageName } from "../scripts/images.ts";
+import type { RestClient } from "../lib/k8s/rest.ts";
+import { DRIVER } from "./csi.ts";
+import { serveRegistration, type Registration } from "./csi-driver.ts";
+import { issueClient, issueServing, writeKubeconfig, type Pki } from "./pki.ts";
+import { startProcess, tail, waitUntil, type Managed } from "./processes.ts";
+
+const run = promisify(execFile);
+
+export const REAL_NODE_NAME = "walle-node";
+
+/** Where an image of Walle's is known to the node's containerd (the name pods use for it). */
+export const nodeImageName = (name: ImageName, tag: string): string => `docker.io/library/${name}:${tag}`;
+
+export interface NodeNetwork {
+  /** The network namespace the node runs in (under /run/netns). */
+  readonly netns: string;
+  /** The host's end of the link: the node and its pods reach the host's servers there. */
+  readonly hostIp: string;
+  /** The node's address (its InternalIP), where the API server reaches the kubelet. */
+  readonly nodeIp: string;
+  /** The pods' addresses, routed from the host through the node. */
+  readonly podCidr: string;
+  readonly hostLink: string;
+}
+
+export interface RealNode {
+  readonly name: string;
+  readonly network: NodeNetwork;
+  readonly containerdSocket: string;
+  readonly processes: readonly Managed[];
+  stop(): Promise<void>;
+}
+
+export interface RealNodeOptions {
+  readonly api: RestClient;
+  readonly stateDir: string;
+  readonly pki: Pki;
+  /** The API server's port on 127.0.0.1. */
+  readonly apiPort: number;
+  readonly kubelet: string;
+  /** The CSI driver's socket (cluster/csi-driver.ts), which the kubelet calls to publish volumes. */
+  readonly csiSocket: string;
+  readonly images: Readonly<Record<ImageName, BuiltImage>>;
+  readonly log?: (msg: string, extra?: Record<string, unknown>) => void;
+}
+
+const sh = (cmd: string, args: readonly string[]) => run(cmd, args, { maxBuffer: 16 * 1024 * 1024 });
+
+/** One /30 link and one /24 of pods per state directory, so two local clusters do not share a network. */
+export function nodeNetwork(stateDir: string): NodeNetwork {
+  const k = 1 + (parseInt(createHash("sha256").update(stateDir).digest("hex").slice(0, 6), 16) % 250);
+  return { netns: `walle-${k}`, hostIp: `10.213.${k}.1`, nodeIp: `10.213.${k}.2`, podCidr: `10.214.${k}.0/24`, hostLink: `walle${k}h` };
+}
+
+async function removeNetwork(n: NodeNetwork): Promise<void> {
+  await sh("ip", ["link", "del", n.hostLink]).catch(() => {});
+  await sh("ip", ["netns", "del", n.netns]).catch(() => {});
+}
+
+async function createNetwork(n: NodeNetwork): Promise<void> {
+  await removeNetwork(n);
+  const inNs = (...args: string[]) => sh("ip", ["-n", n.netns, ...args]);
+  await sh("ip", ["netns", "add", n.netns]);
+  await sh("ip", ["link", "add", n.hostLink, "type", "veth", "peer", "name", "eth0", "netns", n.netns]);
+  await sh("ip", ["addr", "add", `${n.hostIp}/30`, "dev", n.hostLink]);
+  await sh("ip", ["link", "set", n.hostLink, "up"]);
+  await inNs("addr", "add", `${n.nodeIp}/30`, "dev", "eth0");
+  await inNs("link", "set", "eth0", "up");
+  await inNs("link", "set", "lo", "up");
+  await inNs("route", "add", "default", "via", n.hostIp);
+  await sh("ip", ["route", "add", n.podCidr, "via", n.nodeIp]);
+  // The node routes between its link and its pods' bridge; the sysctl is the namespace's own.
+  await sh("nsenter", [`--net=/run/netns/${n.netns}`, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]);
+}
+
+/** A TCP forwarder from `host:port` to 127.0.0.1:`port`, for the API server that listens on loopback only. */
+async function forward(host: string, port: number): Promise<net.Server> {
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, "127.0.0.1");
+    client.pipe(upstream).pipe(client);
+    const close = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("error", close);
+    upstream.on("error", close);
+  });
+  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(port, host, resolve));
+  return server;
+}
+
+function containerdConfig(dir: string, n: NodeNetwork, pause: string): string {
+  const cri = 'plugins."io.containerd.grpc.v1.cri"';
+  return [
+    "version = 2",
+    `root = "${dir}/root"`,
+    `state = "${dir}/state"`,
+    "[grpc]",
+    `  address = "${dir}/containerd.sock"`,
+    "[ttrpc]",
+    `  address = "${dir}/containerd.sock.ttrpc"`,
+    "[debug]",
+    '  address = ""',
+    "[metrics]",
+    '  address = ""',
+    `[${cri}]`,
+    `  sandbox_image = "${pause}"`,
+    // No CAP_SYS_RESOURCE here: a negative oom_score_adj would fail.
+    "  restrict_oom_score_adj = true",
+    "  disable_apparmor = true",
+    "  enable_selinux = false",
+    `  stream_server_address = "${n.nodeIp}"`,
+    // The pods' network namespaces under the state directory, not /run/netns, so stopping cleans them up too.
+    "  netns_mounts_under_state_dir = true",
+    `[${cri}.containerd]`,
+    '  snapshotter = "overlayfs"',
+    '  default_runtime_name = "runc"',
+    `[${cri}.containerd.runtimes.runc]`,
+    '  runtime_type = "io.containerd.runc.v2"',
+    `[${cri}.containerd.runtimes.runc.options]`,
+    "  SystemdCgroup = false",
+    `[${cri}.cni]`,
+    '  bin_dir = "/usr/lib/cni"',
+    `  conf_dir = "${dir}/cni"`,
+    "",
+  ].join("\n");
+}
+
+/** A bridge in the node's namespace, addresses from its own range, leases kept in the node's own state. */
+function cniConfig(n: NodeNetwork, dir: string): string {
+  const ipam = { type: "host-local", ranges: [[{ subnet: n.podCidr }]], routes: [{ dst: "0.0.0.0/0" }], dataDir: path.join(dir, "cni-leases") };
+  return JSON.stringify({ cniVersion: "1.0.0", name: "walle", plugins: [{ type: "bridge", bridge: "cni0", isGateway: true, ipMasq: false, hairpinMode: true, ipam }] });
+}
+
+async function importImages(socket: string, dir: string, images: Readonly<Record<ImageName, BuiltImage>>): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  for (const [name, image] of Object.entries(images) as [ImageName, BuiltImage][]) {
+    const archive = path.join(dir, `${name}.tar`);
+    await rm(archive, { force: true });
+    await sh("skopeo", ["copy", "--quiet", `oci:${image.layout}:${image.tag}`, `oci-archive:${archive}:${nodeImageName(name, image.tag)}`]);
+    await sh("ctr", ["--address", socket, "--namespace", "k8s.io", "images", "import", archive]);
+    await rm(archive, { force: true });
+  }
+}
+
+/** Stops every pod sandbox's containers and unmounts what the node mounted, so the state directory can go. */
+async function cleanUp(root: string, socket: string): Promise<void> {
+  if (existsSync(socket)) {
+    const ctr = (...args: string[]) => sh("ctr", ["--address", socket, "--namespace", "k8s.io", ...args]);
+    const { stdout } = await ctr("tasks", "ls", "--quiet").catch(() => ({ stdout: "" }));
+    for (const id of stdout.split("\n").filter(Boolean)) await ctr("tasks", "kill", "--signal", "SIGKILL", id).catch(() => {});
+    for (const id of stdout.split("\n").filter(Boolean)) await ctr("tasks", "delete", "--force", id).catch(() => {});
+  }
+  const mounts = (await readFile("/proc/self/mountinfo", "utf8"))
+    .split("\n")
+    .map((l) => l.split(" ")[4] ?? "")
+    .filter((m) => m === root || m.startsWith(`${root}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) await sh("umount", ["--lazy", m]).catch(() => {});
+}
+
+/** The sysctls the kubelet would set on the host; masked with the values it wants, it leaves them alone. */
+const KUBELET_SYSCTLS: Readonly<Record<string, string>> = { "vm/overcommit_memory": "1", "kernel/panic": "10", "kernel/panic_on_oops": "1" };
+
+export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
+  const log = o.log ?? (() => {});
+  const n = nodeNetwork(o.stateDir);
+  const dir = path.join(o.stateDir, "node");
+  const containerdDir = path.join(dir, "containerd");
+  const kubeletRoot = path.join(dir, "kubelet");
+  const socket = path.join(containerdDir, "containerd.sock");
+  const logs = path.join(o.stateDir, "logs");
+  const processes: Managed[] = [];
+  let forwarder: net.Server | undefined;
+  let registration: Registration | undefined;
+  const stop = async () => {
+    for (const p of processes.filter((p) => p.name === "kubelet")) await p.stop();
+    await registration?.stop();
+    await cleanUp(dir, socket);
+    for (const p of processes.filter((p) => p.name !== "kubelet")) await p.stop();
+    await cleanUp(dir, socket);
+    forwarder?.close();
+    await removeNetwork(n);
+  };
+  try {
+    await cleanUp(dir, socket); // what a harness killed hard left behind
+    await mkdir(path.join(containerdDir, "cni"), { recursive: true });
+    await mkdir(kubeletRoot, { recursive: true });
+    await mkdir(logs, { recursive: true });
+    await createNetwork(n);
+    forwarder = await forward(n.hostIp, o.apiPort);
+
+    const pause = nodeImageName("walle-pause", o.images["walle-pause"].tag);
+    await writeFile(path.join(containerdDir, "config.toml"), containerdConfig(containerdDir, n, pause));
+    await writeFile(path.join(containerdDir, "cni", "10-walle.conflist"), cniConfig(n, containerdDir));
+    const containerd = startProcess("containerd", "nsenter", [`--net=/run/netns/${n.netns}`, "--", "containerd", "--config", path.join(containerdDir, "config.toml")], path.join(logs, "containerd.log"));
+    processes.push(containerd);
+    await waitUntil("containerd", async () => (await sh("ctr", ["--address", socket, "version"]).then(() => true)), 30_000, [containerd]);
+    const imported = Date.now();
+    await importImages(socket, path.join(dir, "archives"), o.images);
+    log("Images imported into the node's containerd.", { ms: Date.now() - imported });
+
+    // The kubelet's identity (the Node authorizer's system:node:<name>), its serving certificate for the API
+    // server's logs and exec, and its configuration.
+    const client = await issueClient(o.pki, `system:node:${REAL_NODE_NAME}`, ["system:nodes"]);
+    const serving = await issueServing(o.pki, "kubelet-walle-node", [n.nodeIp], [REAL_NODE_NAME]);
+    const kubeconfig = await writeKubeconfig(path.join(dir, "kubelet.kubeconfig"), `https://${n.hostIp}:${o.apiPort}`, o.pki.caCert, { name: `system:node:${REAL_NODE_NAME}`, cert: client });
+    // The API server's certificate names 127.0.0.1 and "kubernetes", not the forwarder's address.
+    const config = JSON.parse(await readFile(kubeconfig, "utf8")) as { clusters: { cluster: Record<string, string> }[] };
+    for (const c of config.clusters) c.cluster["tls-server-name"] = "kubernetes";
+    await writeFile(kubeconfig, JSON.stringify(config, null, 2));
+    await writeFile(path.join(dir, "resolv.conf"), "");
+    await writeFile(
+      path.join(dir, "kubelet.yaml"),
+      stringify({
+        apiVersion: "kubelet.config.k8s.io/v1beta1",
+        kind: "KubeletConfiguration",
+        address: n.nodeIp,
+        port: 10250,
+        readOnlyPort: 0,
+        healthzBindAddress: "127.0.0.1",
+        healthzPort: 10248,
+        tlsCertFile: serving.cert,
+        tlsPrivateKeyFile: serving.key,
+        authentication: { anonymous: { enabled: false }, webhook: { enabled: true }, x509: { clientCAFile: o.pki.caCert } },
+        authorization: { mode: "Webhook" },
+        containerRuntimeEndpoint: `unix://${socket}`,
+        // cgroups are v1 here and PID 1 is not systemd.
+        failCgroupV1: false,
+        cgroupDriver: "cgroupfs",
+        makeIPTablesUtilChains: false,
+        resolvConf: path.join(dir, "resolv.conf"),
+        clusterDomain: "cluster.local",
+        // Keep every pod this machine's disk and memory can hold: eviction is not what the tests are about.
+        evictionHard: { "memory.available": "1Mi", "nodefs.available": "1%", "imagefs.available": "1%", "nodefs.inodesFree": "1%" },
+        imageGCHighThresholdPercent: 100,
+        imageGCLowThresholdPercent: 99,
+        serializeImagePulls: false,
+        fileCheckFrequency: "1s",
+        syncFrequency: "10s",
+        nodeStatusUpdateFrequency: "10s",
+        volumePluginDir: path.join(dir, "volume-plugins"),
+        staticPodPath: "",
+        registerNode: true,
+        registerWithTaints: [],
+      }),
+    );
+    const masks: string[] = [];
+    for (const [key, value] of Object.entries(KUBELET_SYSCTLS)) {
+      const file = path.join(dir, `sysctl-${key.replace("/", "-")}`);
+      await writeFile(file, `${value}\n`);
+      masks.push(`mount --bind ${file} /proc/sys/${key}`);
+    }
+    // The kubelet's root, a mount shared with the host's mount namespace, so volumes it mounts there reach
+    // containerd; /proc private in its own namespace, so the sysctl masks stay there.
+    await sh("mount", ["--bind", kubeletRoot, kubeletRoot]);
+    await sh("mount", ["--make-shared", kubeletRoot]);
+    // The CSI driver's registration socket, which the kubelet's plugin watcher finds in plugins_registry.
+    registration = await serveRegistration(path.join(kubeletRoot, "plugins_registry", `${DRIVER}-reg.sock`), o.csiSocket, log);
+    const kubeletArgs = [
+      `--config=${path.join(dir, "kubelet.yaml")}`,
+      `--kubeconfig=${kubeconfig}`,
+      `--root-dir=${kubeletRoot}`,
+      `--cert-dir=${path.join(dir, "pki")}`,
+      `--node-ip=${n.nodeIp}`,
+      `--hostname-override=${REAL_NODE_NAME}`,
+      "--v=1",
+    ];
+    const script = ["set -e", "mount --make-rprivate /proc", ...masks, `exec ${o.kubelet} ${kubeletArgs.map((a) => `'${a}'`).join(" ")}`].join("\n");
+    const kubelet = startProcess("kubelet", "nsenter", [`--net=/run/netns/${n.netns}`, "--", "unshare", "--mount", "--propagation", "unchanged", "--", "sh", "-c", script], path.join(logs, "kubelet.log"));
+    processes.push(kubelet);
+    await waitUntil(
+      `Node ${REAL_NODE_NAME} Ready`,
+      async () => {
+        const node = await o.api.get<{ status?: { conditions?: { type: string; status: string }[] } }>(`/api/v1/nodes/${REAL_NODE_NAME}`);
+        return node.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
+      },
+      120_000,
+      processes,
+    );
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      registration.registered,
+      kubelet.exited.then((how) => Promise.reject(new Error(`the kubelet exited (${how}) before registering CSI driver ${DRIVER}`))),
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`the kubelet did not register CSI driver ${DRIVER} in 60 s`)), 60_000))),
+    ]).finally(() => clearTimeout(timer));
+    log("The real node is ready.", { node: REAL_NODE_NAME, ip: n.nodeIp });
+  } catch (err) {
+    const detail = await Promise.all(processes.map(async (p) => `--- ${p.name}\n${await tail(p.logFile, 20)}`));
+    await stop().catch(() => {});
+    throw new Error(`the real node did not start: ${(err as Error).message}\n${detail.join("\n")}`, { cause: err });
+  }
+  return { name: REAL_NODE_NAME, network: n, containerdSocket: socket, processes, stop };
+}
