@@ -83,7 +83,8 @@ export async function localUserToken(stateDir: string): Promise<string> {
   return (await readFile(userTokenFile(path.join(stateDir, "pki")), "utf8")).split(",")[0] ?? "";
 }
 
-export async function startControlPlane(bins: ControlPlaneBinaries, stateDir: string): Promise<ControlPlane> {
+/** `advertiseAddress` is what the `kubernetes` Service's endpoints say: where pods reach the API server. */
+export async function startControlPlane(bins: ControlPlaneBinaries, stateDir: string, advertiseAddress = "127.0.0.1"): Promise<ControlPlane> {
   const logs = path.join(stateDir, "logs");
   await mkdir(logs, { recursive: true });
   const pki = await createPki(path.join(stateDir, "pki"));
@@ -129,7 +130,7 @@ export async function startControlPlane(bins: ControlPlaneBinaries, stateDir: st
       `--token-auth-file=${userTokens}`,
       `--secure-port=${apiPort}`,
       "--bind-address=127.0.0.1",
-      "--advertise-address=127.0.0.1",
+      `--advertise-address=${advertiseAddress}`,
       "--service-cluster-ip-range=10.0.0.0/24",
       // The Node authorizer and NodeRestriction bound the real node's kubelet to its own Node and pods.
       "--authorization-mode=Node,RBAC",

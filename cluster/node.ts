@@ -19,7 +19,7 @@ import type { BuiltImage, ImageName } from "../scripts/images.ts";
 import type { RestClient } from "../lib/k8s/rest.ts";
 import { DRIVER } from "./csi.ts";
 import { serveRegistration, type Registration } from "./csi-driver.ts";
-import { issueClient, issueServing, writeKubeconfig, type Pki } from "./pki.ts";
+import { issueClient, issueServing, writeKubeconfig, type CertPair, type Pki } from "./pki.ts";
 import { startProcess, tail, waitUntil, type Managed } from "./processes.ts";
 
 const run = promisify(execFile);
@@ -56,6 +56,7 @@ export interface RealNodeOptions {
   /** The API server's port on 127.0.0.1. */
   readonly apiPort: number;
   readonly kubelet: string;
+  readonly kubeProxy: string;
   /** The CSI driver's socket (cluster/csi-driver.ts), which the kubelet calls to publish volumes. */
   readonly csiSocket: string;
   readonly images: Readonly<Record<ImageName, BuiltImage>>;
@@ -189,6 +190,14 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
   const socket = path.join(containerdDir, "containerd.sock");
   const logs = path.join(o.stateDir, "logs");
   const processes: Managed[] = [];
+  /** A kubeconfig for a node component, through the forwarder; the API server's certificate names "kubernetes". */
+  const nodeKubeconfig = async (file: string, user: string, cert: CertPair) => {
+    await writeKubeconfig(file, `https://${n.hostIp}:${o.apiPort}`, o.pki.caCert, { name: user, cert });
+    const config = JSON.parse(await readFile(file, "utf8")) as { clusters: { cluster: Record<string, string> }[] };
+    for (const c of config.clusters) c.cluster["tls-server-name"] = "kubernetes";
+    await writeFile(file, JSON.stringify(config, null, 2));
+    return file;
+  };
   let forwarder: net.Server | undefined;
   let registration: Registration | undefined;
   const stop = async () => {
@@ -222,11 +231,7 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
     // server's logs and exec, and its configuration.
     const client = await issueClient(o.pki, `system:node:${REAL_NODE_NAME}`, ["system:nodes"]);
     const serving = await issueServing(o.pki, "kubelet-walle-node", [n.nodeIp], [REAL_NODE_NAME]);
-    const kubeconfig = await writeKubeconfig(path.join(dir, "kubelet.kubeconfig"), `https://${n.hostIp}:${o.apiPort}`, o.pki.caCert, { name: `system:node:${REAL_NODE_NAME}`, cert: client });
-    // The API server's certificate names 127.0.0.1 and "kubernetes", not the forwarder's address.
-    const config = JSON.parse(await readFile(kubeconfig, "utf8")) as { clusters: { cluster: Record<string, string> }[] };
-    for (const c of config.clusters) c.cluster["tls-server-name"] = "kubernetes";
-    await writeFile(kubeconfig, JSON.stringify(config, null, 2));
+    const kubeconfig = await nodeKubeconfig(path.join(dir, "kubelet.kubeconfig"), `system:node:${REAL_NODE_NAME}`, client);
     await writeFile(path.join(dir, "resolv.conf"), "");
     await writeFile(
       path.join(dir, "kubelet.yaml"),
@@ -296,6 +301,29 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
       120_000,
       processes,
     );
+    // kube-proxy, in the node's namespace, makes Services reach their endpoints from pods, as on any node: the
+    // `kubernetes` Service's address leads to the API server (its advertised address is the host end of the link).
+    const proxyKubeconfig = await nodeKubeconfig(path.join(dir, "kube-proxy.kubeconfig"), "system:kube-proxy", await issueClient(o.pki, "system:kube-proxy"));
+    await writeFile(
+      path.join(dir, "kube-proxy.yaml"),
+      stringify({
+        apiVersion: "kubeproxy.config.k8s.io/v1alpha1",
+        kind: "KubeProxyConfiguration",
+        clientConnection: { kubeconfig: proxyKubeconfig },
+        mode: "iptables",
+        clusterCIDR: n.podCidr,
+        hostnameOverride: REAL_NODE_NAME,
+        bindAddress: n.nodeIp,
+        healthzBindAddress: `${n.nodeIp}:10256`,
+        metricsBindAddress: "127.0.0.1:10249",
+        // Leave the conntrack sysctls as they are: they are the host's, not the namespace's.
+        conntrack: { maxPerCore: 0, min: 0, tcpEstablishedTimeout: "0s", tcpCloseWaitTimeout: "0s" },
+      }),
+    );
+    const proxy = startProcess("kube-proxy", "nsenter", [`--net=/run/netns/${n.netns}`, "--", o.kubeProxy, `--config=${path.join(dir, "kube-proxy.yaml")}`, "--v=1"], path.join(logs, "kube-proxy.log"));
+    processes.push(proxy);
+    // Healthy once it has written the Services' rules.
+    await waitUntil("kube-proxy /healthz", async () => (await fetch(`http://${n.nodeIp}:10256/healthz`)).ok, 60_000, processes);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       registration.registered,

@@ -141,4 +141,23 @@ describe("the real node", () => {
     await phase(ns, "reader", "Succeeded");
     expect(await kubectl("logs", "-n", ns, "reader")).toMatch(/^written by the pod\ntouch: \/data\/refused: Read-only file system\n$/);
   });
+
+  it("lets a pod reach the API server at the kubernetes Service's address, through kube-proxy, with its service account", async () => {
+    const ns = await createNamespace("node-service");
+    const script = `
+const fs = require("fs"), https = require("https"), dir = "/var/run/secrets/kubernetes.io/serviceaccount/";
+const { KUBERNETES_SERVICE_HOST: host, KUBERNETES_SERVICE_PORT: port } = process.env;
+https.get({ host, port, path: "/api/v1/namespaces/" + fs.readFileSync(dir + "namespace", "utf8") + "/serviceaccounts/default", ca: fs.readFileSync(dir + "ca.crt"), headers: { authorization: "Bearer " + fs.readFileSync(dir + "token", "utf8") } }, (res) => {
+  let body = ""; res.on("data", (c) => (body += c)); res.on("end", () => console.log(JSON.stringify({ host, port, status: res.statusCode, body: JSON.parse(body) })));
+});`;
+    await podOnNode(ns, "client", {
+      automountServiceAccountToken: true,
+      containers: [{ name: "tick", image: nodeImageName("walle-tick", await packageVersion()), imagePullPolicy: "Never", command: ["/nodejs/bin/node", "-e", script] }],
+    });
+    await phase(ns, "client", "Succeeded");
+    const seen = JSON.parse(await kubectl("logs", "-n", ns, "client")) as { host: string; port: string; status: number; body: { status?: unknown; reason?: string; message?: string } };
+    // Reached and authenticated as the pod's service account, which RBAC gives nothing: so the API server's own 403.
+    expect(seen).toMatchObject({ host: "10.0.0.1", port: "443", status: 403 });
+    expect(seen.body.message).toContain(`User "system:serviceaccount:${ns}:default" cannot get resource "serviceaccounts"`);
+  });
 });
