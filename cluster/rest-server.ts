@@ -1,5 +1,6 @@
-// A real restic rest-server on a free loopback port, for tests, benchmarks and local repositories: with htpasswd
-// users and private repositories when users are given, without authentication otherwise.
+// A real restic rest-server on a free port of loopback (or of `host`: the real node's pods reach the host end of its
+// link), for tests, benchmarks and local repositories: with htpasswd users and private repositories when users are
+// given, without authentication otherwise.
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
@@ -14,7 +15,8 @@ export interface RestServer {
   stop(): Promise<void>;
 }
 
-export async function startRestServer(o: { binary: string; dataDir: string; users?: Record<string, string>; appendOnly?: boolean }): Promise<RestServer> {
+export async function startRestServer(o: { binary: string; dataDir: string; users?: Record<string, string>; appendOnly?: boolean; host?: string }): Promise<RestServer> {
+  const host = o.host ?? "127.0.0.1";
   await mkdir(o.dataDir, { recursive: true });
   const auth: string[] = ["--no-auth"];
   if (o.users) {
@@ -24,13 +26,13 @@ export async function startRestServer(o: { binary: string; dataDir: string; user
     await writeFile(htpasswd, `${lines.join("\n")}\n`);
     auth.splice(0, 1, "--htpasswd-file", htpasswd, "--private-repos");
   }
-  const args = ["--listen", "127.0.0.1:0", "--path", o.dataDir, ...auth, ...(o.appendOnly ? ["--append-only"] : [])];
+  const args = ["--listen", `${host}:0`, "--path", o.dataDir, ...auth, ...(o.appendOnly ? ["--append-only"] : [])];
   const child = spawn(o.binary, args, { stdio: ["ignore", "pipe", "pipe"] });
   const port = await new Promise<number>((resolve, reject) => {
     let seen = "";
     const onData = (chunk: Buffer) => {
       seen += chunk.toString();
-      const found = /start server on 127\.0\.0\.1:(\d+)/.exec(seen);
+      const found = new RegExp(`start server on ${host.replace(/\./g, "\\.")}:(\\d+)`).exec(seen);
       if (found) resolve(Number(found[1]));
     };
     child.stdout.on("data", onData);
@@ -39,8 +41,8 @@ export async function startRestServer(o: { binary: string; dataDir: string; user
   });
   return {
     port,
-    repository: (user, password, name) => `rest:http://${user}:${password}@127.0.0.1:${port}/${user}/${name}`,
-    repositoryUrl: (name) => `rest:http://127.0.0.1:${port}/${name}`,
+    repository: (user, password, name) => `rest:http://${user}:${password}@${host}:${port}/${user}/${name}`,
+    repositoryUrl: (name) => `rest:http://${host}:${port}/${name}`,
     stop: () =>
       new Promise((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve();

@@ -11,6 +11,7 @@ import { JobType } from "../../lib/api/constants.ts";
 import { NONROOT, PRIVILEGED_CAPABILITIES, UNPRIVILEGED, workerSecurity, type WorkerMode } from "../../lib/core/privileges.ts";
 import type { Pod } from "../../lib/api/kube.ts";
 import { packageVersion } from "../../scripts/images.ts";
+import { listSnapshots, startRestServer, tempDir } from "../integration/worker-harness.ts";
 import { pvcWithData, volumeDir } from "../support/backup-fixtures.ts";
 import { admin, createNamespace, waitFor } from "../support/kube.ts";
 
@@ -159,5 +160,46 @@ https.get({ host, port, path: "/api/v1/namespaces/" + fs.readFileSync(dir + "nam
     // Reached and authenticated as the pod's service account, which RBAC gives nothing: so the API server's own 403.
     expect(seen).toMatchObject({ host: "10.0.0.1", port: "443", status: 403 });
     expect(seen.body.message).toContain(`User "system:serviceaccount:${ns}:default" cannot get resource "serviceaccounts"`);
+  });
+
+  it("backs up a PVC from the worker image into a repository on the host end of the node's link, and reports by its termination message", async () => {
+    const ns = await createNamespace("node-backup");
+    await pvcWithData(ns, "data", { "docs/readme.md": "# backed up on the real node\n" });
+    const rest = await startRestServer({ dataDir: await tempDir("rest-node"), users: { node: "rest-secret" }, host: nodeNetwork(inject("clusterStateDir")).hostIp });
+    try {
+      const env = { RESTIC_REPOSITORY: rest.repository("node", "rest-secret", "main"), RESTIC_PASSWORD: "pw" };
+      const security = workerSecurity(UNPRIVILEGED, JobType.Backup);
+      await podOnNode(ns, "backup", {
+        securityContext: security.pod,
+        containers: [
+          {
+            name: "worker",
+            image: nodeImageName("walle-worker", await packageVersion()),
+            imagePullPolicy: "Never",
+            args: ["backup"],
+            env: Object.entries({ ...env, INITIALIZE_REPO: "true", SOURCE_PATH: "/data", PVC_NAME: "data", PVC_NAMESPACE: ns, CLUSTER_NAME: "real-node", RESTIC_CACHE_DIR: "/cache" }).map(([name, value]) => ({ name, value })),
+            securityContext: security.container,
+            volumeMounts: [
+              { name: "data", mountPath: "/data", readOnly: true },
+              { name: "tmp", mountPath: "/tmp" },
+              { name: "cache", mountPath: "/cache" },
+            ],
+          },
+        ],
+        volumes: [
+          { name: "data", persistentVolumeClaim: { claimName: "data", readOnly: true } },
+          { name: "tmp", emptyDir: {} },
+          { name: "cache", emptyDir: {} },
+        ],
+      });
+      const pod = await phase(ns, "backup", "Succeeded");
+      const message = pod.status?.containerStatuses?.[0]?.state?.terminated?.message ?? "";
+      const [snapshot] = await listSnapshots(env);
+      expect(snapshot?.hostname).toBe("real-node");
+      expect(snapshot?.tags).toEqual(expect.arrayContaining(["pvc=data", `namespace=${ns}`]));
+      expect(message).toContain(`"snapshotId":"${snapshot?.id}"`);
+    } finally {
+      await rest.stop();
+    }
   });
 });

@@ -40,8 +40,8 @@ export async function publicRestic(dir: string): Promise<string> {
 
 export type { RestServer };
 
-/** rest-server with htpasswd authentication and private repositories, on a free loopback port. */
-export function startRestServer(o: { dataDir: string; users: Record<string, string>; appendOnly?: boolean }): Promise<RestServer> {
+/** rest-server with htpasswd authentication and private repositories, on a free port of loopback (or of `host`). */
+export function startRestServer(o: { dataDir: string; users: Record<string, string>; appendOnly?: boolean; host?: string }): Promise<RestServer> {
   return startRealRestServer({ binary: inject("restServer"), ...o });
 }
 
