@@ -34,8 +34,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { randomUUID } from "node:crypto";
 import { EventMode, guessPlural } from "../cluster/event-source.ts";
 import { boundVolumeDir } from "../cluster/csi.ts";
-import { imageRepositories } from "../cluster/images.ts";
-import { COMPILE_CACHE_DIR, nodeFlags } from "../scripts/bundle.ts";
+import { bundleFunction, fillCompileCache, nodeFlags } from "../scripts/bundle.ts";
 import { applyObjects, readManifestFiles, serviceAccountToken, startCluster, STATE_ROOT, type Cluster } from "../cluster/index.ts";
 import { freePort } from "../cluster/processes.ts";
 import { startRestServer } from "../cluster/rest-server.ts";
@@ -66,9 +65,11 @@ export async function reconcile(): Promise<Figure[]> {
     const requests = await requestsOverOneLife(cluster);
     const latency = await eventToWrite(cluster, events);
     // The figures are the image's bundle's; the source entry is context (see the top of this file).
-    const app = path.join(cluster.stateDir, "images", imageRepositories.reconcile, "app");
-    // As the image runs it: its Node flags, and the compile cache filled when the image was built.
-    const image = { argv: [...nodeFlags.reconcile, path.join(app, "main.mjs")], env: { NODE_COMPILE_CACHE: path.join(app, COMPILE_CACHE_DIR) } };
+    // The image's bundle as the image runs it (scripts/images.ts): its Node flags, and a compile cache filled by this
+    // Node before the first start, as the image's is when it is built.
+    const bundle = path.join(await mkdtemp(path.join(cluster.stateDir, "reconcile-app-")), "reconcile.mjs");
+    await bundleFunction("reconcile", bundle);
+    const image = { argv: [...nodeFlags.reconcile, bundle], env: { NODE_COMPILE_CACHE: await fillCompileCache(process.execPath, bundle, nodeFlags.reconcile) } };
     const child = await childRuns(cluster, image, "the image's bundle");
     await childRuns(cluster, { argv: [reconcileMain], env: {} }, "functions/reconcile/main.ts");
     return [

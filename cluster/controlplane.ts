@@ -27,9 +27,11 @@ export interface ControlPlane {
  * The kube-controller-manager controllers Walle needs: Jobs, garbage collection of owned objects, volume
  * binding (with the PV/PVC protection finalizers that admission adds), namespaces, service accounts and their
  * tokens, TTL of finished Jobs, the kube-root-ca.crt ConfigMap that projected tokens mount, aggregated
- * ClusterRoles, and Deployments.
+ * ClusterRoles, and Deployments; and the node lifecycle, which lifts the not-ready taint of a node once its kubelet
+ * reports it Ready.
  */
 export const controllers = [
+  "node-lifecycle-controller",
   "job-controller",
   "garbage-collector-controller",
   "persistentvolume-binder-controller",

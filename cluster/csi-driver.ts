@@ -3,7 +3,7 @@
 // csi-snapshotter and csi-sanity, and the Node service the real node's kubelet calls (NodeGetInfo, NodeGetCapabilities: none,
 // nothing to stage; NodePublishVolume, a bind mount; NodeUnpublishVolume), registered with that kubelet through its plugin
 // registration socket. Volumes and snapshots are directories, as in csi-hostpath; a snapshot or a clone is a faithful copy
-// (copyTreeAs). The simulated kubelet bind-mounts a volume's directory itself.
+// (copyTreeAs).
 //
 // What it keeps beside the directories, in one JSON file, is what makes every call idempotent by name, as the spec
 // asks: a volume's name, capacity and source, a snapshot's name, source volume, size and creation time.
@@ -15,8 +15,7 @@ import { existsSync } from "node:fs";
 import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
-import { copyTreeAs, du, DRIVER } from "./csi.ts";
-import { NODE_NAME } from "./kubelet.ts";
+import { copyTreeAs, du, DRIVER, NODE_NAME } from "./csi.ts";
 import { csiProtoFile, pluginRegistrationProtoFile } from "./toolchain.ts";
 
 const execFileP = promisify(execFile);
@@ -300,8 +299,7 @@ export class CsiDriver {
   }
 
   // ---- Node: publishing a volume is a bind mount of its directory at the target path (read-only where asked),
-  // as csi-hostpath does; there is nothing to stage. The real node's kubelet calls these; the simulated kubelet
-  // bind-mounts volumes itself (cluster/kubelet.ts).
+  // as csi-hostpath does; there is nothing to stage. The node's kubelet calls these.
 
   nodeGetCapabilities() {
     return { capabilities: [] };

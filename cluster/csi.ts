@@ -13,6 +13,8 @@ import type { Named, Pv, Pvc, StorageClass } from "../lib/api/kube.ts";
 import type { VolumeSnapshotClass } from "./types.ts";
 
 export const DRIVER = "hostpath.csi.walle.local";
+/** The local cluster's one node (cluster/node.ts), where the driver publishes its volumes: its node_id. */
+export const NODE_NAME = "walle-node";
 // The names csi-hostpath's deploy examples use, which the original Walle's examples name too.
 export const STORAGE_CLASS = "csi-hostpath-sc";
 export const SNAPSHOT_CLASS = "csi-hostpath-snapclass";

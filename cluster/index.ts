@@ -1,5 +1,5 @@
-// The local cluster as one handle: the real control plane, the upstream CRDs, the local node agent, and
-// credentials for any user or service account. Tests and `npm start` both start it through here.
+// The local cluster as one handle: the real control plane, the upstream CRDs, the CSI driver (the node agent), the
+// real node, and credentials for any user or service account. Tests and `npm start` both start it through here.
 import { chmod, mkdir, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { parseAllDocuments } from "yaml";
@@ -7,10 +7,10 @@ import type { KubeObject } from "../lib/k8s/informer.ts";
 import { RestClient } from "../lib/k8s/rest.ts";
 import { credentialsFromKubeconfig } from "./kubeconfig.ts";
 import { startControlPlane, type ControlPlane } from "./controlplane.ts";
-import { localImages, prepareImages } from "./images.ts";
+import { localImages } from "./images.ts";
 import { nodeNetwork, startRealNode, type RealNode } from "./node.ts";
 import { startNodeAgent, type NodeAgent } from "./node-agent.ts";
-import { issueClient, issueServing, pkiAt, writeKubeconfig } from "./pki.ts";
+import { issueClient, pkiAt, writeKubeconfig } from "./pki.ts";
 import { startKeda } from "./keda.ts";
 import { startStorageControllers, type StorageControllers } from "./storage.ts";
 import { sleep, type Managed } from "./processes.ts";
@@ -132,10 +132,9 @@ export interface StartOptions {
 export async function startCluster(opts: StartOptions): Promise<Cluster> {
   const log: Log = opts.log ?? (() => {});
   await mkdir(opts.stateDir, { recursive: true });
-  await chmod(opts.stateDir, 0o755); // the worker image under it runs as a non-root user
+  await chmod(opts.stateDir, 0o755);
   const started = Date.now();
   const bins = await resolveClusterBinaries((l) => log(l));
-  const restic = await resolveBinary("restic", (l) => log(l));
   const kedaBin = await resolveBinary("keda-operator", (l) => log(l));
   // Built now, with the rest, rather than when the first event source starts (cluster/event-source.ts) or the
   // storage controllers start.
@@ -159,9 +158,7 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
       await installCrds(api, walle.filter((o) => o.kind === "CustomResourceDefinition"));
       await applyObjects(api, walle.filter((o) => o.kind !== "CustomResourceDefinition"));
     }
-    const images = await prepareImages(path.join(opts.stateDir, "images"), restic);
-    const serving = await issueServing(controlPlane.pki, "kubelet", ["127.0.0.1"], ["localhost"]);
-    agent = await startNodeAgent({ api, stateDir: opts.stateDir, images, pki: controlPlane.pki, serving, log });
+    agent = await startNodeAgent({ api, stateDir: opts.stateDir, log });
     storage = await startStorageControllers({ api, stateDir: opts.stateDir, socket: agent.csi.socket, log });
     keda = await startKeda({ bin: kedaBin, api, stateDir: opts.stateDir, server: controlPlane.server, pki: controlPlane.pki });
     node = await startRealNode({
@@ -171,6 +168,8 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
       apiPort: Number(new URL(controlPlane.server).port),
       kubelet: await resolveBinary("kubelet", (l) => log(l)),
       kubeProxy: await resolveBinary("kube-proxy", (l) => log(l)),
+      kubeScheduler: await resolveBinary("kube-scheduler", (l) => log(l)),
+      registry: await resolveBinary("registry", (l) => log(l)),
       csiSocket: agent.csi.socket,
       images: await localImages((l) => log(l)),
       log,

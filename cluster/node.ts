@@ -10,21 +10,20 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
 import type { BuiltImage, ImageName } from "../scripts/images.ts";
 import type { RestClient } from "../lib/k8s/rest.ts";
-import { DRIVER } from "./csi.ts";
+import { DRIVER, NODE_NAME } from "./csi.ts";
 import { serveRegistration, type Registration } from "./csi-driver.ts";
 import { issueClient, issueServing, writeKubeconfig, type CertPair, type Pki } from "./pki.ts";
 import { startProcess, tail, waitUntil, type Managed } from "./processes.ts";
 
 const run = promisify(execFile);
 
-export const REAL_NODE_NAME = "walle-node";
 
 /** Where an image of Walle's is known to the node's containerd (the name pods use for it). */
 export const nodeImageName = (name: ImageName, tag: string): string => `docker.io/library/${name}:${tag}`;
@@ -57,6 +56,8 @@ export interface RealNodeOptions {
   readonly apiPort: number;
   readonly kubelet: string;
   readonly kubeProxy: string;
+  readonly kubeScheduler: string;
+  readonly registry: string;
   /** The CSI driver's socket (cluster/csi-driver.ts), which the kubelet calls to publish volumes. */
   readonly csiSocket: string;
   readonly images: Readonly<Record<ImageName, BuiltImage>>;
@@ -138,6 +139,8 @@ function containerdConfig(dir: string, n: NodeNetwork, pause: string): string {
     '  runtime_type = "io.containerd.runc.v2"',
     `[${cri}.containerd.runtimes.runc.options]`,
     "  SystemdCgroup = false",
+    `[${cri}.registry]`,
+    `  config_path = "${dir}/certs.d"`,
     `[${cri}.cni]`,
     '  bin_dir = "/usr/lib/cni"',
     `  conf_dir = "${dir}/cni"`,
@@ -151,14 +154,44 @@ function cniConfig(n: NodeNetwork, dir: string): string {
   return JSON.stringify({ cniVersion: "1.0.0", name: "walle", plugins: [{ type: "bridge", bridge: "cni0", isGateway: true, ipMasq: false, hairpinMode: true, ipam }] });
 }
 
-async function importImages(socket: string, dir: string, images: Readonly<Record<ImageName, BuiltImage>>): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  for (const [name, image] of Object.entries(images) as [ImageName, BuiltImage][]) {
-    const archive = path.join(dir, `${name}.tar`);
-    await rm(archive, { force: true });
-    await sh("skopeo", ["copy", "--quiet", `oci:${image.layout}:${image.tag}`, `oci-archive:${archive}:${nodeImageName(name, image.tag)}`]);
-    await sh("ctr", ["--address", socket, "--namespace", "k8s.io", "images", "import", archive]);
-    await rm(archive, { force: true });
+/**
+ * The names the local registry serves each image under: Walle's own as `docker.io/library/<image>` and as the
+ * manifests and the local install name them (`ghcr.io/ros-io/<image>`), and the shell image as the stand-in for the
+ * busybox-based images that examples and tests run (alpine, busybox). containerd reaches docker.io and ghcr.io
+ * through the registry (a mirror), so any pull policy works as on a cluster with a registry of its own.
+ */
+export function registryNames(version: string): readonly (readonly [ImageName, string])[] {
+  const walle = (["walle-reconcile", "walle-tick", "walle-worker"] as const).flatMap((image) => [
+    [image, `docker.io/library/${image}:${version}`],
+    [image, `docker.io/library/${image}:latest`],
+    [image, `ghcr.io/ros-io/${image}:${version}`],
+    [image, `ghcr.io/ros-io/${image}:dev`],
+  ] as const);
+  return [
+    ...walle,
+    ["walle-shell", `docker.io/library/walle-shell:${version}`],
+    ["walle-shell", "docker.io/library/alpine:latest"],
+    ["walle-shell", "docker.io/library/busybox:latest"],
+    ["walle-shell", "docker.io/library/busybox:1.36"],
+    ["walle-pause", `docker.io/library/walle-pause:${version}`],
+  ];
+}
+
+/** containerd's registry hosts: docker.io and ghcr.io resolved at the local registry (plain HTTP, on the link). */
+async function registryHosts(dir: string, registry: string): Promise<void> {
+  for (const [host, server] of [["docker.io", "https://registry-1.docker.io"], ["ghcr.io", "https://ghcr.io"]] as const) {
+    await mkdir(path.join(dir, host), { recursive: true });
+    await writeFile(path.join(dir, host, "hosts.toml"), `server = "${server}"\n\n[host."http://${registry}"]\n  capabilities = ["pull", "resolve"]\n`);
+  }
+}
+
+/** Pushes every image under each of its names to the registry, as `skopeo copy` pushes to any registry. */
+async function pushImages(registry: string, images: Readonly<Record<ImageName, BuiltImage>>): Promise<void> {
+  const version = Object.values(images)[0]?.tag ?? "latest";
+  for (const [name, reference] of registryNames(version)) {
+    const image = images[name];
+    const pathAndTag = reference.replace(/^[^/]+\//, "");
+    await sh("skopeo", ["copy", "--quiet", "--dest-tls-verify=false", `oci:${image.layout}:${image.tag}`, `docker://${registry}/${pathAndTag}`]);
   }
 }
 
@@ -217,21 +250,32 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
     await createNetwork(n);
     forwarder = await forward(n.hostIp, o.apiPort);
 
+    // The registry, on the host end of the link: only the node and the host reach it.
+    const registry = `${n.hostIp}:5000`;
+    await writeFile(
+      path.join(dir, "registry.yaml"),
+      stringify({ version: 0.1, log: { level: "warn", accesslog: { disabled: true } }, storage: { filesystem: { rootdirectory: path.join(dir, "registry") } }, http: { addr: registry } }),
+    );
+    const registryProcess = startProcess("registry", o.registry, ["serve", path.join(dir, "registry.yaml")], path.join(logs, "registry.log"));
+    processes.push(registryProcess);
+    await waitUntil("the registry", async () => (await fetch(`http://${registry}/v2/`)).ok, 30_000, processes);
+    const pushed = Date.now();
+    await pushImages(registry, o.images);
+    log("Images pushed to the local registry.", { ms: Date.now() - pushed });
+    await registryHosts(path.join(containerdDir, "certs.d"), registry);
+
     const pause = nodeImageName("walle-pause", o.images["walle-pause"].tag);
     await writeFile(path.join(containerdDir, "config.toml"), containerdConfig(containerdDir, n, pause));
     await writeFile(path.join(containerdDir, "cni", "10-walle.conflist"), cniConfig(n, containerdDir));
     const containerd = startProcess("containerd", "nsenter", [`--net=/run/netns/${n.netns}`, "--", "containerd", "--config", path.join(containerdDir, "config.toml")], path.join(logs, "containerd.log"));
     processes.push(containerd);
     await waitUntil("containerd", async () => (await sh("ctr", ["--address", socket, "version"]).then(() => true)), 30_000, [containerd]);
-    const imported = Date.now();
-    await importImages(socket, path.join(dir, "archives"), o.images);
-    log("Images imported into the node's containerd.", { ms: Date.now() - imported });
 
     // The kubelet's identity (the Node authorizer's system:node:<name>), its serving certificate for the API
     // server's logs and exec, and its configuration.
-    const client = await issueClient(o.pki, `system:node:${REAL_NODE_NAME}`, ["system:nodes"]);
-    const serving = await issueServing(o.pki, "kubelet-walle-node", [n.nodeIp], [REAL_NODE_NAME]);
-    const kubeconfig = await nodeKubeconfig(path.join(dir, "kubelet.kubeconfig"), `system:node:${REAL_NODE_NAME}`, client);
+    const client = await issueClient(o.pki, `system:node:${NODE_NAME}`, ["system:nodes"]);
+    const serving = await issueServing(o.pki, "kubelet-walle-node", [n.nodeIp], [NODE_NAME]);
+    const kubeconfig = await nodeKubeconfig(path.join(dir, "kubelet.kubeconfig"), `system:node:${NODE_NAME}`, client);
     await writeFile(path.join(dir, "resolv.conf"), "");
     await writeFile(
       path.join(dir, "kubelet.yaml"),
@@ -286,16 +330,16 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
       `--root-dir=${kubeletRoot}`,
       `--cert-dir=${path.join(dir, "pki")}`,
       `--node-ip=${n.nodeIp}`,
-      `--hostname-override=${REAL_NODE_NAME}`,
+      `--hostname-override=${NODE_NAME}`,
       "--v=1",
     ];
     const script = ["set -e", "mount --make-rprivate /proc", ...masks, `exec ${o.kubelet} ${kubeletArgs.map((a) => `'${a}'`).join(" ")}`].join("\n");
     const kubelet = startProcess("kubelet", "nsenter", [`--net=/run/netns/${n.netns}`, "--", "unshare", "--mount", "--propagation", "unchanged", "--", "sh", "-c", script], path.join(logs, "kubelet.log"));
     processes.push(kubelet);
     await waitUntil(
-      `Node ${REAL_NODE_NAME} Ready`,
+      `Node ${NODE_NAME} Ready`,
       async () => {
-        const node = await o.api.get<{ status?: { conditions?: { type: string; status: string }[] } }>(`/api/v1/nodes/${REAL_NODE_NAME}`);
+        const node = await o.api.get<{ status?: { conditions?: { type: string; status: string }[] } }>(`/api/v1/nodes/${NODE_NAME}`);
         return node.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
       },
       120_000,
@@ -312,7 +356,7 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
         clientConnection: { kubeconfig: proxyKubeconfig },
         mode: "iptables",
         clusterCIDR: n.podCidr,
-        hostnameOverride: REAL_NODE_NAME,
+        hostnameOverride: NODE_NAME,
         bindAddress: n.nodeIp,
         healthzBindAddress: `${n.nodeIp}:10256`,
         metricsBindAddress: "127.0.0.1:10249",
@@ -330,11 +374,17 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
       kubelet.exited.then((how) => Promise.reject(new Error(`the kubelet exited (${how}) before registering CSI driver ${DRIVER}`))),
       new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`the kubelet did not register CSI driver ${DRIVER} in 60 s`)), 60_000))),
     ]).finally(() => clearTimeout(timer));
-    log("The real node is ready.", { node: REAL_NODE_NAME, ip: n.nodeIp });
+    // kube-scheduler places every pod; the node is the cluster's only one.
+    const schedulerKubeconfig = await writeKubeconfig(path.join(dir, "kube-scheduler.kubeconfig"), `https://127.0.0.1:${o.apiPort}`, o.pki.caCert, {
+      name: "system:kube-scheduler",
+      cert: await issueClient(o.pki, "system:kube-scheduler"),
+    });
+    processes.push(startProcess("kube-scheduler", o.kubeScheduler, [`--kubeconfig=${schedulerKubeconfig}`, "--leader-elect=false", "--secure-port=0", "--v=1"], path.join(logs, "kube-scheduler.log")));
+    log("The real node is ready.", { node: NODE_NAME, ip: n.nodeIp });
   } catch (err) {
     const detail = await Promise.all(processes.map(async (p) => `--- ${p.name}\n${await tail(p.logFile, 20)}`));
     await stop().catch(() => {});
     throw new Error(`the real node did not start: ${(err as Error).message}\n${detail.join("\n")}`, { cause: err });
   }
-  return { name: REAL_NODE_NAME, network: n, containerdSocket: socket, processes, stop };
+  return { name: NODE_NAME, network: n, containerdSocket: socket, processes, stop };
 }

@@ -8,6 +8,7 @@ import { createWalle } from "../lib/app/walle.ts";
 import { INSTALL_NAMESPACE, ServiceAccount } from "../lib/api/constants.ts";
 import { RestClient } from "../lib/k8s/rest.ts";
 import { credentialsFromKubeconfig } from "./kubeconfig.ts";
+import { nodeNetwork } from "./node.ts";
 import type { Logger } from "../lib/log.ts";
 import { startEventSource } from "./event-source.ts";
 import { applyObjects, readManifestFiles, serviceAccountKubeconfig } from "./index.ts";
@@ -55,8 +56,10 @@ export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
   const kubeconfig = await serviceAccountKubeconfig(opts.admin, opts.stateDir, INSTALL_NAMESPACE, ServiceAccount.Reconcile, 24 * 3600);
   const api = new RestClient(credentialsFromKubeconfig(kubeconfig));
   // Workers POST progress to the function itself, so its URL is part of its configuration: the port is chosen first.
+  // It listens on the host end of the node's link, where workers reach it (cluster/node.ts).
+  const host = nodeNetwork(opts.stateDir).hostIp;
   const port = await freePort();
-  const url = `http://127.0.0.1:${port}/`;
+  const url = `http://${host}:${port}/`;
   const { walle: config } = await loadConfig(
     { WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE, WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME, WALLE_PROGRESS_SINK_URL: url, ...opts.env },
     "walle-reconcile",
@@ -68,7 +71,7 @@ export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
     ...(opts.triggerToken ? { triggerToken: opts.triggerToken } : {}),
   });
   // The receiver's own server, with its header and request deadlines, as the function serves in its pod.
-  await server.listen(port, "127.0.0.1");
+  await server.listen(port, host);
   const source = opts.eventSource === false ? undefined : await startEventSource({ api: opts.admin, stateDir: opts.stateDir, sink: url, log: opts.log });
   return {
     url,

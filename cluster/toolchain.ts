@@ -66,6 +66,14 @@ const modules = {
     },
     ldflags: kubeVersionFlags,
   },
+  // The registry the real node pulls Walle's images (and the stand-ins for other images) from.
+  registry: {
+    dir: "registry",
+    versionOf: "github.com/distribution/distribution/v3",
+    packages: { registry: "github.com/distribution/distribution/v3/cmd/registry" },
+    ldflags: (version: string) => `-s -w -X github.com/distribution/distribution/v3/version.version=${version}`,
+    env: { CGO_ENABLED: "0" },
+  },
   etcd: {
     dir: "etcd",
     versionOf: "go.etcd.io/etcd/server/v3",
@@ -131,6 +139,7 @@ export type BinaryName =
   | "kubelet"
   | "kube-scheduler"
   | "kube-proxy"
+  | "registry"
   | "etcd"
   | "restic"
   | "rest-server"

@@ -5,7 +5,8 @@ import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, inject, it } from "vitest";
-import { nodeImageName, nodeNetwork, REAL_NODE_NAME } from "../../cluster/node.ts";
+import { NODE_NAME } from "../../cluster/csi.ts";
+import { nodeImageName, nodeNetwork } from "../../cluster/node.ts";
 import { cacheDir, repoRoot } from "../../cluster/toolchain.ts";
 import { JobType } from "../../lib/api/constants.ts";
 import { NONROOT, PRIVILEGED_CAPABILITIES, UNPRIVILEGED, workerSecurity, type WorkerMode } from "../../lib/core/privileges.ts";
@@ -27,7 +28,7 @@ async function podOnNode(ns: string, name: string, spec: Record<string, unknown>
     apiVersion: "v1",
     kind: "Pod",
     metadata: { name },
-    spec: { nodeName: REAL_NODE_NAME, automountServiceAccountToken: false, restartPolicy: "Never", ...spec },
+    spec: { nodeName: NODE_NAME, automountServiceAccountToken: false, restartPolicy: "Never", ...spec },
   });
 }
 
@@ -59,7 +60,6 @@ async function workerReport(ns: string, name: string, mode: WorkerMode, command:
       {
         name: "worker",
         image: nodeImageName("walle-worker", tag),
-        imagePullPolicy: "Never",
         command: ["/nodejs/bin/node", "-e", SELF_REPORT],
         env: [{ name: "HOST_PATHS", value: JSON.stringify(hostPaths) }],
         securityContext: security.container,
@@ -73,7 +73,7 @@ async function workerReport(ns: string, name: string, mode: WorkerMode, command:
 describe("the real node", () => {
   it("is a Ready Node of the control plane's version on containerd, at an address of the cluster's own network namespace", async () => {
     const version = await admin().get<{ gitVersion: string }>("/version");
-    const node = await admin().get<{ status: { nodeInfo: { kubeletVersion: string; containerRuntimeVersion: string }; addresses: { type: string; address: string }[]; conditions: { type: string; status: string }[] } }>(`/api/v1/nodes/${REAL_NODE_NAME}`);
+    const node = await admin().get<{ status: { nodeInfo: { kubeletVersion: string; containerRuntimeVersion: string }; addresses: { type: string; address: string }[]; conditions: { type: string; status: string }[] } }>(`/api/v1/nodes/${NODE_NAME}`);
     expect(node.status.nodeInfo.kubeletVersion).toBe(version.gitVersion);
     expect(node.status.nodeInfo.containerRuntimeVersion).toMatch(/^containerd:\/\/1\.6\./);
     expect(node.status.conditions.find((c) => c.type === "Ready")?.status).toBe("True");
@@ -84,7 +84,7 @@ describe("the real node", () => {
     const ns = await createNamespace("node-shell");
     await podOnNode(ns, "shell", {
       restartPolicy: "Always",
-      containers: [{ name: "sh", image: nodeImageName("walle-shell", await packageVersion()), imagePullPolicy: "Never", command: ["sh", "-c", "echo started as $(id -u) in $(hostname); exec sleep 3600"] }],
+      containers: [{ name: "sh", image: nodeImageName("walle-shell", await packageVersion()), command: ["sh", "-c", "echo started as $(id -u) in $(hostname); exec sleep 3600"] }],
     });
     await phase(ns, "shell", "Running");
     const logs = await waitFor(async () => {
@@ -93,6 +93,18 @@ describe("the real node", () => {
     }, "the shell's first line");
     expect(logs).toBe("started as 0 in shell\n");
     expect(await kubectl("exec", "-n", ns, "shell", "--", "sh", "-c", "echo $((6 * 7)) from pid $$")).toMatch(/^42 from pid \d+\n$/);
+  });
+
+  it("execs into a running worker pod with the system kubectl, as the worker's user, and reads its logs", async () => {
+    const ns = await createNamespace("node-exec");
+    const security = workerSecurity(UNPRIVILEGED, JobType.Backup);
+    await podOnNode(ns, "worker", {
+      securityContext: security.pod,
+      containers: [{ name: "worker", image: nodeImageName("walle-worker", await packageVersion()), command: ["/nodejs/bin/node", "-e", "console.log('waiting'); setInterval(() => {}, 1 << 30)"], securityContext: security.container }],
+    });
+    await phase(ns, "worker", "Running");
+    expect(await kubectl("exec", "-n", ns, "worker", "--", "/nodejs/bin/node", "-p", "[process.getuid(), process.cwd(), require('fs').existsSync('/usr/bin/restic')].join(' ')")).toBe(`${NONROOT} /app true\n`);
+    expect(await waitFor(async () => (await kubectl("logs", "-n", ns, "worker")) || undefined, "the worker's first line")).toBe("waiting\n");
   });
 
   it("confines an unprivileged worker: no host filesystem, a read-only root, no capabilities, seccomp and no new privileges, in a restricted namespace", async () => {
@@ -126,7 +138,7 @@ describe("the real node", () => {
     const shell = nodeImageName("walle-shell", await packageVersion());
     await podOnNode(ns, "writer", {
       securityContext: { runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000 },
-      containers: [{ name: "sh", image: shell, imagePullPolicy: "Never", command: ["sh", "-c", "cat /data/given.txt && echo written by the pod > /data/new.txt"], volumeMounts: [{ name: "data", mountPath: "/data" }] }],
+      containers: [{ name: "sh", image: shell, command: ["sh", "-c", "cat /data/given.txt && echo written by the pod > /data/new.txt"], volumeMounts: [{ name: "data", mountPath: "/data" }] }],
       volumes: [{ name: "data", persistentVolumeClaim: { claimName: "data" } }],
     });
     await phase(ns, "writer", "Succeeded");
@@ -136,7 +148,7 @@ describe("the real node", () => {
     expect((await stat(path.join(dir, "new.txt"))).uid).toBe(1000);
 
     await podOnNode(ns, "reader", {
-      containers: [{ name: "sh", image: shell, imagePullPolicy: "Never", command: ["sh", "-c", "cat /data/new.txt; touch /data/refused 2>&1; true"], volumeMounts: [{ name: "data", mountPath: "/data", readOnly: true }] }],
+      containers: [{ name: "sh", image: shell, command: ["sh", "-c", "cat /data/new.txt; touch /data/refused 2>&1; true"], volumeMounts: [{ name: "data", mountPath: "/data", readOnly: true }] }],
       volumes: [{ name: "data", persistentVolumeClaim: { claimName: "data", readOnly: true } }],
     });
     await phase(ns, "reader", "Succeeded");
@@ -153,7 +165,7 @@ https.get({ host, port, path: "/api/v1/namespaces/" + fs.readFileSync(dir + "nam
 });`;
     await podOnNode(ns, "client", {
       automountServiceAccountToken: true,
-      containers: [{ name: "tick", image: nodeImageName("walle-tick", await packageVersion()), imagePullPolicy: "Never", command: ["/nodejs/bin/node", "-e", script] }],
+      containers: [{ name: "tick", image: nodeImageName("walle-tick", await packageVersion()), command: ["/nodejs/bin/node", "-e", script] }],
     });
     await phase(ns, "client", "Succeeded");
     const seen = JSON.parse(await kubectl("logs", "-n", ns, "client")) as { host: string; port: string; status: number; body: { status?: unknown; reason?: string; message?: string } };
@@ -175,7 +187,6 @@ https.get({ host, port, path: "/api/v1/namespaces/" + fs.readFileSync(dir + "nam
           {
             name: "worker",
             image: nodeImageName("walle-worker", await packageVersion()),
-            imagePullPolicy: "Never",
             args: ["backup"],
             env: Object.entries({ ...env, INITIALIZE_REPO: "true", SOURCE_PATH: "/data", PVC_NAME: "data", PVC_NAMESPACE: ns, CLUSTER_NAME: "real-node", RESTIC_CACHE_DIR: "/cache" }).map(([name, value]) => ({ name, value })),
             securityContext: security.container,

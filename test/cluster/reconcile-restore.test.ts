@@ -113,7 +113,7 @@ describe("reconcile drives a BackupRestore", () => {
       apiVersion: "v1",
       kind: "Pod",
       metadata: { name: "app" },
-      spec: { containers: [{ name: "app", image: "nginx:1.27" }], volumes: [{ name: "d", persistentVolumeClaim: { claimName: "target" } }] },
+      spec: { containers: [{ name: "app", image: "busybox:1.36", command: ["sleep", "infinity"], volumeMounts: [{ name: "d", mountPath: "/data" }] }], volumes: [{ name: "d", persistentVolumeClaim: { claimName: "target" } }] },
     });
     await waitFor(async () => (await admin().get<{ status?: { phase?: string } }>(`/api/v1/namespaces/${ns}/pods/app`)).status?.phase === "Running", "app pod Running");
     const spec = { repository: { name: "repo", namespace: ns }, source: { latest: { pvc: "data" } }, target: { existingPvc: "target" } };

@@ -127,9 +127,9 @@ describe("who may trigger what", () => {
 
   it("cuts off a sender that trickles its request (a slow-loris) at the request deadline", async () => {
     const walle = await startWalle({ eventSource: false });
-    const { port } = new URL(walle.url);
+    const { hostname, port } = new URL(walle.url);
     // A byte a second: never the whole body, and the connection never idle.
-    const answer = await trickle(Number(port), "POST / HTTP/1.1\r\nHost: walle\r\nContent-Type: application/json\r\nContent-Length: 1000000", 1000);
+    const answer = await trickle(Number(port), "POST / HTTP/1.1\r\nHost: walle\r\nContent-Type: application/json\r\nContent-Length: 1000000", 1000, hostname);
     // The receiver's request deadline (30 s) answers, not the client giving up.
     expect(answer).toMatch(/^HTTP\/1\.1 408 /);
   }, 60_000);

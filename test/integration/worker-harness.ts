@@ -40,9 +40,13 @@ export async function publicRestic(dir: string): Promise<string> {
 
 export type { RestServer };
 
-/** rest-server with htpasswd authentication and private repositories, on a free port of loopback (or of `host`). */
+/**
+ * rest-server with htpasswd authentication and private repositories, on a free port of loopback, or, on the local
+ * cluster, of the host end of its node's link, where the workers' pods reach it.
+ */
 export function startRestServer(o: { dataDir: string; users: Record<string, string>; appendOnly?: boolean; host?: string }): Promise<RestServer> {
-  return startRealRestServer({ binary: inject("restServer"), ...o });
+  const host = o.host ?? inject("nodeHostIp");
+  return startRealRestServer({ binary: inject("restServer"), ...o, ...(host ? { host } : {}) });
 }
 
 export interface WorkerRun {

@@ -12,6 +12,8 @@ declare module "vitest" {
     kubeconfig: string;
     clusterStateDir: string;
     clusterServer: string;
+    /** Where servers that pods must reach listen: the host end of the real node's link (cluster/node.ts). */
+    nodeHostIp?: string;
   }
 }
 
@@ -41,6 +43,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide("kubeconfig", cluster.kubeconfig);
   project.provide("clusterStateDir", stateDir);
   project.provide("clusterServer", cluster.server);
+  project.provide("nodeHostIp", cluster.node.network.hostIp);
   return async () => {
     await cluster?.stop();
     if (stateDir && !process.env.WALLE_KEEP_TEST_CLUSTER) await rm(stateDir, { recursive: true, force: true });
