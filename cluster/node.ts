@@ -1,5 +1,7 @@
-// The local cluster's real node: Debian's containerd and runc, and the kubelet built at the control plane's
-// version (toolchain/node), running pods of Walle's images (scripts/images.ts) for real.
+// The local cluster's real node: Debian's containerd and runc, and the kubelet, kube-proxy and kube-scheduler built
+// at the control plane's version (toolchain/node), running pods of Walle's images (scripts/images.ts) for real,
+// pulled from a local registry (CNCF Distribution, toolchain/registry) that containerd mirrors docker.io and
+// ghcr.io to.
 //
 // Everything the node serves stays off the machine's external interface: the kubelet and containerd run in a
 // network namespace the cluster creates, joined to the host by one veth pair with addresses of their own, and
@@ -23,7 +25,6 @@ import { issueClient, issueServing, writeKubeconfig, type CertPair, type Pki } f
 import { startProcess, tail, waitUntil, type Managed } from "./processes.ts";
 
 const run = promisify(execFile);
-
 
 /** Where an image of Walle's is known to the node's containerd (the name pods use for it). */
 export const nodeImageName = (name: ImageName, tag: string): string => `docker.io/library/${name}:${tag}`;

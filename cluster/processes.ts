@@ -46,9 +46,10 @@ export function startProcess(name: string, bin: string, args: readonly string[],
   };
 }
 
-export async function freePort(): Promise<number> {
+/** A port free on `host` now (the kernel's pick of an ephemeral one). */
+export async function freePort(host = "127.0.0.1"): Promise<number> {
   const server = net.createServer();
-  server.listen(0, "127.0.0.1");
+  server.listen(0, host);
   await once(server, "listening");
   const address = server.address();
   server.close();

@@ -58,7 +58,7 @@ export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
   // Workers POST progress to the function itself, so its URL is part of its configuration: the port is chosen first.
   // It listens on the host end of the node's link, where workers reach it (cluster/node.ts).
   const host = nodeNetwork(opts.stateDir).hostIp;
-  const port = await freePort();
+  const port = await freePort(host);
   const url = `http://${host}:${port}/`;
   const { walle: config } = await loadConfig(
     { WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE, WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME, WALLE_PROGRESS_SINK_URL: url, ...opts.env },

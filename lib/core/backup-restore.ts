@@ -248,6 +248,10 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
     const job = w.workerJob;
     // Once the staging PVC is handed over the Job is gone by design: the handover steps carry on without it.
     if (cross && w.handoverPv?.metadata.labels?.[Label.BackupRestore] === name) return handOver(undefined);
+    // The handover's last step takes Walle's labels off the volume. Decided again after it (its status write lost
+    // to a conflict, say), the restore finds its target PVC, made by this restore, bound, and finishes.
+    const handedOver = w.targetPvc?.status?.phase === "Bound" && w.targetPvc.metadata.labels?.[Label.BackupRestore] === name;
+    if (cross && job === null && handedOver) return finish(undefined);
     if (job === null) return fail(ConditionReason.WorkerLost, `Stuck in ${phase}: worker Job ${workerNs}/${names.job} disappeared before it finished.`);
     if (!job) return result();
     const { outcome, message, result: res } = workerReport(job, w.workerPods ?? []);

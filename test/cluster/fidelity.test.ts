@@ -154,7 +154,7 @@ describe("a backup and its restores", () => {
       spec: { repository: { name: shared, namespace: INSTALL }, source: { snapshotId }, target: { newPvc: { name: "db", size: "2Gi" } } },
     });
     const a = await settledRestore(third, "back", 300_000);
-    expect({ phase: a.status?.phase, fidelity: condition(a, "FullFidelity")?.status }).toEqual({ phase: "Finished", fidelity: "True" });
+    expect({ phase: a.status?.phase, fidelity: condition(a, "FullFidelity")?.status }, JSON.stringify(a.status)).toEqual({ phase: "Finished", fidelity: "True" });
     expect(await faithful(await volumeDir(third, "db"))).toEqual(before);
 
     // (b) Over an existing PVC full of stale files, in a namespace an admin allowed full-fidelity workers in, with
@@ -187,7 +187,7 @@ describe("a backup and its restores", () => {
     await admin().create(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`, { apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name: "nightly" }, spec: { sourcePvc: "db", repository: { name: "repo", namespace: ns } } });
     const bj = await settled(ns, "nightly", 300_000);
     const state = condition(bj, "BackupState");
-    expect({ phase: bj.status?.phase, reason: state?.reason }).toEqual({ phase: "Failed", reason: "Incomplete" });
+    expect({ phase: bj.status?.phase, reason: state?.reason }, JSON.stringify(bj.status)).toEqual({ phase: "Failed", reason: "Incomplete" });
     expect(state?.message).toMatch(/could not be read; the snapshot was made without them\. First: .*(pgdata|secret).*permission denied/);
     expect(condition(bj, "FullFidelity")).toMatchObject({ status: "False", reason: "UnprivilegedWorker", message: expect.stringMatching(new RegExp(`namespace ${ns} does not allow full-fidelity workers`)) });
     // The partial snapshot is recorded, so nobody mistakes it for nothing, or for a whole one.

@@ -2,6 +2,7 @@
 // creates, patches and deletes, and the reason it gives. Then the reads each phase asks for, round by round.
 import { describe, expect, it } from "vitest";
 import type { BackupRestoreSpec, BackupRestoreStatus } from "../../lib/api/backup-restore.ts";
+import { CREATED_BY, Label } from "../../lib/api/constants.ts";
 import type { BackupRestore } from "../../lib/api/parse.ts";
 import { backupRestoreReads, backupRestoreWorld, decideBackupRestore, type BackupRestoreWorld } from "../../lib/core/backup-restore.ts";
 import type { Action } from "../../lib/core/decision.ts";
@@ -186,6 +187,23 @@ const table: readonly Row[] = [
     phase: "Finished",
     actions: ["patch PersistentVolume /pv-1"],
     reason: "Completed",
+  },
+  {
+    what: "handover step 4 decided again after its status write was lost: the volume is unlabelled, the target bound to it",
+    world: world(intoNew("walle-system"), { ...waiting, phase: "Restoring" }, {
+      workerJob: null, stagingPvc: null, handoverPv: null,
+      targetPvc: pvc("restored", "shop", { metadata: { name: "restored", namespace: "shop", labels: { [Label.CreatedBy]: CREATED_BY, [Label.BackupRestore]: restore.name } }, spec: { volumeName: "pv-1" }, status: { phase: "Bound" } }),
+    }),
+    phase: "Finished",
+    actions: [],
+    reason: "Completed",
+  },
+  {
+    what: "the worker Job vanished before a handover: the target is not bound to the restore's volume",
+    world: world(intoNew("walle-system"), { ...waiting, phase: "Restoring" }, { workerJob: null, stagingPvc: pvc(names.stagingPvc, "walle-system"), handoverPv: null, targetPvc: null }),
+    phase: "Failed",
+    actions: [],
+    reason: "WorkerLost",
   },
   {
     what: "a staging PVC with no volume to hand over",
