@@ -1,14 +1,13 @@
 // The local CSI driver's place in the cluster: its name, its StorageClass, default VolumeSnapshotClass and CSIDriver
-// object, and the map from a bound PVC to the directory behind it, which the simulated kubelet bind-mounts. Volumes
-// and snapshots themselves are made by the real external-provisioner, csi-snapshotter and snapshot-controller
-// (cluster/storage.ts), which call the node agent's CSI server (cluster/csi-driver.ts).
+// object, and the directory behind a bound PVC. Volumes and snapshots themselves are made by the real
+// external-provisioner, csi-snapshotter and snapshot-controller (cluster/storage.ts), which call the node agent's CSI
+// server (cluster/csi-driver.ts); the node's kubelet publishes them into pods through the same server.
 import { execFile } from "node:child_process";
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { promisify } from "node:util";
 import path from "node:path";
 import type { KubeObject } from "../lib/k8s/informer.ts";
 import type { RestClient } from "../lib/k8s/rest.ts";
-import type { Informer } from "../lib/k8s/informer.ts";
 import type { Named, Pv, Pvc, StorageClass } from "../lib/api/kube.ts";
 import type { VolumeSnapshotClass } from "./types.ts";
 
@@ -96,23 +95,6 @@ export function storageObjects(): KubeObject[] {
     spec: { attachRequired: false, podInfoOnMount: false, volumeLifecycleModes: ["Persistent"], fsGroupPolicy: "File" },
   };
   return [storageClass as KubeObject, snapshotClass as KubeObject, csiDriver as KubeObject];
-}
-
-/** What the simulated kubelet asks of storage: the directory behind a pod's PVC. */
-export interface PvcVolumes {
-  /** The directory behind a bound PVC, or undefined while it is not bound to a volume of the local driver. */
-  pvcPath(namespace: string, name: string): string | undefined;
-}
-
-export function pvcVolumes(stateDir: string, pvcs: Informer<Named<Pvc>>, pvs: Informer<Named<Pv>>): PvcVolumes {
-  return {
-    pvcPath(namespace, name) {
-      const pvc = pvcs.get(namespace, name);
-      if (!pvc?.spec.volumeName || pvc.status?.phase !== "Bound") return undefined;
-      const pv = pvs.get(undefined, pvc.spec.volumeName);
-      return pv ? volumeDirOf(stateDir, pv) : undefined;
-    },
-  };
 }
 
 /** The directory behind a PVC of the local driver, read from the API (its PV's volume handle); undefined until it is bound. */

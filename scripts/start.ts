@@ -1,5 +1,5 @@
 // npm start: Walle on the embedded local cluster. It brings up the real control plane with the upstream and
-// Walle CRDs, the local node agent and KEDA's operator, installs Walle's namespace and RBAC, runs the reconcile
+// Walle CRDs, the CSI driver, the real node and KEDA's operator, installs Walle's namespace and RBAC, runs the reconcile
 // function fed by Knative's ApiServerSource adapter, and then applies the original Walle's examples unchanged (the
 // workload, the repository Secret from restic-secret.env, the BackupJob) and prints the backup step by step
 // until it ends. Then it installs the tick's ScaledJob (keda/, as shipped: KEDA runs the tick about every 5

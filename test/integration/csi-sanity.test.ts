@@ -1,6 +1,7 @@
 // The local node agent's CSI driver against csi-sanity (github.com/kubernetes-csi/csi-test/v5), the CSI spec's own
-// conformance tests: every Identity and Controller test passes. The Node service is the simulated kubelet's, not a
-// CSI server, so its tests are left to csi-sanity's skip flag, and that they were the only ones skipped is checked.
+// conformance tests: every Identity and Controller test passes. Its Node tests are left to csi-sanity's skip flag (the
+// real kubelet publishes volumes through the Node service in the cluster tests), and that they were the only ones
+// skipped is checked.
 import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import path from "node:path";

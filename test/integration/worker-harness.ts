@@ -68,8 +68,8 @@ export interface WorkerOptions {
 }
 
 /**
- * Runs `node functions/worker/main.ts <command>` with exactly the given environment plus PATH, as the node agent
- * runs a worker container, and reads back its termination message.
+ * Runs `node functions/worker/main.ts <command>` with exactly the given environment plus PATH, as a worker container
+ * runs it, and reads back its termination message.
  */
 export async function runWorker(command: WorkerCommand, env: Env, o: WorkerOptions = {}): Promise<WorkerRun> {
   const run = await runWorkerProcess(command, env, o);
