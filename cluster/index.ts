@@ -8,7 +8,7 @@ import { RestClient } from "../lib/k8s/rest.ts";
 import { credentialsFromKubeconfig } from "./kubeconfig.ts";
 import { startControlPlane, type ControlPlane } from "./controlplane.ts";
 import { localImages } from "./images.ts";
-import { nodeNetwork, startRealNode, type RealNode } from "./node.ts";
+import { allocateNodeNetwork, startRealNode, type RealNode } from "./node.ts";
 import { startNodeAgent, type NodeAgent } from "./node-agent.ts";
 import { issueClient, pkiAt, writeKubeconfig } from "./pki.ts";
 import { startKeda } from "./keda.ts";
@@ -141,7 +141,7 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
   for (const name of ["apiserver_receive_adapter", "snapshot-controller", "csi-snapshotter", "csi-provisioner"] as const) await resolveBinary(name, (l) => log(l));
   const crdFiles = await upstreamCrdFiles((l) => log(l));
   // The API server advertises the host end of the real node's link, where pods reach it (cluster/node.ts).
-  const controlPlane = await startControlPlane(bins, opts.stateDir, nodeNetwork(opts.stateDir).hostIp);
+  const controlPlane = await startControlPlane(bins, opts.stateDir, (await allocateNodeNetwork(opts.stateDir)).hostIp);
   const api = new RestClient(credentialsFromKubeconfig(controlPlane.kubeconfig));
   let agent: NodeAgent | undefined;
   let storage: StorageControllers | undefined;

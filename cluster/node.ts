@@ -11,8 +11,8 @@
 // it mounts reach containerd, in a mount namespace where the three host sysctls it would rewrite are masked.
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -67,10 +67,53 @@ export interface RealNodeOptions {
 
 const sh = (cmd: string, args: readonly string[]) => run(cmd, args, { maxBuffer: 16 * 1024 * 1024 });
 
-/** One /30 link and one /24 of pods per state directory, so two local clusters do not share a network. */
+/** Where local clusters claim their node networks, one directory per network (its owner's state directory inside). */
+const CLAIMS = "/run/walle/node-networks";
+
+const networkOf = (k: number): NodeNetwork => ({ netns: `walle-${k}`, hostIp: `10.213.${k}.1`, nodeIp: `10.213.${k}.2`, podCidr: `10.214.${k}.0/24`, hostLink: `walle${k}h` });
+const networkFile = (stateDir: string) => path.join(stateDir, "node-network.json");
+
+/**
+ * Claims a /30 link and a /24 of pods for the local cluster in `stateDir`, one no other running cluster holds: the
+ * first free one from a hash of the state directory. A claim whose owner's state directory is gone is taken over.
+ */
+export async function allocateNodeNetwork(stateDir: string): Promise<NodeNetwork> {
+  await mkdir(CLAIMS, { recursive: true });
+  const start = parseInt(createHash("sha256").update(stateDir).digest("hex").slice(0, 6), 16) % 250;
+  for (let i = 0; i < 250; i++) {
+    const k = 1 + ((start + i) % 250);
+    const claim = path.join(CLAIMS, String(k));
+    const owner = await readFile(path.join(claim, "owner"), "utf8").catch(() => undefined);
+    if (owner !== undefined && owner !== stateDir && existsSync(owner)) continue;
+    await rm(claim, { recursive: true, force: true });
+    try {
+      await mkdir(claim); // atomic: of two clusters racing for it, one wins
+    } catch {
+      continue;
+    }
+    await writeFile(path.join(claim, "owner"), stateDir);
+    const network = networkOf(k);
+    await writeFile(networkFile(stateDir), JSON.stringify({ k }));
+    return network;
+  }
+  throw new Error(`no free node network: 250 local clusters hold one (${CLAIMS})`);
+}
+
+/** The node network claimed for the local cluster in `stateDir` (allocateNodeNetwork). */
 export function nodeNetwork(stateDir: string): NodeNetwork {
-  const k = 1 + (parseInt(createHash("sha256").update(stateDir).digest("hex").slice(0, 6), 16) % 250);
-  return { netns: `walle-${k}`, hostIp: `10.213.${k}.1`, nodeIp: `10.213.${k}.2`, podCidr: `10.214.${k}.0/24`, hostLink: `walle${k}h` };
+  const text = (() => {
+    try {
+      return readFileSync(networkFile(stateDir), "utf8");
+    } catch {
+      throw new Error(`the local cluster in ${stateDir} has claimed no node network (${networkFile(stateDir)})`);
+    }
+  })();
+  return networkOf((JSON.parse(text) as { k: number }).k);
+}
+
+async function releaseNetwork(stateDir: string, n: NodeNetwork): Promise<void> {
+  const claim = path.join(CLAIMS, n.netns.replace("walle-", ""));
+  if ((await readFile(path.join(claim, "owner"), "utf8").catch(() => undefined)) === stateDir) await rm(claim, { recursive: true, force: true });
 }
 
 async function removeNetwork(n: NodeNetwork): Promise<void> {
@@ -242,6 +285,7 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
     await cleanUp(dir, socket);
     forwarder?.close();
     await removeNetwork(n);
+    await releaseNetwork(o.stateDir, n);
   };
   try {
     await cleanUp(dir, socket); // what a harness killed hard left behind
