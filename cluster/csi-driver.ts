@@ -343,12 +343,19 @@ export class CsiDriver {
   }
 }
 
-/** The mount at exactly `target`, from /proc/self/mountinfo (the last one, which is what a path resolves to). */
-async function mountedAt(target: string): Promise<{ readOnly: boolean } | undefined> {
+/** This process's mounts, in /proc/self/mountinfo's order: each mount point (unescaped) and whether it is read-only. */
+export async function mounts(): Promise<{ target: string; readOnly: boolean }[]> {
   const unescape = (p: string) => p.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-  const lines = (await readFile("/proc/self/mountinfo", "utf8")).split("\n").map((l) => l.split(" "));
-  const found = lines.filter((f) => f[4] !== undefined && unescape(f[4]) === path.resolve(target)).at(-1);
-  return found ? { readOnly: (found[5] ?? "").split(",").includes("ro") } : undefined;
+  return (await readFile("/proc/self/mountinfo", "utf8"))
+    .split("\n")
+    .map((l) => l.split(" "))
+    .filter((f) => f[4] !== undefined)
+    .map((f) => ({ target: unescape(f[4] ?? ""), readOnly: (f[5] ?? "").split(",").includes("ro") }));
+}
+
+/** The mount at exactly `target` (the last one, which is what a path resolves to). */
+async function mountedAt(target: string): Promise<{ readOnly: boolean } | undefined> {
+  return (await mounts()).filter((m) => m.target === path.resolve(target)).at(-1);
 }
 
 export interface CsiServer {

@@ -20,7 +20,7 @@ import { stringify } from "yaml";
 import type { BuiltImage, ImageName } from "../scripts/images.ts";
 import type { RestClient } from "../lib/k8s/rest.ts";
 import { DRIVER, NODE_NAME } from "./csi.ts";
-import { serveRegistration, type Registration } from "./csi-driver.ts";
+import { mounts, serveRegistration, type Registration } from "./csi-driver.ts";
 import { issueClient, issueServing, writeKubeconfig, type CertPair, type Pki } from "./pki.ts";
 import { startProcess, tail, waitUntil, type Managed } from "./processes.ts";
 
@@ -206,18 +206,18 @@ function cniConfig(n: NodeNetwork, dir: string): string {
  */
 export function registryNames(version: string): readonly (readonly [ImageName, string])[] {
   const walle = (["walle-reconcile", "walle-tick", "walle-worker"] as const).flatMap((image) => [
-    [image, `docker.io/library/${image}:${version}`],
-    [image, `docker.io/library/${image}:latest`],
+    [image, nodeImageName(image, version)],
+    [image, nodeImageName(image, "latest")],
     [image, `ghcr.io/ros-io/${image}:${version}`],
     [image, `ghcr.io/ros-io/${image}:dev`],
   ] as const);
   return [
     ...walle,
-    ["walle-shell", `docker.io/library/walle-shell:${version}`],
+    ["walle-shell", nodeImageName("walle-shell", version)],
     ["walle-shell", "docker.io/library/alpine:latest"],
     ["walle-shell", "docker.io/library/busybox:latest"],
     ["walle-shell", "docker.io/library/busybox:1.36"],
-    ["walle-pause", `docker.io/library/walle-pause:${version}`],
+    ["walle-pause", nodeImageName("walle-pause", version)],
   ];
 }
 
@@ -247,12 +247,11 @@ async function cleanUp(root: string, socket: string): Promise<void> {
     for (const id of stdout.split("\n").filter(Boolean)) await ctr("tasks", "kill", "--signal", "SIGKILL", id).catch(() => {});
     for (const id of stdout.split("\n").filter(Boolean)) await ctr("tasks", "delete", "--force", id).catch(() => {});
   }
-  const mounts = (await readFile("/proc/self/mountinfo", "utf8"))
-    .split("\n")
-    .map((l) => l.split(" ")[4] ?? "")
+  const under = (await mounts())
+    .map((m) => m.target)
     .filter((m) => m === root || m.startsWith(`${root}/`))
     .sort((a, b) => b.length - a.length);
-  for (const m of mounts) await sh("umount", ["--lazy", m]).catch(() => {});
+  for (const m of under) await sh("umount", ["--lazy", m]).catch(() => {});
 }
 
 /** The sysctls the kubelet would set on the host; masked with the values it wants, it leaves them alone. */
