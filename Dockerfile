@@ -4,8 +4,9 @@
 #   docker build --target tick      -t <registry>/walle-tick:0.1.0 .
 #   docker build --target worker    -t <registry>/walle-worker:0.1.0 .
 #
-# Without Docker, `npm run images` (scripts/images.ts) builds the same images from locally made bases, and
-# test/integration/images.test.ts holds both recipes to the same config and layout.
+# Without Docker, `npm run images` (scripts/images.ts) builds the same images from locally made bases. The base
+# images are build arguments (below); test/integration/dockerfile.test.ts builds this file with buildah against
+# locally made stand-ins for them and finds the same config and file tree as `npm run images` gives.
 #
 # Each function is bundled into one ES module (npm run build: scripts/bundle.ts), plus the chunks of what it
 # imports only when needed (<function>-chunks/), so the images need no node_modules and start fast (the

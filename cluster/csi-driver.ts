@@ -353,6 +353,15 @@ export async function mounts(): Promise<{ target: string; readOnly: boolean }[]>
     .map((f) => ({ target: unescape(f[4] ?? ""), readOnly: (f[5] ?? "").split(",").includes("ro") }));
 }
 
+/** Unmounts (lazily) every mount at or below `root`, deepest first, so the directory can go. */
+export async function unmountUnder(root: string): Promise<void> {
+  const under = (await mounts())
+    .map((m) => m.target)
+    .filter((m) => m === root || m.startsWith(`${root}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const m of under) await execFileP("umount", ["--lazy", m]).catch(() => {});
+}
+
 /** The mount at exactly `target` (the last one, which is what a path resolves to). */
 async function mountedAt(target: string): Promise<{ readOnly: boolean } | undefined> {
   return (await mounts()).filter((m) => m.target === path.resolve(target)).at(-1);

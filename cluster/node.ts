@@ -20,7 +20,7 @@ import { stringify } from "yaml";
 import type { BuiltImage, ImageName } from "../scripts/images.ts";
 import type { RestClient } from "../lib/k8s/rest.ts";
 import { DRIVER, NODE_NAME } from "./csi.ts";
-import { mounts, serveRegistration, type Registration } from "./csi-driver.ts";
+import { serveRegistration, unmountUnder, type Registration } from "./csi-driver.ts";
 import { issueClient, issueServing, writeKubeconfig, type CertPair, type Pki } from "./pki.ts";
 import { startProcess, tail, waitUntil, type Managed } from "./processes.ts";
 
@@ -247,11 +247,7 @@ async function cleanUp(root: string, socket: string): Promise<void> {
     for (const id of stdout.split("\n").filter(Boolean)) await ctr("tasks", "kill", "--signal", "SIGKILL", id).catch(() => {});
     for (const id of stdout.split("\n").filter(Boolean)) await ctr("tasks", "delete", "--force", id).catch(() => {});
   }
-  const under = (await mounts())
-    .map((m) => m.target)
-    .filter((m) => m === root || m.startsWith(`${root}/`))
-    .sort((a, b) => b.length - a.length);
-  for (const m of under) await sh("umount", ["--lazy", m]).catch(() => {});
+  await unmountUnder(root);
 }
 
 /** The sysctls the kubelet would set on the host; masked with the values it wants, it leaves them alone. */

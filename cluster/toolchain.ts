@@ -400,7 +400,8 @@ export async function csiProtoFile(log: (line: string) => void = () => {}): Prom
 /**
  * The Debian packages the local cluster runs or builds with, by a command (or file) each provides: mmdebstrap and
  * umoci make Walle's images and skopeo moves them; the real node is containerd, runc, the standard CNI plugins and
- * iproute2's `ip` (its network namespace); attr gives the fidelity tests setfattr.
+ * iproute2's `ip` (its network namespace); attr gives the fidelity tests setfattr; buildah builds the Dockerfile
+ * against locally made bases (test/integration/dockerfile.test.ts).
  */
 export const debianPackages = {
   mmdebstrap: "mmdebstrap",
@@ -411,6 +412,7 @@ export const debianPackages = {
   "/usr/lib/cni/bridge": "containernetworking-plugins",
   ip: "iproute2",
   setfattr: "attr",
+  buildah: "buildah",
 } as const;
 
 /**

@@ -27,14 +27,31 @@ const CREATED = new Date(SOURCE_DATE_EPOCH * 1000).toISOString().replace(".000Z"
 /** The Debian release the root filesystems come from, as the Dockerfile's bookworm-based images. */
 export const DEBIAN_SUITE = "bookworm";
 
-/** The root filesystems: only these packages, extracted (no maintainer scripts, no package manager). */
+/** A root filesystem: only these packages, extracted (no maintainer scripts, no package manager), and what goes on top. */
+interface BaseSpec {
+  readonly packages: readonly string[];
+  /** Node 24 at /nodejs/bin/node, as distroless places it. */
+  readonly node?: true;
+  /** busybox's applets as links, for a shell and coreutils. */
+  readonly shell?: true;
+  /** npm (NPM_VERSION, from the npm registry) and `node` on the PATH, as the official node images have them. */
+  readonly npm?: true;
+}
+
+/** What Node 24 needs (glibc ≥ 2.28, libstdc++, libgcc) and CA certificates for restic's https backends. */
+const nodePackages = ["libc6", "libstdc++6", "libgcc-s1", "ca-certificates"];
+
 export const bases = {
-  /** What Node 24 needs (glibc ≥ 2.28, libstdc++, libgcc) and CA certificates for restic's https backends. */
-  node: ["libc6", "libstdc++6", "libgcc-s1", "ca-certificates"],
+  node: { packages: nodePackages, node: true },
   /** A static busybox: the shell and coreutils of the example workload's stand-in and the pause image. */
-  shell: ["busybox-static"],
-} as const satisfies Record<string, readonly string[]>;
+  shell: { packages: ["busybox-static"], shell: true },
+  /** The Dockerfile's build stage: Node with npm and a shell. */
+  build: { packages: [...nodePackages, "busybox-static"], node: true, shell: true, npm: true },
+} as const satisfies Record<string, BaseSpec>;
 type Base = keyof typeof bases;
+
+/** The npm of the build base: the one Node 24.21.0 ships. */
+export const NPM_VERSION = "11.19.0";
 
 export type ImageName = "walle-reconcile" | "walle-tick" | "walle-worker" | "walle-shell" | "walle-pause";
 
@@ -83,6 +100,19 @@ export const images: Readonly<Record<ImageName, ImageSpec>> = {
   "walle-pause": { base: "shell", config: { User: "65535:65535", Entrypoint: ["/bin/busybox", "sleep", "infinity"], Env: [PATH_ENV] } },
 };
 
+export type StandInName = "walle-node" | "walle-node-build";
+
+/**
+ * Stand-ins for the Dockerfile's base images, which cannot be pulled here, so that buildah builds the Dockerfile
+ * against them (test/integration/dockerfile.test.ts): walle-node for NODE_RUN_IMAGE (distroless nodejs24's
+ * layout: Node at /nodejs/bin/node, user nonroot) and walle-node-build for NODE_BUILD_IMAGE (Node, npm, a shell).
+ * The worker image serves as RESTIC_IMAGE: it holds the static restic at /usr/bin/restic.
+ */
+export const standIns: Readonly<Record<StandInName, ImageSpec>> = {
+  "walle-node": { base: "node", config: { User: USER, Entrypoint: [NODE], Env: [PATH_ENV] } },
+  "walle-node-build": { base: "build", config: { Env: [PATH_ENV], Cmd: ["node"] } },
+};
+
 /** Where a built image is: an OCI image layout and its one tag (`skopeo copy oci:<layout>:<tag> …`). */
 export interface BuiltImage {
   readonly layout: string;
@@ -127,7 +157,7 @@ async function tarTree(tree: string, out: string): Promise<void> {
 
 /** The base root filesystem as one layer, by mmdebstrap; cached by its package list. */
 async function baseLayer(dir: string, base: Base, log: (line: string) => void): Promise<string> {
-  const packages = bases[base];
+  const packages = bases[base].packages;
   const key = createHash("sha256").update(`${DEBIAN_SUITE} ${packages.join(",")}`).digest("hex").slice(0, 12);
   const out = path.join(dir, ".bases", `${base}-${key}.tar`);
   if (existsSync(out)) return out;
@@ -157,24 +187,28 @@ async function mkdirMode(dir: string, mode: number, owner = 0): Promise<void> {
 
 /**
  * The layer over a base that makes it a system: users (root, and nonroot 65532 as distroless names it), the CA
- * bundle update-ca-certificates would write, the mount points, and Node (node base) or busybox's applets (shell).
+ * bundle update-ca-certificates would write, the mount points, and what the base puts on top (BaseSpec).
  */
-async function systemTree(tree: string, base: Base, root: string, node: string): Promise<void> {
+async function systemTree(tree: string, base: Base, root: string, node: string, npm: string | undefined): Promise<void> {
+  const spec: BaseSpec = bases[base];
   await writeFileMode(path.join(tree, "etc/passwd"), `root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:${NONROOT}:${NONROOT}:nonroot:/home/nonroot:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n`, 0o644);
   await writeFileMode(path.join(tree, "etc/group"), `root:x:0:\nnonroot:x:${NONROOT}:\nnogroup:x:65534:\n`, 0o644);
   await writeFileMode(path.join(tree, "etc/nsswitch.conf"), "passwd: files\ngroup: files\nhosts: files dns\n", 0o644);
   for (const d of ["proc", "sys", "dev", "run", "root"]) await mkdirMode(path.join(tree, d), d === "root" ? 0o700 : 0o755);
   await mkdirMode(path.join(tree, "tmp"), 0o1777);
   await mkdirMode(path.join(tree, "home/nonroot"), 0o700, NONROOT);
-  if (base === "node") {
+  if (spec.packages.includes("ca-certificates")) {
     const certs = path.join(root, "usr/share/ca-certificates/mozilla");
     const pems = (await readdir(certs)).filter((f) => f.endsWith(".crt")).sort();
     const bundle = Buffer.concat(await Promise.all(pems.map((f) => readFile(path.join(certs, f)))));
     await writeFileMode(path.join(tree, "etc/ssl/certs/ca-certificates.crt"), bundle, 0o644);
+  }
+  if (spec.node) {
     await mkdirMode(path.join(tree, "nodejs/bin"), 0o755);
     await copyFile(node, path.join(tree, "nodejs/bin/node"));
     await chmod(path.join(tree, "nodejs/bin/node"), 0o755);
-  } else {
+  }
+  if (spec.shell) {
     const { stdout } = await run(path.join(root, "bin/busybox"), ["--list-full"]);
     for (const applet of stdout.split("\n").filter(Boolean).sort()) {
       if (existsSync(path.join(root, applet))) continue;
@@ -182,14 +216,52 @@ async function systemTree(tree: string, base: Base, root: string, node: string):
       await symlink("/bin/busybox", path.join(tree, applet));
     }
   }
+  if (spec.npm) {
+    if (!npm) throw new Error(`the ${base} base needs npm's package`);
+    const lib = path.join(tree, "usr/local/lib/node_modules");
+    await mkdirMode(lib, 0o755);
+    await run("tar", ["--extract", "--gzip", "--no-same-owner", `--file=${npm}`, `--directory=${lib}`]);
+    await rename(path.join(lib, "package"), path.join(lib, "npm"));
+    await normalise(path.join(lib, "npm"));
+    const bin = path.join(tree, "usr/local/bin");
+    await mkdirMode(bin, 0o755);
+    await symlink("/nodejs/bin/node", path.join(bin, "node"));
+    for (const [cmd, file] of [["npm", "npm-cli.js"], ["npx", "npx-cli.js"]] as const) {
+      await chmod(path.join(lib, "npm/bin", file), 0o755);
+      await symlink(`../lib/node_modules/npm/bin/${file}`, path.join(bin, cmd));
+    }
+  }
+}
+
+/** What the system layer of a base holds besides users, for its history. */
+function systemParts(base: Base): string {
+  const spec: BaseSpec = bases[base];
+  return [spec.packages.includes("ca-certificates") && "CA bundle", "mount points", spec.node && "Node", spec.shell && "busybox applets", spec.npm && "npm"].filter(Boolean).join(", ");
+}
+
+/** npm's package from the npm registry (`npm pack` checks its integrity), cached beside the bases. */
+async function npmPackage(dir: string, log: (line: string) => void): Promise<string> {
+  const out = path.join(dir, ".bases", `npm-${NPM_VERSION}.tgz`);
+  if (existsSync(out)) return out;
+  await mkdir(path.dirname(out), { recursive: true });
+  log(`Fetching npm ${NPM_VERSION} from the npm registry.`);
+  const tmp = await mkdtemp(path.join(path.dirname(out), ".npm-"));
+  try {
+    await run("npm", ["pack", "--silent", `npm@${NPM_VERSION}`, `--pack-destination=${tmp}`]);
+    await rename(path.join(tmp, `npm-${NPM_VERSION}.tgz`), out);
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+  return out;
 }
 
 /** The function's own layer: its bundle and chunks under /app (and restic for the worker). */
 async function appTree(tree: string, fn: FunctionName, restic: string): Promise<void> {
   await mkdirMode(path.join(tree, "app"), 0o755);
-  // Bundled at a fixed place in the checkout: the source maps name the sources relative to it, so the same
-  // sources give the same bytes wherever the checkout or the image directory is.
-  const staging = path.join(repoRoot, "dist", "images", ".bundles", fn);
+  // Bundled at a fixed place in the checkout, one level below its root as the Dockerfile's dist/ is: the source
+  // maps name the sources relative to it, so the same sources give the same bytes wherever the checkout or the
+  // image directory is, and the same as the Dockerfile's build stage gives.
+  const staging = path.join(repoRoot, `.bundle-${fn}-${process.pid}`); // one per build: concurrent builds stay apart
   await rm(staging, { recursive: true, force: true });
   await bundleFunction(fn, path.join(staging, `${fn}.mjs`));
   await copyFile(path.join(staging, `${fn}.mjs`), path.join(tree, "app", `${fn}.mjs`));
@@ -259,11 +331,11 @@ async function assemble(layout: string, tag: string, layers: readonly { file: st
 }
 
 /** What goes into an image, hashed: the recipe itself, the base packages, the binaries and the bundles' sources. */
-async function inputsKey(name: ImageName, spec: ImageSpec, opts: Required<Pick<BuildOptions, "restic" | "node" | "tag">>): Promise<string> {
+async function inputsKey(name: string, spec: ImageSpec, opts: Required<Pick<BuildOptions, "restic" | "node" | "tag">>): Promise<string> {
   const h = createHash("sha256");
-  h.update(JSON.stringify({ name, spec, tag: opts.tag, packages: bases[spec.base], epoch: SOURCE_DATE_EPOCH }));
+  h.update(JSON.stringify({ name, spec, tag: opts.tag, base: bases[spec.base], npm: "npm" in bases[spec.base] ? NPM_VERSION : undefined, epoch: SOURCE_DATE_EPOCH }));
   h.update(await readFile(new URL(import.meta.url)));
-  if (spec.base === "node") h.update(await sha256File(opts.node));
+  if ("node" in bases[spec.base]) h.update(await sha256File(opts.node));
   if (spec.fn === "worker") h.update(await sha256File(opts.restic));
   if (spec.fn) {
     for (const dir of ["lib", "functions", "scripts"]) {
@@ -278,12 +350,21 @@ async function inputsKey(name: ImageName, spec: ImageSpec, opts: Required<Pick<B
 
 /** Builds every image (or only `only`) into `opts.dir`; an image whose inputs have not changed is kept as it is. */
 export async function buildImages(opts: BuildOptions, only: readonly ImageName[] = Object.keys(images) as ImageName[]): Promise<Record<ImageName, BuiltImage>> {
+  return build(images, opts, only);
+}
+
+/** Builds the Dockerfile's stand-in bases (standIns) into `opts.dir`, as buildImages does. */
+export async function buildStandIns(opts: BuildOptions): Promise<Record<StandInName, BuiltImage>> {
+  return build(standIns, opts, Object.keys(standIns) as StandInName[]);
+}
+
+async function build<N extends string>(specs: Readonly<Record<N, ImageSpec>>, opts: BuildOptions, only: readonly N[]): Promise<Record<N, BuiltImage>> {
   const log = opts.log ?? (() => {});
   const full = { restic: opts.restic, node: opts.node ?? process.execPath, tag: opts.tag ?? (await packageVersion()) };
   await mkdir(opts.dir, { recursive: true });
-  const built = {} as Record<ImageName, BuiltImage>;
+  const built = {} as Record<N, BuiltImage>;
   for (const name of only) {
-    const spec = images[name];
+    const spec = specs[name];
     if (spec.fn && !existsSync(functionEntry(spec.fn))) throw new Error(`image ${name}: no entry ${path.relative(repoRoot, functionEntry(spec.fn))}`);
     const layout = path.join(opts.dir, name);
     const keyFile = path.join(opts.dir, `.${name}.inputs`);
@@ -303,10 +384,10 @@ export async function buildImages(opts: BuildOptions, only: readonly ImageName[]
       await run("tar", ["--extract", `--file=${base}`, `--directory=${root}`]);
       const system = path.join(scratch, "system");
       await mkdir(system);
-      await systemTree(system, spec.base, root, full.node);
+      await systemTree(system, spec.base, root, full.node, "npm" in bases[spec.base] ? await npmPackage(opts.dir, log) : undefined);
       const layers = [
-        { file: base, by: `mmdebstrap --variant=extract --include=${bases[spec.base].join(",")} ${DEBIAN_SUITE}` },
-        { file: path.join(scratch, "system.tar"), by: "walle: users, CA bundle, mount points" + (spec.base === "node" ? ", Node" : ", busybox applets") },
+        { file: base, by: `mmdebstrap --variant=extract --include=${bases[spec.base].packages.join(",")} ${DEBIAN_SUITE}` },
+        { file: path.join(scratch, "system.tar"), by: `walle: users, ${systemParts(spec.base)}` },
       ];
       await tarTree(system, layers[1]!.file);
       if (spec.fn) {
