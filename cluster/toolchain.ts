@@ -124,6 +124,14 @@ const modules = {
     ldflags: (version: string) => `-s -w -X main.version=${version}`,
     env: { CGO_ENABLED: "0" },
   },
+  // helm, for the tests that install Walle's chart as the original's README does; as its Makefile builds it.
+  helm: {
+    dir: "helm",
+    versionOf: "helm.sh/helm/v3",
+    packages: { helm: "helm.sh/helm/v3/cmd/helm" },
+    ldflags: (version: string) => `-s -w -X helm.sh/helm/v3/internal/version.version=${version} -X helm.sh/helm/v3/internal/version.gitTreeState=clean`,
+    env: { CGO_ENABLED: "0" },
+  },
   csiTest: {
     dir: "csi-test",
     versionOf: "github.com/kubernetes-csi/csi-test/v5",
@@ -148,7 +156,8 @@ export type BinaryName =
   | "snapshot-controller"
   | "csi-snapshotter"
   | "csi-provisioner"
-  | "csi-sanity";
+  | "csi-sanity"
+  | "helm";
 
 function moduleOf(name: BinaryName): ToolModule {
   for (const m of Object.values(modules) as ToolModule[]) if (name in m.packages) return m;

@@ -82,7 +82,7 @@ export const repositoryRefSchema = z
     name: objectName("name").describe("Name of the Secret."),
     namespace: namespaceName
       .optional()
-      .describe(`Namespace of the Secret. Defaults to the namespace Walle is installed in (${INSTALL_NAMESPACE}).`),
+      .describe(`Namespace of the Secret. Defaults to the namespace Walle is installed in (${INSTALL_NAMESPACE}, or the Helm release's).`),
   })
   .describe(
     "A Secret with the environment variables restic needs to reach the repository (RESTIC_REPOSITORY, " +

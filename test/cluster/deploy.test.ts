@@ -1,10 +1,15 @@
 // What `kubectl apply -k .` installs is accepted by the real API server with the upstream CRDs' schemas, and
 // each identity gets exactly the access it needs, checked against the cluster's real RBAC.
+import { execFile } from "node:child_process";
 import path from "node:path";
-import { describe, expect, it } from "vitest";
-import { applyObjects, readManifestFiles } from "../../cluster/index.ts";
-import { repoRoot } from "../../cluster/toolchain.ts";
+import { promisify } from "node:util";
+import { describe, expect, inject, it } from "vitest";
+import { applyObjects, parseManifests, readManifestFiles } from "../../cluster/index.ts";
+import { repoRoot, resolveBinary } from "../../cluster/toolchain.ts";
+import { CHART_DIR } from "../../scripts/chart.ts";
 import { admin } from "../support/kube.ts";
+
+const run = promisify(execFile);
 
 const knative = [
   ...["namespace.yaml", "reconcile-rbac.yaml", "apiserversource-rbac.yaml", "trigger-rbac.yaml", "reconcile-bounds.yaml", "service.yaml", "apiserversource.yaml", "ping/service.yaml", "ping/pingsource.yaml"].map((f) => path.join(repoRoot, "knative", f)),
@@ -104,5 +109,26 @@ describe("the install manifests", () => {
     expect(await can(source, "get", "", "secrets", "default")).toBe(false);
     // Pods are not watched (their Job's counts say what moves a run on), so the source may not read them.
     expect(await can(source, "list", "", "pods")).toBe(false);
+  });
+
+  it("as the Helm chart renders them with the original's values, into namespace walle: accepted as written (strict, dry run)", async () => {
+    await admin().create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "walle" } }).catch((e: { status?: number }) => {
+      if (e.status !== 409) throw e;
+    });
+    const helm = await resolveBinary("helm");
+    const { stdout } = await run(helm, ["template", "walle", path.join(repoRoot, CHART_DIR), "--namespace", "walle", "--values", path.join(repoRoot, "examples", "values.yml")], { maxBuffer: 16 * 1024 * 1024 });
+    const objects = parseManifests(stdout);
+    expect(objects.map((o) => o.kind)).toEqual(expect.arrayContaining(["ConfigMap", "ClusterRole", "Service", "ApiServerSource", "ScaledJob", "ValidatingAdmissionPolicy"]));
+    await expect(applyObjects(admin(), objects, { dryRun: true })).resolves.toBeUndefined();
+  });
+
+  it("`npm run --silent crdgen -- --stdout | kubectl apply -f -` applies the four CRDs, as the original's crdgen did", async () => {
+    const { stdout } = await run("sh", ["-c", `"${process.execPath}" scripts/crdgen.ts --stdout | kubectl --kubeconfig "${inject("kubeconfig")}" apply --server-side --force-conflicts --dry-run=server -f -`], { cwd: repoRoot });
+    expect(stdout.trim().split("\n").sort()).toEqual([
+      "customresourcedefinition.apiextensions.k8s.io/backupjobs.ros.io serverside-applied (server dry run)",
+      "customresourcedefinition.apiextensions.k8s.io/backuprestores.ros.io serverside-applied (server dry run)",
+      "customresourcedefinition.apiextensions.k8s.io/backupschedules.ros.io serverside-applied (server dry run)",
+      "customresourcedefinition.apiextensions.k8s.io/backupsets.ros.io serverside-applied (server dry run)",
+    ]);
   });
 });

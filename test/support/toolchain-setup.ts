@@ -8,6 +8,7 @@ declare module "vitest" {
     restic: string;
     restServer: string;
     csiSanity: string;
+    helm: string;
   }
 }
 
@@ -16,4 +17,5 @@ export default async function setup(project: TestProject): Promise<void> {
   project.provide("restic", bins.restic);
   project.provide("restServer", bins.restServer);
   project.provide("csiSanity", await resolveBinary("csi-sanity", (line) => console.log(line)));
+  project.provide("helm", await resolveBinary("helm", (line) => console.log(line)));
 }
