@@ -347,6 +347,9 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
         syncFrequency: "10s",
         nodeStatusUpdateFrequency: "10s",
         volumePluginDir: path.join(dir, "volume-plugins"),
+        // Not the host's /var/log/pods: a kubelet removes the log directories there of pods it does not know, so
+        // a second local cluster's node would take this one's containers' logs away (and crash them).
+        podLogsDir: path.join(dir, "pod-logs"),
         staticPodPath: "",
         registerNode: true,
         registerWithTaints: [],

@@ -1,23 +1,32 @@
-// npm start: Walle on the embedded local cluster. It brings up the real control plane with the upstream and
-// Walle CRDs, the CSI driver, the real node and KEDA's operator, installs Walle's namespace and RBAC, runs the reconcile
-// function fed by Knative's ApiServerSource adapter, and then applies the original Walle's examples unchanged (the
-// workload, the repository Secret from restic-secret.env, the BackupJob) and prints the backup step by step
-// until it ends. Then it installs the tick's ScaledJob (keda/, as shipped: KEDA runs the tick about every 5
-// minutes) and the original README's getting-started schedule, and prints the scheduled run as it happens.
-// It stays up until Ctrl-C, then stops everything it started.
+// npm start: Walle's main job on the embedded local cluster. It brings up the real control plane with the upstream
+// and Walle CRDs, the CSI driver, the real node and KEDA's operator; installs Walle's namespace and RBAC; runs the
+// reconcile function fed by Knative's ApiServerSource adapter; starts a local rest-server repository with htpasswd;
+// then follows the original README's getting-started: the Secret `restic-repo` in namespace walle (with
+// INITIALIZE_REPO, RESTIC_PASSWORD, RESTIC_REST_USERNAME and RESTIC_REST_PASSWORD, the repository URL added), the
+// example workload (examples/workload.yml), the tick's ScaledJob (keda/scaledjob.yaml: KEDA's operator fires the
+// tick) and the `example-schedule` BackupSchedule (examples/getting-started-schedule.yml). It prints what happens as
+// it happens: the snapshot, the worker's progress, restic's snapshot id, the BackupSet's completions. It serves
+// until Ctrl-C, then stops everything it started.
 //
-//   npm start                 as above
+//   npm start                 as above; KEDA runs the tick as shipped, about every 5 minutes
+//   npm start -- --once       one scheduled backup of the example (KEDA's window every 2 minutes, polled every
+//                             5 s), then the repository's snapshot list, and exit: 0 if the BackupSet Finished
 //   npm start -- --no-demo    only the cluster and Walle; apply what you like with kubectl
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { parseEnv } from "node:util";
+import { parseArgs, promisify } from "node:util";
 import { applyObjects, readManifestFiles, startCluster, STATE_ROOT } from "../cluster/index.ts";
 import { installWalle, LOCAL_CLUSTER_NAME, runWalle } from "../cluster/run-walle.ts";
 import { boundVolumeDir } from "../cluster/csi.ts";
-import { repoRoot } from "../cluster/toolchain.ts";
+import { nodeNetwork } from "../cluster/node.ts";
+import { startRestServer } from "../cluster/rest-server.ts";
+import { repoRoot, resolveResticBinaries } from "../cluster/toolchain.ts";
+import { Label } from "../lib/api/constants.ts";
 import { createLogger } from "../lib/log.ts";
 
-const demo = !process.argv.includes("--no-demo");
+const { values: flags } = parseArgs({ options: { once: { type: "boolean", default: false }, "no-demo": { type: "boolean", default: false } }, strict: true });
 const say = (text: string) => console.log(`walle: ${text}`);
 const stateDir = process.env.WALLE_CLUSTER_DIR ?? (await mkdtemp(path.join(STATE_ROOT, "walle-start-")));
 const log = createLogger({ function: "walle-reconcile", level: process.env.LOG_LEVEL === "debug" ? "debug" : "warn" });
@@ -27,103 +36,122 @@ say("starting the local cluster (the first run builds the toolchain, which takes
 const cluster = await startCluster({ stateDir, log: (msg) => (/^(Building|Built|Downloading)/.test(msg) ? say(msg) : undefined) });
 await installWalle(cluster.api);
 const walle = await runWalle({ admin: cluster.api, stateDir, log });
-say(`up in ${((Date.now() - started) / 1000).toFixed(1)} s; the reconcile function listens on ${walle.url}`);
+const bins = await resolveResticBinaries();
+// The repository: a real rest-server with htpasswd and private repositories, where the node's pods reach it.
+const user = { name: "walle", password: randomBytes(12).toString("hex") };
+const restServer = await startRestServer({ binary: bins.restServer, dataDir: path.join(stateDir, "repository"), users: { [user.name]: user.password }, host: nodeNetwork(stateDir).hostIp });
+const repository = {
+  RESTIC_REPOSITORY: `rest:http://${nodeNetwork(stateDir).hostIp}:${restServer.port}/${user.name}/example`,
+  RESTIC_PASSWORD: randomBytes(12).toString("hex"),
+  RESTIC_REST_USERNAME: user.name,
+  RESTIC_REST_PASSWORD: user.password,
+};
+say(`up in ${((Date.now() - started) / 1000).toFixed(1)} s; the reconcile function listens on ${walle.url}, the repository is ${repository.RESTIC_REPOSITORY}`);
 say(`for kubectl:  export KUBECONFIG=${cluster.kubeconfig}`);
+say(`the cluster's state is in ${stateDir}`);
 
 let stopping = false;
-async function stop(): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  say("stopping");
-  await walle.stop();
-  await cluster.stop();
-  if (!process.env.WALLE_CLUSTER_DIR) await rm(stateDir, { recursive: true, force: true });
-  process.exit(0);
+async function stop(code: number): Promise<never> {
+  if (!stopping) {
+    stopping = true;
+    say("stopping");
+    await walle.stop();
+    await restServer.stop();
+    await cluster.stop();
+    if (!process.env.WALLE_CLUSTER_DIR) await rm(stateDir, { recursive: true, force: true });
+  }
+  process.exit(code);
 }
-process.on("SIGINT", () => void stop());
-process.on("SIGTERM", () => void stop());
+process.on("SIGINT", () => void stop(0));
+process.on("SIGTERM", () => void stop(0));
 
-if (demo) {
-  await runExample();
-  await runSchedule();
+if (!flags["no-demo"]) {
+  await gettingStarted();
+  const state = await followSchedule();
+  if (flags.once) {
+    await listSnapshots();
+    await stop(state === "Finished" ? 0 : 1);
+  }
 }
 say("press Ctrl-C to stop");
 
-/** The original's getting-started, as `kubectl apply` would do it, then the BackupJob followed to its end. */
-async function runExample(): Promise<void> {
-  const examples = path.join(repoRoot, "examples");
-  const inDefault = (objs: Awaited<ReturnType<typeof readManifestFiles>>) =>
-    objs.map((o) => ({ ...o, metadata: { ...o.metadata, namespace: o.metadata.namespace ?? "default" } }));
-  say("applying examples/workload.yml (a Deployment and its PVC example-volume)");
-  await applyObjects(cluster.api, inDefault(await readManifestFiles([path.join(examples, "workload.yml")])));
-  await workloadWriting();
-  say("creating Secret restic-rest-config from examples/restic-secret.env");
-  const env = parseEnv(await readFile(path.join(examples, "restic-secret.env"), "utf8"));
+/** The original README's getting-started, as `kubectl apply` would do it, with the local repository. */
+async function gettingStarted(): Promise<void> {
+  say("creating namespace walle and Secret restic-repo there (getting-started step 2): the local rest-server, with INITIALIZE_REPO");
   await applyObjects(cluster.api, [
-    { apiVersion: "v1", kind: "Secret", metadata: { name: "restic-rest-config", namespace: "default" }, ...{ stringData: env } },
+    { apiVersion: "v1", kind: "Namespace", metadata: { name: "walle" } },
+    { apiVersion: "v1", kind: "Secret", metadata: { name: "restic-repo", namespace: "walle" }, ...{ stringData: { INITIALIZE_REPO: "true", ...repository } } },
   ]);
-  say("applying examples/backup-job.yml");
-  await applyObjects(cluster.api, inDefault(await readManifestFiles([path.join(examples, "backup-job.yml")])));
-
-  let last = "";
-  for (;;) {
-    const bj = await cluster.api.get<{ status?: { phase?: string; snapshotId?: string; logs?: string; conditions?: { type: string; message: string }[] } }>(
-      "/apis/ros.io/v1/namespaces/default/backupjobs/example-backup-job",
-    );
-    const phase = bj.status?.phase ?? "NotStarted";
-    if (phase !== last) {
-      const why = bj.status?.conditions?.map((c) => `${c.type}: ${c.message}`).join(" | ");
-      say(`BackupJob default/example-backup-job: ${phase}${why ? ` (${why})` : ""}`);
-      last = phase;
-    }
-    if (phase === "Finished" || phase === "Failed") {
-      if (bj.status?.snapshotId) say(`restic snapshot ${bj.status.snapshotId}`);
-      if (bj.status?.logs) say(`worker: ${bj.status.logs}`);
-      return;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/**
- * The original README's getting-started step 3 (every pod's PVCs, every 6 hours, into walle/restic-repo), run by
- * the tick that KEDA starts from keda/scaledjob.yaml on its own cadence: the first window opens within 5 minutes.
- */
-async function runSchedule(): Promise<void> {
-  say("installing keda/scaledjob.yaml: KEDA's operator runs the tick in a Job about every 5 minutes");
+  say("applying examples/workload.yml (a Deployment and its PVC example-volume) in namespace default");
+  const workload = await readManifestFiles([path.join(repoRoot, "examples", "workload.yml")]);
+  await applyObjects(cluster.api, workload.map((o) => ({ ...o, metadata: { ...o.metadata, namespace: o.metadata.namespace ?? "default" } })));
+  await workloadWriting();
   const [scaledJob] = await readManifestFiles([path.join(repoRoot, "keda", "scaledjob.yaml")]);
-  const spec = (scaledJob as unknown as { spec: { jobTargetRef: { template: { spec: { containers: { env: { name: string; value: string }[] }[] } } } } }).spec;
+  const spec = (scaledJob as unknown as { spec: { pollingInterval: number; triggers: { metadata: Record<string, string> }[]; jobTargetRef: { template: { spec: { containers: { env: { name: string; value: string }[] }[] } } } } }).spec;
   for (const e of spec.jobTargetRef.template.spec.containers[0]?.env ?? []) {
     if (e.name === "WALLE_CLUSTER_NAME") e.value = LOCAL_CLUSTER_NAME;
     if (e.name === "WALLE_PROGRESS_SINK_URL") e.value = walle.url;
   }
+  if (flags.once) {
+    spec.pollingInterval = 5;
+    spec.triggers[0] = { ...spec.triggers[0], metadata: { ...spec.triggers[0]?.metadata, start: "*/2 * * * *", end: "1-59/2 * * * *" } };
+    say("installing keda/scaledjob.yaml with a window every 2 minutes: KEDA's operator runs the tick in a Job");
+  } else {
+    say("installing keda/scaledjob.yaml: KEDA's operator runs the tick in a Job about every 5 minutes");
+  }
   await applyObjects(cluster.api, [scaledJob as never]);
-  say("creating namespace walle and Secret restic-repo there from examples/restic-secret.env (getting-started step 2)");
-  const env = parseEnv(await readFile(path.join(repoRoot, "examples", "restic-secret.env"), "utf8"));
-  await applyObjects(cluster.api, [
-    { apiVersion: "v1", kind: "Namespace", metadata: { name: "walle" } },
-    { apiVersion: "v1", kind: "Secret", metadata: { name: "restic-repo", namespace: "walle" }, ...{ stringData: env } },
-  ]);
   say("applying examples/getting-started-schedule.yml (getting-started step 3); waiting for the tick");
   await applyObjects(cluster.api, await readManifestFiles([path.join(repoRoot, "examples", "getting-started-schedule.yml")]));
-  let last = "";
+}
+
+interface Job {
+  metadata: { namespace: string; name: string };
+  status?: { phase?: string; snapshotId?: string; progress?: { percent: number; filesDone?: number; bytesDone?: number }; conditions?: { type: string; status: string; message: string }[] };
+}
+
+/** Prints the schedule's first BackupSet and its BackupJobs as they change, until the set ends; its end state. */
+async function followSchedule(): Promise<string> {
+  const seen = new Map<string, string>();
+  const show = (key: string, line: string) => {
+    if (seen.get(key) === line) return;
+    seen.set(key, line);
+    say(line);
+  };
   for (;;) {
     const sets = await cluster.api.get<{ items: { metadata: { name: string }; status?: { state?: string; completions?: string } }[] }>("/apis/ros.io/v1/backupsets", {
-      labelSelector: "ros.io/backup-schedule=example-schedule",
+      labelSelector: `${Label.BackupSchedule}=example-schedule`,
     });
     const set = sets.items[0];
-    const now = set ? `BackupSet ${set.metadata.name}: ${set.status?.state ?? "Running"} ${set.status?.completions ?? ""}`.trim() : "";
-    if (now && now !== last) {
-      say(now);
-      last = now;
-    }
-    if (set && (set.status?.state === "Finished" || set.status?.state === "FinishedWithFailures")) {
-      const schedule = await cluster.api.get<{ status?: { nextBackupRun?: string } }>("/apis/ros.io/v1/backupschedules/example-schedule");
-      say(`the schedule's next backup is due at ${schedule.status?.nextBackupRun ?? "(not yet known)"}`);
-      return;
+    if (set) {
+      const jobs = await cluster.api.get<{ items: Job[] }>("/apis/ros.io/v1/backupjobs", { labelSelector: `${Label.BackupSet}=${set.metadata.name}` });
+      for (const job of jobs.items) {
+        const id = `BackupJob ${job.metadata.namespace}/${job.metadata.name}`;
+        const phase = job.status?.phase ?? "NotStarted";
+        const snapshot = job.status?.conditions?.find((c) => c.type === "SnapshotReady");
+        show(`${id} phase`, `${id}: ${phase}`);
+        if (snapshot) show(`${id} snapshot`, `${id}: ${snapshot.message}`);
+        const p = job.status?.progress;
+        if (p && phase !== "Finished") show(`${id} progress`, `${id}: worker ${p.percent.toFixed(0)}%${p.filesDone !== undefined ? `, ${p.filesDone} files` : ""}${p.bytesDone !== undefined ? `, ${p.bytesDone} bytes` : ""}`);
+        if (job.status?.snapshotId) show(`${id} id`, `${id}: restic snapshot ${job.status.snapshotId}`);
+        if (phase === "Failed") show(`${id} failed`, `${id}: ${job.status?.conditions?.map((c) => c.message).join(" | ") ?? ""}`);
+      }
+      const state = set.status?.state ?? "Running";
+      show("set", `BackupSet ${set.metadata.name}: ${state} ${set.status?.completions ?? ""}`.trim());
+      if (state === "Finished" || state === "FinishedWithFailures") {
+        const schedule = await cluster.api.get<{ status?: { nextBackupRun?: string } }>("/apis/ros.io/v1/backupschedules/example-schedule");
+        say(`the schedule's next backup is due at ${schedule.status?.nextBackupRun ?? "(not yet known)"}`);
+        return state;
+      }
     }
     await new Promise((r) => setTimeout(r, 500));
   }
+}
+
+/** `restic snapshots` of the repository, as its owner would list it. */
+async function listSnapshots(): Promise<void> {
+  const { stdout } = await promisify(execFile)(bins.restic, ["snapshots", "--no-lock"], { env: { PATH: process.env.PATH ?? "", HOME: stateDir, RESTIC_CACHE_DIR: path.join(stateDir, "restic-cache"), ...repository } });
+  say("the repository's snapshots (restic snapshots):");
+  for (const line of stdout.trimEnd().split("\n")) console.log(line);
 }
 
 /** Waits until the example's container (alpine, here its local stand-in) has written its first line of datelog. */

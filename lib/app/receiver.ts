@@ -422,6 +422,12 @@ function outcomeOfError(err: unknown): Outcome {
     return { reply: { status: 400, body: errorBody(bad.message, bad.issues) }, level: "warn", msg: "Rejected CloudEvent with invalid data", fields };
   }
   const api = findCause(err, ApiError);
+  if (api?.code === 409 && api.reason === "Conflict") {
+    // Another writer (the function's other instance, a controller, the tick) changed the object between our read
+    // and our write: expected under concurrency, and the retry reads the new version.
+    const reply = { status: 503, body: { error: `Another writer changed the object first; retry: ${messageOf(err)}` } };
+    return { reply, level: "info", msg: "Lost a write race (409 Conflict); the event will be retried", fields: { error: messageOf(err) } };
+  }
   if ((api && isTransientApiError(api)) || (!api && isTransportError(err))) {
     const reply = { status: 503, body: { error: `The API server is unavailable: ${messageOf(err)}` } };
     return { reply, level: "warn", msg: "Failed to reach the API server; the event will be retried", fields: { err } };

@@ -336,6 +336,8 @@ interface ErrorCase {
   readonly error: unknown;
   readonly status: number;
   readonly names: RegExp;
+  /** The log level, when not error for a 500 and warn otherwise. */
+  readonly level?: string;
 }
 
 const errorCases: ErrorCase[] = [
@@ -344,7 +346,7 @@ const errorCases: ErrorCase[] = [
   { name: "an API server 500", error: new ApiError(500, "InternalError", "etcdserver: request timed out"), status: 503, names: /etcdserver/ },
   { name: "an API server 504", error: new ApiError(504, "Timeout", "the server was unable to return a response in time"), status: 503, names: /in time/ },
   { name: "throttling (429)", error: new ApiError(429, "TooManyRequests", "too many requests"), status: 503, names: /too many/ },
-  { name: "a write conflict (409 Conflict)", error: new ApiError(409, "Conflict", "the object has been modified"), status: 503, names: /modified/ },
+  { name: "a write conflict (409 Conflict)", error: new ApiError(409, "Conflict", "the object has been modified"), status: 503, names: /Another writer changed the object first.*modified/, level: "info" },
   { name: "a refused connection", error: connectionRefused, status: 503, names: /ECONNREFUSED/ },
   { name: "a refused connection wrapped with context", error: new Error("get BackupJob shop/data-backup", { cause: connectionRefused }), status: 503, names: /get BackupJob.*ECONNREFUSED/ },
   { name: "an abort by timeout", error: new DOMException("The operation was aborted due to timeout", "TimeoutError"), status: 503, names: /timeout/ },
@@ -362,7 +364,7 @@ describe("handler outcomes become status codes", () => {
     if (status !== 204) expect(res.body).toEqual({ status });
   });
 
-  it.each(errorCases)("$name → $status", async ({ error, status, names }) => {
+  it.each(errorCases)("$name → $status", async ({ error, status, names, level }) => {
     const { app, lines } = setup({
       respond: async () => {
         throw error;
@@ -373,7 +375,7 @@ describe("handler outcomes become status codes", () => {
     expect(res.type).toBe("application/json");
     expect(JSON.stringify(res.body)).toMatch(names);
     const line = lines.find((l) => l.status === status);
-    expect(line?.level).toBe(status === 500 ? "error" : "warn");
+    expect(line?.level).toBe(level ?? (status === 500 ? "error" : "warn"));
     expect(line?.ceId).toBe("5b3b0b7e-1f7e-4a8e-9f43-2b1c3d4e5f60");
   });
 
