@@ -8,7 +8,9 @@ import type { RestClient } from "../lib/k8s/rest.ts";
 import { INSTALL_NAMESPACE } from "../lib/api/constants.ts";
 import { issueServing, type Pki } from "./pki.ts";
 import { freePort, startProcess, waitUntil, type Managed } from "./processes.ts";
-import { applyObjects, userKubeconfig } from "./index.ts";
+import type { KubeObject } from "../lib/k8s/informer.ts";
+import { applyObjects, readManifestFiles, userKubeconfig } from "./index.ts";
+import { repoRoot } from "./toolchain.ts";
 
 /** The operator's user, from a client certificate of the cluster's CA. */
 export const KEDA_USER = "keda-operator";
@@ -74,4 +76,24 @@ export async function startKeda(opts: KedaOptions): Promise<Managed> {
     [keda],
   );
   return keda;
+}
+
+/**
+ * keda/scaledjob.yaml as shipped, for a local cluster: the tick's cluster name (and where its workers report
+ * progress) set, and, with `shortWindow`, a cron window every other minute polled every 5 s, the same trigger on a
+ * shorter time scale, so a test or `npm start -- --once` need not wait for the shipped 5-minute cadence.
+ */
+export async function localScaledJob(o: { clusterName: string; progressSinkUrl?: string; shortWindow?: boolean }): Promise<KubeObject> {
+  const [scaledJob] = await readManifestFiles([path.join(repoRoot, "keda", "scaledjob.yaml")]);
+  if (!scaledJob) throw new Error("keda/scaledjob.yaml holds no ScaledJob");
+  const spec = (scaledJob as unknown as { spec: { pollingInterval: number; triggers: { metadata: Record<string, string> }[]; jobTargetRef: { template: { spec: { containers: { env: { name: string; value: string }[] }[] } } } } }).spec;
+  for (const e of spec.jobTargetRef.template.spec.containers[0]?.env ?? []) {
+    if (e.name === "WALLE_CLUSTER_NAME") e.value = o.clusterName;
+    if (e.name === "WALLE_PROGRESS_SINK_URL" && o.progressSinkUrl) e.value = o.progressSinkUrl;
+  }
+  if (o.shortWindow) {
+    spec.pollingInterval = 5;
+    spec.triggers[0] = { ...spec.triggers[0], metadata: { ...spec.triggers[0]?.metadata, start: "*/2 * * * *", end: "1-59/2 * * * *" } };
+  }
+  return scaledJob;
 }

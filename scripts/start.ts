@@ -20,6 +20,7 @@ import { parseArgs, promisify } from "node:util";
 import { applyObjects, readManifestFiles, startCluster, STATE_ROOT } from "../cluster/index.ts";
 import { installWalle, LOCAL_CLUSTER_NAME, runWalle } from "../cluster/run-walle.ts";
 import { boundVolumeDir } from "../cluster/csi.ts";
+import { localScaledJob } from "../cluster/keda.ts";
 import { nodeNetwork } from "../cluster/node.ts";
 import { startRestServer } from "../cluster/rest-server.ts";
 import { repoRoot, resolveResticBinaries } from "../cluster/toolchain.ts";
@@ -86,20 +87,9 @@ async function gettingStarted(): Promise<void> {
   const workload = await readManifestFiles([path.join(repoRoot, "examples", "workload.yml")]);
   await applyObjects(cluster.api, workload.map((o) => ({ ...o, metadata: { ...o.metadata, namespace: o.metadata.namespace ?? "default" } })));
   await workloadWriting();
-  const [scaledJob] = await readManifestFiles([path.join(repoRoot, "keda", "scaledjob.yaml")]);
-  const spec = (scaledJob as unknown as { spec: { pollingInterval: number; triggers: { metadata: Record<string, string> }[]; jobTargetRef: { template: { spec: { containers: { env: { name: string; value: string }[] }[] } } } } }).spec;
-  for (const e of spec.jobTargetRef.template.spec.containers[0]?.env ?? []) {
-    if (e.name === "WALLE_CLUSTER_NAME") e.value = LOCAL_CLUSTER_NAME;
-    if (e.name === "WALLE_PROGRESS_SINK_URL") e.value = walle.url;
-  }
-  if (flags.once) {
-    spec.pollingInterval = 5;
-    spec.triggers[0] = { ...spec.triggers[0], metadata: { ...spec.triggers[0]?.metadata, start: "*/2 * * * *", end: "1-59/2 * * * *" } };
-    say("installing keda/scaledjob.yaml with a window every 2 minutes: KEDA's operator runs the tick in a Job");
-  } else {
-    say("installing keda/scaledjob.yaml: KEDA's operator runs the tick in a Job about every 5 minutes");
-  }
-  await applyObjects(cluster.api, [scaledJob as never]);
+  const scaledJob = await localScaledJob({ clusterName: LOCAL_CLUSTER_NAME, progressSinkUrl: walle.url, shortWindow: flags.once });
+  say(flags.once ? "installing keda/scaledjob.yaml with a window every 2 minutes: KEDA's operator runs the tick in a Job" : "installing keda/scaledjob.yaml: KEDA's operator runs the tick in a Job about every 5 minutes");
+  await applyObjects(cluster.api, [scaledJob]);
   say("applying examples/getting-started-schedule.yml (getting-started step 3); waiting for the tick");
   await applyObjects(cluster.api, await readManifestFiles([path.join(repoRoot, "examples", "getting-started-schedule.yml")]));
 }

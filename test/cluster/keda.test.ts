@@ -1,10 +1,9 @@
 // The tick under KEDA's real operator: the ScaledJob of keda/ (its cron window shortened so a test need not wait
 // 5 minutes, its images the local builds) makes Jobs that the local node runs as the tick image, acting as the
 // walle-tick service account, and a due schedule gets its BackupSet.
-import path from "node:path";
 import { describe, expect, it, onTestFinished } from "vitest";
-import { applyObjects, readManifestFiles } from "../../cluster/index.ts";
-import { repoRoot } from "../../cluster/toolchain.ts";
+import { applyObjects } from "../../cluster/index.ts";
+import { localScaledJob } from "../../cluster/keda.ts";
 import { LOCAL_CLUSTER_NAME } from "../../cluster/run-walle.ts";
 import { pvcWithData, repositorySecret } from "../support/backup-fixtures.ts";
 import { admin, createNamespace, waitFor } from "../support/kube.ts";
@@ -32,13 +31,9 @@ describe("the keda/ ScaledJob under KEDA's operator", () => {
       await admin().delete(`/apis/ros.io/v1/backupschedules/${schedule}`).catch(() => {});
     });
 
-    const [scaledJob] = await readManifestFiles([path.join(repoRoot, "keda", "scaledjob.yaml")]);
-    const spec = (scaledJob as unknown as { spec: { pollingInterval: number; triggers: { metadata: Record<string, string> }[]; jobTargetRef: { template: { spec: { containers: { env: { name: string; value: string }[] }[] } } } } }).spec;
     // A window every other minute, polled every 5 s: the same trigger, on a test's time scale.
-    spec.pollingInterval = 5;
-    spec.triggers[0] = { ...spec.triggers[0], metadata: { ...spec.triggers[0]?.metadata, start: "*/2 * * * *", end: "1-59/2 * * * *" } } as never;
-    for (const e of spec.jobTargetRef.template.spec.containers[0]?.env ?? []) if (e.name === "WALLE_CLUSTER_NAME") e.value = LOCAL_CLUSTER_NAME;
-    await applyObjects(admin(), [scaledJob as never]);
+    const scaledJob = await localScaledJob({ clusterName: LOCAL_CLUSTER_NAME, shortWindow: true });
+    await applyObjects(admin(), [scaledJob]);
     onTestFinished(async () => {
       await admin().delete("/apis/keda.sh/v1alpha1/namespaces/walle-system/scaledjobs/walle-tick").catch(() => {});
     });

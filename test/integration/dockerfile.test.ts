@@ -2,9 +2,7 @@
 // images given as build arguments (locally made stand-ins, scripts/images.ts standIns, since none can be pulled
 // here). Each target gives the same file tree and config as `npm run images` does, and starts as that one does.
 import { execFile } from "node:child_process";
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { cp, lstat, mkdir, readdir, readlink, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -15,6 +13,7 @@ import { cacheDir, repoRoot } from "../../cluster/toolchain.ts";
 import { COMPILE_CACHE_DIR } from "../../scripts/bundle.ts";
 import { buildStandIns, packageVersion, type BuiltImage, type ImageName } from "../../scripts/images.ts";
 import { imageConfig, runBundle, unpack } from "../support/oci.ts";
+import { manifest, type Entry } from "./worker-harness.ts";
 
 const run = promisify(execFile);
 const targets = ["reconcile", "tick", "worker"] as const;
@@ -27,24 +26,12 @@ const cacheInImage = path.join("app", COMPILE_CACHE_DIR);
 /** The runtime bundle (umoci unpack) of a target as the Dockerfile built it, and of the same image from npm run images. */
 const bundle = (target: Target, recipe: "dockerfile" | "images") => path.join(work, `unpacked-${recipe}-${target}`);
 
-/** One entry of a file tree, as a runtime would see it: type, owner, mode, and content or link target. */
-async function fileTree(root: string, skip: (rel: string) => boolean): Promise<Record<string, string>> {
-  const tree: Record<string, string> = {};
-  for (const e of await readdir(root, { withFileTypes: true, recursive: true })) {
-    const full = path.join(e.parentPath, e.name);
-    const rel = path.relative(root, full);
-    const st = await lstat(full);
-    const meta = `${st.uid}:${st.gid} ${(st.mode & 0o7777).toString(8)}`;
-    if (skip(rel)) continue;
-    if (e.isSymbolicLink()) tree[rel] = `link ${meta} -> ${await readlink(full)}`;
-    else if (e.isDirectory()) tree[rel] = `dir ${meta}`;
-    else if (e.isFile()) {
-      const h = createHash("sha256");
-      for await (const chunk of createReadStream(full)) h.update(chunk as Buffer);
-      tree[rel] = `file ${meta} ${st.size} ${h.digest("hex")}`;
-    } else tree[rel] = `other ${meta}`;
-  }
-  return tree;
+/**
+ * A root filesystem as a runtime sees it (worker-harness manifest: type, owner, mode, content, link targets, hard
+ * links), by path, without the times: buildah keeps each copied file's own, npm run images sets one epoch.
+ */
+async function fileTree(root: string, skip: (rel: string) => boolean): Promise<Record<string, Omit<Entry, "path" | "mtimeMs">>> {
+  return Object.fromEntries((await manifest(root)).filter((e) => !skip(e.path)).map(({ path: rel, mtimeMs: _, ...e }) => [rel, e]));
 }
 
 /** This machine's global npmrc. */
@@ -115,7 +102,7 @@ describe("the Dockerfile, built by buildah against locally made bases", () => {
     expect(Object.keys(a).length).toBeGreaterThan(100);
     expect(a).toEqual(b);
     if (target !== "worker") {
-      expect(a[cacheInImage]).toMatch(/^dir 65532:65532 /);
+      expect(a[cacheInImage]).toMatchObject({ type: "dir", uid: 65532, gid: 65532 });
       expect((await readdir(path.join(theirs, "rootfs", cacheInImage), { recursive: true })).length).toBeGreaterThan(0);
     }
   });
