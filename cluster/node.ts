@@ -12,7 +12,7 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, rmdir, writeFile } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -116,6 +116,40 @@ async function releaseNetwork(stateDir: string, n: NodeNetwork): Promise<void> {
   if ((await readFile(path.join(claim, "owner"), "utf8").catch(() => undefined)) === stateDir) await rm(claim, { recursive: true, force: true });
 }
 
+/**
+ * The node's own cgroup root, `/<netns>` in every v1 hierarchy (and the unified one), which its kubelet puts its
+ * pods under. Not the host's `/kubepods`: a kubelet removes the pod cgroups there that it does not know, so a second
+ * local cluster's kubelet would take this one's pods apart (their sandboxes "changed" and were re-created).
+ */
+const CGROUP_FS = "/sys/fs/cgroup";
+
+async function cgroupHierarchies(): Promise<string[]> {
+  const entries = await readdir(CGROUP_FS, { withFileTypes: true }).catch(() => []);
+  return entries.filter((e) => e.isDirectory()).map((e) => path.join(CGROUP_FS, e.name));
+}
+
+async function createCgroupRoot(name: string): Promise<void> {
+  for (const hierarchy of await cgroupHierarchies()) {
+    const dir = path.join(hierarchy, name);
+    await mkdir(dir, { recursive: true });
+    // A cpuset cgroup takes no task until it has CPUs and memory nodes: the parent's, as cgroup v1 leaves it to us.
+    for (const file of ["cpuset.cpus", "cpuset.mems"]) {
+      const parent = await readFile(path.join(hierarchy, file), "utf8").catch(() => undefined);
+      if (parent !== undefined && (await readFile(path.join(dir, file), "utf8")).trim() === "") await writeFile(path.join(dir, file), parent);
+    }
+  }
+}
+
+/** Removes the node's cgroup root, deepest first (a cgroup goes only once it has no children and no tasks). */
+async function removeCgroupRoot(name: string): Promise<void> {
+  const removeTree = async (dir: string): Promise<void> => {
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const e of entries) if (e.isDirectory()) await removeTree(path.join(dir, e.name));
+    await rmdir(dir).catch(() => {});
+  };
+  for (const hierarchy of await cgroupHierarchies()) await removeTree(path.join(hierarchy, name));
+}
+
 async function removeNetwork(n: NodeNetwork): Promise<void> {
   await sh("ip", ["link", "del", n.hostLink]).catch(() => {});
   await sh("ip", ["netns", "del", n.netns]).catch(() => {});
@@ -210,6 +244,7 @@ export function registryNames(version: string): readonly (readonly [ImageName, s
     [image, nodeImageName(image, "latest")],
     [image, `ghcr.io/ros-io/${image}:${version}`],
     [image, `ghcr.io/ros-io/${image}:dev`],
+    [image, `ghcr.io/ros-io/${image}:latest`],
   ] as const);
   return [
     ...walle,
@@ -279,6 +314,7 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
     for (const p of processes.filter((p) => p.name !== "kubelet")) await p.stop();
     await cleanUp(dir, socket);
     forwarder?.close();
+    await removeCgroupRoot(n.netns);
     await removeNetwork(n);
     await releaseNetwork(o.stateDir, n);
   };
@@ -288,6 +324,7 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
     await mkdir(kubeletRoot, { recursive: true });
     await mkdir(logs, { recursive: true });
     await createNetwork(n);
+    await createCgroupRoot(n.netns);
     forwarder = await forward(n.hostIp, o.apiPort);
 
     // The registry, on the host end of the link: only the node and the host reach it.
@@ -335,6 +372,7 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
         // cgroups are v1 here and PID 1 is not systemd.
         failCgroupV1: false,
         cgroupDriver: "cgroupfs",
+        cgroupRoot: `/${n.netns}`,
         makeIPTablesUtilChains: false,
         resolvConf: path.join(dir, "resolv.conf"),
         clusterDomain: "cluster.local",
