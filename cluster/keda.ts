@@ -63,7 +63,8 @@ export async function startKeda(opts: KedaOptions): Promise<Managed> {
     {
       PATH: process.env.PATH ?? "",
       HOME: process.env.HOME ?? "/",
-      WATCH_NAMESPACE: INSTALL_NAMESPACE,
+      // Every namespace, as upstream's install watches: the tick's ScaledJob is wherever Walle is installed.
+      WATCH_NAMESPACE: "",
       KEDA_CLUSTER_OBJECT_NAMESPACE: INSTALL_NAMESPACE,
       POD_NAMESPACE: INSTALL_NAMESPACE,
       OPERATOR_NAME: "keda-operator",
@@ -79,16 +80,33 @@ export async function startKeda(opts: KedaOptions): Promise<Managed> {
 }
 
 /**
- * keda/scaledjob.yaml as shipped, for a local cluster: the tick's cluster name (and where its workers report
- * progress) set, and, with `shortWindow`, a cron window every other minute polled every 5 s, the same trigger on a
- * shorter time scale, so a test or `npm start -- --once` need not wait for the shipped 5-minute cadence.
+ * keda/scaledjob.yaml as shipped, for a local cluster (localizeScaledJob).
  */
-export async function localScaledJob(o: { clusterName: string; progressSinkUrl?: string; shortWindow?: boolean }): Promise<KubeObject> {
+export async function localScaledJob(o: LocalScaledJob): Promise<KubeObject> {
   const [scaledJob] = await readManifestFiles([path.join(repoRoot, "keda", "scaledjob.yaml")]);
   if (!scaledJob) throw new Error("keda/scaledjob.yaml holds no ScaledJob");
-  const spec = (scaledJob as unknown as { spec: { pollingInterval: number; triggers: { metadata: Record<string, string> }[]; jobTargetRef: { template: { spec: { containers: { env: { name: string; value: string }[] }[] } } } } }).spec;
+  return localizeScaledJob(scaledJob, o);
+}
+
+export interface LocalScaledJob {
+  /** The tick's WALLE_CLUSTER_NAME (restic's --host); left as it is when not given. */
+  readonly clusterName?: string;
+  /** Where the tick's workers report progress: the locally run reconcile function. */
+  readonly progressSinkUrl?: string;
+  /** A cron window every other minute, polled every 5 s. */
+  readonly shortWindow?: boolean;
+}
+
+/**
+ * The tick's ScaledJob (as shipped, or as an install made it) for a local cluster: the tick's cluster name and where
+ * its workers report progress set, and, with `shortWindow`, a cron window every other minute polled every 5 s, the
+ * same trigger on a shorter time scale, so a test or `npm start -- --once` need not wait for the shipped 5-minute
+ * cadence. It changes and returns `scaledJob`.
+ */
+export function localizeScaledJob(scaledJob: KubeObject, o: LocalScaledJob): KubeObject {
+  const spec = (scaledJob as unknown as { spec: { pollingInterval: number; triggers: { metadata: Record<string, string> }[]; jobTargetRef: { template: { spec: { containers: { env: { name: string; value?: string }[] }[] } } } } }).spec;
   for (const e of spec.jobTargetRef.template.spec.containers[0]?.env ?? []) {
-    if (e.name === "WALLE_CLUSTER_NAME") e.value = o.clusterName;
+    if (e.name === "WALLE_CLUSTER_NAME" && o.clusterName) e.value = o.clusterName;
     if (e.name === "WALLE_PROGRESS_SINK_URL" && o.progressSinkUrl) e.value = o.progressSinkUrl;
   }
   if (o.shortWindow) {

@@ -1,11 +1,13 @@
 // Walle's reconcile function on a local cluster: an HTTP server acting as its own service account, fed by
 // Knative's own ApiServerSource adapter (cluster/event-source.ts). Tests and `npm start` run it so.
+import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { handle } from "../functions/reconcile/index.ts";
 import { loadConfig } from "../lib/app/config.ts";
 import { createReceiver } from "../lib/app/receiver.ts";
 import { createWalle } from "../lib/app/walle.ts";
 import { INSTALL_NAMESPACE, ServiceAccount } from "../lib/api/constants.ts";
+import { getOrNull } from "../lib/k8s/actions.ts";
 import { RestClient } from "../lib/k8s/rest.ts";
 import { credentialsFromKubeconfig } from "./kubeconfig.ts";
 import { nodeNetwork } from "./node.ts";
@@ -50,10 +52,15 @@ export interface RunWalleOptions {
   readonly triggerToken?: string;
   /** Feed the function from Knative's ApiServerSource adapter (default true). */
   readonly eventSource?: boolean;
+  /** The ApiServerSource the adapter is configured from (default knative/apiserversource.yaml). */
+  readonly eventSourceManifest?: string;
+  /** Where Walle is installed: the function's service account is walle-reconcile there (default walle-system). */
+  readonly installNamespace?: string;
 }
 
 export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
-  const kubeconfig = await serviceAccountKubeconfig(opts.admin, opts.stateDir, INSTALL_NAMESPACE, ServiceAccount.Reconcile, 24 * 3600);
+  const installNamespace = opts.installNamespace ?? INSTALL_NAMESPACE;
+  const kubeconfig = await serviceAccountKubeconfig(opts.admin, opts.stateDir, installNamespace, ServiceAccount.Reconcile, 24 * 3600);
   const api = new RestClient(credentialsFromKubeconfig(kubeconfig));
   // Workers POST progress to the function itself, so its URL is part of its configuration: the port is chosen first.
   // It listens on the host end of the node's link, where workers reach it (cluster/node.ts).
@@ -61,7 +68,7 @@ export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
   const port = await freePort(host);
   const url = `http://${host}:${port}/`;
   const { walle: config } = await loadConfig(
-    { WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE, WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME, WALLE_PROGRESS_SINK_URL: url, ...opts.env },
+    { WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE, WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME, WALLE_INSTALL_NAMESPACE: installNamespace, ...opts.env, WALLE_PROGRESS_SINK_URL: url },
     "walle-reconcile",
   );
   const walle = createWalle({ api, config, controller: "ros.io/walle-reconcile" });
@@ -72,7 +79,10 @@ export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
   });
   // The receiver's own server, with its header and request deadlines, as the function serves in its pod.
   await server.listen(port, host);
-  const source = opts.eventSource === false ? undefined : await startEventSource({ api: opts.admin, stateDir: opts.stateDir, sink: url, log: opts.log });
+  const source =
+    opts.eventSource === false
+      ? undefined
+      : await startEventSource({ api: opts.admin, stateDir: opts.stateDir, sink: url, log: opts.log, ...(opts.eventSourceManifest ? { manifest: opts.eventSourceManifest } : {}) });
   return {
     url,
     api,
@@ -83,4 +93,66 @@ export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
       api.close();
     },
   };
+}
+
+type EnvVar = {
+  name: string;
+  value?: string;
+  valueFrom?: { fieldRef?: { fieldPath: string }; secretKeyRef?: { name: string; key: string; optional?: boolean } };
+};
+interface KnativeService {
+  spec: {
+    template: {
+      spec: {
+        containers: { env?: EnvVar[]; volumeMounts?: { name: string; mountPath: string }[] }[];
+        volumes?: { name: string; configMap?: { name: string } }[];
+      };
+    };
+  };
+}
+
+/**
+ * The reconcile function as an install deployed it, for running it here instead of in its pod (Knative Serving
+ * cannot run on the local cluster): the environment of the installed Knative Service `walle-reconcile` in
+ * `namespace` resolved as the kubelet resolves it (values, the pod's name and namespace, optional Secret keys), its
+ * ConfigMap volumes written under the state directory with the variables that point into them moved along, and the
+ * installed ApiServerSource written out for the adapter. WALLE_PROGRESS_SINK_URL is runWalle's: where it listens.
+ */
+export async function installedFunction(admin: RestClient, stateDir: string, namespace: string): Promise<{ env: Record<string, string>; eventSourceManifest: string }> {
+  const service = await admin.get<KnativeService>(`/apis/serving.knative.dev/v1/namespaces/${namespace}/services/${ServiceAccount.Reconcile}`);
+  const pod = service.spec.template.spec;
+  const [container] = pod.containers;
+  const dir = path.join(stateDir, "installed", namespace);
+  const mounts: [string, string][] = [];
+  for (const mount of container?.volumeMounts ?? []) {
+    const volume = pod.volumes?.find((v) => v.name === mount.name);
+    if (!volume?.configMap) throw new Error(`volume ${mount.name} of the installed ${ServiceAccount.Reconcile} is not a ConfigMap, which is all a local run can give it`);
+    const data = (await admin.get<{ data?: Record<string, string> }>(`/api/v1/namespaces/${namespace}/configmaps/${volume.configMap.name}`)).data ?? {};
+    const local = path.join(dir, mount.name);
+    await mkdir(local, { recursive: true });
+    for (const [file, text] of Object.entries(data)) await writeFile(path.join(local, file), text);
+    mounts.push([mount.mountPath, local]);
+  }
+  const env: Record<string, string> = {};
+  for (const e of container?.env ?? []) {
+    const from = e.valueFrom;
+    let value = e.value;
+    if (from?.fieldRef?.fieldPath === "metadata.namespace") value = namespace;
+    else if (from?.fieldRef?.fieldPath === "metadata.name") value = `${ServiceAccount.Reconcile}-local`;
+    else if (from?.secretKeyRef) {
+      const secret = (await getOrNull(admin, `/api/v1/namespaces/${namespace}/secrets/${from.secretKeyRef.name}`)) as { data?: Record<string, string> } | null;
+      const encoded = secret?.data?.[from.secretKeyRef.key];
+      if (encoded === undefined && !from.secretKeyRef.optional) throw new Error(`${e.name}: Secret ${namespace}/${from.secretKeyRef.name} has no key ${from.secretKeyRef.key}`);
+      value = encoded === undefined ? undefined : Buffer.from(encoded, "base64").toString();
+    } else if (from) throw new Error(`${e.name}: a local run cannot resolve ${JSON.stringify(from)}`);
+    if (value === undefined) continue;
+    for (const [mountPath, local] of mounts) if (value.startsWith(`${mountPath}/`)) value = path.join(local, value.slice(mountPath.length + 1));
+    env[e.name] = value;
+  }
+  delete env.WALLE_PROGRESS_SINK_URL;
+  const source = await admin.get<object>(`/apis/sources.knative.dev/v1/namespaces/${namespace}/apiserversources/${ServiceAccount.Reconcile}`);
+  const eventSourceManifest = path.join(dir, "apiserversource.json");
+  await mkdir(dir, { recursive: true });
+  await writeFile(eventSourceManifest, JSON.stringify(source));
+  return { env, eventSourceManifest };
 }

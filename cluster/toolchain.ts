@@ -422,6 +422,8 @@ export const debianPackages = {
   ip: "iproute2",
   setfattr: "attr",
   buildah: "buildah",
+  // The README's curl triggers name each event with $(uuidgen); the end-to-end test runs them as written.
+  uuidgen: "uuid-runtime",
 } as const;
 
 /**

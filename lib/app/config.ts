@@ -114,8 +114,11 @@ async function operatorFile(path: string, readFile: (path: string) => Promise<st
   } catch (err) {
     throw new ConfigError(`Invalid configuration: WALLE_CONFIG ${path} cannot be read: ${(err as Error).message}`);
   }
-  // The YAML parser is loaded only for a config file: most installs set the environment alone.
-  const { parse: parseYaml } = await import("yaml");
+  // The YAML parser is loaded only for a config file: most installs set the environment alone. yaml is CommonJS:
+  // Node's import gives its exports as `default` as well as by name, and the bundle's split chunk (scripts/bundle.ts)
+  // as `default` alone, so `default` is where both have them (a Helm install, which sets WALLE_CONFIG, met this).
+  const loaded: unknown = await import("yaml");
+  const { parse: parseYaml } = (loaded as { default: typeof import("yaml") }).default;
   const parsed = operatorConfigSchema.partial().safeParse(parseYaml(text));
   if (!parsed.success) throw new ConfigError(`Invalid configuration: WALLE_CONFIG ${path}: ${z.prettifyError(parsed.error)}`);
   return parsed.data;

@@ -92,12 +92,18 @@ describe("Walle's images", () => {
     expect(pause.config.Entrypoint).toEqual(["/bin/busybox", "sleep", "infinity"]);
   });
 
-  it("starts the reconcile function from its image, serving on :8080", async () => {
+  it("starts the reconcile function from its image, serving on :8080, configured by the operator's file as the Helm chart does", async () => {
     const kubeconfig = path.join(dir, "kubeconfig");
     await writeFile(kubeconfig, "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n");
+    // The bundle loads the YAML parser only for this file, from a split chunk: its exports must be found there too.
+    const config = path.join(dir, "config.yml");
+    await writeFile(config, "backup_job_image: walle-worker:0.1.0\ncluster_name: test\nsnap_class_mappings: []\n");
     const started = await runBundle(path.join(dir, "walle-reconcile"), {
-      env: { KUBECONFIG: "/config/kubeconfig", WALLE_WORKER_IMAGE: "walle-worker:0.1.0", WALLE_CLUSTER_NAME: "test" },
-      mounts: [{ source: kubeconfig, destination: "/config/kubeconfig", readOnly: true }],
+      env: { KUBECONFIG: "/config/kubeconfig", WALLE_CONFIG: "/etc/walle/config.yml" },
+      mounts: [
+        { source: kubeconfig, destination: "/config/kubeconfig", readOnly: true },
+        { source: config, destination: "/etc/walle/config.yml", readOnly: true },
+      ],
       until: /Started reconcile function/,
     });
     const line = started.stdout.split("\n").find((l) => l.includes("Started reconcile function"));

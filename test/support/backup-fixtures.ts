@@ -8,7 +8,15 @@ import type { BackupRestoreStatus } from "../../lib/api/backup-restore.ts";
 import { boundVolumeDir, csiDirs } from "../../cluster/csi.ts";
 import { readInventory } from "../../cluster/csi-driver.ts";
 import { Label } from "../../lib/api/constants.ts";
+import type { RestClient } from "../../lib/k8s/rest.ts";
 import { admin, waitFor } from "./kube.ts";
+
+/** The cluster a helper looks at: the shared test cluster unless a test runs one of its own. */
+export interface On {
+  readonly api: RestClient;
+  readonly stateDir: string;
+}
+const shared = (): On => ({ api: admin(), stateDir: inject("clusterStateDir") });
 
 export const SNAP = "/apis/snapshot.storage.k8s.io/v1";
 export const PASSWORD = "correct horse battery staple";
@@ -50,31 +58,31 @@ export interface BackupRestoreObj {
 }
 
 /** Waits for one of Walle's runs to end (Finished or Failed) and to have cleaned up after itself. */
-async function settledRun<T extends { status?: { phase?: string; conditions?: readonly { type: string; status: string }[] } }>(plural: string, ns: string, name: string, timeoutMs: number): Promise<T> {
+async function settledRun<T extends { status?: { phase?: string; conditions?: readonly { type: string; status: string }[] } }>(plural: string, ns: string, name: string, timeoutMs: number, on: On): Promise<T> {
   return waitFor(async () => {
-    const run = await admin().get<T>(`/apis/ros.io/v1/namespaces/${ns}/${plural}/${name}`);
+    const run = await on.api.get<T>(`/apis/ros.io/v1/namespaces/${ns}/${plural}/${name}`);
     const cleaned = run.status?.conditions?.some((c) => c.type === "CleanedUp" && c.status === "True");
     return (run.status?.phase === "Finished" || run.status?.phase === "Failed") && cleaned ? run : undefined;
   }, `${plural} ${ns}/${name} to settle`, timeoutMs);
 }
 
 /** Waits for a BackupJob to end (Finished or Failed) and to have cleaned up after itself. */
-export function settled(ns: string, name: string, timeoutMs = 90_000): Promise<BackupJobObj> {
-  return settledRun("backupjobs", ns, name, timeoutMs);
+export function settled(ns: string, name: string, timeoutMs = 90_000, on: On = shared()): Promise<BackupJobObj> {
+  return settledRun("backupjobs", ns, name, timeoutMs, on);
 }
 
 /** Waits for a BackupRestore to end (Finished or Failed) and to have cleaned up after itself. */
-export function settledRestore(ns: string, name: string, timeoutMs = 90_000): Promise<BackupRestoreObj> {
-  return settledRun("backuprestores", ns, name, timeoutMs);
+export function settledRestore(ns: string, name: string, timeoutMs = 90_000, on: On = shared()): Promise<BackupRestoreObj> {
+  return settledRun("backuprestores", ns, name, timeoutMs, on);
 }
 
 /** The host directory of a PVC's volume, once the PVC is Bound. */
-export async function volumeDir(ns: string, pvc: string): Promise<string> {
-  return waitFor(() => boundVolumeDir(admin(), inject("clusterStateDir"), ns, pvc), `PVC ${ns}/${pvc} Bound`);
+export async function volumeDir(ns: string, pvc: string, on: On = shared()): Promise<string> {
+  return waitFor(() => boundVolumeDir(on.api, on.stateDir, ns, pvc), `PVC ${ns}/${pvc} Bound`);
 }
 
-export async function names(pathname: string, labelSelector?: string): Promise<string[]> {
-  const list = await admin().get<{ items: { metadata: { name: string } }[] }>(pathname, labelSelector ? { labelSelector } : undefined);
+export async function names(pathname: string, labelSelector?: string, on: On = shared()): Promise<string[]> {
+  const list = await on.api.get<{ items: { metadata: { name: string } }[] }>(pathname, labelSelector ? { labelSelector } : undefined);
   return list.items.map((i) => i.metadata.name);
 }
 
@@ -84,7 +92,7 @@ export type Storage = Awaited<ReturnType<typeof readInventory>>;
 const TEMPORARY = Label.BackupJobType;
 
 /** The volumes and storage snapshots the local CSI driver holds, from its own state (not from the API). */
-export const csiStorage = (): Promise<Storage> => readInventory(csiDirs(inject("clusterStateDir")).stateFile);
+export const csiStorage = (on: On = shared()): Promise<Storage> => readInventory(csiDirs(on.stateDir).stateFile);
 
 interface PvObj {
   spec: { csi?: { volumeHandle: string }; claimRef?: { namespace?: string; name?: string } };
@@ -96,10 +104,10 @@ interface PvObj {
  * since that no lasting PVC is bound to (a user's, or a restore's result; not one of Walle's temporaries). Empty when a backup or restore left nothing in
  * the storage itself, beyond the volumes it was asked to fill.
  */
-export async function storageLeft(since: Storage): Promise<string[]> {
-  const now = await csiStorage();
-  const pvs = (await admin().get<{ items: PvObj[] }>("/api/v1/persistentvolumes")).items;
-  const users = new Set((await admin().get<{ items: { metadata: { namespace: string; name: string; labels?: Record<string, string> } }[] }>("/api/v1/persistentvolumeclaims")).items
+export async function storageLeft(since: Storage, on: On = shared()): Promise<string[]> {
+  const now = await csiStorage(on);
+  const pvs = (await on.api.get<{ items: PvObj[] }>("/api/v1/persistentvolumes")).items;
+  const users = new Set((await on.api.get<{ items: { metadata: { namespace: string; name: string; labels?: Record<string, string> } }[] }>("/api/v1/persistentvolumeclaims")).items
     .filter((c) => c.metadata.labels?.[TEMPORARY] === undefined)
     .map((c) => `${c.metadata.namespace}/${c.metadata.name}`));
   const kept = new Set(pvs.filter((pv) => pv.status?.phase === "Bound" && users.has(`${pv.spec.claimRef?.namespace}/${pv.spec.claimRef?.name}`)).map((pv) => pv.spec.csi?.volumeHandle));
@@ -113,17 +121,17 @@ export async function storageLeft(since: Storage): Promise<string[]> {
  * Nothing Walle made for a backup is left: no snapshot, content, PVC or Job, and, given the driver's storage from
  * before (`since`), no storage snapshot or volume in the CSI driver itself.
  */
-export async function expectNoLeftovers(namespaces: string[], since?: Storage): Promise<void> {
+export async function expectNoLeftovers(namespaces: string[], since?: Storage, on: On = shared()): Promise<void> {
   const walle = "app.kubernetes.io/created-by=walle";
   const left = async () => {
     const found: string[] = [];
     for (const ns of namespaces) {
-      found.push(...(await names(`${SNAP}/namespaces/${ns}/volumesnapshots`)).map((n) => `VolumeSnapshot ${ns}/${n}`));
-      found.push(...(await names(`/apis/batch/v1/namespaces/${ns}/jobs`, walle)).map((n) => `Job ${ns}/${n}`));
-      found.push(...(await names(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, TEMPORARY)).map((n) => `PersistentVolumeClaim ${ns}/${n}`));
+      found.push(...(await names(`${SNAP}/namespaces/${ns}/volumesnapshots`, undefined, on)).map((n) => `VolumeSnapshot ${ns}/${n}`));
+      found.push(...(await names(`/apis/batch/v1/namespaces/${ns}/jobs`, walle, on)).map((n) => `Job ${ns}/${n}`));
+      found.push(...(await names(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, TEMPORARY, on)).map((n) => `PersistentVolumeClaim ${ns}/${n}`));
     }
-    found.push(...(await names(`${SNAP}/volumesnapshotcontents`, walle)).map((n) => `VolumeSnapshotContent ${n}`));
-    if (since) found.push(...(await storageLeft(since)));
+    found.push(...(await names(`${SNAP}/volumesnapshotcontents`, walle, on)).map((n) => `VolumeSnapshotContent ${n}`));
+    if (since) found.push(...(await storageLeft(since, on)));
     return found;
   };
   // The garbage collector, the snapshot controller and the provisioner get a minute to finish; then what is left shows.
