@@ -11,7 +11,7 @@
 // (knative.dev/pkg injection.HealthCheckDefaultPort); when the port is taken it carries on without them, silently. So
 // the port is checked first, and a taken one fails the start with a message that says so. Profiling goes to a free port.
 import { once } from "node:events";
-import { readFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 import type { Logger } from "pino";
@@ -182,6 +182,7 @@ export async function startEventSource(opts: EventSourceOptions): Promise<EventS
   const bin = await resolveBinary("apiserver_receive_adapter", (line) => log?.info(line));
   const kubeconfig = await serviceAccountKubeconfig(api, opts.stateDir, manifest.metadata.namespace || INSTALL_NAMESPACE, manifest.spec.serviceAccountName, 24 * 3600);
   const logFile = path.join(opts.stateDir, "logs", `apiserver-source-${process.pid}-${++started}.log`);
+  await mkdir(path.dirname(logFile), { recursive: true });
   const env = {
     PATH: process.env.PATH ?? "",
     HOME: process.env.HOME ?? "/",

@@ -1,6 +1,6 @@
 // The local cluster as one handle: the real control plane, the upstream CRDs, the CSI driver (the node agent), the
 // real node, and credentials for any user or service account. Tests and `npm start` both start it through here.
-import { chmod, mkdir, readdir, readFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parseAllDocuments } from "yaml";
 import type { KubeObject } from "../lib/k8s/informer.ts";
@@ -239,5 +239,8 @@ export async function serviceAccountKubeconfig(admin: RestClient, stateDir: stri
   const { token } = await serviceAccountToken(admin, namespace, name, expirationSeconds);
   const file = path.join(stateDir, "kubeconfigs", `sa-${namespace}-${name}.kubeconfig`);
   await mkdir(path.dirname(file), { recursive: true });
-  return writeKubeconfig(file, admin.creds.server, path.join(stateDir, "pki", "ca.crt"), { name: `system:serviceaccount:${namespace}:${name}`, token });
+  // The CA the admin's client trusts: the local cluster's own, or that of the cluster a kubeconfig named.
+  let ca = path.join(stateDir, "pki", "ca.crt");
+  if (admin.creds.ca) await writeFile((ca = path.join(stateDir, "kubeconfigs", "server-ca.crt")), admin.creds.ca);
+  return writeKubeconfig(file, admin.creds.server, ca, { name: `system:serviceaccount:${namespace}:${name}`, token });
 }

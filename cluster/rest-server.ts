@@ -1,6 +1,6 @@
 // A real restic rest-server on a free port of loopback (or of `host`: the real node's pods reach the host end of its
 // link), for tests, benchmarks and local repositories: with htpasswd users and private repositories when users are
-// given, without authentication otherwise.
+// given, without authentication otherwise. A given port serves a server started again where it was.
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
@@ -15,7 +15,7 @@ export interface RestServer {
   stop(): Promise<void>;
 }
 
-export async function startRestServer(o: { binary: string; dataDir: string; users?: Record<string, string>; appendOnly?: boolean; host?: string }): Promise<RestServer> {
+export async function startRestServer(o: { binary: string; dataDir: string; users?: Record<string, string>; appendOnly?: boolean; host?: string; port?: number }): Promise<RestServer> {
   const host = o.host ?? "127.0.0.1";
   await mkdir(o.dataDir, { recursive: true });
   const auth: string[] = ["--no-auth"];
@@ -26,7 +26,7 @@ export async function startRestServer(o: { binary: string; dataDir: string; user
     await writeFile(htpasswd, `${lines.join("\n")}\n`);
     auth.splice(0, 1, "--htpasswd-file", htpasswd, "--private-repos");
   }
-  const args = ["--listen", `${host}:0`, "--path", o.dataDir, ...auth, ...(o.appendOnly ? ["--append-only"] : [])];
+  const args = ["--listen", `${host}:${o.port ?? 0}`, "--path", o.dataDir, ...auth, ...(o.appendOnly ? ["--append-only"] : [])];
   const child = spawn(o.binary, args, { stdio: ["ignore", "pipe", "pipe"] });
   const port = await new Promise<number>((resolve, reject) => {
     let seen = "";

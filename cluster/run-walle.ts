@@ -56,6 +56,11 @@ export interface RunWalleOptions {
   readonly eventSourceManifest?: string;
   /** Where Walle is installed: the function's service account is walle-reconcile there (default walle-system). */
   readonly installNamespace?: string;
+  /**
+   * The address to listen on. Default: the host end of the local node's link, where its workers reach the function
+   * with their progress. Any other cluster's workers cannot reach this machine, so elsewhere they get no sink.
+   */
+  readonly host?: string;
 }
 
 export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
@@ -64,11 +69,11 @@ export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
   const api = new RestClient(credentialsFromKubeconfig(kubeconfig));
   // Workers POST progress to the function itself, so its URL is part of its configuration: the port is chosen first.
   // It listens on the host end of the node's link, where workers reach it (cluster/node.ts).
-  const host = nodeNetwork(opts.stateDir).hostIp;
+  const host = opts.host ?? nodeNetwork(opts.stateDir).hostIp;
   const port = await freePort(host);
   const url = `http://${host}:${port}/`;
   const { walle: config } = await loadConfig(
-    { WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE, WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME, WALLE_INSTALL_NAMESPACE: installNamespace, ...opts.env, WALLE_PROGRESS_SINK_URL: url },
+    { WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE, WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME, WALLE_INSTALL_NAMESPACE: installNamespace, ...opts.env, ...(opts.host ? {} : { WALLE_PROGRESS_SINK_URL: url }) },
     "walle-reconcile",
   );
   const walle = createWalle({ api, config, controller: "ros.io/walle-reconcile" });

@@ -48,7 +48,10 @@ const READY: Record<Controller, RegExp> = {
 const TOKEN_SECONDS = 24 * 3600;
 
 function args(name: Controller, kubeconfig: string, socket: string): string[] {
-  const common = [`--kubeconfig=${kubeconfig}`, "--leader-election=false", "--v=2"];
+  // Each takes 5 requests a second (burst 10) by default, and a snapshot costs the controller about ten: 200 PVCs
+  // backed up at once then waited minutes on the controller's client-side throttle alone (bench/scale.ts). A cluster
+  // that snapshots at that scale raises them, as here.
+  const common = [`--kubeconfig=${kubeconfig}`, "--leader-election=false", "--v=2", "--kube-api-qps=50", "--kube-api-burst=100"];
   switch (name) {
     case "snapshot-controller":
       return common;

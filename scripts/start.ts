@@ -12,25 +12,44 @@
 //   npm start -- --once       one scheduled backup of the example (KEDA's window every 2 minutes, polled every
 //                             5 s), then the repository's snapshot list, and exit: 0 if the BackupSet Finished
 //   npm start -- --no-demo    only the cluster and Walle; apply what you like with kubectl
+//   npm start -- --kubeconfig <file> [--tick-seconds 300]
+//                             no local cluster: the functions run on this machine against the cluster that file's
+//                             current context names, as the original's development loop ran its operator (Walle
+//                             installed there first, `kubectl apply -k .`): reconcile as service account
+//                             walle-reconcile, listening on loopback, fed by Knative's ApiServerSource adapter as
+//                             walle-apiserversource, and the tick's command as walle-tick every --tick-seconds.
+//                             WALLE_WORKER_IMAGE, WALLE_CLUSTER_NAME and WALLE_CONFIG are read as the functions read them.
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs, promisify } from "node:util";
-import { applyObjects, readManifestFiles, startCluster, STATE_ROOT } from "../cluster/index.ts";
-import { installWalle, LOCAL_CLUSTER_NAME, runWalle } from "../cluster/run-walle.ts";
+import { applyObjects, readManifestFiles, serviceAccountKubeconfig, startCluster, STATE_ROOT } from "../cluster/index.ts";
+import { installWalle, LOCAL_CLUSTER_NAME, LOCAL_WORKER_IMAGE, runWalle } from "../cluster/run-walle.ts";
 import { boundVolumeDir } from "../cluster/csi.ts";
 import { localScaledJob } from "../cluster/keda.ts";
 import { nodeNetwork } from "../cluster/node.ts";
 import { startRestServer } from "../cluster/rest-server.ts";
 import { repoRoot, resolveResticBinaries } from "../cluster/toolchain.ts";
-import { Label } from "../lib/api/constants.ts";
+import { INSTALL_NAMESPACE, Label, ServiceAccount } from "../lib/api/constants.ts";
+import { getOrNull } from "../lib/k8s/actions.ts";
+import { clientFromKubeconfig } from "../lib/k8s/kubeconfig.ts";
 import { createLogger } from "../lib/log.ts";
 
-const { values: flags } = parseArgs({ options: { once: { type: "boolean", default: false }, "no-demo": { type: "boolean", default: false } }, strict: true });
+const { values: flags } = parseArgs({
+  options: {
+    once: { type: "boolean", default: false },
+    "no-demo": { type: "boolean", default: false },
+    kubeconfig: { type: "string" },
+    "tick-seconds": { type: "string", default: "300" },
+  },
+  strict: true,
+});
 const say = (text: string) => console.log(`walle: ${text}`);
-const stateDir = process.env.WALLE_CLUSTER_DIR ?? (await mkdtemp(path.join(STATE_ROOT, "walle-start-")));
 const log = createLogger({ function: "walle-reconcile", level: process.env.LOG_LEVEL === "debug" ? "debug" : "warn" });
+if (flags.kubeconfig) await againstCluster(flags.kubeconfig, Number(flags["tick-seconds"]));
+const stateDir = process.env.WALLE_CLUSTER_DIR ?? (await mkdtemp(path.join(STATE_ROOT, "walle-start-")));
 
 const started = Date.now();
 say("starting the local cluster (the first run builds the toolchain, which takes minutes)");
@@ -157,4 +176,59 @@ async function workloadWriting(): Promise<void> {
     }
     await new Promise((r) => setTimeout(r, 500));
   }
+}
+
+/**
+ * `--kubeconfig <file>`: the functions on this machine against another cluster, until Ctrl-C. Each acts as its own
+ * service account (tokens from the TokenRequest API, with the identity the file gives), so it can do there exactly
+ * what its RBAC lets it do when deployed.
+ */
+async function againstCluster(file: string, tickSeconds: number): Promise<never> {
+  if (!Number.isInteger(tickSeconds) || tickSeconds < 1) {
+    console.error(`--tick-seconds ${flags["tick-seconds"]}: give a whole number of seconds, at least 1`);
+    process.exit(2);
+  }
+  const admin = await clientFromKubeconfig(file);
+  for (const account of [ServiceAccount.Reconcile, ServiceAccount.Tick, "walle-apiserversource"]) {
+    const found = await getOrNull(admin, `/api/v1/namespaces/${INSTALL_NAMESPACE}/serviceaccounts/${account}`);
+    if (!found) {
+      console.error(`walle: ${admin.creds.server} has no service account ${INSTALL_NAMESPACE}/${account}: install Walle there first (kubectl apply -k .)`);
+      process.exit(1);
+    }
+  }
+  const dir = await mkdtemp(path.join(tmpdir(), "walle-dev-"));
+  const env = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[0].startsWith("WALLE_") && e[1] !== undefined));
+  const walle = await runWalle({ admin, stateDir: dir, log, env, host: "127.0.0.1" });
+  say(`against ${admin.creds.server}: the reconcile function listens on ${walle.url}, fed by Knative's ApiServerSource adapter`);
+  const tickKubeconfig = await serviceAccountKubeconfig(admin, dir, INSTALL_NAMESPACE, ServiceAccount.Tick, 24 * 3600);
+  let timer: NodeJS.Timeout | undefined;
+  const tick = () => {
+    const tickEnv = { ...process.env, WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE, WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME, ...env, KUBECONFIG: tickKubeconfig };
+    execFile(process.execPath, [path.join(repoRoot, "functions", "tick", "main.ts")], { env: tickEnv, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const last = stdout.trim().split("\n").at(-1) ?? "";
+      const report = (() => {
+        try {
+          return JSON.parse(last) as { schedules?: number; actions?: string[]; errors?: string[] };
+        } catch {
+          return undefined;
+        }
+      })();
+      if (report?.actions && report.errors) say(`tick: ${report.schedules} schedules, ${report.actions.length} actions${report.errors.length ? `, errors: ${report.errors.join("; ")}` : ""}`);
+      else say(`tick failed (${err?.message.split("\n")[0] ?? "no report"}): ${last || stderr.trim().split("\n").at(-1) || ""}`);
+      timer = setTimeout(tick, tickSeconds * 1000);
+    });
+  };
+  tick();
+  say(`the tick runs every ${tickSeconds} s; press Ctrl-C to stop`);
+  const end = async () => {
+    clearTimeout(timer);
+    say("stopping");
+    await walle.stop();
+    admin.close();
+    await rm(dir, { recursive: true, force: true });
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void end());
+  process.on("SIGTERM", () => void end());
+  return new Promise<never>(() => {});
 }

@@ -64,6 +64,8 @@ const patterns = {
   // restic 0.14 for a missing repository (0.17 and later exit 10); checked after 401/403, which print it too.
   noRepository: /Is there a repository at the following location\?/i,
   noSnapshot: /no matching ID found|no snapshot found|failed to find snapshot/i,
+  // rest-server answers 507 when its disk (or quota) is full; a local repository's own write fails with ENOSPC/EDQUOT.
+  full: /\b507\b.*Insufficient Storage|Insufficient Storage.*\b507\b|no space left on device|disk quota exceeded/i,
   // forget reports a snapshot it could not delete and still exits 0.
   failedRemove: /unable to remove .* from the repository/i,
 } as const;
@@ -82,6 +84,14 @@ const rules: readonly Rule[] = [
     reason: "Cancelled",
     when: (f) => f.stoppedBy === "cancel" || f.exitCode === ResticExit.cancelled,
     message: () => cancelledMessage,
+  },
+  {
+    // restic retries a full server's 507 as it retries an unreachable one, so this comes before Unreachable.
+    reason: "RepositoryFull",
+    when: (f, t) => (failed(f) || f.stoppedBy === "unreachable") && patterns.full.test(`${f.lastRetryError ?? ""}\n${t}`),
+    message: (f, t, c) =>
+      `The storage of ${where(c)} is full: ${firstLine(patterns.full.test(f.lastRetryError ?? "") ? (f.lastRetryError ?? "") : t)}. No snapshot was made. ` +
+      "Free space on the repository's server (restic prune removes what forget let go, and the data this attempt uploaded) or grow it, then back up again.",
   },
   {
     reason: "Unreachable",

@@ -30,6 +30,8 @@ export const Reason = z.enum([
   "WrongPassword",
   "Locked",
   "Unreachable",
+  /** The repository's storage is full (rest-server's 507 Insufficient Storage, or ENOSPC). */
+  "RepositoryFull",
   "Unauthorized",
   "Forbidden",
   "NoSnapshot",
@@ -54,6 +56,7 @@ export function outcomeOf(reason: Reason): Outcome {
     case "WrongPassword":
     case "Locked":
     case "Unreachable":
+    case "RepositoryFull":
     case "Unauthorized":
     case "Forbidden":
     case "NoSnapshot":

@@ -44,7 +44,7 @@ export type { RestServer };
  * rest-server with htpasswd authentication and private repositories, on a free port of loopback, or, on the local
  * cluster, of the host end of its node's link, where the workers' pods reach it.
  */
-export function startRestServer(o: { dataDir: string; users: Record<string, string>; appendOnly?: boolean; host?: string }): Promise<RestServer> {
+export function startRestServer(o: { dataDir: string; users: Record<string, string>; appendOnly?: boolean; host?: string; port?: number }): Promise<RestServer> {
   const host = o.host ?? inject("nodeHostIp");
   return startRealRestServer({ binary: inject("restServer"), ...o, ...(host ? { host } : {}) });
 }

@@ -21,6 +21,13 @@ describe("classify a restic run", () => {
       says: "could not be reached for 2m",
     },
     {
+      name: "stopped while retrying a full rest-server's 507",
+      f: facts({ exitCode: 1, stoppedBy: "unreachable", lastRetryError: "server response unexpected: 507 Insufficient Storage (507)" }),
+      reason: "RepositoryFull",
+      says: "is full: server response unexpected: 507 Insufficient Storage (507). No snapshot was made.",
+    },
+    { name: "a local repository out of space", f: facts({ exitCode: 1, finalMessage: "Fatal: unable to save snapshot: write /r/data/ab/x: no space left on device" }), reason: "RepositoryFull", says: "no space left on device" },
+    {
       name: "401 (restic also asks whether there is a repository)",
       f: facts({ exitCode: 1, finalMessage: `Fatal: unable to open config file: unexpected HTTP response (401): 401 Unauthorized\nIs there a repository at the following location?\n${repo}` }),
       reason: "Unauthorized",
