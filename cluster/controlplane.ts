@@ -20,6 +20,11 @@ export interface ControlPlane {
   /** Admin kubeconfig (O=system:masters). */
   readonly kubeconfig: string;
   readonly processes: readonly Managed[];
+  /**
+   * Stops kube-apiserver (SIGTERM, as a restart of its static pod would), leaves it down for `downMs`, and starts it
+   * again with the same flags, state and port; resolves once it is ready again. For fault tests.
+   */
+  restartApiServer(downMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -105,6 +110,7 @@ export async function startControlPlane(bins: ControlPlaneBinaries, stateDir: st
   });
 
   const processes: Managed[] = [];
+  let restartApiServer: ControlPlane["restartApiServer"] = () => Promise.reject(new Error("kube-apiserver has not started"));
   const stop = async () => {
     for (const p of [...processes].reverse()) await p.stop();
   };
@@ -123,7 +129,7 @@ export async function startControlPlane(bins: ControlPlaneBinaries, stateDir: st
     processes.push(etcd);
     await waitUntil("etcd", async () => (await fetch(`${etcdUrl}/health`)).ok, 30_000, [etcd]);
 
-    const apiserver = startProcess("kube-apiserver", bins.kubeApiserver, [
+    const startApiServer = () => startProcess("kube-apiserver", bins.kubeApiserver, [
       `--etcd-servers=${etcdUrl}`,
       `--cert-dir=${pki.dir}`,
       `--tls-cert-file=${serving.cert}`,
@@ -147,8 +153,16 @@ export async function startControlPlane(bins: ControlPlaneBinaries, stateDir: st
       `--kubelet-client-key=${admin.key}`,
       "--v=1",
     ], path.join(logs, "kube-apiserver.log"));
-    processes.push(apiserver);
+    processes.push(startApiServer());
     await waitUntil("kube-apiserver /readyz", () => apiGetOk(server, pki, admin, "/readyz"), 90_000, processes);
+    restartApiServer = async (downMs = 0) => {
+      const at = processes.findIndex((p) => p.name === "kube-apiserver");
+      await processes[at]?.stop();
+      await new Promise((r) => setTimeout(r, downMs));
+      const again = startApiServer();
+      processes[at] = again;
+      await waitUntil("kube-apiserver /readyz after its restart", () => apiGetOk(server, pki, admin, "/readyz"), 90_000, [again]);
+    };
 
     const kcm = startProcess("kube-controller-manager", bins.kubeControllerManager, [
       `--kubeconfig=${kcmKubeconfig}`,
@@ -174,5 +188,5 @@ export async function startControlPlane(bins: ControlPlaneBinaries, stateDir: st
     await stop();
     throw err;
   }
-  return { server, pki, kubeconfig, processes, stop };
+  return { server, pki, kubeconfig, processes, restartApiServer: (downMs) => restartApiServer(downMs), stop };
 }

@@ -9,6 +9,7 @@ import { LOCAL_CLUSTER_NAME, LOCAL_WORKER_IMAGE } from "../../cluster/run-walle.
 import { repoRoot } from "../../cluster/toolchain.ts";
 import type { TickReport } from "../../lib/app/tick.ts";
 import { INSTALL_NAMESPACE, ServiceAccount } from "../../lib/api/constants.ts";
+import type { On } from "./backup-fixtures.ts";
 import { admin } from "./kube.ts";
 
 export interface TickRun {
@@ -19,10 +20,13 @@ export interface TickRun {
   readonly report?: TickReport;
 }
 
-let kubeconfig: Promise<string> | undefined;
+/** The tick's kubeconfig per cluster (state directory). */
+const kubeconfigs = new Map<string, Promise<string>>();
 
-export async function runTick(opts: { now?: Date | string; dryRun?: boolean; schedule?: string; env?: Record<string, string> } = {}): Promise<TickRun> {
-  kubeconfig ??= serviceAccountKubeconfig(admin(), inject("clusterStateDir"), INSTALL_NAMESPACE, ServiceAccount.Tick, 24 * 3600);
+export async function runTick(opts: { now?: Date | string; dryRun?: boolean; schedule?: string; env?: Record<string, string>; on?: On } = {}): Promise<TickRun> {
+  const on = opts.on ?? { api: admin(), stateDir: inject("clusterStateDir") };
+  const kubeconfig = kubeconfigs.get(on.stateDir) ?? serviceAccountKubeconfig(on.api, on.stateDir, INSTALL_NAMESPACE, ServiceAccount.Tick, 24 * 3600);
+  kubeconfigs.set(on.stateDir, kubeconfig);
   const args = [
     path.join(repoRoot, "functions", "tick", "main.ts"),
     ...(opts.now ? ["--now", typeof opts.now === "string" ? opts.now : opts.now.toISOString()] : []),
