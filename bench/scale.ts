@@ -19,22 +19,19 @@
 // - scale.longest_worker_chain_s: the longest chain of worker runs, each starting after the one before it ended.
 // - scale.orchestration_overhead_pct: wall time minus that chain, as a share of the wall time: the time the set
 //   spent on anything but the worker runs it had to wait for (snapshots, moves, Jobs, pods, events, status).
-import { execFile } from "node:child_process";
 import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { promisify } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 import { boundVolumeDir } from "../cluster/csi.ts";
-import { serviceAccountKubeconfig, startCluster, STATE_ROOT, type Cluster } from "../cluster/index.ts";
+import { startCluster, STATE_ROOT, type Cluster } from "../cluster/index.ts";
 import { startRestServer } from "../cluster/rest-server.ts";
-import { installWalle, LOCAL_CLUSTER_NAME, LOCAL_WORKER_IMAGE, runWalle } from "../cluster/run-walle.ts";
-import { repoRoot, resolveResticBinaries } from "../cluster/toolchain.ts";
-import { INSTALL_NAMESPACE, Label, ServiceAccount } from "../lib/api/constants.ts";
+import { installWalle, runTickCommand, runWalle } from "../cluster/run-walle.ts";
+import { resolveResticBinaries } from "../cluster/toolchain.ts";
+import { INSTALL_NAMESPACE, Label } from "../lib/api/constants.ts";
 import { Informer, type KubeObject } from "../lib/k8s/informer.ts";
 import { createLogger } from "../lib/log.ts";
 import type { Figure } from "./main.ts";
 
-const run = promisify(execFile);
 const say = (text: string) => console.error(`scale: ${text}`);
 const figure = (name: string, value: number, unit: string, target: number | null): Figure => ({ name, value, unit, target, ok: target === null || value <= target });
 const LABEL = "walle.bench/scale";
@@ -170,14 +167,11 @@ function ticker(cluster: Cluster, everyMs: number): { stop(): Promise<number> } 
   let stopped = false;
   let requests = 0;
   const loop = (async () => {
-    const kubeconfig = await serviceAccountKubeconfig(cluster.api, cluster.stateDir, INSTALL_NAMESPACE, ServiceAccount.Tick, 24 * 3600);
-    const env = { PATH: process.env.PATH ?? "", KUBECONFIG: kubeconfig, WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE, WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME, LOG_LEVEL: "warn" };
     while (!stopped) {
       const started = Date.now();
-      const { stdout } = await run(process.execPath, [path.join(repoRoot, "functions", "tick", "main.ts")], { env, maxBuffer: 16 * 1024 * 1024 }).catch((err: { stdout?: string }) => ({ stdout: err.stdout ?? "" }));
-      const report = JSON.parse(stdout.trim().split("\n").at(-1) || "{}") as { apiRequests?: number; actions?: string[] };
-      requests += report.apiRequests ?? 0;
-      say(`a tick: ${report.actions?.length ?? 0} actions, ${report.apiRequests ?? "?"} API requests`);
+      const { report } = await runTickCommand({ admin: cluster.api, stateDir: cluster.stateDir });
+      requests += report?.apiRequests ?? 0;
+      say(`a tick: ${report?.actions.length ?? 0} actions, ${report?.apiRequests ?? "?"} API requests`);
       while (!stopped && Date.now() - started < everyMs) await sleep(250);
     }
   })();

@@ -1,10 +1,12 @@
 // Walle's reconcile function on a local cluster: an HTTP server acting as its own service account, fed by
 // Knative's own ApiServerSource adapter (cluster/event-source.ts). Tests and `npm start` run it so.
+import { execFile } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { handle } from "../functions/reconcile/index.ts";
 import { loadConfig } from "../lib/app/config.ts";
 import { createReceiver } from "../lib/app/receiver.ts";
+import type { TickReport } from "../lib/app/tick.ts";
 import { createWalle } from "../lib/app/walle.ts";
 import { INSTALL_NAMESPACE, ServiceAccount } from "../lib/api/constants.ts";
 import { getOrNull } from "../lib/k8s/actions.ts";
@@ -160,4 +162,51 @@ export async function installedFunction(admin: RestClient, stateDir: string, nam
   await mkdir(dir, { recursive: true });
   await writeFile(eventSourceManifest, JSON.stringify(source));
   return { env, eventSourceManifest };
+}
+
+/** A tick's report as its command prints it (the last line of stdout), with the API requests it made. */
+export type TickCommandReport = TickReport & { readonly apiRequests?: number };
+
+export interface TickRun {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** The report, the last line of stdout; undefined when the tick printed none (it failed to start, say). */
+  readonly report?: TickCommandReport;
+}
+
+/** The tick's kubeconfig per cluster (state directory): its token lasts a day. */
+const tickKubeconfigs = new Map<string, Promise<string>>();
+
+/**
+ * The tick's command (functions/tick/main.ts) as its Job runs it, here: as service account walle-tick of
+ * `installNamespace` (a TokenRequest token minted with `admin`), with the local worker image and cluster name unless
+ * `env` says otherwise. Returns its argv and environment, for a caller that spawns it itself (to kill it, say).
+ */
+export async function tickCommand(o: { admin: RestClient; stateDir: string; args?: readonly string[]; env?: Readonly<Record<string, string>> }): Promise<{ argv: string[]; env: Record<string, string> }> {
+  const kubeconfig = tickKubeconfigs.get(o.stateDir) ?? serviceAccountKubeconfig(o.admin, o.stateDir, INSTALL_NAMESPACE, ServiceAccount.Tick, 24 * 3600);
+  tickKubeconfigs.set(o.stateDir, kubeconfig);
+  return {
+    argv: [process.execPath, path.join(repoRoot, "functions", "tick", "main.ts"), ...(o.args ?? [])],
+    env: { PATH: process.env.PATH ?? "", WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE, WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME, LOG_LEVEL: "warn", ...o.env, KUBECONFIG: await kubeconfig },
+  };
+}
+
+/** Runs the tick's command once (tickCommand) and reads its exit and report. */
+export async function runTickCommand(o: Parameters<typeof tickCommand>[0]): Promise<TickRun> {
+  const { argv, env } = await tickCommand(o);
+  const [bin = process.execPath, ...args] = argv;
+  return new Promise((resolve) => {
+    execFile(bin, args, { env, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
+      let report: TickCommandReport | undefined;
+      try {
+        const parsed = JSON.parse(stdout.trim().split("\n").at(-1) ?? "") as Partial<TickCommandReport>;
+        report = Array.isArray(parsed.actions) && Array.isArray(parsed.errors) ? (parsed as TickCommandReport) : undefined;
+      } catch {
+        report = undefined;
+      }
+      resolve({ code, stdout, stderr, ...(report ? { report } : {}) });
+    });
+  });
 }

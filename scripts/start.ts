@@ -25,8 +25,8 @@ import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs, promisify } from "node:util";
-import { applyObjects, readManifestFiles, serviceAccountKubeconfig, startCluster, STATE_ROOT } from "../cluster/index.ts";
-import { installWalle, LOCAL_CLUSTER_NAME, LOCAL_WORKER_IMAGE, runWalle } from "../cluster/run-walle.ts";
+import { applyObjects, readManifestFiles, startCluster, STATE_ROOT } from "../cluster/index.ts";
+import { installWalle, LOCAL_CLUSTER_NAME, runTickCommand, runWalle } from "../cluster/run-walle.ts";
 import { boundVolumeDir } from "../cluster/csi.ts";
 import { localScaledJob } from "../cluster/keda.ts";
 import { nodeNetwork } from "../cluster/node.ts";
@@ -200,25 +200,14 @@ async function againstCluster(file: string, tickSeconds: number): Promise<never>
   const env = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[0].startsWith("WALLE_") && e[1] !== undefined));
   const walle = await runWalle({ admin, stateDir: dir, log, env, host: "127.0.0.1" });
   say(`against ${admin.creds.server}: the reconcile function listens on ${walle.url}, fed by Knative's ApiServerSource adapter`);
-  const tickKubeconfig = await serviceAccountKubeconfig(admin, dir, INSTALL_NAMESPACE, ServiceAccount.Tick, 24 * 3600);
   let timer: NodeJS.Timeout | undefined;
-  const tick = () => {
-    const tickEnv = { ...process.env, WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE, WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME, ...env, KUBECONFIG: tickKubeconfig };
-    execFile(process.execPath, [path.join(repoRoot, "functions", "tick", "main.ts")], { env: tickEnv, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const last = stdout.trim().split("\n").at(-1) ?? "";
-      const report = (() => {
-        try {
-          return JSON.parse(last) as { schedules?: number; actions?: string[]; errors?: string[] };
-        } catch {
-          return undefined;
-        }
-      })();
-      if (report?.actions && report.errors) say(`tick: ${report.schedules} schedules, ${report.actions.length} actions${report.errors.length ? `, errors: ${report.errors.join("; ")}` : ""}`);
-      else say(`tick failed (${err?.message.split("\n")[0] ?? "no report"}): ${last || stderr.trim().split("\n").at(-1) || ""}`);
-      timer = setTimeout(tick, tickSeconds * 1000);
-    });
+  const tick = async () => {
+    const { code, stdout, stderr, report } = await runTickCommand({ admin, stateDir: dir, env });
+    if (report) say(`tick: ${report.schedules} schedules, ${report.actions.length} actions${report.errors.length ? `, errors: ${report.errors.join("; ")}` : ""}`);
+    else say(`tick failed (exit ${code}): ${stdout.trim().split("\n").at(-1) || stderr.trim().split("\n").at(-1) || ""}`);
+    timer = setTimeout(() => void tick(), tickSeconds * 1000);
   };
-  tick();
+  void tick();
   say(`the tick runs every ${tickSeconds} s; press Ctrl-C to stop`);
   const end = async () => {
     clearTimeout(timer);

@@ -6,10 +6,9 @@ import { randomBytes } from "node:crypto";
 import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from "vitest";
-import { applyObjects, serviceAccountKubeconfig, startCluster, STATE_ROOT, type Cluster } from "../../cluster/index.ts";
+import { applyObjects, startCluster, STATE_ROOT, type Cluster } from "../../cluster/index.ts";
 import { startRestServer as startRealRestServer, type RestServer } from "../../cluster/rest-server.ts";
-import { installWalle, LOCAL_CLUSTER_NAME, LOCAL_WORKER_IMAGE, runWalle, type RunningWalle } from "../../cluster/run-walle.ts";
-import { repoRoot } from "../../cluster/toolchain.ts";
+import { installWalle, runWalle, tickCommand, type RunningWalle } from "../../cluster/run-walle.ts";
 import { INSTALL_NAMESPACE, Label, ServiceAccount } from "../../lib/api/constants.ts";
 import { Informer, type KubeObject } from "../../lib/k8s/informer.ts";
 import { createLogger } from "../../lib/log.ts";
@@ -131,9 +130,9 @@ describe("the control plane fails under a backup", () => {
 
     // The tick, as its Job runs it, killed (SIGKILL) the moment its BackupSet appears: it has started the run and
     // not finished making it.
-    const kubeconfig = await serviceAccountKubeconfig(on.api, stateDir, INSTALL_NAMESPACE, ServiceAccount.Tick, 3600);
-    const env = { PATH: process.env.PATH ?? "", KUBECONFIG: kubeconfig, WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE, WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME, LOG_LEVEL: "warn" };
-    const tick = spawn(process.execPath, [path.join(repoRoot, "functions", "tick", "main.ts"), "--no-resync"], { env, stdio: "ignore" });
+    const command = await tickCommand({ admin: on.api, stateDir, args: ["--no-resync"] });
+    const [bin = process.execPath, ...args] = command.argv;
+    const tick = spawn(bin, args, { env: command.env, stdio: "ignore" });
     const ended = new Promise<string | null>((resolve) => tick.once("exit", (_code, signal) => resolve(signal)));
     const sets = new Informer<KubeObject>(on.api, "/apis/ros.io/v1/backupsets", () => tick.kill("SIGKILL"), { labelSelector: `${Label.BackupSchedule}=tick-kill` });
     await sets.start();

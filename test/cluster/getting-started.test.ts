@@ -61,20 +61,15 @@ interface ResticSnapshot {
   paths: string[];
 }
 
-async function snapshots(): Promise<ResticSnapshot[]> {
+/** restic as the repository's owner runs it, with the Secret's variables. */
+async function resticOut(args: string[]): Promise<string> {
   const env = { PATH: process.env.PATH ?? "", HOME: stateDir, RESTIC_CACHE_DIR: path.join(stateDir, "restic-cache"), ...repository };
-  return JSON.parse((await run(restic, ["snapshots", "--json", "--no-lock"], { env })).stdout) as ResticSnapshot[];
+  return (await run(restic, args, { env })).stdout;
 }
 
-async function dump(id: string, file: string): Promise<string> {
-  const env = { PATH: process.env.PATH ?? "", HOME: stateDir, RESTIC_CACHE_DIR: path.join(stateDir, "restic-cache"), ...repository };
-  return (await run(restic, ["dump", "--no-lock", id, file], { env })).stdout;
-}
-
-async function resticCheck(): Promise<string> {
-  const env = { PATH: process.env.PATH ?? "", HOME: stateDir, RESTIC_CACHE_DIR: path.join(stateDir, "restic-cache"), ...repository };
-  return (await run(restic, ["check"], { env })).stdout;
-}
+const snapshots = async (): Promise<ResticSnapshot[]> => JSON.parse(await resticOut(["snapshots", "--json", "--no-lock"])) as ResticSnapshot[];
+const dump = (id: string, file: string): Promise<string> => resticOut(["dump", "--no-lock", id, file]);
+const resticCheck = (): Promise<string> => resticOut(["check"]);
 
 /** The example's datelog in `ns`, once its container has written a line. */
 async function datelog(ns: string): Promise<{ file: string; text: string; uid: number; mode: number }> {
