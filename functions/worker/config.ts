@@ -60,6 +60,11 @@
 //
 //   check:
 //   CHECK_READ_DATA_SUBSET  also read this part of the data: `1/10`, `5%` or `500M` (restic's --read-data-subset).
+//
+//   prune, check and unlock, which first remove the locks of workers that are gone (lib/restic/locks.ts):
+//   STALE_LOCKS_BEFORE    an RFC 3339 time at which no worker Job of this cluster was active: the locks of this
+//                         cluster's workers taken before it are stale. The tick sets it on a prune it starts at
+//                         such a moment. Without it, only an earlier attempt's locks of this worker's own Job go.
 import path from "node:path";
 import { z } from "zod";
 import { redactUrl } from "../../lib/restic/redact.ts";
@@ -138,6 +143,8 @@ const Common = z.object({
 
 const Owner = { PVC_NAME: kubeName(), PVC_NAMESPACE: kubeName() };
 
+const StaleLocks = { STALE_LOCKS_BEFORE: time().optional() };
+
 const schemas = {
   backup: Common.extend({
     CLUSTER_NAME: text(),
@@ -162,14 +169,16 @@ const schemas = {
     CLUSTER_NAME: text(),
     RETENTION: json(Retention).refine((r) => !isEmptyPolicy(r), "must keep something: give at least one rule"),
     BACKUP_SCHEDULE: kubeName().optional(),
+    ...StaleLocks,
   }),
   check: Common.extend({
     CHECK_READ_DATA_SUBSET: z
       .string()
       .regex(/^(\d+\/\d+|\d+(\.\d+)?%|\d+[KMGT]?)$/, "must be n/t, a percentage or a size, such as 1/10, 5% or 500M")
       .optional(),
+    ...StaleLocks,
   }),
-  unlock: Common,
+  unlock: Common.extend(StaleLocks),
 } as const satisfies Record<WorkerCommand, z.ZodObject>;
 
 type Raw<C extends WorkerCommand> = z.infer<(typeof schemas)[C]>;
@@ -211,19 +220,24 @@ export interface RestoreConfig extends CommonConfig {
   deleteOthers: boolean;
 }
 
-export interface PruneConfig extends CommonConfig {
+/** What the commands that remove gone workers' locks first know about them. */
+export interface StaleLockConfig {
+  staleLocksBefore?: Date;
+}
+
+export interface PruneConfig extends CommonConfig, StaleLockConfig {
   command: "prune";
   host: string;
   retention: Retention;
   schedule?: string;
 }
 
-export interface CheckConfig extends CommonConfig {
+export interface CheckConfig extends CommonConfig, StaleLockConfig {
   command: "check";
   readDataSubset?: string;
 }
 
-export interface UnlockConfig extends CommonConfig {
+export interface UnlockConfig extends CommonConfig, StaleLockConfig {
   command: "unlock";
 }
 
@@ -247,14 +261,16 @@ export function parseConfig(command: WorkerCommand, env: Env): WorkerConfig {
       return restoreConfig(parse(schemas.restore, env));
     case "prune": {
       const raw = parse(schemas.prune, env);
-      return { ...common(raw), command, host: raw.CLUSTER_NAME, retention: raw.RETENTION, schedule: raw.BACKUP_SCHEDULE };
+      return { ...common(raw), command, host: raw.CLUSTER_NAME, retention: raw.RETENTION, schedule: raw.BACKUP_SCHEDULE, staleLocksBefore: raw.STALE_LOCKS_BEFORE };
     }
     case "check": {
       const raw = parse(schemas.check, env);
-      return { ...common(raw), command, readDataSubset: raw.CHECK_READ_DATA_SUBSET };
+      return { ...common(raw), command, readDataSubset: raw.CHECK_READ_DATA_SUBSET, staleLocksBefore: raw.STALE_LOCKS_BEFORE };
     }
-    case "unlock":
-      return { ...common(parse(schemas.unlock, env)), command };
+    case "unlock": {
+      const raw = parse(schemas.unlock, env);
+      return { ...common(raw), command, staleLocksBefore: raw.STALE_LOCKS_BEFORE };
+    }
     default:
       return unhandled(command);
   }

@@ -41,8 +41,9 @@ export function describeAction(a: Action): string {
 export async function tick(ctx: ExecutorContext, opts: TickOptions = {}): Promise<TickReport> {
   const now = opts.at ?? ctx.now();
   const scope: TickScope = { ...(opts.schedule ? { schedule: opts.schedule } : {}), ...(opts.manual ? { manual: opts.manual } : {}) };
+  const readAt = ctx.now();
   const observed = await observe(ctx.api, (seen) => tickReads(seen, now, scope));
-  const plans = planTick(observed, ctx.config, now, scope);
+  const plans = planTick({ ...observed, readAt }, ctx.config, now, scope);
   const actions: string[] = [];
   const errors: string[] = [];
   for (const p of plans) {

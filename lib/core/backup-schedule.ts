@@ -27,6 +27,11 @@ export interface ScheduleWorld {
   readonly repositoryJobs: readonly Job[];
   /** The PVCs the plans select now; read only when a backup is due (`backupDue`). */
   readonly selection?: Selection;
+  /**
+   * When the tick read the cluster's Jobs and found no worker Job of Walle's active; absent otherwise. A prune started
+   * now may remove the locks of this cluster's workers taken before then (STALE_LOCKS_BEFORE): their processes ended.
+   */
+  readonly quietSince?: Date;
 }
 
 /** A run asked for by an event instead of the clock: its id names the BackupSet. */
@@ -69,7 +74,7 @@ export function backupDue(s: BackupSchedule, now: Date): boolean {
 
 const newestFirst = <T extends { metadata: { creationTimestamp?: string; name?: string } }>(items: readonly T[]): T[] =>
   [...items].sort((a, b) => (b.metadata.creationTimestamp ?? "").localeCompare(a.metadata.creationTimestamp ?? "") || (b.metadata.name ?? "").localeCompare(a.metadata.name ?? ""));
-const isActiveJob = (j: Job) => jobOutcome(j) === undefined;
+export const isActiveJob = (j: Job) => jobOutcome(j) === undefined;
 const finishedJobsOf = (set: ObjectSummary): number | undefined => {
   const stats = (set.status as { statistics?: { finishedJobs?: unknown } } | undefined)?.statistics;
   return typeof stats?.finishedJobs === "number" ? stats.finishedJobs : undefined;
@@ -245,18 +250,25 @@ function maintain(s: ScheduleStep, task: "prune" | "check"): void {
     return;
   }
   const name = boundedName([`walle-${task}`, s.name, slotId(due.slot)]);
-  const retain = w.schedule.spec.prune?.retain;
   s.actions.push(...workerActions({
     metadata: { name, namespace: s.repoNs, labels: s.labels(WORKER_COMMAND[task]), ownerReferences: [ownerRef("BackupSchedule", s.name, w.schedule.metadata.uid ?? "")] },
     config,
     command: WORKER_COMMAND[task],
     repositorySecret: w.schedule.spec.repository.name,
-    env: task === "prune" && retain ? { RETENTION: JSON.stringify(retain), BACKUP_SCHEDULE: s.name } : {},
+    env: task === "prune" ? pruneEnv(w, s.name) : {},
   }));
   s.scheduler(task, due.slot);
   s.status = { ...s.status, [task === "prune" ? "lastPruneRun" : "lastCheckRun"]: rfc3339(s.now) };
   s.condition({ type: conditionType, status: ConditionStatus.False, reason: ConditionReason.Running, message: `${task === "prune" ? "Prune" : "Check"} Job ${s.repoNs}/${name} started.` });
   s.event("Normal", task === "prune" ? EventReason.PruneStarted : EventReason.CheckStarted, `Started ${task} Job ${s.repoNs}/${name} on repository ${w.schedule.spec.repository.name}.`);
+}
+
+function pruneEnv(w: ScheduleWorld, schedule: string): Record<string, string> {
+  const retain = w.schedule.spec.prune?.retain;
+  return {
+    ...(retain ? { RETENTION: JSON.stringify(retain), BACKUP_SCHEDULE: schedule } : {}),
+    ...(w.quietSince ? { STALE_LOCKS_BEFORE: rfc3339(w.quietSince) } : {}),
+  };
 }
 
 /** Conditions from the newest run of each task, the state they give, and old runs deleted beyond the keep counts. */

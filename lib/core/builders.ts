@@ -2,6 +2,7 @@
 // with deterministic names, Walle's labels, and owner references where Kubernetes allows them (same namespace).
 import { API_VERSION, CREATED_BY, JobType, Label, WORKER_SERVICE_ACCOUNT } from "../api/constants.ts";
 import type { SnapClassMapping } from "../api/config.ts";
+import { workerHostname } from "../restic/locks.ts";
 import type { Action } from "./decision.ts";
 import { boundedName } from "./names.ts";
 import { UNPRIVILEGED, workerSecurity, type WorkerMode } from "./privileges.ts";
@@ -189,9 +190,15 @@ export function workerJob(input: WorkerJobInput): Manifest {
       podFailurePolicy: {
         rules: [{ action: "FailJob", onExitCodes: { containerName: "worker", operator: "In", values: [2, 3, 10, 12, 130] } }],
       },
+      // The next attempt starts only once the last one has failed for good, so a lock left with this Job's hostname
+      // is a dead attempt's (lib/restic/locks.ts); this is also the only value podFailurePolicy allows.
+      podReplacementPolicy: "Failed",
       template: {
         metadata: { labels },
         spec: {
+          // restic writes the hostname into each lock: this one names the Job and the cluster, where the default
+          // (the pod's random name) would name neither.
+          hostname: workerHostname(config.clusterName, input.metadata.name ?? ""),
           restartPolicy: "Never",
           serviceAccountName: WORKER_SERVICE_ACCOUNT,
           automountServiceAccountToken: false,

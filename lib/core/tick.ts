@@ -7,7 +7,7 @@ import { ConditionStatus, CREATED_BY, Label } from "../api/constants.ts";
 import { resourceSchemas, type BackupSchedule } from "../api/parse.ts";
 import { BackupScheduleConditionType } from "../api/backup-schedule.ts";
 import type { WalleConfig } from "./builders.ts";
-import { backupDue, decideSchedule, scheduleRepository, type ManualRun } from "./backup-schedule.ts";
+import { backupDue, decideSchedule, isActiveJob, scheduleRepository, type ManualRun } from "./backup-schedule.ts";
 import { setCondition } from "./conditions.ts";
 import type { Decision, ReadPlan } from "./decision.ts";
 import type { Job, ObjectSummary, Pod, Pvc } from "./objects.ts";
@@ -20,6 +20,8 @@ export interface TickObserved {
   readonly pods?: readonly Pod[];
   readonly pvcs?: readonly Pvc[];
   readonly namespaces?: readonly NamespaceInfo[];
+  /** When the lists were read, by the real clock (not `--now`). */
+  readonly readAt?: Date;
 }
 
 /** What one tick does: everything, or one schedule now (a run asked for by an event). */
@@ -79,6 +81,8 @@ export function planTick(w: TickObserved, config: WalleConfig, now: Date, scope:
   const jobs = w.jobs ?? [];
   const bySchedule = groupBy(jobs, (j) => j.metadata?.labels?.[Label.BackupSchedule]);
   const byRepository = groupBy(jobs, (j) => `${j.metadata?.namespace ?? ""}/${j.metadata?.labels?.[Label.Repository] ?? ""}`);
+  // No worker of the cluster running at all: the only moment a lock of this cluster's workers is known to be stale.
+  const quietSince = w.readAt && !jobs.some(isActiveJob) ? w.readAt : undefined;
   const inventory = w.pvcs ? indexInventory({ pvcs: w.pvcs, ...(w.pods ? { pods: w.pods } : {}), ...(w.namespaces ? { namespaces: w.namespaces } : {}) }) : undefined;
   const plans: SchedulePlan[] = [];
   for (const [index, parsed] of parseSchedules(w.schedules).entries()) {
@@ -99,6 +103,7 @@ export function planTick(w: TickObserved, config: WalleConfig, now: Date, scope:
         jobs: bySchedule.get(name) ?? [],
         repositoryJobs: byRepository.get(`${repo.namespace}/${repo.label}`) ?? [],
         ...(due && inventory ? { selection: selectPvcs(schedule.spec.plans, inventory) } : {}),
+        ...(quietSince ? { quietSince } : {}),
       },
       config,
       now,

@@ -144,9 +144,22 @@ export function checkArgs(o: { readDataSubset?: string; lockWait?: string } = {}
   return ["check", "--json", ...retryLock(o.lockWait), ...(o.readDataSubset ? ["--read-data-subset", o.readDataSubset] : [])];
 }
 
-/** Without `--remove-all`, restic removes only stale locks: those of processes that are gone. */
-export function unlockArgs(): string[] {
-  return ["unlock", "--json"];
+/**
+ * Without `--remove-all`, restic removes only the locks it calls stale (30 minutes old, or of a gone process on its
+ * own host); with it, every lock (lib/restic/locks.ts decides when that is safe).
+ */
+export function unlockArgs(o: { removeAll?: boolean } = {}): string[] {
+  return ["unlock", "--json", ...(o.removeAll ? ["--remove-all"] : [])];
+}
+
+/** The ids of the repository's locks, one per line; without a lock of its own, so a held repository can be read. */
+export function listLocksArgs(): string[] {
+  return ["list", "locks", "--no-lock"];
+}
+
+/** One lock's content as JSON: time, exclusive, hostname, username, pid. */
+export function catLockArgs(id: string): string[] {
+  return ["cat", "lock", id, "--no-lock"];
 }
 
 /**

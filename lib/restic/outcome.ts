@@ -8,7 +8,7 @@ import { exitMeaning, ResticExit } from "./exit-codes.ts";
 import type { Reason } from "./result.ts";
 
 /** A restic subcommand the worker runs. */
-export type ResticCommand = "backup" | "init" | "restore" | "snapshots" | "forget" | "prune" | "check" | "unlock";
+export type ResticCommand = "backup" | "init" | "restore" | "snapshots" | "forget" | "prune" | "check" | "unlock" | "list" | "cat";
 
 /** What the worker saw of one restic run. All text is already redacted. */
 export interface ResticRunFacts {

@@ -10,6 +10,7 @@ import { decideBackupSet } from "../../lib/core/backup-set.ts";
 import { backupJobChildNames, boundedName } from "../../lib/core/names.ts";
 import type { Job, Pod, Pvc, VolumeSnapshot, VolumeSnapshotContent } from "../../lib/core/objects.ts";
 import { targetOf, updateMovesBackupJob } from "../../lib/core/routing.ts";
+import { workerHostname } from "../../lib/restic/locks.ts";
 import { selectorString } from "../../lib/core/selectors.ts";
 import { mergePatch } from "../../lib/k8s/actions.ts";
 import { encodeResult } from "../../lib/restic/result.ts";
@@ -119,6 +120,10 @@ describe("decideBackupJob", () => {
     const pod = (worker?.spec as { template: { spec: Record<string, unknown> & { containers: Record<string, unknown>[]; volumes: unknown[] } } }).template.spec;
     expect(pod.automountServiceAccountToken).toBe(false);
     expect(pod.serviceAccountName).toBe("walle-worker");
+    // The hostname restic writes into the worker's locks names the Job and the cluster; retries wait for the last
+    // attempt to end, so its lock is known to be stale.
+    expect(pod.hostname).toBe(workerHostname(config.clusterName, names.job));
+    expect((worker?.spec as { podReplacementPolicy?: string }).podReplacementPolicy).toBe("Failed");
     // Its own namespace's repository: the tenant may see where it is.
     expect(JSON.stringify(pod.containers)).not.toContain("REPOSITORY_SHOWN_AS");
     // No API token, but one bound to the pod for the progress audience alone, when progress has a sink.

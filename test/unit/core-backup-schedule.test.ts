@@ -137,6 +137,11 @@ describe("decideSchedule", () => {
       spec: { template: { spec: { serviceAccountName: "walle-worker", automountServiceAccountToken: false, containers: [{ args: ["prune"], envFrom: [{ secretRef: { name: "restic-repo" } }], env: expect.arrayContaining([{ name: "RETENTION", value: '{"daily":7,"within":"2d"}' }, { name: "BACKUP_SCHEDULE", value: "example-schedule" }]) }] } } },
     });
     expect(d.status).toMatchObject({ lastPruneRun: "2026-12-02T00:10:00Z", scheduler: { pruneTimestamp: "2026-12-02T00:00:00Z" } });
+    // Only a tick that found no worker of the cluster running vouches for the locks taken before it looked.
+    expect(JSON.stringify(job)).not.toContain("STALE_LOCKS_BEFORE");
+    const quiet = decideSchedule(world(s, { quietSince: t("2026-12-02T00:09:59Z") }), config, t("2026-12-02T00:10:00Z"));
+    const quietJob = quiet.actions[1]?.op === "create" ? quiet.actions[1].manifest : undefined;
+    expect(quietJob).toMatchObject({ spec: { template: { spec: { containers: [{ env: expect.arrayContaining([{ name: "STALE_LOCKS_BEFORE", value: "2026-12-02T00:09:59Z" }]) }] } } } });
   });
 
   it("a failed check makes the state CheckFailed", () => {
@@ -164,6 +169,22 @@ describe("tickReads", () => {
     expect(tickReads({ schedules: Array(500).fill(notDue), sets: [], jobs: [] }, now)).toEqual({});
     const due = schedule({ plans: [{ type: "persistentVolumeClaim", namespaceSelector: { matchLabels: { a: "b" } } }] });
     expect(Object.keys(tickReads({ schedules: [notDue, due, due], sets: [], jobs: [] }, now)).sort()).toEqual(["namespaces", "pvcs"]);
+  });
+
+  it("a prune vouches for the gone workers' locks only when no worker Job of the cluster is active, in any repository", () => {
+    const s = schedule({ prune: { interval: "1d", retain: { last: 3 } } }, { scheduler: { backupTimestamp: "2026-12-02T00:00:00Z" } });
+    const readAt = t("2026-12-02T00:09:58Z");
+    const elsewhere: Job = { metadata: { name: "walle-backup-other-x", namespace: "other", labels: { "ros.io/repository": "other-repo", "ros.io/backup-job-type": "backup" } }, status: { active: 1 } };
+    const envOf = (jobs: Job[]) => {
+      const [plan] = planTick({ schedules: [s], sets: [], jobs, readAt }, config, t("2026-12-02T00:10:00Z"));
+      const job = plan?.decision.actions.find((a) => a.op === "create" && a.manifest.kind === "Job");
+      return JSON.stringify(job?.op === "create" ? job.manifest : undefined);
+    };
+    expect(envOf([])).toContain('{"name":"STALE_LOCKS_BEFORE","value":"2026-12-02T00:09:58Z"}');
+    // Another repository's worker may write here too (another Secret can name the same repository): no word then.
+    const withOther = envOf([elsewhere]);
+    expect(withOther).toContain('"args":["prune"]');
+    expect(withOther).not.toContain("STALE_LOCKS_BEFORE");
   });
 
   it("a schedule the API server holds but Walle cannot read says so on BackupReady and runs nothing", () => {

@@ -1,9 +1,11 @@
 import { describe, expect, it } from "vitest";
 import {
   backupArgs,
+  catLockArgs,
   checkArgs,
   forgetArgs,
   initArgs,
+  listLocksArgs,
   pruneArgs,
   resticEnvironment,
   restoreArgs,
@@ -74,6 +76,9 @@ describe("restic command lines", () => {
     { name: "check", args: checkArgs(), want: ["check", "--json"] },
     { name: "check with a subset", args: checkArgs({ readDataSubset: "5%" }), want: ["check", "--json", "--read-data-subset", "5%"] },
     { name: "unlock removes only stale locks", args: unlockArgs(), want: ["unlock", "--json"] },
+    { name: "unlock of every lock", args: unlockArgs({ removeAll: true }), want: ["unlock", "--json", "--remove-all"] },
+    { name: "the locks listed, without a lock", args: listLocksArgs(), want: ["list", "locks", "--no-lock"] },
+    { name: "one lock read, without a lock", args: catLockArgs("ab12"), want: ["cat", "lock", "ab12", "--no-lock"] },
   ])("$name", ({ args, want }) => {
     expect(args).toEqual(want);
   });

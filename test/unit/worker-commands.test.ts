@@ -8,6 +8,7 @@ import { unlock } from "../../functions/worker/commands/unlock.ts";
 import type { PruneConfig, RestoreConfig } from "../../functions/worker/config.ts";
 import { ProgressReporter } from "../../functions/worker/progress.ts";
 import type { ResticInvocation, ResticRun } from "../../functions/worker/restic.ts";
+import { workerHostname } from "../../lib/restic/locks.ts";
 import type { ResticRunFacts } from "../../lib/restic/outcome.ts";
 
 const log = pino({ level: "silent" });
@@ -94,18 +95,18 @@ describe("prune", () => {
   it("forgets, then prunes, and counts", async () => {
     const { ctx, calls } = scripted((inv) => (inv.command === "forget" ? { stdout: [JSON.stringify(report)] } : {}));
     const r = await prune(config, ctx);
-    expect(calls.map((c) => c[0])).toEqual(["unlock", "forget", "prune"]);
+    expect(calls.map((c) => c[0])).toEqual(["unlock", "list", "forget", "prune"]);
     expect(r).toMatchObject({ reason: "Completed", forget: { kept: 1, removed: 2 }, message: "Forgot 2 snapshots and kept 1, and pruned the repository." });
   });
 
   it("does not prune when forget could not delete", async () => {
     const { ctx, calls } = scripted((inv) =>
-      inv.command === "unlock"
+      inv.command === "unlock" || inv.command === "list"
         ? {}
         : { stdout: [JSON.stringify(report)], facts: { stderr: ["Remove(<snapshot/aaaa>) failed: unexpected HTTP response (403): 403 Forbidden", "unable to remove snapshot/aaaa from the repository"] } },
     );
     const r = await prune(config, ctx);
-    expect(calls.map((c) => c[0])).toEqual(["unlock", "forget"]);
+    expect(calls.map((c) => c[0])).toEqual(["unlock", "list", "forget"]);
     expect(r).toMatchObject({ reason: "Forbidden", exitCode: 0 });
   });
 
@@ -180,10 +181,56 @@ describe("creating a missing repository", () => {
 
 describe("unlock", () => {
   it.each([
-    { stdout: ["successfully removed 2 locks"], message: "restic removed 2 stale locks." },
+    { stdout: ["successfully removed 2 locks"], message: "Removed 2 stale locks." },
     { stdout: [], message: "There were no stale locks to remove." },
   ])("says $message", async ({ stdout, message }) => {
-    const { ctx } = scripted(() => ({ stdout }));
+    const { ctx } = scripted((inv) => (inv.command === "unlock" ? { stdout } : {}));
     expect(await unlock({ ...common, command: "unlock" }, ctx)).toMatchObject({ reason: "Completed", message });
+  });
+
+  // The locks a killed worker leaves: restic keeps them (another host, a PID it cannot see); Walle's rule removes them.
+  const own = workerHostname("prod", "walle-prune-nightly-20261204t020000z");
+  const gone = workerHostname("prod", "walle-backup-shop-data-3f9a2c");
+  const locks: Record<string, object> = {
+    [id("a")]: { time: "2026-12-04T09:00:00Z", exclusive: false, hostname: gone, pid: 9 },
+    [id("b")]: { time: "2026-12-04T11:00:00Z", exclusive: true, hostname: own, pid: 9 },
+    [id("c")]: { time: "2026-12-04T09:00:00Z", exclusive: false, hostname: "laptop", pid: 4242 },
+  };
+  const repository = (ids: string[]) =>
+    scripted((inv) => {
+      if (inv.command === "list") return { stdout: ids };
+      if (inv.command === "cat") return { stdout: JSON.stringify(locks[inv.args[2] ?? ""], null, 2).split("\n") };
+      return inv.args.includes("--remove-all") ? { stdout: [`successfully removed ${ids.length} locks`] } : {};
+    });
+  const config = { ...common, command: "unlock" as const, host: "prod", staleLocksBefore: new Date("2026-12-04T10:00:00Z") };
+
+  it("removes the locks of this cluster's gone workers together when they are all the repository holds", async () => {
+    const { ctx, calls } = repository([id("a"), id("b")]);
+    const r = await unlock(config, { ...ctx, hostname: own });
+    expect(calls.map((c) => c.join(" "))).toEqual([
+      "unlock --json",
+      "list locks --no-lock",
+      `cat lock ${id("a")} --no-lock`,
+      `cat lock ${id("b")} --no-lock`,
+      "unlock --json --remove-all",
+    ]);
+    expect(r).toMatchObject({ reason: "Completed", message: "Removed 2 stale locks (2 of Walle workers that are gone)." });
+  });
+
+  it("removes none while anyone else holds a lock, and says whose", async () => {
+    const { ctx, calls } = repository([id("a"), id("c")]);
+    const r = await unlock(config, { ...ctx, hostname: own });
+    expect(calls.some((c) => c.includes("--remove-all"))).toBe(false);
+    expect(r.message).toBe(
+      "There were no stale locks to remove; left 1 lock of Walle workers that are gone, since restic removes locks only all at once and other locks are held: the lock of laptop (PID 4242) from 2026-12-04T09:00:00Z is not a Walle worker's of this cluster.",
+    );
+  });
+
+  it("without the tick's word, removes only this Job's earlier attempt's", async () => {
+    const { staleLocksBefore: _, ...unvouched } = config;
+    const { ctx, calls } = repository([id("a")]);
+    const r = await unlock(unvouched, { ...ctx, hostname: own });
+    expect(calls.some((c) => c.includes("--remove-all"))).toBe(false);
+    expect(r.message).toBe("There were no stale locks to remove.");
   });
 });

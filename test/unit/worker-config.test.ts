@@ -135,6 +135,12 @@ describe("prune, check and unlock configuration", () => {
     expect(parseConfig("check", { ...secret, CHECK_READ_DATA_SUBSET: subset })).toMatchObject({ readDataSubset: subset });
   });
 
+  it.each(["prune", "check", "unlock"] as const)("%s reads STALE_LOCKS_BEFORE as a time, and names it when it is not one", (command) => {
+    const env = { ...secret, CLUSTER_NAME: "prod", RETENTION: '{"last":1}' };
+    expect(parseConfig(command, { ...env, STALE_LOCKS_BEFORE: "2026-12-04T10:00:00Z" })).toMatchObject({ staleLocksBefore: new Date("2026-12-04T10:00:00Z") });
+    expect(problems(command, { ...env, STALE_LOCKS_BEFORE: "an hour ago" }).join()).toContain("STALE_LOCKS_BEFORE must be an RFC 3339 time");
+  });
+
   it("rejects a bad data subset", () => {
     expect(problems("check", { ...secret, CHECK_READ_DATA_SUBSET: "half" }).join()).toContain("CHECK_READ_DATA_SUBSET must be");
   });

@@ -2,9 +2,12 @@
 import { checkArgs } from "../../../lib/restic/args.ts";
 import type { CheckConfig } from "../config.ts";
 import { judge, resultOf, runCreatingRepository, type CommandResult, type WorkerContext } from "./shared.ts";
+import { removeStaleLocks } from "./unlock.ts";
 
 export async function check(config: CheckConfig, ctx: WorkerContext): Promise<CommandResult> {
   const subset = config.readDataSubset ? `, reading ${config.readDataSubset} of the data` : "";
+  // check needs the repository to itself, like prune: an earlier attempt's lock (a killed pod) goes first.
+  await removeStaleLocks(config, ctx);
   ctx.log.info({ repository: config.repository, readDataSubset: config.readDataSubset }, `Checking the repository${subset}.`);
   const run = await runCreatingRepository(
     { command: "check", args: checkArgs({ readDataSubset: config.readDataSubset, lockWait: config.lockWait }) },

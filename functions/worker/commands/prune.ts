@@ -11,7 +11,7 @@ export async function prune(config: PruneConfig, ctx: WorkerContext): Promise<Co
   const { host, schedule, retention: policy, lockWait } = config;
   // A worker killed mid-run (a deadline, an evicted pod) leaves its lock behind, and a prune needs the repository
   // to itself: stale locks go first. restic removes only locks whose process is gone, so a live one stays.
-  const { removed } = await removeStaleLocks({ ...config, command: "unlock" }, ctx);
+  const { removed } = await removeStaleLocks(config, ctx);
   ctx.log.info({ repository: config.repository, host, schedule, retention: policy }, "Forgetting snapshots by the retention policy.");
   const forget = await runCreatingRepository(
     { command: "forget", args: forgetArgs({ host, schedule, policy, lockWait }), keepStdout: true },

@@ -13,6 +13,8 @@ export interface WorkerContext {
   restic: { run(inv: ResticInvocation): Promise<ResticRun> };
   log: Logger;
   progress(kind: ProgressKind): ProgressReporter;
+  /** The pod's hostname, which restic writes into its locks. Default: the system's. */
+  hostname?: string;
 }
 
 /** What a command found; main.ts adds the command, the outcome and the times. */
