@@ -1,9 +1,11 @@
 // Which of a repository's locks belong to Walle workers that are gone, decided from the locks alone.
 //
 // restic calls a lock stale only when it is 30 minutes old, or when the host that asks is the host that holds it
-// and the holder's PID is gone. Neither helps a worker pod killed mid-run (SIGKILL, OOM, a lost node): the next
-// pod has another PID namespace, and a stale shared lock keeps every prune out of the repository for half an hour,
-// a stale exclusive one every backup. What Walle knows instead:
+// and the holder's PID is gone, and even a stale lock keeps others out until `restic unlock` removes it (restic
+// 0.18's checkForOtherLocks does not skip stale ones). Neither rule helps with a worker pod killed mid-run
+// (SIGKILL, OOM, a lost node): the next pod has another PID namespace, so a killed backup's lock keeps every prune
+// out of the repository for at least half an hour, a killed prune's exclusive one every backup. What Walle knows
+// instead:
 //
 // - Each worker pod's hostname names its Job and its cluster (workerHostname). The Job controller starts a Job's
 //   next pod only once the previous one has failed for good (podReplacementPolicy Failed), so a lock with this

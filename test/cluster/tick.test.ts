@@ -1,7 +1,9 @@
 // The tick on the real control plane, run as its own service account, with `--now` stepping through time:
 // schedules become BackupSets and BackupJobs (one per due slot, however often it ticks), history stays bounded,
 // suspend holds new runs, prune keeps what the policy says, and in-flight work whose events were all lost still
-// ends, through ticks alone.
+// ends, through ticks alone; a worker killed mid-backup leaves a lock the next prune removes.
+import { randomBytes } from "node:crypto";
+import { readdir } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { applyObjects, readManifestFiles } from "../../cluster/index.ts";
@@ -9,17 +11,21 @@ import { repoRoot } from "../../cluster/toolchain.ts";
 import type { BackupScheduleStatus } from "../../lib/api/backup-schedule.ts";
 import type { BackupSetStatus } from "../../lib/api/backup-set.ts";
 import { listSnapshots, restic, startRestServer, tempDir, type RestServer } from "../integration/worker-harness.ts";
-import { names, PASSWORD, pvcWithData, repositorySecret, type BackupJobObj } from "../support/backup-fixtures.ts";
-import { admin, createNamespace, waitFor } from "../support/kube.ts";
+import { backupJobChildNames } from "../../lib/core/names.ts";
+import { workerHostname } from "../../lib/restic/locks.ts";
+import { csiStorage, expectNoLeftovers, names, PASSWORD, pvcWithData, repositorySecret, settled, type BackupJobObj } from "../support/backup-fixtures.ts";
+import { admin, createNamespace, killContainer, waitFor } from "../support/kube.ts";
 import { runTick } from "../support/tick.ts";
-import { startWalle } from "../support/walle.ts";
+import { CLUSTER_NAME, startWalle } from "../support/walle.ts";
 
 const USER = "tick";
 const ROS = "/apis/ros.io/v1";
 let rest: RestServer;
+let restData: string;
 
 beforeAll(async () => {
-  rest = await startRestServer({ dataDir: await tempDir("rest-tick"), users: { [USER]: "rest-secret" } });
+  restData = await tempDir("rest-tick");
+  rest = await startRestServer({ dataDir: restData, users: { [USER]: "rest-secret" } });
 });
 afterAll(async () => rest?.stop());
 
@@ -379,4 +385,64 @@ describe("the tick", () => {
     const [fifthJob] = await jobsOfSet(fifth);
     expect(Date.parse(pruneJob.status?.startTime ?? "")).toBeGreaterThanOrEqual(Date.parse(fifthJob?.status?.finishTime ?? "") - 1000);
   }, 300_000);
+
+  it("a worker killed mid-backup: its Job's next attempt Finishes, and the next prune removes the lock it left", async () => {
+    await startWalle();
+    const before = await csiStorage();
+    const ns = await createNamespace("killed");
+    // Data that neither compresses nor deduplicates, so restic is still reading it well after taking its lock.
+    await pvcWithData(ns, "db", { "rows.db": randomBytes(192 * 1024 * 1024) });
+    await pod(ns, "db-0", { app: "db" }, ["db"]);
+    const repoName = `killed-${ns}`;
+    const repo = rest.repository(USER, "rest-secret", repoName);
+    await repositorySecret(ns, "repo", repo);
+    const env = { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD };
+    const lockFiles = async () => (await readdir(path.join(restData, USER, repoName, "locks")).catch(() => [])).filter((f) => !f.startsWith("."));
+    const name = `killed-${ns}`;
+    const made = await createSchedule(name, { interval: "24h", plans: dbPlan(ns), repository: { name: "repo", namespace: ns }, prune: { interval: "1h", retain: { last: 3 } } });
+
+    const run = await tickOk({ schedule: name });
+    const setName = run.report?.actions.find((a) => a.startsWith("create BackupSet "))?.slice("create BackupSet ".length) ?? "";
+    const [bj] = await waitFor(async () => {
+      const jobs = await jobsOfSet(setName);
+      return jobs.length > 0 ? jobs : undefined;
+    }, "the run's BackupJob");
+    // The worker's container, the moment its restic holds the repository's lock: every process of it SIGKILLed.
+    type PodObj = { metadata: { uid: string }; status?: { phase?: string; containerStatuses?: { containerID?: string; state?: { running?: object } }[] } };
+    const workerPods = async () => (await admin().get<{ items: PodObj[] }>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: `ros.io/backup-job=${bj?.metadata.name}` })).items;
+    const target = await waitFor(async () => {
+      const running = (await workerPods()).find((p) => p.status?.containerStatuses?.[0]?.state?.running);
+      return running && (await lockFiles()).length > 0 ? running : undefined;
+    }, "the worker to hold the repository's lock", 180_000);
+    const killed = await killContainer(target.metadata.uid, target.status?.containerStatuses?.[0]?.containerID ?? "");
+    expect(killed).toContain("restic");
+
+    const done = await settled(ns, bj?.metadata.name ?? "", 240_000);
+    expect(done.status?.phase, JSON.stringify(done.status?.conditions)).toBe("Finished");
+    expect((await settledSet(setName)).status).toMatchObject({ state: "Finished", completions: "1/1" });
+    expect((await listSnapshots(env)).map((s) => s.id)).toEqual([done.status?.snapshotId]);
+    // The killed attempt's lock is still there: another host to restic, and not yet 30 minutes old.
+    const left = await lockFiles();
+    expect(left).toHaveLength(1);
+    const job = backupJobChildNames({ namespace: ns, name: bj?.metadata.name ?? "", uid: bj?.metadata.uid ?? "" }).job;
+    expect(JSON.parse(await restic(["cat", "lock", left[0] ?? "", "--no-lock"], env))).toMatchObject({ hostname: workerHostname(CLUSTER_NAME, job), exclusive: false });
+
+    // The next run that needs the repository to itself: the schedule's prune, an hour on, with no worker running.
+    const dueAt = new Date(Date.parse(made.metadata.creationTimestamp) + 3600 * 1000 + 60_000);
+    const started = await tickOk({ now: dueAt, schedule: name });
+    const pruneJob = started.report?.actions.find((a) => a.startsWith(`create Job ${ns}/walle-prune-`))?.slice(`create Job ${ns}/`.length);
+    expect(pruneJob, JSON.stringify(started.report?.actions)).toBeDefined();
+    const pruneOk = await waitFor(async () => {
+      await tickOk({ now: dueAt, schedule: name });
+      return (await getSchedule(name)).status?.conditions?.find((c) => c.type === "PruneOk" && c.reason !== "Running");
+    }, "the prune to end", 180_000);
+    expect(pruneOk).toMatchObject({ status: "True", reason: "Finished" });
+    const [prunePod] = (await admin().get<{ items: { status?: { containerStatuses?: { state?: { terminated?: { message?: string } } }[] } }[] }>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: `job-name=${pruneJob}` })).items;
+    const result = JSON.parse(prunePod?.status?.containerStatuses?.[0]?.state?.terminated?.message ?? "{}") as { message?: string };
+    expect(result.message).toMatch(/^Removed 1 stale lock first; forgot 0 snapshots and kept 1, and pruned the repository\.$/);
+    expect(await lockFiles()).toEqual([]);
+    expect(await restic(["check"], env)).toMatch(/no errors were found/);
+    await admin().delete(`${ROS}/backupschedules/${name}`);
+    await expectNoLeftovers([ns], before);
+  }, 600_000);
 });

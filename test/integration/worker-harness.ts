@@ -65,6 +65,14 @@ export interface WorkerOptions {
   uid?: number;
   /** Called with each stdout line while the worker runs; may signal the process. */
   onLog?: (line: Record<string, unknown>, signal: (s: NodeJS.Signals) => void) => void;
+  /** Run with this hostname, in a UTS namespace of its own, as a pod's `spec.hostname` gives it. */
+  hostname?: string;
+}
+
+/** `argv` in UTS and PID namespaces of its own (as a pod's container is) with `hostname`; it dies with its parent. */
+export function inOwnHost(hostname: string, argv: readonly string[], o: { pid?: boolean } = {}): string[] {
+  const pid = o.pid ? ["--pid", "--fork", "--kill-child"] : [];
+  return ["unshare", "--uts", ...pid, "--", "sh", "-c", 'hostname "$0" && exec "$@"', hostname, ...argv];
 }
 
 /**
@@ -86,7 +94,8 @@ export async function runWorkerProcess(command: string, env: Env, o: WorkerOptio
   if (o.uid !== undefined) await chmod(dir, 0o777);
   const fullEnv = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: dir, TERMINATION_MESSAGE_PATH: terminationPath, ...env };
   const node = [process.execPath, workerMain, command];
-  const argv = o.uid === undefined ? node : ["setpriv", `--reuid=${o.uid}`, `--regid=${o.uid}`, "--clear-groups", ...node];
+  const user = o.uid === undefined ? node : ["setpriv", `--reuid=${o.uid}`, `--regid=${o.uid}`, "--clear-groups", ...node];
+  const argv = o.hostname ? inOwnHost(o.hostname, user) : user;
   const child = spawn(argv[0] ?? "", argv.slice(1), { env: fullEnv, stdio: ["ignore", "pipe", "pipe"], cwd: dir });
   let stdout = "";
   let stderr = "";

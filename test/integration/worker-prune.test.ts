@@ -3,7 +3,8 @@ import { spawn } from "node:child_process";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { listSnapshots, publicRestic, restic, runWorker, startRestServer, tempDir, type Env, type RestServer } from "./worker-harness.ts";
+import { workerHostname } from "../../lib/restic/locks.ts";
+import { inOwnHost, listSnapshots, publicRestic, restic, runWorker, startRestServer, tempDir, type Env, type RestServer } from "./worker-harness.ts";
 
 let dir: string;
 let server: RestServer;
@@ -120,14 +121,26 @@ describe("check and unlock", () => {
 
   const locks = async () => (await restic(["list", "locks", "--no-lock"], env)).trim().split("\n").filter(Boolean);
 
-  /** A restic that holds a lock for as long as its stdin stays open: live until killed, stale after SIGKILL. */
-  async function lockHolder(host: string) {
-    const holder = spawn(inject("restic"), ["backup", "--stdin", "--host", host], {
+  /**
+   * A restic that holds a lock for as long as its stdin stays open: live until killed, stale after SIGKILL. With
+   * `pod`, it runs as in a worker pod: that hostname, and PID 1 of a PID namespace of its own, which restic on this
+   * host cannot tell from a live process.
+   */
+  async function lockHolder(host: string, pod?: string) {
+    const before = (await locks()).length;
+    const argv = [inject("restic"), "backup", "--stdin", "--host", host];
+    const [cmd = "", ...args] = pod ? inOwnHost(pod, argv, { pid: true }) : argv;
+    const holder = spawn(cmd, args, {
       env: { PATH: process.env.PATH ?? "", HOME: dir, ...env, RESTIC_REPOSITORY: env.RESTIC_REPOSITORY ?? "" },
       stdio: ["pipe", "ignore", "ignore"],
     });
-    while ((await locks()).length === 0) await new Promise((r) => setTimeout(r, 100));
+    while ((await locks()).length === before) await new Promise((r) => setTimeout(r, 100));
     return holder;
+  }
+
+  async function kill(holder: ReturnType<typeof spawn>): Promise<void> {
+    holder.kill("SIGKILL");
+    await new Promise((r) => holder.once("close", r));
   }
 
   it("checks the repository, reading a subset of the data", async () => {
@@ -153,7 +166,7 @@ describe("check and unlock", () => {
     holder.kill("SIGKILL");
     await new Promise((r) => holder.once("close", r));
     const stale = await runWorker("unlock", env);
-    expect(stale.result).toMatchObject({ outcome: "Succeeded", message: "restic removed 1 stale lock." });
+    expect(stale.result).toMatchObject({ outcome: "Succeeded", message: "Removed 1 stale lock." });
     expect(await locks()).toEqual([]);
   });
 
@@ -164,7 +177,46 @@ describe("check and unlock", () => {
     expect(await locks()).toHaveLength(1);
 
     const run = await runWorker("prune", { ...env, RETENTION: '{"last":1}', LOCK_WAIT: "2s" });
-    expect(run.result).toMatchObject({ outcome: "Succeeded", message: expect.stringMatching(/^Removed 1 stale locks first; forgot \d+ snapshots and kept 1, and pruned the repository\.$/) });
+    expect(run.result).toMatchObject({ outcome: "Succeeded", message: expect.stringMatching(/^Removed 1 stale lock first; forgot \d+ snapshots and kept 1, and pruned the repository\.$/) });
+    expect(await locks()).toEqual([]);
+  });
+
+  // A worker pod killed mid-backup: restic's own rule keeps its lock for 30 minutes (another host, and a PID that
+  // restic here sees alive), so every prune would fail Locked until then.
+  const gonePod = workerHostname("test-cluster", "walle-backup-shop-orders-3f9a2c");
+  const retention = { RETENTION: '{"last":1}', LOCK_WAIT: "2s" };
+
+  it("prunes after removing a killed worker pod's lock, once the tick vouches that no worker ran before it looked", async () => {
+    await kill(await lockHolder("test-cluster", gonePod));
+    const unvouched = await runWorker("prune", { ...env, ...retention });
+    expect(unvouched.result).toMatchObject({ outcome: "Failed", reason: "Locked" });
+    expect(await locks()).toHaveLength(1);
+
+    const vouched = await runWorker("prune", { ...env, ...retention, STALE_LOCKS_BEFORE: new Date().toISOString() });
+    expect(vouched.result).toMatchObject({ outcome: "Succeeded", message: expect.stringMatching(/^Removed 1 stale lock first; forgot \d+ snapshots and kept 1, and pruned the repository\.$/) });
+    expect(vouched.logs.map((l) => l.msg)).toContainEqual(expect.stringMatching(new RegExp(`^Removed the locks of Walle workers that are gone: the lock of ${gonePod} \\(PID 1\\) from .* was taken before`)));
+    expect(await locks()).toEqual([]);
+  });
+
+  it("leaves a killed worker pod's lock while a person's restic holds one, and removes neither", async () => {
+    await kill(await lockHolder("test-cluster", gonePod));
+    const person = await lockHolder("laptop");
+    const run = await runWorker("prune", { ...env, ...retention, STALE_LOCKS_BEFORE: new Date().toISOString() });
+    expect(run.result).toMatchObject({ outcome: "Failed", reason: "Locked" });
+    expect(await locks()).toHaveLength(2);
+    // Once the person's restic has ended (its lock gone by restic's rule, same host), the worker's goes too.
+    await kill(person);
+    const after = await runWorker("unlock", { ...env, STALE_LOCKS_BEFORE: new Date().toISOString() });
+    expect(after.result).toMatchObject({ outcome: "Succeeded", message: "Removed 2 stale locks (1 of Walle workers that are gone)." });
+    expect(await locks()).toEqual([]);
+  });
+
+  it("a retried check removes its own Job's earlier attempt's lock, with no word from the tick", async () => {
+    const job = workerHostname("test-cluster", "walle-check-nightly-20261204t020000z");
+    await kill(await lockHolder("test-cluster", job));
+    const retry = await runWorker("check", { ...env, LOCK_WAIT: "2s" }, { hostname: job });
+    expect(retry.result).toMatchObject({ outcome: "Succeeded", message: "The repository has no errors." });
+    expect(retry.logs.map((l) => l.msg)).toContainEqual(expect.stringMatching(/is an earlier attempt's of this worker Job/));
     expect(await locks()).toEqual([]);
   });
 });

@@ -2,6 +2,7 @@
 import { KubeConfig } from "@kubernetes/client-node";
 import { inject, onTestFinished } from "vitest";
 import { randomBytes } from "node:crypto";
+import { readdir, readFile } from "node:fs/promises";
 import { serviceAccountKubeconfig, userKubeconfig } from "../../cluster/index.ts";
 import { credentialsFromKubeconfig } from "../../cluster/kubeconfig.ts";
 import { workerServiceAccount } from "../../lib/core/builders.ts";
@@ -112,4 +113,26 @@ export async function grantRole(namespace: string, name: string, rules: PolicyRu
     roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name },
     subjects,
   });
+}
+
+/**
+ * SIGKILL to every process of one running container of the local node, found by its cgroup (the pod's UID and the
+ * container's id), as the OOM killer or a lost node ends it: nothing of it gets to clean up. The names of the
+ * processes killed.
+ */
+export async function killContainer(podUid: string, containerId: string): Promise<string[]> {
+  const id = containerId.replace(/^[a-z]+:\/\//, "");
+  const killed: string[] = [];
+  for (const pid of await readdir("/proc")) {
+    if (!/^\d+$/.test(pid)) continue;
+    const [cgroup, comm] = await Promise.all([readFile(`/proc/${pid}/cgroup`, "utf8"), readFile(`/proc/${pid}/comm`, "utf8")]).catch(() => ["", ""]);
+    if (!cgroup.includes(`pod${podUid}`) || !cgroup.includes(id)) continue;
+    try {
+      process.kill(Number(pid), "SIGKILL");
+      killed.push(comm.trim());
+    } catch {
+      // It ended meanwhile.
+    }
+  }
+  return killed;
 }

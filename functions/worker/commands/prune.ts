@@ -27,7 +27,7 @@ export async function prune(config: PruneConfig, ctx: WorkerContext): Promise<Co
   const pruned = await ctx.restic.run({ command: "prune", args: pruneArgs({ lockWait }) });
   const verdict = judge(pruned, config);
   const forgot = counts ? `forgot ${counts.removed} snapshots and kept ${counts.kept}` : "forgot snapshots by the policy";
-  const said = removed ? `removed ${removed} stale locks first; ${forgot}` : forgot;
+  const said = removed ? `removed ${removed} stale lock${removed === 1 ? "" : "s"} first; ${forgot}` : forgot;
   const forgotten = `${said.charAt(0).toUpperCase()}${said.slice(1)}`;
   const message = verdict.reason === "Completed" ? `${forgotten}, and pruned the repository.` : `${forgotten}, but prune failed: ${verdict.message}`;
   return { ...resultOf(pruned, verdict), message, ...(counts ? { forget: counts } : {}) };
