@@ -114,5 +114,10 @@ export const WalleAnnotation = {
    * that one's worker to create the repository instead of racing it with `restic init`.
    */
   InitializesRepository: "ros.io/initializes-repository",
+  /**
+   * On a schedule's BackupSet: how many BackupJobs its run makes. The set cannot finish with fewer, so a tick killed
+   * before it made them all leaves the set Running until the next tick makes the rest.
+   */
+  BackupJobs: "ros.io/backup-jobs",
 } as const;
 export type WalleAnnotation = ValueOf<typeof WalleAnnotation>;

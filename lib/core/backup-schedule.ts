@@ -190,15 +190,21 @@ function startBackup(s: ScheduleStep, run: Date | ManualRun, due: Due | undefine
   const setRef: ObjectRef = { apiVersion: API_VERSION, kind: "BackupSet", name: setName };
   const uid = w.schedule.metadata.uid ?? "";
   const labels = { ...s.labels(), [Label.BackupSet]: setName };
+  const count = String(selection.targets.length);
   s.actions.push({
     op: "create",
     manifest: {
       apiVersion: API_VERSION,
       kind: "BackupSet",
-      metadata: { name: setName, labels: s.labels(), ownerReferences: [ownerRef("BackupSchedule", s.name, uid)] },
+      metadata: { name: setName, labels: s.labels(), annotations: { [WalleAnnotation.BackupJobs]: count }, ownerReferences: [ownerRef("BackupSchedule", s.name, uid)] },
       spec: { selector: { matchLabels: { [Label.BackupSchedule]: s.name, [Label.BackupSet]: setName } } },
     },
   });
+  // A run taken up again after a tick died part-way: the PVCs selected now are the ones it makes.
+  const resumed = w.sets.find((set) => set.metadata.name === setName);
+  if (resumed && resumed.metadata.annotations?.[WalleAnnotation.BackupJobs] !== count) {
+    s.actions.push({ op: "patch", target: setRef, patch: { metadata: { annotations: { [WalleAnnotation.BackupJobs]: count } } } });
+  }
   // Until a run of this schedule has backed something up, its repository may not exist: one worker may create it,
   // and the others wait for it, so `restic init` runs once instead of racing (two inits could leave two keys).
   const maybeNew = !w.sets.some((set) => (finishedJobsOf(set) ?? 0) > 0);

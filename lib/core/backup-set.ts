@@ -1,9 +1,10 @@
 // A BackupSet's status, aggregated from its BackupJobs with the original Walle's semantics: jobs counted by
-// phase; once every job has finished or failed (and there is at least one), the set is Finished, or
-// FinishedWithFailures when any failed, with its finish time and one Event.
+// phase; once every job has finished or failed (and there is at least one, and as many as its run said it makes),
+// the set is Finished, or FinishedWithFailures when any failed, with its finish time and one Event.
 import { BackupJobPhase } from "../api/backup-job.ts";
 import { BackupSetState, type BackupSetStatistics, type BackupSetStatus } from "../api/backup-set.ts";
 import { EventReason } from "../api/conditions.ts";
+import { WalleAnnotation } from "../api/constants.ts";
 import type { BackupJob, BackupSet } from "../api/parse.ts";
 import { rfc3339 } from "./conditions.ts";
 import { unchanged, type KubeEvent, type Reconciler } from "./decision.ts";
@@ -31,16 +32,25 @@ export function statistics(phases: readonly (string | undefined)[]): BackupSetSt
   return s;
 }
 
+/** The BackupJobs the run said it makes (annotation ros.io/backup-jobs); undefined when it did not say. */
+export function expectedJobs(set: { readonly metadata: { readonly annotations?: Readonly<Record<string, string>> } }): number | undefined {
+  const raw = set.metadata.annotations?.[WalleAnnotation.BackupJobs];
+  return raw !== undefined && /^\d+$/.test(raw) ? Number(raw) : undefined;
+}
+
 export function decideBackupSet(
   status: BackupSetStatus | undefined,
   jobPhases: readonly (string | undefined)[],
   now: Date,
   generation?: number,
+  expected?: number,
 ): { status: BackupSetStatus; events: KubeEvent[] } {
   const before = status ?? {};
   // A finished set stays as it finished, as in the original: later changes to its jobs do not reopen it.
   if (before.state === BackupSetState.Finished || before.state === BackupSetState.FinishedWithFailures) return { status: before, events: [] };
-  const stats = statistics(jobPhases);
+  // BackupJobs the run has yet to make count as not started, so the set cannot finish without them.
+  const missing = Math.max(0, (expected ?? 0) - jobPhases.length);
+  const stats = statistics([...jobPhases, ...Array<undefined>(missing).fill(undefined)]);
   const next: BackupSetStatus = {
     ...before,
     ...(generation !== undefined ? { observedGeneration: generation } : {}),
@@ -77,7 +87,7 @@ export const backupSetReconciler: Reconciler<BackupSet, { jobs?: readonly Backup
   world: (set, seen) => ({ set, ...seen }),
   decide(w, _config, now) {
     if (!w.jobs) return unchanged(w.set.status ?? {});
-    const d = decideBackupSet(w.set.status, w.jobs.map((j) => j.status?.phase), now, w.set.metadata.generation);
+    const d = decideBackupSet(w.set.status, w.jobs.map((j) => j.status?.phase), now, w.set.metadata.generation, expectedJobs(w.set));
     return { actions: [], ...d };
   },
   // A set's spec is only its selector, which Walle wrote: there is nothing to fail, only nothing to count.

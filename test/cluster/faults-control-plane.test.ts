@@ -134,19 +134,38 @@ describe("the control plane fails under a backup", () => {
     const [bin = process.execPath, ...args] = command.argv;
     const tick = spawn(bin, args, { env: command.env, stdio: "ignore" });
     const ended = new Promise<string | null>((resolve) => tick.once("exit", (_code, signal) => resolve(signal)));
-    const sets = new Informer<KubeObject>(on.api, "/apis/ros.io/v1/backupsets", () => tick.kill("SIGKILL"), { labelSelector: `${Label.BackupSchedule}=tick-kill` });
+    // Every state the run's set is seen in, from its creation on: it must never read finished short of 40.
+    const seen: { state?: string; completions?: string }[] = [];
+    const sets = new Informer<KubeObject & { status?: { state?: string; completions?: string } }>(
+      on.api,
+      "/apis/ros.io/v1/backupsets",
+      (_type, obj) => {
+        tick.kill("SIGKILL");
+        if (obj.status) seen.push(obj.status);
+      },
+      { labelSelector: `${Label.BackupSchedule}=tick-kill` },
+    );
     await sets.start();
     onTestFinished(() => sets.stop());
     expect(await ended).toBe("SIGKILL");
     const jobsOf = async () => (await on.api.get<{ items: (BackupJobObj & { spec: { sourcePvc: string } })[] }>("/apis/ros.io/v1/namespaces/tick-kill/backupjobs")).items;
     const atKill = (await jobsOf()).length;
     expect(atKill).toBeLessThan(pvcs.length);
+    // Those it made are backed up meanwhile, and the set waits for the rest: it said it makes 40.
+    await waitFor(async () => (await jobsOf()).every((j) => j.status?.phase === "Finished"), "the BackupJobs made before the kill to finish", 300_000);
+    type SetObj = { metadata: { name: string; annotations?: Record<string, string> }; status?: { state?: string; completions?: string } };
+    const setOf = async () => (await on.api.get<{ items: SetObj[] }>("/apis/ros.io/v1/backupsets", { labelSelector: `${Label.BackupSchedule}=tick-kill` })).items[0];
+    const waiting = await waitFor(async () => {
+      const s = await setOf();
+      return s?.status?.completions === `${atKill}/${pvcs.length}` && s;
+    }, `the set to count ${atKill} of ${pvcs.length}`, 60_000);
+    expect(waiting.status?.state).toBe("Running");
+    expect(waiting.metadata.annotations).toMatchObject({ "ros.io/backup-jobs": String(pvcs.length) });
 
     // The next ticks (KEDA's window runs it again) find the run due still, and make what is missing.
     ticking(10_000);
-    type SetObj = { metadata: { name: string }; status?: { state?: string; completions?: string } };
     const set = await waitFor(async () => {
-      const [s] = (await on.api.get<{ items: SetObj[] }>("/apis/ros.io/v1/backupsets", { labelSelector: `${Label.BackupSchedule}=tick-kill` })).items;
+      const s = await setOf();
       return s && ["Finished", "FinishedWithFailures"].includes(s.status?.state ?? "") && s;
     }, "the run to end", 300_000).catch(async (err: unknown) => {
       const sets = await on.api.get<{ items: SetObj[] }>("/apis/ros.io/v1/backupsets");
@@ -154,6 +173,9 @@ describe("the control plane fails under a backup", () => {
       throw new Error(`${String(err)}\nsets: ${JSON.stringify(sets.items.map((x) => [x.metadata.name, x.status]))}\nkilled with ${atKill} BackupJobs; now: ${phases.join(", ")}`, { cause: err });
     });
     expect(set.status).toMatchObject({ state: "Finished", completions: `${pvcs.length}/${pvcs.length}` });
+    const endings = seen.filter((st) => st.state !== "Running");
+    expect(endings.length).toBeGreaterThan(0);
+    expect(new Set(endings.map((st) => `${st.state} ${st.completions}`))).toEqual(new Set([`Finished ${pvcs.length}/${pvcs.length}`]));
     const jobs = await jobsOf();
     expect(jobs.map((j) => j.spec.sourcePvc).sort()).toEqual([...pvcs].sort());
     expect(jobs.every((j) => j.status?.phase === "Finished")).toBe(true);

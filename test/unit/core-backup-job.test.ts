@@ -6,7 +6,7 @@ import type { BackupJob } from "../../lib/api/parse.ts";
 import { backupJobReads, decideBackupJob, largestQuantity, quantityBytes, snapshotClassFor, type BackupJobWorld } from "../../lib/core/backup-job.ts";
 import type { Action } from "../../lib/core/decision.ts";
 import type { Manifest } from "../../lib/core/builders.ts";
-import { decideBackupSet } from "../../lib/core/backup-set.ts";
+import { decideBackupSet, expectedJobs } from "../../lib/core/backup-set.ts";
 import { backupJobChildNames, boundedName } from "../../lib/core/names.ts";
 import type { Job, Pod, Pvc, VolumeSnapshot, VolumeSnapshotContent } from "../../lib/core/objects.ts";
 import { targetOf, updateMovesBackupJob } from "../../lib/core/routing.ts";
@@ -322,6 +322,23 @@ describe("decideBackupSet", () => {
     expect(d.status.completions).toBe(completions);
     expect(d.status.finishTime !== undefined).toBe(state !== "Running");
     expect(d.events.length).toBe(state === "Running" ? 0 : 1);
+  });
+
+  it.each([
+    { name: "a run whose tick died after 3 of its 5 BackupJobs stays Running, counting the 2 not made", phases: ["Finished", "Finished", "Failed"], expected: 5, state: "Running", completions: "2/5", unstarted: 2 },
+    { name: "with all 5 made and ended, it finishes", phases: ["Finished", "Finished", "Failed", "Finished", "Finished"], expected: 5, state: "FinishedWithFailures", completions: "4/5", unstarted: 0 },
+    { name: "more BackupJobs than it said (one made by hand) all count", phases: ["Finished", "Finished"], expected: 1, state: "Finished", completions: "2/2", unstarted: 0 },
+  ])("$name", ({ phases, expected, state, completions, unstarted }) => {
+    const d = decideBackupSet(undefined, phases, now, undefined, expected);
+    expect({ state: d.status.state, completions: d.status.completions, unstarted: d.status.statistics?.unstartedJobs }).toEqual({ state, completions, unstarted });
+  });
+
+  it.each([
+    { annotations: { "ros.io/backup-jobs": "40" }, want: 40 },
+    { annotations: { "ros.io/backup-jobs": "forty" }, want: undefined },
+    { annotations: undefined, want: undefined },
+  ])("reads the count the run said from $annotations", ({ annotations, want }) => {
+    expect(expectedJobs({ metadata: { ...(annotations ? { annotations } : {}) } })).toBe(want);
   });
 });
 

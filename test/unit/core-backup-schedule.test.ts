@@ -39,6 +39,8 @@ describe("decideSchedule", () => {
       metadata: { labels: { "app.kubernetes.io/created-by": "walle", "ros.io/backup-schedule": "example-schedule" }, ownerReferences: [{ kind: "BackupSchedule", name: "example-schedule", uid: "5c4e0000-0000-4000-8000-000000000001", controller: true }] },
       spec: { selector: { matchLabels: { "ros.io/backup-schedule": "example-schedule", "ros.io/backupset": setName } } },
     });
+    // The set says how many BackupJobs its run makes, so it cannot finish with fewer if the tick dies part-way.
+    expect(setAction?.op === "create" && setAction.manifest.metadata.annotations).toEqual({ "ros.io/backup-jobs": "2" });
     expect(jobAction?.op === "create" && jobAction).toMatchObject({
       ownedBy: { kind: "BackupSet", name: setName },
       manifest: { metadata: { labels: { "ros.io/backupset": setName, "ros.io/backup-schedule": "example-schedule" } }, spec: { sourcePvc: "example-volume", repository: { name: "restic-repo", namespace: "walle" } } },
@@ -106,6 +108,16 @@ describe("decideSchedule", () => {
     const d = decideSchedule(world(s, { sets }), config, t("2026-12-02T05:00:00Z"));
     // Newest first: 9 F-W-F, 8 F, 7 Running, 6 F-W-F, 5 F, 4 FWF, 3 FWF, 2 F, 1 FWF, 0 F.
     expect(deleted(d.actions).sort()).toEqual(["BackupSet run-0", "BackupSet run-1", "BackupSet run-2", "BackupSet run-3", "BackupSet run-5"]);
+  });
+
+  it("a run taken up again after a tick died part-way makes what is missing, and corrects the count when the selection changed", () => {
+    const setName = "example-schedule-20261201t000000z";
+    const partial = { ...set(setName, "Running", "2026-12-01T00:02:00Z"), metadata: { ...set(setName, "Running", "2026-12-01T00:02:00Z").metadata, annotations: { "ros.io/backup-jobs": "3" } } };
+    const d = decideSchedule(world(schedule(), { sets: [partial] }), config, t("2026-12-01T00:07:00Z"));
+    expect(created(d.actions)).toEqual([`BackupSet /${setName}`, `BackupJob default/${setName}-example-volume`, `BackupJob shop/${setName}-db`]);
+    expect(d.actions.filter((a) => a.op === "patch")).toEqual([{ op: "patch", target: { apiVersion: "ros.io/v1", kind: "BackupSet", name: setName }, patch: { metadata: { annotations: { "ros.io/backup-jobs": "2" } } } }]);
+    const same = decideSchedule(world(schedule(), { sets: [{ ...partial, metadata: { ...partial.metadata, annotations: { "ros.io/backup-jobs": "2" } } }] }), config, t("2026-12-01T00:07:00Z"));
+    expect(same.actions.filter((a) => a.op === "patch")).toEqual([]);
   });
 
   it("one catch-up run after 3 days down, with the missed slots in its Event", () => {
