@@ -1,6 +1,7 @@
 // What the command drivers share: their context, their result, and running restic with repository creation.
 import type { Logger } from "pino";
 import { initArgs } from "../../../lib/restic/args.ts";
+export { formatBytes } from "../../../lib/format.ts";
 import { exitMeaning } from "../../../lib/restic/exit-codes.ts";
 import { classify, type Verdict } from "../../../lib/restic/outcome.ts";
 import type { BackupStats, ForgetStats, Reason, RestoreStats } from "../../../lib/restic/result.ts";
@@ -80,16 +81,6 @@ export function shortId(id: string): string {
   return id.slice(0, 8);
 }
 
-export function formatBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
-}
 
 /** restic's JSON output read back; undefined when it is not JSON, which the caller's schema then rejects. */
 export function parseJson(text: string): unknown {
