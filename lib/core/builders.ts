@@ -21,6 +21,8 @@ export interface WalleConfig {
    * token for it is good for nothing else, neither the API server nor a trigger.
    */
   readonly progressAudience?: string;
+  /** The least time between two progress reports of a worker (its PROGRESS_INTERVAL); the worker's default is 10 s. */
+  readonly progressIntervalSeconds?: number;
   /** The worker Job's activeDeadlineSeconds. */
   readonly workerDeadlineSeconds: number;
   /** How long a VolumeSnapshot may take to become ready before the BackupJob fails. */
@@ -213,7 +215,9 @@ export function workerJob(input: WorkerJobInput): Manifest {
               env: Object.entries({
                 CLUSTER_NAME: config.clusterName,
                 RESTIC_CACHE_DIR: CACHE_PATH,
-                ...(config.progressSinkUrl ? { PROGRESS_SINK_URL: config.progressSinkUrl, PROGRESS_TOKEN_FILE: `${PROGRESS_TOKEN_PATH}/token` } : {}),
+                ...(config.progressSinkUrl
+                  ? { PROGRESS_SINK_URL: config.progressSinkUrl, PROGRESS_TOKEN_FILE: `${PROGRESS_TOKEN_PATH}/token`, ...(config.progressIntervalSeconds ? { PROGRESS_INTERVAL: `${config.progressIntervalSeconds}s` } : {}) }
+                  : {}),
                 ...(input.shownIn && input.shownIn !== input.metadata.namespace ? { REPOSITORY_SHOWN_AS: `Secret ${input.metadata.namespace}/${input.repositorySecret}` } : {}),
                 ...input.env,
               }).map(([name, value]) => ({ name, value })),

@@ -12,6 +12,11 @@ describe("loadConfig", () => {
     expect(c.serve).toEqual({ port: 8080, service: "walle-reconcile", logLevel: "info" });
   });
 
+  it("gives workers their progress interval, 10 s unless set", async () => {
+    expect((await loadConfig({ WALLE_WORKER_IMAGE: "w", WALLE_CLUSTER_NAME: "c" }, "walle-reconcile")).walle.progressIntervalSeconds).toBe(10);
+    expect((await loadConfig({ WALLE_WORKER_IMAGE: "w", WALLE_CLUSTER_NAME: "c", WALLE_PROGRESS_INTERVAL_SECONDS: "2" }, "walle-reconcile")).walle.progressIntervalSeconds).toBe(2);
+  });
+
   it("takes Knative's PORT and K_SERVICE, and the trigger token", async () => {
     const c = await loadConfig({ WALLE_WORKER_IMAGE: "w", WALLE_CLUSTER_NAME: "c", PORT: "9000", K_SERVICE: "walle-reconcile-prod", WALLE_TRIGGER_TOKEN: "t0k3n" }, "walle-reconcile");
     expect(c.serve).toEqual({ port: 9000, service: "walle-reconcile-prod", triggerToken: "t0k3n", logLevel: "info" });
@@ -23,6 +28,7 @@ describe("loadConfig", () => {
     [{ WALLE_WORKER_IMAGE: "w", WALLE_CLUSTER_NAME: "c", PORT: "http" }, /PORT/],
     [{ WALLE_WORKER_IMAGE: "w", WALLE_CLUSTER_NAME: "c", WALLE_PROGRESS_SINK_URL: "not a url" }, /WALLE_PROGRESS_SINK_URL/],
     [{ WALLE_WORKER_IMAGE: "w", WALLE_CLUSTER_NAME: "c", LOG_LEVEL: "loud" }, /LOG_LEVEL/],
+    [{ WALLE_WORKER_IMAGE: "w", WALLE_CLUSTER_NAME: "c", WALLE_PROGRESS_INTERVAL_SECONDS: "0" }, /WALLE_PROGRESS_INTERVAL_SECONDS/],
   ])("refuses %j, naming what is wrong", async (env, message) => {
     await expect(loadConfig(env, "walle-reconcile")).rejects.toThrow(ConfigError);
     await expect(loadConfig(env, "walle-reconcile")).rejects.toThrow(message);

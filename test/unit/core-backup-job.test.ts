@@ -127,10 +127,12 @@ describe("decideBackupJob", () => {
     // Its own namespace's repository: the tenant may see where it is.
     expect(JSON.stringify(pod.containers)).not.toContain("REPOSITORY_SHOWN_AS");
     // No API token, but one bound to the pod for the progress audience alone, when progress has a sink.
-    const withSink = creates(decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { pvc, sourceSnapshot: readySnapshot("app", names.sourceSnapshot) }), { ...config, progressSinkUrl: "http://walle-reconcile.walle-system.svc" }, now).actions)[2];
+    const withSink = creates(decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { pvc, sourceSnapshot: readySnapshot("app", names.sourceSnapshot) }), { ...config, progressSinkUrl: "http://walle-reconcile.walle-system.svc", progressIntervalSeconds: 2 }, now).actions)[2];
     const sinkPod = (withSink?.spec as { template: { spec: { volumes: unknown[]; containers: { env: { name: string; value: string }[] }[] } } }).template.spec;
     expect(sinkPod.volumes).toContainEqual({ name: "progress-token", projected: { sources: [{ serviceAccountToken: { audience: "walle-progress", expirationSeconds: 3600, path: "token" } }] } });
     expect(sinkPod.containers[0]?.env).toContainEqual({ name: "PROGRESS_TOKEN_FILE", value: "/var/run/secrets/walle/progress/token" });
+    expect(sinkPod.containers[0]?.env).toContainEqual({ name: "PROGRESS_INTERVAL", value: "2s" });
+    expect(JSON.stringify(pod.containers)).not.toContain("PROGRESS_INTERVAL");
     expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: "RuntimeDefault" } });
     const c = pod.containers[0] as { envFrom: unknown; env: { name: string; value: string }[]; securityContext: unknown; volumeMounts: unknown[] };
     expect(c.envFrom).toEqual([{ secretRef: { name: "repo" } }]);
