@@ -8,10 +8,12 @@
 // when --timeout passed.
 import os from "node:os";
 import path from "node:path";
-import { follow, readStatus, RefusedError, requestBackup, requestRestore, type Created, type Followed, type StatusReport } from "../lib/app/admin.ts";
+import pkg from "../package.json" with { type: "json" };
+import { follow, listSnapshots, readStatus, RefusedError, requestBackup, requestRestore, type Created, type Followed, type StatusReport } from "../lib/app/admin.ts";
 import { kubeconfigCredentials, kubeconfigFiles, loadKubeconfig } from "../lib/k8s/kubeconfig.ts";
 import { RestClient } from "../lib/k8s/rest.ts";
 import { HELP, parseCommandLine, USAGE, UsageError, type Command, type Globals } from "./options.ts";
+import { formatBytes } from "../lib/format.ts";
 import { age, paint, printObjects, progressLine, table, until } from "./render.ts";
 
 export interface Io {
@@ -160,6 +162,31 @@ async function run(cmd: Exclude<Command, { name: "help" }>, io: Io): Promise<num
       });
       return created(api, c, cmd.wait, cmd.timeoutSeconds, cmd.globals, io);
     }
+    case "snapshots": {
+      const listed = await listSnapshots(api, { namespace, pvc: cmd.pvc, repository: cmd.repository, workerImage: cmd.workerImage ?? `ghcr.io/ros-io/walle-worker:${pkg.version}`, timeoutMs: cmd.timeoutSeconds * 1000 });
+      if (cmd.globals.output !== "table") {
+        io.out.write(`${printObjects([{ pvc: cmd.pvc, namespace, total: listed.total, snapshots: listed.snapshots }], cmd.globals.output)}\n`);
+        return EXIT.ok;
+      }
+      const now = io.now();
+      if (listed.snapshots.length > 0) {
+        io.out.write(
+          `${table(
+            [
+              { header: "ID", value: (s) => s.id },
+              { header: "TIME", value: (s) => new Date(s.time).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z") },
+              { header: "AGE", value: (s) => age(s.time, now) },
+              { header: "HOST", value: (s) => s.host },
+              { header: "SIZE", value: (s) => (s.bytes === undefined ? "" : formatBytes(s.bytes)) },
+            ],
+            listed.snapshots,
+            cmd.globals,
+          )}\n`,
+        );
+      }
+      if (listed.snapshots.length === 0 || listed.total > listed.snapshots.length) io.err.write(`${listed.message}\n`);
+      return EXIT.ok;
+    }
     case "status":
       printStatus(await readStatus(api, cmd.globals.allNamespaces ? undefined : namespace), cmd.globals, io);
       return EXIT.ok;
@@ -181,7 +208,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
   if (cmd.name === "help") {
     const topic = cmd.topic;
     if (topic !== undefined && !Object.hasOwn(HELP, topic)) {
-      error(`unknown command "${topic}": the commands are backup, restore and status`);
+      error(`unknown command "${topic}": the commands are backup, restore, snapshots and status`);
       return EXIT.usage;
     }
     io.out.write(`${topic ? HELP[topic as keyof typeof HELP] : USAGE}\n`);

@@ -39,7 +39,8 @@ export type Command =
       readonly wait: boolean;
       readonly timeoutSeconds: number;
     }
-  | { readonly name: "status"; readonly globals: Globals };
+  | { readonly name: "status"; readonly globals: Globals }
+  | { readonly name: "snapshots"; readonly globals: Globals; readonly pvc: string; readonly repository: string; readonly workerImage?: string; readonly timeoutSeconds: number };
 
 const globalFlags = {
   namespace: { type: "string", short: "n" },
@@ -69,6 +70,7 @@ const commandFlags = {
     path: { type: "string", multiple: true },
   },
   status: {},
+  snapshots: { ...repositoryFlags, timeout: { type: "string" }, "worker-image": { type: "string" } },
 } as const satisfies Record<string, ParseArgsConfig["options"]>;
 
 type CommandName = keyof typeof commandFlags;
@@ -79,6 +81,7 @@ export const USAGE = `kubectl walle: back up and restore PersistentVolumeClaims 
 Commands:
   backup <pvc>     Back up a PVC now (a BackupJob); --wait follows it to its end.
   restore <pvc>    Restore a PVC's snapshot into a new PVC or in place (a BackupRestore).
+  snapshots <pvc>  A PVC's snapshots in its repository, newest first (read by a short worker Job).
   status           Schedules with their last and next runs, running BackupSets, failing BackupJobs.
 
 Flags for every command:
@@ -130,6 +133,21 @@ Flags:
 Examples:
   kubectl walle restore data -n shop --to data-restored --repository restic-repo --wait
   kubectl walle restore data -n shop --in-place --before 2026-12-01T00:00:00Z --repository restic-repo`,
+  snapshots: `A PVC's snapshots in the repository, newest first, with their id, time, host and size. A short worker Job in
+the namespace reads the repository with its Secret, and only the list comes back: the password never reaches you.
+You need RBAC to create jobs and serviceaccounts there (examples/kubectl-walle-rbac.yaml).
+
+Usage:
+  kubectl walle snapshots <pvc> [-n ns] --repository <secret> [--worker-image <image>] [--timeout 5m]
+
+Flags:
+      --repository <secret>     The repository's Secret, in the namespace (required).
+      --worker-image <image>    The worker image (default ghcr.io/ros-io/walle-worker:<this version>).
+      --timeout <duration>      How long to wait for the worker (default 5m).
+
+Examples:
+  kubectl walle snapshots data -n shop --repository restic-repo
+  kubectl walle snapshots data -n shop --repository restic-repo -o json`,
   status: `Schedules with their state, last and next runs; the BackupSets still running with their completions; and the
 BackupJobs that failed, with their messages. What your RBAC hides is named, not left out silently.
 
@@ -151,7 +169,7 @@ export function durationSeconds(text: string): number | undefined {
 export function parseCommandLine(argv: readonly string[]): Command {
   const [first, ...rest] = argv;
   if (first === undefined || first === "help" || first === "-h" || first === "--help") return { name: "help", ...(rest[0] ? { topic: rest[0] } : {}) };
-  if (!isCommand(first)) throw new UsageError(`unknown command "${first}": the commands are backup, restore and status`);
+  if (!isCommand(first)) throw new UsageError(`unknown command "${first}": the commands are backup, restore, snapshots and status`);
   let parsed;
   try {
     parsed = parseArgs({ args: rest, options: { ...globalFlags, ...commandFlags[first] }, allowPositionals: true, strict: true });
@@ -182,12 +200,13 @@ export function parseCommandLine(argv: readonly string[]): Command {
   const [pvc, ...extra] = positionals;
   if (!pvc) throw new UsageError(`${first} needs the PVC: kubectl walle ${first} <pvc>`, first);
   if (extra.length > 0) throw new UsageError(`${first} takes one PVC, not also "${extra.join(" ")}"`, first);
-  const timeoutText = str("timeout") ?? "6h";
+  const timeoutText = str("timeout") ?? (first === "snapshots" ? "5m" : "6h");
   const timeoutSeconds = durationSeconds(timeoutText);
   if (!timeoutSeconds) throw new UsageError(`--timeout must be a duration such as 90s, 30m or 2h, not "${timeoutText}"`, first);
   const repository = str("repository");
   if (!repository) throw new UsageError(`${first} needs --repository <secret>: the repository Secret in the PVC's namespace`, first);
   if (first === "backup") return { name: "backup", globals, pvc, repository, wait: flag("wait"), timeoutSeconds };
+  if (first === "snapshots") return { name: "snapshots", globals, pvc, repository, ...(str("worker-image") ? { workerImage: str("worker-image") } : {}), timeoutSeconds };
   const to = str("to");
   const inPlace = flag("in-place");
   if ((to === undefined) === !inPlace) throw new UsageError("restore needs exactly one of --to <new-pvc> and --in-place", first);

@@ -61,6 +61,9 @@
 //   check:
 //   CHECK_READ_DATA_SUBSET  also read this part of the data: `1/10`, `5%` or `500M` (restic's --read-data-subset).
 //
+//   snapshots:
+//   PVC_NAME, PVC_NAMESPACE   whose snapshots to list (of every cluster, unless CLUSTER_NAME says which). Required.
+//
 //   prune, check and unlock, which first remove the locks of workers that are gone (lib/restic/locks.ts):
 //   STALE_LOCKS_BEFORE    an RFC 3339 time at which no worker Job of this cluster was active: the locks of this
 //                         cluster's workers taken before it are stale. The tick sets it on a prune it starts at
@@ -179,6 +182,7 @@ const schemas = {
     ...StaleLocks,
   }),
   unlock: Common.extend(StaleLocks),
+  snapshots: Common.extend({ ...Owner }),
 } as const satisfies Record<WorkerCommand, z.ZodObject>;
 
 type Raw<C extends WorkerCommand> = z.infer<(typeof schemas)[C]>;
@@ -241,7 +245,12 @@ export interface UnlockConfig extends CommonConfig, StaleLockConfig {
   command: "unlock";
 }
 
-export type WorkerConfig = BackupConfig | RestoreConfig | PruneConfig | CheckConfig | UnlockConfig;
+export interface SnapshotsConfig extends CommonConfig {
+  command: "snapshots";
+  owner: { pvc: string; namespace: string };
+}
+
+export type WorkerConfig = BackupConfig | RestoreConfig | PruneConfig | CheckConfig | UnlockConfig | SnapshotsConfig;
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -270,6 +279,10 @@ export function parseConfig(command: WorkerCommand, env: Env): WorkerConfig {
     case "unlock": {
       const raw = parse(schemas.unlock, env);
       return { ...common(raw), command, staleLocksBefore: raw.STALE_LOCKS_BEFORE };
+    }
+    case "snapshots": {
+      const raw = parse(schemas.snapshots, env);
+      return { ...common(raw), command, owner: { pvc: raw.PVC_NAME, namespace: raw.PVC_NAMESPACE } };
     }
     default:
       return unhandled(command);

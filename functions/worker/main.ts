@@ -18,6 +18,7 @@ import { prune } from "./commands/prune.ts";
 import { restore } from "./commands/restore.ts";
 import type { CommandResult, WorkerContext } from "./commands/shared.ts";
 import { unlock } from "./commands/unlock.ts";
+import { snapshots } from "./commands/snapshots.ts";
 import { ConfigError, parseConfig, terminationMessagePath, type WorkerConfig } from "./config.ts";
 import { ProgressReporter } from "./progress.ts";
 import { ResticRunner, ResticSpawnError } from "./restic.ts";
@@ -61,6 +62,8 @@ function dispatch(config: WorkerConfig, ctx: WorkerContext): Promise<CommandResu
       return check(config, ctx);
     case "unlock":
       return unlock(config, ctx);
+    case "snapshots":
+      return snapshots(config, ctx);
     default:
       return config satisfies never;
   }

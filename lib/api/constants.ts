@@ -68,6 +68,8 @@ export const JobType = {
   Prune: "prune",
   Check: "check",
   Restore: "restore",
+  /** A short worker that lists a PVC's snapshots for kubectl walle snapshots. */
+  Snapshots: "snapshots",
 } as const;
 export type JobType = ValueOf<typeof JobType>;
 

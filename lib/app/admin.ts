@@ -5,12 +5,17 @@ import { randomUUID } from "node:crypto";
 import { BackupJobPhase } from "../api/backup-job.ts";
 import { BackupRestorePhase } from "../api/backup-restore.ts";
 import type { Progress } from "../api/common.ts";
-import { INSTALL_NAMESPACE } from "../api/constants.ts";
+import { CREATED_BY, INSTALL_NAMESPACE, JobType, Label } from "../api/constants.ts";
+import { workerActions } from "../core/builders.ts";
+import { boundedName, shortHash } from "../core/names.ts";
+import { jobOutcome } from "../core/objects.ts";
 import { overview, type JobSeen, type Overview, type ScheduleSeen, type SetSeen } from "../core/overview.ts";
 import { forcedBackupJob, forcedBackupRestore, isRefusal, type Refusal } from "../core/requests.ts";
+import { performAll } from "../k8s/actions.ts";
 import { Informer, type KubeObject } from "../k8s/informer.ts";
 import { collectionPath, objectPath } from "../k8s/paths.ts";
 import { ApiError, type RestClient } from "../k8s/rest.ts";
+import { decodeResult, type SnapshotEntry } from "../restic/result.ts";
 
 /** A request Walle's rules or the API server refused, in words that name what to change. */
 export class RefusedError extends Error {
@@ -126,48 +131,56 @@ export interface Followed extends KubeObject {
   status?: { phase?: string; progress?: Progress; snapshotId?: string; conditions?: { type: string; status: string; reason?: string; message?: string }[] };
 }
 
-const ended = (o: Followed) => o.status?.phase === BackupJobPhase.Finished || o.status?.phase === BackupJobPhase.Failed || o.status?.phase === BackupRestorePhase.Failed;
+const hasEnded = (o: Followed) => o.status?.phase === BackupJobPhase.Finished || o.status?.phase === BackupJobPhase.Failed || o.status?.phase === BackupRestorePhase.Failed;
 
 /**
- * Watches one BackupJob or BackupRestore (list+watch, as kubectl wait does) and calls `onChange` with each state,
- * until it has Finished or Failed, or `timeoutMs` has passed; the last state seen, and whether it ended.
+ * Watches the object `name` of a collection (list+watch, as kubectl wait does), calling `seen` with each state
+ * until it says the object has ended or `timeoutMs` has passed; the last state, and whether it ended. A deleted
+ * object, or a watch RBAC refuses, is an error.
  */
-export async function follow(api: RestClient, c: Created, onChange: (o: Followed) => void, timeoutMs: number): Promise<{ last?: Followed; ended: boolean }> {
-  let last: Followed | undefined;
-  let done!: (v: boolean) => void;
-  const finished = new Promise<boolean>((resolve) => (done = resolve));
+async function watchUntil<T extends KubeObject>(api: RestClient, collection: string, name: string, timeoutMs: number, seen: (o: T) => boolean): Promise<{ last?: T; ended: boolean }> {
+  let last: T | undefined;
+  let settle!: (ended: boolean) => void;
   let failure: unknown;
-  const informer = new Informer<Followed>(
+  const ended = new Promise<boolean>((resolve) => (settle = resolve));
+  const informer = new Informer<T>(
     api,
-    collectionPath(c.kind, c.namespace),
+    collection,
     (type, obj) => {
       if (type === "delete") {
-        failure = new Error(`${c.kind} ${c.namespace}/${c.name} was deleted`);
-        done(false);
+        failure = new Error(`${collection}/${name} was deleted`);
+        settle(false);
         return;
       }
       last = obj;
-      onChange(obj);
-      if (ended(obj)) done(true);
+      if (seen(obj)) settle(true);
     },
-    { fieldSelector: `metadata.name=${c.name}` },
+    { fieldSelector: `metadata.name=${name}` },
     (err) => {
       if (err instanceof ApiError && (err.code === 401 || err.code === 403)) {
-        failure = explain(err, `Watching ${c.kind} ${c.namespace}/${c.name}`);
-        done(false);
+        failure = explain(err, `Watching ${collection}/${name}`);
+        settle(false);
       }
     },
   );
-  const timer = setTimeout(() => done(false), timeoutMs);
+  const timer = setTimeout(() => settle(false), timeoutMs);
   try {
     await informer.start();
-    const result = await finished;
+    const result = await ended;
     if (failure) throw failure instanceof Error ? failure : new Error(String(failure));
     return { ...(last ? { last } : {}), ended: result };
   } finally {
     clearTimeout(timer);
     informer.stop();
   }
+}
+
+/** Follows one BackupJob or BackupRestore, calling `onChange` with each state, until it Finished or Failed. */
+export function follow(api: RestClient, c: Created, onChange: (o: Followed) => void, timeoutMs: number): Promise<{ last?: Followed; ended: boolean }> {
+  return watchUntil<Followed>(api, collectionPath(c.kind, c.namespace), c.name, timeoutMs, (o) => {
+    onChange(o);
+    return hasEnded(o);
+  });
 }
 
 export interface StatusReport extends Overview {
@@ -194,4 +207,61 @@ export async function readStatus(api: RestClient, namespace: string | undefined)
   const [schedules, sets, jobs] = await Promise.all([listed<ScheduleSeen>("BackupSchedule"), listed<SetSeen>("BackupSet"), listed<JobSeen>("BackupJob", namespace)]);
   const withKind = (kind: string) => (o: object) => ({ apiVersion: "ros.io/v1", kind, ...o });
   return { ...overview({ schedules, sets, jobs }), hidden, objects: [...schedules.map(withKind("BackupSchedule")), ...sets.map(withKind("BackupSet")), ...jobs.map(withKind("BackupJob"))] };
+}
+
+export interface SnapshotsAsked {
+  readonly namespace: string;
+  readonly pvc: string;
+  readonly repository: string;
+  /** The worker image (Walle's, of this version, unless told). */
+  readonly workerImage: string;
+  readonly timeoutMs: number;
+}
+
+export interface SnapshotsListed {
+  readonly message: string;
+  readonly snapshots: readonly SnapshotEntry[];
+  readonly total: number;
+}
+
+interface JobSeenHere extends KubeObject {
+  status?: { conditions?: { type: string; status: string; reason?: string; message?: string }[] };
+}
+interface WorkerPodSeen {
+  status?: { containerStatuses?: { name: string; state?: { terminated?: { message?: string } } }[] };
+}
+
+/**
+ * A PVC's snapshots, newest first: a short worker Job in the namespace (the repository Secret's) lists them and
+ * reports them in its result, so the repository's password never leaves the cluster. The Job is deleted after.
+ */
+export async function listSnapshots(api: RestClient, r: SnapshotsAsked): Promise<SnapshotsListed> {
+  const name = boundedName(["walle-snapshots", r.pvc, shortHash(randomUUID(), 6)]);
+  const config = { installNamespace: INSTALL_NAMESPACE, clusterName: "", workerImage: r.workerImage, snapClassMappings: [], workerDeadlineSeconds: Math.ceil(r.timeoutMs / 1000), snapshotTimeoutSeconds: 0, workerBackoffLimit: 0, maxWorkersPerRepository: 1 };
+  const actions = workerActions({
+    metadata: { name, namespace: r.namespace, labels: { [Label.CreatedBy]: CREATED_BY, [Label.BackupJobType]: JobType.Snapshots } },
+    config,
+    command: JobType.Snapshots,
+    repositorySecret: r.repository,
+    env: { PVC_NAME: r.pvc, PVC_NAMESPACE: r.namespace },
+  });
+  try {
+    await performAll(api, actions);
+  } catch (err) {
+    throw explain(err instanceof Error && err.cause ? err.cause : err, `Starting worker Job ${r.namespace}/${name} to list the snapshots`);
+  }
+  try {
+    const { ended: done } = await watchUntil<JobSeenHere>(api, collectionPath("Job", r.namespace), name, r.timeoutMs, (job) => jobOutcome(job) !== undefined);
+    if (!done) throw new Error(`worker Job ${r.namespace}/${name} did not end within ${Math.round(r.timeoutMs / 1000)} s`);
+    const pods = await api.get<{ items: WorkerPodSeen[] }>(collectionPath("Pod", r.namespace), { labelSelector: `job-name=${name}` });
+    const messages = pods.items.flatMap((p) => p.status?.containerStatuses?.filter((c) => c.name === "worker").map((c) => c.state?.terminated?.message ?? "") ?? []);
+    const decoded = messages.map(decodeResult).find((d) => d.ok);
+    if (!decoded?.ok) throw new Error(`worker Job ${r.namespace}/${name} left no result: ${messages.join(" ") || "its pod has no termination message"}`);
+    const result = decoded.result;
+    if (result.outcome !== "Succeeded") throw new RefusedError(`listing the snapshots failed (${result.reason}): ${result.message}`);
+    const snapshots = result.snapshots ?? [];
+    return { message: result.message, snapshots, total: result.snapshotsTotal ?? snapshots.length };
+  } finally {
+    await api.delete(objectPath("Job", name, r.namespace), { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Background" }).catch(() => {});
+  }
 }

@@ -70,9 +70,12 @@ export function initArgs(): string[] {
   return ["init", "--json"];
 }
 
-/** The snapshots of one PVC taken by one cluster, for choosing what to restore. */
-export function snapshotsArgs(o: { host: string; owner: Pick<SnapshotOwner, "pvc" | "namespace"> }): string[] {
-  return ["snapshots", "--json", "--host", o.host, ...tagFilter(snapshotTags(o.owner))];
+/**
+ * The snapshots of one PVC (taken by one cluster, when `host` is given), to restore one or to list them; a list
+ * for a person reads without a lock (`noLock`), so a listing killed midway leaves nothing behind.
+ */
+export function snapshotsArgs(o: { host?: string; owner: Pick<SnapshotOwner, "pvc" | "namespace">; noLock?: boolean }): string[] {
+  return ["snapshots", "--json", ...(o.noLock ? ["--no-lock"] : []), ...(o.host ? ["--host", o.host] : []), ...tagFilter(snapshotTags(o.owner))];
 }
 
 export interface RestoreArgs {

@@ -6,7 +6,7 @@
 // shortened until the whole fits.
 import { z } from "zod";
 
-export const workerCommands = ["backup", "restore", "prune", "check", "unlock"] as const;
+export const workerCommands = ["backup", "restore", "prune", "check", "unlock", "snapshots"] as const;
 export const WorkerCommand = z.enum(workerCommands);
 export type WorkerCommand = z.infer<typeof WorkerCommand>;
 
@@ -92,6 +92,19 @@ export type RestoreStats = z.infer<typeof RestoreStats>;
 export const ForgetStats = z.object({ kept: count, removed: count });
 export type ForgetStats = z.infer<typeof ForgetStats>;
 
+/** One snapshot as the snapshots command lists it: the short id restic prints, its time, host and size. */
+export const SnapshotEntry = z.object({
+  id: z.string().regex(/^[0-9a-f]{8}$/),
+  time: z.string(),
+  host: z.string(),
+  /** Bytes the backup read (restic's summary.total_bytes_processed), when restic recorded it. */
+  bytes: count.optional(),
+});
+export type SnapshotEntry = z.infer<typeof SnapshotEntry>;
+
+/** The most snapshots one result lists, newest first, so that it fits the termination message. */
+export const listedSnapshotsLimit = 30;
+
 export const WorkerResult = z
   .object({
     command: WorkerCommand,
@@ -109,6 +122,9 @@ export const WorkerResult = z
     backup: BackupStats.optional(),
     restore: RestoreStats.optional(),
     forget: ForgetStats.optional(),
+    snapshots: z.array(SnapshotEntry).max(listedSnapshotsLimit).optional(),
+    /** How many snapshots there are in all, when more than the list holds. */
+    snapshotsTotal: count.optional(),
     startedAt: z.iso.datetime(),
     finishedAt: z.iso.datetime(),
   })
@@ -122,6 +138,12 @@ export const terminationMessageLimit = 4096;
 export function encodeResult(result: WorkerResult): string {
   const json = JSON.stringify(result);
   if (byteLength(json) <= terminationMessageLimit) return json;
+  // A list too long (long host names) loses its oldest entries before the message loses a word.
+  const listed = result.snapshots;
+  if (listed && listed.length > 0) {
+    const fewer = listed.slice(0, -1);
+    return encodeResult({ ...result, snapshots: fewer, snapshotsTotal: result.snapshotsTotal ?? listed.length });
+  }
   // The longest prefix of the message that fits, found by bisection: a character may take one byte or six once
   // UTF-8 encoded and JSON escaped, so its length in characters says little.
   const chars = [...result.message];

@@ -8,6 +8,8 @@ export const Snapshot = z.object({
   hostname: z.string(),
   tags: z.array(z.string()).nullish(),
   paths: z.array(z.string()).nullish(),
+  /** What the backup did (restic 0.17 and later record it in the snapshot). */
+  summary: z.object({ total_bytes_processed: z.number().int().nonnegative().optional() }).nullish(),
 });
 export type Snapshot = z.infer<typeof Snapshot>;
 
@@ -37,6 +39,11 @@ export function selectSnapshot(snapshots: readonly Snapshot[], before?: Date): S
     if (!best || t > Date.parse(best.time) || (t === Date.parse(best.time) && s.id > best.id)) best = s;
   }
   return best;
+}
+
+/** Newest first, by time and then id, as `kubectl walle snapshots` lists them. */
+export function newestFirst(snapshots: readonly Snapshot[]): Snapshot[] {
+  return [...snapshots].sort((a, b) => Date.parse(b.time) - Date.parse(a.time) || b.id.localeCompare(a.id));
 }
 
 /** Counts of a forget run across its groups. */

@@ -11,6 +11,7 @@ describe("the command line", () => {
     { argv: ["backup", "data", "--repository=repo", "--timeout", "90s", "-o", "yaml"], want: { name: "backup", wait: false, timeoutSeconds: 90, globals: { output: "yaml" } } },
     { argv: ["restore", "data", "--to", "data-2", "--repository", "repo", "--path", "/db", "--path", "/etc"], want: { name: "restore", to: "data-2", inPlace: false, paths: ["/db", "/etc"] } },
     { argv: ["restore", "data", "--in-place", "--force", "--before", "2026-12-01T00:00:00Z", "--repository", "repo"], want: { name: "restore", inPlace: true, force: true, before: "2026-12-01T00:00:00Z" } },
+    { argv: ["snapshots", "data", "--repository", "repo", "--worker-image", "registry.local/walle-worker:1"], want: { name: "snapshots", pvc: "data", repository: "repo", workerImage: "registry.local/walle-worker:1", timeoutSeconds: 300 } },
     { argv: ["status", "-A", "--no-headers"], want: { name: "status", globals: { allNamespaces: true, noHeaders: true } } },
     { argv: ["backup", "--help"], want: { name: "help", topic: "backup" } },
     { argv: [], want: { name: "help" } },
@@ -19,7 +20,8 @@ describe("the command line", () => {
   });
 
   it.each([
-    { argv: ["snapshot"], says: 'unknown command "snapshot": the commands are backup, restore and status' },
+    { argv: ["snapshot"], says: 'unknown command "snapshot": the commands are backup, restore, snapshots and status' },
+    { argv: ["snapshots", "data"], says: "snapshots needs --repository <secret>: the repository Secret in the PVC's namespace" },
     { argv: ["backup", "--repository", "r"], says: "backup needs the PVC: kubectl walle backup <pvc>" },
     { argv: ["backup", "data"], says: "backup needs --repository <secret>: the repository Secret in the PVC's namespace" },
     { argv: ["backup", "data", "extra", "--repository", "r"], says: 'backup takes one PVC, not also "extra"' },

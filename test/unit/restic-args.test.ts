@@ -76,6 +76,7 @@ describe("restic command lines", () => {
     { name: "check", args: checkArgs(), want: ["check", "--json"] },
     { name: "check with a subset", args: checkArgs({ readDataSubset: "5%" }), want: ["check", "--json", "--read-data-subset", "5%"] },
     { name: "unlock removes only stale locks", args: unlockArgs(), want: ["unlock", "--json"] },
+    { name: "a PVC's snapshots of every cluster", args: snapshotsArgs({ owner }), want: ["snapshots", "--json", "--tag", "pvc=data,namespace=shop"] },
     { name: "unlock of every lock", args: unlockArgs({ removeAll: true }), want: ["unlock", "--json", "--remove-all"] },
     { name: "the locks listed, without a lock", args: listLocksArgs(), want: ["list", "locks", "--no-lock"] },
     { name: "one lock read, without a lock", args: catLockArgs("ab12"), want: ["cat", "lock", "ab12", "--no-lock"] },

@@ -3,6 +3,7 @@ import { pino } from "pino";
 import { describe, expect, it, vi } from "vitest";
 import { prune } from "../../functions/worker/commands/prune.ts";
 import { restore } from "../../functions/worker/commands/restore.ts";
+import { snapshots as listSnapshots } from "../../functions/worker/commands/snapshots.ts";
 import { REPOSITORY_POLL_MS, runCreatingRepository, type WorkerContext } from "../../functions/worker/commands/shared.ts";
 import { unlock } from "../../functions/worker/commands/unlock.ts";
 import type { PruneConfig, RestoreConfig } from "../../functions/worker/config.ts";
@@ -10,6 +11,7 @@ import { ProgressReporter } from "../../functions/worker/progress.ts";
 import type { ResticInvocation, ResticRun } from "../../functions/worker/restic.ts";
 import { workerHostname } from "../../lib/restic/locks.ts";
 import type { ResticRunFacts } from "../../lib/restic/outcome.ts";
+import { decodeResult, encodeResult } from "../../lib/restic/result.ts";
 
 const log = pino({ level: "silent" });
 const id = (c: string) => c.repeat(64);
@@ -232,5 +234,50 @@ describe("unlock", () => {
     const r = await unlock(unvouched, { ...ctx, hostname: own });
     expect(calls.some((c) => c.includes("--remove-all"))).toBe(false);
     expect(r.message).toBe("There were no stale locks to remove.");
+  });
+});
+
+describe("snapshots", () => {
+  const config = { ...common, command: "snapshots" as const, owner: { pvc: "data", namespace: "shop" } };
+  const snap = (i: number, host = "prod") => ({
+    id: i.toString(16).padStart(64, "a"),
+    time: new Date(Date.UTC(2026, 11, 1) + i * 3_600_000).toISOString(),
+    hostname: host,
+    summary: { total_bytes_processed: 1000 + i },
+  });
+
+  it("lists the PVC's snapshots of every cluster, newest first, with short ids and sizes", async () => {
+    const { ctx, calls } = scripted(() => ({ stdout: [JSON.stringify([snap(1), snap(3, "staging"), snap(2)])] }));
+    const r = await listSnapshots(config, ctx);
+    expect(calls).toEqual([["snapshots", "--json", "--no-lock", "--tag", "pvc=data,namespace=shop"]]);
+    expect(r).toMatchObject({ reason: "Completed", message: "3 snapshots of PVC shop/data." });
+    expect(r.snapshots).toEqual([
+      { id: "aaaaaaaa", time: "2026-12-01T03:00:00.000Z", host: "staging", bytes: 1003 },
+      { id: "aaaaaaaa", time: "2026-12-01T02:00:00.000Z", host: "prod", bytes: 1002 },
+      { id: "aaaaaaaa", time: "2026-12-01T01:00:00.000Z", host: "prod", bytes: 1001 },
+    ]);
+  });
+
+  it("of one cluster when CLUSTER_NAME says which; the newest 30 of more, with the count", async () => {
+    const { ctx, calls } = scripted(() => ({ stdout: [JSON.stringify(Array.from({ length: 35 }, (_, i) => snap(i)))] }));
+    const r = await listSnapshots({ ...config, host: "prod" }, ctx);
+    expect(calls[0]).toEqual(["snapshots", "--json", "--no-lock", "--host", "prod", "--tag", "pvc=data,namespace=shop"]);
+    expect(r).toMatchObject({ message: "35 snapshots of PVC shop/data from cluster prod; the newest 30 are listed.", snapshotsTotal: 35 });
+    expect(r.snapshots?.[0]?.time).toBe("2026-12-02T10:00:00.000Z");
+    expect(r.snapshots).toHaveLength(30);
+  });
+
+  it("says so when there are none, and fails on a list it cannot read", async () => {
+    expect(await listSnapshots(config, scripted(() => ({ stdout: ["[]"] })).ctx)).toMatchObject({ reason: "Completed", message: "There are no snapshots of PVC shop/data.", snapshots: [] });
+    expect(await listSnapshots(config, scripted(() => ({ stdout: ["{"] })).ctx)).toMatchObject({ reason: "ResticFailed" });
+  });
+
+  it("fits the termination message: a list of long host names loses its oldest entries first", () => {
+    const entries = Array.from({ length: 30 }, (_, i) => ({ id: "0123abcd", time: "2026-12-01T00:00:00.123456789+01:00", host: `h${i}-${"x".repeat(150)}`, bytes: 1 }));
+    const text = encodeResult({ command: "snapshots", outcome: "Succeeded", reason: "Completed", message: "30 snapshots of PVC shop/data.", snapshots: entries, startedAt: "2026-12-01T00:00:00Z", finishedAt: "2026-12-01T00:00:01Z" });
+    expect(new TextEncoder().encode(text).length).toBeLessThanOrEqual(4096);
+    const decoded = decodeResult(text);
+    expect(decoded.ok && decoded.result).toMatchObject({ message: "30 snapshots of PVC shop/data.", snapshotsTotal: 30 });
+    expect(decoded.ok && decoded.result.snapshots?.map((e) => e.host)).toEqual(entries.slice(0, decoded.ok ? (decoded.result.snapshots?.length ?? 0) : 0).map((e) => e.host));
   });
 });

@@ -141,6 +141,11 @@ describe("prune, check and unlock configuration", () => {
     expect(problems(command, { ...env, STALE_LOCKS_BEFORE: "an hour ago" }).join()).toContain("STALE_LOCKS_BEFORE must be an RFC 3339 time");
   });
 
+  it("snapshots needs the PVC", () => {
+    expect(parseConfig("snapshots", { ...secret, PVC_NAME: "data", PVC_NAMESPACE: "shop" })).toMatchObject({ command: "snapshots", owner: { pvc: "data", namespace: "shop" } });
+    expect(problems("snapshots", secret).join("; ")).toMatch(/PVC_NAME is required.*PVC_NAMESPACE is required/);
+  });
+
   it("rejects a bad data subset", () => {
     expect(problems("check", { ...secret, CHECK_READ_DATA_SUBSET: "half" }).join()).toContain("CHECK_READ_DATA_SUBSET must be");
   });

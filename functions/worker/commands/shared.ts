@@ -4,7 +4,7 @@ import { initArgs } from "../../../lib/restic/args.ts";
 export { formatBytes } from "../../../lib/format.ts";
 import { exitMeaning } from "../../../lib/restic/exit-codes.ts";
 import { classify, type Verdict } from "../../../lib/restic/outcome.ts";
-import type { BackupStats, ForgetStats, Reason, RestoreStats } from "../../../lib/restic/result.ts";
+import type { BackupStats, ForgetStats, Reason, RestoreStats, SnapshotEntry } from "../../../lib/restic/result.ts";
 import type { CommonConfig } from "../config.ts";
 import type { ProgressKind } from "../../../lib/restic/progress.ts";
 import type { ProgressReporter } from "../progress.ts";
@@ -28,6 +28,8 @@ export interface CommandResult {
   backup?: BackupStats;
   restore?: RestoreStats;
   forget?: ForgetStats;
+  snapshots?: SnapshotEntry[];
+  snapshotsTotal?: number;
 }
 
 /** The verdict on one run, in the words of this configuration (its repository, its waits). */
