@@ -83,8 +83,11 @@ export interface Requested {
   readonly phase?: string;
 }
 
-/** A worker's progress more often than this is not written: status writes cost more than they show. */
-const PROGRESS_MIN_INTERVAL_MS = 5_000;
+/**
+ * A worker's progress more often than half its interval (WALLE_PROGRESS_INTERVAL_SECONDS, default 10 s) is not
+ * written: a worker that reports faster than told costs status writes and shows nothing more.
+ */
+const progressMinIntervalMs = (config: { progressIntervalSeconds?: number }) => ((config.progressIntervalSeconds ?? 10) * 1000) / 2;
 /** Runs whose last progress write is remembered; more than run at once on any cluster Walle serves. */
 const PROGRESS_KEYS = 1_024;
 
@@ -93,7 +96,7 @@ export function createWalle(opts: WalleOptions): Walle {
   const now = opts.now ?? (() => new Date());
   const controller = { name: opts.controller, instance: config.instance };
   const ctx = (log: Logger): ExecutorContext => ({ api, config, log, now, controller });
-  const progressThrottle = new Throttle(PROGRESS_MIN_INTERVAL_MS, PROGRESS_KEYS);
+  const progressThrottle = new Throttle(progressMinIntervalMs(config), PROGRESS_KEYS);
 
   /**
    * A worker has ended, so a repository may have room: the BackupJobs waiting longest for a turn are looked at

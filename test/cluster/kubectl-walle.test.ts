@@ -3,7 +3,7 @@
 // examples/kubectl-walle-rbac.yaml gives, against the local cluster's real API server and Walle's reconcile.
 import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, symlink } from "node:fs/promises";
+import { mkdir, readFile, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyObjects, readManifestFiles } from "../../cluster/index.ts";
@@ -167,8 +167,10 @@ describe("kubectl walle", () => {
 
   it("draws a progress bar that advances, in a terminal", async () => {
     await startWalle({ env: { WALLE_PROGRESS_INTERVAL_SECONDS: "1" } });
-    // Data restic reads for several seconds: it neither compresses nor deduplicates.
-    const ns = await tenant("cli-tty", { "big.bin": randomBytes(320 * 1024 * 1024) });
+    // Data restic reads for several seconds: 768 MiB that neither compresses nor deduplicates.
+    const ns = await tenant("cli-tty", { "README": "twelve parts\n" });
+    const dir = await volumeDir(ns, "data");
+    for (let i = 0; i < 12; i++) await writeFile(path.join(dir, `part-${i}.bin`), randomBytes(64 * 1024 * 1024));
     // util-linux's script gives the plugin a pseudo-terminal and records what it draws on it.
     const typescript = path.join(path.dirname(bin), "typescript");
     const command = `kubectl-walle backup data -n ${ns} --repository repo --wait`;
@@ -185,7 +187,7 @@ describe("kubectl walle", () => {
     expect(percents.length, frames.join("\n")).toBeGreaterThanOrEqual(2);
     expect(percents).toEqual([...percents].sort((a, b) => a - b));
     expect(new Set(percents).size).toBeGreaterThanOrEqual(2);
-    expect(frames.some((f) => /^BackingUp +\[[#.]{30}\] +\d+% +[\d.]+ MiB \/ 320\.0 MiB/.test(f))).toBe(true);
+    expect(frames.some((f) => /^BackingUp +\[[#.]{30}\] +\d+% +[\d.]+ (MiB|GiB) \/ 768\.0 MiB/.test(f))).toBe(true);
     expect(screen).toMatch(/Finished: snapshot [0-9a-f]{8}/);
     await waitFor(async () => (await admin().get<{ items: { status?: { phase?: string } }[] }>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`)).items.every((j) => j.status?.phase === "Finished"), "the BackupJob Finished");
   }, 300_000);
