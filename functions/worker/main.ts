@@ -1,6 +1,6 @@
 // The worker: the container of a backup, restore, prune, check or unlock Job.
 //
-//   node functions/worker/main.ts <backup|restore|prune|check|unlock>
+//   node functions/worker/main.ts <backup|restore|prune|check|unlock|snapshots>
 //
 // Configuration comes from the environment (config.ts documents every variable). The result goes to the
 // termination message as compact JSON (lib/restic/result.ts), logs go to stdout as pino JSON. Exit codes, which

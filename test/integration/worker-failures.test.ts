@@ -143,7 +143,7 @@ describe("configuration", () => {
   it("rejects an unknown command with its usage", async () => {
     const run = await runWorkerProcess("backdown", base);
     expect(run.exitCode).toBe(2);
-    expect(run.terminationMessage).toBe("Usage: node functions/worker/main.ts <backup|restore|prune|check|unlock>");
+    expect(run.terminationMessage).toBe("Usage: node functions/worker/main.ts <backup|restore|prune|check|unlock|snapshots>");
   });
 });
 
