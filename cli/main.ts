@@ -9,11 +9,14 @@
 import os from "node:os";
 import path from "node:path";
 import pkg from "../package.json" with { type: "json" };
-import { follow, listSnapshots, readStatus, RefusedError, requestBackup, requestRestore, type Created, type Followed, type StatusReport } from "../lib/app/admin.ts";
+import { BackupJobConditionType } from "../lib/api/backup-job.ts";
+import { BackupRestoreConditionType } from "../lib/api/backup-restore.ts";
+import { follow, listSnapshots, readStatus, requestBackup, requestRestore, type Created, type Followed, type StatusReport } from "../lib/app/admin.ts";
+import { formatBytes } from "../lib/format.ts";
 import { kubeconfigCredentials, kubeconfigFiles, loadKubeconfig } from "../lib/k8s/kubeconfig.ts";
+import { objectPath } from "../lib/k8s/paths.ts";
 import { RestClient } from "../lib/k8s/rest.ts";
 import { HELP, parseCommandLine, USAGE, UsageError, type Command, type Globals } from "./options.ts";
-import { formatBytes } from "../lib/format.ts";
 import { age, paint, printObjects, progressLine, table, until } from "./render.ts";
 
 export interface Io {
@@ -66,7 +69,8 @@ async function await_(api: RestClient, c: Created, timeoutSeconds: number, io: I
     return { code: EXIT.timedOut, ...(last ? { last } : {}) };
   }
   if (last?.status?.phase === "Finished") return { code: EXIT.ok, last };
-  const why = last?.status?.conditions?.find((k) => k.type === (c.kind === "BackupJob" ? "BackupState" : "RestoreState")) ?? last?.status?.conditions?.find((k) => k.status === "False");
+  const state = c.kind === "BackupJob" ? BackupJobConditionType.BackupState : BackupRestoreConditionType.RestoreState;
+  const why = last?.status?.conditions?.find((k) => k.type === state) ?? last?.status?.conditions?.find((k) => k.status === "False");
   io.err.write(`${paint("error:", "red", colour)} ${resource(c)} Failed${why?.reason ? ` (${why.reason})` : ""}: ${why?.message ?? "see kubectl describe"}\n`);
   return { code: EXIT.failed, ...(last ? { last } : {}) };
 }
@@ -75,7 +79,7 @@ async function await_(api: RestClient, c: Created, timeoutSeconds: number, io: I
 async function created(api: RestClient, c: Created, wait: boolean, timeoutSeconds: number, g: Globals, io: Io): Promise<number> {
   if (g.output === "table") io.out.write(`${resource(c)} created\n`);
   if (!wait) {
-    if (g.output !== "table") io.out.write(`${printObjects([await api.get(`/apis/ros.io/v1/namespaces/${c.namespace}/${c.kind.toLowerCase()}s/${c.name}`)], g.output)}\n`);
+    if (g.output !== "table") io.out.write(`${printObjects([await api.get(objectPath(c.kind, c.name, c.namespace))], g.output)}\n`);
     return EXIT.ok;
   }
   const { code, last } = await await_(api, c, timeoutSeconds, io);
@@ -217,7 +221,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
   try {
     return await run(cmd, io);
   } catch (err) {
-    error(err instanceof RefusedError ? err.message : err instanceof Error ? err.message : String(err));
+    error(err instanceof Error ? err.message : String(err));
     return EXIT.failed;
   }
 }

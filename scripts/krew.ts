@@ -10,6 +10,7 @@ import { promisify } from "node:util";
 import { stringify } from "yaml";
 import { repoRoot } from "../cluster/toolchain.ts";
 import { bundleEntry } from "./bundle.ts";
+import { packageVersion } from "./images.ts";
 
 const run = promisify(execFile);
 
@@ -46,7 +47,9 @@ export async function buildKrew(version: string): Promise<KrewBuild> {
   await chmod(path.join(tree, "kubectl-walle"), 0o755);
   // The bundle is an ES module whatever package.json krew's directory may inherit.
   await writeFile(path.join(tree, "package.json"), `${JSON.stringify({ type: "module" })}\n`);
-  await writeFile(path.join(tree, "LICENSE"), await readFile(path.join(repoRoot, "LICENSE")).catch(() => "Apache-2.0\n"));
+  // The checkout has no LICENSE file; package.json names the licence.
+  const { license } = JSON.parse(await readFile(path.join(repoRoot, "package.json"), "utf8")) as { license: string };
+  await writeFile(path.join(tree, "LICENSE"), `${license}\n`);
   const tar = path.join(KREW_DIR, "kubectl-walle.tar");
   await run("tar", ["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "-cf", tar, "-C", tree, "."]);
   await run("gzip", ["-n", "-9", "-f", tar]);
@@ -84,7 +87,6 @@ export function krewManifest(version: string, sha256: string): Record<string, un
 }
 
 if (import.meta.main) {
-  const { version } = JSON.parse(await readFile(path.join(repoRoot, "package.json"), "utf8")) as { version: string };
-  const built = await buildKrew(version);
+  const built = await buildKrew(await packageVersion());
   console.log(`${path.relative(repoRoot, built.archive)} (sha256 ${built.sha256})\n${path.relative(repoRoot, built.manifest)}`);
 }

@@ -2,11 +2,10 @@
 // goes to the API server with their own credentials, so their RBAC, and the tenant guard, decide what they may
 // do. Back up a PVC now, restore one, follow either to its end, and read the state of everything.
 import { randomUUID } from "node:crypto";
-import { BackupJobPhase } from "../api/backup-job.ts";
-import { BackupRestorePhase } from "../api/backup-restore.ts";
 import type { Progress } from "../api/common.ts";
 import { CREATED_BY, INSTALL_NAMESPACE, JobType, Label } from "../api/constants.ts";
-import { workerActions } from "../core/builders.ts";
+import { isTerminal } from "../core/backup-job.ts";
+import { workerActions, type Manifest } from "../core/builders.ts";
 import { boundedName, shortHash } from "../core/names.ts";
 import { jobOutcome } from "../core/objects.ts";
 import { overview, type JobSeen, type Overview, type ScheduleSeen, type SetSeen } from "../core/overview.ts";
@@ -21,8 +20,6 @@ import { decodeResult, type SnapshotEntry } from "../restic/result.ts";
 export class RefusedError extends Error {
   override name = "RefusedError";
 }
-
-const refused = (r: Refusal): RefusedError => new RefusedError(r.refused);
 
 /** The API server's answer to a create, as the reason a user acts on. */
 function explain(err: unknown, what: string): Error {
@@ -53,16 +50,21 @@ async function getPvc(api: RestClient, namespace: string, name: string): Promise
   }
 }
 
+/** Creates what a forced-request builder made, or says why it refused or the API server did. */
+async function createMade(api: RestClient, kind: Created["kind"], namespace: string, made: Manifest | Refusal): Promise<Created> {
+  if (isRefusal(made)) throw new RefusedError(made.refused);
+  const name = made.metadata.name ?? "";
+  await api.create(collectionPath(kind, namespace), made).catch((err: unknown) => {
+    throw explain(err, `Creating ${kind} ${namespace}/${name}`);
+  });
+  return { kind, namespace, name };
+}
+
 /** A BackupJob for `pvc` into the repository Secret `repository` of its namespace, created now. */
 export async function requestBackup(api: RestClient, r: { namespace: string; pvc: string; repository: string }): Promise<Created> {
   await getPvc(api, r.namespace, r.pvc);
   const made = forcedBackupJob({ namespace: r.namespace, pvc: r.pvc, repository: { name: r.repository, namespace: r.namespace } }, randomUUID(), { installNamespace: INSTALL_NAMESPACE });
-  if (isRefusal(made)) throw refused(made);
-  const name = made.metadata.name ?? "";
-  await api.create(collectionPath("BackupJob", r.namespace), made).catch((err: unknown) => {
-    throw explain(err, `Creating BackupJob ${r.namespace}/${name}`);
-  });
-  return { kind: "BackupJob", namespace: r.namespace, name };
+  return createMade(api, "BackupJob", r.namespace, made);
 }
 
 export interface RestoreAsked {
@@ -118,20 +120,13 @@ export async function requestRestore(api: RestClient, r: RestoreAsked): Promise<
     randomUUID(),
     { installNamespace: INSTALL_NAMESPACE },
   );
-  if (isRefusal(made)) throw refused(made);
-  const name = made.metadata.name ?? "";
-  await api.create(collectionPath("BackupRestore", r.namespace), made).catch((err: unknown) => {
-    throw explain(err, `Creating BackupRestore ${r.namespace}/${name}`);
-  });
-  return { kind: "BackupRestore", namespace: r.namespace, name };
+  return createMade(api, "BackupRestore", r.namespace, made);
 }
 
 /** A BackupJob or BackupRestore as `follow` sees it. */
 export interface Followed extends KubeObject {
   status?: { phase?: string; progress?: Progress; snapshotId?: string; conditions?: { type: string; status: string; reason?: string; message?: string }[] };
 }
-
-const hasEnded = (o: Followed) => o.status?.phase === BackupJobPhase.Finished || o.status?.phase === BackupJobPhase.Failed || o.status?.phase === BackupRestorePhase.Failed;
 
 /**
  * Watches the object `name` of a collection (list+watch, as kubectl wait does), calling `seen` with each state
@@ -179,7 +174,7 @@ async function watchUntil<T extends KubeObject>(api: RestClient, collection: str
 export function follow(api: RestClient, c: Created, onChange: (o: Followed) => void, timeoutMs: number): Promise<{ last?: Followed; ended: boolean }> {
   return watchUntil<Followed>(api, collectionPath(c.kind, c.namespace), c.name, timeoutMs, (o) => {
     onChange(o);
-    return hasEnded(o);
+    return isTerminal(o.status?.phase);
   });
 }
 

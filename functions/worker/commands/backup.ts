@@ -4,7 +4,8 @@ import { backupArgs } from "../../../lib/restic/args.ts";
 import { BackupSummary } from "../../../lib/restic/messages.ts";
 import type { BackupStats } from "../../../lib/restic/result.ts";
 import type { BackupConfig } from "../config.ts";
-import { formatBytes, judge, resultOf, runCreatingRepository, shortId, type CommandResult, type WorkerContext } from "./shared.ts";
+import { formatBytes } from "../../../lib/format.ts";
+import { judge, resultOf, runCreatingRepository, shortId, type CommandResult, type WorkerContext } from "./shared.ts";
 
 export async function backup(config: BackupConfig, ctx: WorkerContext): Promise<CommandResult> {
   const what = `PVC ${config.owner.namespace}/${config.owner.pvc}`;

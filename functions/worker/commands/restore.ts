@@ -3,7 +3,8 @@ import { restoreArgs, snapshotsArgs } from "../../../lib/restic/args.ts";
 import { RestoreSummary } from "../../../lib/restic/messages.ts";
 import { selectSnapshot, SnapshotList } from "../../../lib/restic/snapshots.ts";
 import type { RestoreConfig, RestoreSource } from "../config.ts";
-import { formatBytes, judge, parseJson, resultOf, shortId, type CommandResult, type WorkerContext } from "./shared.ts";
+import { formatBytes } from "../../../lib/format.ts";
+import { judge, parseJson, resultOf, shortId, type CommandResult, type WorkerContext } from "./shared.ts";
 
 export async function restore(config: RestoreConfig, ctx: WorkerContext): Promise<CommandResult> {
   const chosen = await chooseSnapshot(config, ctx);

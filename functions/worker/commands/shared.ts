@@ -1,7 +1,6 @@
 // What the command drivers share: their context, their result, and running restic with repository creation.
 import type { Logger } from "pino";
 import { initArgs } from "../../../lib/restic/args.ts";
-export { formatBytes } from "../../../lib/format.ts";
 import { exitMeaning } from "../../../lib/restic/exit-codes.ts";
 import { classify, type Verdict } from "../../../lib/restic/outcome.ts";
 import type { BackupStats, ForgetStats, Reason, RestoreStats, SnapshotEntry } from "../../../lib/restic/result.ts";
@@ -82,7 +81,6 @@ async function awaitRepository(inv: ResticInvocation, config: CommonConfig, ctx:
 export function shortId(id: string): string {
   return id.slice(0, 8);
 }
-
 
 /** restic's JSON output read back; undefined when it is not JSON, which the caller's schema then rejects. */
 export function parseJson(text: string): unknown {
