@@ -11,7 +11,20 @@ import path from "node:path";
 import pkg from "../package.json" with { type: "json" };
 import { BackupJobConditionType } from "../lib/api/backup-job.ts";
 import { BackupRestoreConditionType } from "../lib/api/backup-restore.ts";
-import { follow, listSnapshots, readStatus, requestBackup, requestRestore, type Created, type Followed, type StatusReport } from "../lib/app/admin.ts";
+import {
+  failedJobsOf,
+  follow,
+  followSet,
+  listSnapshots,
+  readStatus,
+  requestBackup,
+  requestRestore,
+  requestScheduleRun,
+  type Created,
+  type Followed,
+  type StatusReport,
+} from "../lib/app/admin.ts";
+import { BackupSetState } from "../lib/api/backup-set.ts";
 import { formatBytes } from "../lib/format.ts";
 import { kubeconfigCredentials, kubeconfigFiles, loadKubeconfig } from "../lib/k8s/kubeconfig.ts";
 import { objectPath } from "../lib/k8s/paths.ts";
@@ -88,6 +101,63 @@ async function created(api: RestClient, c: Created, wait: boolean, timeoutSecond
   return code;
 }
 
+/**
+ * Runs a schedule now and says what started; with --wait, follows its BackupSet to the end (each new completion
+ * count once, or redrawn on a terminal) and names the BackupJobs that failed.
+ */
+async function runSchedule(api: RestClient, cmd: Extract<Command, { name: "backup-schedule" }>, io: Io): Promise<number> {
+  const colour = colours(io.err, io.env);
+  const error = (m: string) => io.err.write(`${paint("error:", "red", colour)} ${m}\n`);
+  const deadline = Date.now() + cmd.timeoutSeconds * 1000;
+  const requestId = io.now().toISOString();
+  const answer = await requestScheduleRun(api, cmd.schedule, requestId, cmd.timeoutSeconds * 1000);
+  const schedule = `backupschedule.ros.io/${cmd.schedule}`;
+  if (!answer) {
+    error(`${schedule}: Walle did not take up the run (ros.io/backup-requested=${requestId}) within ${cmd.timeoutSeconds} s. Is its reconcile function installed? The request stands: the next tick starts it.`);
+    return EXIT.timedOut;
+  }
+  if (!answer.backupSet) {
+    error(`${schedule} started no backup: ${answer.message}`);
+    return EXIT.failed;
+  }
+  const set = `backupset.ros.io/${answer.backupSet}`;
+  const table = cmd.globals.output === "table";
+  if (table) io.out.write(`${set} created: ${answer.message}\n`);
+  if (!cmd.wait) {
+    if (!table) io.out.write(`${printObjects([await api.get(objectPath("BackupSet", answer.backupSet))], cmd.globals.output)}\n`);
+    return EXIT.ok;
+  }
+  const tty = io.err.isTTY === true;
+  let shown = "";
+  const { last, ended } = await followSet(
+    api,
+    answer.backupSet,
+    (o) => {
+      const line = `${set} ${o.status?.state ?? "Running"} ${o.status?.completions ?? ""}`.trimEnd();
+      if (line === shown) return;
+      io.err.write(tty ? `\r\x1b[2K${line}` : `${line}\n`);
+      shown = line;
+    },
+    Math.max(0, deadline - Date.now()),
+  );
+  if (tty && shown) io.err.write("\n");
+  const state = `${last?.status?.state ?? "Running"} ${last?.status?.completions ?? ""}`.trimEnd();
+  if (!table && last) io.out.write(`${printObjects([last], cmd.globals.output)}\n`);
+  if (!ended) {
+    error(`${set} is still ${state} after ${cmd.timeoutSeconds} s; follow it with kubectl get backupset ${answer.backupSet} -w`);
+    return EXIT.timedOut;
+  }
+  if (last?.status?.state === BackupSetState.Finished) {
+    if (table) io.out.write(`${set} ${state}\n`);
+    return EXIT.ok;
+  }
+  error(`${set} ${state}`);
+  const failed = await failedJobsOf(api, answer.backupSet);
+  if (failed === undefined) io.err.write(`  Your RBAC does not list BackupJobs in every namespace; kubectl walle status -A, as someone it lets, names the failures.\n`);
+  for (const j of failed ?? []) io.err.write(`  backupjob.ros.io/${j.name} -n ${j.namespace} (${j.reason}): ${j.message}\n`);
+  return EXIT.failed;
+}
+
 function printStatus(s: StatusReport, g: Globals, io: Io): void {
   const now = io.now();
   if (g.output !== "table") {
@@ -153,6 +223,8 @@ async function run(cmd: Exclude<Command, { name: "help" }>, io: Io): Promise<num
       const c = await requestBackup(api, { namespace, pvc: cmd.pvc, repository: cmd.repository });
       return created(api, c, cmd.wait, cmd.timeoutSeconds, cmd.globals, io);
     }
+    case "backup-schedule":
+      return runSchedule(api, cmd, io);
     case "restore": {
       const c = await requestRestore(api, {
         namespace,

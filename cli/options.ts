@@ -25,6 +25,7 @@ export interface Globals {
 export type Command =
   | { readonly name: "help"; readonly topic?: string }
   | { readonly name: "backup"; readonly globals: Globals; readonly pvc: string; readonly repository: string; readonly wait: boolean; readonly timeoutSeconds: number }
+  | { readonly name: "backup-schedule"; readonly globals: Globals; readonly schedule: string; readonly wait: boolean; readonly timeoutSeconds: number }
   | {
       readonly name: "restore";
       readonly globals: Globals;
@@ -58,7 +59,7 @@ const repositoryFlags = { repository: { type: "string" } } as const;
 const waitFlags = { wait: { type: "boolean" }, timeout: { type: "string" } } as const;
 
 const commandFlags = {
-  backup: { ...repositoryFlags, ...waitFlags },
+  backup: { ...repositoryFlags, ...waitFlags, schedule: { type: "string" } },
   restore: {
     ...repositoryFlags,
     ...waitFlags,
@@ -80,6 +81,8 @@ export const USAGE = `kubectl walle: back up and restore PersistentVolumeClaims 
 
 Commands:
   backup <pvc>     Back up a PVC now (a BackupJob); --wait follows it to its end.
+  backup --schedule <s>
+                   Run a BackupSchedule now (a BackupSet of BackupJobs, one per PVC its plans select).
   restore <pvc>    Restore a PVC's snapshot into a new PVC or in place (a BackupRestore).
   snapshots <pvc>  A PVC's snapshots in its repository, newest first (read by a short worker Job).
   status           Schedules with their last and next runs, running BackupSets, failing BackupJobs.
@@ -99,19 +102,30 @@ export const HELP: Record<CommandName, string> = {
   backup: `Back up a PVC now: creates a BackupJob in its namespace, which Walle's reconcile function drives through a
 CSI snapshot and a restic backup. You need RBAC to create backupjobs.ros.io there.
 
+With --schedule, run a BackupSchedule now instead, whatever its clock says (suspended too; its grid stays): the
+plugin sets the schedule's ros.io/backup-requested annotation, Walle starts one BackupSet of the PVCs its plans
+select, into its repository, and the plugin prints what started. You need RBAC to get and patch that
+backupschedules.ros.io (examples/kubectl-walle-rbac.yaml, walle-cli-schedules).
+
 Usage:
-  kubectl walle backup <pvc> [-n ns] --repository <secret> [--wait] [--timeout 30m]
+  kubectl walle backup <pvc> [-n ns] --repository <secret> [--wait [--timeout 30m]]
+  kubectl walle backup --schedule <schedule> [--wait] [--timeout 2h]
 
 Flags:
-      --repository <secret>     The repository's Secret, in the PVC's namespace (required).
-      --wait                    Follow the backup to its end with a progress bar; the exit code says how it ended.
-      --timeout <duration>      How long --wait waits, e.g. 90s, 30m, 2h (default 6h).
+      --repository <secret>     The repository's Secret, in the PVC's namespace (required with a PVC).
+      --schedule <schedule>     Run this BackupSchedule now instead of backing up one PVC.
+      --wait                    Follow the backup (or the schedule's BackupSet) to its end, with a progress bar for a
+                                PVC; the exit code says how it ended.
+      --timeout <duration>      How long --wait waits, e.g. 90s, 30m, 2h (default 6h). With --schedule, also how
+                                long to wait for Walle to start the run (default 2m without --wait).
 
-Exit codes: 0 Finished (or created, without --wait), 1 Failed or refused, 2 bad usage, 3 still running at --timeout.
+Exit codes: 0 Finished (or created, without --wait), 1 Failed, FinishedWithFailures, nothing to back up, or
+refused, 2 bad usage, 3 still running (or, with --schedule, not yet started) at --timeout.
 
 Examples:
   kubectl walle backup data -n shop --repository restic-repo --wait
-  kubectl walle backup db-0 -n shop --repository shop-repo --timeout 1h --wait`,
+  kubectl walle backup db-0 -n shop --repository shop-repo --timeout 1h --wait
+  kubectl walle backup --schedule nightly --wait`,
   restore: `Restore a PVC's snapshot: creates a BackupRestore, into a new PVC (--to) or into the PVC itself (--in-place).
 The newest snapshot is restored unless --snapshot or --before says otherwise. You need RBAC to create
 backuprestores.ros.io in the namespace.
@@ -166,6 +180,12 @@ export function durationSeconds(text: string): number | undefined {
   return Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
 }
 
+function timeoutOf(text: string, command: string): number {
+  const seconds = durationSeconds(text);
+  if (!seconds) throw new UsageError(`--timeout must be a duration such as 90s, 30m or 2h, not "${text}"`, command);
+  return seconds;
+}
+
 export function parseCommandLine(argv: readonly string[]): Command {
   const [first, ...rest] = argv;
   if (first === undefined || first === "help" || first === "-h" || first === "--help") return { name: "help", ...(rest[0] ? { topic: rest[0] } : {}) };
@@ -193,6 +213,15 @@ export function parseCommandLine(argv: readonly string[]): Command {
   };
   if (first !== "status" && globals.allNamespaces) throw new UsageError(`--all-namespaces applies to status only`, first);
   const positionals = parsed.positionals;
+  const schedule = str("schedule");
+  if (schedule !== undefined) {
+    if (positionals.length > 0) throw new UsageError(`backup --schedule runs the PVCs its plans select; give no PVC ("${positionals.join(" ")}")`, first);
+    if (str("repository") !== undefined) throw new UsageError("backup --schedule uses the schedule's own repository; drop --repository", first);
+    if (namespace !== undefined) throw new UsageError("BackupSchedules are cluster-scoped: -n does not apply to backup --schedule", first);
+    if (schedule === "") throw new UsageError("--schedule needs the BackupSchedule's name", first);
+    const text = str("timeout") ?? (flag("wait") ? "6h" : "2m");
+    return { name: "backup-schedule", globals, schedule, wait: flag("wait"), timeoutSeconds: timeoutOf(text, first) };
+  }
   if (first === "status") {
     if (positionals.length > 0) throw new UsageError(`status takes no arguments, not "${positionals.join(" ")}"`, first);
     return { name: "status", globals };
@@ -200,9 +229,8 @@ export function parseCommandLine(argv: readonly string[]): Command {
   const [pvc, ...extra] = positionals;
   if (!pvc) throw new UsageError(`${first} needs the PVC: kubectl walle ${first} <pvc>`, first);
   if (extra.length > 0) throw new UsageError(`${first} takes one PVC, not also "${extra.join(" ")}"`, first);
-  const timeoutText = str("timeout") ?? (first === "snapshots" ? "5m" : "6h");
-  const timeoutSeconds = durationSeconds(timeoutText);
-  if (!timeoutSeconds) throw new UsageError(`--timeout must be a duration such as 90s, 30m or 2h, not "${timeoutText}"`, first);
+  if (first !== "snapshots" && str("timeout") !== undefined && !flag("wait")) throw new UsageError("--timeout says how long --wait waits: give --wait too", first);
+  const timeoutSeconds = timeoutOf(str("timeout") ?? (first === "snapshots" ? "5m" : "6h"), first);
   const repository = str("repository");
   if (!repository) throw new UsageError(`${first} needs --repository <secret>: the repository Secret in the PVC's namespace`, first);
   if (first === "backup") return { name: "backup", globals, pvc, repository, wait: flag("wait"), timeoutSeconds };

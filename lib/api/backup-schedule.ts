@@ -161,6 +161,15 @@ export const backupScheduleStatusSchema = z.object({
   lastPruneRun: timeSchema.optional().describe("When the last prune started."),
   nextBackupRun: timeSchema.optional().describe("(new) When the next backup is due."),
   conditions: conditionsSchema.optional(),
+  lastBackupRequest: z
+    .object({
+      id: z.string().describe("The value of the ros.io/backup-requested annotation this answers."),
+      time: timeSchema.describe("When Walle handled it."),
+      backupSet: z.string().optional().describe("The BackupSet of the run it started, when it started one."),
+      message: z.string().describe("What came of it."),
+    })
+    .optional()
+    .describe("(new) The last run asked for by the ros.io/backup-requested annotation (kubectl walle backup --schedule); a new value of it runs the schedule once, even while suspended."),
   scheduler: z
     .object({
       backupTimestamp: timeSchema.optional(),

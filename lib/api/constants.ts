@@ -121,5 +121,11 @@ export const WalleAnnotation = {
    * before it made them all leaves the set Running until the next tick makes the rest.
    */
   BackupJobs: "ros.io/backup-jobs",
+  /**
+   * On a BackupSchedule: a request to run it now (`kubectl walle backup --schedule`), as Flux's
+   * `reconcile.fluxcd.io/requestedAt`. Each new value runs the schedule once; `status.lastBackupRequest` says which
+   * value was handled and what came of it.
+   */
+  BackupRequested: "ros.io/backup-requested",
 } as const;
 export type WalleAnnotation = ValueOf<typeof WalleAnnotation>;

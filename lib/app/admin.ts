@@ -1,10 +1,12 @@
 // What an administrator asks of Walle from a workstation (kubectl walle), as that administrator: every request
 // goes to the API server with their own credentials, so their RBAC, and the tenant guard, decide what they may
-// do. Back up a PVC now, restore one, follow either to its end, and read the state of everything.
+// do. Back up a PVC now or run a schedule now, restore a PVC, follow any of them to its end, and read the state of
+// everything.
 import { randomUUID } from "node:crypto";
 import type { Progress } from "../api/common.ts";
-import { CREATED_BY, INSTALL_NAMESPACE, JobType, Label } from "../api/constants.ts";
+import { CREATED_BY, INSTALL_NAMESPACE, JobType, Label, WalleAnnotation } from "../api/constants.ts";
 import { isTerminal } from "../core/backup-job.ts";
+import { isSettledSet } from "../core/backup-set.ts";
 import { workerActions, type Manifest } from "../core/builders.ts";
 import { boundedName, shortHash } from "../core/names.ts";
 import { jobOutcome } from "../core/objects.ts";
@@ -176,6 +178,58 @@ export function follow(api: RestClient, c: Created, onChange: (o: Followed) => v
     onChange(o);
     return isTerminal(o.status?.phase);
   });
+}
+
+export interface ScheduleRunAnswer {
+  /** The BackupSet the run started; absent when it started none (the message says why). */
+  readonly backupSet?: string;
+  readonly message: string;
+}
+
+/**
+ * Runs BackupSchedule `schedule` now: sets its ros.io/backup-requested annotation to `requestId` (as Flux's
+ * `reconcile.fluxcd.io/requestedAt`; RBAC: patch backupschedules), which Walle's reconcile function answers at
+ * once (the tick, should that event be lost), and waits for the answer in the schedule's status. Undefined when
+ * none came within `timeoutMs`: the request stays, and the next tick answers it.
+ */
+export async function requestScheduleRun(api: RestClient, schedule: string, requestId: string, timeoutMs: number): Promise<ScheduleRunAnswer | undefined> {
+  const path = objectPath("BackupSchedule", schedule);
+  await api.patch(path, { metadata: { annotations: { [WalleAnnotation.BackupRequested]: requestId } } }).catch((err: unknown) => {
+    if (err instanceof ApiError && err.code === 404) throw new RefusedError(`BackupSchedule ${schedule} not found: kubectl get backupschedules lists them`);
+    throw explain(err, `Asking BackupSchedule ${schedule} for a run (the ${WalleAnnotation.BackupRequested} annotation)`);
+  });
+  const { last, ended } = await watchUntil<ScheduleAnswering>(api, collectionPath("BackupSchedule"), schedule, timeoutMs, (o) => o.status?.lastBackupRequest?.id === requestId);
+  const answer = last?.status?.lastBackupRequest;
+  if (!ended || !answer) return undefined;
+  return { ...(answer.backupSet ? { backupSet: answer.backupSet } : {}), message: answer.message ?? "" };
+}
+
+interface ScheduleAnswering extends KubeObject {
+  status?: { lastBackupRequest?: { id?: string; backupSet?: string; message?: string } };
+}
+
+/** A BackupSet as `followSet` sees it. */
+export interface SetFollowed extends KubeObject {
+  status?: { state?: string; completions?: string };
+}
+
+/** Follows a BackupSet, calling `onChange` with each state, until it Finished or FinishedWithFailures. */
+export function followSet(api: RestClient, name: string, onChange: (o: SetFollowed) => void, timeoutMs: number): Promise<{ last?: SetFollowed; ended: boolean }> {
+  return watchUntil<SetFollowed>(api, collectionPath("BackupSet"), name, timeoutMs, (o) => {
+    onChange(o);
+    return isSettledSet(o.status);
+  });
+}
+
+/** The failed BackupJobs of a set, newest failure first; undefined when RBAC does not let the caller list them. */
+export async function failedJobsOf(api: RestClient, set: string): Promise<Overview["failedJobs"] | undefined> {
+  try {
+    const jobs = await api.get<{ items: JobSeen[] }>(collectionPath("BackupJob"), { labelSelector: `${Label.BackupSet}=${set}` });
+    return overview({ schedules: [], sets: [], jobs: jobs.items }).failedJobs;
+  } catch (err) {
+    if (err instanceof ApiError && err.code === 403) return undefined;
+    throw explain(err, `Listing the BackupJobs of BackupSet ${set}`);
+  }
 }
 
 export interface StatusReport extends Overview {

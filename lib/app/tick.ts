@@ -40,7 +40,9 @@ export function describeAction(a: Action): string {
 
 export async function tick(ctx: ExecutorContext, opts: TickOptions = {}): Promise<TickReport> {
   const now = opts.at ?? ctx.now();
-  const scope: TickScope = { ...(opts.schedule ? { schedule: opts.schedule } : {}), ...(opts.manual ? { manual: opts.manual } : {}) };
+  const scope: TickScope = { ...(opts.schedule ? { schedule: opts.schedule } : {}), ...(opts.manual ? { manual: opts.manual } : {}), ...(opts.requested ? { requested: true } : {}) };
+  // A run someone asked for answers for itself: the caller retries (an API failure becomes a 503).
+  const asked = opts.manual !== undefined || opts.requested === true;
   const readAt = ctx.now();
   const observed = await observe(ctx.api, (seen) => tickReads(seen, now, scope));
   const plans = planTick({ ...observed, readAt }, ctx.config, now, scope);
@@ -58,15 +60,14 @@ export async function tick(ctx: ExecutorContext, opts: TickOptions = {}): Promis
       await apply(ctx, target, p.before, p.decision);
       actions.push(...all.map(describeAction));
     } catch (err) {
-      // A run asked for answers for itself: the caller retries (an API failure becomes a 503).
-      if (opts.manual) throw err;
+      if (asked) throw err;
       // One schedule failing does not hold up the others; its deterministic names make the retry safe.
       errors.push(`BackupSchedule ${p.name}: ${errorText(err)}`);
     }
   }
-  // A run asked for by an event is about one schedule; the in-flight work of the cluster is the clock's business.
+  // A run asked for is about its schedule; the in-flight work of the cluster is the clock's business.
   let resynced: TickReport["resync"];
-  if (!opts.manual && opts.resync !== false) {
+  if (!asked && opts.resync !== false) {
     if (opts.dryRun) {
       const plan = planResync(await observe(ctx.api, resyncReads));
       resynced = { wouldDrive: plan.backupJobs.length + plan.backupRestores.length + plan.backupSets.length, wouldDelete: plan.sweep.length };

@@ -6,9 +6,10 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import { BackupJobPhase } from "../api/backup-job.ts";
 import { BackupRestorePhase } from "../api/backup-restore.ts";
-import { Label } from "../api/constants.ts";
+import { API_VERSION, Label } from "../api/constants.ts";
 import { backupJobReconciler, isTerminal } from "../core/backup-job.ts";
 import { backupRestoreReconciler } from "../core/backup-restore.ts";
+import { pendingBackupRequest } from "../core/backup-schedule.ts";
 import { backupSetReconciler } from "../core/backup-set.ts";
 import { objectMetaSchema } from "../api/parse.ts";
 import { objectSummarySchema, pvcSchema, statusSummarySchema } from "../core/objects.ts";
@@ -59,6 +60,8 @@ export interface Outcome {
   readonly step?: StepResult;
   /** BackupJobs waiting for a turn at a repository that were looked at again because a worker ended. */
   readonly woke?: number;
+  /** What the run a BackupSchedule's ros.io/backup-requested annotation asked for made (`create BackupSet …`). */
+  readonly ran?: readonly string[];
 }
 
 export interface Walle {
@@ -143,6 +146,7 @@ export function createWalle(opts: WalleOptions): Walle {
     } else {
       obj = change.object;
     }
+    if (obj.kind === "BackupSchedule" && (obj.apiVersion === undefined || obj.apiVersion === API_VERSION)) return scheduleChanged(obj, change.change, log);
     const target = targetOf(obj);
     if (!target && endsMaintenance(obj)) return { ignored: `${obj.kind} ${obj.metadata.name} is a schedule's; its end may free a repository`, woke: await wakeWaiting(log) };
     if (!target) return { ignored: `${obj.kind} ${obj.metadata.name} does not belong to a BackupJob or BackupSet` };
@@ -155,6 +159,22 @@ export function createWalle(opts: WalleOptions): Walle {
     }
     return { target, step: await reconcile(target, log) };
   }
+
+  /**
+   * The tick owns schedules, with one exception: a run someone asked for by annotating the schedule runs now, not
+   * at the next tick. The event only prompts: the tick's own reads decide again whether a run is pending, and
+   * whoever could write the annotation could as well have edited the schedule.
+   */
+  async function scheduleChanged(obj: EventObject, change: ChangeType, log: Logger): Promise<Outcome> {
+    const name = obj.metadata.name;
+    if (change === "delete" || !pendingBackupRequest(obj)) return { ignored: `BackupSchedule ${name} asks for no run now; the tick owns schedules` };
+    const report = await tick({ schedule: name, requested: true }, log);
+    log.info({ schedule: name, actions: report.actions.length }, `Ran BackupSchedule ${name} as its ros.io/backup-requested annotation asked`);
+    return { ran: report.actions };
+  }
+
+  // Loaded when first asked: the reconcile function seldom ticks, and starts without the schedules' code.
+  const tick = async (opts: TickOptions, log: Logger) => (await import("./tick.ts")).tick(ctx(log), opts);
 
   /** Creates what a request asked for (AlreadyExists: a retried delivery), then takes its first step at once. */
   async function create(made: ReturnType<typeof forcedBackupJob>, kind: "BackupJob" | "BackupRestore", log: Logger): Promise<Requested> {
@@ -230,8 +250,7 @@ export function createWalle(opts: WalleOptions): Walle {
     authorize: authorizeTrigger,
     recordProgress,
     resync: (log) => resync(ctx(log)),
-    // Loaded when first asked: the reconcile function never ticks, and starts without the schedules' code.
-    tick: async (opts, log) => (await import("./tick.ts")).tick(ctx(log), opts),
+    tick,
   };
 }
 
@@ -247,7 +266,13 @@ export const eventObjectSchema = objectSummarySchema.extend({
   apiVersion: z.string(),
   kind: z.string(),
   status: statusSummarySchema
-    .extend({ observedGeneration: z.number().optional(), readyToUse: z.boolean().optional(), ready: z.number().optional(), error: z.unknown().optional() })
+    .extend({
+      observedGeneration: z.number().optional(),
+      readyToUse: z.boolean().optional(),
+      ready: z.number().optional(),
+      error: z.unknown().optional(),
+      lastBackupRequest: z.looseObject({ id: z.string().optional() }).optional().catch(undefined),
+    })
     .optional()
     .catch(undefined),
   metadata: objectMetaSchema.extend({ name: z.string() }),

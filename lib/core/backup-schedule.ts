@@ -34,9 +34,19 @@ export interface ScheduleWorld {
   readonly quietSince?: Date;
 }
 
-/** A run asked for by an event instead of the clock: its id names the BackupSet. */
+/** A run asked for by an event or the ros.io/backup-requested annotation instead of the clock: its id names the BackupSet. */
 export interface ManualRun {
   readonly requestId: string;
+}
+
+/**
+ * The run the schedule's ros.io/backup-requested annotation asks for, while Walle has not yet handled that value
+ * (status.lastBackupRequest). Level-triggered: whoever sees it first (the reconcile function on the schedule's
+ * event, or the next tick when that event was lost) runs it, under the name the value gives.
+ */
+export function pendingBackupRequest(s: { metadata: { annotations?: Readonly<Record<string, string>> }; status?: { lastBackupRequest?: { id?: string } } }): ManualRun | undefined {
+  const id = s.metadata.annotations?.[WalleAnnotation.BackupRequested];
+  return id && id !== s.status?.lastBackupRequest?.id ? { requestId: id } : undefined;
 }
 
 type Task = "backup" | "prune" | "check";
@@ -101,6 +111,8 @@ class ScheduleStep {
   readonly repoNs: string;
   /** The BackupSet this step makes, if any. */
   started: string | undefined;
+  /** What a run asked for came to, in words (the note of its Event). */
+  outcome: string | undefined;
 
   constructor(w: ScheduleWorld, config: WalleConfig, now: Date) {
     this.w = w;
@@ -119,6 +131,12 @@ class ScheduleStep {
     this.events.push({ type, reason, note });
   }
 
+  /** The Event that says how a run ended up (started, or why not). */
+  outcomeEvent(type: KubeEvent["type"], reason: KubeEvent["reason"], note: string): void {
+    this.event(type, reason, note);
+    this.outcome = note;
+  }
+
   scheduler(task: Task, slot: Date): void {
     this.status = { ...this.status, scheduler: { ...this.status.scheduler, [TIMESTAMP[task]]: rfc3339(slot) } };
   }
@@ -134,7 +152,8 @@ class ScheduleStep {
 
 /**
  * The schedule's decision at `now`: start what is due, bound the history, and say where things are. With
- * `manual`, a backup runs now whatever the clock says (the scheduler's timestamps stay, so the grid does not move).
+ * `manual`, a backup runs now whatever the clock says, suspended or not (the scheduler's timestamps stay, so the grid
+ * does not move); when it answers the schedule's ros.io/backup-requested annotation, the status says so.
  */
 export function decideSchedule(w: ScheduleWorld, config: WalleConfig, now: Date, manual?: ManualRun): Decision<BackupScheduleStatus> {
   const s = new ScheduleStep(w, config, now);
@@ -154,7 +173,14 @@ export function decideSchedule(w: ScheduleWorld, config: WalleConfig, now: Date,
     maintain(s, "prune");
     maintain(s, "check");
   }
-  bookkeeping(s);
+  // A run asked for does that alone: the clock's tick bounds the history.
+  bookkeeping(s, !manual);
+  if (manual && manual.requestId === w.schedule.metadata.annotations?.[WalleAnnotation.BackupRequested]) {
+    s.status = {
+      ...s.status,
+      lastBackupRequest: { id: manual.requestId, time: rfc3339(now), ...(s.started ? { backupSet: s.started } : {}), message: s.outcome ?? "No backup started: the PVCs were not read." },
+    };
+  }
   return s.decision();
 }
 
@@ -176,7 +202,7 @@ function startBackup(s: ScheduleStep, run: Date | ManualRun, due: Due | undefine
     const message = `No backup started: ${selection.errors.join("; ")}`;
     if (slot) s.scheduler("backup", slot);
     s.condition({ type: BackupScheduleConditionType.BackupReady, status: ConditionStatus.False, reason: ConditionReason.InvalidPlan, message });
-    s.event("Warning", EventReason.InvalidPlan, message);
+    s.outcomeEvent("Warning", EventReason.InvalidPlan, message);
     return;
   }
   for (const skip of selection.skipped.slice(0, MAX_SKIP_EVENTS)) {
@@ -184,7 +210,7 @@ function startBackup(s: ScheduleStep, run: Date | ManualRun, due: Due | undefine
   }
   if (slot) s.scheduler("backup", slot);
   if (selection.targets.length === 0) {
-    s.event("Normal", EventReason.NothingToBackUp, `No PVC matched the plans${selection.skipped.length ? ` (${selection.skipped.length} skipped)` : ""}; no BackupSet was made.`);
+    s.outcomeEvent("Normal", EventReason.NothingToBackUp, `No PVC matched the plans${selection.skipped.length ? ` (${selection.skipped.length} skipped)` : ""}; no BackupSet was made.`);
     return;
   }
   const setRef: ObjectRef = { apiVersion: API_VERSION, kind: "BackupSet", name: setName };
@@ -228,7 +254,7 @@ function startBackup(s: ScheduleStep, run: Date | ManualRun, due: Due | undefine
   s.status = { ...s.status, lastBackupRun: rfc3339(s.now) };
   s.started = setName;
   const caughtUp = due && due.missed > 0 ? ` ${due.missed}${due.missed >= 1000 ? " or more" : ""} earlier slots were missed; this one run catches up.` : "";
-  s.event("Normal", EventReason.BackupStarted, `Started BackupSet ${setName} with ${selection.targets.length} BackupJobs.${caughtUp}`);
+  s.outcomeEvent("Normal", EventReason.BackupStarted, `Started BackupSet ${setName} with ${selection.targets.length} BackupJobs.${caughtUp}`);
 }
 
 /** Skipped PVCs each get an Event, up to this many per run; the count is in the run's Event. */
@@ -277,8 +303,8 @@ function pruneEnv(w: ScheduleWorld, schedule: string): Record<string, string> {
   };
 }
 
-/** Conditions from the newest run of each task, the state they give, and old runs deleted beyond the keep counts. */
-function bookkeeping(s: ScheduleStep): void {
+/** Conditions from the newest run of each task, the state they give, and (`bound`) old runs deleted beyond the keep counts. */
+function bookkeeping(s: ScheduleStep, bound: boolean): void {
   const { w } = s;
   const spec = w.schedule.spec;
   const sets = newestFirst(w.sets);
@@ -299,6 +325,7 @@ function bookkeeping(s: ScheduleStep): void {
     if (newest) s.condition(jobCondition(task, newest, s.repoNs));
   }
   s.status = { ...s.status, state: stateOf(s.status.conditions ?? []) };
+  if (!bound) return;
 
   /** Of items newest first, those beyond keepSucceeded succeeded ones and keepFailed failed ones. */
   const beyondKeep = <T>(items: readonly T[], ok: (t: T) => boolean, failed: (t: T) => boolean): T[] => {

@@ -22,12 +22,15 @@ export interface EventObject {
     readonly ready?: number;
     readonly error?: unknown;
     readonly conditions?: readonly { readonly type: string; readonly status: string; readonly reason?: string }[];
+    /** A BackupSchedule's answer to its ros.io/backup-requested annotation. */
+    readonly lastBackupRequest?: { readonly id?: string };
   };
   readonly metadata: {
     readonly name: string;
     readonly generation?: number;
     readonly namespace?: string;
     readonly labels?: Readonly<Record<string, string>>;
+    readonly annotations?: Readonly<Record<string, string>>;
     readonly ownerReferences?: readonly { readonly apiVersion: string; readonly kind: string; readonly name: string; readonly controller?: boolean }[];
   };
 }
@@ -42,7 +45,7 @@ export function targetOf(obj: EventObject): Target | undefined {
       case "BackupSet":
         return { kind: "BackupSet", name };
       case "BackupSchedule":
-        return undefined; // the tick owns schedules
+        return undefined; // the tick owns schedules (a run asked for by annotation aside: lib/app/walle.ts)
     }
   }
   const job = labels?.[Label.BackupJob];

@@ -5,10 +5,11 @@ import { PlanType, type BackupScheduleStatus } from "../api/backup-schedule.ts";
 import { ConditionReason } from "../api/conditions.ts";
 import { ConditionStatus, CREATED_BY, Label } from "../api/constants.ts";
 import { resourceSchemas, type BackupSchedule } from "../api/parse.ts";
+import { z } from "zod";
 import { BackupScheduleConditionType } from "../api/backup-schedule.ts";
 import type { WalleConfig } from "./builders.ts";
-import { backupDue, decideSchedule, isActiveJob, scheduleRepository, type ManualRun } from "./backup-schedule.ts";
-import { setCondition } from "./conditions.ts";
+import { backupDue, decideSchedule, isActiveJob, pendingBackupRequest, scheduleRepository, type ManualRun } from "./backup-schedule.ts";
+import { rfc3339, setCondition } from "./conditions.ts";
 import type { Decision, ReadPlan } from "./decision.ts";
 import type { Job, ObjectSummary, Pod, Pvc } from "./objects.ts";
 import { addTo, indexInventory, selectPvcs, type NamespaceInfo } from "./plans.ts";
@@ -24,11 +25,19 @@ export interface TickObserved {
   readonly readAt?: Date;
 }
 
-/** What one tick does: everything, or one schedule now (a run asked for by an event). */
+/**
+ * What one tick does: everything (a schedule's pending ros.io/backup-requested run included), one schedule now (a
+ * run asked for by an event), or only the pending requested runs (the reconcile function, on a schedule's event).
+ */
 export interface TickScope {
   readonly schedule?: string;
   readonly manual?: ManualRun;
+  /** Only each schedule's pending ros.io/backup-requested run: no clock, no prune or check, no history. */
+  readonly requested?: boolean;
 }
+
+/** The run a schedule makes now whatever the clock says: the event's, else the one its annotation asks for. */
+const manualRun = (s: BackupSchedule, scope: TickScope): ManualRun | undefined => scope.manual ?? pendingBackupRequest(s);
 
 /** Each list is parsed once, though both the reads and the plan ask for it. */
 const parsedLists = new WeakMap<readonly unknown[], ReturnType<typeof resourceSchemas.BackupSchedule.safeParse>[]>();
@@ -57,7 +66,7 @@ export function tickReads(seen: Partial<TickObserved>, now: Date, scope: TickSco
   }
   const due = parseSchedules(seen.schedules)
     .flatMap((p) => (p.success ? [p.data] : []))
-    .filter((s) => inScope(s, scope) && (scope.manual !== undefined || backupDue(s, now)));
+    .filter((s) => inScope(s, scope) && (manualRun(s, scope) !== undefined || (!scope.requested && backupDue(s, now))));
   const plans = due.flatMap((s) => s.spec.plans);
   if (plans.length === 0 || seen.pvcs !== undefined) return {};
   return {
@@ -88,14 +97,16 @@ export function planTick(w: TickObserved, config: WalleConfig, now: Date, scope:
   for (const [index, parsed] of parseSchedules(w.schedules).entries()) {
     if (!parsed.success) {
       const invalid = invalidSchedule(w.schedules?.[index], parsed.error.issues, now);
-      if (invalid && (scope.schedule === undefined || invalid.name === scope.schedule)) plans.push(invalid);
+      if (invalid && (scope.schedule === undefined || invalid.name === scope.schedule) && (!scope.requested || invalid.answers)) plans.push(invalid);
       continue;
     }
     const schedule = parsed.data;
     if (!inScope(schedule, scope) || schedule.metadata.deletionTimestamp) continue;
+    const manual = manualRun(schedule, scope);
+    if (scope.requested && !manual) continue;
     const name = schedule.metadata.name ?? "";
     const repo = scheduleRepository(schedule, config);
-    const due = scope.manual !== undefined || backupDue(schedule, now);
+    const due = manual !== undefined || backupDue(schedule, now);
     const decision = decideSchedule(
       {
         schedule,
@@ -107,7 +118,7 @@ export function planTick(w: TickObserved, config: WalleConfig, now: Date, scope:
       },
       config,
       now,
-      scope.manual,
+      manual,
     );
     plans.push({
       name,
@@ -120,19 +131,29 @@ export function planTick(w: TickObserved, config: WalleConfig, now: Date, scope:
   return plans;
 }
 
-/** A schedule the API server accepted and Walle cannot read: BackupReady False, naming each field; nothing runs. */
-function invalidSchedule(raw: unknown, issues: readonly { path: readonly PropertyKey[]; message: string }[], now: Date): SchedulePlan | undefined {
-  const meta = (raw as { metadata?: { name?: string; uid?: string; resourceVersion?: string } } | undefined)?.metadata;
+/**
+ * A schedule the API server accepted and Walle cannot read: BackupReady False, naming each field; nothing runs. A
+ * run its annotation asks for is answered with the same words (`answers`), so whoever asked is not left waiting.
+ */
+function invalidSchedule(raw: unknown, issues: readonly { path: readonly PropertyKey[]; message: string }[], now: Date): (SchedulePlan & { answers: boolean }) | undefined {
+  const meta = (raw as { metadata?: { name?: string; uid?: string; resourceVersion?: string; annotations?: unknown } } | undefined)?.metadata;
   if (!meta?.name) return undefined;
   const status = resourceSchemas.BackupSchedule.shape.status.safeParse((raw as { status?: unknown }).status).data ?? {};
   const message = `The BackupSchedule is invalid: ${issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`;
   const conditions = setCondition(status.conditions, { type: BackupScheduleConditionType.BackupReady, status: ConditionStatus.False, reason: ConditionReason.InvalidSpec, message }, now);
+  const annotations = z.record(z.string(), z.string()).safeParse(meta.annotations).data;
+  const asked = pendingBackupRequest({ metadata: { ...(annotations ? { annotations } : {}) }, status });
   return {
     name: meta.name,
     ...(meta.uid ? { uid: meta.uid } : {}),
     ...(meta.resourceVersion ? { resourceVersion: meta.resourceVersion } : {}),
     before: status,
-    decision: { actions: [], status: { ...status, conditions }, events: [] },
+    decision: {
+      actions: [],
+      status: { ...status, conditions, ...(asked ? { lastBackupRequest: { id: asked.requestId, time: rfc3339(now), message: `No backup started: ${message}` } } : {}) },
+      events: [],
+    },
+    answers: asked !== undefined,
   };
 }
 

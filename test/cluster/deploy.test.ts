@@ -60,10 +60,17 @@ describe("the install manifests", () => {
     expect(await can(reconcile, "create", "rbac.authorization.k8s.io", "rolebindings", "default")).toBe(false);
     expect(await can(reconcile, "patch", "ros.io", "backupjobs", "default", "status")).toBe(true);
     expect(await can(reconcile, "create", "events.k8s.io", "events", "default")).toBe(true);
-    // It reads one namespace's annotation to learn whether an admin allows full-fidelity workers there, and can
-    // neither list namespaces nor set that annotation itself.
+    // It reads a namespace's annotation to learn whether an admin allows full-fidelity workers there, and lists
+    // namespaces for the namespaceSelector of a schedule's run asked for, but cannot set that annotation itself.
     expect(await can(reconcile, "get", "", "namespaces")).toBe(true);
-    for (const verb of ["list", "watch", "update", "patch"]) expect(await can(reconcile, verb, "", "namespaces"), `namespaces ${verb}`).toBe(false);
+    expect(await can(reconcile, "list", "", "namespaces")).toBe(true);
+    for (const verb of ["watch", "update", "patch"]) expect(await can(reconcile, verb, "", "namespaces"), `namespaces ${verb}`).toBe(false);
+    // A run asked for by a schedule's ros.io/backup-requested annotation: its BackupSet and the schedule's answer;
+    // it neither edits the schedule (nor sets that annotation) nor deletes old runs, which stays the tick's.
+    expect(await can(reconcile, "create", "ros.io", "backupsets")).toBe(true);
+    expect(await can(reconcile, "patch", "ros.io", "backupschedules", undefined, "status")).toBe(true);
+    expect(await can(reconcile, "patch", "ros.io", "backupschedules")).toBe(false);
+    expect(await can(reconcile, "delete", "ros.io", "backupsets")).toBe(false);
     // Not more than it needs: it never edits specs, deletes Walle's objects, or touches workloads.
     expect(await can(reconcile, "update", "ros.io", "backupjobs", "default")).toBe(false);
     expect(await can(reconcile, "delete", "ros.io", "backupjobs", "default")).toBe(false);

@@ -5,7 +5,7 @@ import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { applyObjects, readManifestFiles } from "../../cluster/index.ts";
 import { repoRoot } from "../../cluster/toolchain.ts";
 import { startRestServer, tempDir, type RestServer } from "../integration/worker-harness.ts";
@@ -27,18 +27,40 @@ beforeAll(async () => {
   await symlink(path.join(repoRoot, "cli", "kubectl-walle.cjs"), path.join(bin, "kubectl-walle"));
   await applyObjects(admin(), await readManifestFiles([path.join(repoRoot, "examples", "kubectl-walle-rbac.yaml")]));
   kubeconfig = await kubeconfigFileForUser("ada");
-  await admin().create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
-    apiVersion: "rbac.authorization.k8s.io/v1",
-    kind: "ClusterRoleBinding",
-    metadata: { name: "ada-walle-status" },
-    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "walle-cli-status" },
-    subjects: [{ kind: "User", apiGroup: "rbac.authorization.k8s.io", name: "ada" }],
-  }).catch(() => {});
+  // The cluster-wide roles the README tells an admin to bind: status, and running schedules.
+  for (const role of ["walle-cli-status", "walle-cli-schedules"]) {
+    await admin().create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRoleBinding",
+      metadata: { name: `ada-${role}` },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role },
+      subjects: [{ kind: "User", apiGroup: "rbac.authorization.k8s.io", name: "ada" }],
+    }).catch(() => {});
+  }
 });
 afterAll(async () => {
   await rest?.stop();
-  await admin().delete("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/ada-walle-status").catch(() => {});
+  for (const role of ["walle-cli-status", "walle-cli-schedules"]) await admin().delete(`/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/ada-${role}`).catch(() => {});
 });
+
+/** A BackupSchedule of the PVCs of namespace `ns` (none, with `selects: false`) into its Secret `repo`, deleted after the test. */
+async function scheduleOf(ns: string, opts: { selects?: boolean } = {}): Promise<string> {
+  const name = `cli-${ns}`;
+  const namespaceSelector = { matchLabels: opts.selects === false ? { "walle.test/none": "none" } : { "kubernetes.io/metadata.name": ns } };
+  await admin().create("/apis/ros.io/v1/backupschedules", {
+    apiVersion: "ros.io/v1",
+    kind: "BackupSchedule",
+    metadata: { name },
+    spec: { interval: "24h", repository: { name: "repo", namespace: ns }, plans: [{ type: "persistentVolumeClaim", namespaceSelector }] },
+  });
+  onTestFinished(() => admin().delete(`/apis/ros.io/v1/backupschedules/${name}`).then(() => undefined, () => undefined));
+  return name;
+}
+
+interface ScheduleSeen {
+  metadata: { annotations?: Record<string, string> };
+  status?: { lastBackupRequest?: { id: string; backupSet?: string; message: string } };
+}
 
 interface Run {
   code: number;
@@ -142,14 +164,8 @@ describe("kubectl walle", () => {
     expect(failed.code).toBe(1);
     expect(failed.stderr).toMatch(/^error: backupjob\.ros\.io\/data-forced-[0-9a-f]{10} Failed \(WrongPassword\): The repository password is wrong/m);
 
-    const schedule = `cli-${ns}`;
-    await admin().create("/apis/ros.io/v1/backupschedules", {
-      apiVersion: "ros.io/v1",
-      kind: "BackupSchedule",
-      metadata: { name: schedule },
-      spec: { interval: "24h", repository: { name: "repo", namespace: ns }, plans: [{ type: "persistentVolumeClaim", namespaceSelector: { matchLabels: { "walle.test/none": "none" } } }] },
-    });
-    try {
+    const schedule = await scheduleOf(ns, { selects: false });
+    {
       const tick = await runTick({ schedule });
       expect(tick.code, tick.stderr).toBe(0);
       const status = await walle(["status", "-n", ns]);
@@ -160,10 +176,48 @@ describe("kubectl walle", () => {
       expect(lines).toContainEqual(expect.stringMatching(/^backupjob\.ros\.io\/data-forced-[0-9a-f]{10} +data +WrongPassword +\S+ ago +The repository password is wrong/));
       const yaml = await walle(["status", "-n", ns, "-o", "yaml"]);
       expect(yaml.stdout).toMatch(/^apiVersion: v1\nkind: List\nitems:\n/);
-    } finally {
-      await admin().delete(`/apis/ros.io/v1/backupschedules/${schedule}`).catch(() => {});
     }
+    // Run now, a schedule whose plans select nothing: Walle says so, and nothing is made.
+    const sets = async () => (await admin().get<{ items: unknown[] }>("/apis/ros.io/v1/backupsets", { labelSelector: `ros.io/backup-schedule=${schedule}` })).items.length;
+    const nothing = await walle(["backup", "--schedule", schedule]);
+    expect(nothing).toMatchObject({ code: 1, stdout: "", stderr: `error: backupschedule.ros.io/${schedule} started no backup: No PVC matched the plans; no BackupSet was made.\n` });
+    expect(await sets()).toBe(0);
   }, 300_000);
+
+  it("backup --schedule runs a schedule now: the reconcile function starts its BackupSet at once, and --wait follows it to Finished", async () => {
+    await startWalle();
+    const ns = await tenant("cli-sched", { "index.html": "<h1>shop</h1>\n", "db/orders": randomBytes(256 * 1024) });
+    const schedule = await scheduleOf(ns);
+    const run = await walle(["backup", "--schedule", schedule, "--wait"]);
+    expect(run, run.stderr).toMatchObject({ code: 0 });
+    const set = new RegExp(`backupset\\.ros\\.io/(${schedule}-run-[0-9a-f]{10})`).exec(run.stdout)?.[1];
+    expect(run.stdout).toBe(`backupset.ros.io/${set} created: Started BackupSet ${set} with 1 BackupJobs.\nbackupset.ros.io/${set} Finished 1/1\n`);
+    expect(run.stderr.split("\n")).toContain(`backupset.ros.io/${set} Running 0/1`);
+    // The schedule answered the plugin's request, which the annotation holds; its clock's grid did not move.
+    const seen = await admin().get<ScheduleSeen & { status?: { scheduler?: unknown } }>(`/apis/ros.io/v1/backupschedules/${schedule}`);
+    expect(seen.status?.lastBackupRequest).toEqual({ id: seen.metadata.annotations?.["ros.io/backup-requested"], time: expect.any(String), backupSet: set, message: `Started BackupSet ${set} with 1 BackupJobs.` });
+    expect(seen.status?.scheduler).toBeUndefined();
+    const jobs = await admin().get<{ items: { metadata: { name: string }; status?: { phase?: string; snapshotId?: string } }[] }>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`);
+    expect(jobs.items.map((j) => [j.metadata.name, j.status?.phase, /^[0-9a-f]{64}$/.test(j.status?.snapshotId ?? "")])).toEqual([[`${set}-data`, "Finished", true]]);
+    // The run's snapshot is the one the repository lists for the PVC.
+    const listed = await walle(["snapshots", "data", "-n", ns, "--repository", "repo", "-o", "json"]);
+    expect(listed, listed.stderr).toMatchObject({ code: 0 });
+    expect((JSON.parse(listed.stdout) as { snapshots: { id: string }[] }).snapshots.map((x) => x.id)).toEqual([jobs.items[0]?.status?.snapshotId?.slice(0, 8)]);
+  }, 300_000);
+
+  it("backup --schedule with no reconcile function to answer times out with exit 3; the request stands, and the next tick answers it", async () => {
+    const ns = await tenant("cli-late", { "a.txt": "a" });
+    const schedule = await scheduleOf(ns, { selects: false });
+    const late = await walle(["backup", "--schedule", schedule, "--timeout", "5s"]);
+    expect(late.code).toBe(3);
+    expect(late.stderr).toMatch(new RegExp(`^error: backupschedule\\.ros\\.io/${schedule}: Walle did not take up the run \\(ros\\.io/backup-requested=\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\) within 5 s\\. .*The request stands: the next tick starts it\\.\\n$`));
+    const path = `/apis/ros.io/v1/backupschedules/${schedule}`;
+    const asked = (await admin().get<ScheduleSeen>(path)).metadata.annotations?.["ros.io/backup-requested"];
+    expect((await admin().get<ScheduleSeen>(path)).status?.lastBackupRequest).toBeUndefined();
+    const tick = await runTick({ schedule });
+    expect(tick.code, tick.stderr).toBe(0);
+    expect((await admin().get<ScheduleSeen>(path)).status?.lastBackupRequest).toEqual({ id: asked, time: expect.any(String), message: "No PVC matched the plans; no BackupSet was made." });
+  }, 120_000);
 
   it("draws a progress bar that advances, in a terminal", async () => {
     await startWalle({ env: { WALLE_PROGRESS_INTERVAL_SECONDS: "1" } });

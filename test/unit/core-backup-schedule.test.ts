@@ -3,7 +3,7 @@
 // prune and check kept off a busy repository, and the status with the original's semantics.
 import { describe, expect, it } from "vitest";
 import type { BackupSchedule } from "../../lib/api/parse.ts";
-import { backupSetName, decideSchedule, type ScheduleWorld } from "../../lib/core/backup-schedule.ts";
+import { backupSetName, decideSchedule, pendingBackupRequest, type ScheduleWorld } from "../../lib/core/backup-schedule.ts";
 import type { Action } from "../../lib/core/decision.ts";
 import type { Job, ObjectSummary } from "../../lib/core/objects.ts";
 import type { Selection } from "../../lib/core/plans.ts";
@@ -169,6 +169,73 @@ describe("decideSchedule", () => {
     const d = decideSchedule(world(s), config, t("2026-12-02T01:00:00Z"), { requestId: "evt-1" });
     expect(created(d.actions)[0]).toBe(`BackupSet /${backupSetName("example-schedule", { requestId: "evt-1" })}`);
     expect(d.status.scheduler?.backupTimestamp).toBe("2026-12-02T00:00:00Z");
+  });
+});
+
+describe("a run asked for by the ros.io/backup-requested annotation", () => {
+  const asked = (id: string, status?: BackupSchedule["status"], spec: Partial<BackupSchedule["spec"]> = {}): BackupSchedule => {
+    const s = schedule(spec, status);
+    return { ...s, metadata: { ...s.metadata, annotations: { "ros.io/backup-requested": id } } };
+  };
+  const now = t("2026-12-02T01:00:00Z");
+  const grid = { scheduler: { backupTimestamp: "2026-12-02T00:00:00Z" } };
+
+  it("is pending until the status answers that very value", () => {
+    expect(pendingBackupRequest(schedule())).toBeUndefined();
+    expect(pendingBackupRequest(asked("2026-12-02T00:59:59.123Z"))).toEqual({ requestId: "2026-12-02T00:59:59.123Z" });
+    expect(pendingBackupRequest(asked("a", { lastBackupRequest: { id: "a", time: "2026-12-02T01:00:00Z", message: "m" } }))).toBeUndefined();
+    expect(pendingBackupRequest(asked("b", { lastBackupRequest: { id: "a", time: "2026-12-02T01:00:00Z", message: "m" } }))).toEqual({ requestId: "b" });
+    expect(pendingBackupRequest(asked(""))).toBeUndefined();
+  });
+
+  it("runs it named after the value, answers it in the status, and does nothing else: no clock, prune, check or history", () => {
+    const s = asked("req-1", { ...grid, scheduler: { ...grid.scheduler, pruneTimestamp: "2026-11-01T00:00:00Z" } }, { prune: { interval: "1d", retain: { last: 1 } }, keepSucceeded: 1 });
+    const old = [set("example-schedule-a", "Finished", "2026-12-01T06:00:00Z"), set("example-schedule-b", "Finished", "2026-12-01T12:00:00Z")];
+    const d = decideSchedule(world(s, { sets: old }), config, now, pendingBackupRequest(s));
+    const name = backupSetName("example-schedule", { requestId: "req-1" });
+    expect(created(d.actions)).toEqual([`BackupSet /${name}`, `BackupJob default/${name}-example-volume`, `BackupJob shop/${name}-db`]);
+    expect(deleted(d.actions)).toEqual([]);
+    expect(d.status.lastBackupRequest).toEqual({ id: "req-1", time: "2026-12-02T01:00:00Z", backupSet: name, message: `Started BackupSet ${name} with 2 BackupJobs.` });
+    expect(d.status.scheduler).toEqual({ backupTimestamp: "2026-12-02T00:00:00Z", pruneTimestamp: "2026-11-01T00:00:00Z" });
+  });
+
+  it("answers with the reason when nothing could start: no PVC matched, or a plan cannot be evaluated", () => {
+    const s = asked("req-2", grid);
+    const none = decideSchedule(world(s, { selection: { targets: [], skipped: [], errors: [] } }), config, now, pendingBackupRequest(s));
+    expect(none.actions).toEqual([]);
+    expect(none.status.lastBackupRequest).toEqual({ id: "req-2", time: "2026-12-02T01:00:00Z", message: "No PVC matched the plans; no BackupSet was made." });
+    const broken = decideSchedule(world(s, { selection: { targets: [], skipped: [], errors: ["plan 0: bad selector"] } }), config, now, pendingBackupRequest(s));
+    expect(broken.status.lastBackupRequest?.message).toBe("No backup started: plan 0: bad selector");
+  });
+
+  it("a run asked for by an event leaves the annotation's request pending", () => {
+    const s = asked("req-3", grid);
+    const d = decideSchedule(world(s), config, now, { requestId: "cloudevent-id" });
+    expect(d.status.lastBackupRequest).toBeUndefined();
+  });
+
+  it("the tick takes a pending request up when the reconcile function missed its event; reconcile's own pass runs only that", () => {
+    const pending = asked("req-4", grid);
+    const quiet = schedule({}, grid);
+    const handled = asked("req-0", { ...grid, lastBackupRequest: { id: "req-0", time: "2026-12-01T00:00:00Z", message: "m" } });
+    const lists = { schedules: [pending, quiet, handled], sets: [], jobs: [] };
+    expect(Object.keys(tickReads(lists, now, { requested: true }))).toEqual(["pvcs", "pods"]);
+    expect(tickReads({ schedules: [quiet, handled], sets: [], jobs: [] }, now, { requested: true })).toEqual({});
+    const observed = { ...lists, pvcs: [], pods: [] };
+    // The clock's tick: every schedule, the pending request run as asked.
+    const all = planTick(observed, config, now);
+    expect(all.map((p) => [p.name, p.decision.status.lastBackupRequest?.id])).toEqual([["example-schedule", "req-4"], ["example-schedule", undefined], ["example-schedule", "req-0"]]);
+    // The reconcile function's pass: only the pending one.
+    const requested = planTick(observed, config, now, { requested: true });
+    expect(requested).toHaveLength(1);
+    expect(requested[0]?.decision.status.lastBackupRequest).toEqual({ id: "req-4", time: "2026-12-02T01:00:00Z", message: "No PVC matched the plans; no BackupSet was made." });
+  });
+
+  it("a schedule Walle cannot read answers the request with why", () => {
+    const s = asked("req-5");
+    const bad = { ...s, spec: { ...s.spec, plans: "everything" } };
+    const [plan] = planTick({ schedules: [bad], sets: [], jobs: [] }, config, now, { requested: true });
+    expect(plan?.decision.status.lastBackupRequest).toEqual({ id: "req-5", time: "2026-12-02T01:00:00Z", message: expect.stringMatching(/^No backup started: The BackupSchedule is invalid: spec\.plans: /) });
   });
 });
 
