@@ -167,7 +167,11 @@ export function createWalle(opts: WalleOptions): Walle {
    */
   async function scheduleChanged(obj: EventObject, change: ChangeType, log: Logger): Promise<Outcome> {
     const name = obj.metadata.name;
-    if (change === "delete" || !pendingBackupRequest(obj)) return { ignored: `BackupSchedule ${name} asks for no run now; the tick owns schedules` };
+    const ignored = { ignored: `BackupSchedule ${name} asks for no run now; the tick owns schedules` };
+    if (change === "delete" || !pendingBackupRequest(obj)) return ignored;
+    // One read says whether the API server agrees, before the tick's lists: an event claiming a request costs little.
+    const current = await read(api, scheduleAskSchema, objectPath("BackupSchedule", name));
+    if (!current || !pendingBackupRequest(current)) return ignored;
     const report = await tick({ schedule: name, requested: true }, log);
     log.info({ schedule: name, actions: report.actions.length }, `Ran BackupSchedule ${name} as its ros.io/backup-requested annotation asked`);
     return { ran: report.actions };
@@ -276,6 +280,11 @@ export const eventObjectSchema = objectSummarySchema.extend({
     .optional()
     .catch(undefined),
   metadata: objectMetaSchema.extend({ name: z.string() }),
+});
+
+/** A BackupSchedule as far as its ros.io/backup-requested annotation and the answer to it go. */
+const scheduleAskSchema = objectSummarySchema.extend({
+  status: z.looseObject({ lastBackupRequest: z.looseObject({ id: z.string().optional() }).optional().catch(undefined) }).optional().catch(undefined),
 });
 
 /** Reference-mode data. */
