@@ -253,6 +253,19 @@ export class RestClient {
     return this.authenticated(authenticate, this.headers({})).then((h) => this.stream(path, resourceVersion, onEvent, signal, query, h));
   }
 
+  /**
+   * What a connection of its own (an exec's WebSocket) needs: its URL, the headers a request would send now, and
+   * the agent of long-lived connections (its TLS: the CA, the client certificate).
+   */
+  async connection(path: string, query: RequestOptions["query"] = {}): Promise<{ url: URL; headers: Record<string, string>; agent: https.Agent }> {
+    this.requests++;
+    const { authenticate } = this.creds;
+    // No Accept: an upgraded stream is no JSON document, and the API server refuses one that asks for it (406).
+    const { accept: _, ...base } = this.headers({});
+    const headers = authenticate ? await this.authenticated(authenticate, base) : base;
+    return { url: this.url(path, query), headers, agent: this.#watchAgent };
+  }
+
   private stream<T>(
     path: string,
     resourceVersion: string,
