@@ -29,6 +29,7 @@ export const BackupJobConditionType = {
   BackupState: ConditionType.BackupState,
   FullFidelity: ConditionType.FullFidelity,
   CleanedUp: ConditionType.CleanedUp,
+  Hooks: ConditionType.Hooks,
 } as const;
 export type BackupJobConditionType = ValueOf<typeof BackupJobConditionType>;
 
@@ -64,6 +65,24 @@ export const backupSummarySchema = z.object({
 });
 export type BackupSummary = z.output<typeof backupSummarySchema>;
 
+export const HookOutcome = { Succeeded: "Succeeded", Failed: "Failed", TimedOut: "TimedOut", Interrupted: "Interrupted" } as const;
+export type HookOutcome = ValueOf<typeof HookOutcome>;
+
+/** One snapshot hook: what runs where, written before it runs (so its end is always looked for), then how it ended. */
+export const hookRunSchema = z.object({
+  command: z.string().max(4096).describe("The command, run by /bin/sh -c."),
+  from: z.enum(["BackupJob", "Annotation"]).describe("Where the command came from: the BackupJob (or its schedule's plan), or the pods' annotation."),
+  targets: z
+    .array(z.object({ pod: z.string().max(253), container: z.string().max(63) }))
+    .max(16)
+    .describe("The containers it runs in: of each pod that mounts the PVC, the first container that mounts it."),
+  startTime: timeSchema.optional().describe("When Walle started it; set before it runs."),
+  finishTime: timeSchema.optional().describe("When it ended."),
+  outcome: z.enum(HookOutcome).optional().describe("How it ended; Interrupted when Walle stopped while it ran."),
+  output: z.string().max(4096).optional().describe("The tail of its output (stdout and stderr), per container."),
+});
+export type HookRun = z.output<typeof hookRunSchema>;
+
 export const backupJobStatusSchema = z.object({
   observedGeneration: observedGenerationSchema.optional(),
   phase: z.enum(BackupJobPhase).optional().describe("Where the backup is."),
@@ -74,6 +93,10 @@ export const backupJobStatusSchema = z.object({
   snapshotId: z.string().max(64).optional().describe("(new) The restic snapshot the backup made."),
   summary: backupSummarySchema.optional().describe("(new) What the backup did, from restic's summary."),
   progress: progressSchema.optional(),
+  hooks: z
+    .object({ before: hookRunSchema.optional(), after: hookRunSchema.optional() })
+    .optional()
+    .describe("(new) The snapshot hooks: before runs before the snapshot is taken, after once it is cut (whatever happened, once before has run)."),
 });
 export type BackupJobStatus = z.output<typeof backupJobStatusSchema>;
 

@@ -15,6 +15,8 @@ export const ConditionType = {
   FullFidelity: "FullFidelity",
   /** The worker Job, its PVC and the snapshots are gone: nothing of the run is left but its status. */
   CleanedUp: "CleanedUp",
+  /** (new) The before- and after-snapshot hooks: whether they ran, how they ended, and the tail of their output. */
+  Hooks: "Hooks",
   BackupReady: "BackupReady",
   CheckOk: "CheckOk",
   PruneOk: "PruneOk",
@@ -50,6 +52,13 @@ export const ConditionReason = {
   InvalidTarget: "InvalidTarget",
   TargetExists: "TargetExists",
   HandoverFailed: "HandoverFailed",
+  // Snapshot hooks.
+  HookRunning: "HookRunning",
+  NoHookTarget: "NoHookTarget",
+  InvalidHook: "InvalidHook",
+  HooksSucceeded: "HooksSucceeded",
+  BeforeHookFailed: "BeforeHookFailed",
+  AfterHookFailed: "AfterHookFailed",
   // A schedule's conditions, with the original's reasons.
   Waiting: "Waiting",
   Running: "Running",
@@ -86,5 +95,8 @@ export const EventReason = {
   CheckStarted: "CheckStarted",
   DeletedOldBackupSet: "DeletedOldBackupSet",
   DeletedOldJob: "DeletedOldJob",
+  // Snapshot hooks.
+  HookSucceeded: "HookSucceeded",
+  HookFailed: "HookFailed",
 } as const;
 export type EventReason = ValueOf<typeof EventReason>;

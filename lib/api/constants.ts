@@ -59,6 +59,11 @@ export const Label = {
   BackupRestore: "ros.io/backup-restore",
   /** (new) On worker Jobs: the repository Secret they use (in the Job's namespace), to count who writes to it. */
   Repository: "ros.io/repository",
+  /**
+   * (new) On a BackupJob while Walle runs one of its snapshot hooks: the admission policy of pods/exec takes such
+   * BackupJobs as its parameters, and lets the reconcile function run only the hook their status records.
+   */
+  HookRunning: "ros.io/hook-running",
 } as const;
 export type Label = ValueOf<typeof Label>;
 

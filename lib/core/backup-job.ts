@@ -5,7 +5,12 @@
 //   repository is elsewhere), PVC from it, worker Job--> WaitingBackup --pod running--> BackingUp
 //   --Job complete--> Finished | --failed anywhere--> Failed. Reaching Finished or Failed also cleans up: the
 //   status (with the result) is written first, then the temporary objects are deleted.
-import { BackupJobConditionType, BackupJobPhase, type BackupJobSpec, type BackupJobStatus } from "../api/backup-job.ts";
+//
+// Snapshot hooks (lib/core/hooks.ts) fit around the snapshot: the before-hook runs in NotStarted, once the PVC is
+// bound and a class fits it, and the snapshot is made only after it succeeded; the after-hook runs once the snapshot
+// is cut, and before any failure is recorded once the before-hook has run. Each is written into the status as
+// started before it runs, so a run cut short is found and its after-hook still runs.
+import { BackupJobConditionType, BackupJobPhase, HookOutcome, type BackupJobSpec, type BackupJobStatus } from "../api/backup-job.ts";
 import { ConditionReason, EventReason } from "../api/conditions.ts";
 import { mappedSnapshotClass } from "../api/config.ts";
 import { ConditionStatus, CREATED_BY, JobType, Label, WalleAnnotation } from "../api/constants.ts";
@@ -17,6 +22,7 @@ import { backupJobChildNames } from "./names.ts";
 import { jobFailureMessage, jobHasRunningPod, jobOutcome, type Job, type ObjectSummary, type Pod, type Pvc, type StorageClass, type VolumeSnapshot, type VolumeSnapshotClass, type VolumeSnapshotContent } from "./objects.ts";
 import { allowsPrivilegedWorkers, fidelityCondition, needsNamespaceRead, PRIVILEGED_WORKERS_ANNOTATION, workerMode } from "./privileges.ts";
 import { workerPodsRead, workerReport } from "./worker-result.ts";
+import { afterHookDue, beforeHookFailed, DEFAULT_HOOK_TIMEOUT_SECONDS, describeHook, hookLimitSeconds, hooksCondition, planHooks, runningHook, type HookWhich } from "./hooks.ts";
 
 export interface BackupJobRef {
   readonly namespace: string;
@@ -43,6 +49,8 @@ export interface BackupJobObserved {
   readonly repositoryJobs?: readonly Job[];
   /** The worker's namespace, read with them when its annotation decides the worker's mode (lib/core/privileges.ts). */
   readonly workerNamespace?: ObjectSummary | null;
+  /** The pods of the BackupJob's namespace, read in NotStarted until its snapshot hooks are planned. */
+  readonly pods?: readonly Pod[];
 }
 
 export interface BackupJobWorld extends BackupJobObserved {
@@ -97,7 +105,12 @@ export function backupJobReads(bj: BackupJob, seen: Partial<BackupJobObserved>, 
       const scName = seen.pvc?.spec.storageClassName;
       if (seen.pvc === undefined) {
         // The snapshot is created without a look first: its name is deterministic, so a duplicate meets AlreadyExists.
-        return { pvc: { get: "PersistentVolumeClaim", name: bj.spec.sourcePvc, namespace: ns }, snapshotClasses: { list: "VolumeSnapshotClass", cached: true } };
+        // The pods say which hooks run where (their annotations, the containers that mount the PVC).
+        return {
+          pvc: { get: "PersistentVolumeClaim", name: bj.spec.sourcePvc, namespace: ns },
+          snapshotClasses: { list: "VolumeSnapshotClass", cached: true },
+          ...(bj.status?.hooks ? {} : { pods: { list: "Pod", namespace: ns } }),
+        };
       }
       return scName && seen.storageClass === undefined ? { storageClass: { get: "StorageClass", name: scName } } : {};
     }
@@ -205,6 +218,8 @@ type Outcome = Decision<BackupJobStatus>;
 
 export function decideBackupJob(w: BackupJobWorld, config: WalleConfig, now: Date): Outcome {
   const s = new Step(w, config, now);
+  const waiting = hookInProgress(s);
+  if (waiting) return waiting;
   switch (s.phase) {
     case BackupJobPhase.NotStarted:
       return start(s);
@@ -235,6 +250,16 @@ function start(s: Step): Outcome {
   }
   const cls = snapshotClassFor(w.pvc, w.storageClass ?? null, w.snapshotClasses ?? [], config);
   if ("error" in cls) return fail(s, ConditionReason.NoSnapshotClass, cls.error, true);
+  // Only now that a snapshot can be taken does the application get told to prepare for one.
+  if (!s.status.hooks && w.pods) {
+    const plan = planHooks(w.spec, w.pods, pvcName, w.job.namespace);
+    if ("error" in plan) return fail(s, ConditionReason.InvalidHook, plan.error);
+    if (plan.note) s.condition({ type: BackupJobConditionType.Hooks, status: ConditionStatus.True, reason: ConditionReason.NoHookTarget, message: plan.note });
+    if (plan.hooks) s.status = { ...s.status, hooks: plan.hooks };
+  }
+  const hooks = s.status.hooks;
+  if (hooks?.before && !hooks.before.startTime) return runHook(s, "before");
+  if (hooks?.before && beforeHookFailed(hooks)) return fail(s, ConditionReason.BeforeHookFailed, `No snapshot was taken. ${describeHook("before", hooks.before)}`);
   if (!w.sourceSnapshot) {
     const meta = s.meta(s.names.sourceSnapshot, w.job.namespace);
     const size = w.pvc.status?.capacity?.storage ?? w.pvc.spec.resources?.requests?.storage;
@@ -270,6 +295,9 @@ function awaitSnapshot(s: Step): Outcome {
     return fail(s, ConditionReason.SnapshotFailed, `VolumeSnapshot ${w.job.namespace}/${names.sourceSnapshot} failed: ${sourceRefused}`, true);
   }
   const ready = cross ? moved?.status?.readyToUse === true : source?.status?.readyToUse === true;
+  // Cut (the storage has it, whether or not it is ready to use yet): the application may go on.
+  const cut = ready || source?.status?.readyToUse === true || source?.status?.creationTime !== undefined;
+  if (cut && afterHookDue(s.status.hooks)) return runHook(s, "after");
   if (cross && !ready) return moveSnapshot(s);
   if (!ready) return waitOrTimeOut(s, source === null);
   if (cross && source) releaseSource(s);
@@ -460,8 +488,12 @@ function finish(s: Step, result: ReturnType<typeof workerReport>["result"]): Out
   return settle(s);
 }
 
-/** → Failed, with the reason in BackupState (and in SnapshotReady when the snapshot is what failed). */
+/**
+ * → Failed, with the reason in BackupState (and in SnapshotReady when the snapshot is what failed). Once a
+ * before-hook has run, the after-hook runs first, and the failure is decided again after it.
+ */
 function fail(s: Step, reason: ConditionInput["reason"], message: string, snapshot = false): Outcome {
+  if (afterHookDue(s.status.hooks)) return runHook(s, "after");
   s.status = { ...s.status, phase: BackupJobPhase.Failed, finishTime: rfc3339(s.now) };
   if (snapshot) s.condition({ type: BackupJobConditionType.SnapshotReady, status: ConditionStatus.False, reason, message });
   s.condition({ type: BackupJobConditionType.BackupState, status: ConditionStatus.False, reason, message });
@@ -506,8 +538,64 @@ const cleanedUp: ConditionInput = {
   message: "The worker Job, its PVC and the VolumeSnapshots were deleted.",
 };
 
+/** How long a hook may run in each container. */
+const hookTimeout = (config: WalleConfig) => config.hookTimeoutSeconds ?? DEFAULT_HOOK_TIMEOUT_SECONDS;
+
+/** Starts a planned hook: its start is written, then the executor runs it (Decision.hook) and records its end. */
+function runHook(s: Step, which: HookWhich): Outcome {
+  const run = s.status.hooks?.[which];
+  if (!run) return s.decision();
+  const timeoutSeconds = hookTimeout(s.config);
+  s.status = { ...s.status, hooks: { ...s.status.hooks, [which]: { ...run, startTime: rfc3339(s.now) } } };
+  noteHooks(s);
+  return {
+    actions: [],
+    status: s.status,
+    events: s.events,
+    hook: { which, namespace: s.w.job.namespace, backupJob: s.w.job.name, targets: run.targets, command: run.command, timeoutSeconds },
+    requeueAfter: hookLimitSeconds(run, timeoutSeconds),
+  };
+}
+
+/**
+ * Before any other step: a hook that another instance runs is waited for, to its deadline; past it, its runner
+ * is known to have stopped, and the hook reads Interrupted. Either way the Hooks condition and an Event say how
+ * the hooks went.
+ */
+function hookInProgress(s: Step): Outcome | undefined {
+  const which = runningHook(s.status.hooks);
+  const run = which ? s.status.hooks?.[which] : undefined;
+  if (which && run) {
+    const limit = hookLimitSeconds(run, hookTimeout(s.config));
+    const waited = s.secondsSince(run.startTime);
+    if (waited < limit) {
+      s.requeueAfter = Math.ceil(limit - waited);
+      return s.decision();
+    }
+    s.status = { ...s.status, hooks: { ...s.status.hooks, [which]: { ...run, finishTime: rfc3339(s.now), outcome: HookOutcome.Interrupted } } };
+  }
+  noteHooks(s);
+  return undefined;
+}
+
+/** The Hooks condition from the status's hooks, and an Event for each hook whose end it did not show yet. */
+function noteHooks(s: Step): void {
+  const hooks = s.status.hooks;
+  if (!hooks) return;
+  const shown = findCondition(s.status.conditions, BackupJobConditionType.Hooks)?.message ?? "";
+  for (const which of ["before", "after"] as const) {
+    const run = hooks[which];
+    if (!run?.finishTime) continue;
+    const text = describeHook(which, run);
+    if (!shown.includes(text)) s.event(run.outcome === HookOutcome.Succeeded ? "Normal" : "Warning", run.outcome === HookOutcome.Succeeded ? EventReason.HookSucceeded : EventReason.HookFailed, text);
+  }
+  const c = hooksCondition(hooks);
+  s.condition({ type: BackupJobConditionType.Hooks, status: c.status === "True" ? ConditionStatus.True : ConditionStatus.False, reason: c.reason, message: c.message });
+}
+
 /** A BackupJob that ended before clean-up was part of ending (or whose clean-up was undone): clean up now. */
 function cleanUp(s: Step): Outcome {
+  if (afterHookDue(s.status.hooks)) return runHook(s, "after");
   if (isCleanedUp(s.w.status.conditions)) return s.decision();
   s.actions.push(...children(s, BackupJobPhase.BackingUp));
   s.condition(cleanedUp);

@@ -27,6 +27,8 @@ export interface WalleConfig {
   readonly workerDeadlineSeconds: number;
   /** How long a VolumeSnapshot may take to become ready before the BackupJob fails. */
   readonly snapshotTimeoutSeconds: number;
+  /** How long a snapshot hook may run in one container before Walle stops waiting (default 60). */
+  readonly hookTimeoutSeconds?: number;
   /** Retries of a worker pod that failed for a reason other than a known restic failure. */
   readonly workerBackoffLimit: number;
   /** Backup and restore workers that may use one repository at once; more wait for a turn. */

@@ -41,6 +41,18 @@ export type Action =
   | { readonly op: "patch"; readonly target: ObjectRef; readonly patch: unknown }
   | { readonly op: "delete"; readonly target: ObjectRef };
 
+export interface HookCall {
+  readonly which: "before" | "after";
+  /** The namespace of the pods, and of the BackupJob that the hook belongs to. */
+  readonly namespace: string;
+  readonly backupJob: string;
+  readonly targets: readonly { readonly pod: string; readonly container: string }[];
+  /** Run by /bin/sh -c in each target in turn. */
+  readonly command: string;
+  /** Per target. */
+  readonly timeoutSeconds: number;
+}
+
 export interface KubeEvent {
   readonly type: "Normal" | "Warning";
   readonly reason: EventReason;
@@ -56,6 +68,11 @@ export interface Decision<S> {
    * stored (the clean-up of a run that has just ended), and the status that records them done.
    */
   readonly then?: { readonly actions: readonly Action[]; readonly status: S };
+  /**
+   * A snapshot hook to run once `status` (which records that it starts) is written: the executor runs it through
+   * pods/exec and writes how it ended into the status, and the object is stepped again at once.
+   */
+  readonly hook?: HookCall;
   /**
    * Seconds after which the object should be looked at again even if no event comes: a deadline the decision is
    * waiting on (a snapshot's timeout, say). The tick's resync honours it; undefined means an event will come.

@@ -103,6 +103,7 @@ export const podSchema = asModel<PodModel>()(z.looseObject({
   metadata: meta,
   spec: z.looseObject({
     volumes: z.array(z.looseObject({ name: z.string(), persistentVolumeClaim: z.looseObject({ claimName: z.string() }).optional() })).optional(),
+    containers: z.array(z.looseObject({ name: z.string(), volumeMounts: z.array(z.looseObject({ name: z.string() })).optional() })).optional(),
   }),
   status: z
     .looseObject({

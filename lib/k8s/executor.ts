@@ -10,6 +10,7 @@ import type { WalleConfig } from "../core/builders.ts";
 import type { Decision, Read, ReadPlan, Reconciler } from "../core/decision.ts";
 import { objectSummarySchema, readSchemas } from "../core/objects.ts";
 import { getOrNull, list, performAll, read as readObject, recordEvent, writeStatus } from "./actions.ts";
+import { performHook } from "./hooks.ts";
 import { collectionPath, objectPath } from "./paths.ts";
 import type { RestClient } from "./rest.ts";
 
@@ -30,6 +31,8 @@ export interface StepResult {
   /** Seconds until the object should be looked at again without an event (Decision.requeueAfter). */
   readonly requeueAfter?: number;
   readonly labels?: Readonly<Record<string, string>>;
+  /** A snapshot hook ran: its end is in the status, and the next step decides on it (`step` takes it at once). */
+  readonly ranHook?: boolean;
 }
 
 /** Rounds of reads before the executor gives up on a reconciler that keeps asking (a bug, never a cluster state). */
@@ -68,6 +71,8 @@ export async function step<Obj extends Walle, Observed, World, Status extends { 
   const observed = await observe(ctx.api, (seen) => reconciler.reads(obj, seen, ctx.config));
   const decision = reconciler.decide(reconciler.world(obj, observed), ctx.config, ctx.now());
   const result = await apply(ctx, { ...object, ...obj.metadata }, (obj.status ?? {}) as Status, decision);
+  // What a hook did moves the object on now: the snapshot follows a before-hook at once, as little later as can be.
+  if (result.ranHook) return step(ctx, reconciler, name, namespace);
   return { ...result, ...(obj.metadata.labels ? { labels: obj.metadata.labels } : {}) };
 }
 
@@ -113,6 +118,8 @@ export async function apply<S extends { phase?: string; state?: string }>(ctx: E
   const written = await writeStatus(ctx.api, path, before, decision.status, target.resourceVersion);
   let changed = written.changed;
   let status = decision.status;
+  // Its start is written (with the precondition: of two instances only one gets here), so its end will be looked for.
+  if (decision.hook) await performHook(ctx.api, decision.hook, ctx.now, ctx.log);
   if (decision.then) {
     // Only now that the result is stored may what produced it go; then that is recorded too.
     await performAll(ctx.api, decision.then.actions);
@@ -128,7 +135,7 @@ export async function apply<S extends { phase?: string; state?: string }>(ctx: E
     const where = target.namespace ? `${target.namespace}/${target.name}` : target.name;
     ctx.log.info({ from: from ?? "NotStarted", to, actions: decision.actions.length + (decision.then?.actions.length ?? 0) }, `${target.kind} ${where} moved to ${to}`);
   }
-  return { found: true, changed, phase: to, ...(decision.requeueAfter !== undefined ? { requeueAfter: decision.requeueAfter } : {}) };
+  return { found: true, changed, phase: to, ...(decision.requeueAfter !== undefined ? { requeueAfter: decision.requeueAfter } : {}), ...(decision.hook ? { ranHook: true } : {}) };
 }
 
 /** Walle's kinds say where they are by `phase`, BackupSets by `state`. */

@@ -405,11 +405,13 @@ describe("the reads a BackupJob step asks for, round by round", () => {
     apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name: job.name, namespace: job.namespace, uid: job.uid }, spec: { sourcePvc: "data", repository: { name: "repo", namespace: repoNs } }, status,
   });
 
-  it("NotStarted: the PVC and the classes, then the PVC's StorageClass", () => {
+  it("NotStarted: the PVC, the classes and the namespace's pods (for hooks, until they are planned), then the PVC's StorageClass", () => {
     expect(backupJobReads(bj({}), {}, config)).toEqual({
       pvc: { get: "PersistentVolumeClaim", name: "data", namespace: "app" },
       snapshotClasses: { list: "VolumeSnapshotClass", cached: true },
+      pods: { list: "Pod", namespace: "app" },
     });
+    expect(Object.keys(backupJobReads(bj({ hooks: { before: { command: "sync", from: "BackupJob", targets: [] } } }), {}, config))).toEqual(["pvc", "snapshotClasses"]);
     expect(backupJobReads(bj({}), { pvc, snapshotClasses: [] }, config)).toEqual({ storageClass: { get: "StorageClass", name: "fast" } });
     expect(backupJobReads(bj({}), { pvc: null, snapshotClasses: [] }, config)).toEqual({});
   });
