@@ -71,11 +71,16 @@ describe("the install manifests", () => {
     expect(await can(reconcile, "patch", "ros.io", "backupschedules", undefined, "status")).toBe(true);
     expect(await can(reconcile, "patch", "ros.io", "backupschedules")).toBe(false);
     expect(await can(reconcile, "delete", "ros.io", "backupsets")).toBe(false);
-    // Not more than it needs: it never edits specs, deletes Walle's objects, or touches workloads.
+    // Not more than it needs: it never replaces Walle's objects (it patches a BackupJob's hook label; the spec is
+    // immutable), deletes them, or makes workloads.
     expect(await can(reconcile, "update", "ros.io", "backupjobs", "default")).toBe(false);
     expect(await can(reconcile, "delete", "ros.io", "backupjobs", "default")).toBe(false);
     expect(await can(reconcile, "create", "", "pods", "default")).toBe(false);
-    expect(await can(reconcile, "create", "", "pods", "default", "exec")).toBe(false);
+    // Snapshot hooks: RBAC grants pods/exec everywhere; the admission policy walle-hook-exec bounds it (hooks.test.ts).
+    expect(await can(reconcile, "create", "", "pods", "default", "exec")).toBe(true);
+    expect(await can(reconcile, "patch", "ros.io", "backupjobs", "default")).toBe(true);
+    expect(await can(reconcile, "create", "", "pods", "default", "attach")).toBe(false);
+    expect(await can(reconcile, "create", "", "pods", "default", "portforward")).toBe(false);
     expect(await can(reconcile, "delete", "", "persistentvolumes")).toBe(false);
     // It asks the API server who sent a trigger and what RBAC allows them, and is no trigger admin itself.
     expect(await can(reconcile, "create", "authentication.k8s.io", "tokenreviews")).toBe(true);
@@ -104,7 +109,9 @@ describe("the install manifests", () => {
     expect(await can(tick, "delete", "ros.io", "backupschedules")).toBe(false);
     expect(await can(tick, "delete", "ros.io", "backupjobs", "default")).toBe(false);
     expect(await can(tick, "create", "", "pods", "default")).toBe(false);
-    expect(await can(tick, "create", "", "pods", "default", "exec")).toBe(false);
+    // The resync may start a BackupJob's hooks, bounded as the reconcile function's are.
+    expect(await can(tick, "create", "", "pods", "default", "exec")).toBe(true);
+    expect(await can(tick, "create", "", "pods", "default", "attach")).toBe(false);
     expect(await can(tick, "delete", "", "persistentvolumes")).toBe(false);
   });
 
