@@ -82,6 +82,7 @@ export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
   const server = createReceiver({
     log: opts.log,
     handle: (context, event) => handle({ ...context, walle }, event),
+    stream: (at, credentials, log) => walle.streamCommand(at, credentials, log),
     ...(opts.triggerToken ? { triggerToken: opts.triggerToken } : {}),
   });
   // The receiver's own server, with its header and request deadlines, as the function serves in its pod.

@@ -13,7 +13,13 @@ async function main(): Promise<void> {
   const { walle: config, serve: shell } = await failStart(SERVICE, () => loadConfig(process.env, SERVICE));
   const log = createLogger({ function: shell.service, level: shell.logLevel });
   const walle = createWalle({ api: await clientFromEnv(process.env), config, controller: `ros.io/${SERVICE}` });
-  const receiver = createReceiver({ log, handle: (context, event) => handle({ ...context, walle }, event), ...(shell.triggerToken ? { triggerToken: shell.triggerToken } : {}) });
+  const receiver = createReceiver({
+    log,
+    handle: (context, event) => handle({ ...context, walle }, event),
+    // Workers fetch the output of a backup command here (they have no API token to run it themselves).
+    stream: (at, credentials, streamLog) => walle.streamCommand(at, credentials, streamLog),
+    ...(shell.triggerToken ? { triggerToken: shell.triggerToken } : {}),
+  });
   const address = await serve(receiver, shell.port, log);
   log.info({ port: address.port, tokenRequired: shell.triggerToken !== undefined }, "Started reconcile function");
 }

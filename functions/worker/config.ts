@@ -35,7 +35,10 @@
 //                         Walle sets it for a tenant's run in a shared repository, whose result the tenant sees.
 //
 //   backup:
-//   SOURCE_PATH           absolute path of the mounted snapshot; restic runs inside it. Required.
+//   SOURCE_PATH           absolute path of the mounted snapshot; restic runs inside it. Or, instead:
+//   STREAM_URL            an http(s) URL of the reconcile function that streams a command's output (the backup of a
+//                         command, `backupCommand`), fetched with PROGRESS_TOKEN_FILE's token, into restic backup --stdin;
+//   STDIN_FILENAME        the file that output becomes in the snapshot (with STREAM_URL).
 //   PVC_NAME, PVC_NAMESPACE   the PVC backed up; the snapshot is tagged pvc=<name> and namespace=<namespace>.
 //   BACKUP_SCHEDULE       the BackupSchedule, when there is one; tagged schedule=<name>.
 //   SNAPSHOT_TIME         when the volume snapshot was taken (RFC 3339, or restic's `2006-01-02 15:04:05` in UTC);
@@ -151,7 +154,12 @@ const StaleLocks = { STALE_LOCKS_BEFORE: time().optional() };
 const schemas = {
   backup: Common.extend({
     CLUSTER_NAME: text(),
-    SOURCE_PATH: absolutePath(),
+    SOURCE_PATH: absolutePath().optional(),
+    STREAM_URL: z.url({ protocol: /^https?$/, error: "must be an http or https URL" }).optional(),
+    STDIN_FILENAME: text()
+      .max(255)
+      .regex(/^[^/]+$/, "must be a file name, without '/'")
+      .optional(),
     ...Owner,
     BACKUP_SCHEDULE: kubeName().optional(),
     SNAPSHOT_TIME: time().optional(),
@@ -206,7 +214,10 @@ export interface CommonConfig {
 export interface BackupConfig extends CommonConfig {
   command: "backup";
   host: string;
-  sourcePath: string;
+  /** The mounted snapshot of a backup of a volume; absent for the backup of a command's output (`stream`). */
+  sourcePath?: string;
+  /** The backup of a command's output: the reconcile function's stream of it, and the file it becomes. */
+  stream?: { url: string; fileName: string };
   owner: { pvc: string; namespace: string; schedule?: string };
   snapshotTime?: Date;
 }
@@ -265,7 +276,7 @@ export class ConfigError extends Error {
 export function parseConfig(command: WorkerCommand, env: Env): WorkerConfig {
   switch (command) {
     case "backup":
-      return backupConfig(parse(schemas.backup, env));
+      return backupConfig(parse(schemas.backup, env, backupSourceProblems));
     case "restore":
       return restoreConfig(parse(schemas.restore, env));
     case "prune": {
@@ -289,11 +300,12 @@ export function parseConfig(command: WorkerCommand, env: Env): WorkerConfig {
   }
 }
 
-function parse<S extends z.ZodType>(schema: S, env: Env): z.infer<S> {
+function parse<S extends z.ZodType>(schema: S, env: Env, more: (present: Record<string, string>) => string[] = () => []): z.infer<S> {
   const present = withoutEmpty(env);
   const problems = secretProblems(present);
   const parsed = schema.safeParse(present);
   if (!parsed.success) problems.push(...parsed.error.issues.map((i) => `${i.path.join(".")} ${i.message}`));
+  problems.push(...more(present));
   if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   return parsed.data;
 }
@@ -335,12 +347,22 @@ function common(raw: Raw<"unlock">): CommonConfig {
   };
 }
 
+/** A backup reads one source: the mounted snapshot, or the stream of a command's output with what it needs. */
+function backupSourceProblems(present: Record<string, string>): string[] {
+  const { SOURCE_PATH: source, STREAM_URL: stream } = present;
+  if (source === undefined && stream === undefined) return ["SOURCE_PATH is required (or STREAM_URL)"];
+  if (source !== undefined && stream !== undefined) return ["SOURCE_PATH and STREAM_URL are two sources: give one"];
+  if (stream === undefined) return [];
+  return ["STDIN_FILENAME", "PROGRESS_TOKEN_FILE"].filter((k) => present[k] === undefined).map((k) => `${k} is required with STREAM_URL`);
+}
+
 function backupConfig(raw: Raw<"backup">): BackupConfig {
   return {
     ...common(raw),
     command: "backup",
     host: raw.CLUSTER_NAME,
-    sourcePath: path.posix.normalize(raw.SOURCE_PATH),
+    ...(raw.SOURCE_PATH !== undefined ? { sourcePath: path.posix.normalize(raw.SOURCE_PATH) } : {}),
+    ...(raw.STREAM_URL !== undefined ? { stream: { url: raw.STREAM_URL, fileName: raw.STDIN_FILENAME ?? "" } } : {}),
     owner: { pvc: raw.PVC_NAME, namespace: raw.PVC_NAMESPACE, schedule: raw.BACKUP_SCHEDULE },
     snapshotTime: raw.SNAPSHOT_TIME,
   };

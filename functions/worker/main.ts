@@ -93,6 +93,8 @@ export function exitCodeOf(result: Pick<WorkerResult, "outcome" | "reason" | "ex
       return 130;
     case "Failed":
       if (result.reason === "InvalidConfig") return 2;
+      // Unreadable source files, whatever restic's own code (1 when it read nothing at all): a retry reads no more.
+      if (result.reason === "Incomplete") return 3;
       return result.exitCode && result.exitCode > 0 && result.exitCode < 128 ? result.exitCode : 1;
     default:
       return result.outcome satisfies never;

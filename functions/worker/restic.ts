@@ -19,6 +19,11 @@ export interface ResticInvocation {
   /** stdout is data to read back (`snapshots --json`, `forget --json`), not lines to log. */
   keepStdout?: boolean;
   onProgress?: (progress: Progress) => void;
+  /**
+   * restic's stdin (`backup --stdin`): written by `feed`, and closed when it resolves, so restic saves what it got.
+   * When it rejects, stdin stays open and restic is stopped instead: it saves nothing (it cancels the snapshot).
+   */
+  feed?: (stdin: NodeJS.WritableStream) => Promise<void>;
 }
 
 export interface ResticRun {
@@ -67,13 +72,28 @@ export class ResticRunner {
     }
     this.#o.log.debug({ args: inv.args.map(this.#o.redact), cwd: inv.cwd }, `Started restic ${inv.command}.`);
     return new Promise((resolve, reject) => {
-      const child = spawn(this.#o.binary, inv.args, { cwd: inv.cwd, env: this.#o.env, stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn(this.#o.binary, inv.args, { cwd: inv.cwd, env: this.#o.env, stdio: [inv.feed ? "pipe" : "ignore", "pipe", "pipe"] });
       const state = new RunState(inv, this.#o, this.#now);
-      const stop = (why: "cancel" | "unreachable") => state.stop(child, why);
+      const stop = (why: "cancel" | "unreachable" | "input") => state.stop(child, why);
+      if (inv.feed && child.stdin) {
+        const stdin = child.stdin;
+        // restic gone before its input ended: the write fails, which its own exit already says.
+        stdin.on("error", () => {});
+        inv.feed(stdin).then(
+          () => stdin.end(),
+          (err: unknown) => {
+            // restic that ended first (it found no repository, say) ended for its own reason, not for its input's.
+            if (child.exitCode !== null || child.signalCode !== null) return;
+            state.inputFailed(err instanceof Error ? err.message : String(err));
+            stop("input");
+          },
+        );
+      }
       const onCancel = () => stop("cancel");
       this.#o.cancel.addEventListener("abort", onCancel, { once: true });
-      pipeLines(child.stdout, (line) => state.stdoutLine(line));
-      pipeLines(child.stderr, (line) => state.stderrLine(line, () => stop("unreachable")));
+      // Both are pipes (stdio above); the types cannot say so once stdin's mode depends on the invocation.
+      if (child.stdout) pipeLines(child.stdout, (line) => state.stdoutLine(line));
+      if (child.stderr) pipeLines(child.stderr, (line) => state.stderrLine(line, () => stop("unreachable")));
       child.once("error", (error) => {
         this.#o.cancel.removeEventListener("abort", onCancel);
         state.dispose();
@@ -106,7 +126,8 @@ class RunState {
   #errorCount = 0;
   #finalMessage: string | undefined;
   #summary: Record<string, unknown> | undefined;
-  #stoppedBy: "cancel" | "unreachable" | undefined;
+  #stoppedBy: "cancel" | "unreachable" | "input" | undefined;
+  #inputError: string | undefined;
   #unreachableTimer: NodeJS.Timeout | undefined;
   #killTimer: NodeJS.Timeout | undefined;
 
@@ -192,10 +213,14 @@ class RunState {
     return Math.max(0, (this.#watch.failingSince ?? this.#now()) + this.#o.unreachableTimeoutMs - this.#now());
   }
 
-  stop(child: ChildProcess, why: "cancel" | "unreachable"): void {
+  inputFailed(message: string): void {
+    this.#inputError ??= message;
+  }
+
+  stop(child: ChildProcess, why: "cancel" | "unreachable" | "input"): void {
     if (this.#stoppedBy || child.exitCode !== null) return;
     this.#stoppedBy = why;
-    const because = why === "cancel" ? "the worker was asked to stop" : "the repository stayed unreachable";
+    const because = why === "cancel" ? "the worker was asked to stop" : why === "input" ? `its input failed: ${this.#inputError ?? ""}` : "the repository stayed unreachable";
     this.#o.log.warn(`Stopping restic ${this.#inv.command}: ${because}.`);
     child.kill("SIGTERM");
     this.#killTimer = setTimeout(() => child.kill("SIGKILL"), killAfterMs);
@@ -220,6 +245,7 @@ class RunState {
       errorCount: this.#errorCount,
       stderr: this.#stderr,
       lastRetryError: this.#watch.lastError,
+      ...(this.#inputError !== undefined ? { inputError: this.#inputError } : {}),
     };
     this.#o.log.debug({ exitCode: code, signal }, `restic ${this.#inv.command} exited.`);
     return { facts, summary: this.#summary, stdout: this.#stdout };

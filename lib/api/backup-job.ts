@@ -12,7 +12,7 @@ import { ConditionType } from "./conditions.ts";
 import type { ValueOf } from "./constants.ts";
 import { ageColumn, progressColumn, repositoryColumn } from "./kind.ts";
 import type { KindDefinition } from "./kind.ts";
-import { immutable } from "./rules.ts";
+import { immutable, withRules } from "./rules.ts";
 
 export const BackupJobPhase = {
   NotStarted: "NotStarted",
@@ -35,16 +35,33 @@ export type BackupJobConditionType = ValueOf<typeof BackupJobConditionType>;
 
 const commandSchema = z.string().max(4096);
 
+/** The rule that a backup of a command's output has no snapshot hooks: there is no snapshot for them to surround. */
+export const backupCommandRule = {
+  cel: "!has(self.backupCommand) || (!has(self.beforeSnapshot) && !has(self.afterSnapshot))",
+  message: "backupCommand backs up a command's output instead of a snapshot: beforeSnapshot and afterSnapshot have no snapshot to surround",
+  holds: (spec: { backupCommand?: string | undefined; beforeSnapshot?: string | undefined; afterSnapshot?: string | undefined }) =>
+    spec.backupCommand === undefined || (spec.beforeSnapshot === undefined && spec.afterSnapshot === undefined),
+};
+
+export const backupCommandDescription =
+  "(new) Back up what this command writes to stdout (a database dump, say) instead of a snapshot of the volume: run by /bin/sh -c " +
+  "in the first container that mounts the PVC, of the first running pod that mounts it, and streamed into restic backup --stdin " +
+  "as the file <pvc>.<container>.stdout. The pods' ros.io/backup-command annotation does the same when this is not set.";
+
 export const backupJobSpecSchema = immutable(
-  z.object({
-    sourcePvc: objectName("sourcePvc").describe("The PVC to back up, in the BackupJob's namespace."),
-    repository: repositoryRefSchema,
-    beforeSnapshot: commandSchema
-      .optional()
-      .describe("A command run in the pod that mounts the PVC before its snapshot is taken."),
-    afterSnapshot: commandSchema.optional().describe("A command run in the pod that mounts the PVC after its snapshot is taken."),
-    workerSecurityContext: workerSecurityContextSchema.optional(),
-  }),
+  withRules(
+    z.object({
+      sourcePvc: objectName("sourcePvc").describe("The PVC to back up, in the BackupJob's namespace."),
+      repository: repositoryRefSchema,
+      beforeSnapshot: commandSchema
+        .optional()
+        .describe("A command run in the pod that mounts the PVC before its snapshot is taken."),
+      afterSnapshot: commandSchema.optional().describe("A command run in the pod that mounts the PVC after its snapshot is taken."),
+      backupCommand: commandSchema.optional().describe(backupCommandDescription),
+      workerSecurityContext: workerSecurityContextSchema.optional(),
+    }),
+    backupCommandRule,
+  ),
   // A BackupJob is one run; letting its PVC or repository change under a running worker would back up one
   // thing and report another.
   "spec is immutable: create a new BackupJob to back up something else",
@@ -93,6 +110,16 @@ export const backupJobStatusSchema = z.object({
   snapshotId: z.string().max(64).optional().describe("(new) The restic snapshot the backup made."),
   summary: backupSummarySchema.optional().describe("(new) What the backup did, from restic's summary."),
   progress: progressSchema.optional(),
+  stream: z
+    .object({
+      command: z.string().max(4096).describe("The command whose output is backed up, run by /bin/sh -c."),
+      from: z.enum(["BackupJob", "Annotation"]).describe("Where it came from: the BackupJob (or its schedule's plan), or the pod's ros.io/backup-command annotation."),
+      pod: z.string().max(253),
+      container: z.string().max(63),
+      fileName: z.string().max(255).describe("The file it is in, in the restic snapshot."),
+    })
+    .optional()
+    .describe("(new) The backup of a command's output, instead of a snapshot: what runs where, and the file it becomes."),
   hooks: z
     .object({ before: hookRunSchema.optional(), after: hookRunSchema.optional() })
     .optional()

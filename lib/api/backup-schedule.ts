@@ -17,6 +17,7 @@ import type { ValueOf } from "./constants.ts";
 import { ageColumn } from "./kind.ts";
 import type { KindDefinition } from "./kind.ts";
 import { withRules } from "./rules.ts";
+import { backupCommandDescription, backupCommandRule } from "./backup-job.ts";
 
 /** Kinds of workload a plan selects. The original only implemented `pod`. */
 export const PlanType = {
@@ -60,7 +61,7 @@ const fieldSelectorSchema = z.object({
 
 const commandSchema = z.string().max(4096);
 
-export const backupPlanSchema = z.object({
+export const backupPlanSchema = withRules(z.object({
   type: z
     .enum(PlanType)
     .describe("What the plan selects: pod (the PVCs its pods mount) or persistentVolumeClaim (PVCs themselves)."),
@@ -77,10 +78,11 @@ export const backupPlanSchema = z.object({
     .optional()
     .describe("A command run in the pod that mounts the PVC before its snapshot is taken."),
   afterSnapshot: commandSchema.optional().describe("A command run in the pod that mounts the PVC after its snapshot is taken."),
+  backupCommand: commandSchema.optional().describe(backupCommandDescription),
   workerSecurityContext: workerSecurityContextSchema
     .optional()
     .describe("(new) Run the workers of this plan's PVCs unprivileged as this user. Default: the schedule's workerSecurityContext."),
-});
+}), backupCommandRule);
 export type BackupPlan = z.output<typeof backupPlanSchema>;
 
 const RETENTION_KEYS = ["last", "hourly", "daily", "weekly", "monthly", "yearly", "within"] as const;

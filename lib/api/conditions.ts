@@ -55,6 +55,8 @@ export const ConditionReason = {
   // Snapshot hooks.
   HookRunning: "HookRunning",
   NoHookTarget: "NoHookTarget",
+  NoCommandTarget: "NoCommandTarget",
+  StreamUnavailable: "StreamUnavailable",
   InvalidHook: "InvalidHook",
   HooksSucceeded: "HooksSucceeded",
   BeforeHookFailed: "BeforeHookFailed",

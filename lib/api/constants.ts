@@ -59,11 +59,6 @@ export const Label = {
   BackupRestore: "ros.io/backup-restore",
   /** (new) On worker Jobs: the repository Secret they use (in the Job's namespace), to count who writes to it. */
   Repository: "ros.io/repository",
-  /**
-   * (new) On a BackupJob while Walle runs one of its snapshot hooks: the admission policy of pods/exec takes such
-   * BackupJobs as its parameters, and lets the reconcile function run only the hook their status records.
-   */
-  HookRunning: "ros.io/hook-running",
 } as const;
 export type Label = ValueOf<typeof Label>;
 
@@ -77,6 +72,13 @@ export const JobType = {
   Snapshots: "snapshots",
 } as const;
 export type JobType = ValueOf<typeof JobType>;
+
+/**
+ * The HTTP trailers the reconcile function ends the stream of a command's output with (GET /streams/<ns>/<name>):
+ * the command's exit code, and what went wrong (its stderr's tail), URI-encoded. The worker saves the output only
+ * when the exit code is 0.
+ */
+export const StreamTrailer = { ExitCode: "walle-exit-code", Error: "walle-error" } as const;
 
 /** Workload annotations the original reserved for hooks. */
 export const Annotation = {

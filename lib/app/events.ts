@@ -79,6 +79,11 @@ export class ForbiddenError extends Error {
   override name = "ForbiddenError";
 }
 
+/** What was asked for is not there (→ 404). */
+export class NotFoundError extends Error {
+  override name = "NotFoundError";
+}
+
 /**
  * Handles one validated CloudEvent. Throws BadEventError for data that does not parse (→ 400), and lets
  * lib/k8s's ApiError or a transport error escape when the API server fails (→ 503, so ApiServerSource retries).

@@ -11,7 +11,9 @@ import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { ApiError } from "../k8s/rest.ts";
-import { BadEventError, eventTypes, ForbiddenError, UnauthenticatedError, type Credentials, type Handle, type Issue } from "./events.ts";
+import { StreamTrailer } from "../api/constants.ts";
+import { BadEventError, eventTypes, ForbiddenError, NotFoundError, UnauthenticatedError, type Credentials, type Handle, type Issue } from "./events.ts";
+import type { CommandStream } from "./walle.ts";
 
 export const defaultMaxBodyBytes = 1024 * 1024;
 
@@ -32,6 +34,11 @@ export interface ReceiverOptions {
   /** A request whose headers or whole body take longer gets 408 and its connection closed. */
   readonly headersTimeoutMs?: number;
   readonly requestTimeoutMs?: number;
+  /**
+   * GET /streams/<namespace>/<name>: a BackupJob's backup command's output, for its worker (Walle.streamCommand).
+   * The body is the output as it comes; the trailers say how the command ended (StreamTrailer).
+   */
+  readonly stream?: (at: { namespace: string; name: string }, credentials: Credentials, log: Logger) => Promise<CommandStream>;
 }
 
 export interface Receiver {
@@ -89,6 +96,10 @@ export function createReceiver(opts: ReceiverOptions): Receiver {
   };
   // Every body as bytes, whatever its type: the mode decides how it is read.
   app.post("/", admit, express.raw({ type: () => true, limit: maxBodyBytes }), receive, bodyFailed);
+  if (opts.stream) {
+    const stream = opts.stream;
+    app.get("/streams/:namespace/:name", admit, (req, res) => void streamOut(stream, req, res));
+  }
   app.all("/", (_req, res) => send(res, { status: 405, body: { error: "Send CloudEvents with POST" }, headers: { allow: "POST" } }));
   app.use((req, res) => send(res, { status: 404, body: { error: `No route for ${req.method} ${req.path}` } }));
   // Only a bug in the receiver itself lands here: the event path answers every error it meets.
@@ -111,6 +122,32 @@ export function createReceiver(opts: ReceiverOptions): Receiver {
       outcome = outcomeOfError(err);
     }
     finish(res, outcome, log, started);
+  }
+
+  /** A command's output as the response body, its end in the trailers; refusals before it starts as JSON. */
+  async function streamOut(stream: NonNullable<ReceiverOptions["stream"]>, req: Request, res: Response): Promise<void> {
+    const started = performance.now();
+    const at = { namespace: String(req.params.namespace), name: String(req.params.name) };
+    const log = opts.log.child({ backupJob: `${at.namespace}/${at.name}` });
+    let ready: CommandStream;
+    try {
+      // Only the worker's own token: the static trigger token stands for an admin, not for a worker.
+      ready = await stream(at, credentialsOf(req.headers, undefined), log);
+    } catch (err) {
+      return finish(res, outcomeOfError(err), log, started);
+    }
+    const gone = new AbortController();
+    res.once("close", () => gone.abort());
+    res.writeHead(200, { "content-type": "application/octet-stream", trailer: `${StreamTrailer.ExitCode}, ${StreamTrailer.Error}` });
+    let end: Awaited<ReturnType<CommandStream["run"]>>;
+    try {
+      end = await ready.run(res, gone.signal);
+    } catch (err) {
+      end = { error: messageOf(err) };
+    }
+    res.addTrailers({ [StreamTrailer.ExitCode]: end.exitCode === undefined ? "" : String(end.exitCode), [StreamTrailer.Error]: encodeURIComponent((end.error ?? "").slice(-2000)) });
+    res.end();
+    log.info({ exitCode: end.exitCode, durationMs: Math.round(performance.now() - started) }, "Streamed the backup command's output");
   }
 
   return {
@@ -414,6 +451,8 @@ function outcomeOfError(err: unknown): Outcome {
     const reply = { status: 401, body: { error: unauthenticated.message }, headers: { "www-authenticate": 'Bearer realm="walle"' } };
     return { reply, level: "warn", msg: "Rejected a trigger without a valid token", fields: { error: unauthenticated.message } };
   }
+  const missing = findCause(err, NotFoundError);
+  if (missing) return { reply: { status: 404, body: { error: missing.message } }, level: "warn", msg: "Nothing to answer with", fields: { error: missing.message } };
   const forbidden = findCause(err, ForbiddenError);
   if (forbidden) return { reply: { status: 403, body: { error: forbidden.message } }, level: "warn", msg: "Refused a trigger that RBAC does not allow", fields: { error: forbidden.message } };
   const bad = findCause(err, BadEventError);

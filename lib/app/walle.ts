@@ -35,7 +35,9 @@ import { boundPod, notTheWorker, type Access } from "../core/access.ts";
 import { DEFAULT_PROGRESS_AUDIENCE } from "../core/builders.ts";
 import { reviewToken } from "../k8s/reviews.ts";
 import { authorize, type Authorized } from "./auth.ts";
-import { BadEventError, ForbiddenError, UnauthenticatedError, type Credentials } from "./events.ts";
+import { BadEventError, ForbiddenError, NotFoundError, UnauthenticatedError, type Credentials } from "./events.ts";
+import { execInContainer } from "../k8s/exec.ts";
+import { execAdmitted, whilePermitted } from "../k8s/hooks.ts";
 import { resync, type ResyncReport } from "./resync.ts";
 import type { TickOptions, TickReport } from "./tick.ts";
 
@@ -73,9 +75,16 @@ export interface Walle {
   /** Authenticates a trigger and checks RBAC allows its caller all of `needs` (auth.ts); throws 401 or 403. */
   authorize(credentials: Credentials, what: string, needs: readonly Access[], log: Logger): Promise<Authorized>;
   recordProgress(kind: "BackupJob" | "BackupRestore", at: { namespace: string; name: string }, report: ProgressReport, credentials: Credentials, log: Logger): Promise<{ recorded: boolean; ignored?: string }>;
+  streamCommand(at: { namespace: string; name: string }, credentials: Credentials, log: Logger): Promise<CommandStream>;
   resync(log: Logger): Promise<ResyncReport>;
   /** Every schedule at the clock's time (or one schedule now, with `manual`), then the resync. */
   tick(opts: TickOptions, log: Logger): Promise<TickReport>;
+}
+
+/** A backup command's output, ready to run for its worker (Walle.streamCommand). */
+export interface CommandStream {
+  readonly fileName: string;
+  run(out: NodeJS.WritableStream, signal: AbortSignal): Promise<{ exitCode?: number; error?: string }>;
 }
 
 export interface Requested {
@@ -220,20 +229,29 @@ export function createWalle(opts: WalleOptions): Walle {
    * A worker's progress, accepted only from the worker itself: a token for the progress audience, bound to a pod
    * that is this run's worker (lib/core/access.ts notTheWorker). Anyone else gets 401 or 403 and changes nothing.
    */
-  async function recordProgress(kind: "BackupJob" | "BackupRestore", at: { namespace: string; name: string }, report: ProgressReport, credentials: Credentials, log: Logger) {
+  /**
+   * The run a worker speaks for, once its token proves it: one for the progress audience, bound to a pod that is
+   * this run's worker (lib/core/access.ts notTheWorker). Anyone else gets 401 or 403. Undefined: no such run.
+   */
+  async function workerRun(kind: "BackupJob" | "BackupRestore", at: { namespace: string; name: string }, credentials: Credentials, what: string) {
     const audience = config.progressAudience ?? DEFAULT_PROGRESS_AUDIENCE;
-    if (!credentials.bearer) throw new UnauthenticatedError(`Progress needs the worker pod's token for audience ${audience}`);
+    if (!credentials.bearer) throw new UnauthenticatedError(`${what} needs the worker pod's token for audience ${audience}`);
     const who = await reviewToken(api, credentials.bearer, [audience]);
-    if ("refused" in who) throw new UnauthenticatedError(`The token of this progress report was not accepted for audience ${audience}: ${who.refused}`);
+    if ("refused" in who) throw new UnauthenticatedError(`The token for ${what} was not accepted for audience ${audience}: ${who.refused}`);
     const bound = boundPod(who.username, who.extra);
-    if (!bound) throw new ForbiddenError(`${who.username} may not report progress: its token is bound to no pod`);
+    if (!bound) throw new ForbiddenError(`${who.username} may not ask for ${what}: its token is bound to no pod`);
     const path = objectPath(kind, at.name, at.namespace);
     const run = await read(api, runSchema, path);
     if (run) {
       const pod = await read(api, objectSummarySchema, objectPath("Pod", bound.name, bound.namespace));
       const why = notTheWorker(pod, bound, kind, { ...at, workerNamespace: run.spec?.repository?.namespace ?? config.installNamespace });
-      if (why) throw new ForbiddenError(`${who.username} may not report progress: ${why}`);
+      if (why) throw new ForbiddenError(`${who.username} may not ask for ${what}: ${why}`);
     }
+    return { run, path, bound };
+  }
+
+  async function recordProgress(kind: "BackupJob" | "BackupRestore", at: { namespace: string; name: string }, report: ProgressReport, credentials: Credentials, log: Logger) {
+    const { run, path, bound } = await workerRun(kind, at, credentials, "progress");
     // Progress never decides an outcome: a run that has ended, or not started, ignores it.
     const phase = run?.status?.phase;
     if (!run || isTerminal(phase) || phase === undefined || phase === BackupJobPhase.NotStarted || phase === BackupRestorePhase.NotStarted) {
@@ -245,10 +263,34 @@ export function createWalle(opts: WalleOptions): Walle {
     return { recorded: true };
   }
 
+  /**
+   * The output of a BackupJob's backup command, for its worker alone: the command runs in the application's
+   * container (status.stream) by pods/exec, its stdout goes to `out` as it comes, and its end (exit code, stderr's
+   * tail) comes back for the stream's trailer. Refused (401/403/404) before anything runs.
+   */
+  async function streamCommand(at: { namespace: string; name: string }, credentials: Credentials, log: Logger): Promise<CommandStream> {
+    const { run } = await workerRun("BackupJob", at, credentials, "the backup command's output");
+    const stream = run ? streamSchema.safeParse((run.status as { stream?: unknown } | undefined)?.stream).data : undefined;
+    if (!run || !stream || isTerminal(run.status?.phase)) throw new NotFoundError(`BackupJob ${at.namespace}/${at.name} is backing up no command's output now`);
+    return {
+      fileName: stream.fileName,
+      async run(out, signal) {
+        log.info({ backupJob: `${at.namespace}/${at.name}`, pod: stream.pod, container: stream.container }, `Streaming the backup command's output from ${stream.pod}/${stream.container}`);
+        const target = { namespace: at.namespace, pod: stream.pod, container: stream.container };
+        const permit = { ...target, backupJob: at.name, command: stream.command };
+        const r = await whilePermitted(api, config.installNamespace, permit, log, () =>
+          execAdmitted(() => execInContainer(api, target, ["/bin/sh", "-c", stream.command], config.workerDeadlineSeconds * 1000, { stdout: out, signal })),
+        );
+        return { ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}), ...(r.error || r.output ? { error: [r.error, r.output.trim()].filter(Boolean).join(": ") } : {}) };
+      },
+    };
+  }
+
   return {
     config,
     reconcile,
     changed,
+    streamCommand,
     requestBackup,
     requestRestore,
     authorize: authorizeTrigger,
@@ -261,6 +303,9 @@ export function createWalle(opts: WalleOptions): Walle {
 function refusal(r: Refusal): BadEventError {
   return new BadEventError(r.refused, r.issues);
 }
+
+/** What a BackupJob's status says of its backup command (lib/api/backup-job.ts `stream`). */
+const streamSchema = z.looseObject({ command: z.string(), pod: z.string(), container: z.string(), fileName: z.string() });
 
 /** A run as progress reads it: its phase, and its repository's namespace (where its workers run). */
 const runSchema = objectSummarySchema.extend({ spec: z.looseObject({ repository: z.looseObject({ namespace: z.string().optional() }).optional() }).optional().catch(undefined) });

@@ -22,7 +22,20 @@ import { backupJobChildNames } from "./names.ts";
 import { jobFailureMessage, jobHasRunningPod, jobOutcome, type Job, type ObjectSummary, type Pod, type Pvc, type StorageClass, type VolumeSnapshot, type VolumeSnapshotClass, type VolumeSnapshotContent } from "./objects.ts";
 import { allowsPrivilegedWorkers, fidelityCondition, needsNamespaceRead, PRIVILEGED_WORKERS_ANNOTATION, workerMode } from "./privileges.ts";
 import { workerPodsRead, workerReport } from "./worker-result.ts";
-import { afterHookDue, beforeHookFailed, DEFAULT_HOOK_TIMEOUT_SECONDS, describeHook, hookLimitSeconds, hooksCondition, planHooks, runningHook, type HookWhich } from "./hooks.ts";
+import {
+  afterHookDue,
+  beforeHookFailed,
+  DEFAULT_HOOK_TIMEOUT_SECONDS,
+  describeHook,
+  hookLimitSeconds,
+  hooksCondition,
+  mayStream,
+  planHooks,
+  planStream,
+  runningHook,
+  type HookWhich,
+  type StreamPlan,
+} from "./hooks.ts";
 
 export interface BackupJobRef {
   readonly namespace: string;
@@ -103,6 +116,8 @@ export function backupJobReads(bj: BackupJob, seen: Partial<BackupJobObserved>, 
   switch (bj.status?.phase ?? BackupJobPhase.NotStarted) {
     case BackupJobPhase.NotStarted: {
       const scName = seen.pvc?.spec.storageClassName;
+      // A backup of a command's output starts its worker at once: who else uses the repository decides whether now.
+      const stream = bj.status?.stream !== undefined || mayStream(bj.spec, seen.pods);
       if (seen.pvc === undefined) {
         // The snapshot is created without a look first: its name is deterministic, so a duplicate meets AlreadyExists.
         // The pods say which hooks run where (their annotations, the containers that mount the PVC).
@@ -112,12 +127,15 @@ export function backupJobReads(bj: BackupJob, seen: Partial<BackupJobObserved>, 
           ...(bj.status?.hooks ? {} : { pods: { list: "Pod", namespace: ns } }),
         };
       }
-      return scName && seen.storageClass === undefined ? { storageClass: { get: "StorageClass", name: scName } } : {};
+      return {
+        ...(scName && seen.storageClass === undefined ? { storageClass: { get: "StorageClass", name: scName } } : {}),
+        ...(stream && seen.repositoryJobs === undefined ? { repositoryJobs: repositoryJobsRead(bj, workerNs) } : {}),
+      };
     }
     case BackupJobPhase.CreatingSnapshot: {
       // Once the snapshot is ready, who else uses the repository decides whether the worker starts now.
       const repository = {
-        repositoryJobs: { list: "Job", namespace: workerNs, labelSelector: `${Label.CreatedBy}=${CREATED_BY},${Label.Repository}=${repositoryLabel(bj.spec.repository.name)}` },
+        repositoryJobs: repositoryJobsRead(bj, workerNs),
         ...(needsNamespaceRead(workerNs, config.installNamespace, bj.spec.workerSecurityContext) ? { workerNamespace: { get: "Namespace" as const, name: workerNs } } : {}),
       } as const;
       if (workerNs === ns) {
@@ -150,6 +168,11 @@ export function backupJobReads(bj: BackupJob, seen: Partial<BackupJobObserved>, 
     case BackupJobPhase.Failed:
       return {};
   }
+}
+
+/** Walle's Jobs that use the BackupJob's repository: who else writes to it now. */
+function repositoryJobsRead(bj: BackupJob, workerNs: string) {
+  return { list: "Job", namespace: workerNs, labelSelector: `${Label.CreatedBy}=${CREATED_BY},${Label.Repository}=${repositoryLabel(bj.spec.repository.name)}` } as const;
 }
 
 export function backupJobWorld(bj: BackupJob, seen: Partial<BackupJobObserved>): BackupJobWorld {
@@ -240,6 +263,12 @@ function start(s: Step): Outcome {
   const pvcName = w.spec.sourcePvc;
   if (w.pvc === null) return fail(s, ConditionReason.PvcNotFound, `PersistentVolumeClaim ${w.job.namespace}/${pvcName} was not found.`, true);
   if (!w.pvc) return s.decision();
+  if (!s.status.stream && !s.status.hooks && w.pods) {
+    const planned = planStream(w.spec, w.pods, pvcName, w.job.namespace);
+    if (planned && "error" in planned) return fail(s, ConditionReason.NoCommandTarget, planned.error);
+    if (planned) s.status = { ...s.status, stream: planned.stream };
+  }
+  if (s.status.stream) return startStream(s, s.status.stream);
   if (w.pvc.status?.phase !== "Bound") {
     const waited = s.secondsSince(w.job.creationTimestamp);
     if (waited > config.snapshotTimeoutSeconds) {
@@ -358,9 +387,8 @@ function repositoryTurn(s: Step): string | undefined {
 /** Seconds between looks at a repository that has no room yet. */
 const REPOSITORY_RETRY_SECONDS = 30;
 
-/** CreatingSnapshot → WaitingBackup: a PVC from the ready snapshot, and the worker Job that mounts it read-only. */
-function startWorker(s: Step): Outcome {
-  const { w, names, workerNs, cross, config } = s;
+/** The repository's turn: undefined when it has room now, else the waiting decision (lib/core repositoryTurn). */
+function awaitTurn(s: Step): Outcome | undefined {
   const wait = repositoryTurn(s);
   if (wait) {
     s.condition({ type: BackupJobConditionType.BackupState, status: ConditionStatus.False, reason: ConditionReason.RepositoryBusy, message: wait });
@@ -368,8 +396,60 @@ function startWorker(s: Step): Outcome {
     return s.decision();
   }
   if (findCondition(s.status.conditions, BackupJobConditionType.BackupState)?.reason === ConditionReason.RepositoryBusy) {
-    s.condition({ type: BackupJobConditionType.BackupState, status: ConditionStatus.False, reason: ConditionReason.Preparing, message: `The repository has room; starting worker Job ${workerNs}/${names.job}.` });
+    s.condition({ type: BackupJobConditionType.BackupState, status: ConditionStatus.False, reason: ConditionReason.Preparing, message: `The repository has room; starting worker Job ${s.workerNs}/${s.names.job}.` });
   }
+  return undefined;
+}
+
+/** The worker's environment for a backup of this BackupJob, whatever its source. */
+function backupEnv(s: Step, snapshotTime: string): Record<string, string> {
+  const { w } = s;
+  return {
+    PVC_NAME: w.spec.sourcePvc,
+    PVC_NAMESPACE: w.job.namespace,
+    SNAPSHOT_TIME: snapshotTime,
+    PROGRESS_SUBJECT: `/apis/ros.io/v1/namespaces/${w.job.namespace}/backupjobs/${w.job.name}`,
+    ...(w.job.labels[Label.BackupSchedule] ? { BACKUP_SCHEDULE: w.job.labels[Label.BackupSchedule] } : {}),
+    // Set here, these win over the repository Secret's INITIALIZE_REPO (env before envFrom).
+    ...(w.job.annotations?.[WalleAnnotation.InitializesRepository] === "false" ? { INITIALIZE_REPO: "false", REPOSITORY_WAIT: REPOSITORY_WAIT } : {}),
+  };
+}
+
+/**
+ * NotStarted → WaitingBackup without a snapshot: a worker Job that takes the command's output from the reconcile
+ * function (which runs the command by pods/exec; the worker has no API token) into restic backup --stdin.
+ */
+function startStream(s: Step, stream: StreamPlan): Outcome {
+  const { w, names, workerNs, config } = s;
+  if (!config.progressSinkUrl) {
+    return fail(s, ConditionReason.StreamUnavailable, "A backup of a command's output streams through the reconcile function, and it has no URL of its own for the worker (WALLE_PROGRESS_SINK_URL).");
+  }
+  const waiting = awaitTurn(s);
+  if (waiting) return waiting;
+  s.actions.push(...workerActions({
+    metadata: s.meta(names.job, workerNs),
+    config,
+    command: JobType.Backup,
+    repositorySecret: w.spec.repository.name,
+    shownIn: w.job.namespace,
+    env: {
+      ...backupEnv(s, rfc3339(s.now)),
+      STREAM_URL: new URL(`streams/${encodeURIComponent(w.job.namespace)}/${encodeURIComponent(w.job.name)}`, config.progressSinkUrl.replace(/\/?$/, "/")).toString(),
+      STDIN_FILENAME: stream.fileName,
+    },
+  }));
+  s.status = { ...s.status, phase: BackupJobPhase.WaitingBackup, startTime: s.status.startTime ?? rfc3339(s.now) };
+  const what = `the output of ${stream.from === "Annotation" ? "the pod's ros.io/backup-command" : "backupCommand"} in ${stream.pod}/${stream.container}`;
+  s.condition({ type: BackupJobConditionType.BackupState, status: ConditionStatus.False, reason: ConditionReason.Preparing, message: `Backing up ${what} as ${stream.fileName}; no volume snapshot is taken.` });
+  s.event("Normal", EventReason.BackingUp, `Starting worker Job ${workerNs}/${names.job} to back up ${what}.`);
+  return s.decision();
+}
+
+/** CreatingSnapshot → WaitingBackup: a PVC from the ready snapshot, and the worker Job that mounts it read-only. */
+function startWorker(s: Step): Outcome {
+  const { w, names, workerNs, cross, config } = s;
+  const waiting = awaitTurn(s);
+  if (waiting) return waiting;
   const ready = cross ? w.movedSnapshot : w.sourceSnapshot;
   const carried = w.sourceSnapshot?.metadata.annotations ?? {};
   // At least the snapshot's restoreSize (a provisioner refuses less), and no less than the source PVC had.
@@ -389,16 +469,7 @@ function startWorker(s: Step): Outcome {
     repositorySecret: w.spec.repository.name,
     shownIn: w.job.namespace,
     volume: { claimName: names.pvc, readOnly: true },
-    env: {
-      SOURCE_PATH: workerSourcePath,
-      PVC_NAME: w.spec.sourcePvc,
-      PVC_NAMESPACE: w.job.namespace,
-      SNAPSHOT_TIME: ready?.status?.creationTime ?? rfc3339(s.now),
-      PROGRESS_SUBJECT: `/apis/ros.io/v1/namespaces/${w.job.namespace}/backupjobs/${w.job.name}`,
-      ...(w.job.labels[Label.BackupSchedule] ? { BACKUP_SCHEDULE: w.job.labels[Label.BackupSchedule] } : {}),
-      // Set here, these win over the repository Secret's INITIALIZE_REPO (env before envFrom).
-      ...(w.job.annotations?.[WalleAnnotation.InitializesRepository] === "false" ? { INITIALIZE_REPO: "false", REPOSITORY_WAIT: REPOSITORY_WAIT } : {}),
-    },
+    env: { SOURCE_PATH: workerSourcePath, ...backupEnv(s, ready?.status?.creationTime ?? rfc3339(s.now)) },
   }));
   s.status = { ...s.status, phase: BackupJobPhase.WaitingBackup };
   s.condition({

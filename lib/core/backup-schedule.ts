@@ -246,6 +246,7 @@ function startBackup(s: ScheduleStep, run: Date | ManualRun, due: Due | undefine
         repository: { name: w.schedule.spec.repository.name, namespace: s.repoNs },
         ...(plan?.beforeSnapshot ? { beforeSnapshot: plan.beforeSnapshot } : {}),
         ...(plan?.afterSnapshot ? { afterSnapshot: plan.afterSnapshot } : {}),
+        ...(plan?.backupCommand ? { backupCommand: plan.backupCommand } : {}),
         ...(securityContext ? { workerSecurityContext: securityContext } : {}),
       },
     };

@@ -72,6 +72,34 @@ export function planHooks(spec: Pick<BackupJobSpec, "beforeSnapshot" | "afterSna
   return { hooks: { ...(b ? { before: b } : {}), ...(a ? { after: a } : {}) } };
 }
 
+export type StreamPlan = NonNullable<BackupJobStatus["stream"]>;
+
+/**
+ * A backup of a command's output instead of the volume: the BackupJob's backupCommand (its schedule plan's), else
+ * the ros.io/backup-command annotation of a pod that mounts the PVC; run in the first running pod that mounts it
+ * (by name), in the first container that mounts it. Undefined when neither asks for one.
+ */
+export function planStream(spec: Pick<BackupJobSpec, "backupCommand">, pods: readonly Pod[], pvc: string, namespace: string): { stream: StreamPlan } | { error: string } | undefined {
+  const targets = hookTargets(pods, pvc);
+  const own = spec.backupCommand?.trim() ? spec.backupCommand : undefined;
+  const target = own ? targets[0] : targets.find((t) => t.pod.metadata.annotations?.[Annotation.BackupCommand]?.trim());
+  if (!target) return own ? { error: `No running pod mounts PVC ${namespace}/${pvc}: its backupCommand runs in the first container that mounts it.` } : undefined;
+  return {
+    stream: {
+      command: own ?? target.pod.metadata.annotations?.[Annotation.BackupCommand] ?? "",
+      from: own ? "BackupJob" : "Annotation",
+      pod: target.pod.metadata.name ?? "",
+      container: target.container,
+      fileName: `${pvc}.${target.container}.stdout`,
+    },
+  };
+}
+
+/** Whether a step may find a backup of a command's output to make, from what it knows before planning it. */
+export function mayStream(spec: Pick<BackupJobSpec, "backupCommand">, pods: readonly Pod[] | undefined): boolean {
+  return Boolean(spec.backupCommand?.trim()) || (pods ?? []).some((p) => Boolean(p.metadata.annotations?.[Annotation.BackupCommand]?.trim()));
+}
+
 /** A hook that has started and not ended: run now by someone, or cut short with its runner. */
 export function runningHook(hooks: Hooks | undefined): HookWhich | undefined {
   for (const which of ["before", "after"] as const) {

@@ -66,7 +66,17 @@ class Tail {
  * once the command was asked for is in the result. Past the deadline Walle stops waiting and closes the stream;
  * the runtime may let the command run on, as it does for `kubectl exec`.
  */
-export async function execInContainer(api: RestClient, target: ExecTarget, command: readonly string[], timeoutMs: number, keep = 2048): Promise<ExecResult> {
+export interface ExecOptions {
+  /** Bytes of output kept (default 2048). */
+  readonly keep?: number;
+  /** Where stdout goes instead of the result: written as it comes, the command held while `stdout` is full. */
+  readonly stdout?: NodeJS.WritableStream;
+  /** Aborted: Walle stops waiting and closes the stream, as at the deadline. */
+  readonly signal?: AbortSignal;
+}
+
+export async function execInContainer(api: RestClient, target: ExecTarget, command: readonly string[], timeoutMs: number, opts: ExecOptions = {}): Promise<ExecResult> {
+  const keep = opts.keep ?? 2048;
   const { url, headers, agent } = await api.connection(`${objectPath("Pod", target.pod, target.namespace)}/exec`, { container: target.container, stdout: true, stderr: true });
   for (const c of command) url.searchParams.append("command", c);
   url.protocol = url.protocol === "http:" ? "ws:" : "wss:";
@@ -79,6 +89,7 @@ export async function execInContainer(api: RestClient, target: ExecTarget, comma
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      opts.signal?.removeEventListener("abort", onAbort);
       if (r instanceof Error) reject(r);
       else resolve(r);
     };
@@ -96,10 +107,22 @@ export async function execInContainer(api: RestClient, target: ExecTarget, comma
         finish(new ApiError(res.statusCode ?? 0, s.reason ?? "Unknown", `exec in pod ${target.namespace}/${target.pod}: ${res.statusCode} ${s.message ?? text.slice(0, 500)}`));
       });
     });
+    const sink = opts.stdout;
+    const onAbort = () => {
+      finish({ output: output.text(), timedOut: false, error: "the reader of its output went away" });
+      ws.terminate();
+    };
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
     ws.on("message", (data: Buffer) => {
       const channel = data[0];
       const body = data.subarray(1);
-      if (channel === STDOUT || channel === STDERR) output.push(body);
+      if (channel === STDOUT && sink) {
+        // Backpressure: the container's output waits while the reader is behind.
+        if (!sink.write(body)) {
+          ws.pause();
+          sink.once("drain", () => ws.resume());
+        }
+      } else if (channel === STDOUT || channel === STDERR) output.push(body);
       else if (channel === ERROR && body.length > 0) status = statusSchema.safeParse(safeJson(body.toString("utf8"))).data ?? { message: body.toString("utf8") };
     });
     ws.on("close", () => {

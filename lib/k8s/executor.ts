@@ -119,7 +119,7 @@ export async function apply<S extends { phase?: string; state?: string }>(ctx: E
   let changed = written.changed;
   let status = decision.status;
   // Its start is written (with the precondition: of two instances only one gets here), so its end will be looked for.
-  if (decision.hook) await performHook(ctx.api, decision.hook, ctx.now, ctx.log);
+  if (decision.hook) await performHook(ctx.api, ctx.config.installNamespace, decision.hook, ctx.now, ctx.log);
   if (decision.then) {
     // Only now that the result is stored may what produced it go; then that is recorded too.
     await performAll(ctx.api, decision.then.actions);

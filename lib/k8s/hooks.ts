@@ -1,9 +1,8 @@
-// The executor's part of a snapshot hook (lib/core/hooks.ts decides): the BackupJob is labelled while the hook
-// runs (the exec admission policy's parameter: it lets the reconcile function run only the hook this status
-// records, in the containers it names), the command runs by pods/exec in each container in turn, and how it ended
-// is merged into the status. A refused or failed exec is an outcome like any other: the hook failed, and says why.
+// The executor's part of a snapshot hook (lib/core/hooks.ts decides): for each container in turn, a permit in
+// ConfigMap walle-exec-permits (the exec admission policy's parameter: without it Walle may exec nothing), the
+// command by pods/exec, the permit removed; then how it ended is merged into the status. A refused or failed exec is an outcome like any other: the hook failed, and says why.
 import type { Logger } from "pino";
-import { Label } from "../api/constants.ts";
+import { shortHash } from "../core/names.ts";
 import { hookOutcome, hookOutput } from "../core/hooks.ts";
 import type { HookCall } from "../core/decision.ts";
 import { execInContainer, type ExecResult } from "./exec.ts";
@@ -19,7 +18,7 @@ const ADMISSION_CATCH_UP_MS = 10_000;
  * The exec, tried again while the policy refuses it: the label and the status that permit it were written just
  * before, and the policy reads its parameters from an informer that may not have seen them yet.
  */
-async function execAdmitted(exec: () => Promise<ExecResult>): Promise<ExecResult> {
+export async function execAdmitted(exec: () => Promise<ExecResult>): Promise<ExecResult> {
   const until = Date.now() + ADMISSION_CATCH_UP_MS;
   for (;;) {
     try {
@@ -32,22 +31,55 @@ async function execAdmitted(exec: () => Promise<ExecResult>): Promise<ExecResult
   }
 }
 
-export async function performHook(api: RestClient, hook: HookCall, now: () => Date, log: Logger): Promise<void> {
+/** One exec Walle is about to run: where, what, and for which BackupJob. */
+export interface ExecPermit {
+  readonly namespace: string;
+  readonly pod: string;
+  readonly container: string;
+  readonly backupJob: string;
+  readonly command: string;
+}
+
+/** The permit's key in ConfigMap walle-exec-permits: what the policy's prefix check finds (`<ns>_<pod>_<container>_`). */
+export function permitKey(p: ExecPermit): string {
+  const key = `${p.namespace}_${p.pod}_${p.container}_${p.backupJob}`;
+  // A ConfigMap key holds at most 253 characters; the BackupJob part gives way to a hash of itself.
+  return key.length <= 253 ? key : `${p.namespace}_${p.pod}_${p.container}_${shortHash(p.backupJob, 12)}`;
+}
+
+/**
+ * `work` while ConfigMap walle-exec-permits (the install namespace) permits this exec: the admission policy
+ * walle-hook-exec lets Walle's service accounts run only what a permit there names. The permit goes whatever `work`
+ * does.
+ */
+export async function whilePermitted<T>(api: RestClient, installNamespace: string, permit: ExecPermit, log: Logger, work: () => Promise<T>): Promise<T> {
+  const path = objectPath("ConfigMap", EXEC_PERMITS, installNamespace);
+  const key = permitKey(permit);
+  await api.patch(path, { data: { [key]: permit.command } });
+  try {
+    return await work();
+  } finally {
+    await api.patch(path, { data: { [key]: null } }).catch((err: unknown) => log.warn({ err }, `Could not remove the exec permit ${key} from ConfigMap ${EXEC_PERMITS}`));
+  }
+}
+
+/** The ConfigMap of exec permits (knative/reconcile-bounds.yaml). */
+export const EXEC_PERMITS = "walle-exec-permits";
+
+export async function performHook(api: RestClient, installNamespace: string, hook: HookCall, now: () => Date, log: Logger): Promise<void> {
   const path = objectPath("BackupJob", hook.backupJob, hook.namespace);
   const results: (ExecResult & { pod: string; container: string })[] = [];
-  await api.patch(path, { metadata: { labels: { [Label.HookRunning]: "true" } } });
-  try {
+  {
     for (const t of hook.targets) {
-      const r = await execAdmitted(() => execInContainer(api, { namespace: hook.namespace, ...t }, ["/bin/sh", "-c", hook.command], hook.timeoutSeconds * 1000)).catch(
-        (err: unknown): ExecResult => ({ output: "", timedOut: false, error: err instanceof Error ? err.message : String(err) }),
-      );
+      const permit = { namespace: hook.namespace, ...t, backupJob: hook.backupJob, command: hook.command };
+      const r = await whilePermitted(api, installNamespace, permit, log, () =>
+        execAdmitted(() => execInContainer(api, { namespace: hook.namespace, ...t }, ["/bin/sh", "-c", hook.command], hook.timeoutSeconds * 1000)),
+      ).catch((err: unknown): ExecResult => ({ output: "", timedOut: false, error: err instanceof Error ? err.message : String(err) }));
       results.push({ ...r, ...t });
       log.info({ backupJob: `${hook.namespace}/${hook.backupJob}`, hook: hook.which, pod: t.pod, container: t.container, exitCode: r.exitCode, timedOut: r.timedOut }, `Ran the ${hook.which}-snapshot hook in ${t.pod}/${t.container}`);
       // A before-hook that failed in one container does not freeze the next: the after-hook thaws those it reached.
       if (hook.which === "before" && (r.exitCode !== 0 || r.timedOut)) break;
     }
-  } finally {
-    await api.patch(path, { metadata: { labels: { [Label.HookRunning]: null } } }).catch((err: unknown) => log.warn({ err }, `Could not remove label ${Label.HookRunning}`));
   }
   const outcome = results.length < hook.targets.length && hookOutcome(results) === "Succeeded" ? "Failed" : hookOutcome(results);
   await api.patch(`${path}/status`, { status: { hooks: { [hook.which]: { finishTime: now().toISOString().replace(/\.\d+Z$/, "Z"), outcome, output: hookOutput(results) } } } });

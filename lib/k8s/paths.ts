@@ -25,6 +25,7 @@ export const kinds = {
   PersistentVolume: { apiVersion: "v1", plural: "persistentvolumes", namespaced: false },
   Secret: { apiVersion: "v1", plural: "secrets", namespaced: true },
   ServiceAccount: { apiVersion: "v1", plural: "serviceaccounts", namespaced: true },
+  ConfigMap: { apiVersion: "v1", plural: "configmaps", namespaced: true },
   StorageClass: { apiVersion: "storage.k8s.io/v1", plural: "storageclasses", namespaced: false },
   VolumeSnapshot: { apiVersion: "snapshot.storage.k8s.io/v1", plural: "volumesnapshots", namespaced: true },
   VolumeSnapshotContent: { apiVersion: "snapshot.storage.k8s.io/v1", plural: "volumesnapshotcontents", namespaced: false },

@@ -33,7 +33,9 @@ export interface BackupArgs {
   host: string;
   owner: SnapshotOwner;
   /** The absolute source directory; restic runs inside it and backs up `.`. */
-  sourcePath: string;
+  sourcePath?: string;
+  /** Instead of a directory: stdin, saved as this file at the snapshot's root (`--stdin --stdin-filename`). */
+  stdinFileName?: string;
   time?: Date;
   lockWait?: string;
 }
@@ -60,9 +62,7 @@ export function backupArgs(o: BackupArgs): string[] {
     "host,tags",
     ...tagFilter(snapshotTags(o.owner)),
     ...(o.time ? ["--time", resticTime(o.time)] : []),
-    "--exclude",
-    path.posix.join(o.sourcePath, "lost+found"),
-    ".",
+    ...(o.stdinFileName !== undefined ? ["--stdin", "--stdin-filename", o.stdinFileName] : ["--exclude", path.posix.join(o.sourcePath ?? ".", "lost+found"), "."]),
   ];
 }
 

@@ -15,8 +15,10 @@ export interface ResticRunFacts {
   command: ResticCommand;
   exitCode: number | null;
   signal?: string | null;
-  /** The worker stopped restic itself: on SIGTERM, or because the backend stayed unreachable. */
-  stoppedBy?: "cancel" | "unreachable";
+  /** The worker stopped restic itself: on SIGTERM, because the backend stayed unreachable, or because its input failed. */
+  stoppedBy?: "cancel" | "unreachable" | "input";
+  /** What went wrong with restic's stdin (a backup of a command's output): the command failed, or its stream broke. */
+  inputError?: string;
   /** restic's final message: its `exit_error` JSON, or (restic 0.14) its last lines of stderr text. */
   finalMessage?: string;
   /** The errors restic reported on the way as JSON items: for backup, each file it could not read. */
@@ -66,6 +68,8 @@ const patterns = {
   noSnapshot: /no matching ID found|no snapshot found|failed to find snapshot/i,
   // rest-server answers 507 when its disk (or quota) is full; a local repository's own write fails with ENOSPC/EDQUOT.
   full: /\b507\b.*Insufficient Storage|Insufficient Storage.*\b507\b|no space left on device|disk quota exceeded/i,
+  // backup found nothing it could read: every entry errored, so restic refuses to save an empty snapshot.
+  emptySnapshot: /snapshot is empty/i,
   // forget reports a snapshot it could not delete and still exits 0.
   failedRemove: /unable to remove .* from the repository/i,
 } as const;
@@ -80,6 +84,12 @@ interface Rule {
 const failed = (f: ResticRunFacts) => f.exitCode !== 0;
 
 const rules: readonly Rule[] = [
+  {
+    // The command whose output restic read failed (or its stream broke): restic was stopped before it saved.
+    reason: "CommandFailed",
+    when: (f) => f.inputError !== undefined,
+    message: (f) => `${(f.inputError ?? "").replace(/\.?$/, ".")} No snapshot was made.`,
+  },
   {
     reason: "Cancelled",
     when: (f) => f.stoppedBy === "cancel" || f.exitCode === ResticExit.cancelled,
@@ -110,6 +120,11 @@ const rules: readonly Rule[] = [
     message: (_f, t, c) => lockedMessage(c, t),
   },
   { reason: "Incomplete", when: (f) => f.exitCode === ResticExit.sourceUnreadable, message: (f) => unreadableMessage(f) },
+  {
+    reason: "Incomplete",
+    when: (f, t) => f.command === "backup" && failed(f) && f.errors.length > 0 && patterns.emptySnapshot.test(t),
+    message: (f) => nothingReadMessage(f),
+  },
   { reason: "Unauthorized", when: (f, t) => failed(f) && patterns.unauthorized.test(t), message: () => unauthorizedMessage },
   { reason: "Forbidden", when: (f, t) => patterns.forbidden.test(t) && (failed(f) || removeFailed(f)), message: () => forbiddenMessage },
   {
@@ -175,6 +190,11 @@ function unreadableMessage(facts: ResticRunFacts): string {
   const first = facts.errors[0];
   const files = `${n || "Some"} source file${n === 1 ? "" : "s"}`;
   return `${files} could not be read; the snapshot was made without ${n === 1 ? "it" : "them"}${first ? `. First: ${first}` : "."}`;
+}
+
+function nothingReadMessage(facts: ResticRunFacts): string {
+  const n = facts.errorCount ?? facts.errors.length;
+  return `No source file could be read (${n} error${n === 1 ? "" : "s"}), so no snapshot was made. First: ${facts.errors[0] ?? ""}`;
 }
 
 function removeFailed(facts: ResticRunFacts): boolean {

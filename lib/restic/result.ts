@@ -22,6 +22,7 @@ export const Reason = z.enum([
   "Completed",
   /** A snapshot was made, but some source files could not be read: a backup that is not whole is a failure. */
   "Incomplete",
+  "CommandFailed",
   "EmptySource",
   "Cancelled",
   "InvalidConfig",
@@ -50,6 +51,7 @@ export function outcomeOf(reason: Reason): Outcome {
     case "Cancelled":
       return "Cancelled";
     case "Incomplete":
+    case "CommandFailed":
     case "InvalidConfig":
     case "ResticNotFound":
     case "NoRepository":

@@ -20,14 +20,14 @@ interface Review {
   status: { allowed: boolean; reason?: string };
 }
 
-async function can(user: string, verb: string, group: string, resource: string, namespace?: string, subresource?: string): Promise<boolean> {
+async function can(user: string, verb: string, group: string, resource: string, namespace?: string, subresource?: string, name?: string): Promise<boolean> {
   const review = await admin().create<Review>("/apis/authorization.k8s.io/v1/subjectaccessreviews", {
     apiVersion: "authorization.k8s.io/v1",
     kind: "SubjectAccessReview",
     spec: {
       user,
       groups: ["system:serviceaccounts", "system:serviceaccounts:walle-system", "system:authenticated"],
-      resourceAttributes: { verb, group, resource, ...(namespace ? { namespace } : {}), ...(subresource ? { subresource } : {}) },
+      resourceAttributes: { verb, group, resource, ...(namespace ? { namespace } : {}), ...(subresource ? { subresource } : {}), ...(name ? { name } : {}) },
     },
   });
   return review.status.allowed;
@@ -71,14 +71,17 @@ describe("the install manifests", () => {
     expect(await can(reconcile, "patch", "ros.io", "backupschedules", undefined, "status")).toBe(true);
     expect(await can(reconcile, "patch", "ros.io", "backupschedules")).toBe(false);
     expect(await can(reconcile, "delete", "ros.io", "backupsets")).toBe(false);
-    // Not more than it needs: it never replaces Walle's objects (it patches a BackupJob's hook label; the spec is
-    // immutable), deletes them, or makes workloads.
+    // Not more than it needs: it never edits specs, deletes Walle's objects, or makes workloads.
     expect(await can(reconcile, "update", "ros.io", "backupjobs", "default")).toBe(false);
     expect(await can(reconcile, "delete", "ros.io", "backupjobs", "default")).toBe(false);
     expect(await can(reconcile, "create", "", "pods", "default")).toBe(false);
     // Snapshot hooks: RBAC grants pods/exec everywhere; the admission policy walle-hook-exec bounds it (hooks.test.ts).
     expect(await can(reconcile, "create", "", "pods", "default", "exec")).toBe(true);
-    expect(await can(reconcile, "patch", "ros.io", "backupjobs", "default")).toBe(true);
+    // Its permits for the policy: that one ConfigMap, and no other.
+    expect(await can(reconcile, "patch", "", "configmaps", "walle-system", undefined, "walle-exec-permits")).toBe(true);
+    expect(await can(reconcile, "patch", "", "configmaps", "walle-system", undefined, "other")).toBe(false);
+    expect(await can(reconcile, "patch", "", "configmaps", "default", undefined, "walle-exec-permits")).toBe(false);
+    expect(await can(reconcile, "delete", "", "configmaps", "walle-system", undefined, "walle-exec-permits")).toBe(false);
     expect(await can(reconcile, "create", "", "pods", "default", "attach")).toBe(false);
     expect(await can(reconcile, "create", "", "pods", "default", "portforward")).toBe(false);
     expect(await can(reconcile, "delete", "", "persistentvolumes")).toBe(false);

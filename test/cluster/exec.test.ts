@@ -55,7 +55,7 @@ describe("a command run by pods/exec", () => {
     expect(failed).toEqual({ exitCode: 3, output: "cannot lock tables\n", timedOut: false });
 
     // Only the tail of a long output.
-    const long = await execInContainer(hooks, db(), ["sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done"], 30_000, 1024);
+    const long = await execInContainer(hooks, db(), ["sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done"], 30_000, { keep: 1024 });
     expect(long.exitCode).toBe(0);
     expect(Buffer.byteLength(long.output)).toBeLessThanOrEqual(1024);
     expect(long.output.endsWith("line-1998\nline-1999\n")).toBe(true);

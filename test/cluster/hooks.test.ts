@@ -8,12 +8,13 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from "vitest";
 import { tickCommand } from "../../cluster/run-walle.ts";
-import { INSTALL_NAMESPACE, Label, ServiceAccount } from "../../lib/api/constants.ts";
+import { INSTALL_NAMESPACE, ServiceAccount } from "../../lib/api/constants.ts";
 import { execInContainer } from "../../lib/k8s/exec.ts";
 import { Informer, type KubeObject } from "../../lib/k8s/informer.ts";
 import { startRestServer, tempDir, type RestServer } from "../integration/worker-harness.ts";
 import { pvcWithData, repositorySecret, settled, settledRestore, volumeDir, type BackupJobObj } from "../support/backup-fixtures.ts";
-import { admin, clientForServiceAccount, createNamespace, waitFor } from "../support/kube.ts";
+import type { RestClient } from "../../lib/k8s/rest.ts";
+import { admin, clientForServiceAccount, clientForUser, createNamespace, grantRole, waitFor } from "../support/kube.ts";
 import { runTick } from "../support/tick.ts";
 import { startWalle } from "../support/walle.ts";
 
@@ -60,6 +61,8 @@ async function eventsOf(ns: string, name: string): Promise<{ type: string; reaso
   return list.items.filter((e) => e.regarding.name === name).map(({ type, reason, note }) => ({ type, reason, note }));
 }
 
+const permits = () => admin().get<{ data?: Record<string, string> }>(`/api/v1/namespaces/${INSTALL_NAMESPACE}/configmaps/walle-exec-permits`);
+
 /** Every VolumeSnapshot made in `ns` from now on, as a watch sees them (for a proof that none was). */
 async function watchSnapshots(ns: string): Promise<string[]> {
   const made: string[] = [];
@@ -99,9 +102,8 @@ describe("snapshot hooks", () => {
     const restored = await volumeDir(ns, "restored");
     expect(await readFile(path.join(restored, ".frozen"), "utf8")).toBe("frozen in app-0\n");
     expect(await readFile(path.join(restored, "db/rows"), "utf8")).toBe("1,2,3\n");
-    // Nothing permits another exec now: the label that made this BackupJob the policy's parameter is gone.
-    const now = await admin().get<{ metadata: { labels?: Record<string, string> } }>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/frozen`);
-    expect(now.metadata.labels?.[Label.HookRunning]).toBeUndefined();
+    // Nothing permits another exec now: each permit went with its exec.
+    expect((await permits()).data ?? {}).toEqual({});
   }, 600_000);
 
   it("a before-hook that fails (from the pod's annotation) leaves no snapshot, reads Failed with the hook's output, and the after-hook still runs", async () => {
@@ -121,22 +123,56 @@ describe("snapshot hooks", () => {
     expect(bj.status?.snapshotId).toBeUndefined();
   }, 300_000);
 
-  it("the admission policy lets Walle's own service account run no command but the hook a BackupJob is running", async () => {
+  it("the admission policy lets Walle's own service account run only what a permit names, which only Walle may write; anyone else's exec is untouched", async () => {
     await startWalle();
     const ns = await workload("hooks-bound");
     const reconcile = await clientForServiceAccount(INSTALL_NAMESPACE, ServiceAccount.Reconcile);
     const target = { namespace: ns, pod: "app-0", container: "app" };
-    const refused = (await execInContainer(reconcile, target, ["/bin/sh", "-c", "cat /data/db/rows"], 30_000).catch((e: unknown) => e)) as Error;
-    expect(refused.message).toMatch(/walle-hook-exec/);
-    // A tenant's BackupJob labelled as running a hook, with no status (only Walle writes that): still refused.
-    await admin().create(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`, {
-      apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name: "forged", labels: { [Label.HookRunning]: "true" } },
-      spec: { sourcePvc: "missing", repository: { name: "repo", namespace: ns } },
-    });
-    const forged = (await execInContainer(reconcile, target, ["/bin/sh", "-c", "cat /data/db/rows"], 30_000).catch((e: unknown) => e)) as Error;
-    expect(forged.message).toMatch(/walle-hook-exec/);
-    expect(forged.message).toMatch(/BackupJob forged runs none in app-0\/app/);
+    const exec = (api: RestClient, command: string, container = "app") => execInContainer(api, { ...target, container }, ["/bin/sh", "-c", command], 30_000).catch((e: unknown) => e as Error);
+    const denied = /ValidatingAdmissionPolicy 'walle-hook-exec'.*none is for this command in .*\/app-0\/(app|sidecar)/;
+    expect(((await exec(reconcile, "cat /data/db/rows")) as Error).message).toMatch(denied);
+    // A permit for one command in one container: that one runs, another command or container does not.
+    await reconcile.patch(`/api/v1/namespaces/${INSTALL_NAMESPACE}/configmaps/walle-exec-permits`, { data: { [`${ns}_app-0_app_probe`]: "echo permitted" } });
+    onTestFinished(() => admin().patch(`/api/v1/namespaces/${INSTALL_NAMESPACE}/configmaps/walle-exec-permits`, { data: { [`${ns}_app-0_app_probe`]: null } }).then(() => undefined));
+    expect(await waitFor(async () => {
+      const r = await exec(reconcile, "echo permitted");
+      return r instanceof Error ? undefined : r;
+    }, "the policy to see the permit", 30_000)).toMatchObject({ exitCode: 0, output: "permitted\n" });
+    expect(((await exec(reconcile, "cat /data/db/rows")) as Error).message).toMatch(denied);
+    expect(((await exec(reconcile, "echo permitted", "sidecar")) as Error).message).toMatch(denied);
+    // A tenant (admin of the namespace) cannot write a permit.
+    await grantRole(ns, "tenant-admin", [{ apiGroups: ["*"], resources: ["*"], verbs: ["*"] }], [{ kind: "User", apiGroup: "rbac.authorization.k8s.io", name: "tenant" }]);
+    const tenant = await clientForUser("tenant");
+    const forged = await tenant.patch(`/api/v1/namespaces/${INSTALL_NAMESPACE}/configmaps/walle-exec-permits`, { data: { [`${ns}_app-0_app_x`]: "cat /data/db/rows" } }).catch((e: unknown) => e);
+    expect(forged).toMatchObject({ code: 403 });
+    // The policy binds Walle's accounts alone: the tenant's own exec, with no permit, runs as before.
+    expect(await exec(tenant, "cat /data/db/rows")).toMatchObject({ exitCode: 0, output: "1,2,3\n" });
   }, 300_000);
+
+  it("a ros.io/backup-command workload is backed up from its stdout, without a volume snapshot, and restored into a file whose content is the command's output", async () => {
+    await startWalle();
+    const command = "echo '-- dump of shop'; cat /data/db/rows";
+    const ns = await workload("dump", { "ros.io/backup-command": command });
+    const snapshots = await watchSnapshots(ns);
+    await backupJob(ns, "dump");
+    const bj = await settled(ns, "dump", 300_000);
+    expect(bj.status?.phase, JSON.stringify(bj.status?.conditions)).toBe("Finished");
+    expect(bj.status?.stream).toEqual({ command, from: "Annotation", pod: "app-0", container: "app", fileName: "data.app.stdout" });
+    expect(snapshots).toEqual([]);
+    await admin().create(`/apis/ros.io/v1/namespaces/${ns}/backuprestores`, {
+      apiVersion: "ros.io/v1", kind: "BackupRestore", metadata: { name: "dumped" },
+      spec: { repository: { name: "repo", namespace: ns }, source: { snapshotId: bj.status?.snapshotId }, target: { newPvc: { name: "from-dump", size: "1Gi" } } },
+    });
+    expect((await settledRestore(ns, "dumped", 300_000)).status?.phase).toBe("Finished");
+    expect(await readFile(path.join(await volumeDir(ns, "from-dump"), "data.app.stdout"), "utf8")).toBe("-- dump of shop\n1,2,3\n");
+
+    // A command that fails: no snapshot, and its stderr in the message.
+    await backupJob(ns, "broken", { backupCommand: "echo 'COPY orders'; echo 'pg_dump: error: connection refused' >&2; exit 2" });
+    const broken = await settled(ns, "broken", 300_000);
+    expect(broken.status?.phase).toBe("Failed");
+    expect(condition(broken, "BackupState")).toMatchObject({ reason: "CommandFailed", message: "The backup command exited 2: pg_dump: error: connection refused. No snapshot was made." });
+    expect(broken.status?.snapshotId).toBeUndefined();
+  }, 600_000);
 
   it("the function killed between the before-hook and the snapshot: the next run makes the snapshot, and the after-hook runs exactly once", async () => {
     // No reconcile function: the tick's resync drives the BackupJob, and its process is the one killed.

@@ -115,6 +115,27 @@ describe("source problems", () => {
     await rm(tree, { recursive: true, force: true });
   });
 
+  it("a tree the worker can read nothing of (a database's 0700 directory, or the volume's top) is Failed/Incomplete, never a silent success", async () => {
+    const tree = await tempDir("private");
+    await mkdir(path.join(tree, "pgdata"), { mode: 0o700 });
+    await writeFile(path.join(tree, "pgdata", "PG_VERSION"), "17\n", { mode: 0o600 });
+    await chown(path.join(tree, "pgdata", "PG_VERSION"), 999, 999);
+    await chown(path.join(tree, "pgdata"), 999, 999);
+    const inner = await runWorker("backup", { ...base, SOURCE_PATH: tree, PVC_NAME: "private" }, { uid: 65532 });
+    expect(inner.exitCode).toBe(3);
+    // restic exits 1 ("snapshot is empty"); the worker exits 3, so the Job is failed at once, not retried.
+    expect(inner.result).toMatchObject({ outcome: "Failed", reason: "Incomplete", exitCode: 1 });
+    expect(inner.result.message).toMatch(/^No source file could be read \(\d+ errors?\), so no snapshot was made\. First: .*pgdata.*permission denied/);
+    expect(inner.result.snapshotId).toBeUndefined();
+    // The volume's top directory itself, as a database image leaves it (0700, its own user).
+    await chmod(tree, 0o700);
+    await chown(tree, 999, 999);
+    const top = await runWorker("backup", { ...base, SOURCE_PATH: tree, PVC_NAME: "private" }, { uid: 65532 });
+    expect(top.exitCode).toBe(3);
+    expect(top.result).toMatchObject({ outcome: "Failed", reason: "Incomplete", message: "The worker may not read the top directory of PVC shop/private (permission denied), so no snapshot was made." });
+    await rm(tree, { recursive: true, force: true });
+  });
+
   it("a source path that is not there", async () => {
     const run = await runWorker("backup", { ...base, SOURCE_PATH: path.join(dir, "not-mounted") });
     expect(run.result).toMatchObject({ outcome: "Failed", reason: "InvalidConfig" });

@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import type { BackupJobStatus } from "../../lib/api/backup-job.ts";
 import { decideBackupJob, type BackupJobWorld } from "../../lib/core/backup-job.ts";
-import { hookOutcome, hookOutput, planHooks } from "../../lib/core/hooks.ts";
+import { hookOutcome, hookOutput, planHooks, planStream } from "../../lib/core/hooks.ts";
 import { backupJobChildNames } from "../../lib/core/names.ts";
 import type { Pod, Pvc, VolumeSnapshot } from "../../lib/core/objects.ts";
 import { testConfig as config } from "../support/config.ts";
@@ -148,5 +148,39 @@ describe("the Hooks condition", () => {
     expect(running.hook?.which).toBe("after");
     expect(running.events).toEqual([]);
     expect(running.status.conditions?.find((c) => c.type === "Hooks")?.message).toBe("The before-snapshot hook (from the BackupJob) succeeded in db-0/postgres. Running the after-snapshot hook in db-0/postgres.");
+  });
+});
+
+describe("a BackupJob that backs up a command's output", () => {
+  const streaming = { sourcePvc: "data", repository: { name: "repo", namespace: "shop" }, backupCommand: "pg_dump shop" };
+  const withUrl = { ...config, progressSinkUrl: "http://10.0.0.1:8080/" };
+
+  it("runs the BackupJob's backupCommand in the first running pod's first container that mounts the PVC; else a pod's annotation", () => {
+    expect(planStream(streaming, [appPod("db-1"), appPod("db-0")], "data", "shop")).toEqual({ stream: { command: "pg_dump shop", from: "BackupJob", pod: "db-0", container: "postgres", fileName: "data.postgres.stdout" } });
+    expect(planStream({}, [appPod("db-0"), appPod("db-1", { annotations: { "ros.io/backup-command": "pg_dumpall" } })], "data", "shop")).toEqual({ stream: { command: "pg_dumpall", from: "Annotation", pod: "db-1", container: "postgres", fileName: "data.postgres.stdout" } });
+    expect(planStream({}, [appPod("db-0")], "data", "shop")).toBeUndefined();
+    expect(planStream(streaming, [appPod("db-0", { phase: "Pending" })], "data", "shop")).toEqual({ error: "No running pod mounts PVC shop/data: its backupCommand runs in the first container that mounts it." });
+  });
+
+  it("starts its worker at once, with no snapshot, streaming from the function, when the repository has room", () => {
+    const d = decideBackupJob(world({}, { pods: [appPod("db-0")], repositoryJobs: [] }, streaming), withUrl, now);
+    expect(created(d)).toEqual(["ServiceAccount walle-worker", `Job ${names.job}`]);
+    expect(d.status).toMatchObject({ phase: "WaitingBackup", stream: { command: "pg_dump shop", pod: "db-0", container: "postgres", fileName: "data.postgres.stdout" } });
+    const job = d.actions.find((a) => a.op === "create" && a.manifest.kind === "Job");
+    const env = JSON.stringify(job?.op === "create" ? job.manifest : {});
+    expect(env).toContain('{"name":"STREAM_URL","value":"http://10.0.0.1:8080/streams/shop/db-backup"}');
+    expect(env).toContain('{"name":"STDIN_FILENAME","value":"data.postgres.stdout"}');
+    expect(env).not.toContain("SOURCE_PATH");
+    expect(env).not.toContain("persistentVolumeClaim");
+    expect(d.status.conditions?.find((c) => c.type === "BackupState")?.message).toBe("Backing up the output of backupCommand in db-0/postgres as data.postgres.stdout; no volume snapshot is taken.");
+  });
+
+  it("fails, saying why, with no function URL for the worker to stream from, or no pod to run in", () => {
+    const { progressSinkUrl: _, ...noSink } = config;
+    const noUrl = decideBackupJob(world({}, { pods: [appPod("db-0")], repositoryJobs: [] }, streaming), noSink, now);
+    expect(noUrl.status.phase).toBe("Failed");
+    expect(noUrl.status.conditions?.find((c) => c.type === "BackupState")).toMatchObject({ reason: "StreamUnavailable" });
+    const noPod = decideBackupJob(world({}, { pods: [], repositoryJobs: [] }, streaming), withUrl, now);
+    expect(noPod.status.conditions?.find((c) => c.type === "BackupState")).toMatchObject({ reason: "NoCommandTarget" });
   });
 });

@@ -9,6 +9,12 @@ describe("classify a restic run", () => {
   it.each([
     { name: "success", f: facts({}), reason: "Completed" },
     { name: "unreadable files (3)", f: facts({ exitCode: 3, errors: ["/s/x: permission denied"] }), reason: "Incomplete", says: "1 source file could not be read" },
+    {
+      name: "nothing readable (1, snapshot is empty)",
+      f: facts({ exitCode: 1, errors: ["openfile for readdirnames failed: open pgdata: permission denied"], finalMessage: "Fatal: unable to save snapshot: snapshot is empty" }),
+      reason: "Incomplete",
+      says: "No source file could be read (1 error), so no snapshot was made. First: openfile for readdirnames failed: open pgdata: permission denied",
+    },
     { name: "no repository (10)", f: facts({ exitCode: 10 }), reason: "NoRepository", says: "INITIALIZE_REPO=true" },
     { name: "locked (11)", f: facts({ exitCode: 11, finalMessage: "repository is already locked exclusively by PID 7\nlock was created at 2024-01-01 (3m ago)" }), reason: "Locked", says: "lock was created at 2024-01-01 (3m ago)" },
     { name: "wrong password (12)", f: facts({ exitCode: 12, finalMessage: "Fatal: wrong password or no key found" }), reason: "WrongPassword", says: "password is wrong" },

@@ -6,6 +6,8 @@ describe("worker exit code", () => {
   it.each([
     { reason: "Completed", exitCode: 0, want: 0 },
     { reason: "Incomplete", exitCode: 3, want: 3 },
+    { reason: "Incomplete", exitCode: 1, want: 3 },
+    { reason: "Incomplete", exitCode: undefined, want: 3 },
     { reason: "EmptySource", exitCode: undefined, want: 0 },
     { reason: "Cancelled", exitCode: 1, want: 130 },
     { reason: "InvalidConfig", exitCode: undefined, want: 2 },

@@ -1,17 +1,27 @@
 // backup: the mounted snapshot of one PVC into the repository, as one restic snapshot.
+import { readFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
+import http from "node:http";
+import https from "node:https";
 import { backupArgs } from "../../../lib/restic/args.ts";
 import { BackupSummary } from "../../../lib/restic/messages.ts";
 import type { BackupStats } from "../../../lib/restic/result.ts";
 import type { BackupConfig } from "../config.ts";
 import { formatBytes } from "../../../lib/format.ts";
+import { StreamTrailer } from "../../../lib/api/constants.ts";
+import type { ResticInvocation } from "../restic.ts";
 import { judge, resultOf, runCreatingRepository, shortId, type CommandResult, type WorkerContext } from "./shared.ts";
 
 export async function backup(config: BackupConfig, ctx: WorkerContext): Promise<CommandResult> {
+  if (config.stream) return backupStream(config, config.stream, ctx);
   const what = `PVC ${config.owner.namespace}/${config.owner.pvc}`;
-  const entries = await sourceEntries(config.sourcePath);
+  const sourcePath = config.sourcePath ?? "";
+  const entries = await sourceEntries(sourcePath);
+  if (entries === "unreadable") {
+    return { reason: "Incomplete", message: `The worker may not read the top directory of ${what} (permission denied), so no snapshot was made.` };
+  }
   if (entries === undefined) {
-    const message = `SOURCE_PATH ${config.sourcePath} is not a readable directory; was the snapshot volume mounted there?`;
+    const message = `SOURCE_PATH ${sourcePath} is not a readable directory; was the snapshot volume mounted there?`;
     return { reason: "InvalidConfig", message };
   }
   if (entries.length === 0) {
@@ -19,18 +29,27 @@ export async function backup(config: BackupConfig, ctx: WorkerContext): Promise<
   }
 
   ctx.log.info({ repository: config.repository, host: config.host, owner: config.owner }, `Backing up ${what}.`);
+  const { host, owner, snapshotTime: time, lockWait } = config;
+  return backedUp(what, { command: "backup", args: backupArgs({ host, owner, sourcePath, time, lockWait }), cwd: sourcePath }, config, ctx);
+}
+
+/**
+ * A command's output (`backupCommand`), fetched from the reconcile function, which runs the command in the
+ * application's container (the worker has no API token), into restic backup --stdin. The output is saved only when
+ * the command ended with 0: otherwise restic is stopped before its input ends, and it saves nothing.
+ */
+function backupStream(config: BackupConfig, stream: NonNullable<BackupConfig["stream"]>, ctx: WorkerContext): Promise<CommandResult> {
+  const what = `the backup command's output of PVC ${config.owner.namespace}/${config.owner.pvc}`;
+  ctx.log.info({ repository: config.repository, host: config.host, owner: config.owner, file: stream.fileName }, `Backing up ${what}.`);
+  const { host, owner, snapshotTime: time, lockWait } = config;
+  const feed = (stdin: NodeJS.WritableStream) => fetchStream(stream.url, config.progress.tokenFile ?? "", stdin);
+  return backedUp(what, { command: "backup", args: backupArgs({ host, owner, stdinFileName: stream.fileName, time, lockWait }), feed }, config, ctx);
+}
+
+/** Runs the backup (creating the repository if it may) and says what it made. */
+async function backedUp(what: string, inv: ResticInvocation, config: BackupConfig, ctx: WorkerContext): Promise<CommandResult> {
   const progress = ctx.progress("backup");
-  const { host, owner, sourcePath, snapshotTime: time, lockWait } = config;
-  const run = await runCreatingRepository(
-    {
-      command: "backup",
-      args: backupArgs({ host, owner, sourcePath, time, lockWait }),
-      cwd: sourcePath,
-      onProgress: (p) => progress.report(p),
-    },
-    config,
-    ctx,
-  );
+  const run = await runCreatingRepository({ ...inv, onProgress: (p) => progress.report(p) }, config, ctx);
   await progress.close();
 
   const verdict = judge(run, config);
@@ -48,14 +67,59 @@ export async function backup(config: BackupConfig, ctx: WorkerContext): Promise<
 }
 
 /**
+ * GETs the stream of a command's output with the pod's token and writes it into `stdin`; resolves once it ended
+ * and its trailer says the command exited 0, rejects with what went wrong otherwise. restic gone first (its stdin
+ * closed): the request is dropped, and the function stops the command.
+ */
+function fetchStream(url: string, tokenFile: string, stdin: NodeJS.WritableStream): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const token = readFileSync(tokenFile, "utf8").trim();
+    const target = new URL(url);
+    const get = target.protocol === "https:" ? https.get : http.get;
+    const req = get(target, { headers: { authorization: `Bearer ${token}` } }, (res) => {
+      if (res.statusCode !== 200) {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          const body = Buffer.concat(chunks).toString("utf8");
+          const said = (safeJson(body) as { error?: string } | undefined)?.error ?? body.slice(0, 300);
+          reject(new Error(`The reconcile function did not stream the command's output (HTTP ${res.statusCode}): ${said}`));
+        });
+        return;
+      }
+      res.pipe(stdin as NodeJS.WritableStream, { end: false });
+      res.on("aborted", () => reject(new Error("The stream of the command's output broke off before its end.")));
+      res.on("error", (err) => reject(new Error(`The stream of the command's output failed: ${err.message}`)));
+      res.on("end", () => {
+        const code = res.trailers[StreamTrailer.ExitCode];
+        const error = decodeURIComponent(res.trailers[StreamTrailer.Error] ?? "");
+        if (code === "0") resolve();
+        else reject(new Error(`The backup command ${code ? `exited ${code}` : "did not end"}${error ? `: ${error}` : ""}.`));
+      });
+    });
+    req.on("error", (err) => reject(new Error(`The stream of the command's output could not be fetched: ${err.message}`)));
+    (stdin as NodeJS.WritableStream & { once(e: "close", f: () => void): void }).once("close", () => req.destroy());
+  });
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * The volume's entries, leaving out ext4's lost+found, which the backup excludes too (args.ts): a freshly
  * formatted volume holds only that, and is empty to its user. Undefined when the path is not a readable directory.
  */
-async function sourceEntries(sourcePath: string): Promise<string[] | undefined> {
+/** The entries of the source, "unreadable" when it is there but the worker may not list it, undefined when it is not there. */
+async function sourceEntries(sourcePath: string): Promise<string[] | "unreadable" | undefined> {
   try {
     return (await readdir(sourcePath)).filter((name) => name !== "lost+found");
-  } catch {
-    return undefined;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EACCES" ? "unreadable" : undefined;
   }
 }
 
