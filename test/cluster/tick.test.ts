@@ -14,7 +14,7 @@ import { listSnapshots, restic, startRestServer, tempDir, type RestServer } from
 import { backupJobChildNames } from "../../lib/core/names.ts";
 import { workerHostname } from "../../lib/restic/locks.ts";
 import { csiStorage, expectNoLeftovers, names, PASSWORD, pvcWithData, repositorySecret, settled, type BackupJobObj } from "../support/backup-fixtures.ts";
-import { admin, createNamespace, killContainer, waitFor } from "../support/kube.ts";
+import { admin, containerProcesses, createNamespace, killContainer, waitFor } from "../support/kube.ts";
 import { runTick } from "../support/tick.ts";
 import { CLUSTER_NAME, startWalle } from "../support/walle.ts";
 
@@ -412,8 +412,11 @@ describe("the tick", () => {
     const workerPods = async () => (await admin().get<{ items: PodObj[] }>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: `ros.io/backup-job=${bj?.metadata.name}` })).items;
     const target = await waitFor(async () => {
       const running = (await workerPods()).find((p) => p.status?.containerStatuses?.[0]?.state?.running);
-      return running && (await lockFiles()).length > 0 ? running : undefined;
-    }, "the worker to hold the repository's lock", 180_000);
+      if (!running || (await lockFiles()).length === 0) return undefined;
+      // restic itself still running (not only the worker around it): the lock is a live process's.
+      const procs = await containerProcesses(running.metadata.uid, running.status?.containerStatuses?.[0]?.containerID ?? "");
+      return procs.some((p) => p.comm === "restic") ? running : undefined;
+    }, "the worker's restic to hold the repository's lock", 180_000);
     const killed = await killContainer(target.metadata.uid, target.status?.containerStatuses?.[0]?.containerID ?? "");
     expect(killed).toContain("restic");
 

@@ -121,18 +121,26 @@ export async function grantRole(namespace: string, name: string, rules: PolicyRu
  * processes killed.
  */
 export async function killContainer(podUid: string, containerId: string): Promise<string[]> {
-  const id = containerId.replace(/^[a-z]+:\/\//, "");
   const killed: string[] = [];
-  for (const pid of await readdir("/proc")) {
-    if (!/^\d+$/.test(pid)) continue;
-    const [cgroup, comm] = await Promise.all([readFile(`/proc/${pid}/cgroup`, "utf8"), readFile(`/proc/${pid}/comm`, "utf8")]).catch(() => ["", ""]);
-    if (!cgroup.includes(`pod${podUid}`) || !cgroup.includes(id)) continue;
+  for (const p of await containerProcesses(podUid, containerId)) {
     try {
-      process.kill(Number(pid), "SIGKILL");
-      killed.push(comm.trim());
+      process.kill(p.pid, "SIGKILL");
+      killed.push(p.comm);
     } catch {
       // It ended meanwhile.
     }
   }
   return killed;
+}
+
+/** The processes of one running container of the local node, found by its cgroup, with their names. */
+export async function containerProcesses(podUid: string, containerId: string): Promise<{ pid: number; comm: string }[]> {
+  const id = containerId.replace(/^[a-z]+:\/\//, "");
+  const found: { pid: number; comm: string }[] = [];
+  for (const pid of await readdir("/proc")) {
+    if (!/^\d+$/.test(pid)) continue;
+    const [cgroup, comm] = await Promise.all([readFile(`/proc/${pid}/cgroup`, "utf8"), readFile(`/proc/${pid}/comm`, "utf8")]).catch(() => ["", ""]);
+    if (cgroup.includes(`pod${podUid}`) && cgroup.includes(id)) found.push({ pid: Number(pid), comm: comm.trim() });
+  }
+  return found;
 }
