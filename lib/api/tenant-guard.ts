@@ -41,6 +41,20 @@ const DENIAL_MESSAGE = [
   celString(`; only Walle's service accounts (${TRUSTED_USERS.join(", ")}) may reference another namespace`),
 ].join(" + ");
 
+// Snapshot hooks and backup commands run in the namespace's pods by pods/exec, as Walle: a BackupJob that carries
+// one is the requester's exec, so only who may exec into the namespace's pods may make one (its spec is immutable,
+// so its creation is the one moment to ask). Schedules are cluster-scoped, an admin's; Walle's own BackupJobs pass.
+const HOOKS_BY_WHO_MAY_EXEC =
+  "request.operation != 'CREATE' || request.resource.resource != 'backupjobs' || " +
+  "(!has(object.spec.beforeSnapshot) && !has(object.spec.afterSnapshot) && !has(object.spec.backupCommand)) || " +
+  "authorizer.group('').resource('pods').subresource('exec').namespace(request.namespace).check('create').allowed()";
+
+const HOOKS_DENIAL = [
+  celString("spec.beforeSnapshot, afterSnapshot and backupCommand run commands in the pods of namespace "),
+  "request.namespace",
+  celString(": only who may exec into them (create pods/exec there) may set them"),
+].join(" + ");
+
 export function tenantGuardPolicy() {
   return {
     apiVersion: "admissionregistration.k8s.io/v1",
@@ -69,6 +83,11 @@ export function tenantGuardPolicy() {
         {
           expression: SAME_NAMESPACE_OR_UNCHANGED,
           messageExpression: DENIAL_MESSAGE,
+          reason: "Forbidden",
+        },
+        {
+          expression: HOOKS_BY_WHO_MAY_EXEC,
+          messageExpression: HOOKS_DENIAL,
           reason: "Forbidden",
         },
       ],

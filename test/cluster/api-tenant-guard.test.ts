@@ -144,4 +144,24 @@ describe("the tenant guard", () => {
     });
     expect(patched.metadata.labels).toEqual({ team: "a" });
   });
+
+  it("admits snapshot hooks and backup commands only from who may exec into the namespace's pods", async () => {
+    const { tenantNamespace, tenant } = await setUp();
+    const withHook = (name: string, extra: Record<string, string>) => {
+      const job = guarded("BackupJob", tenantNamespace, name, { name: "repo", namespace: tenantNamespace });
+      return { ...job, spec: { ...job.spec, ...extra } };
+    };
+    // The tenant may create BackupJobs, but not exec: Walle would be its way in.
+    for (const [name, extra] of [["before", { beforeSnapshot: "cat /etc/shadow" }], ["after", { afterSnapshot: "id" }], ["dump", { backupCommand: "env" }]] as const) {
+      const error = await denial(create(tenant, withHook(name, extra)));
+      expect(isGuardDenial(error), error.message).toBe(true);
+      expect(error.message).toContain(`only who may exec into them (create pods/exec there) may set them`);
+    }
+    // Without a command, as before.
+    await expect(create(tenant, withHook("plain", {}))).resolves.toMatchObject({ metadata: { name: "plain" } });
+    // Given exec in the namespace (as Kubernetes' edit and admin roles do), the same BackupJob is admitted.
+    await grantRole(tenantNamespace, "exec", [{ apiGroups: [""], resources: ["pods/exec"], verbs: ["create"] }], [{ apiGroup: "rbac.authorization.k8s.io", kind: "User", name: TENANT }]);
+    const admitted = await waitFor(() => create(tenant, withHook("before-2", { beforeSnapshot: "sync" })).catch(() => undefined), "RBAC to grant the tenant exec");
+    expect(admitted.metadata.name).toBe("before-2");
+  });
 });
