@@ -118,6 +118,11 @@ export async function apply<S extends { phase?: string; state?: string }>(ctx: E
   const written = await writeStatus(ctx.api, path, before, decision.status, target.resourceVersion);
   let changed = written.changed;
   let status = decision.status;
+  // The decision is stored: its Events now, before anything that follows it (a clean-up's CleanedUp, a hook's end)
+  // can be seen, so whoever sees the object settled finds them. Cluster-scoped objects (BackupSets) get theirs in
+  // the install namespace, where `kubectl events` finds them.
+  const regarding = { apiVersion: API_VERSION, kind: target.kind, namespace: target.namespace ?? ctx.config.installNamespace, name: target.name, uid: target.uid };
+  for (const e of decision.events) await recordEvent(ctx.api, regarding, e, ctx.controller, ctx.now());
   // Its start is written (with the precondition: of two instances only one gets here), so its end will be looked for.
   if (decision.hook) await performHook(ctx.api, ctx.config.installNamespace, decision.hook, ctx.now, ctx.log);
   if (decision.then) {
@@ -126,9 +131,6 @@ export async function apply<S extends { phase?: string; state?: string }>(ctx: E
     changed = (await writeStatus(ctx.api, path, status, decision.then.status, written.resourceVersion)).changed || changed;
     status = decision.then.status;
   }
-  // Cluster-scoped objects (BackupSets) get their Events in the install namespace, where `kubectl events` finds them.
-  const regarding = { apiVersion: API_VERSION, kind: target.kind, namespace: target.namespace ?? ctx.config.installNamespace, name: target.name, uid: target.uid };
-  for (const e of decision.events) await recordEvent(ctx.api, regarding, e, ctx.controller, ctx.now());
   const from = phaseOf(before);
   const to = phaseOf(status);
   if (from !== to) {
