@@ -87,9 +87,10 @@ describe("snapshot hooks", () => {
     });
     expect(condition(bj, "Hooks")).toMatchObject({ status: "True", reason: "HooksSucceeded" });
     const hookEvents = (await eventsOf(ns, "frozen")).filter((e) => e.reason.startsWith("Hook"));
-    expect(hookEvents.map((e) => e.note), JSON.stringify(hookEvents)).toEqual([
-      expect.stringMatching(/^The before-snapshot hook \(from the BackupJob\) succeeded in app-0\/app\./),
+    // One Event for each hook's end; a list of Events has no order, so they are sorted.
+    expect(hookEvents.map((e) => e.note).sort(), JSON.stringify(hookEvents)).toEqual([
       expect.stringMatching(/^The after-snapshot hook \(from the BackupJob\) succeeded in app-0\/app\. Output: \[app-0\/app exit 0\] thawed$/),
+      expect.stringMatching(/^The before-snapshot hook \(from the BackupJob\) succeeded in app-0\/app\./),
     ]);
     // The hook ran in order around the cut: the live volume no longer has the marker; the snapshot does.
     const live = await volumeDir(ns, "data");
