@@ -36,8 +36,7 @@ import { DEFAULT_PROGRESS_AUDIENCE } from "../core/builders.ts";
 import { reviewToken } from "../k8s/reviews.ts";
 import { authorize, type Authorized } from "./auth.ts";
 import { BadEventError, ForbiddenError, NotFoundError, UnauthenticatedError, type Credentials } from "./events.ts";
-import { execInContainer } from "../k8s/exec.ts";
-import { execAdmitted, whilePermitted } from "../k8s/hooks.ts";
+import { execPermitted } from "../k8s/hooks.ts";
 import { resync, type ResyncReport } from "./resync.ts";
 import type { TickOptions, TickReport } from "./tick.ts";
 
@@ -83,7 +82,6 @@ export interface Walle {
 
 /** A backup command's output, ready to run for its worker (Walle.streamCommand). */
 export interface CommandStream {
-  readonly fileName: string;
   run(out: NodeJS.WritableStream, signal: AbortSignal): Promise<{ exitCode?: number; error?: string }>;
 }
 
@@ -226,10 +224,6 @@ export function createWalle(opts: WalleOptions): Walle {
   }
 
   /**
-   * A worker's progress, accepted only from the worker itself: a token for the progress audience, bound to a pod
-   * that is this run's worker (lib/core/access.ts notTheWorker). Anyone else gets 401 or 403 and changes nothing.
-   */
-  /**
    * The run a worker speaks for, once its token proves it: one for the progress audience, bound to a pod that is
    * this run's worker (lib/core/access.ts notTheWorker). Anyone else gets 401 or 403. Undefined: no such run.
    */
@@ -250,6 +244,7 @@ export function createWalle(opts: WalleOptions): Walle {
     return { run, path, bound };
   }
 
+  /** A worker's progress, accepted only from the worker itself (workerRun); anyone else changes nothing. */
   async function recordProgress(kind: "BackupJob" | "BackupRestore", at: { namespace: string; name: string }, report: ProgressReport, credentials: Credentials, log: Logger) {
     const { run, path, bound } = await workerRun(kind, at, credentials, "progress");
     // Progress never decides an outcome: a run that has ended, or not started, ignores it.
@@ -273,14 +268,10 @@ export function createWalle(opts: WalleOptions): Walle {
     const stream = run ? streamSchema.safeParse((run.status as { stream?: unknown } | undefined)?.stream).data : undefined;
     if (!run || !stream || isTerminal(run.status?.phase)) throw new NotFoundError(`BackupJob ${at.namespace}/${at.name} is backing up no command's output now`);
     return {
-      fileName: stream.fileName,
       async run(out, signal) {
         log.info({ backupJob: `${at.namespace}/${at.name}`, pod: stream.pod, container: stream.container }, `Streaming the backup command's output from ${stream.pod}/${stream.container}`);
-        const target = { namespace: at.namespace, pod: stream.pod, container: stream.container };
-        const permit = { ...target, backupJob: at.name, command: stream.command };
-        const r = await whilePermitted(api, config.installNamespace, permit, log, () =>
-          execAdmitted(() => execInContainer(api, target, ["/bin/sh", "-c", stream.command], config.workerDeadlineSeconds * 1000, { stdout: out, signal })),
-        );
+        const permit = { namespace: at.namespace, pod: stream.pod, container: stream.container, backupJob: at.name, command: stream.command };
+        const r = await execPermitted(api, config.installNamespace, permit, config.workerDeadlineSeconds * 1000, log, { stdout: out, signal });
         return { ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}), ...(r.error || r.output ? { error: [r.error, r.output.trim()].filter(Boolean).join(": ") } : {}) };
       },
     };
@@ -305,7 +296,7 @@ function refusal(r: Refusal): BadEventError {
 }
 
 /** What a BackupJob's status says of its backup command (lib/api/backup-job.ts `stream`). */
-const streamSchema = z.looseObject({ command: z.string(), pod: z.string(), container: z.string(), fileName: z.string() });
+const streamSchema = z.looseObject({ command: z.string(), pod: z.string(), container: z.string() });
 
 /** A run as progress reads it: its phase, and its repository's namespace (where its workers run). */
 const runSchema = objectSummarySchema.extend({ spec: z.looseObject({ repository: z.looseObject({ namespace: z.string().optional() }).optional() }).optional().catch(undefined) });

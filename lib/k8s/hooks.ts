@@ -3,9 +3,10 @@
 // command by pods/exec, the permit removed; then how it ended is merged into the status. A refused or failed exec is an outcome like any other: the hook failed, and says why.
 import type { Logger } from "pino";
 import { shortHash } from "../core/names.ts";
+import { rfc3339 } from "../core/conditions.ts";
 import { hookOutcome, hookOutput } from "../core/hooks.ts";
 import type { HookCall } from "../core/decision.ts";
-import { execInContainer, type ExecResult } from "./exec.ts";
+import { execInContainer, type ExecOptions, type ExecResult } from "./exec.ts";
 import { objectPath } from "./paths.ts";
 import { ApiError, type RestClient } from "./rest.ts";
 
@@ -63,24 +64,26 @@ export async function whilePermitted<T>(api: RestClient, installNamespace: strin
   }
 }
 
+/** `/bin/sh -c <command>` in the permit's container, while the permit is there: how Walle runs any command in a pod. */
+export function execPermitted(api: RestClient, installNamespace: string, permit: ExecPermit, timeoutMs: number, log: Logger, opts: ExecOptions = {}): Promise<ExecResult> {
+  const target = { namespace: permit.namespace, pod: permit.pod, container: permit.container };
+  return whilePermitted(api, installNamespace, permit, log, () => execAdmitted(() => execInContainer(api, target, ["/bin/sh", "-c", permit.command], timeoutMs, opts)));
+}
+
 /** The ConfigMap of exec permits (knative/reconcile-bounds.yaml). */
 export const EXEC_PERMITS = "walle-exec-permits";
 
 export async function performHook(api: RestClient, installNamespace: string, hook: HookCall, now: () => Date, log: Logger): Promise<void> {
   const path = objectPath("BackupJob", hook.backupJob, hook.namespace);
   const results: (ExecResult & { pod: string; container: string })[] = [];
-  {
-    for (const t of hook.targets) {
-      const permit = { namespace: hook.namespace, ...t, backupJob: hook.backupJob, command: hook.command };
-      const r = await whilePermitted(api, installNamespace, permit, log, () =>
-        execAdmitted(() => execInContainer(api, { namespace: hook.namespace, ...t }, ["/bin/sh", "-c", hook.command], hook.timeoutSeconds * 1000)),
-      ).catch((err: unknown): ExecResult => ({ output: "", timedOut: false, error: err instanceof Error ? err.message : String(err) }));
-      results.push({ ...r, ...t });
-      log.info({ backupJob: `${hook.namespace}/${hook.backupJob}`, hook: hook.which, pod: t.pod, container: t.container, exitCode: r.exitCode, timedOut: r.timedOut }, `Ran the ${hook.which}-snapshot hook in ${t.pod}/${t.container}`);
-      // A before-hook that failed in one container does not freeze the next: the after-hook thaws those it reached.
-      if (hook.which === "before" && (r.exitCode !== 0 || r.timedOut)) break;
-    }
+  for (const t of hook.targets) {
+    const permit = { namespace: hook.namespace, ...t, backupJob: hook.backupJob, command: hook.command };
+    const r = await execPermitted(api, installNamespace, permit, hook.timeoutSeconds * 1000, log).catch((err: unknown): ExecResult => ({ output: "", timedOut: false, error: err instanceof Error ? err.message : String(err) }));
+    results.push({ ...r, ...t });
+    log.info({ backupJob: `${hook.namespace}/${hook.backupJob}`, hook: hook.which, pod: t.pod, container: t.container, exitCode: r.exitCode, timedOut: r.timedOut }, `Ran the ${hook.which}-snapshot hook in ${t.pod}/${t.container}`);
+    // A before-hook that failed in one container does not freeze the next: the after-hook thaws those it reached.
+    if (hook.which === "before" && (r.exitCode !== 0 || r.timedOut)) break;
   }
-  const outcome = results.length < hook.targets.length && hookOutcome(results) === "Succeeded" ? "Failed" : hookOutcome(results);
-  await api.patch(`${path}/status`, { status: { hooks: { [hook.which]: { finishTime: now().toISOString().replace(/\.\d+Z$/, "Z"), outcome, output: hookOutput(results) } } } });
+  const outcome = hookOutcome(results);
+  await api.patch(`${path}/status`, { status: { hooks: { [hook.which]: { finishTime: rfc3339(now()), outcome, output: hookOutput(results) } } } });
 }

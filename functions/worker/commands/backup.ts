@@ -10,7 +10,7 @@ import type { BackupConfig } from "../config.ts";
 import { formatBytes } from "../../../lib/format.ts";
 import { StreamTrailer } from "../../../lib/api/constants.ts";
 import type { ResticInvocation } from "../restic.ts";
-import { judge, resultOf, runCreatingRepository, shortId, type CommandResult, type WorkerContext } from "./shared.ts";
+import { judge, parseJson, resultOf, runCreatingRepository, shortId, type CommandResult, type WorkerContext } from "./shared.ts";
 
 export async function backup(config: BackupConfig, ctx: WorkerContext): Promise<CommandResult> {
   if (config.stream) return backupStream(config, config.stream, ctx);
@@ -82,7 +82,7 @@ function fetchStream(url: string, tokenFile: string, stdin: NodeJS.WritableStrea
         res.on("data", (c: Buffer) => chunks.push(c));
         res.on("end", () => {
           const body = Buffer.concat(chunks).toString("utf8");
-          const said = (safeJson(body) as { error?: string } | undefined)?.error ?? body.slice(0, 300);
+          const said = (parseJson(body) as { error?: string } | undefined)?.error ?? body.slice(0, 300);
           reject(new Error(`The reconcile function did not stream the command's output (HTTP ${res.statusCode}): ${said}`));
         });
         return;
@@ -102,13 +102,6 @@ function fetchStream(url: string, tokenFile: string, stdin: NodeJS.WritableStrea
   });
 }
 
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * The volume's entries, leaving out ext4's lost+found, which the backup excludes too (args.ts): a freshly
