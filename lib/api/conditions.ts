@@ -46,6 +46,8 @@ export const ConditionReason = {
   SnapshotDeleted: "SnapshotDeleted",
   WorkerLost: "WorkerLost",
   WorkerFailed: "WorkerFailed",
+  /** The worker Job completed, but none of its own pods left a result Walle could decode. */
+  NoResult: "NoResult",
   UnsupportedTarget: "UnsupportedTarget",
   TargetNotFound: "TargetNotFound",
   TargetInUse: "TargetInUse",

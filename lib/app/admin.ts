@@ -9,14 +9,15 @@ import { isTerminal } from "../core/backup-job.ts";
 import { isSettledSet } from "../core/backup-set.ts";
 import { workerActions, type Manifest } from "../core/builders.ts";
 import { boundedName, shortHash } from "../core/names.ts";
-import { jobOutcome } from "../core/objects.ts";
+import { jobOutcome, type Job, type Pod } from "../core/objects.ts";
+import { noResult, workerReport } from "../core/worker-result.ts";
 import { overview, type JobSeen, type Overview, type ScheduleSeen, type SetSeen } from "../core/overview.ts";
 import { forcedBackupJob, forcedBackupRestore, isRefusal, type Refusal } from "../core/requests.ts";
 import { performAll } from "../k8s/actions.ts";
 import { Informer, type KubeObject } from "../k8s/informer.ts";
 import { collectionPath, objectPath } from "../k8s/paths.ts";
 import { ApiError, type RestClient } from "../k8s/rest.ts";
-import { decodeResult, type SnapshotEntry } from "../restic/result.ts";
+import type { SnapshotEntry } from "../restic/result.ts";
 
 /** A request Walle's rules or the API server refused, in words that name what to change. */
 export class RefusedError extends Error {
@@ -273,12 +274,6 @@ export interface SnapshotsListed {
   readonly total: number;
 }
 
-interface JobSeenHere extends KubeObject {
-  status?: { conditions?: { type: string; status: string; reason?: string; message?: string }[] };
-}
-interface WorkerPodSeen {
-  status?: { containerStatuses?: { name: string; state?: { terminated?: { message?: string } } }[] };
-}
 
 /**
  * A PVC's snapshots, newest first: a short worker Job in the namespace (the repository Secret's) lists them and
@@ -300,13 +295,13 @@ export async function listSnapshots(api: RestClient, r: SnapshotsAsked): Promise
     throw explain(err instanceof Error && err.cause ? err.cause : err, `Starting worker Job ${r.namespace}/${name} to list the snapshots`);
   }
   try {
-    const { ended: done } = await watchUntil<JobSeenHere>(api, collectionPath("Job", r.namespace), name, r.timeoutMs, (job) => jobOutcome(job) !== undefined);
-    if (!done) throw new Error(`worker Job ${r.namespace}/${name} did not end within ${Math.round(r.timeoutMs / 1000)} s`);
-    const pods = await api.get<{ items: WorkerPodSeen[] }>(collectionPath("Pod", r.namespace), { labelSelector: `job-name=${name}` });
-    const messages = pods.items.flatMap((p) => p.status?.containerStatuses?.filter((c) => c.name === "worker").map((c) => c.state?.terminated?.message ?? "") ?? []);
-    const decoded = messages.map(decodeResult).find((d) => d.ok);
-    if (!decoded?.ok) throw new Error(`worker Job ${r.namespace}/${name} left no result: ${messages.join(" ") || "its pod has no termination message"}`);
-    const result = decoded.result;
+    const { ended: done, last } = await watchUntil<Job & KubeObject>(api, collectionPath("Job", r.namespace), name, r.timeoutMs, (job) => jobOutcome(job) !== undefined);
+    if (!done || !last) throw new Error(`worker Job ${r.namespace}/${name} did not end within ${Math.round(r.timeoutMs / 1000)} s`);
+    const pods = await api.get<{ items: Pod[] }>(collectionPath("Pod", r.namespace), { labelSelector: `job-name=${name}` });
+    // The result of the Job's own pod only, as for a backup (lib/core/worker-result.ts).
+    const report = workerReport(last, pods.items);
+    const result = report.result;
+    if (!result) throw new Error(noResult(report, { namespace: r.namespace, name }) ?? `worker Job ${r.namespace}/${name} failed: ${report.message ?? "its pod has no termination message"}`);
     if (result.outcome !== "Succeeded") throw new RefusedError(`listing the snapshots failed (${result.reason}): ${result.message}`);
     const snapshots = result.snapshots ?? [];
     return { message: result.message, snapshots, total: result.snapshotsTotal ?? snapshots.length };

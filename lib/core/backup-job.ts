@@ -21,7 +21,7 @@ import { failsInvalid, type Action, type Decision, type KubeEvent, type ReadPlan
 import { backupJobChildNames } from "./names.ts";
 import { jobFailureMessage, jobHasRunningPod, jobOutcome, type Job, type ObjectSummary, type Pod, type Pvc, type StorageClass, type VolumeSnapshot, type VolumeSnapshotClass, type VolumeSnapshotContent } from "./objects.ts";
 import { allowsPrivilegedWorkers, fidelityCondition, needsNamespaceRead, PRIVILEGED_WORKERS_ANNOTATION, workerMode } from "./privileges.ts";
-import { workerPodsRead, workerReport } from "./worker-result.ts";
+import { noResult, workerPodsRead, workerReport } from "./worker-result.ts";
 import {
   afterHookDue,
   beforeHookFailed,
@@ -512,7 +512,8 @@ function awaitWorker(s: Step): Outcome {
   // The Job is gone before Walle read its result (deleted by hand, or a TTL): nothing can be reported.
   if (job === null) return fail(s, ConditionReason.WorkerLost, `Stuck in ${phase}: worker Job ${workerNs}/${names.job} disappeared before it finished.`);
   if (!job) return s.decision();
-  const { outcome, message, result } = workerReport(job, w.workerPods ?? []);
+  const report = workerReport(job, w.workerPods ?? []);
+  const { outcome, message, result } = report;
   if (!outcome) {
     if (phase === BackupJobPhase.WaitingBackup && jobHasRunningPod(job)) {
       s.status = { ...s.status, phase: BackupJobPhase.BackingUp };
@@ -538,6 +539,8 @@ function awaitWorker(s: Step): Outcome {
     logs: (result?.message ?? message ?? jobFailureMessage(job) ?? "").slice(-4096),
     progress: undefined,
   };
+  const missing = noResult(report, { namespace: workerNs, name: names.job });
+  if (missing) return fail(s, ConditionReason.NoResult, missing);
   if (outcome === "Complete" && result?.outcome !== "Failed") return finish(s, result);
   const why = result ? result.message : (jobFailureMessage(job) ?? "The worker Job failed.");
   return fail(s, result?.reason ?? ConditionReason.WorkerFailed, result?.reason === "Incomplete" ? `${why}${unprivilegedHint(s)}` : why);

@@ -18,7 +18,7 @@ import { failsInvalid, type Action, type Decision, type KubeEvent, type ReadPlan
 import { restoreChildNames } from "./names.ts";
 import { jobFailureMessage, jobHasRunningPod, type Job, type ObjectSummary, type Pod, type Pv, type Pvc } from "./objects.ts";
 import { allowsPrivilegedWorkers, fidelityCondition, needsNamespaceRead, workerMode } from "./privileges.ts";
-import { workerPodsRead, workerReport } from "./worker-result.ts";
+import { noResult, workerPodsRead, workerReport } from "./worker-result.ts";
 
 export const RESTORE_PATH = "/restore";
 const ORIGINAL_RECLAIM_ANNOTATION = WalleAnnotation.OriginalReclaimPolicy;
@@ -254,11 +254,14 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
     if (cross && job === null && handedOver) return finish(undefined);
     if (job === null) return fail(ConditionReason.WorkerLost, `Stuck in ${phase}: worker Job ${workerNs}/${names.job} disappeared before it finished.`);
     if (!job) return result();
-    const { outcome, message, result: res } = workerReport(job, w.workerPods ?? []);
+    const report = workerReport(job, w.workerPods ?? []);
+    const { outcome, message, result: res } = report;
     if (!outcome) {
       if (phase === BackupRestorePhase.WaitingRestore && jobHasRunningPod(job)) status = { ...status, phase: BackupRestorePhase.Restoring };
       return result();
     }
+    const missing = noResult(report, { namespace: workerNs, name: names.job });
+    if (missing) return fail(ConditionReason.NoResult, missing);
     if (outcome !== "Complete" || !res || res.outcome === "Failed") {
       return fail(res?.reason ?? ConditionReason.WorkerFailed, res?.message ?? message ?? jobFailureMessage(job) ?? "The worker Job failed.");
     }

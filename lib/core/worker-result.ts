@@ -1,5 +1,12 @@
 // What a worker Job says, read the same way for a backup and a restore: the Job's outcome from the job
-// controller, the newest pod, and the worker's result from that pod's termination message.
+// controller, the newest of the Job's own pods, and the worker's result from that pod's termination message.
+//
+// Only the Job's own pod speaks for it (docs/security.md, "A forged result"): anyone who may create pods in the
+// worker's namespace can make one labelled job-name=<job>, even one with the Job as its controller, whose
+// termination message says whatever they like. A pod counts only when the Job is its controller (by uid), it runs
+// the Job's worker container exactly as the Job's template says it, and nothing was added to it that could write
+// the worker's termination message (an ephemeral container, a shared process namespace, a lifecycle hook).
+import { isDeepStrictEqual } from "node:util";
 import { decodeResult, type WorkerResult } from "../restic/result.ts";
 import type { Read } from "./decision.ts";
 import { jobOutcome, type Job, type Pod } from "./objects.ts";
@@ -7,12 +14,44 @@ import { jobOutcome, type Job, type Pod } from "./objects.ts";
 export interface WorkerReport {
   /** Complete or Failed once the job controller has finished the Job; undefined while it runs. */
   readonly outcome: "Complete" | "Failed" | undefined;
-  /** The newest pod of the Job. */
+  /** The newest of the Job's own pods. */
   readonly pod: Pod | undefined;
   /** The worker container's termination message, as Kubernetes kept it. */
   readonly message: string | undefined;
   /** The message decoded as the worker's result, when it is one. */
   readonly result: WorkerResult | undefined;
+  /** Pods labelled as the Job's that are not its own, whose word was not taken. */
+  readonly ignoredPods: readonly string[];
+}
+
+export const WORKER_CONTAINER = "worker";
+
+/** The fields of the worker container that decide what runs in it and where its termination message comes from. */
+const TRUSTED_FIELDS = ["image", "command", "args", "env", "envFrom", "volumeMounts", "lifecycle", "terminationMessagePath", "securityContext", "workingDir"] as const;
+
+interface ContainerLike {
+  readonly name: string;
+  readonly [field: string]: unknown;
+}
+
+function workerContainer(spec: { readonly containers?: readonly ContainerLike[] } | undefined): ContainerLike | undefined {
+  return spec?.containers?.find((c) => c.name === WORKER_CONTAINER);
+}
+
+/** Why a pod does not speak for the Job, or undefined when it is the Job's own. */
+export function notJobsOwnPod(job: Job, pod: Pod): string | undefined {
+  const uid = job.metadata?.uid;
+  const controller = pod.metadata?.ownerReferences?.find((o) => o.controller === true);
+  if (!uid || controller?.kind !== "Job" || controller.uid !== uid) return "its controller is not the Job";
+  const spec = pod.spec as (Pod["spec"] & { ephemeralContainers?: unknown[]; shareProcessNamespace?: boolean }) | undefined;
+  if (spec?.ephemeralContainers?.length) return "it has ephemeral containers";
+  if (spec?.shareProcessNamespace) return "it shares its process namespace";
+  const expected = workerContainer(job.spec?.template.spec as { containers?: ContainerLike[] } | undefined);
+  const actual = workerContainer(spec as { containers?: ContainerLike[] } | undefined);
+  if (!expected || !actual) return "it has no worker container";
+  if (actual.lifecycle !== undefined) return "its worker container has a lifecycle hook";
+  const differs = TRUSTED_FIELDS.find((f) => !isDeepStrictEqual(actual[f], expected[f]));
+  return differs ? `its worker container's ${differs} is not the Job's` : undefined;
 }
 
 export function latestPod(pods: readonly Pod[]): Pod | undefined {
@@ -20,10 +59,26 @@ export function latestPod(pods: readonly Pod[]): Pod | undefined {
 }
 
 export function workerReport(job: Job, pods: readonly Pod[]): WorkerReport {
-  const pod = latestPod(pods);
-  const message = pod?.status?.containerStatuses?.find((c) => c.name === "worker")?.state?.terminated?.message;
+  const own = pods.filter((p) => notJobsOwnPod(job, p) === undefined);
+  const ignoredPods = pods.filter((p) => !own.includes(p)).map((p) => `${p.metadata.name ?? "(unnamed)"}: ${notJobsOwnPod(job, p)}`);
+  const pod = latestPod(own);
+  const message = pod?.status?.containerStatuses?.find((c) => c.name === WORKER_CONTAINER)?.state?.terminated?.message;
   const decoded = message ? decodeResult(message) : undefined;
-  return { outcome: jobOutcome(job), pod, message, result: decoded?.ok ? decoded.result : undefined };
+  return { outcome: jobOutcome(job), pod, message, result: decoded?.ok ? decoded.result : undefined, ignoredPods };
+}
+
+/**
+ * Why a Job that completed still did not succeed: a Job is Complete only by its pods' exit codes, and a result
+ * is what a backup or restore reports, so a completed Job without one (or with its pods' word not taken) is a
+ * failure, never a success. Undefined when the report says the run succeeded.
+ */
+export function noResult(report: WorkerReport, job: { namespace: string; name: string }): string | undefined {
+  if (report.outcome !== "Complete" || report.result) return undefined;
+  return [
+    `Worker Job ${job.namespace}/${job.name} completed, but no pod of its own left a result.`,
+    ...(report.ignoredPods.length ? [`Not taken: ${report.ignoredPods.join("; ")}.`] : []),
+    ...(report.message ? [`Its termination message is not a worker result: ${report.message.slice(0, 200)}`] : []),
+  ].join(" ");
 }
 
 /**

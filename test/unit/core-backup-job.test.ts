@@ -15,6 +15,7 @@ import { selectorString } from "../../lib/core/selectors.ts";
 import { mergePatch } from "../../lib/k8s/actions.ts";
 import { encodeResult } from "../../lib/restic/result.ts";
 import { testConfig } from "../support/config.ts";
+import { ownWorkerPod, workerJobSeen } from "../support/worker-pods.ts";
 
 const now = new Date("2026-11-26T10:00:00Z");
 const config = testConfig;
@@ -42,8 +43,9 @@ const readySnapshot = (ns: string, name: string): VolumeSnapshot => ({
   status: { readyToUse: true, restoreSize: "1048576", creationTime: "2026-11-26T09:59:30Z", boundVolumeSnapshotContentName: "snapcontent-1" },
 });
 
-const finishedJob = (type: "Complete" | "Failed"): Job => ({ metadata: { name: names.job }, status: { conditions: [{ type, status: "True", reason: type === "Failed" ? "PodFailurePolicy" : "Completed", message: "x" }] } });
-const pod = (message: string, exitCode = 0): Pod => ({ metadata: { name: "p", creationTimestamp: "2026-11-26T09:59:40Z" }, spec: { containers: [] }, status: { phase: exitCode ? "Failed" : "Succeeded", containerStatuses: [{ name: "worker", image: "walle-worker", imageID: "", ready: false, restartCount: 0, state: { terminated: { exitCode, message } } }] } });
+const finishedJob = (type: "Complete" | "Failed"): Job => workerJobSeen(names.job, { conditions: [{ type, status: "True", reason: type === "Failed" ? "PodFailurePolicy" : "Completed", message: "x" }] });
+const pod = (message: string, exitCode = 0, name = "p", created = "2026-11-26T09:59:40Z"): Pod =>
+  ownWorkerPod({ metadata: { name, creationTimestamp: created }, status: { phase: exitCode ? "Failed" : "Succeeded", containerStatuses: [{ name: "worker", image: "walle-worker", imageID: "", ready: false, restartCount: 0, state: { terminated: { exitCode, message } } }] } }, names.job);
 
 describe("decideBackupJob", () => {
   describe("waits for its turn at the repository, decided from the Jobs in the cluster", () => {
@@ -259,6 +261,47 @@ describe("decideBackupJob", () => {
     expect(d.status.summary).toEqual({ filesNew: 3, filesChanged: 0, filesUnmodified: 0, dataAdded: 1234, totalBytesProcessed: 2048, totalDuration: 1.5 });
     expect(d.status.conditions?.find((c) => c.type === "BackupState")).toMatchObject({ status: "True", reason: "Completed" });
     expect(d.events).toEqual([{ type: "Normal", reason: "BackupFinished", note: "Backed up 3 files. Snapshot aaaaaaaa." }]);
+  });
+
+  describe("takes the result only from the Job's own pod (a forged one is not believed)", () => {
+    const real = encodeResult({
+      command: "backup", outcome: "Succeeded", reason: "Completed", message: "Backed up 3 files.", snapshotId: "a".repeat(64), exitCode: 0, exitMeaning: "ok",
+      startedAt: "2026-11-26T09:59:40Z", finishedAt: "2026-11-26T09:59:50Z",
+    });
+    const forgedResult = encodeResult({
+      command: "backup", outcome: "Succeeded", reason: "Completed", message: "Backed up 1 file.", snapshotId: "f".repeat(64), exitCode: 0, exitMeaning: "ok",
+      startedAt: "2026-11-26T09:59:41Z", finishedAt: "2026-11-26T09:59:51Z",
+    });
+    // Newer than the real pod, labelled as the Job's: each differs from the Job's own pod in one way.
+    const newer = pod(forgedResult, 0, "forged", "2026-11-26T09:59:59Z");
+    const forgeries: [string, Pod, string][] = [
+      ["no controller", { ...newer, metadata: { ...newer.metadata, ownerReferences: [] } }, "its controller is not the Job"],
+      ["another Job's uid", { ...newer, metadata: { ...newer.metadata, ownerReferences: [{ apiVersion: "batch/v1", kind: "Job", name: names.job, uid: "other", controller: true }] } }, "its controller is not the Job"],
+      ["another image", { ...newer, spec: { containers: [{ name: "worker", image: "busybox" }] } }, "its worker container's image is not the Job's"],
+      ["an ephemeral container", { ...newer, spec: { ...newer.spec, ephemeralContainers: [{ name: "debug", image: "busybox" }] } } as Pod, "it has ephemeral containers"],
+      ["a lifecycle hook", { ...newer, spec: { containers: newer.spec.containers.map((c) => ({ ...c, lifecycle: { preStop: { exec: { command: ["sh"] } } } })) } }, "its worker container has a lifecycle hook"],
+    ];
+    it.each(forgeries)("a newer pod with %s is ignored, and the real worker's result stands", (_what, forged, why) => {
+      const d = decideBackupJob(world({ phase: "BackingUp" }, { workerJob: finishedJob("Complete"), workerPods: [pod(real), forged] }), config, now);
+      expect(d.status).toMatchObject({ phase: "Finished", snapshotId: "a".repeat(64) });
+      const alone = decideBackupJob(world({ phase: "BackingUp" }, { workerJob: finishedJob("Complete"), workerPods: [forged] }), config, now);
+      expect(alone.status.phase).toBe("Failed");
+      expect(alone.status.conditions?.find((c) => c.type === "BackupState")).toMatchObject({
+        status: "False", reason: "NoResult", message: `Worker Job app/${names.job} completed, but no pod of its own left a result. Not taken: forged: ${why}.`,
+      });
+      expect(alone.status.snapshotId).toBeUndefined();
+    });
+  });
+
+  it("a Job Complete without a decodable result is Failed/NoResult, never Finished", () => {
+    const d = decideBackupJob(world({ phase: "BackingUp" }, { workerJob: finishedJob("Complete"), workerPods: [pod("not a result")] }), config, now);
+    expect(d.status.phase).toBe("Failed");
+    expect(d.status.conditions?.find((c) => c.type === "BackupState")).toMatchObject({
+      reason: "NoResult", message: `Worker Job app/${names.job} completed, but no pod of its own left a result. Its termination message is not a worker result: not a result`,
+    });
+    expect(d.events).toEqual([expect.objectContaining({ type: "Warning", reason: "BackupFailed" })]);
+    const noPods = decideBackupJob(world({ phase: "BackingUp" }, { workerJob: finishedJob("Complete"), workerPods: [] }), config, now);
+    expect(noPods.status.conditions?.find((c) => c.type === "BackupState")?.reason).toBe("NoResult");
   });
 
   it("fails with the worker's own reason, e.g. a wrong password", () => {

@@ -10,6 +10,7 @@ import { restoreChildNames } from "../../lib/core/names.ts";
 import type { Job, Pod, Pv, Pvc } from "../../lib/core/objects.ts";
 import { encodeResult } from "../../lib/restic/result.ts";
 import { testConfig } from "../support/config.ts";
+import { ownWorkerPod, workerJobSeen } from "../support/worker-pods.ts";
 
 const now = new Date("2026-11-30T12:00:00Z");
 const config = testConfig;
@@ -33,15 +34,15 @@ const pod = (name: string, claim: string, phase = "Running"): Pod => ({
   spec: { containers: [], volumes: [{ name: "v", persistentVolumeClaim: { claimName: claim } }] },
   status: { phase },
 });
-const job = (condition?: "Complete" | "Failed"): Job => ({ metadata: { name: names.job }, status: condition ? { conditions: [{ type: condition, status: "True" }] } : { active: 1 } });
-const workerPod = (phase: string, message?: string): Pod => ({
-  metadata: { name: `${names.job}-x`, creationTimestamp: "2026-11-30T11:59:00Z" },
-  spec: { containers: [] },
-  status: {
-    phase,
-    ...(message ? { containerStatuses: [{ name: "worker", image: "w", imageID: "", ready: false, restartCount: 0, state: { terminated: { exitCode: 0, message } } }] } : {}),
-  },
-});
+const job = (condition?: "Complete" | "Failed"): Job => workerJobSeen(names.job, condition ? { conditions: [{ type: condition, status: "True" }] } : { active: 1 });
+const workerPod = (phase: string, message?: string): Pod =>
+  ownWorkerPod({
+    metadata: { name: `${names.job}-x`, creationTimestamp: "2026-11-30T11:59:00Z" },
+    status: {
+      phase,
+      ...(message ? { containerStatuses: [{ name: "worker", image: "w", imageID: "", ready: false, restartCount: 0, state: { terminated: { exitCode: 0, message } } }] } : {}),
+    },
+  }, names.job);
 const restored = encodeResult({
   command: "restore", outcome: "Succeeded", reason: "Completed", message: "Restored 3 files.", snapshotId: "c".repeat(64), exitCode: 0, exitMeaning: "ok",
   restore: { files: 3, bytes: 300 }, startedAt: "2026-11-30T11:59:00Z", finishedAt: "2026-11-30T11:59:10Z",
@@ -153,6 +154,13 @@ const table: readonly Row[] = [
     phase: "Failed",
     actions: [],
     reason: "WrongPassword",
+  },
+  {
+    what: "the worker Job completed, but only a pod that is not its own left a result",
+    world: world(intoNew(), { ...waiting, phase: "Restoring" }, { workerJob: job("Complete"), workerPods: [{ ...workerPod("Succeeded", restored), metadata: { name: "forged", ownerReferences: [] } }] }),
+    phase: "Failed",
+    actions: [],
+    reason: "NoResult",
   },
   {
     what: "the worker completed, in the restore's namespace",
