@@ -29,30 +29,34 @@ export async function handle(context: ReconcileContext, event: CloudEventV1<unkn
       const ref = parseData(eventRefSchema, event);
       return { status: 200, body: await walle.changed({ mode: "reference", change: changeOf(event.type), ref }, log) };
     }
+    // A trigger's caller is authenticated before its data is parsed, and authorized once the data says what it does.
     case EventType.BackupRequested: {
+      const who = await walle.authenticate(context.credentials, "forced backup");
       const req = parseData(backupRequestSchema, event);
-      await walle.authorize(context.credentials, "forced backup", backupAccess(req, walle.config), log);
+      await walle.authorize(who, "forced backup", backupAccess(req, walle.config), log);
       const made = await walle.requestBackup(req, event.id, log);
       return { status: 202, body: { backupJob: { namespace: made.namespace, name: made.name }, created: made.created, phase: made.phase } };
     }
     case EventType.RestoreRequested: {
+      const who = await walle.authenticate(context.credentials, "forced restore");
       const req = parseData(restoreRequestSchema, event);
-      await walle.authorize(context.credentials, "forced restore", restoreAccess(req, walle.config), log);
+      await walle.authorize(who, "forced restore", restoreAccess(req, walle.config), log);
       const made = await walle.requestRestore(req, event.id, log);
       return { status: 202, body: { backupRestore: { namespace: made.namespace, name: made.name }, created: made.created, phase: made.phase } };
     }
     case EventType.Resync:
     case EventType.Ping:
       // A PingSource's ping too: with Knative's OIDC feature it carries its own service account's token.
-      await walle.authorize(context.credentials, "resync", RESYNC_ACCESS, log);
+      await walle.authorize(await walle.authenticate(context.credentials, "resync"), "resync", RESYNC_ACCESS, log);
       return { status: 200, body: await walle.resync(log) };
     case EventType.BackupProgress:
     case EventType.RestoreProgress: {
+      const worker = await walle.authenticateWorker(context.credentials, "progress");
       const report = parseData(progressReportSchema, event);
       const kind = event.type === EventType.BackupProgress ? "BackupJob" : "BackupRestore";
       const at = progressSubject(event.subject, kind);
       if (isRefusal(at)) throw new BadEventError(at.refused, at.issues);
-      return { status: 200, body: await walle.recordProgress(kind, at, report, context.credentials, log) };
+      return { status: 200, body: await walle.recordProgress(kind, at, report, worker, log) };
     }
     default:
       throw new BadEventError(`unknown event type ${event.type}`, [{ path: "type", message: "unknown" }]);

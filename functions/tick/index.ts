@@ -19,11 +19,13 @@ export async function handle(context: TickContext, event: CloudEventV1<unknown>)
   switch (event.type) {
     case EventType.Ping:
     case EventType.Tick:
-      await walle.authorize(context.credentials, "tick", TICK_ACCESS, log);
+      await walle.authorize(await walle.authenticate(context.credentials, "tick"), "tick", TICK_ACCESS, log);
       return { status: 200, body: await walle.tick({}, log) };
     case EventType.BackupRequested: {
+      // Authenticated before its data is parsed: an unknown caller learns nothing of the request's schema.
+      const who = await walle.authenticate(context.credentials, "run of a schedule");
       const { schedule } = parseData(scheduleRequestSchema, event);
-      await walle.authorize(context.credentials, "run of a schedule", scheduleAccess(schedule), log);
+      await walle.authorize(who, "run of a schedule", scheduleAccess(schedule), log);
       const report = await walle.tick({ schedule, manual: { requestId: event.id } }, log);
       if (report.schedules === 0) throw new BadEventError(`BackupSchedule ${schedule} was not found`, [{ path: "data.schedule", message: "not found" }]);
       return { status: 202, body: report };

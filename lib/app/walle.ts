@@ -31,10 +31,10 @@ import { collectionPath, isKnownKind, objectPath } from "../k8s/paths.ts";
 import { isAlreadyExists, unlessConflict, type RestClient } from "../k8s/rest.ts";
 import { endsMaintenance, planWake } from "../core/repository.ts";
 import type { AppConfig } from "./config.ts";
-import { boundPod, notTheWorker, type Access } from "../core/access.ts";
+import { boundPod, notTheWorker, type Access, type BoundPod } from "../core/access.ts";
 import { DEFAULT_PROGRESS_AUDIENCE } from "../core/builders.ts";
 import { reviewToken } from "../k8s/reviews.ts";
-import { authorize, type Authorized } from "./auth.ts";
+import { authenticate, authorize, type Authorized } from "./auth.ts";
 import { BadEventError, ForbiddenError, NotFoundError, UnauthenticatedError, type Credentials } from "./events.ts";
 import { execPermitted } from "../k8s/hooks.ts";
 import { resync, type ResyncReport } from "./resync.ts";
@@ -65,15 +65,25 @@ export interface Outcome {
   readonly ran?: readonly string[];
 }
 
+/** A worker, proved by its pod's projected token for the progress audience. */
+export interface WorkerIdentity {
+  readonly username: string;
+  readonly bound: BoundPod;
+}
+
 export interface Walle {
   readonly config: AppConfig;
   reconcile(target: Target, log: Logger): Promise<StepResult>;
   changed(change: Change, log: Logger): Promise<Outcome>;
   requestBackup(req: BackupRequest, requestId: string, log: Logger): Promise<Requested>;
   requestRestore(req: RestoreRequest, requestId: string, log: Logger): Promise<Requested>;
-  /** Authenticates a trigger and checks RBAC allows its caller all of `needs` (auth.ts); throws 401 or 403. */
-  authorize(credentials: Credentials, what: string, needs: readonly Access[], log: Logger): Promise<Authorized>;
-  recordProgress(kind: "BackupJob" | "BackupRestore", at: { namespace: string; name: string }, report: ProgressReport, credentials: Credentials, log: Logger): Promise<{ recorded: boolean; ignored?: string }>;
+  /** Who sent a trigger, by Kubernetes (auth.ts); throws 401. Called before the trigger's data is parsed. */
+  authenticate(credentials: Credentials, what: string): Promise<Authorized>;
+  /** Whether RBAC allows an authenticated caller all of `needs` (auth.ts); throws 403. */
+  authorize(who: Authorized, what: string, needs: readonly Access[], log: Logger): Promise<Authorized>;
+  /** The worker pod a progress report's token is bound to; throws 401 or 403. Called before the report is parsed. */
+  authenticateWorker(credentials: Credentials, what: string): Promise<WorkerIdentity>;
+  recordProgress(kind: "BackupJob" | "BackupRestore", at: { namespace: string; name: string }, report: ProgressReport, worker: WorkerIdentity, log: Logger): Promise<{ recorded: boolean; ignored?: string }>;
   streamCommand(at: { namespace: string; name: string }, credentials: Credentials, log: Logger): Promise<CommandStream>;
   resync(log: Logger): Promise<ResyncReport>;
   /** Every schedule at the clock's time (or one schedule now, with `manual`), then the resync. */
@@ -217,23 +227,29 @@ export function createWalle(opts: WalleOptions): Walle {
     return create(forcedBackupRestore(req, requestId, config), "BackupRestore", log);
   }
 
-  async function authorizeTrigger(credentials: Credentials, what: string, needs: readonly Access[], log: Logger): Promise<Authorized> {
-    const who = await authorize(api, credentials, config.tokenAudience, what, needs);
+  async function authorizeTrigger(who: Authorized, what: string, needs: readonly Access[], log: Logger): Promise<Authorized> {
+    await authorize(api, who, what, needs);
     log.info({ caller: who.staticToken ? "the static trigger token" : who.caller.username }, `Authorized ${what}`);
     return who;
   }
 
-  /**
-   * The run a worker speaks for, once its token proves it: one for the progress audience, bound to a pod that is
-   * this run's worker (lib/core/access.ts notTheWorker). Anyone else gets 401 or 403. Undefined: no such run.
-   */
-  async function workerRun(kind: "BackupJob" | "BackupRestore", at: { namespace: string; name: string }, credentials: Credentials, what: string) {
+  /** The worker pod a token for the progress audience is bound to: nobody else's token is taken. */
+  async function authenticateWorker(credentials: Credentials, what: string): Promise<WorkerIdentity> {
     const audience = config.progressAudience ?? DEFAULT_PROGRESS_AUDIENCE;
     if (!credentials.bearer) throw new UnauthenticatedError(`${what} needs the worker pod's token for audience ${audience}`);
     const who = await reviewToken(api, credentials.bearer, [audience]);
     if ("refused" in who) throw new UnauthenticatedError(`The token for ${what} was not accepted for audience ${audience}: ${who.refused}`);
     const bound = boundPod(who.username, who.extra);
     if (!bound) throw new ForbiddenError(`${who.username} may not ask for ${what}: its token is bound to no pod`);
+    return { username: who.username, bound };
+  }
+
+  /**
+   * The run a worker speaks for, once its token proves it: one for the progress audience, bound to a pod that is
+   * this run's worker (lib/core/access.ts notTheWorker). Anyone else gets 401 or 403. Undefined: no such run.
+   */
+  async function workerRun(kind: "BackupJob" | "BackupRestore", at: { namespace: string; name: string }, who: WorkerIdentity, what: string) {
+    const { bound } = who;
     const path = objectPath(kind, at.name, at.namespace);
     const run = await read(api, runSchema, path);
     if (run) {
@@ -245,8 +261,8 @@ export function createWalle(opts: WalleOptions): Walle {
   }
 
   /** A worker's progress, accepted only from the worker itself (workerRun); anyone else changes nothing. */
-  async function recordProgress(kind: "BackupJob" | "BackupRestore", at: { namespace: string; name: string }, report: ProgressReport, credentials: Credentials, log: Logger) {
-    const { run, path, bound } = await workerRun(kind, at, credentials, "progress");
+  async function recordProgress(kind: "BackupJob" | "BackupRestore", at: { namespace: string; name: string }, report: ProgressReport, worker: WorkerIdentity, log: Logger) {
+    const { run, path, bound } = await workerRun(kind, at, worker, "progress");
     // Progress never decides an outcome: a run that has ended, or not started, ignores it.
     const phase = run?.status?.phase;
     if (!run || isTerminal(phase) || phase === undefined || phase === BackupJobPhase.NotStarted || phase === BackupRestorePhase.NotStarted) {
@@ -264,7 +280,8 @@ export function createWalle(opts: WalleOptions): Walle {
    * tail) comes back for the stream's trailer. Refused (401/403/404) before anything runs.
    */
   async function streamCommand(at: { namespace: string; name: string }, credentials: Credentials, log: Logger): Promise<CommandStream> {
-    const { run } = await workerRun("BackupJob", at, credentials, "the backup command's output");
+    const what = "the backup command's output";
+    const { run } = await workerRun("BackupJob", at, await authenticateWorker(credentials, what), what);
     const stream = run ? streamSchema.safeParse((run.status as { stream?: unknown } | undefined)?.stream).data : undefined;
     if (!run || !stream || isTerminal(run.status?.phase)) throw new NotFoundError(`BackupJob ${at.namespace}/${at.name} is backing up no command's output now`);
     return {
@@ -284,7 +301,9 @@ export function createWalle(opts: WalleOptions): Walle {
     streamCommand,
     requestBackup,
     requestRestore,
+    authenticate: (credentials, what) => authenticate(api, credentials, config.tokenAudience, what),
     authorize: authorizeTrigger,
+    authenticateWorker,
     recordProgress,
     resync: (log) => resync(ctx(log)),
     tick,

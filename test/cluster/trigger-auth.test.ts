@@ -84,6 +84,9 @@ describe("who may trigger what", () => {
     const rows: [string, Reply, number, RegExp][] = [
       ["no token at all", await send(walle, BACKUP, own), 401, /needs a Kubernetes bearer token/],
       ["a forged token", await send(walle, BACKUP, own, forgedToken(ns)), 401, /was not accepted/],
+      // Authentication comes before validation: a malformed request tells an unknown caller nothing of the schema.
+      ["invalid data with no token", await send(walle, BACKUP, { pvc: "Not A Name" }), 401, /needs a Kubernetes bearer token/],
+      ["invalid data with a forged token", await send(walle, RESTORE, { nonsense: true }, forgedToken(ns)), 401, /was not accepted/],
       ["a real token for another audience (vault)", await send(walle, BACKUP, own, vault), 401, /was not accepted for audience walle/],
       ["the token of a service account since deleted", await send(walle, BACKUP, own, gone), 401, /was not accepted/],
       ["a service account with no permission", await send(walle, BACKUP, own, nobody), 403, new RegExp(`system:serviceaccount:${ns}:nobody may not .* create backupjobs\\.ros\\.io in namespace ${ns}`)],

@@ -3,7 +3,7 @@ import type { CloudEventV1 } from "cloudevents";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { handle } from "../../functions/tick/index.ts";
-import { BadEventError, ForbiddenError } from "../../lib/app/events.ts";
+import { BadEventError, ForbiddenError, UnauthenticatedError } from "../../lib/app/events.ts";
 import { describeAccess, type Access } from "../../lib/core/access.ts";
 import type { TickOptions, TickReport } from "../../lib/app/tick.ts";
 import type { Walle } from "../../lib/app/walle.ts";
@@ -14,7 +14,12 @@ function stub(schedules = 1, refuse = false) {
   const report = (opts: TickOptions): TickReport => ({ now: "2026-12-02T00:00:00.000Z", dryRun: false, schedules: opts.schedule ? schedules : 3, actions: [], errors: [] });
   const walle = {
     tick: async (opts: TickOptions) => (calls.push(opts), report(opts)),
-    authorize: async (_credentials: unknown, what: string, needs: readonly Access[]) => {
+    authenticate: async (credentials: { bearer?: string }, what: string) => {
+      asked.push(`authenticate ${what}`);
+      if (!credentials.bearer) throw new UnauthenticatedError("no token");
+      return { staticToken: false, caller: { username: "u", groups: [], extra: {}, audiences: [] } };
+    },
+    authorize: async (_who: unknown, what: string, needs: readonly Access[]) => {
       asked.push(`${what}: ${needs.map(describeAccess).join("; ")}`);
       if (refuse) throw new ForbiddenError("not allowed");
       return { staticToken: false, caller: { username: "u", groups: [], extra: {}, audiences: [] } };
@@ -30,14 +35,23 @@ describe("the tick's handle", () => {
     const { context, calls, asked } = stub();
     expect(await handle(context, event(type))).toMatchObject({ status: 200, body: { schedules: 3 } });
     expect(calls).toEqual([{}]);
-    expect(asked).toEqual(["tick: tick backupschedules.ros.io in all namespaces"]);
+    expect(asked).toEqual(["authenticate tick", "tick: tick backupschedules.ros.io in all namespaces"]);
   });
 
   it("a backup request naming a schedule runs that schedule now, named after the request, for a caller allowed that schedule", async () => {
     const { context, calls, asked } = stub();
     expect((await handle(context, event("io.ros.walle.backup.requested", { schedule: "nightly" }))).status).toBe(202);
     expect(calls).toEqual([{ schedule: "nightly", manual: { requestId: "evt-1" } }]);
-    expect(asked).toEqual(["run of a schedule: tick backupschedules.ros.io nightly in all namespaces"]);
+    expect(asked).toEqual(["authenticate run of a schedule", "run of a schedule: tick backupschedules.ros.io nightly in all namespaces"]);
+  });
+
+  it("an unauthenticated request is refused before its data is looked at: invalid data gets 401, not the schema", async () => {
+    const { context, calls } = stub();
+    const anonymous = { ...context, credentials: { staticToken: false } };
+    for (const data of [{ schedule: "Not A Name" }, { namespace: "default", pvc: "data" }, undefined]) {
+      await expect(handle(anonymous, event("io.ros.walle.backup.requested", data))).rejects.toBeInstanceOf(UnauthenticatedError);
+    }
+    expect(calls).toEqual([]);
   });
 
   it("runs nothing for a caller RBAC refuses", async () => {
