@@ -23,6 +23,7 @@ import { promisify } from "node:util";
 import { resolveResticBinaries } from "../cluster/toolchain.ts";
 import { bundleFunction } from "../scripts/bundle.ts";
 import { backupArgs, resticEnvironment, restoreArgs } from "../lib/restic/args.ts";
+import { podEnvironment } from "../lib/restic/secret-env.ts";
 import type { Figure } from "./main.ts";
 
 const execFileAsync = promisify(execFile);
@@ -127,7 +128,7 @@ async function restoreRatio(restic: string, source: string, bundle: string, dir:
     bare: (target) => run(restic, restoreArgs({ snapshotId, targetPath: target, deleteOthers: true, lockWait: "5m" }), { env: resticEnvironment(env(repository)) }),
     bundled: (target) =>
       run(process.execPath, [bundle, "restore"], {
-        env: { ...env(repository), RESTIC_BINARY: restic, RESTORE_TARGET_PATH: target, RESTORE_SNAPSHOT: snapshotId, RESTORE_DELETE: "true", TERMINATION_MESSAGE_PATH: path.join(dir, "termination-log") },
+        env: { ...workerEnv(repository), RESTIC_BINARY: restic, RESTORE_TARGET_PATH: target, RESTORE_SNAPSHOT: snapshotId, RESTORE_DELETE: "true", TERMINATION_MESSAGE_PATH: path.join(dir, "termination-log") },
       }),
   };
   // Each restore into a fresh empty target.
@@ -161,6 +162,12 @@ function env(repository: string): Record<string, string> {
   return { PATH: process.env.PATH ?? "", HOME: path.dirname(repository), RESTIC_REPOSITORY: repository, RESTIC_PASSWORD: password, TZ: "UTC" };
 }
 
+/** The same, as a worker pod gets it: the repository's variables from its Secret, under the envFrom prefix. */
+function workerEnv(repository: string): Record<string, string> {
+  const { RESTIC_REPOSITORY, RESTIC_PASSWORD, ...settings } = env(repository);
+  return podEnvironment({ RESTIC_REPOSITORY, RESTIC_PASSWORD }, settings);
+}
+
 async function freshRepository(restic: string, dir: string, name: string): Promise<string> {
   const repository = path.join(dir, name);
   await run(restic, ["init"], { env: env(repository) });
@@ -177,8 +184,8 @@ async function timeBare(restic: string, source: string, repository: string): Pro
 }
 
 async function timeWorker(entry: string, restic: string, source: string, repository: string, dir: string): Promise<number> {
-  const workerEnv = {
-    ...env(repository),
+  const settings = {
+    ...workerEnv(repository),
     RESTIC_BINARY: restic,
     CLUSTER_NAME: "bench",
     SOURCE_PATH: source,
@@ -186,7 +193,7 @@ async function timeWorker(entry: string, restic: string, source: string, reposit
     PVC_NAMESPACE: "bench",
     TERMINATION_MESSAGE_PATH: path.join(dir, "termination-log"),
   };
-  return run(process.execPath, [entry, "backup"], { env: workerEnv });
+  return run(process.execPath, [entry, "backup"], { env: settings });
 }
 
 /** Runs a process to its end, its output drained and dropped; returns its wall time in seconds. */

@@ -4,12 +4,15 @@
 //
 // Environment (names from the original Walle kept where it had them):
 //
-//   restic's own variables, from the repository Secret through envFrom, passed to restic untouched and never put
-//   on its command line: RESTIC_REPOSITORY or RESTIC_REPOSITORY_FILE (one required); RESTIC_PASSWORD,
-//   RESTIC_PASSWORD_FILE or RESTIC_PASSWORD_COMMAND (one required); RESTIC_CACHE_DIR, AWS_*, B2_*, AZURE_*,
-//   GOOGLE_*, OS_*, RESTIC_REST_USERNAME/PASSWORD, and the rest of restic's documented variables.
+//   restic's repository variables, from the repository Secret alone: the worker Job's envFrom gives each key of it
+//   as SECRET_<key>, and main.ts takes back only restic's repository and backend variables (lib/restic/secret-env.ts;
+//   any other key of the Secret, and a repository variable set outside it, fails the worker naming it). They are
+//   passed to restic untouched and never put on its command line: RESTIC_REPOSITORY or RESTIC_REPOSITORY_FILE (one
+//   required); RESTIC_PASSWORD, RESTIC_PASSWORD_FILE or RESTIC_PASSWORD_COMMAND (one required); AWS_*, B2_*,
+//   AZURE_*, GOOGLE_*, OS_*, RESTIC_REST_USERNAME/PASSWORD, and the rest of restic's documented repository variables.
 //   INITIALIZE_REPO       true/false (yes/no, 1/0, on/off); create the repository when it does not exist (backup,
-//                         prune, check). Usually set in the repository Secret, as in the original. Default false.
+//                         prune, check). Usually set in the repository Secret, as in the original (the one worker
+//                         setting a Secret may hold; Walle's own setting of it wins). Default false.
 //
 //   For all commands:
 //   CLUSTER_NAME          restic's --host for every snapshot: the cluster, never the random pod name. Required

@@ -10,6 +10,7 @@
 import { writeFile } from "node:fs/promises";
 import { pino, type Logger } from "pino";
 import { resticEnvironment } from "../../lib/restic/args.ts";
+import { splitEnvironment } from "../../lib/restic/secret-env.ts";
 import { makeRedactor, repositoryLocation, secretValues, type Redactor } from "../../lib/restic/redact.ts";
 import { encodeResult, outcomeOf, workerCommands, type WorkerCommand, type WorkerResult } from "../../lib/restic/result.ts";
 import { backup } from "./commands/backup.ts";
@@ -29,11 +30,14 @@ type Env = Readonly<Record<string, string | undefined>>;
  * Runs one command to its result. Never throws: every failure becomes a result with a reason. (A SIGTERM that
  * arrives after restic finished does not turn a finished backup into a cancelled one: the snapshot exists.)
  */
-export async function runWorker(command: WorkerCommand, env: Env, cancel: AbortSignal, log: Logger): Promise<CommandResult> {
+export async function runWorker(command: WorkerCommand, given: Env, cancel: AbortSignal, log: Logger): Promise<CommandResult> {
+  // The repository Secret's keys arrive prefixed; only restic's repository variables among them are taken.
+  const { env, refused } = splitEnvironment(given);
   // A run for a tenant in a shared repository (REPOSITORY_SHOWN_AS) masks where the repository is, as a secret.
   const hidden = env.REPOSITORY_SHOWN_AS && env.RESTIC_REPOSITORY ? repositoryLocation(env.RESTIC_REPOSITORY) : [];
   const redact = makeRedactor([...secretValues(env), ...hidden]);
   try {
+    if (refused.length > 0) throw new ConfigError(refused);
     const config = parseConfig(command, env);
     log.level = config.logLevel;
     return await dispatch(config, context(config, env, cancel, log, redact));

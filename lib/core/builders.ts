@@ -3,6 +3,7 @@
 import { API_VERSION, CREATED_BY, JobType, Label, WORKER_SERVICE_ACCOUNT } from "../api/constants.ts";
 import type { SnapClassMapping } from "../api/config.ts";
 import { workerHostname } from "../restic/locks.ts";
+import { SECRET_ENV_PREFIX } from "../restic/secret-env.ts";
 import type { Action } from "./decision.ts";
 import { boundedName } from "./names.ts";
 import { UNPRIVILEGED, workerSecurity, type WorkerMode } from "./privileges.ts";
@@ -213,7 +214,9 @@ export function workerJob(input: WorkerJobInput): Manifest {
               name: "worker",
               image: config.workerImage,
               args: [input.command],
-              envFrom: [{ secretRef: { name: input.repositorySecret } }],
+              // The Secret's keys arrive prefixed, so none can set a variable the worker, Node or the image reads; the
+              // worker takes only restic's repository variables from them (lib/restic/secret-env.ts).
+              envFrom: [{ prefix: SECRET_ENV_PREFIX, secretRef: { name: input.repositorySecret } }],
               env: Object.entries({
                 CLUSTER_NAME: config.clusterName,
                 RESTIC_CACHE_DIR: CACHE_PATH,

@@ -127,7 +127,7 @@ describe("Walle's images", () => {
     await mkdir(term);
     await run("chown", [`${NONROOT}:${NONROOT}`, repo, term]);
     const backup = await runBundle(path.join(dir, "walle-worker"), {
-      env: { RESTIC_REPOSITORY: "/repo", RESTIC_PASSWORD: "pw", INITIALIZE_REPO: "true", SOURCE_PATH: "/data", PVC_NAME: "data", PVC_NAMESPACE: "shop", CLUSTER_NAME: "test", TERMINATION_MESSAGE_PATH: "/term/message", RESTIC_CACHE_DIR: "/tmp/cache" },
+      env: { SECRET_RESTIC_REPOSITORY: "/repo", SECRET_RESTIC_PASSWORD: "pw", INITIALIZE_REPO: "true", SOURCE_PATH: "/data", PVC_NAME: "data", PVC_NAMESPACE: "shop", CLUSTER_NAME: "test", TERMINATION_MESSAGE_PATH: "/term/message", RESTIC_CACHE_DIR: "/tmp/cache" },
       mounts: [
         { source, destination: "/data", readOnly: true },
         { source: repo, destination: "/repo" },

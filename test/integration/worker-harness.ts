@@ -13,6 +13,7 @@ import { inject } from "vitest";
 import { freePort } from "../../cluster/processes.ts";
 import { startRestServer as startRealRestServer, type RestServer } from "../../cluster/rest-server.ts";
 import { decodeResult, type WorkerCommand, type WorkerResult } from "../../lib/restic/result.ts";
+import { isRepositoryVariable, podEnvironment } from "../../lib/restic/secret-env.ts";
 
 const exec = promisify(execFile);
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -92,7 +93,11 @@ export async function runWorkerProcess(command: string, env: Env, o: WorkerOptio
   const dir = await tempDir("term");
   const terminationPath = path.join(dir, "termination-log");
   if (o.uid !== undefined) await chmod(dir, 0o777);
-  const fullEnv = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: dir, TERMINATION_MESSAGE_PATH: terminationPath, ...env };
+  // The pod's environment as the kubelet builds it: the repository Secret's keys (restic's repository variables
+  // here) under the worker Job's envFrom prefix, the rest as the Job's env.
+  const secret = Object.fromEntries(Object.entries(env).filter(([k]) => isRepositoryVariable(k)));
+  const settings = Object.fromEntries(Object.entries(env).filter(([k]) => !isRepositoryVariable(k)));
+  const fullEnv = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: dir, TERMINATION_MESSAGE_PATH: terminationPath, ...podEnvironment(secret, settings) };
   const node = [process.execPath, workerMain, command];
   const user = o.uid === undefined ? node : ["setpriv", `--reuid=${o.uid}`, `--regid=${o.uid}`, "--clear-groups", ...node];
   const argv = o.hostname ? inOwnHost(o.hostname, user) : user;

@@ -137,7 +137,7 @@ describe("decideBackupJob", () => {
     expect(JSON.stringify(pod.containers)).not.toContain("PROGRESS_INTERVAL");
     expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: "RuntimeDefault" } });
     const c = pod.containers[0] as { envFrom: unknown; env: { name: string; value: string }[]; securityContext: unknown; volumeMounts: unknown[] };
-    expect(c.envFrom).toEqual([{ secretRef: { name: "repo" } }]);
+    expect(c.envFrom).toEqual([{ prefix: "SECRET_", secretRef: { name: "repo" } }]);
     expect(c.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, capabilities: { drop: ["ALL"] } });
     expect(c.volumeMounts).toContainEqual({ name: "volume", mountPath: "/data", readOnly: true });
     expect(pod.volumes).toContainEqual({ name: "volume", persistentVolumeClaim: { claimName: names.pvc, readOnly: true } });

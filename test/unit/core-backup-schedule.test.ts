@@ -146,7 +146,7 @@ describe("decideSchedule", () => {
     const job = d.actions[1]?.op === "create" ? d.actions[1].manifest : undefined;
     expect(job).toMatchObject({
       metadata: { labels: { "ros.io/backup-job-type": "prune", "ros.io/backup-schedule": "example-schedule", "ros.io/repository": "restic-repo" }, ownerReferences: [{ kind: "BackupSchedule" }] },
-      spec: { template: { spec: { serviceAccountName: "walle-worker", automountServiceAccountToken: false, containers: [{ args: ["prune"], envFrom: [{ secretRef: { name: "restic-repo" } }], env: expect.arrayContaining([{ name: "RETENTION", value: '{"daily":7,"within":"2d"}' }, { name: "BACKUP_SCHEDULE", value: "example-schedule" }]) }] } } },
+      spec: { template: { spec: { serviceAccountName: "walle-worker", automountServiceAccountToken: false, containers: [{ args: ["prune"], envFrom: [{ prefix: "SECRET_", secretRef: { name: "restic-repo" } }], env: expect.arrayContaining([{ name: "RETENTION", value: '{"daily":7,"within":"2d"}' }, { name: "BACKUP_SCHEDULE", value: "example-schedule" }]) }] } } },
     });
     expect(d.status).toMatchObject({ lastPruneRun: "2026-12-02T00:10:00Z", scheduler: { pruneTimestamp: "2026-12-02T00:00:00Z" } });
     // Only a tick that found no worker of the cluster running vouches for the locks taken before it looked.
