@@ -28,9 +28,20 @@ export const installManifests = [
   path.join(repoRoot, "keda", "tick-rbac.yaml"),
 ];
 
-export async function installWalle(admin: RestClient): Promise<void> {
-  await applyObjects(admin, await readManifestFiles(installManifests));
+/**
+ * Applies the install manifests with the local worker image in ConfigMap walle-worker, as an admin sets their
+ * registry's image there: the functions read it, and the admission policy walle-worker-image pins Jobs to it.
+ */
+export async function installWalle(admin: RestClient, workerImage = LOCAL_WORKER_IMAGE): Promise<void> {
+  const objects = await readManifestFiles(installManifests);
+  for (const o of objects as { kind?: string; metadata?: { name?: string }; data?: Record<string, string> }[]) {
+    if (o.kind === "ConfigMap" && o.metadata?.name === WORKER_IMAGE_CONFIGMAP) o.data = { ...o.data, image: workerImage };
+  }
+  await applyObjects(admin, objects);
 }
+
+/** The ConfigMap holding the install's worker image (knative/reconcile-bounds.yaml). */
+export const WORKER_IMAGE_CONFIGMAP = "walle-worker";
 
 /** The worker image the local node runs from this checkout (any registry or tag of walle-worker). */
 export const LOCAL_WORKER_IMAGE = "ghcr.io/ros-io/walle-worker:dev";
@@ -106,8 +117,22 @@ export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
 type EnvVar = {
   name: string;
   value?: string;
-  valueFrom?: { fieldRef?: { fieldPath: string }; secretKeyRef?: { name: string; key: string; optional?: boolean } };
+  valueFrom?: { fieldRef?: { fieldPath: string }; secretKeyRef?: KeyRef; configMapKeyRef?: KeyRef };
 };
+interface KeyRef {
+  name: string;
+  key: string;
+  optional?: boolean;
+}
+
+/** An env var's value from a key of a Secret (base64 in `data`) or a ConfigMap, as the kubelet resolves it. */
+async function keyValue(admin: RestClient, namespace: string, kind: "Secret" | "ConfigMap", ref: KeyRef, name: string): Promise<string | undefined> {
+  const object = (await getOrNull(admin, `/api/v1/namespaces/${namespace}/${kind === "Secret" ? "secrets" : "configmaps"}/${ref.name}`)) as { data?: Record<string, string> } | null;
+  const raw = object?.data?.[ref.key];
+  if (raw === undefined && !ref.optional) throw new Error(`${name}: ${kind} ${namespace}/${ref.name} has no key ${ref.key}`);
+  return raw === undefined || kind === "ConfigMap" ? raw : Buffer.from(raw, "base64").toString();
+}
+
 interface KnativeService {
   spec: {
     template: {
@@ -147,12 +172,9 @@ export async function installedFunction(admin: RestClient, stateDir: string, nam
     let value = e.value;
     if (from?.fieldRef?.fieldPath === "metadata.namespace") value = namespace;
     else if (from?.fieldRef?.fieldPath === "metadata.name") value = `${ServiceAccount.Reconcile}-local`;
-    else if (from?.secretKeyRef) {
-      const secret = (await getOrNull(admin, `/api/v1/namespaces/${namespace}/secrets/${from.secretKeyRef.name}`)) as { data?: Record<string, string> } | null;
-      const encoded = secret?.data?.[from.secretKeyRef.key];
-      if (encoded === undefined && !from.secretKeyRef.optional) throw new Error(`${e.name}: Secret ${namespace}/${from.secretKeyRef.name} has no key ${from.secretKeyRef.key}`);
-      value = encoded === undefined ? undefined : Buffer.from(encoded, "base64").toString();
-    } else if (from) throw new Error(`${e.name}: a local run cannot resolve ${JSON.stringify(from)}`);
+    else if (from?.secretKeyRef) value = await keyValue(admin, namespace, "Secret", from.secretKeyRef, e.name);
+    else if (from?.configMapKeyRef) value = await keyValue(admin, namespace, "ConfigMap", from.configMapKeyRef, e.name);
+    else if (from) throw new Error(`${e.name}: a local run cannot resolve ${JSON.stringify(from)}`);
     if (value === undefined) continue;
     for (const [mountPath, local] of mounts) if (value.startsWith(`${mountPath}/`)) value = path.join(local, value.slice(mountPath.length + 1));
     env[e.name] = value;

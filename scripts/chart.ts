@@ -8,7 +8,8 @@
 //   - the CRDs go to the chart's crds/ (Helm installs them first, and never deletes them);
 //   - the Namespace object goes: the release's namespace is the install namespace (`helm -n <ns>`);
 //   - every `walle-system` becomes the release's namespace, and the functions learn it (WALLE_INSTALL_NAMESPACE);
-//   - the function images take the repository and tag from `image`, the worker image and cluster name from `config`,
+//   - the function images take the repository and tag from `image`, the worker image (ConfigMap walle-worker) and
+//     the cluster name from `config`,
 //     and `config` as a whole becomes the operator's configuration file (WALLE_CONFIG) as in the original.
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -68,7 +69,6 @@ function templatePod(doc: Document, spec: YAMLMap): void {
     if (!isSeq(env)) throw new Error(`${image}: its container has no env`);
     for (const e of env.items) {
       if (!isMap(e)) continue;
-      if (e.get("name") === "WALLE_WORKER_IMAGE") e.set("value", "__WALLE_WORKER_IMAGE__");
       if (e.get("name") === "WALLE_CLUSTER_NAME") e.set("value", "__WALLE_CLUSTER_NAME__");
     }
     env.add(doc.createNode({ name: "WALLE_INSTALL_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } }));
@@ -174,6 +174,8 @@ export function chartFiles(): GeneratedFile[] {
     for (const doc of kept) {
       const spec = podSpec(doc);
       if (spec) templatePod(doc, spec);
+      // The worker image (the functions' WALLE_WORKER_IMAGE, and what the admission policy pins Jobs to) from the values.
+      if (doc.get("kind") === "ConfigMap" && doc.getIn(["metadata", "name"]) === "walle-worker") doc.setIn(["data", "image"], "__WALLE_WORKER_IMAGE__");
     }
     const body = kept.map((d) => `---\n${d.toString({ lineWidth: 0 })}`).join("");
     files.push({ name: path.join("templates", file.replace(/\//g, "-")), content: HEADER + templated(body) });

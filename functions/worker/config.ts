@@ -78,6 +78,7 @@ import path from "node:path";
 import { z } from "zod";
 import { redactUrl } from "../../lib/restic/redact.ts";
 import { isEmptyPolicy, Retention } from "../../lib/restic/retention.ts";
+import { isRepositoryVariable } from "../../lib/restic/secret-env.ts";
 import type { WorkerCommand } from "../../lib/restic/result.ts";
 import { parseGoDuration, parseSnapshotTime } from "../../lib/restic/time.ts";
 
@@ -195,6 +196,18 @@ const schemas = {
   unlock: Common.extend(StaleLocks),
   snapshots: Common.extend({ ...Owner }),
 } as const satisfies Record<WorkerCommand, z.ZodObject>;
+
+/**
+ * The worker settings a worker Job may give by name in its env (docs/security.md): everything the worker reads but
+ * restic's repository variables (only from the repository Secret), the restic executable and where the result is
+ * written (both the image's alone). The admission policy walle-reconcile-bounds admits these names only.
+ */
+export function workerSettingNames(): string[] {
+  // RESTIC_CACHE_DIR: restic's cache, which Walle puts on the worker's emptyDir.
+  const names = new Set(["RESTIC_CACHE_DIR", ...Object.values(schemas).flatMap((s) => Object.keys(s.shape))]);
+  for (const own of ["RESTIC_BINARY", "TERMINATION_MESSAGE_PATH"]) names.delete(own);
+  return [...names].filter((n) => !isRepositoryVariable(n)).sort();
+}
 
 type Raw<C extends WorkerCommand> = z.infer<(typeof schemas)[C]>;
 

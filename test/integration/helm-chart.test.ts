@@ -68,7 +68,7 @@ describe("the Helm chart", () => {
     const guard = rendered.find((o) => o.kind === "ValidatingAdmissionPolicy" && o.metadata.name === "walle-tenant-guard");
     expect(JSON.stringify(guard)).toContain("system:serviceaccount:walle:walle-reconcile");
     // The configuration file is the values' `config`, and the functions read it as the original's.
-    const file = (rendered.find((o) => o.kind === "ConfigMap") as unknown as { data: Record<string, string> }).data["config.yml"] ?? "";
+    const file = (rendered.find((o) => o.kind === "ConfigMap" && o.metadata.name === "walle-config") as unknown as { data: Record<string, string> }).data["config.yml"] ?? "";
     const { walle } = await loadConfig({ WALLE_CONFIG: "/etc/walle/config.yml", WALLE_INSTALL_NAMESPACE: "walle" }, "walle-reconcile", () => Promise.resolve(file));
     expect(walle).toMatchObject({
       workerImage: "ghcr.io/jess-sol/walle/worker:latest",
@@ -78,7 +78,10 @@ describe("the Helm chart", () => {
     });
     // The same two settings reach the functions' environment, which wins over the file.
     const env = rendered.flatMap((o) => podOf(o)?.containers ?? []).flatMap((c) => c.env);
-    expect(env.filter((e) => e.name === "WALLE_WORKER_IMAGE").map((e) => e.value)).toEqual(["ghcr.io/jess-sol/walle/worker:latest", "ghcr.io/jess-sol/walle/worker:latest"]);
+    // The worker image through ConfigMap walle-worker, the one place the admission policy walle-worker-image reads too.
+    expect(env.filter((e) => e.name === "WALLE_WORKER_IMAGE").map((e) => e.valueFrom)).toEqual([0, 1].map(() => ({ configMapKeyRef: { name: "walle-worker", key: "image" } })));
+    const worker = rendered.find((o) => o.kind === "ConfigMap" && o.metadata.name === "walle-worker") as unknown as { data: Record<string, string> } | undefined;
+    expect(worker?.data).toEqual({ image: "ghcr.io/jess-sol/walle/worker:latest" });
     expect(env.filter((e) => e.name === "WALLE_CLUSTER_NAME").map((e) => e.value)).toEqual(["minikube", "minikube"]);
     expect(await readFile(values, "utf8")).toContain("snap_class_mappings:");
   });

@@ -9,6 +9,8 @@ import { repoRoot } from "../../cluster/toolchain.ts";
 import { WORKER_SERVICE_ACCOUNT } from "../../lib/api/constants.ts";
 import { DEFAULT_PROGRESS_AUDIENCE } from "../../lib/core/builders.ts";
 import { PRIVILEGED_CAPABILITIES } from "../../lib/core/privileges.ts";
+import { workerSettingNames } from "../../functions/worker/config.ts";
+import { JobType } from "../../lib/api/constants.ts";
 
 interface Policy {
   kind: string;
@@ -38,5 +40,15 @@ describe("the reconcile bounds policy", () => {
   it("admits the progress token of the default audience only", async () => {
     const volumes = (await policy()).spec.validations.find((v) => v.expression.includes("serviceAccountToken"))?.expression ?? "";
     expect(volumes).toContain(`s.serviceAccountToken.audience == '${DEFAULT_PROGRESS_AUDIENCE}'`);
+  });
+
+  const listed = async (name: string) => [...((await policy()).spec.variables?.find((v) => v.name === name)?.expression ?? "").matchAll(/'([A-Za-z_]+)'/g)].map((m) => m[1]);
+
+  it("admits in a worker's env exactly the settings the worker reads, and none of restic's repository variables", async () => {
+    expect(await listed("settings")).toEqual(workerSettingNames());
+  });
+
+  it("admits as a worker's args exactly the commands Walle starts workers with", async () => {
+    expect((await listed("commands")).sort()).toEqual(Object.values(JobType).sort());
   });
 });
