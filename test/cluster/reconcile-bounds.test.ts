@@ -9,9 +9,10 @@ import { UNPRIVILEGED, type WorkerMode } from "../../lib/core/privileges.ts";
 import { ApiError, type RestClient } from "../../lib/k8s/rest.ts";
 import { admin, clientForServiceAccount, createNamespace } from "../support/kube.ts";
 import { testConfig } from "../support/config.ts";
+import { WORKER_IMAGE } from "../support/walle.ts";
 
 const DRY = { dryRun: "All" };
-const config = { ...testConfig, workerImage: "registry.example/ops/walle-worker:0.1.0" };
+const config = { ...testConfig, workerImage: WORKER_IMAGE };
 const owner = { namespace: "elsewhere", ref: { apiVersion: "ros.io/v1", kind: "BackupJob", name: "b", uid: "u", controller: true, blockOwnerDeletion: true } as const };
 const FULL_FIDELITY: WorkerMode = { privileged: true };
 
@@ -100,7 +101,7 @@ describe("Walle's service accounts, bounded at admission", () => {
       "the unprivileged worker Job": await attempt(reconcile, jobs, walleJob(ns)),
       "the full-fidelity restore worker Job": await attempt(reconcile, jobs, walleJob(ns, FULL_FIDELITY)),
       "the PVC from a snapshot": await attempt(reconcile, `/api/v1/namespaces/${ns}/persistentvolumeclaims`, pvcFromSnapshot(ownedMetadata("from-snap", ns, {}, owner), "snap", "1Gi")),
-      "the moved content": await attempt(reconcile, "/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents", movedContent(ownedMetadata(`moved-${ns}`, undefined, {}, owner), { driver: "hostpath.csi.walle.local", snapshotHandle: "h" }, { namespace: ns, name: "moved" })),
+      "the moved content": await attempt(reconcile, "/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents", movedContent(ownedMetadata(`moved-${ns}`, undefined, {}, owner), { driver: "hostpath.csi.walle.local", snapshotHandle: "h" }, { namespace: INSTALL_NAMESPACE, name: "moved" })),
     };
     expect(own).toEqual(Object.fromEntries(Object.keys(own).map((k) => [k, "admitted"])));
   });
@@ -110,11 +111,14 @@ describe("Walle's service accounts, bounded at admission", () => {
     const name = `bounds-pv-${Date.now()}`;
     await admin().create("/api/v1/persistentvolumes", {
       apiVersion: "v1", kind: "PersistentVolume", metadata: { name },
-      spec: { capacity: { storage: "1Gi" }, accessModes: ["ReadWriteOnce"], persistentVolumeReclaimPolicy: "Delete", storageClassName: "csi-hostpath-sc", csi: { driver: "hostpath.csi.walle.local", volumeHandle: name } },
+      // Claimed by a staging PVC of Walle's, as a restore's volume is before the handover.
+      spec: { capacity: { storage: "1Gi" }, accessModes: ["ReadWriteOnce"], persistentVolumeReclaimPolicy: "Delete", storageClassName: "csi-hostpath-sc", csi: { driver: "hostpath.csi.walle.local", volumeHandle: name }, claimRef: { namespace: "walle-system", name: `walle-restore-${name}` } },
     });
     try {
       const patch = (body: unknown) => reconcile.patch(`/api/v1/persistentvolumes/${name}`, body, "merge", DRY).then(() => "admitted", (e: unknown) => (e instanceof ApiError ? `${e.code} ${e.message}` : String(e)));
-      expect(await patch({ spec: { persistentVolumeReclaimPolicy: "Retain", claimRef: { namespace: "shop", name: "restored" } }, metadata: { labels: { "app.kubernetes.io/created-by": "walle" } } })).toBe("admitted");
+      expect(await patch({ spec: { persistentVolumeReclaimPolicy: "Retain" }, metadata: { labels: { "app.kubernetes.io/created-by": "walle" } } })).toBe("admitted");
+      await admin().patch(`/api/v1/persistentvolumes/${name}`, { metadata: { labels: { "app.kubernetes.io/created-by": "walle" } } }, "merge");
+      expect(await patch({ spec: { claimRef: { namespace: "shop", name: "restored", uid: null, resourceVersion: null } } })).toBe("admitted");
       for (const change of [{ capacity: { storage: "100Gi" } }, { accessModes: ["ReadWriteMany"] }, { storageClassName: "other" }, { mountOptions: ["rw"] }]) {
         expect(await patch({ spec: change }), JSON.stringify(change)).toMatch(/^403 .*walle-reconcile-bounds.*only a PersistentVolume's claimRef and reclaim policy/);
       }
