@@ -49,8 +49,6 @@ export const ConditionReason = {
   /** The worker Job completed, but none of its own pods left a result Walle could decode. */
   NoResult: "NoResult",
   UnsupportedTarget: "UnsupportedTarget",
-  /** A repository in a third namespace: neither the PVC's nor the install namespace. */
-  UnsupportedRepository: "UnsupportedRepository",
   TargetNotFound: "TargetNotFound",
   TargetInUse: "TargetInUse",
   InvalidTarget: "InvalidTarget",

@@ -261,11 +261,6 @@ export function decideBackupJob(w: BackupJobWorld, config: WalleConfig, now: Dat
 function start(s: Step): Outcome {
   const { w, config } = s;
   const pvcName = w.spec.sourcePvc;
-  // A snapshot moves only into the install namespace, where shared repositories live (the admission policy
-  // walle-reconcile-bounds holds Walle to it: docs/security.md); said here, before anything is made.
-  if (s.cross && s.workerNs !== config.installNamespace) {
-    return fail(s, ConditionReason.UnsupportedRepository, `Repository Secret ${s.workerNs}/${w.spec.repository.name} is neither in namespace ${w.job.namespace} nor in the install namespace (${config.installNamespace}): a PVC is backed up into a repository of its own namespace, or into a shared one.`);
-  }
   if (w.pvc === null) return fail(s, ConditionReason.PvcNotFound, `PersistentVolumeClaim ${w.job.namespace}/${pvcName} was not found.`, true);
   if (!w.pvc) return s.decision();
   if (!s.status.stream && !s.status.hooks && w.pods) {

@@ -190,10 +190,6 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
   function prepare(): Decision<BackupRestoreStatus> {
     let claim = target;
     let claimNs = namespace;
-    // The staging volume is handed over only from the install namespace (the admission policy holds Walle to it).
-    if (cross && workerNs !== config.installNamespace) {
-      return fail(ConditionReason.UnsupportedRepository, `Repository Secret ${workerNs}/${w.spec.repository.name} is neither in namespace ${namespace} nor in the install namespace (${config.installNamespace}): a restore reads a repository of its own namespace, or a shared one.`);
-    }
     if (w.spec.target.existingPvc) {
       if (cross) {
         return fail(ConditionReason.UnsupportedTarget, `Restoring into an existing PVC needs the repository in namespace ${namespace}: the worker must mount the PVC, and it runs beside the repository (${workerNs}). Use target.newPvc instead.`);

@@ -101,7 +101,7 @@ describe("Walle's service accounts, bounded at admission", () => {
       "the unprivileged worker Job": await attempt(reconcile, jobs, walleJob(ns)),
       "the full-fidelity restore worker Job": await attempt(reconcile, jobs, walleJob(ns, FULL_FIDELITY)),
       "the PVC from a snapshot": await attempt(reconcile, `/api/v1/namespaces/${ns}/persistentvolumeclaims`, pvcFromSnapshot(ownedMetadata("from-snap", ns, {}, owner), "snap", "1Gi")),
-      "the moved content": await attempt(reconcile, "/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents", movedContent(ownedMetadata(`moved-${ns}`, undefined, {}, owner), { driver: "hostpath.csi.walle.local", snapshotHandle: "h" }, { namespace: INSTALL_NAMESPACE, name: "moved" })),
+      "the moved content": await attempt(reconcile, "/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents", movedContent(ownedMetadata(`moved-${ns}`, undefined, {}, owner), { driver: "hostpath.csi.walle.local", snapshotHandle: "h" }, { namespace: ns, name: "moved" })),
     };
     expect(own).toEqual(Object.fromEntries(Object.keys(own).map((k) => [k, "admitted"])));
   });

@@ -2,7 +2,8 @@
 // tokens, every attack the bounds name is tried on the real API server and refused with the policy's message (server
 // dry runs: admission runs, nothing is stored); and a tenant who can make pods beside a worker cannot forge its
 // result, whether its pod only wears the Job's label or even joins the Job as its controller says.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createServer, type AddressInfo } from "node:net";
+import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from "vitest";
 import { INSTALL_NAMESPACE, ServiceAccount } from "../../lib/api/constants.ts";
 import { ownedMetadata, workerJob, type Manifest } from "../../lib/core/builders.ts";
 import { ApiError, type RestClient } from "../../lib/k8s/rest.ts";
@@ -82,11 +83,6 @@ describe("a stolen reconcile or tick token", () => {
         ["a tenant's volume taken over by labelling it", patchPv(tick, pv, { metadata: { labels: { "app.kubernetes.io/created-by": "walle" } }, spec: { persistentVolumeReclaimPolicy: "Retain" } }), /only a PersistentVolume that is already its own/],
         ["the staging volume moved in the same patch that takes it over", patchPv(reconcile, staging, { metadata: { labels: { "app.kubernetes.io/created-by": "walle" } }, spec: { claimRef: { namespace: ns, name: "grab", uid: null, resourceVersion: null } } }), /takes one over without moving its claim/],
         ["a label that is not Walle's on a volume", patchPv(reconcile, staging, { metadata: { labels: { "app.kubernetes.io/created-by": "walle", "team": "attacker" } } }), /only its own labels/],
-        [
-          "a storage snapshot imported into the attacker's namespace",
-          answer(reconcile.create(`${SNAP}/volumesnapshotcontents`, { apiVersion: "snapshot.storage.k8s.io/v1", kind: "VolumeSnapshotContent", metadata: { name: `import-${ns}`, labels: { "app.kubernetes.io/created-by": "walle" } }, spec: { driver: "hostpath.csi.walle.local", deletionPolicy: "Retain", source: { snapshotHandle: "a-tenants-snapshot" }, volumeSnapshotRef: { name: "mine", namespace: ns } } }, DRY)),
-          /moves a snapshot only into the install namespace/,
-        ],
         [
           "an unlabelled VolumeSnapshot of a tenant's PVC",
           answer(reconcile.create(`${SNAP}/namespaces/${ns}/volumesnapshots`, { apiVersion: "snapshot.storage.k8s.io/v1", kind: "VolumeSnapshot", metadata: { name: "grab" }, spec: { source: { persistentVolumeClaimName: "database" } } }, DRY)),
@@ -168,8 +164,13 @@ describe("a tenant who can make pods beside its worker", () => {
   it("whose pod completes the worker Job in its place gets Failed/NoResult, never Finished", async () => {
     await startWalle();
     const ns = await createNamespace("forge-job");
-    // A repository the worker cannot reach: its restic retries until the Job is over, so the forged pod ends first.
-    const repo = rest.repository("tenant", "rest-secret", `forge-job-${ns}`).replace(/:\d+\//, ":9/");
+    // A repository server that accepts the worker's connection and never answers: the real worker is still waiting
+    // for it when the forged pod has ended, whatever the timing.
+    const silent = createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, inject("nodeHostIp") || "127.0.0.1", resolve));
+    onTestFinished(() => new Promise<void>((resolve) => silent.close(() => resolve())));
+    const port = (silent.address() as AddressInfo).port;
+    const repo = rest.repository("tenant", "rest-secret", `forge-job-${ns}`).replace(/:\d+\//, `:${port}/`);
     await pvcWithData(ns, "data", { "real.txt": "the real backup" });
     await repositorySecret(ns, "repo", repo);
     await admin().create(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`, { apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name: "nightly" }, spec: { sourcePvc: "data", repository: { name: "repo", namespace: ns } } });
@@ -177,8 +178,8 @@ describe("a tenant who can make pods beside its worker", () => {
     await admin().create(`/api/v1/namespaces/${ns}/pods`, forgedPod(ns, "forged", jobName, { uid: jobUid }));
     const bj = await settled(ns, "nightly", 180_000);
     const state = bj.status?.conditions?.find((c) => c.type === "BackupState");
-    // The forged pod ends within a second, while the real worker still waits for its repository: the job controller
-    // counts the forged pod and stops the real one, so the Job is Complete, with no result of its own pod.
+    // The forged pod ends within a second, while the real worker still waits for its repository's answer: the job
+    // controller counts the forged pod and stops the real one, so the Job is Complete, with no result of its own pod.
     expect({ phase: bj.status?.phase, reason: state?.reason, message: state?.message }).toMatchObject({ phase: "Failed", reason: "NoResult" });
     expect(state?.message).toMatch(/completed, but no pod of its own left a result\. Not taken: forged: its worker container's image is not the Job's/);
     expect(bj.status?.snapshotId).toBeUndefined();

@@ -293,16 +293,6 @@ describe("decideBackupJob", () => {
     });
   });
 
-  it("refuses a repository in a third namespace before making anything: snapshots move only into the install namespace", () => {
-    const d = decideBackupJob(world({}, { pvc }, "team-b"), config, now);
-    expect(d.actions).toEqual([]);
-    expect(d.status.phase).toBe("Failed");
-    expect(d.status.conditions?.find((c) => c.type === "BackupState")).toMatchObject({
-      reason: "UnsupportedRepository",
-      message: "Repository Secret team-b/repo is neither in namespace app nor in the install namespace (walle-system): a PVC is backed up into a repository of its own namespace, or into a shared one.",
-    });
-  });
-
   it("a Job Complete without a decodable result is Failed/NoResult, never Finished", () => {
     const d = decideBackupJob(world({ phase: "BackingUp" }, { workerJob: finishedJob("Complete"), workerPods: [pod("not a result")] }), config, now);
     expect(d.status.phase).toBe("Failed");
