@@ -8,6 +8,7 @@ import { describe, expect, inject, it } from "vitest";
 import { NODE_NAME } from "../../cluster/csi.ts";
 import { nodeImageName, nodeNetwork } from "../../cluster/node.ts";
 import { cacheDir, repoRoot } from "../../cluster/toolchain.ts";
+import { podEnvironment } from "../../lib/restic/secret-env.ts";
 import { JobType } from "../../lib/api/constants.ts";
 import { NONROOT, PRIVILEGED_CAPABILITIES, UNPRIVILEGED, workerSecurity, type WorkerMode } from "../../lib/core/privileges.ts";
 import type { Pod } from "../../lib/api/kube.ts";
@@ -188,7 +189,8 @@ https.get({ host, port, path: "/api/v1/namespaces/" + fs.readFileSync(dir + "nam
             name: "worker",
             image: nodeImageName("walle-worker", await packageVersion()),
             args: ["backup"],
-            env: Object.entries({ ...env, INITIALIZE_REPO: "true", SOURCE_PATH: "/data", PVC_NAME: "data", PVC_NAMESPACE: ns, CLUSTER_NAME: "real-node", RESTIC_CACHE_DIR: "/cache" }).map(([name, value]) => ({ name, value })),
+            // The repository's variables under the prefix a worker Job's envFrom gives its Secret's keys.
+            env: Object.entries(podEnvironment(env, { INITIALIZE_REPO: "true", SOURCE_PATH: "/data", PVC_NAME: "data", PVC_NAMESPACE: ns, CLUSTER_NAME: "real-node", RESTIC_CACHE_DIR: "/cache" })).map(([name, value]) => ({ name, value })),
             securityContext: security.container,
             volumeMounts: [
               { name: "data", mountPath: "/data", readOnly: true },

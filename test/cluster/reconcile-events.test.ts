@@ -103,13 +103,12 @@ describe("reconcile's other inputs", () => {
   });
 
   it("shows a real worker's progress, sent with the token its pod gets as the walle-worker service account", async () => {
-    await startWalle();
+    // A report a second (Walle's WALLE_PROGRESS_INTERVAL_SECONDS; a repository Secret cannot set a worker's settings).
+    await startWalle({ env: { WALLE_PROGRESS_INTERVAL_SECONDS: "1" } });
     const ns = await createNamespace("live-progress");
-    // New data, and enough of it that restic reports its status while it works.
-    await pvcWithData(ns, "data", Object.fromEntries(Array.from({ length: 24 }, (_, i) => [`f${i}.bin`, noise(2 * 1024 * 1024)])));
+    // New data, and enough of it that restic reports its status for several seconds while it works.
+    await pvcWithData(ns, "data", Object.fromEntries(Array.from({ length: 24 }, (_, i) => [`f${i}.bin`, noise(8 * 1024 * 1024)])));
     await repositorySecret(ns, "repo", rest.repository("e", "rest-secret", `live-${ns}`));
-    // The worker's own settings, from the repository Secret: report every status restic prints, 20 a second.
-    await admin().patch(`/api/v1/namespaces/${ns}/secrets/repo`, { stringData: { PROGRESS_INTERVAL: "0s", RESTIC_PROGRESS_FPS: "20" } });
     const shown: number[] = [];
     const watch = new Informer<BackupJobObj & { status?: { progress?: { percent?: number } } }>(admin(), `/apis/ros.io/v1/namespaces/${ns}/backupjobs`, (_, bj) => {
       const percent = bj.status?.progress?.percent;
