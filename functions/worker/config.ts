@@ -11,8 +11,9 @@
 //   required); RESTIC_PASSWORD, RESTIC_PASSWORD_FILE or RESTIC_PASSWORD_COMMAND (one required); AWS_*, B2_*,
 //   AZURE_*, GOOGLE_*, OS_*, RESTIC_REST_USERNAME/PASSWORD, and the rest of restic's documented repository variables.
 //   INITIALIZE_REPO       true/false (yes/no, 1/0, on/off); create the repository when it does not exist (backup,
-//                         prune, check). Usually set in the repository Secret, as in the original (the one worker
-//                         setting a Secret may hold; Walle's own setting of it wins). Default false.
+//                         prune, check). Usually set in the repository Secret, as in the original (one of the three
+//                         settings a Secret may hold, with UNREACHABLE_TIMEOUT and LOCK_WAIT; Walle's own setting of
+//                         it wins). Default false.
 //
 //   For all commands:
 //   CLUSTER_NAME          restic's --host for every snapshot: the cluster, never the random pod name. Required

@@ -1,8 +1,9 @@
 // The repository Secret's part of a worker's environment (docs/security.md, "The repository Secret"). A worker Job
 // takes the Secret by envFrom with the prefix SECRET_, so no key of it can set a variable that the worker, Node or
 // the image reads (NODE_OPTIONS, RESTIC_BINARY, PATH, LD_PRELOAD, TERMINATION_MESSAGE_PATH, …): each arrives as
-// SECRET_<key>. The worker passes on only restic's documented repository and backend variables, and the original's
-// INITIALIZE_REPO, and refuses every other key of the Secret by name. Restic's repository variables are taken from
+// SECRET_<key>. The worker passes on only restic's documented repository and backend variables, and three settings of
+// the repository (the original's INITIALIZE_REPO, UNREACHABLE_TIMEOUT and LOCK_WAIT), and refuses every other key of
+// the Secret by name. Restic's repository variables are taken from
 // the Secret alone: set directly in the worker's environment, they are refused too, so nothing beside the Secret can
 // point a worker at another repository.
 
@@ -36,14 +37,19 @@ const REPOSITORY_VARIABLES: ReadonlySet<string> = new Set([
 /** Whole families of backend variables: S3 (and restic's role assumption for it), Azure, B2, GCS, OpenStack Swift. */
 const REPOSITORY_FAMILIES = ["AWS_", "RESTIC_AWS_ASSUME_ROLE_", "AZURE_", "B2_", "GOOGLE_", "OS_"] as const;
 
-/** Worker settings a repository Secret may hold as well: the original Walle's INITIALIZE_REPO. */
-const SECRET_SETTINGS: ReadonlySet<string> = new Set(["INITIALIZE_REPO"]);
+/**
+ * Worker settings a repository Secret may hold as well, each about the repository itself and each a checked value
+ * (a boolean or a duration): the original Walle's INITIALIZE_REPO, and how long to retry an unreachable repository
+ * (UNREACHABLE_TIMEOUT) or wait for its lock (LOCK_WAIT).
+ */
+const SECRET_SETTINGS: ReadonlySet<string> = new Set(["INITIALIZE_REPO", "UNREACHABLE_TIMEOUT", "LOCK_WAIT"]);
+const SECRET_SETTINGS_TEXT = [...SECRET_SETTINGS].join(", ");
 
 export function isRepositoryVariable(name: string): boolean {
   return REPOSITORY_VARIABLES.has(name) || REPOSITORY_FAMILIES.some((f) => name.startsWith(f));
 }
 
-/** Whether a repository Secret may hold the key: a repository variable or INITIALIZE_REPO. */
+/** Whether a repository Secret may hold the key: a repository variable or one of the repository's settings. */
 export function secretKeyAllowed(key: string): boolean {
   return isRepositoryVariable(key) || SECRET_SETTINGS.has(key);
 }
@@ -70,7 +76,7 @@ export function splitEnvironment(env: Env): SplitEnvironment {
     if (name.startsWith(SECRET_ENV_PREFIX)) {
       const key = name.slice(SECRET_ENV_PREFIX.length);
       if (secretKeyAllowed(key)) fromSecret[key] = value;
-      else refused.push(`the repository Secret's key ${key} is not one of restic's repository variables (a Secret may hold only those, and INITIALIZE_REPO)`);
+      else refused.push(`the repository Secret's key ${key} is not one of restic's repository variables (a Secret may hold only those, and ${SECRET_SETTINGS_TEXT})`);
     } else if (isRepositoryVariable(name)) {
       refused.push(`${name} is set outside the repository Secret (restic's repository variables come only from it, as ${SECRET_ENV_PREFIX}${name})`);
     } else {

@@ -14,6 +14,9 @@ describe("the repository Secret's keys in a worker's environment", () => {
     ["GOOGLE_APPLICATION_CREDENTIALS", true],
     ["OS_PASSWORD", true],
     ["INITIALIZE_REPO", true],
+    ["UNREACHABLE_TIMEOUT", true],
+    ["LOCK_WAIT", true],
+    ["REPOSITORY_WAIT", false],
     ["NODE_OPTIONS", false],
     ["RESTIC_BINARY", false],
     ["RESTIC_CACHE_DIR", false],
@@ -36,8 +39,8 @@ describe("the repository Secret's keys in a worker's environment", () => {
   it("refuses each key of the Secret that is not a repository variable, and never lets it set the variable", () => {
     const split = splitEnvironment(podEnvironment({ RESTIC_PASSWORD: "pw", NODE_OPTIONS: "--require /evil.js", RESTIC_BINARY: "/bin/sh" }, { RESTIC_BINARY: "/usr/bin/restic" }));
     expect(split.refused).toEqual([
-      "the repository Secret's key NODE_OPTIONS is not one of restic's repository variables (a Secret may hold only those, and INITIALIZE_REPO)",
-      "the repository Secret's key RESTIC_BINARY is not one of restic's repository variables (a Secret may hold only those, and INITIALIZE_REPO)",
+      "the repository Secret's key NODE_OPTIONS is not one of restic's repository variables (a Secret may hold only those, and INITIALIZE_REPO, UNREACHABLE_TIMEOUT, LOCK_WAIT)",
+      "the repository Secret's key RESTIC_BINARY is not one of restic's repository variables (a Secret may hold only those, and INITIALIZE_REPO, UNREACHABLE_TIMEOUT, LOCK_WAIT)",
     ]);
     expect(split.env).toEqual({ RESTIC_PASSWORD: "pw", RESTIC_BINARY: "/usr/bin/restic" });
   });
