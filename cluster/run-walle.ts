@@ -32,10 +32,10 @@ export const installManifests = [
  * Applies the install manifests with the local worker image in ConfigMap walle-worker, as an admin sets their
  * registry's image there: the functions read it, and the admission policy walle-worker-image pins Jobs to it.
  */
-export async function installWalle(admin: RestClient, workerImage = LOCAL_WORKER_IMAGE): Promise<void> {
+export async function installWalle(admin: RestClient): Promise<void> {
   const objects = await readManifestFiles(installManifests);
   for (const o of objects as { kind?: string; metadata?: { name?: string }; data?: Record<string, string> }[]) {
-    if (o.kind === "ConfigMap" && o.metadata?.name === WORKER_IMAGE_CONFIGMAP) o.data = { ...o.data, image: workerImage };
+    if (o.kind === "ConfigMap" && o.metadata?.name === WORKER_IMAGE_CONFIGMAP) o.data = { ...o.data, image: LOCAL_WORKER_IMAGE };
   }
   await applyObjects(admin, objects);
 }
@@ -43,7 +43,7 @@ export async function installWalle(admin: RestClient, workerImage = LOCAL_WORKER
 /** The ConfigMap holding the install's worker image (knative/reconcile-bounds.yaml). */
 export const WORKER_IMAGE_CONFIGMAP = "walle-worker";
 
-/** The worker image the local node runs from this checkout (any registry or tag of walle-worker). */
+/** The worker image the local node runs from this checkout: the local install's ConfigMap walle-worker names it. */
 export const LOCAL_WORKER_IMAGE = "ghcr.io/ros-io/walle-worker:dev";
 export const LOCAL_CLUSTER_NAME = "walle-local";
 

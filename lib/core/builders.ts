@@ -147,6 +147,8 @@ export function pvcFromSnapshot(metadata: Manifest["metadata"], snapshot: string
   };
 }
 
+/** The worker's one container: its result is that container's termination message (lib/core/worker-result.ts). */
+export const WORKER_CONTAINER = "worker";
 const SOURCE_PATH = "/data";
 const CACHE_PATH = "/cache";
 const PROGRESS_TOKEN_PATH = "/var/run/secrets/walle/progress";
@@ -193,7 +195,7 @@ export function workerJob(input: WorkerJobInput): Manifest {
       // another incomplete snapshot), a missing repository (10), a wrong password (12) or a cancellation (130); a
       // held lock (11) or a network failure (1) may pass, so those get backoffLimit retries.
       podFailurePolicy: {
-        rules: [{ action: "FailJob", onExitCodes: { containerName: "worker", operator: "In", values: [2, 3, 10, 12, 130] } }],
+        rules: [{ action: "FailJob", onExitCodes: { containerName: WORKER_CONTAINER, operator: "In", values: [2, 3, 10, 12, 130] } }],
       },
       // The next attempt starts only once the last one has failed for good, so a lock left with this Job's hostname
       // is a dead attempt's (lib/restic/locks.ts); this is also the only value podFailurePolicy allows.
@@ -211,7 +213,7 @@ export function workerJob(input: WorkerJobInput): Manifest {
           securityContext: security.pod,
           containers: [
             {
-              name: "worker",
+              name: WORKER_CONTAINER,
               image: config.workerImage,
               args: [input.command],
               // The Secret's keys arrive prefixed, so none can set a variable the worker, Node or the image reads; the

@@ -3,12 +3,16 @@
 //
 // Only the Job's own pod speaks for it (docs/security.md, "A forged result"): anyone who may create pods in the
 // worker's namespace can make one labelled job-name=<job>, even one with the Job as its controller, whose
-// termination message says whatever they like. A pod counts only when the Job is its controller (by uid), it runs
-// the Job's worker container exactly as the Job's template says it, and nothing was added to it that could write
-// the worker's termination message (an ephemeral container, a shared process namespace, a lifecycle hook).
+// termination message says whatever they like. A pod counts only when the Job is its controller (by uid), its worker
+// container runs what the Job's template says (image, command, args, env, envFrom, working directory, termination
+// message path, exactly), with the template's mounts of the template's volumes (a mutating webhook may add others),
+// and nothing was added to it that could write the worker's termination message (an ephemeral container, a shared
+// process namespace, a lifecycle hook). Its security context is not compared: admission such as OpenShift's changes
+// it, and a pod that runs the real worker on the real volume reports the truth whatever user it runs as.
 import { isDeepStrictEqual } from "node:util";
 import { decodeResult, type WorkerResult } from "../restic/result.ts";
 import type { Read } from "./decision.ts";
+import { WORKER_CONTAINER } from "./builders.ts";
 import { jobOutcome, type Job, type Pod } from "./objects.ts";
 
 export interface WorkerReport {
@@ -24,10 +28,13 @@ export interface WorkerReport {
   readonly ignoredPods: readonly string[];
 }
 
-export const WORKER_CONTAINER = "worker";
 
 /** The fields of the worker container that decide what runs in it and where its termination message comes from. */
-const TRUSTED_FIELDS = ["image", "command", "args", "env", "envFrom", "volumeMounts", "lifecycle", "terminationMessagePath", "securityContext", "workingDir"] as const;
+const TRUSTED_FIELDS = ["image", "command", "args", "env", "envFrom", "lifecycle", "terminationMessagePath", "workingDir"] as const;
+
+/** Whether every item of `some` is in `all`, as it is. */
+const within = (some: unknown, all: unknown): boolean =>
+  (Array.isArray(some) ? some : []).every((item: unknown) => (Array.isArray(all) ? all : []).some((other: unknown) => isDeepStrictEqual(item, other)));
 
 interface ContainerLike {
   readonly name: string;
@@ -39,19 +46,23 @@ function workerContainer(spec: { readonly containers?: readonly ContainerLike[] 
 }
 
 /** Why a pod does not speak for the Job, or undefined when it is the Job's own. */
-export function notJobsOwnPod(job: Job, pod: Pod): string | undefined {
+function notJobsOwnPod(job: Job, pod: Pod): string | undefined {
   const uid = job.metadata?.uid;
   const controller = pod.metadata?.ownerReferences?.find((o) => o.controller === true);
   if (!uid || controller?.kind !== "Job" || controller.uid !== uid) return "its controller is not the Job";
   const spec = pod.spec as (Pod["spec"] & { ephemeralContainers?: unknown[]; shareProcessNamespace?: boolean }) | undefined;
   if (spec?.ephemeralContainers?.length) return "it has ephemeral containers";
   if (spec?.shareProcessNamespace) return "it shares its process namespace";
-  const expected = workerContainer(job.spec?.template.spec as { containers?: ContainerLike[] } | undefined);
+  const template = job.spec?.template.spec as ({ containers?: ContainerLike[]; volumes?: unknown[] } | undefined);
+  const expected = workerContainer(template);
   const actual = workerContainer(spec as { containers?: ContainerLike[] } | undefined);
   if (!expected || !actual) return "it has no worker container";
   if (actual.lifecycle !== undefined) return "its worker container has a lifecycle hook";
   const differs = TRUSTED_FIELDS.find((f) => !isDeepStrictEqual(actual[f], expected[f]));
-  return differs ? `its worker container's ${differs} is not the Job's` : undefined;
+  if (differs) return `its worker container's ${differs} is not the Job's`;
+  if (!within(expected.volumeMounts, actual.volumeMounts)) return "its worker container does not mount what the Job's does";
+  if (!within(template?.volumes, (spec as { volumes?: unknown[] } | undefined)?.volumes)) return "its volumes are not the Job's";
+  return undefined;
 }
 
 export function latestPod(pods: readonly Pod[]): Pod | undefined {

@@ -1,11 +1,12 @@
-// The repository Secret's part of a worker's environment (docs/security.md, "The repository Secret"). A worker Job
-// takes the Secret by envFrom with the prefix SECRET_, so no key of it can set a variable that the worker, Node or
-// the image reads (NODE_OPTIONS, RESTIC_BINARY, PATH, LD_PRELOAD, TERMINATION_MESSAGE_PATH, …): each arrives as
-// SECRET_<key>. The worker passes on only restic's documented repository and backend variables, and three settings of
-// the repository (the original's INITIALIZE_REPO, UNREACHABLE_TIMEOUT and LOCK_WAIT), and refuses every other key of
-// the Secret by name. Restic's repository variables are taken from
-// the Secret alone: set directly in the worker's environment, they are refused too, so nothing beside the Secret can
-// point a worker at another repository.
+// The repository Secret's part of a worker's environment (docs/security.md, "The repository Secret as a settings
+// file"). A worker Job takes the Secret by envFrom with the prefix SECRET_, so no key of it can set a variable that
+// the worker, Node or the image reads (NODE_OPTIONS, RESTIC_BINARY, PATH, LD_PRELOAD, TERMINATION_MESSAGE_PATH, …):
+// each arrives as SECRET_<key>. The worker passes on only restic's documented repository and backend variables and
+// three settings of the repository itself (the original Walle's INITIALIZE_REPO, and UNREACHABLE_TIMEOUT and
+// LOCK_WAIT), and refuses every other key of the Secret by name. Restic's repository variables are taken from the
+// Secret alone: set directly in the worker's environment, they are refused too, so nothing beside the Secret can
+// point a worker at another repository. (RESTIC_PASSWORD_COMMAND is one of restic's variables: whoever writes the
+// Secret runs that command in the worker, as restic would run it anywhere; docs/security.md says so.)
 
 /** The prefix of the repository Secret's keys in a worker's environment (the worker Job's envFrom). */
 export const SECRET_ENV_PREFIX = "SECRET_";

