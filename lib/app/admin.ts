@@ -274,7 +274,6 @@ export interface SnapshotsListed {
   readonly total: number;
 }
 
-
 /**
  * A PVC's snapshots, newest first: a short worker Job in the namespace (the repository Secret's) lists them and
  * reports them in its result, so the repository's password never leaves the cluster. The Job is deleted after.

@@ -28,7 +28,6 @@ export interface WorkerReport {
   readonly ignoredPods: readonly string[];
 }
 
-
 /** The fields of the worker container that decide what runs in it and where its termination message comes from. */
 const TRUSTED_FIELDS = ["image", "command", "args", "env", "envFrom", "lifecycle", "terminationMessagePath", "workingDir"] as const;
 
@@ -41,7 +40,15 @@ interface ContainerLike {
   readonly [field: string]: unknown;
 }
 
-function workerContainer(spec: { readonly containers?: readonly ContainerLike[] } | undefined): ContainerLike | undefined {
+/** The fields of a pod spec (or a Job's pod template) that say whose result its worker container leaves. */
+interface PodSpecLike {
+  readonly containers?: readonly ContainerLike[];
+  readonly volumes?: readonly unknown[];
+  readonly ephemeralContainers?: readonly unknown[];
+  readonly shareProcessNamespace?: boolean;
+}
+
+function workerContainer(spec: PodSpecLike | undefined): ContainerLike | undefined {
   return spec?.containers?.find((c) => c.name === WORKER_CONTAINER);
 }
 
@@ -50,18 +57,18 @@ function notJobsOwnPod(job: Job, pod: Pod): string | undefined {
   const uid = job.metadata?.uid;
   const controller = pod.metadata?.ownerReferences?.find((o) => o.controller === true);
   if (!uid || controller?.kind !== "Job" || controller.uid !== uid) return "its controller is not the Job";
-  const spec = pod.spec as (Pod["spec"] & { ephemeralContainers?: unknown[]; shareProcessNamespace?: boolean }) | undefined;
+  const spec = pod.spec as PodSpecLike | undefined;
   if (spec?.ephemeralContainers?.length) return "it has ephemeral containers";
   if (spec?.shareProcessNamespace) return "it shares its process namespace";
-  const template = job.spec?.template.spec as ({ containers?: ContainerLike[]; volumes?: unknown[] } | undefined);
+  const template = job.spec?.template.spec as PodSpecLike | undefined;
   const expected = workerContainer(template);
-  const actual = workerContainer(spec as { containers?: ContainerLike[] } | undefined);
+  const actual = workerContainer(spec);
   if (!expected || !actual) return "it has no worker container";
   if (actual.lifecycle !== undefined) return "its worker container has a lifecycle hook";
   const differs = TRUSTED_FIELDS.find((f) => !isDeepStrictEqual(actual[f], expected[f]));
   if (differs) return `its worker container's ${differs} is not the Job's`;
   if (!within(expected.volumeMounts, actual.volumeMounts)) return "its worker container does not mount what the Job's does";
-  if (!within(template?.volumes, (spec as { volumes?: unknown[] } | undefined)?.volumes)) return "its volumes are not the Job's";
+  if (!within(template?.volumes, spec?.volumes)) return "its volumes are not the Job's";
   return undefined;
 }
 
@@ -70,8 +77,13 @@ export function latestPod(pods: readonly Pod[]): Pod | undefined {
 }
 
 export function workerReport(job: Job, pods: readonly Pod[]): WorkerReport {
-  const own = pods.filter((p) => notJobsOwnPod(job, p) === undefined);
-  const ignoredPods = pods.filter((p) => !own.includes(p)).map((p) => `${p.metadata.name ?? "(unnamed)"}: ${notJobsOwnPod(job, p)}`);
+  const own: Pod[] = [];
+  const ignoredPods: string[] = [];
+  for (const p of pods) {
+    const why = notJobsOwnPod(job, p);
+    if (why === undefined) own.push(p);
+    else ignoredPods.push(`${p.metadata.name ?? "(unnamed)"}: ${why}`);
+  }
   const pod = latestPod(own);
   const message = pod?.status?.containerStatuses?.find((c) => c.name === WORKER_CONTAINER)?.state?.terminated?.message;
   const decoded = message ? decodeResult(message) : undefined;
