@@ -6,7 +6,7 @@ import { Informer } from "../../lib/k8s/informer.ts";
 import { noise, startRestServer, tempDir, type RestServer } from "../integration/worker-harness.ts";
 import { pvcWithData, repositorySecret, settled, type BackupJobObj } from "../support/backup-fixtures.ts";
 import { admin, createNamespace, waitFor } from "../support/kube.ts";
-import { caller, podToken as workerPodToken } from "../support/triggers.ts";
+import { caller, refEvent, podToken as workerPodToken } from "../support/triggers.ts";
 import { startWalle } from "../support/walle.ts";
 
 let rest: RestServer;
@@ -44,7 +44,7 @@ describe("reconcile's other inputs", () => {
     // Every answer is 200 (handled) or 503 (a conflict, retried); any other ends the wait at once and fails below.
     const answers: number[] = [];
     const bj = await waitFor(async () => {
-      const res = await post(walle.url, "dev.knative.apiserver.ref.update", ref, { "ce-kind": "BackupJob", "ce-name": "by-ref", "ce-namespace": ns });
+      const res = await refEvent(walle.url, ref);
       answers.push(res.status);
       if (res.status !== 200 && res.status !== 503) return { unexpected: res.status };
       const got = await admin().get<BackupJobObj>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/by-ref`);
@@ -53,7 +53,7 @@ describe("reconcile's other inputs", () => {
     expect(answers.filter((s) => s !== 200 && s !== 503)).toEqual([]);
     expect("status" in bj && bj.status?.phase).toBe("Finished");
     // A reference to something that no longer exists is deliberately ignored (2xx, so it is not retried).
-    const gone = await post(walle.url, "dev.knative.apiserver.ref.delete", { ...ref, name: "never-was" });
+    const gone = await refEvent(walle.url, { ...ref, name: "never-was" }, "dev.knative.apiserver.ref.delete");
     expect(gone.status).toBe(200);
   });
 

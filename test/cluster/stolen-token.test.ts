@@ -11,6 +11,7 @@ import { listSnapshots, startRestServer, tempDir, type RestServer } from "../int
 import { PASSWORD, pvcWithData, repositorySecret, settled, type BackupJobObj } from "../support/backup-fixtures.ts";
 import { admin, clientForServiceAccount, clientForUser, createNamespace, waitFor } from "../support/kube.ts";
 import { testConfig } from "../support/config.ts";
+import { refEvent } from "../support/triggers.ts";
 import { startWalle, WORKER_IMAGE } from "../support/walle.ts";
 
 const DRY = { dryRun: "All" };
@@ -190,5 +191,50 @@ describe("a tenant who can make pods beside its worker", () => {
     expect({ phase: bj.status?.phase, reason: state?.reason }).toEqual({ phase: "Failed", reason: "InvalidConfig" });
     expect(state?.message).toContain("the repository Secret's key NODE_OPTIONS is not one of restic's repository variables");
     expect(state?.message).toContain("the repository Secret's key RESTIC_BINARY is not one of restic's repository variables");
+  });
+});
+
+interface JobSeen {
+  metadata: { name: string; uid: string };
+  status?: { conditions?: { type: string; status: string }[] };
+}
+
+describe("a worker Job that the job controller calls Complete", () => {
+  it("ends the BackupJob Failed/NoResult when no pod of its own is left to say what it did", async () => {
+    // The reconcile function steps only on the events this test sends, so the Job can complete unseen, and its pod
+    // go before Walle reads it: as the pod garbage collector or a lost node would take it.
+    const walle = await startWalle({ eventSource: false });
+    const ns = await createNamespace("no-result");
+    await pvcWithData(ns, "data", { "a.txt": "a" });
+    await repositorySecret(ns, "repo", rest.repository("tenant", "rest-secret", `none-${ns}`));
+    await admin().create(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`, { apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name: "b" }, spec: { sourcePvc: "data", repository: { name: "repo", namespace: ns } } });
+    const ref = { apiVersion: "ros.io/v1", kind: "BackupJob", namespace: ns, name: "b" };
+    const answers: number[] = [];
+    const step = async (): Promise<BackupJobObj> => {
+      answers.push((await refEvent(walle.url, ref)).status);
+      return admin().get<BackupJobObj>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/b`);
+    };
+    const jobs = `/apis/batch/v1/namespaces/${ns}/jobs`;
+    const made = await waitFor(async () => {
+      await step();
+      return (await admin().get<{ items: JobSeen[] }>(jobs, { labelSelector: "ros.io/backup-job=b" })).items[0];
+    }, "the worker Job", 120_000);
+    const complete = await waitFor(async () => {
+      const j = await admin().get<JobSeen>(`${jobs}/${made.metadata.name}`);
+      return j.status?.conditions?.some((c) => c.type === "Complete" && c.status === "True") ? j : undefined;
+    }, "the worker Job to complete", 180_000);
+    const own = `batch.kubernetes.io/controller-uid=${complete.metadata.uid}`;
+    const pods = await admin().get<{ items: PodSeen[] }>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: own });
+    expect(pods.items.map((p) => p.status?.phase)).toEqual(["Succeeded"]);
+    await admin().delete(`/api/v1/namespaces/${ns}/pods/${pods.items[0]?.metadata.name}`);
+    await waitFor(async () => (await admin().get<{ items: PodSeen[] }>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: own })).items.length === 0, "the worker pod to go", 60_000);
+    const bj = await waitFor(async () => {
+      const got = await step();
+      return got.status?.phase === "Failed" || got.status?.phase === "Finished" ? got : undefined;
+    }, "the BackupJob to end", 60_000);
+    expect(answers.filter((s) => s !== 200 && s !== 503)).toEqual([]);
+    const state = bj.status?.conditions?.find((c) => c.type === "BackupState");
+    expect({ phase: bj.status?.phase, reason: state?.reason, snapshotId: bj.status?.snapshotId }).toEqual({ phase: "Failed", reason: "NoResult", snapshotId: undefined });
+    expect(state?.message).toBe(`Worker Job ${ns}/${made.metadata.name} completed, but no pod of its own left a result.`);
   });
 });

@@ -60,3 +60,15 @@ export async function podToken(ns: string, pod: string, labels: Record<string, s
   });
   return tr.status.token;
 }
+
+/**
+ * A Reference-mode ApiServerSource event for one object, as Knative's adapter sends it ({kind, namespace, name,
+ * apiVersion} and no object): what a test sends to step a reconcile function that has no event source of its own.
+ */
+export function refEvent(url: string, ref: { apiVersion: string; kind: string; namespace: string; name: string }, type = "dev.knative.apiserver.ref.update"): Promise<Response> {
+  return fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", "ce-specversion": "1.0", "ce-id": crypto.randomUUID(), "ce-source": "/test", "ce-type": type, "ce-kind": ref.kind, "ce-name": ref.name, "ce-namespace": ref.namespace },
+    body: JSON.stringify(ref),
+  });
+}
