@@ -114,7 +114,7 @@ async function oneTickOnACluster(): Promise<{ reads: number; writes: number; bou
   const cluster = await startCluster({ stateDir, log: (msg) => (/^(Building|Built|Downloading|Local cluster is ready)/.test(msg) ? say(msg) : undefined) });
   try {
     await applyObjects(cluster.api, [{ apiVersion: "v1", kind: "Namespace", metadata: { name: INSTALL_NAMESPACE } }]);
-    await applyObjects(cluster.api, await readManifestFiles([path.join(repoRoot, "keda", "tick-rbac.yaml")]));
+    await applyObjects(cluster.api, await readManifestFiles([path.join(repoRoot, "knative", "tick-rbac.yaml")]));
     const namespaces = Array.from({ length: 20 }, (_, n) => `bench-${n}`);
     say("creating 2,000 PVCs in 20 namespaces and 200 schedules");
     for (const ns of namespaces) {

@@ -24,8 +24,7 @@ import { repoRoot } from "./toolchain.ts";
  * admission policy that bounds what those service accounts may make (so every test runs under it).
  */
 export const installManifests = [
-  ...["namespace.yaml", "reconcile-rbac.yaml", "apiserversource-rbac.yaml", "trigger-rbac.yaml", "reconcile-bounds.yaml"].map((f) => path.join(repoRoot, "knative", f)),
-  path.join(repoRoot, "keda", "tick-rbac.yaml"),
+  ...["namespace.yaml", "reconcile-rbac.yaml", "apiserversource-rbac.yaml", "trigger-rbac.yaml", "tick-rbac.yaml", "reconcile-bounds.yaml"].map((f) => path.join(repoRoot, "knative", f)),
 ];
 
 /**
@@ -117,7 +116,7 @@ export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
 type EnvVar = {
   name: string;
   value?: string;
-  valueFrom?: { fieldRef?: { fieldPath: string }; secretKeyRef?: KeyRef; configMapKeyRef?: KeyRef };
+  valueFrom?: { secretKeyRef?: KeyRef; configMapKeyRef?: KeyRef };
 };
 interface KeyRef {
   name: string;
@@ -170,9 +169,7 @@ export async function installedFunction(admin: RestClient, stateDir: string, nam
   for (const e of container?.env ?? []) {
     const from = e.valueFrom;
     let value = e.value;
-    if (from?.fieldRef?.fieldPath === "metadata.namespace") value = namespace;
-    else if (from?.fieldRef?.fieldPath === "metadata.name") value = `${ServiceAccount.Reconcile}-local`;
-    else if (from?.secretKeyRef) value = await keyValue(admin, namespace, "Secret", from.secretKeyRef, e.name);
+    if (from?.secretKeyRef) value = await keyValue(admin, namespace, "Secret", from.secretKeyRef, e.name);
     else if (from?.configMapKeyRef) value = await keyValue(admin, namespace, "ConfigMap", from.configMapKeyRef, e.name);
     else if (from) throw new Error(`${e.name}: a local run cannot resolve ${JSON.stringify(from)}`);
     if (value === undefined) continue;

@@ -7,7 +7,8 @@
 // What changes from the kustomization's files, and nothing else:
 //   - the CRDs go to the chart's crds/ (Helm installs them first, and never deletes them);
 //   - the Namespace object goes: the release's namespace is the install namespace (`helm -n <ns>`);
-//   - every `walle-system` becomes the release's namespace, and the functions learn it (WALLE_INSTALL_NAMESPACE);
+//   - every `walle-system` becomes the release's namespace, and the functions learn it (WALLE_INSTALL_NAMESPACE, by
+//     value: Knative refuses a fieldRef unless its kubernetes.podspec-fieldref feature is on);
 //   - the function images take the repository and tag from `image`, the worker image (ConfigMap walle-worker) and
 //     the cluster name from `config`,
 //     and `config` as a whole becomes the operator's configuration file (WALLE_CONFIG) as in the original.
@@ -71,7 +72,8 @@ function templatePod(doc: Document, spec: YAMLMap): void {
       if (!isMap(e)) continue;
       if (e.get("name") === "WALLE_CLUSTER_NAME") e.set("value", "__WALLE_CLUSTER_NAME__");
     }
-    env.add(doc.createNode({ name: "WALLE_INSTALL_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } }));
+    // By value, not by fieldRef: Knative refuses a fieldRef unless its kubernetes.podspec-fieldref feature is on.
+    env.add(doc.createNode({ name: "WALLE_INSTALL_NAMESPACE", value: INSTALL_NAMESPACE }));
     env.add(doc.createNode({ name: "WALLE_CONFIG", value: "/etc/walle/config.yml" }));
     const mounts = container.get("volumeMounts");
     const mount = doc.createNode({ name: "walle-config", mountPath: "/etc/walle", readOnly: true });

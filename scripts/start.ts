@@ -11,7 +11,7 @@
 //   npm start                 as above; KEDA runs the tick as shipped, about every 5 minutes
 //   npm start -- --once       one scheduled backup of the example (KEDA's window every 2 minutes, polled every
 //                             5 s), then the repository's snapshot list, and exit: 0 if the BackupSet Finished
-//   npm start -- --no-demo    only the cluster and Walle; apply what you like with kubectl
+//   npm start -- --no-demo    only the cluster and Walle (the tick included); apply what you like with kubectl
 //   npm start -- --kubeconfig <file> [--tick-seconds 300]
 //                             no local cluster: the functions run on this machine against the cluster that file's
 //                             current context names, as the original's development loop ran its operator (Walle
@@ -85,6 +85,11 @@ async function stop(code: number): Promise<never> {
 process.on("SIGINT", () => void stop(0));
 process.on("SIGTERM", () => void stop(0));
 
+// The tick is part of Walle, demo or not: schedules applied by hand run too.
+const scaledJob = await localScaledJob({ clusterName: LOCAL_CLUSTER_NAME, progressSinkUrl: walle.url, shortWindow: flags.once });
+say(flags.once ? "installing keda/scaledjob.yaml with a window every 2 minutes: KEDA's operator runs the tick in a Job" : "installing keda/scaledjob.yaml: KEDA's operator runs the tick in a Job about every 5 minutes");
+await applyObjects(cluster.api, [scaledJob]);
+
 if (!flags["no-demo"]) {
   await gettingStarted();
   const state = await followSchedule();
@@ -106,9 +111,6 @@ async function gettingStarted(): Promise<void> {
   const workload = await readManifestFiles([path.join(repoRoot, "examples", "workload.yml")]);
   await applyObjects(cluster.api, workload.map((o) => ({ ...o, metadata: { ...o.metadata, namespace: o.metadata.namespace ?? "default" } })));
   await workloadWriting();
-  const scaledJob = await localScaledJob({ clusterName: LOCAL_CLUSTER_NAME, progressSinkUrl: walle.url, shortWindow: flags.once });
-  say(flags.once ? "installing keda/scaledjob.yaml with a window every 2 minutes: KEDA's operator runs the tick in a Job" : "installing keda/scaledjob.yaml: KEDA's operator runs the tick in a Job about every 5 minutes");
-  await applyObjects(cluster.api, [scaledJob]);
   say("applying examples/getting-started-schedule.yml (getting-started step 3); waiting for the tick");
   await applyObjects(cluster.api, await readManifestFiles([path.join(repoRoot, "examples", "getting-started-schedule.yml")]));
 }

@@ -40,9 +40,10 @@ export function describeAction(a: Action): string {
 
 export async function tick(ctx: ExecutorContext, opts: TickOptions = {}): Promise<TickReport> {
   const now = opts.at ?? ctx.now();
-  const scope: TickScope = { ...(opts.schedule ? { schedule: opts.schedule } : {}), ...(opts.manual ? { manual: opts.manual } : {}), ...(opts.requested ? { requested: true } : {}) };
-  // A run someone asked for answers for itself: the caller retries (an API failure becomes a 503).
-  const asked = opts.manual !== undefined || opts.requested === true;
+  const scope: TickScope = { ...(opts.schedule ? { schedule: opts.schedule } : {}), ...(opts.manual ? { manual: opts.manual } : {}), ...(opts.requested ? { requested: true } : {}), ...(opts.settled ? { settled: true } : {}) };
+  // A run someone asked for, or a schedule's status after its run, answers for itself: the caller retries (an API
+  // failure becomes a 503).
+  const asked = opts.manual !== undefined || opts.requested === true || opts.settled === true;
   const readAt = ctx.now();
   const observed = await observe(ctx.api, (seen) => tickReads(seen, now, scope));
   const plans = planTick({ ...observed, readAt }, ctx.config, now, scope);

@@ -10,7 +10,7 @@ import { API_VERSION, Label } from "../api/constants.ts";
 import { backupJobReconciler, isTerminal } from "../core/backup-job.ts";
 import { backupRestoreReconciler } from "../core/backup-restore.ts";
 import { pendingBackupRequest } from "../core/backup-schedule.ts";
-import { backupSetReconciler } from "../core/backup-set.ts";
+import { backupSetReconciler, isSettledSet } from "../core/backup-set.ts";
 import { objectMetaSchema } from "../api/parse.ts";
 import { objectSummarySchema, pvcSchema, statusSummarySchema } from "../core/objects.ts";
 import {
@@ -139,16 +139,30 @@ export function createWalle(opts: WalleOptions): Walle {
         // before this change: count again from a fresh read, once; a second conflict means someone newer counted.
         if (set && r.changed) {
           const count = () => step(ctx(log), backupSetReconciler, set);
-          if ((await unlessConflict(count())) === undefined) await unlessConflict(count());
+          const counted = (await unlessConflict(count())) ?? (await unlessConflict(count()));
+          if (counted) await scheduleAfterRun(counted, log);
         }
         if (r.changed && isTerminal(r.phase)) await wakeWaiting(log);
         return r;
       }
-      case "BackupSet":
-        return step(ctx(log), backupSetReconciler, target.name);
+      case "BackupSet": {
+        const r = await step(ctx(log), backupSetReconciler, target.name);
+        await scheduleAfterRun(r, log);
+        return r;
+      }
       case "BackupRestore":
         return step(ctx(log), backupRestoreReconciler, target.name, target.namespace);
     }
+  }
+
+  /**
+   * A schedule's BackupSet that has just ended gives the schedule its state now (BackupReady, `state`), not at the
+   * next tick: the same status the tick would write, from one read of the schedule's runs.
+   */
+  async function scheduleAfterRun(set: StepResult, log: Logger): Promise<void> {
+    const schedule = set.labels?.[Label.BackupSchedule];
+    if (!schedule || !set.changed || !isSettledSet({ state: set.phase })) return;
+    await unlessConflict(tick({ schedule, settled: true }, log));
   }
 
   async function changed(change: Change, log: Logger): Promise<Outcome> {

@@ -184,6 +184,13 @@ export function decideSchedule(w: ScheduleWorld, config: WalleConfig, now: Date,
   return s.decision();
 }
 
+/** Only the status the schedule's runs give it, from its BackupSets and its prune and check Jobs: nothing starts or goes. */
+export function settledSchedule(w: ScheduleWorld, config: WalleConfig, now: Date): Decision<BackupScheduleStatus> {
+  const s = new ScheduleStep(w, config, now);
+  bookkeeping(s, false);
+  return s.decision();
+}
+
 /** A due backup: one BackupSet, one BackupJob per selected PVC, unless the previous run is still going. */
 function startBackup(s: ScheduleStep, run: Date | ManualRun, due: Due | undefined): void {
   const { w } = s;

@@ -8,7 +8,7 @@ import { resourceSchemas, type BackupSchedule } from "../api/parse.ts";
 import { z } from "zod";
 import { BackupScheduleConditionType } from "../api/backup-schedule.ts";
 import type { WalleConfig } from "./builders.ts";
-import { backupDue, decideSchedule, isActiveJob, pendingBackupRequest, scheduleRepository, type ManualRun } from "./backup-schedule.ts";
+import { backupDue, decideSchedule, isActiveJob, pendingBackupRequest, scheduleRepository, settledSchedule, type ManualRun } from "./backup-schedule.ts";
 import { rfc3339, setCondition } from "./conditions.ts";
 import type { Decision, ReadPlan } from "./decision.ts";
 import type { Job, ObjectSummary, Pod, Pvc } from "./objects.ts";
@@ -34,6 +34,11 @@ export interface TickScope {
   readonly manual?: ManualRun;
   /** Only each schedule's pending ros.io/backup-requested run: no clock, no prune or check, no history. */
   readonly requested?: boolean;
+  /**
+   * Only the status the schedule's runs give it (its BackupSet has just ended, so its state need not wait for
+   * the next tick): no clock, no run, no prune or check, no history.
+   */
+  readonly settled?: boolean;
 }
 
 /** The run a schedule makes now whatever the clock says: the event's, else the one its annotation asks for. */
@@ -66,7 +71,7 @@ export function tickReads(seen: Partial<TickObserved>, now: Date, scope: TickSco
   }
   const due = parseSchedules(seen.schedules)
     .flatMap((p) => (p.success ? [p.data] : []))
-    .filter((s) => inScope(s, scope) && (manualRun(s, scope) !== undefined || (!scope.requested && backupDue(s, now))));
+    .filter((s) => !scope.settled && inScope(s, scope) && (manualRun(s, scope) !== undefined || (!scope.requested && backupDue(s, now))));
   const plans = due.flatMap((s) => s.spec.plans);
   if (plans.length === 0 || seen.pvcs !== undefined) return {};
   return {
@@ -97,14 +102,19 @@ export function planTick(w: TickObserved, config: WalleConfig, now: Date, scope:
   for (const [index, parsed] of parseSchedules(w.schedules).entries()) {
     if (!parsed.success) {
       const invalid = invalidSchedule(w.schedules?.[index], parsed.error.issues, now);
-      if (invalid && (scope.schedule === undefined || invalid.name === scope.schedule) && (!scope.requested || invalid.answers)) plans.push(invalid);
+      if (invalid && (scope.schedule === undefined || invalid.name === scope.schedule) && !scope.settled && (!scope.requested || invalid.answers)) plans.push(invalid);
       continue;
     }
     const schedule = parsed.data;
     if (!inScope(schedule, scope) || schedule.metadata.deletionTimestamp) continue;
+    const name = schedule.metadata.name ?? "";
+    const sameSchedule = { name, ...(schedule.metadata.uid ? { uid: schedule.metadata.uid } : {}), ...(schedule.metadata.resourceVersion ? { resourceVersion: schedule.metadata.resourceVersion } : {}), before: schedule.status ?? {} };
+    if (scope.settled) {
+      plans.push({ ...sameSchedule, decision: settledSchedule({ schedule, sets: sets.get(name) ?? [], jobs: bySchedule.get(name) ?? [], repositoryJobs: [] }, config, now) });
+      continue;
+    }
     const manual = manualRun(schedule, scope);
     if (scope.requested && !manual) continue;
-    const name = schedule.metadata.name ?? "";
     const repo = scheduleRepository(schedule, config);
     const due = manual !== undefined || backupDue(schedule, now);
     const decision = decideSchedule(
@@ -120,13 +130,7 @@ export function planTick(w: TickObserved, config: WalleConfig, now: Date, scope:
       now,
       manual,
     );
-    plans.push({
-      name,
-      ...(schedule.metadata.uid ? { uid: schedule.metadata.uid } : {}),
-      ...(schedule.metadata.resourceVersion ? { resourceVersion: schedule.metadata.resourceVersion } : {}),
-      before: schedule.status ?? {},
-      decision,
-    });
+    plans.push({ ...sameSchedule, decision });
   }
   return plans;
 }

@@ -1,6 +1,8 @@
 // What `kubectl apply -k .` installs is accepted by the real API server with the upstream CRDs' schemas, and
 // each identity gets exactly the access it needs, checked against the cluster's real RBAC.
 import { execFile } from "node:child_process";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, inject, it } from "vitest";
@@ -12,8 +14,8 @@ import { admin } from "../support/kube.ts";
 const run = promisify(execFile);
 
 const knative = [
-  ...["namespace.yaml", "reconcile-rbac.yaml", "apiserversource-rbac.yaml", "trigger-rbac.yaml", "reconcile-bounds.yaml", "service.yaml", "apiserversource.yaml", "ping/service.yaml", "ping/pingsource.yaml"].map((f) => path.join(repoRoot, "knative", f)),
-  ...["tick-rbac.yaml", "scaledjob.yaml"].map((f) => path.join(repoRoot, "keda", f)),
+  ...["namespace.yaml", "reconcile-rbac.yaml", "apiserversource-rbac.yaml", "trigger-rbac.yaml", "tick-rbac.yaml", "reconcile-bounds.yaml", "service.yaml", "apiserversource.yaml", "ping/service.yaml", "ping/pingsource.yaml"].map((f) => path.join(repoRoot, "knative", f)),
+  path.join(repoRoot, "keda", "scaledjob.yaml"),
 ];
 
 interface Review {
@@ -136,6 +138,22 @@ describe("the install manifests", () => {
     const { stdout } = await run(helm, ["template", "walle", path.join(repoRoot, CHART_DIR), "--namespace", "walle", "--values", path.join(repoRoot, "examples", "values.yml")], { maxBuffer: 16 * 1024 * 1024 });
     const objects = parseManifests(stdout);
     expect(objects.map((o) => o.kind)).toEqual(expect.arrayContaining(["ConfigMap", "ClusterRole", "Service", "ApiServerSource", "ScaledJob", "ValidatingAdmissionPolicy"]));
+    await expect(applyObjects(admin(), objects, { dryRun: true })).resolves.toBeUndefined();
+  });
+
+  it("without KEDA, as the top-level kustomization says (keda dropped, the knative/ping component added): a tick with its own identity, accepted (dry run)", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "walle-ping-"));
+    const at = (d: string) => path.relative(dir, path.join(repoRoot, d));
+    await writeFile(path.join(dir, "kustomization.yaml"), `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [${at("crds")}, ${at("knative")}]\ncomponents: [${at("knative/ping")}]\n`);
+    const { stdout } = await run("kubectl", ["kustomize", dir], { maxBuffer: 16 * 1024 * 1024 });
+    const objects = parseManifests(stdout);
+    expect(objects.filter((o) => o.kind === "ScaledJob")).toEqual([]);
+    expect(objects.filter((o) => o.kind === "PingSource").map((o) => o.metadata.name)).toEqual(["walle-tick"]);
+    // Every Knative Service runs as a service account the install makes.
+    const accounts = objects.filter((o) => o.kind === "ServiceAccount").map((o) => `${o.metadata.namespace}/${o.metadata.name}`);
+    const runAs = objects.filter((o) => o.kind === "Service" && (o.apiVersion ?? "").startsWith("serving.knative.dev/")).map((o) => `${o.metadata.namespace}/${(o as unknown as { spec: { template: { spec: { serviceAccountName: string } } } }).spec.template.spec.serviceAccountName}`);
+    expect(runAs.sort()).toEqual(["walle-system/walle-reconcile", "walle-system/walle-tick"]);
+    expect(runAs.filter((a) => !accounts.includes(a))).toEqual([]);
     await expect(applyObjects(admin(), objects, { dryRun: true })).resolves.toBeUndefined();
   });
 

@@ -197,6 +197,12 @@ describe("kubectl walle", () => {
     const seen = await admin().get<ScheduleSeen & { status?: { scheduler?: unknown } }>(`/apis/ros.io/v1/backupschedules/${schedule}`);
     expect(seen.status?.lastBackupRequest).toEqual({ id: seen.metadata.annotations?.["ros.io/backup-requested"], time: expect.any(String), backupSet: set, message: `Started BackupSet ${set} with 1 BackupJobs.` });
     expect(seen.status?.scheduler).toBeUndefined();
+    // Its state follows the run at once, not at the next tick (no tick runs here): Running, then Finished.
+    const after = await waitFor(async () => {
+      const s = await admin().get<ScheduleSeen & { status?: { state?: string; conditions?: { type: string; status: string }[] } }>(`/apis/ros.io/v1/backupschedules/${schedule}`);
+      return s.status?.state !== "Running" && s;
+    }, "the schedule's state to move on from Running", 30_000);
+    expect({ state: after.status?.state, ready: after.status?.conditions?.find((c) => c.type === "BackupReady")?.status }).toEqual({ state: "Finished", ready: "True" });
     const jobs = await admin().get<{ items: { metadata: { name: string }; status?: { phase?: string; snapshotId?: string } }[] }>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`);
     expect(jobs.items.map((j) => [j.metadata.name, j.status?.phase, /^[0-9a-f]{64}$/.test(j.status?.snapshotId ?? "")])).toEqual([[`${set}-data`, "Finished", true]]);
     // The run's snapshot is the one the repository lists for the PVC.

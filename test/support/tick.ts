@@ -1,5 +1,5 @@
 // The tick on the test cluster, run as the ScaledJob runs it: the real command (`functions/tick/main.ts`) as a
-// process, acting as its own service account (walle-tick, with the RBAC of keda/tick-rbac.yaml), with `--now`
+// process, acting as its own service account (walle-tick, with the RBAC of knative/tick-rbac.yaml), with `--now`
 // stepping through time (cluster/run-walle.ts runTickCommand).
 import { inject } from "vitest";
 import { runTickCommand, type TickRun } from "../../cluster/run-walle.ts";

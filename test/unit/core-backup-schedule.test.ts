@@ -239,6 +239,34 @@ describe("a run asked for by the ros.io/backup-requested annotation", () => {
   });
 });
 
+describe("a schedule whose BackupSet has just ended (the reconcile function's pass, scope settled)", () => {
+  const now = t("2026-12-01T03:00:00Z");
+  const running = { state: "Running" as const, lastBackupRun: "2026-12-01T00:02:00Z", nextBackupRun: "2026-12-01T06:00:00Z", conditions: [{ type: "BackupReady", status: "False" as const, reason: "Running", message: "BackupSet example-schedule-20261201t000000z is Running.", lastTransitionTime: "2026-12-01T00:02:00Z" }] };
+
+  it.each([
+    ["Finished", { state: "Finished", status: "True", reason: "Finished" }],
+    ["FinishedWithFailures", { state: "FinishedWithFailures", status: "False", reason: "FinishedWithFailures" }],
+  ])("its set %s: the state and BackupReady say so now, and nothing starts, goes or moves on the clock", (setState, want) => {
+    // A schedule that is also due (its 6h slot passed long ago) and has an old run beyond keepSucceeded.
+    const due = schedule({}, { ...running, nextBackupRun: "2026-12-01T02:00:00Z" });
+    const observed = { schedules: [due], sets: [set("example-schedule-20261201t000000z", setState, "2026-12-01T00:02:00Z"), set("example-schedule-20261130t180000z", "Finished", "2026-11-30T18:02:00Z")], jobs: [] };
+    expect(tickReads(observed, now, { schedule: "example-schedule", settled: true })).toEqual({});
+    const [plan, ...others] = planTick(observed, config, now, { schedule: "example-schedule", settled: true });
+    expect(others).toEqual([]);
+    expect(plan?.decision.actions).toEqual([]);
+    expect(plan?.decision.events).toEqual([]);
+    expect(plan?.decision.status).toMatchObject({ state: want.state, lastBackupRun: running.lastBackupRun, nextBackupRun: "2026-12-01T02:00:00Z" });
+    expect(plan?.decision.status.conditions?.find((c) => c.type === "BackupReady")).toMatchObject({ status: want.status, reason: want.reason, message: `BackupSet example-schedule-20261201t000000z is ${setState}.` });
+  });
+
+  it("looks at the one schedule named, and not at one Walle cannot read", () => {
+    const other = { ...schedule({}, running), metadata: { ...schedule().metadata, name: "other" } };
+    const bad = { ...schedule({}, running), metadata: { ...schedule().metadata, name: "bad" }, spec: { ...schedule().spec, plans: "everything" } };
+    expect(planTick({ schedules: [other, bad], sets: [], jobs: [] }, config, now, { schedule: "example-schedule", settled: true })).toEqual([]);
+    expect(planTick({ schedules: [bad], sets: [], jobs: [] }, config, now, { schedule: "bad", settled: true })).toEqual([]);
+  });
+});
+
 describe("tickReads", () => {
   it("reads one list per kind: the pods, PVCs and namespaces only when a due plan needs them", () => {
     const now = t("2026-12-02T00:02:00Z");
