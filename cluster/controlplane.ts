@@ -32,8 +32,8 @@ export interface ControlPlane {
  * The kube-controller-manager controllers Walle needs: Jobs, garbage collection of owned objects, volume
  * binding (with the PV/PVC protection finalizers that admission adds), namespaces, service accounts and their
  * tokens, TTL of finished Jobs, the kube-root-ca.crt ConfigMap that projected tokens mount, aggregated
- * ClusterRoles, and Deployments; and the node lifecycle, which lifts the not-ready taint of a node once its kubelet
- * reports it Ready.
+ * ClusterRoles, Deployments, the endpoints of Services; and the node lifecycle, which lifts the not-ready taint of a
+ * node once its kubelet reports it Ready.
  */
 export const controllers = [
   "node-lifecycle-controller",
@@ -52,6 +52,11 @@ export const controllers = [
   // Deployments, so the original's example workload gets its pod (and pod-type plans something to select).
   "deployment-controller",
   "replicaset-controller",
+  // A Service's endpoints from the pods its selector picks, in both APIs (kube-proxy and the cluster's DNS read
+  // EndpointSlices; Knative Serving reads Endpoints), and the slices of Endpoints written by hand.
+  "endpoints-controller",
+  "endpointslice-controller",
+  "endpointslice-mirroring-controller",
 ] as const;
 
 /** GET a path of the API server with a client certificate; true on 2xx. */

@@ -169,6 +169,7 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
       kubelet: await resolveBinary("kubelet", (l) => log(l)),
       kubeProxy: await resolveBinary("kube-proxy", (l) => log(l)),
       kubeScheduler: await resolveBinary("kube-scheduler", (l) => log(l)),
+      coredns: await resolveBinary("coredns", (l) => log(l)),
       registry: await resolveBinary("registry", (l) => log(l)),
       csiSocket: agent.csi.socket,
       images: await localImages((l) => log(l)),

@@ -1,5 +1,5 @@
 // The local cluster's real node: Debian's containerd and runc, and the kubelet, kube-proxy and kube-scheduler built
-// at the control plane's version (toolchain/node), running pods of Walle's images (scripts/images.ts) for real,
+// at the control plane's version (toolchain/node), with the cluster's DNS (cluster/dns.ts), running pods of Walle's images (scripts/images.ts) for real,
 // pulled from a local registry (CNCF Distribution, toolchain/registry) that containerd mirrors docker.io and
 // ghcr.io to.
 //
@@ -22,6 +22,7 @@ import type { RestClient } from "../lib/k8s/rest.ts";
 import { DRIVER, NODE_NAME } from "./csi.ts";
 import { serveRegistration, unmountUnder, type Registration } from "./csi-driver.ts";
 import { issueClient, issueServing, writeKubeconfig, type CertPair, type Pki } from "./pki.ts";
+import { DNS_USER, startClusterDns } from "./dns.ts";
 import { startProcess, tail, waitUntil, type Managed } from "./processes.ts";
 
 const run = promisify(execFile);
@@ -58,6 +59,7 @@ export interface RealNodeOptions {
   readonly kubelet: string;
   readonly kubeProxy: string;
   readonly kubeScheduler: string;
+  readonly coredns: string;
   readonly registry: string;
   /** The CSI driver's socket (cluster/csi-driver.ts), which the kubelet calls to publish volumes. */
   readonly csiSocket: string;
@@ -353,6 +355,11 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
     const client = await issueClient(o.pki, `system:node:${NODE_NAME}`, ["system:nodes"]);
     const serving = await issueServing(o.pki, "kubelet-walle-node", [n.nodeIp], [NODE_NAME]);
     const kubeconfig = await nodeKubeconfig(path.join(dir, "kubelet.kubeconfig"), `system:node:${NODE_NAME}`, client);
+    // The cluster's DNS first, so every pod's nameserver answers from its start.
+    const dnsKubeconfig = await nodeKubeconfig(path.join(dir, "coredns.kubeconfig"), DNS_USER, await issueClient(o.pki, DNS_USER));
+    processes.push(await startClusterDns({ api: o.api, coredns: o.coredns, netns: n.netns, address: n.nodeIp, kubeconfig: dnsKubeconfig, dir, logs }));
+    // The node's own resolver knows nothing (nor does the machine: no network beyond its own); pods get the
+    // cluster's DNS (clusterDNS) with the usual search path.
     await writeFile(path.join(dir, "resolv.conf"), "");
     await writeFile(
       path.join(dir, "kubelet.yaml"),
@@ -376,6 +383,7 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
         makeIPTablesUtilChains: false,
         resolvConf: path.join(dir, "resolv.conf"),
         clusterDomain: "cluster.local",
+        clusterDNS: [n.nodeIp],
         // Keep every pod this machine's disk and memory can hold: eviction is not what the tests are about.
         evictionHard: { "memory.available": "1Mi", "nodefs.available": "1%", "imagefs.available": "1%", "nodefs.inodesFree": "1%" },
         imageGCHighThresholdPercent: 100,

@@ -9,7 +9,7 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { access, constants, mkdir, mkdtemp, readFile, rename, rm, writeFile, copyFile } from "node:fs/promises";
+import { access, constants, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile, copyFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -124,6 +124,15 @@ const modules = {
     ldflags: (version: string) => `-s -w -X main.version=${version}`,
     env: { CGO_ENABLED: "0" },
   },
+  // The cluster's DNS (cluster/node.ts): CoreDNS with a cluster DNS's plugins linked in (toolchain/dns/main.go), as
+  // upstream builds it (CGO off, its commit in coremain.GitCommit).
+  dns: {
+    dir: "dns",
+    versionOf: "github.com/coredns/coredns",
+    packages: { coredns: "walle.local/toolchain/dns" },
+    ldflags: (version: string) => `-s -w -X github.com/coredns/coredns/coremain.GitCommit=${version}`,
+    env: { CGO_ENABLED: "0" },
+  },
   // helm, for the tests that install Walle's chart as the original's README does; as its Makefile builds it.
   helm: {
     dir: "helm",
@@ -157,6 +166,7 @@ export type BinaryName =
   | "csi-snapshotter"
   | "csi-provisioner"
   | "csi-sanity"
+  | "coredns"
   | "helm";
 
 function moduleOf(name: BinaryName): ToolModule {
@@ -175,7 +185,9 @@ export async function pinnedVersion(mod: ToolModule): Promise<string> {
 
 async function moduleHash(mod: ToolModule): Promise<string> {
   const h = createHash("sha256");
-  for (const f of ["go.mod", "go.sum"]) h.update(await readFile(path.join(toolchainDir, mod.dir, f)));
+  // The module's own Go files too (toolchain/dns's main.go): they are part of what it builds.
+  const own = (await readdir(path.join(toolchainDir, mod.dir))).filter((f) => f.endsWith(".go")).sort();
+  for (const f of ["go.mod", "go.sum", ...own]) h.update(await readFile(path.join(toolchainDir, mod.dir, f)));
   h.update(mod.ldflags("v0"));
   h.update(JSON.stringify(mod.env ?? {}));
   return h.digest("hex").slice(0, 10);

@@ -302,6 +302,34 @@ describe("the local cluster", () => {
     expect(log).toBe("hello from the worker\n");
   });
 
+  it("names Services in pods by cluster DNS (CoreDNS), and routes one to the pods its selector picks", async () => {
+    const ns = await createNamespace("dns");
+    const nonRoot = { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] }, runAsNonRoot: true, runAsUser: 65532 };
+    await admin().create(`/api/v1/namespaces/${ns}/pods`, {
+      apiVersion: "v1", kind: "Pod", metadata: { name: "web", labels: { app: "web" } },
+      spec: {
+        automountServiceAccountToken: false,
+        containers: [{ name: "web", image: SHELL_IMAGE, command: ["/bin/sh", "-c", 'mkdir -p /tmp/www && echo "served by $(hostname)" > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www'], readinessProbe: { tcpSocket: { port: 8080 } }, securityContext: nonRoot }],
+      },
+    });
+    await admin().create(`/api/v1/namespaces/${ns}/services`, { apiVersion: "v1", kind: "Service", metadata: { name: "web" }, spec: { selector: { app: "web" }, ports: [{ port: 80, targetPort: 8080 }] } });
+    // The endpointslice controller gives the Service its ready pod.
+    await waitFor(async () => {
+      const slices = await admin().get<{ items: { endpoints?: { conditions?: { ready?: boolean } }[] }[] }>(`/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices`, { labelSelector: "kubernetes.io/service-name=web" });
+      return slices.items.some((s) => s.endpoints?.some((e) => e.conditions?.ready));
+    }, "a ready endpoint of Service web", 60_000);
+    const service = await admin().get<{ spec: { clusterIP: string } }>(`/api/v1/namespaces/${ns}/services/web`);
+    const kubernetes = await admin().get<{ spec: { clusterIP: string } }>("/api/v1/namespaces/default/services/kubernetes");
+    // busybox's nslookup asks the pod's nameserver itself; wget then goes to the address it answered.
+    const { job, terminated } = await runJob(ns, "client", [
+      `web=$(nslookup web.${ns}.svc.cluster.local | awk '/^Address: /{print $2}')`,
+      "api=$(nslookup kubernetes.default.svc.cluster.local | awk '/^Address: /{print $2}')",
+      'printf "%s|%s|%s" "$web" "$api" "$(wget -qO- "http://$web/" 2>&1)" > /dev/termination-log',
+    ].join("\n"));
+    expect(condition(job, "Complete")).toBe("True");
+    expect((terminated?.message ?? "").split("|")).toEqual([service.spec.clusterIP, kubernetes.spec.clusterIP, "served by web"]);
+  });
+
   it("gives a container exactly the capabilities of its security context, as runc does", async () => {
     const ns = await createNamespace("caps");
     const capEff = "grep '^CapEff' /proc/self/status | cut -f2 > /dev/termination-log";
