@@ -1,4 +1,4 @@
-// `npm run bench [-- [--json] [group…]]`: Walle's measured targets (DESIGN.md §7).
+// `npm run bench [-- [--json] [group…]]`: Walle's measured targets (docs/architecture.md, Targets).
 //
 // Each group is a module whose function measures and returns figures. Figure names are stable, so results can
 // be compared over time. Text output is one line per figure (name, value, unit, target, ok); with --json, one
@@ -12,7 +12,7 @@ export interface Figure {
   name: string;
   value: number;
   unit: string;
-  /** The most the value may be (every target of DESIGN.md §7 is an upper bound); null for a figure only reported. */
+  /** The most the value may be (every target of docs/architecture.md, Targets is an upper bound); null for a figure only reported. */
   target: number | null;
   ok: boolean;
 }

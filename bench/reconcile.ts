@@ -1,4 +1,4 @@
-// Bench group `reconcile`: how quickly and cheaply the reconcile function answers events (DESIGN.md §7), on a
+// Bench group `reconcile`: how quickly and cheaply the reconcile function answers events (docs/architecture.md, Targets), on a
 // local cluster of its own (real kube-apiserver and kube-controller-manager, the local node and CSI driver, a
 // real rest-server), started here and stopped at the end.
 //

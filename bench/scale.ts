@@ -1,4 +1,4 @@
-// Bench group `scale`: one schedule over 200 PVCs in 20 namespaces on a local cluster of its own (DESIGN.md §7),
+// Bench group `scale`: one schedule over 200 PVCs in 20 namespaces on a local cluster of its own (docs/architecture.md, Targets),
 // everything real that runs here: the control plane, the CSI snapshot controllers and the local driver, the real
 // node running every worker as a pod, the reconcile function in-process as its own service account fed by Knative's
 // ApiServerSource adapter, a real rest-server, and the tick as its command runs in its Job (functions/tick/main.ts,
@@ -7,7 +7,7 @@
 //
 // BENCH_SCALE_NAMESPACES (default 20) namespaces each hold BENCH_SCALE_PVCS (default 10) bound PVCs with a small tree
 // (20 files of 4 KiB). One BackupSchedule selects them all (a persistentVolumeClaim plan with a namespace selector)
-// into one shared repository in walle-system, so every worker runs there, each snapshot moved across as DESIGN §3
+// into one shared repository in walle-system, so every worker runs there, each snapshot moved across as docs/architecture.md, Security
 // describes, at most WALLE_MAX_WORKERS_PER_REPOSITORY (default 4) at once.
 //
 // - scale.wall_time_s: from the first tick's start (the schedule is due from its creation) to the moment the

@@ -1,4 +1,4 @@
-// Bench group `tick` (DESIGN.md §7).
+// Bench group `tick` (docs/architecture.md, Targets).
 //
 // - tick.evaluate_10k_schedules_ms / tick.evaluate_10k_schedules_rss_mb: the pure evaluation (lib/core/tick.ts
 //   planTick: parse every schedule, index the inventory, select each due schedule's PVCs, decide) of 10,000

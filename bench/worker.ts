@@ -1,4 +1,4 @@
-// Bench group `worker`: what the worker costs on top of restic (DESIGN.md §7: within 3% of a bare `restic backup`,
+// Bench group `worker`: what the worker costs on top of restic (docs/architecture.md, Targets: within 3% of a bare `restic backup`,
 // and within 5% of a bare `restic restore` of the same snapshot).
 //
 // Each side runs the same restic command over the same generated data (about 1 GiB, mixed file sizes,

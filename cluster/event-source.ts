@@ -4,7 +4,7 @@
 // knative/apiserversource.yaml, so what runs locally cannot drift from what is deployed. It runs as the
 // manifest's service account (walle-apiserversource), with a TokenRequest token, so its RBAC is what it is deployed with.
 //
-// What makes it lossy is the adapter's own (DESIGN §4): nothing for objects that exist when it starts or when a watch
+// What makes it lossy is the adapter's own (docs/architecture.md, Events): nothing for objects that exist when it starts or when a watch
 // is listed again, about 3 s of retries on 404/413/425/429/502/503/504 or a transport error, then the event is dropped.
 //
 // Its health probes bind :8080 on every interface, a port the adapter does not let anyone move

@@ -10,7 +10,7 @@ export const logLevelSchema = z.enum(["fatal", "error", "warn", "info", "debug",
 export type LogLevel = z.infer<typeof logLevelSchema>;
 
 // Field names that hold a secret wherever they appear. Walle never puts a secret into a log call on purpose
-// (DESIGN §3); this is the net for the day something does (an HTTP request's headers, a pod's env, an error
+// (docs/architecture.md, Security); this is the net for the day something does (an HTTP request's headers, a pod's env, an error
 // that carries its request). Names are matched exactly, so both spellings are listed where both occur.
 const secretKeys = [
   "password",

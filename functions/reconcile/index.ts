@@ -1,5 +1,5 @@
 // The reconcile function: what each CloudEvent means, as one handler over the application layer. ApiServerSource
-// events prompt a level-triggered re-read of the Walle object they concern, and so need no credentials (DESIGN §3);
+// events prompt a level-triggered re-read of the Walle object they concern, and so need no credentials (docs/architecture.md, Security);
 // forced backups and restores create one, and a resync drives all in-flight work, each only for a caller that
 // Kubernetes authenticates and RBAC allows what the request does; worker progress updates a run's status.progress.
 import type { CloudEventV1 } from "cloudevents";

@@ -4,7 +4,7 @@ import { GROUP, INSTALL_NAMESPACE, TRUSTED_USERS, VERSION } from "./constants.ts
 import { MANIFEST_LABELS } from "./crd.ts";
 import { celString } from "./rules.ts";
 
-// The tenant guard (DESIGN §3): a namespaced BackupJob or BackupRestore may name a repository Secret only in its
+// The tenant guard (docs/architecture.md, Security): a namespaced BackupJob or BackupRestore may name a repository Secret only in its
 // own namespace, unless one of Walle's own service accounts sends the request. The worker runs in the
 // repository's namespace with the Secret mounted, so a reference to another namespace would let a tenant use
 // (and restore from) someone else's repository. A ValidatingAdmissionPolicy enforces it inside the apiserver,

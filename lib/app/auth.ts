@@ -1,4 +1,4 @@
-// Who may trigger what (DESIGN §3), for every function: a forced backup, restore, resync or tick is accepted only
+// Who may trigger what (docs/architecture.md, Security), for every function: a forced backup, restore, resync or tick is accepted only
 // from a caller Kubernetes authenticates (a TokenReview of its bearer token, for Walle's audience or the API
 // server's own) and its RBAC authorizes for everything the request would do (one SubjectAccessReview per
 // permission, lib/core/access.ts). The static trigger token, when configured, stands for an admin: it is the

@@ -1,7 +1,7 @@
 // The CloudEvents receiver every function mounts: an express 5 app that turns a request into one validated
 // CloudEvent (binary or structured mode, `validate()`, the envelope checked), reads the sender's credentials (the
 // application layer judges them, auth.ts), hands the event to the function's `handle(context, event)`, and turns the outcome into the status code ApiServerSource
-// acts on (DESIGN §4): 2xx handled or ignored, 400 malformed (never retried), 503 when the API server failed
+// acts on (docs/architecture.md, Events): 2xx handled or ignored, 400 malformed (never retried), 503 when the API server failed
 // (retried). It answers the platform's probes, and drains on shutdown.
 import { CloudEvent, HTTP, ValidationError, type CloudEventV1 } from "cloudevents";
 import express, { type ErrorRequestHandler, type NextFunction, type Request, type RequestHandler, type Response } from "express";
@@ -342,7 +342,7 @@ function parseEvent(headers: IncomingHttpHeaders, body: Buffer): CloudEventV1<un
   }
   if (Array.isArray(event)) throw new MalformedEventError("Batch mode is not supported: send one CloudEvent per request");
   try {
-    // toEvent builds the event without validating it (DESIGN, STYLE): extension names, formats, data_base64.
+    // toEvent builds the event without validating it: its extension names, formats and data_base64 are checked here.
     if (event instanceof CloudEvent) event.validate();
   } catch (err) {
     if (err instanceof ValidationError) throw new MalformedEventError(`The request is not a valid CloudEvent: ${err.message}`, validationIssues(err));

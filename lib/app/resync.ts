@@ -1,4 +1,4 @@
-// Resync: ApiServerSource loses events (DESIGN §4), so this lists all in-flight work and drives each item one
+// Resync: ApiServerSource loses events (docs/architecture.md, Events), so this lists all in-flight work and drives each item one
 // step, and deletes what runs left behind once they are gone or settled. The core decides which is which
 // (lib/core/sweep.ts); the executor reads and deletes.
 import { backupJobReconciler } from "../core/backup-job.ts";

@@ -1,4 +1,4 @@
-// Who may trigger what (DESIGN §3): the Kubernetes permissions a forced backup, a forced restore, a resync or a
+// Who may trigger what (docs/architecture.md, Security): the Kubernetes permissions a forced backup, a forced restore, a resync or a
 // tick needs, decided without I/O. Each mirrors what the request would make Walle do, so RBAC, not Walle, says who
 // may do it: a backup of a PVC needs what creating the BackupJob by hand needs, and so on. What RBAC has no verb for
 // (using a shared repository, resyncing everything) is a verb on a resource of Walle's group that no object backs,

@@ -333,7 +333,7 @@ function awaitSnapshot(s: Step): Outcome {
   return startWorker(s);
 }
 
-/** DESIGN §3 step 2: a pre-provisioned content and snapshot in the repository namespace, naming the same storage snapshot. */
+/** docs/architecture.md, Security: moving a snapshot, step 2: a pre-provisioned content and snapshot in the repository namespace, naming the same storage snapshot. */
 function moveSnapshot(s: Step): Outcome {
   const { w, names, workerNs } = s;
   if (w.movedContent === null) {
@@ -350,7 +350,7 @@ function moveSnapshot(s: Step): Outcome {
 }
 
 /**
- * DESIGN §3 step 3: Retain on the original content, then delete the original pair; the storage snapshot survives,
+ * docs/architecture.md, Security: moving a snapshot, step 3: Retain on the original content, then delete the original pair; the storage snapshot survives,
  * owned only by the moved pair, and the tenant namespace keeps nothing of the backup. The content goes before its
  * snapshot: a run cut short between the two leaves the snapshot, which still names nothing and which clean-up
  * deletes by name, rather than a Retain content nobody could find. A content already being deleted is not deleted

@@ -3,7 +3,7 @@
 // The worker runs in the repository's namespace, so the Secret never leaves it:
 //   - repository in the restore's namespace: restore straight into the existing PVC, or into a new PVC there;
 //   - repository elsewhere (the install namespace): restore into a new staging PVC beside the repository, then
-//     hand its volume over (DESIGN §3): Retain on the PV, release it, pre-bind it to the target PVC, wait for
+//     hand its volume over (docs/architecture.md, Security): Retain on the PV, release it, pre-bind it to the target PVC, wait for
 //     Bound, restore the reclaim policy.
 //   NotStarted --target checked or created, worker Job--> WaitingRestore --pod running--> Restoring
 //   --Job complete (and volume handed over)--> Finished | Failed; then the Job and staging PVC are deleted.
@@ -290,7 +290,7 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
     return result();
   }
 
-  /** DESIGN §3, the restore side: move the staging volume to the target namespace without copying it. */
+  /** docs/architecture.md, Security: handing a restored volume over: move the staging volume to the target namespace without copying it. */
   function handOver(res: WorkerResult | undefined): Decision<BackupRestoreStatus> {
     const spec = w.spec.target.newPvc;
     const pv = w.handoverPv;

@@ -108,7 +108,7 @@ export function volumeSnapshot(metadata: Manifest["metadata"], source: { pvc: st
 export const DELETION_SECRET_ANNOTATIONS = ["snapshot.storage.kubernetes.io/deletion-secret-name", "snapshot.storage.kubernetes.io/deletion-secret-namespace"] as const;
 
 /**
- * DESIGN §3 step 2: a pre-provisioned content naming the same storage snapshot by its handle, with what the
+ * docs/architecture.md, Security: moving a snapshot, step 2: a pre-provisioned content naming the same storage snapshot by its handle, with what the
  * original's controllers need to judge and later delete it: the driver, the class, the source volume's mode
  * (which a PVC made from it must match), and the deletion secret a driver with credentials needs.
  */
@@ -172,7 +172,7 @@ export interface WorkerJobInput {
 }
 
 /**
- * The worker Job, hardened as DESIGN §3 says: no service-account token, read-only root filesystem, no privilege
+ * The worker Job, hardened as docs/architecture.md, Security says: no service-account token, read-only root filesystem, no privilege
  * escalation, seccomp RuntimeDefault, every capability dropped but those its mode allows, the repository Secret by
  * reference only (envFrom), the volume read-only for a backup, restic's cache on an emptyDir. Known restic
  * failures (wrong password, no repository, a held lock) fail the Job at once instead of being retried.

@@ -1,4 +1,4 @@
-// Who a worker runs as, decided by an admin and never by a tenant (DESIGN §3, like VolSync's privileged movers).
+// Who a worker runs as, decided by an admin and never by a tenant (docs/architecture.md, Security: workers, like VolSync's privileged movers).
 //
 // - Full fidelity where the worker runs in the install namespace, or in a namespace an admin annotated with
 //   `ros.io/privileged-workers: "true"`: root, but with every capability dropped except the few its command needs.

@@ -1,4 +1,4 @@
-// What a resync drives and what it sweeps, decided from lists alone. ApiServerSource loses events (DESIGN §4), so
+// What a resync drives and what it sweeps, decided from lists alone. ApiServerSource loses events (docs/architecture.md, Events), so
 // all in-flight work is driven one step; and a child of a BackupJob or BackupRestore that no longer exists, or
 // has settled (ended and cleaned up), is one a stale instance made after the clean-up, and goes too.
 import { BackupSetState } from "../api/backup-set.ts";

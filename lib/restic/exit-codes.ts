@@ -1,4 +1,4 @@
-// restic's exit codes and what each means to a user (restic 0.17 and later; see DESIGN.md §5).
+// restic's exit codes and what each means to a user (restic 0.17 and later; see docs/architecture.md, restic).
 // restic 0.14, as shipped in Debian bookworm, knows only 0, 1 and 3: its "no repository", "locked" and "wrong
 // password" all exit 1, which is why outcome.ts also reads restic's messages.
 

@@ -1,4 +1,4 @@
-// restic's `--json` messages, parsed at the boundary with zod (DESIGN.md §5).
+// restic's `--json` messages, parsed at the boundary with zod (docs/architecture.md, restic).
 //
 // Every line is either a JSON object with a `message_type` or plain text (restic still writes some warnings, the
 // backend's retry notices and all of restic 0.14's errors as text). A line that claims a known type but does not

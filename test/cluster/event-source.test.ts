@@ -1,5 +1,5 @@
 // Knative's own ApiServerSource adapter, as the local cluster runs it from the real manifest and as the manifest's
-// service account: what it sends (DESIGN §4) for the resources knative/apiserversource.yaml names, and nothing else.
+// service account: what it sends (docs/architecture.md, Events) for the resources knative/apiserversource.yaml names, and nothing else.
 import type { CloudEventV1 } from "cloudevents";
 import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import http, { type IncomingHttpHeaders } from "node:http";

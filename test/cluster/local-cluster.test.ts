@@ -196,7 +196,7 @@ describe("the local cluster", () => {
     const handle = origContent.status?.snapshotHandle ?? "";
     expect(handle).toBeTruthy();
 
-    // DESIGN §3: a new content in the other namespace names the same storage snapshot by its handle.
+    // docs/architecture.md, Security: a new content in the other namespace names the same storage snapshot by its handle.
     await admin().create(`${SNAP}/volumesnapshotcontents`, {
       apiVersion: "snapshot.storage.k8s.io/v1",
       kind: "VolumeSnapshotContent",

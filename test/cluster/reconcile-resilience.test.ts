@@ -1,4 +1,4 @@
-// The reconcile function under the conditions DESIGN §4 says it lives in: ApiServerSource events that come
+// The reconcile function under the conditions docs/architecture.md, Events says it lives in: ApiServerSource events that come
 // duplicated, out of order or not at all; requests that are not CloudEvents at all; and a function that is
 // killed between any two of its writes and started again. Each test watches what a user would see: the
 // BackupJob's phase, the children made for it (counted by UID, from a watch started before they existed), the
@@ -294,7 +294,7 @@ describe("an event storm", () => {
     expect(resyncs.answers.length, context).toBeGreaterThan(0);
     // Duplicates, reordering and concurrency are the function's normal weather: every copy was handled, or was
     // answered 503 (a copy whose decision lost the race to write status to a concurrent one, or an API server
-    // that failed for a moment) so that ApiServerSource would send it again (DESIGN §4).
+    // that failed for a moment) so that ApiServerSource would send it again (docs/architecture.md, Events).
     const handledOrRetried = (s: number) => (s >= 200 && s < 300) || s === 503;
     expect(proxy.answers.filter((s) => !handledOrRetried(s)), context).toEqual([]);
     expect(resyncs.answers.filter((s) => !handledOrRetried(s)), context).toEqual([]);

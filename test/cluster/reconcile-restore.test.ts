@@ -1,5 +1,5 @@
 // BackupRestores driven to the end: into a new PVC, into an existing one (refused while a pod uses it), and from
-// the install namespace's shared repository into a tenant's namespace by handing the volume over (DESIGN §3).
+// the install namespace's shared repository into a tenant's namespace by handing the volume over (docs/architecture.md, Security).
 import { chmod, mkdir, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

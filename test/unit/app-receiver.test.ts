@@ -1,5 +1,5 @@
 // The reconcile function's HTTP shell against a recording fake of its handler: which requests reach the handler,
-// and which status each outcome becomes (DESIGN §4). No cluster: the handler is ours, not Kubernetes.
+// and which status each outcome becomes (docs/architecture.md, Events). No cluster: the handler is ours, not Kubernetes.
 import type { CloudEventV1 } from "cloudevents";
 import http from "node:http";
 import type { Logger } from "pino";

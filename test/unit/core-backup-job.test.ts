@@ -211,7 +211,7 @@ describe("decideBackupJob", () => {
     expect(late.status.conditions?.find((c) => c.type === "BackupState")?.message).toMatch(/^Stuck in CreatingSnapshot/);
   });
 
-  it("moves the snapshot into the repository namespace when the repository lives elsewhere (DESIGN §3)", () => {
+  it("moves the snapshot into the repository namespace when the repository lives elsewhere (docs/architecture.md, Security)", () => {
     const content: VolumeSnapshotContent = { metadata: { name: "snapcontent-1" }, spec: { driver: "csi.example.com", deletionPolicy: "Delete", volumeSnapshotClassName: "snaps", source: { volumeHandle: "vol-1" } }, status: { snapshotHandle: "snap-handle-1", readyToUse: true } };
     const base = { pvc, sourceSnapshot: readySnapshot("app", names.sourceSnapshot), sourceContent: content };
     const step1 = decideBackupJob(world({ phase: "CreatingSnapshot", startTime: "2026-11-26T09:59:30Z" }, { ...base, movedContent: null, movedSnapshot: null }, "walle-system"), config, now);
