@@ -35,11 +35,11 @@ import { randomUUID } from "node:crypto";
 import { EventMode, guessPlural } from "../cluster/event-source.ts";
 import { boundVolumeDir } from "../cluster/csi.ts";
 import { bundleFunction, fillCompileCache, nodeFlags } from "../scripts/bundle.ts";
-import { applyObjects, readManifestFiles, serviceAccountToken, startCluster, STATE_ROOT, type Cluster } from "../cluster/index.ts";
+import { serviceAccountToken, startCluster, STATE_ROOT, type Cluster } from "../cluster/index.ts";
 import { freePort } from "../cluster/processes.ts";
 import { startRestServer } from "../cluster/rest-server.ts";
-import { LOCAL_CLUSTER_NAME, LOCAL_WORKER_IMAGE, runWalle } from "../cluster/run-walle.ts";
-import { repoRoot, resolveResticBinaries } from "../cluster/toolchain.ts";
+import { installWalle, LOCAL_CLUSTER_NAME, LOCAL_WORKER_IMAGE, runWalle } from "../cluster/run-walle.ts";
+import { resolveResticBinaries } from "../cluster/toolchain.ts";
 import { INSTALL_NAMESPACE, ServiceAccount } from "../lib/api/constants.ts";
 import type { ChangeType, KubeObject } from "../lib/k8s/informer.ts";
 import type { RestClient } from "../lib/k8s/rest.ts";
@@ -89,10 +89,12 @@ export async function reconcile(): Promise<Figure[]> {
 
 // ---- The cluster
 
-/** Walle's install namespace and RBAC, as an install applies them, and a namespace with a PVC and a repository. */
+/**
+ * Walle's install manifests as the tests apply them (its namespace, every function's service account and RBAC, the
+ * ApiServerSource's among them, and the admission bounds), and a namespace with a PVC and a repository.
+ */
 async function install(cluster: Cluster, repository: string): Promise<void> {
-  await applyObjects(cluster.api, [{ apiVersion: "v1", kind: "Namespace", metadata: { name: INSTALL_NAMESPACE } }]);
-  await applyObjects(cluster.api, await readManifestFiles([path.join(repoRoot, "knative", "reconcile-rbac.yaml")]));
+  await installWalle(cluster.api);
   await cluster.api.create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: NS } });
   await cluster.api.create(`/api/v1/namespaces/${NS}/secrets`, {
     apiVersion: "v1",
