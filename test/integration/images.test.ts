@@ -1,5 +1,5 @@
-// Walle's images are what the README and the Dockerfile say: each image's config, its file tree, each function
-// starting from its own image under runc, and the same digest from a second build.
+// Walle's images are what docs/development.md (Images) and the Dockerfile say: each image's config, its file tree,
+// each function starting from its own image under runc, and the same digest from a second build.
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { lstat, mkdir, readFile, readlink, rm, stat, writeFile } from "node:fs/promises";
