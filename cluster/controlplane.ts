@@ -145,6 +145,9 @@ export async function startControlPlane(bins: ControlPlaneBinaries, stateDir: st
       "--bind-address=127.0.0.1",
       `--advertise-address=${advertiseAddress}`,
       "--service-cluster-ip-range=10.0.0.0/24",
+      // Admission webhooks behind a Service (Knative Serving's) are reached at an endpoint's pod address, which the
+      // host routes to the node; kube-proxy's Service addresses exist only inside the node's namespace.
+      "--enable-aggregator-routing=true",
       // The Node authorizer and NodeRestriction bound the real node's kubelet to its own Node and pods.
       "--authorization-mode=Node,RBAC",
       "--enable-admission-plugins=NodeRestriction",

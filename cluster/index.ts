@@ -1,19 +1,19 @@
 // The local cluster as one handle: the real control plane, the upstream CRDs, the CSI driver (the node agent), the
 // real node, and credentials for any user or service account. Tests and `npm start` both start it through here.
-import { chmod, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { parseAllDocuments } from "yaml";
-import type { KubeObject } from "../lib/k8s/informer.ts";
 import { RestClient } from "../lib/k8s/rest.ts";
 import { credentialsFromKubeconfig } from "./kubeconfig.ts";
+import { applyObjects, installCrds, parseManifests, readManifestFiles } from "./manifests.ts";
 import { startControlPlane, type ControlPlane } from "./controlplane.ts";
 import { localImages } from "./images.ts";
-import { allocateNodeNetwork, startRealNode, type RealNode } from "./node.ts";
+import { installServing } from "./knative-serving.ts";
+import { allocateNodeNetwork, nodeRegistry, startRealNode, type RealNode } from "./node.ts";
 import { startNodeAgent, type NodeAgent } from "./node-agent.ts";
 import { issueClient, pkiAt, writeKubeconfig } from "./pki.ts";
 import { startKeda } from "./keda.ts";
 import { startStorageControllers, type StorageControllers } from "./storage.ts";
-import { sleep, type Managed } from "./processes.ts";
+import type { Managed } from "./processes.ts";
 import { repoRoot, resolveClusterBinaries, resolveBinary, upstreamCrdFiles } from "./toolchain.ts";
 
 export type Log = (msg: string, extra?: Record<string, unknown>) => void;
@@ -41,57 +41,7 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-/** Parses a multi-document YAML file (or text) into objects, skipping empty documents. */
-export function parseManifests(text: string): KubeObject[] {
-  return parseAllDocuments(text)
-    .map((d) => d.toJSON() as KubeObject | null)
-    .filter((o): o is KubeObject => o !== null && typeof o === "object" && "kind" in o);
-}
-
-interface CrdStatus {
-  spec?: { group?: string; names?: { plural?: string }; versions?: { name: string; served?: boolean }[] };
-  status?: { conditions?: { type: string; status: string }[] };
-}
-
-/**
- * Installs CRDs by server-side apply and waits until each is Established. Multi-version CRDs that convert
- * through a webhook (Knative's PingSource) get strategy None here, because no Knative webhook runs locally.
- */
-export async function installCrds(api: RestClient, crds: readonly KubeObject[]): Promise<void> {
-  for (const crd of crds) {
-    const spec = (crd as { spec?: { conversion?: { strategy?: string } } }).spec;
-    if (spec?.conversion?.strategy === "Webhook") spec.conversion = { strategy: "None" };
-    await api.patch(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}`, crd, "apply", {
-      fieldManager: "walle-local",
-      force: true,
-    });
-  }
-  for (const crd of crds) {
-    let got: CrdStatus;
-    for (let i = 0; ; i++) {
-      got = await api.get<CrdStatus>(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}`);
-      if (got.status?.conditions?.some((c) => c.type === "Established" && c.status === "True")) break;
-      if (i > 300) throw new Error(`CRD ${crd.metadata.name} was not Established within 30 s`);
-      await sleep(100);
-    }
-    // Established is not yet usable: until its watch cache has initialised, the API server answers 429 "storage is
-    // (re)initializing", and a watch opened meanwhile can miss what happens next. Wait for a list to succeed.
-    const version = got.spec?.versions?.find((v) => v.served !== false)?.name;
-    const path = `/apis/${got.spec?.group}/${version}/${got.spec?.names?.plural}`;
-    for (let i = 0; ; i++) {
-      const ok = await api.get(path, { limit: 1 }).then(() => true, () => false);
-      if (ok) break;
-      if (i > 300) throw new Error(`${path} was not served within 30 s of its CRD being Established`);
-      await sleep(100);
-    }
-  }
-}
-
-export async function readManifestFiles(files: readonly string[]): Promise<KubeObject[]> {
-  const out: KubeObject[] = [];
-  for (const f of files) out.push(...parseManifests(await readFile(f, "utf8")));
-  return out;
-}
+export { applyObjects, installCrds, parseManifests, readManifestFiles };
 
 /** Walle's own manifests from crds/ (the generated CRDs and the admission policy), if present. */
 export async function walleCrdFiles(): Promise<string[]> {
@@ -100,33 +50,13 @@ export async function walleCrdFiles(): Promise<string[]> {
   return names.filter((n) => n.endsWith(".yaml") && n !== "kustomization.yaml").sort().map((n) => path.join(dir, n));
 }
 
-/** Creates or updates any objects by server-side apply, as `kubectl apply --server-side` does. */
-export async function applyObjects(api: RestClient, objects: readonly KubeObject[], opts: { dryRun?: boolean } = {}): Promise<void> {
-  const discovery = new Map<string, { name: string; kind: string; namespaced: boolean }[]>();
-  for (const obj of objects) {
-    const apiVersion = obj.apiVersion ?? "v1";
-    const base = apiVersion.includes("/") ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
-    let resources = discovery.get(base);
-    if (!resources) {
-      resources = (await api.get<{ resources: { name: string; kind: string; namespaced: boolean }[] }>(base)).resources;
-      discovery.set(base, resources);
-    }
-    const res = resources.find((r) => r.kind === obj.kind && !r.name.includes("/"));
-    if (!res) throw new Error(`${apiVersion} ${obj.kind} is not served`);
-    const ns = res.namespaced ? `/namespaces/${obj.metadata.namespace ?? "default"}` : "";
-    await api.patch(`${base}${ns}/${res.name}/${obj.metadata.name}`, obj, "apply", {
-      fieldManager: "walle-local",
-      force: true,
-      ...(opts.dryRun ? { dryRun: "All", fieldValidation: "Strict" } : {}),
-    });
-  }
-}
-
 export interface StartOptions {
   readonly stateDir: string;
   readonly log?: Log;
   /** Install Walle's own CRDs from crds/ too (default true). */
   readonly walleCrds?: boolean;
+  /** Install Knative Serving too, on the real node (cluster/knative-serving.ts). */
+  readonly knativeServing?: boolean;
 }
 
 export async function startCluster(opts: StartOptions): Promise<Cluster> {
@@ -175,6 +105,11 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
       images: await localImages((l) => log(l)),
       log,
     });
+    if (opts.knativeServing) {
+      const at = Date.now();
+      await installServing({ api, registry: nodeRegistry(node.network), log: (l) => log(l) });
+      log("Knative Serving is ready.", { ms: Date.now() - at });
+    }
     log("Local cluster is ready.", { ms: Date.now() - started });
   } catch (err) {
     await node?.stop();

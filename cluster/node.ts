@@ -258,9 +258,12 @@ export function registryNames(version: string): readonly (readonly [ImageName, s
   ];
 }
 
-/** containerd's registry hosts: docker.io and ghcr.io resolved at the local registry (plain HTTP, on the link). */
+/**
+ * containerd's registry hosts: docker.io, ghcr.io and gcr.io (where Knative publishes its images) resolved at the
+ * local registry (plain HTTP, on the link).
+ */
 async function registryHosts(dir: string, registry: string): Promise<void> {
-  for (const [host, server] of [["docker.io", "https://registry-1.docker.io"], ["ghcr.io", "https://ghcr.io"]] as const) {
+  for (const [host, server] of [["docker.io", "https://registry-1.docker.io"], ["ghcr.io", "https://ghcr.io"], ["gcr.io", "https://gcr.io"]] as const) {
     await mkdir(path.join(dir, host), { recursive: true });
     await writeFile(path.join(dir, host, "hosts.toml"), `server = "${server}"\n\n[host."http://${registry}"]\n  capabilities = ["pull", "resolve"]\n`);
   }
@@ -269,11 +272,16 @@ async function registryHosts(dir: string, registry: string): Promise<void> {
 /** Pushes every image under each of its names to the registry, as `skopeo copy` pushes to any registry. */
 async function pushImages(registry: string, images: Readonly<Record<ImageName, BuiltImage>>): Promise<void> {
   const version = Object.values(images)[0]?.tag ?? "latest";
-  for (const [name, reference] of registryNames(version)) {
-    const image = images[name];
-    const pathAndTag = reference.replace(/^[^/]+\//, "");
-    await sh("skopeo", ["copy", "--quiet", "--dest-tls-verify=false", `oci:${image.layout}:${image.tag}`, `docker://${registry}/${pathAndTag}`]);
-  }
+  for (const [name, reference] of registryNames(version)) await pushImage(registry, images[name], reference);
+}
+
+/** The node's registry, where it pulls every image from (the host end of its link). */
+export const nodeRegistry = (n: NodeNetwork): string => `${n.hostIp}:5000`;
+
+/** Pushes one image to the node's registry as `reference` (`ghcr.io/…`, `gcr.io/…`: the registry mirrors those hosts). */
+export async function pushImage(registry: string, image: BuiltImage, reference: string): Promise<void> {
+  const pathAndTag = reference.replace(/^[^/]+\//, "");
+  await sh("skopeo", ["copy", "--quiet", "--dest-tls-verify=false", `oci:${image.layout}:${image.tag}`, `docker://${registry}/${pathAndTag}`]);
 }
 
 /** Stops every pod sandbox's containers and unmounts what the node mounted, so the state directory can go. */
@@ -330,7 +338,7 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
     forwarder = await forward(n.hostIp, o.apiPort);
 
     // The registry, on the host end of the link: only the node and the host reach it.
-    const registry = `${n.hostIp}:5000`;
+    const registry = nodeRegistry(n);
     await writeFile(
       path.join(dir, "registry.yaml"),
       stringify({ version: 0.1, log: { level: "warn", accesslog: { disabled: true } }, storage: { filesystem: { rootdirectory: path.join(dir, "registry") } }, http: { addr: registry } }),

@@ -105,6 +105,21 @@ const modules = {
     // Upstream ships it static, on distroless/static.
     env: { CGO_ENABLED: "0" },
   },
+  // Knative Serving's control plane and queue-proxy (cluster/knative-serving.ts), at the release of the Eventing
+  // adapter above, as ko builds them for upstream's release (static, CGO off).
+  serving: {
+    dir: "serving",
+    versionOf: "knative.dev/serving",
+    packages: {
+      "knative-controller": "knative.dev/serving/cmd/controller",
+      "knative-webhook": "knative.dev/serving/cmd/webhook",
+      "knative-autoscaler": "knative.dev/serving/cmd/autoscaler",
+      "knative-activator": "knative.dev/serving/cmd/activator",
+      "knative-queue": "knative.dev/serving/cmd/queue",
+    },
+    ldflags: () => "-s -w",
+    env: { CGO_ENABLED: "0" },
+  },
   // The CSI sidecars, as csi-hostpath deploys them beside its driver. Each is built as its Makefile builds it
   // (release-tools: CGO_ENABLED=0, the version in main.version).
   snapshotter: {
@@ -167,6 +182,11 @@ export type BinaryName =
   | "csi-provisioner"
   | "csi-sanity"
   | "coredns"
+  | "knative-controller"
+  | "knative-webhook"
+  | "knative-autoscaler"
+  | "knative-activator"
+  | "knative-queue"
   | "helm";
 
 function moduleOf(name: BinaryName): ToolModule {
@@ -175,11 +195,16 @@ function moduleOf(name: BinaryName): ToolModule {
 }
 
 /** The version a tools module pins for its main module, read from its go.mod. */
-export async function pinnedVersion(mod: ToolModule): Promise<string> {
-  const gomod = await readFile(path.join(toolchainDir, mod.dir, "go.mod"), "utf8");
-  const re = new RegExp(`^\\s*(?:require\\s+)?${mod.versionOf.replace(/[./]/g, "\\$&")}\\s+(v\\S+)`, "m");
+export function pinnedVersion(mod: ToolModule): Promise<string> {
+  return requiredVersion(mod.dir, mod.versionOf);
+}
+
+/** The version of `module` that toolchain/<dir>/go.mod requires (a dependency's too, such as Serving's networking). */
+export async function requiredVersion(dir: string, module: string): Promise<string> {
+  const gomod = await readFile(path.join(toolchainDir, dir, "go.mod"), "utf8");
+  const re = new RegExp(`^\\s*(?:require\\s+)?${module.replace(/[./]/g, "\\$&")}\\s+(v\\S+)`, "m");
   const found = re.exec(gomod);
-  if (!found?.[1]) throw new Error(`toolchain/${mod.dir}/go.mod does not require ${mod.versionOf}`);
+  if (!found?.[1]) throw new Error(`toolchain/${dir}/go.mod does not require ${module}`);
   return found[1];
 }
 
@@ -333,15 +358,20 @@ export const upstreamCrds = [
 ] as const;
 
 /** Files of one upstream Go module at one version, cached under `kind.dir` so neither Go nor the network is needed again. */
-interface UpstreamFiles {
+export interface UpstreamFiles {
   readonly module: string;
   readonly version: string;
   readonly files: readonly string[];
 }
 
-async function upstreamFiles(src: UpstreamFiles, kind: { dir: string; what: string }, log: (line: string) => void): Promise<string[]> {
+/**
+ * The files, cached by their base names (`kind.paths`: by their paths in the module, for a release config whose
+ * directories repeat names).
+ */
+export async function upstreamFiles(src: UpstreamFiles, kind: { dir: string; what: string; paths?: boolean }, log: (line: string) => void): Promise<string[]> {
   const dir = path.join(cacheDir(), kind.dir, `${src.module.replace(/\//g, "_")}@${src.version}`);
-  const missing = src.files.filter((f) => !existsSync(path.join(dir, path.basename(f))));
+  const cached = (f: string) => path.join(dir, kind.paths ? f : path.basename(f));
+  const missing = src.files.filter((f) => !existsSync(cached(f)));
   if (missing.length > 0) {
     if (!(await goAvailable())) {
       throw new ToolchainError(`The ${kind.what} of ${src.module}@${src.version} are not cached in ${dir} and there is no Go to download them.`);
@@ -357,10 +387,12 @@ async function upstreamFiles(src: UpstreamFiles, kind: { dir: string; what: stri
     });
     const info = JSON.parse(stdout) as { Dir?: string; Error?: string };
     if (!info.Dir) throw new ToolchainError(`go mod download ${src.module}@${src.version}: ${info.Error ?? "no Dir"}`);
-    await mkdir(dir, { recursive: true });
-    for (const f of src.files) await copyFile(path.join(info.Dir, f), path.join(dir, path.basename(f)));
+    for (const f of src.files) {
+      await mkdir(path.dirname(cached(f)), { recursive: true });
+      await copyFile(path.join(info.Dir, f), cached(f));
+    }
   }
-  return src.files.map((f) => path.join(dir, path.basename(f)));
+  return src.files.map(cached);
 }
 
 export async function upstreamCrdFiles(log: (line: string) => void = () => {}): Promise<string[]> {

@@ -417,6 +417,46 @@ async function build<N extends string>(specs: Readonly<Record<N, ImageSpec>>, op
   return built;
 }
 
+/**
+ * An image of one static Go binary of the local cluster's upstream programs (Knative Serving's, say), laid out as
+ * ko lays out the images upstream publishes: the binary at /ko-app/<name> as the entrypoint, KO_DATA_PATH, and a
+ * numeric non-root user (upstream's Deployments ask for runAsNonRoot). One layer, reproducible; kept while the
+ * binary and this recipe are unchanged.
+ */
+export async function buildBinaryImage(opts: { readonly dir: string; readonly name: string; readonly binary: string; readonly tag: string; readonly log?: (line: string) => void }): Promise<BuiltImage> {
+  const layout = path.join(opts.dir, opts.name);
+  const keyFile = path.join(opts.dir, `.${opts.name}.inputs`);
+  const key = createHash("sha256").update(JSON.stringify({ name: opts.name, tag: opts.tag, epoch: SOURCE_DATE_EPOCH })).update(await readFile(new URL(import.meta.url))).update(await sha256File(opts.binary)).digest("hex");
+  const index = path.join(layout, "index.json");
+  if (existsSync(index) && existsSync(keyFile) && (await readFile(keyFile, "utf8")) === key) {
+    const manifests = (JSON.parse(await readFile(index, "utf8")) as { manifests: { digest: string }[] }).manifests;
+    return { layout, tag: opts.tag, digest: manifests[0]?.digest ?? "" };
+  }
+  opts.log?.(`Building image ${opts.name}:${opts.tag}.`);
+  await mkdir(opts.dir, { recursive: true });
+  const scratch = await mkdtemp(path.join(opts.dir, `.build-${opts.name}-`));
+  try {
+    const tree = path.join(scratch, "tree");
+    await writeFileMode(path.join(tree, "etc/passwd"), `root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:${NONROOT}:${NONROOT}:nonroot:/home/nonroot:/sbin/nologin\n`, 0o644);
+    await writeFileMode(path.join(tree, "etc/group"), `root:x:0:\nnonroot:x:${NONROOT}:\n`, 0o644);
+    await mkdirMode(path.join(tree, "tmp"), 0o1777);
+    await mkdirMode(path.join(tree, "var/run/ko"), 0o755);
+    await mkdirMode(path.join(tree, "ko-app"), 0o755);
+    await copyFile(opts.binary, path.join(tree, "ko-app", opts.name));
+    await chmod(path.join(tree, "ko-app", opts.name), 0o755);
+    await tarTree(tree, path.join(scratch, "layer.tar"));
+    const config = { User: USER, Entrypoint: [`/ko-app/${opts.name}`], Env: [PATH_ENV, "KO_DATA_PATH=/var/run/ko"] };
+    const tmpLayout = path.join(scratch, "layout");
+    const digest = await assemble(tmpLayout, opts.tag, [{ file: path.join(scratch, "layer.tar"), by: `walle: ${opts.name}, a static Go binary, as ko lays it out` }], config);
+    await rm(layout, { recursive: true, force: true });
+    await rename(tmpLayout, layout);
+    await writeFile(keyFile, key);
+    return { layout, tag: opts.tag, digest };
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
 export async function packageVersion(): Promise<string> {
   return (JSON.parse(await readFile(path.join(repoRoot, "package.json"), "utf8")) as { version: string }).version;
 }
