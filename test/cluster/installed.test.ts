@@ -1,0 +1,199 @@
+// Knative Serving on the local cluster (cluster/knative-serving.ts), and Walle on it as the README installs it, on a
+// cluster of their own. Serving's controller, webhook, autoscaler and activator run as pods on the real node from the
+// images built here, and a Knative Service's revision scales to zero and back through the activator. Then Walle:
+// `kubectl apply -k .`, the shipped manifests and nothing else, and every function a pod from its image. The
+// reconcile function is the shipped Knative Service's revision, at zero pods until a request comes; the tick is KEDA's
+// Job of the shipped ScaledJob. What this cluster does not have yet is said where it matters: no KIngress, so a
+// request goes to the revision's own address (`<revision>.walle-system.svc.cluster.local`, through the activator)
+// instead of the Service's; and no Knative Eventing controller, so the shipped ApiServerSource sends nothing and
+// resyncs (an admin's trigger, as the README gives it) move the BackupJob on.
+import { execFile } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import path from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startCluster, STATE_ROOT, type Cluster } from "../../cluster/index.ts";
+import { SERVING_DEPLOYMENTS, SERVING_NAMESPACE, servingImage } from "../../cluster/knative-serving.ts";
+import { startRestServer, type RestServer } from "../../cluster/rest-server.ts";
+import { repoRoot, requiredVersion, resolveResticBinaries } from "../../cluster/toolchain.ts";
+import { Informer } from "../../lib/k8s/informer.ts";
+import { listSnapshots } from "../integration/worker-harness.ts";
+import { waitFor } from "../support/kube.ts";
+import { runOnce } from "../support/pods.ts";
+
+const run = promisify(execFile);
+const NS = "walle-system";
+const REVISION = "walle-reconcile-00001";
+const PASSWORD = "installed-walle";
+
+let cluster: Cluster | undefined;
+let stateDir: string | undefined;
+let rest: RestServer | undefined;
+const api = () => cluster!.api;
+
+interface Seen {
+  metadata: { name: string; namespace?: string };
+  status?: { phase?: string; snapshotId?: string; conditions?: { type: string; status: string; reason?: string }[] };
+}
+interface Conditioned {
+  status?: { conditions?: { type: string; status: string; reason?: string }[] };
+}
+const condition = (o: Conditioned, type: string) => o.status?.conditions?.find((c) => c.type === type);
+const revisionPods = () => api().get<{ items: Seen[] }>(`/api/v1/namespaces/${NS}/pods`, { labelSelector: `serving.knative.dev/revision=${REVISION}` });
+const atZero = (what: string) => waitFor(async () => (await revisionPods()).items.length === 0, `the reconcile revision at zero pods ${what}`, 240_000);
+
+interface PodSeen {
+  metadata: { name: string; namespace: string; labels?: Record<string, string>; creationTimestamp?: string };
+  spec: { nodeName?: string; containers: { name: string; image: string }[] };
+  status?: { phase?: string; conditions?: { type: string; status: string }[] };
+}
+
+/** A token of a new service account of `ns`, for Walle's audience, with `role` bound (in `ns`, or cluster-wide). */
+async function caller(ns: string, name: string, role: { kind: "Role" | "ClusterRole"; name: string; clusterWide?: boolean }): Promise<string> {
+  await api().create(`/api/v1/namespaces/${ns}/serviceaccounts`, { apiVersion: "v1", kind: "ServiceAccount", metadata: { name } });
+  const binding = { metadata: { name: `${ns}-${name}` }, roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: role.kind, name: role.name }, subjects: [{ kind: "ServiceAccount", name, namespace: ns }] };
+  if (role.clusterWide) await api().create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRoleBinding", ...binding });
+  else await api().create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`, { apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", ...binding });
+  const tr = await api().create<{ status: { token: string } }>(`/api/v1/namespaces/${ns}/serviceaccounts/${name}/token`, { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { audiences: ["walle"], expirationSeconds: 3600 } });
+  return tr.status.token;
+}
+
+/** A CloudEvent POSTed by busybox's wget, as the README's curl sends it; `$TOKEN` is the caller's. */
+const post = (type: string, id: string, data: string) =>
+  `wget -q -O- --header "Authorization: Bearer $TOKEN" --header "Content-Type: application/json" --header "ce-specversion: 1.0" --header "ce-id: ${id}" --header "ce-source: /ops/alice" --header "ce-type: ${type}" --post-data '${data}' http://${REVISION}.${NS}.svc.cluster.local/`;
+
+beforeAll(async () => {
+  stateDir = await mkdtemp(path.join(STATE_ROOT, "walle-test-installed-"));
+  cluster = await startCluster({ stateDir, walleCrds: false, knativeServing: true });
+  const bins = await resolveResticBinaries();
+  rest = await startRestServer({ binary: bins.restServer, dataDir: path.join(stateDir, "repository"), users: { shop: PASSWORD }, host: cluster.node.network.hostIp });
+}, 900_000);
+
+afterAll(async () => {
+  await rest?.stop();
+  await cluster?.stop();
+  if (stateDir && !process.env.WALLE_KEEP_TEST_CLUSTER) await rm(stateDir, { recursive: true, force: true });
+}, 120_000);
+
+describe("Knative Serving on the local cluster", () => {
+  it("runs its controller, webhook, autoscaler and activator as pods on the real node, from the images built here", async () => {
+    const version = await requiredVersion("serving", "knative.dev/serving");
+    const pods = await api().get<{ items: PodSeen[] }>(`/api/v1/namespaces/${SERVING_NAMESPACE}/pods`);
+    const seen = pods.items.map((p) => ({ app: p.metadata.labels?.app, node: p.spec.nodeName, images: p.spec.containers.map((c) => c.image), ready: condition(p, "Ready")?.status }));
+    expect(seen.sort((a, b) => String(a.app).localeCompare(String(b.app)))).toEqual(
+      [...SERVING_DEPLOYMENTS].sort().map((app) => ({ app, node: "walle-node", images: [servingImage(app, version)], ready: "True" })),
+    );
+  });
+
+  it("scales a Knative Service's revision to zero, and from zero through the activator when a pod asks for it", async () => {
+    const version = await requiredVersion("serving", "knative.dev/serving");
+    const ns = "serving-demo";
+    await api().create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
+    await api().create(`/apis/serving.knative.dev/v1/namespaces/${ns}/services`, {
+      apiVersion: "serving.knative.dev/v1", kind: "Service", metadata: { name: "hello" },
+      spec: {
+        template: {
+          metadata: { annotations: { "autoscaling.knative.dev/window": "6s" } },
+          // httpd as a child of a shell that ends it on SIGTERM: as PID 1 it would ignore the signal, and its pod would
+          // take the revision's whole grace period to go.
+          spec: { containers: [{ image: "docker.io/library/busybox:1.36", command: ["/bin/sh", "-c", 'mkdir -p /tmp/www && echo "hello from $K_REVISION" > /tmp/www/index.html && httpd -f -p "$PORT" -h /tmp/www & trap "kill $!; exit 0" TERM; wait'] }] },
+        },
+      },
+    });
+    const revision = "hello-00001";
+    const ready = await waitFor(async () => {
+      const r = await api().get<Conditioned>(`/apis/serving.knative.dev/v1/namespaces/${ns}/revisions/${revision}`);
+      return condition(r, "Ready")?.status === "True" ? r : undefined;
+    }, `revision ${revision} Ready`, 120_000);
+    expect(condition(ready, "Ready")?.status).toBe("True");
+    // Its first pod goes once the autoscaler sees no traffic: zero pods of the revision.
+    const podsOf = `/api/v1/namespaces/${ns}/pods`;
+    const selector = { labelSelector: `serving.knative.dev/revision=${revision}` };
+    await waitFor(async () => (await api().get<{ items: PodSeen[] }>(podsOf, selector)).items.length === 0, `revision ${revision} at zero pods`, 180_000);
+
+    // Every pod of the revision made from here on is seen, with what Serving put in it.
+    const made: PodSeen[] = [];
+    const watch = new Informer<PodSeen & { metadata: { name: string } }>(api(), podsOf, (type, pod) => {
+      if (type === "add") made.push(pod);
+    }, selector);
+    await watch.start();
+    try {
+      const answer = await runOnce(api(), ns, "client", `wget -qO- http://${revision}.${ns}.svc.cluster.local/ > /dev/termination-log 2>&1`);
+      expect(answer).toEqual({ phase: "Succeeded", message: `hello from ${revision}\n` });
+    } finally {
+      watch.stop();
+    }
+    expect(made.length).toBeGreaterThan(0);
+    expect(made[0]?.spec.containers.map((c) => [c.name, c.image])).toEqual([
+      ["user-container", "docker.io/library/busybox:1.36"],
+      ["queue-proxy", servingImage("queue", version)],
+    ]);
+    // With no KIngress implementation, the Route is not ready, as Knative says on any cluster without one.
+    const route = await api().get<Conditioned>(`/apis/serving.knative.dev/v1/namespaces/${ns}/routes/hello`);
+    expect(condition(route, "Ready")).toMatchObject({ status: "Unknown", reason: "IngressNotConfigured" });
+  }, 420_000);
+});
+
+describe("Walle installed by kubectl apply -k . on a cluster with Knative Serving", () => {
+  it("runs the shipped Knative Service as a revision that becomes Ready, then has zero pods", async () => {
+    const { stdout } = await run("kubectl", ["--kubeconfig", cluster!.kubeconfig, "apply", "-k", repoRoot], { maxBuffer: 16 * 1024 * 1024 });
+    expect(stdout).toContain("service.serving.knative.dev/walle-reconcile created");
+    expect(stdout).toContain("scaledjob.keda.sh/walle-tick created");
+    const revision = await waitFor(async () => {
+      const r = await api().get<Seen>(`/apis/serving.knative.dev/v1/namespaces/${NS}/revisions/${REVISION}`);
+      return condition(r, "Ready")?.status === "True" ? r : undefined;
+    }, `revision ${REVISION} Ready`, 180_000);
+    // Ready means its pod answered /readyz: the function started from its image, as its service account.
+    expect(condition(revision, "ContainerHealthy")?.status).toBe("True");
+    await atZero("after its first start");
+  }, 420_000);
+
+  it("takes a forced backup through the activator from zero pods, and resyncs drive it to Finished; then zero pods again", async () => {
+    const ns = "shop";
+    await api().create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
+    await api().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, { apiVersion: "v1", kind: "PersistentVolumeClaim", metadata: { name: "data" }, spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } } });
+    const repository = rest!.repository("shop", PASSWORD, "orders");
+    await api().create(`/api/v1/namespaces/${ns}/secrets`, { apiVersion: "v1", kind: "Secret", metadata: { name: "repo" }, stringData: { RESTIC_REPOSITORY: repository, RESTIC_PASSWORD: PASSWORD, INITIALIZE_REPO: "true" } });
+    // The application's data, written by a pod of its own.
+    await api().create(`/api/v1/namespaces/${ns}/pods`, {
+      apiVersion: "v1", kind: "Pod", metadata: { name: "writer" },
+      spec: { restartPolicy: "Never", volumes: [{ name: "d", persistentVolumeClaim: { claimName: "data" } }], containers: [{ name: "w", image: "docker.io/library/busybox:1.36", command: ["sh", "-c", "echo 'order 1' > /data/orders"], volumeMounts: [{ name: "d", mountPath: "/data" }] }] },
+    });
+    await waitFor(async () => (await api().get<Seen>(`/api/v1/namespaces/${ns}/pods/writer`)).status?.phase === "Succeeded", "the writer pod", 120_000);
+    await api().delete(`/api/v1/namespaces/${ns}/pods/writer`);
+    await atZero("before the request");
+
+    const started: string[] = [];
+    const watch = new Informer<Seen>(api(), `/api/v1/namespaces/${NS}/pods`, (type, pod) => {
+      if (type === "add") started.push(pod.metadata.name);
+    }, { labelSelector: `serving.knative.dev/revision=${REVISION}` });
+    await watch.start();
+    try {
+      const ci = await caller(ns, "ci", { kind: "ClusterRole", name: "walle-edit" });
+      const forced = await runOnce(api(), ns, "force", `${post("io.ros.walle.backup.requested", "force-1", JSON.stringify({ namespace: ns, pvc: "data", repository: { name: "repo", namespace: ns } }))} > /dev/termination-log 2>&1`, { TOKEN: ci });
+      expect(forced.phase, forced.message).toBe("Succeeded");
+      const body = JSON.parse(forced.message ?? "{}") as { backupJob?: { namespace: string; name: string }; created?: boolean };
+      expect(body).toMatchObject({ backupJob: { namespace: ns, name: expect.stringMatching(/^data-forced-[0-9a-f]{10}$/) }, created: true });
+      // The revision came up from zero for it.
+      expect(started.length).toBeGreaterThan(0);
+
+      // No Eventing controller runs here, so no event comes: an admin's resyncs, every 2 s, move the BackupJob on.
+      const ops = await caller(ns, "ops", { kind: "ClusterRole", name: "walle-trigger-admin", clusterWide: true });
+      await api().create(`/api/v1/namespaces/${ns}/pods`, {
+        apiVersion: "v1", kind: "Pod", metadata: { name: "resync" },
+        spec: { restartPolicy: "Never", automountServiceAccountToken: false, containers: [{ name: "c", image: "docker.io/library/busybox:1.36", env: [{ name: "TOKEN", value: ops }], command: ["/bin/sh", "-c", `i=0; while true; do i=$((i+1)); ${post("io.ros.walle.resync", "resync-$i", "")} || true; sleep 2; done`] }] },
+      });
+      const done = await waitFor(async () => {
+        const bj = await api().get<Seen>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/${body.backupJob?.name}`);
+        return bj.status?.phase === "Finished" || bj.status?.phase === "Failed" ? bj : undefined;
+      }, "the forced BackupJob to end", 240_000);
+      await api().delete(`/api/v1/namespaces/${ns}/pods/resync`, { apiVersion: "v1", kind: "DeleteOptions", gracePeriodSeconds: 0 });
+      const snapshots = await listSnapshots({ RESTIC_REPOSITORY: repository, RESTIC_PASSWORD: PASSWORD });
+      expect({ phase: done.status?.phase, snapshotId: done.status?.snapshotId }).toEqual({ phase: "Finished", snapshotId: snapshots[0]?.id });
+      expect(snapshots.map((s) => s.tags?.filter((t) => t.startsWith("pvc=") || t.startsWith("namespace=")).sort())).toEqual([["namespace=shop", "pvc=data"]]);
+    } finally {
+      watch.stop();
+    }
+    await atZero("after the last request");
+  }, 600_000);
+});
