@@ -26,6 +26,7 @@ const groups: Record<string, () => Promise<Group>> = {
   tick: async () => (await import("./tick.ts")).tick,
   worker: async () => (await import("./worker.ts")).worker,
   scale: async () => (await import("./scale.ts")).scale,
+  installed: async () => (await import("./installed.ts")).installed,
 };
 
 function formatText(f: Figure): string {

@@ -7,6 +7,7 @@ import { credentialsFromKubeconfig } from "./kubeconfig.ts";
 import { applyObjects, installCrds, parseManifests, readManifestFiles } from "./manifests.ts";
 import { startControlPlane, type ControlPlane } from "./controlplane.ts";
 import { localImages } from "./images.ts";
+import { startLocalIngress, type LocalIngress } from "./kingress.ts";
 import { installServing } from "./knative-serving.ts";
 import { allocateNodeNetwork, nodeRegistry, startRealNode, type RealNode } from "./node.ts";
 import { startNodeAgent, type NodeAgent } from "./node-agent.ts";
@@ -77,6 +78,7 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
   let storage: StorageControllers | undefined;
   let keda: Managed | undefined;
   let node: RealNode | undefined;
+  let ingress: LocalIngress | undefined;
   try {
     log("Control plane is ready.", { server: controlPlane.server, ms: Date.now() - started });
     const upstream = await readManifestFiles(crdFiles);
@@ -108,10 +110,12 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
     if (opts.knativeServing) {
       const at = Date.now();
       await installServing({ api, registry: nodeRegistry(node.network), log: (l) => log(l) });
+      ingress = await startLocalIngress({ api, host: node.network.hostIp, log: (l) => log(l) });
       log("Knative Serving is ready.", { ms: Date.now() - at });
     }
     log("Local cluster is ready.", { ms: Date.now() - started });
   } catch (err) {
+    await ingress?.stop();
     await node?.stop();
     await keda?.stop();
     await storage?.stop();
@@ -124,6 +128,7 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
   const storageControllers = storage;
   const operator = keda;
   const realNode = node;
+  const localIngress = ingress;
   return {
     stateDir: opts.stateDir,
     server: controlPlane.server,
@@ -135,6 +140,7 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
     keda: operator,
     node: realNode,
     async stop() {
+      await localIngress?.stop();
       await realNode.stop();
       await operator.stop();
       await storageControllers.stop();

@@ -9,16 +9,17 @@
 //     node's registry serves;
 //   - config-deployment skips tag-to-digest resolution for the registries the node's registry stands in for (the
 //     cluster reaches no other registry);
-//   - config-autoscaler scales to zero after 6 s instead of a minute, so that a test sees it happen.
+//   - config-autoscaler scales to zero after 6 s instead of a minute, so that a test sees it happen;
+//   - config-network names the local cluster's own KIngress implementation (cluster/kingress.ts) as the ingress.
 // The HPAs and PDBs of the activator and webhook are left out (no metrics server runs here), as is the
-// routing-serving-certs certificate (no cert-manager). No KIngress implementation runs yet, so a Route never
-// becomes Ready; a revision still scales from zero and to zero through the activator.
+// routing-serving-certs certificate (no cert-manager).
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { KubeObject } from "../lib/k8s/informer.ts";
 import type { RestClient } from "../lib/k8s/rest.ts";
 import { buildBinaryImage } from "../scripts/images.ts";
 import { applyObjects, installCrds, parseManifests } from "./manifests.ts";
+import { INGRESS_CLASS } from "./kingress.ts";
 import { pushImage } from "./node.ts";
 import { waitUntil } from "./processes.ts";
 import { cacheDir, requiredVersion, resolveBinary, upstreamFiles, type BinaryName } from "./toolchain.ts";
@@ -108,6 +109,7 @@ export async function servingManifests(log: (line: string) => void = () => {}): 
     if (o.kind !== "ConfigMap") continue;
     if (o.metadata.name === "config-deployment") o.data = { ...o.data, "registries-skipping-tag-resolving": LOCAL_REGISTRIES.join(",") };
     if (o.metadata.name === "config-autoscaler") o.data = { ...o.data, "stable-window": "6s", "scale-to-zero-grace-period": "6s" };
+    if (o.metadata.name === "config-network") o.data = { ...o.data, "ingress-class": INGRESS_CLASS };
   }
   return objects;
 }

@@ -1,12 +1,11 @@
 // Knative Serving on the local cluster (cluster/knative-serving.ts), and Walle on it as the README installs it, on a
 // cluster of their own. Serving's controller, webhook, autoscaler and activator run as pods on the real node from the
-// images built here, and a Knative Service's revision scales to zero and back through the activator. Then Walle:
-// `kubectl apply -k .`, the shipped manifests and nothing else, and every function a pod from its image. The
-// reconcile function is the shipped Knative Service's revision, at zero pods until a request comes; the tick is KEDA's
-// Job of the shipped ScaledJob. What this cluster does not have yet is said where it matters: no KIngress, so a
-// request goes to the revision's own address (`<revision>.walle-system.svc.cluster.local`, through the activator)
-// instead of the Service's; and no Knative Eventing controller, so the shipped ApiServerSource sends nothing and
-// resyncs (an admin's trigger, as the README gives it) move the BackupJob on.
+// images built here, the local KIngress (cluster/kingress.ts) routes a Service's cluster.local address, and a
+// revision scales to zero and back through the activator. Then Walle: `kubectl apply -k .`, the shipped manifests and
+// nothing else, and every function a pod from its image. The reconcile function is the shipped Knative Service's
+// revision, at zero pods until a request comes; the tick is KEDA's Job of the shipped ScaledJob. What this cluster
+// does not have yet is said where it matters: no Knative Eventing controller, so the shipped ApiServerSource sends
+// nothing, and resyncs (an admin's trigger, as the README gives it) move the BackupJob on.
 import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
@@ -60,7 +59,7 @@ async function caller(ns: string, name: string, role: { kind: "Role" | "ClusterR
 
 /** A CloudEvent POSTed by busybox's wget, as the README's curl sends it; `$TOKEN` is the caller's. */
 const post = (type: string, id: string, data: string) =>
-  `wget -q -O- --header "Authorization: Bearer $TOKEN" --header "Content-Type: application/json" --header "ce-specversion: 1.0" --header "ce-id: ${id}" --header "ce-source: /ops/alice" --header "ce-type: ${type}" --post-data '${data}' http://${REVISION}.${NS}.svc.cluster.local/`;
+  `wget -q -O- --header "Authorization: Bearer $TOKEN" --header "Content-Type: application/json" --header "ce-specversion: 1.0" --header "ce-id: ${id}" --header "ce-source: /ops/alice" --header "ce-type: ${type}" --post-data '${data}' http://walle-reconcile.${NS}.svc.cluster.local/`;
 
 beforeAll(async () => {
   stateDir = await mkdtemp(path.join(STATE_ROOT, "walle-test-installed-"));
@@ -85,7 +84,7 @@ describe("Knative Serving on the local cluster", () => {
     );
   });
 
-  it("scales a Knative Service's revision to zero, and from zero through the activator when a pod asks for it", async () => {
+  it("scales a Knative Service's revision to zero, and from zero through the local KIngress and the activator when a pod asks for the Service", async () => {
     const version = await requiredVersion("serving", "knative.dev/serving");
     const ns = "serving-demo";
     await api().create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
@@ -118,7 +117,7 @@ describe("Knative Serving on the local cluster", () => {
     }, selector);
     await watch.start();
     try {
-      const answer = await runOnce(api(), ns, "client", `wget -qO- http://${revision}.${ns}.svc.cluster.local/ > /dev/termination-log 2>&1`);
+      const answer = await runOnce(api(), ns, "client", `wget -qO- http://hello.${ns}.svc.cluster.local/ > /dev/termination-log 2>&1`);
       expect(answer).toEqual({ phase: "Succeeded", message: `hello from ${revision}\n` });
     } finally {
       watch.stop();
@@ -128,14 +127,17 @@ describe("Knative Serving on the local cluster", () => {
       ["user-container", "docker.io/library/busybox:1.36"],
       ["queue-proxy", servingImage("queue", version)],
     ]);
-    // With no KIngress implementation, the Route is not ready, as Knative says on any cluster without one.
-    const route = await api().get<Conditioned>(`/apis/serving.knative.dev/v1/namespaces/${ns}/routes/hello`);
-    expect(condition(route, "Ready")).toMatchObject({ status: "Unknown", reason: "IngressNotConfigured" });
+    // The Service is Ready: its Route's KIngress says the local ingress serves it, under the private load balancer's
+    // name, which the Route's placeholder Service names.
+    const service = await api().get<Conditioned>(`/apis/serving.knative.dev/v1/namespaces/${ns}/services/hello`);
+    expect(condition(service, "Ready")?.status).toBe("True");
+    const placeholder = await api().get<{ spec: { type: string; externalName?: string } }>(`/api/v1/namespaces/${ns}/services/hello`);
+    expect(placeholder.spec).toMatchObject({ type: "ExternalName", externalName: "kingress-private.knative-serving.svc.cluster.local" });
   }, 420_000);
 });
 
 describe("Walle installed by kubectl apply -k . on a cluster with Knative Serving", () => {
-  it("runs the shipped Knative Service as a revision that becomes Ready, then has zero pods", async () => {
+  it("runs the shipped Knative Service: Ready, its revision's pod started from the image, then zero pods", async () => {
     const { stdout } = await run("kubectl", ["--kubeconfig", cluster!.kubeconfig, "apply", "-k", repoRoot], { maxBuffer: 16 * 1024 * 1024 });
     expect(stdout).toContain("service.serving.knative.dev/walle-reconcile created");
     expect(stdout).toContain("scaledjob.keda.sh/walle-tick created");
@@ -145,10 +147,15 @@ describe("Walle installed by kubectl apply -k . on a cluster with Knative Servin
     }, `revision ${REVISION} Ready`, 180_000);
     // Ready means its pod answered /readyz: the function started from its image, as its service account.
     expect(condition(revision, "ContainerHealthy")?.status).toBe("True");
+    const ksvc = await waitFor(async () => {
+      const s = await api().get<Conditioned & { status?: { url?: string } }>(`/apis/serving.knative.dev/v1/namespaces/${NS}/services/walle-reconcile`);
+      return condition(s, "Ready")?.status === "True" ? s : undefined;
+    }, "the walle-reconcile Service Ready", 120_000);
+    expect(ksvc.status?.url).toBe(`http://walle-reconcile.${NS}.svc.cluster.local`);
     await atZero("after its first start");
   }, 420_000);
 
-  it("takes a forced backup through the activator from zero pods, and resyncs drive it to Finished; then zero pods again", async () => {
+  it("takes a forced backup sent to walle-reconcile.walle-system.svc.cluster.local from zero pods, and resyncs drive it to Finished; then zero pods again", async () => {
     const ns = "shop";
     await api().create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
     await api().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, { apiVersion: "v1", kind: "PersistentVolumeClaim", metadata: { name: "data" }, spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } } });

@@ -1,0 +1,125 @@
+// Bench group `installed`: Walle as the README installs it (`kubectl apply -k .`) on a local cluster of its own with
+// Knative Serving (cluster/knative-serving.ts), the reconcile function a revision of the shipped Knative Service:
+//
+// - installed.cold_start_ms: from a forced backup sent while the revision has no pod to Walle's 202, through the
+//   activator, median of 5, each after the revision went back to zero. The 202 comes once the BackupJob is made and
+//   its first step's status written. (docs/architecture.md, Targets, asks this of an ApiServerSource event; no
+//   Knative Eventing controller runs here yet, so the first request of a cold start is a forced backup.)
+// - installed.scale_to_zero_s: from the answer to the last request until the revision has no pod, median of the same
+//   five.
+// - installed.idle_reconcile_pods: the most reconcile pods seen at once over BENCH_IDLE_SECONDS (default 600) with
+//   nothing sent, and installed.idle_tick_runs: the tick's Jobs KEDA started meanwhile.
+//
+// The requests are curl's, from inside the node's network namespace to the revision's Service address (as a pod
+// would send them; kube-proxy routes them to the activator), with the revision's host name, so nothing of a pod's
+// start is counted. Not measured yet: the idle CPU of Walle's parts, and the ApiServerSource adapter (it needs
+// the Eventing controller).
+import { execFile } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import path from "node:path";
+import { promisify } from "node:util";
+import { startCluster, STATE_ROOT, type Cluster } from "../cluster/index.ts";
+import { repoRoot } from "../cluster/toolchain.ts";
+import type { Figure } from "./main.ts";
+
+const run = promisify(execFile);
+const say = (line: string) => console.error(`bench installed: ${line}`);
+const NS = "walle-system";
+const REVISION = "walle-reconcile-00001";
+const ROUNDS = 5;
+
+const figure = (name: string, value: number, unit: string, target: number | null): Figure => ({ name, value, unit, target, ok: target === null || value <= target });
+const median = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, test: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await test())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(250);
+  }
+}
+
+const revisionPods = async (cluster: Cluster) =>
+  (await cluster.api.get<{ items: unknown[] }>(`/api/v1/namespaces/${NS}/pods`, { labelSelector: `serving.knative.dev/revision=${REVISION}` })).items.length;
+
+/** A token of a new service account with Kubernetes' edit role (walle-edit joins it) in `ns`, for Walle's audience. */
+async function editor(cluster: Cluster, ns: string): Promise<string> {
+  await cluster.api.create(`/api/v1/namespaces/${ns}/serviceaccounts`, { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "ci" } });
+  await cluster.api.create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`, {
+    apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", metadata: { name: "ci" },
+    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "walle-edit" }, subjects: [{ kind: "ServiceAccount", name: "ci", namespace: ns }],
+  });
+  const tr = await cluster.api.create<{ status: { token: string } }>(`/api/v1/namespaces/${ns}/serviceaccounts/ci/token`, { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { audiences: ["walle"], expirationSeconds: 7200 } });
+  return tr.status.token;
+}
+
+/** One forced backup from the node's namespace: curl's status code and its total time in ms. */
+async function forcedBackup(cluster: Cluster, address: string, token: string, ns: string, i: number): Promise<{ code: string; ms: number }> {
+  const { stdout } = await run("nsenter", [
+    `--net=/run/netns/${cluster.node.network.netns}`, "--", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", `http://${address}/`,
+    "-H", `Host: ${REVISION}.${NS}.svc.cluster.local`, "-H", `Authorization: Bearer ${token}`, "-H", "Content-Type: application/json",
+    "-H", "ce-specversion: 1.0", "-H", `ce-id: bench-${i}`, "-H", "ce-source: /bench", "-H", "ce-type: io.ros.walle.backup.requested",
+    "-d", JSON.stringify({ namespace: ns, pvc: `data-${i}`, repository: { name: "repo", namespace: ns } }),
+  ]);
+  const [code = "", seconds = "NaN"] = stdout.trim().split(" ");
+  return { code, ms: Number(seconds) * 1000 };
+}
+
+export async function installed(): Promise<Figure[]> {
+  const stateDir = await mkdtemp(path.join(STATE_ROOT, "walle-bench-installed-"));
+  say("starting a local cluster with Knative Serving");
+  const cluster = await startCluster({ stateDir, walleCrds: false, knativeServing: true, log: (msg) => (/^(Building|Built|Downloading|Knative Serving is ready|Local cluster is ready)/.test(msg) ? say(msg) : undefined) });
+  try {
+    say("kubectl apply -k .");
+    await run("kubectl", ["--kubeconfig", cluster.kubeconfig, "apply", "-k", repoRoot], { maxBuffer: 16 * 1024 * 1024 });
+    const ns = "bench";
+    await cluster.api.create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
+    // PVCs that are never bound to data: each request makes a BackupJob and its first step, and nothing more runs.
+    for (let i = 0; i < ROUNDS; i++) {
+      await cluster.api.create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, { apiVersion: "v1", kind: "PersistentVolumeClaim", metadata: { name: `data-${i}` }, spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } } });
+    }
+    await cluster.api.create(`/api/v1/namespaces/${ns}/secrets`, { apiVersion: "v1", kind: "Secret", metadata: { name: "repo" }, stringData: { RESTIC_REPOSITORY: "rest:http://127.0.0.1:1/none", RESTIC_PASSWORD: "bench" } });
+    const token = await editor(cluster, ns);
+    await until(`revision ${REVISION} Ready`, async () => {
+      const r = await cluster.api.get<{ status?: { conditions?: { type: string; status: string }[] } }>(`/apis/serving.knative.dev/v1/namespaces/${NS}/revisions/${REVISION}`).catch(() => undefined);
+      return r?.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
+    }, 300_000);
+    const service = await cluster.api.get<{ spec: { clusterIP: string } }>(`/api/v1/namespaces/${NS}/services/${REVISION}`);
+    const cold: number[] = [];
+    const toZero: number[] = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      await until("the revision at zero pods", async () => (await revisionPods(cluster)) === 0, 300_000);
+      const answer = await forcedBackup(cluster, service.spec.clusterIP, token, ns, i);
+      if (answer.code !== "202") throw new Error(`forced backup ${i}: HTTP ${answer.code}, not 202`);
+      const answered = Date.now();
+      cold.push(answer.ms);
+      await until("the revision back at zero pods", async () => (await revisionPods(cluster)) === 0, 300_000);
+      toZero.push((Date.now() - answered) / 1000);
+      say(`round ${i + 1}: 202 in ${answer.ms.toFixed(0)} ms from zero pods; zero pods again ${toZero.at(-1)?.toFixed(1)} s later`);
+    }
+    // What the requests made goes, so the idle window is Walle's alone (no worker of theirs runs in it).
+    await cluster.api.delete(`/api/v1/namespaces/${ns}`);
+    await until(`namespace ${ns} gone`, async () => (await cluster.api.get(`/api/v1/namespaces/${ns}`).then(() => true, () => false)) === false, 300_000);
+    const idleSeconds = Number(process.env.BENCH_IDLE_SECONDS ?? 600);
+    say(`idle for ${idleSeconds} s, counting the revision's pods and the tick's Jobs`);
+    const jobsBefore = new Set((await cluster.api.get<{ items: { metadata: { name: string } }[] }>(`/apis/batch/v1/namespaces/${NS}/jobs`)).items.map((j) => j.metadata.name));
+    let most = 0;
+    const ticks = new Set<string>();
+    for (const end = Date.now() + idleSeconds * 1000; Date.now() < end; await sleep(2000)) {
+      most = Math.max(most, await revisionPods(cluster));
+      for (const j of (await cluster.api.get<{ items: { metadata: { name: string; labels?: Record<string, string> } }[] }>(`/apis/batch/v1/namespaces/${NS}/jobs`)).items) {
+        if (!jobsBefore.has(j.metadata.name) && j.metadata.name.startsWith("walle-tick")) ticks.add(j.metadata.name);
+      }
+    }
+    return [
+      figure("installed.cold_start_ms", Math.round(median(cold)), "ms", 3000),
+      figure("installed.scale_to_zero_s", Math.round(median(toZero) * 10) / 10, "s", null),
+      figure("installed.idle_reconcile_pods", most, "pods", 0),
+      figure("installed.idle_tick_runs", ticks.size, "Jobs", null),
+    ];
+  } finally {
+    await cluster.stop();
+    await rm(stateDir, { recursive: true, force: true });
+  }
+}
