@@ -61,6 +61,40 @@ async function caller(ns: string, name: string, role: { kind: "Role" | "ClusterR
 const post = (type: string, id: string, data: string) =>
   `wget -q -O- --header "Authorization: Bearer $TOKEN" --header "Content-Type: application/json" --header "ce-specversion: 1.0" --header "ce-id: ${id}" --header "ce-source: /ops/alice" --header "ce-type: ${type}" --post-data '${data}' http://walle-reconcile.${NS}.svc.cluster.local/`;
 
+/**
+ * An admin's resyncs every 2 s from a pod of `ns`, until `name`'s BackupJob ends: no Eventing controller runs on this
+ * cluster, so no event moves it on. The pod goes once it has.
+ */
+async function resyncedUntilEnded(ns: string, name: string, token: string, timeoutMs: number): Promise<Seen> {
+  await api().create(`/api/v1/namespaces/${ns}/pods`, {
+    apiVersion: "v1", kind: "Pod", metadata: { name: `resync-${name}` },
+    spec: { restartPolicy: "Never", automountServiceAccountToken: false, containers: [{ name: "c", image: "docker.io/library/busybox:1.36", env: [{ name: "TOKEN", value: token }], command: ["/bin/sh", "-c", `i=0; while true; do i=$((i+1)); ${post("io.ros.walle.resync", "resync-$i", "")} || true; sleep 2; done`] }] },
+  });
+  try {
+    return await waitFor(async () => {
+      const bj = await api().get<Seen>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/${name}`);
+      return bj.status?.phase === "Finished" || bj.status?.phase === "Failed" ? bj : undefined;
+    }, `BackupJob ${ns}/${name} to end`, timeoutMs);
+  } finally {
+    await api().delete(`/api/v1/namespaces/${ns}/pods/resync-${name}`, { apiVersion: "v1", kind: "DeleteOptions", gracePeriodSeconds: 0 });
+  }
+}
+
+/** A namespace with PVC `data` holding `rows`, written by a pod of the application's, and repository Secret `repo`. */
+async function tenant(ns: string, rows: string): Promise<string> {
+  await api().create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
+  await api().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, { apiVersion: "v1", kind: "PersistentVolumeClaim", metadata: { name: "data" }, spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } } });
+  const repository = rest!.repository("shop", PASSWORD, ns);
+  await api().create(`/api/v1/namespaces/${ns}/secrets`, { apiVersion: "v1", kind: "Secret", metadata: { name: "repo" }, stringData: { RESTIC_REPOSITORY: repository, RESTIC_PASSWORD: PASSWORD, INITIALIZE_REPO: "true" } });
+  await api().create(`/api/v1/namespaces/${ns}/pods`, {
+    apiVersion: "v1", kind: "Pod", metadata: { name: "writer" },
+    spec: { restartPolicy: "Never", volumes: [{ name: "d", persistentVolumeClaim: { claimName: "data" } }], containers: [{ name: "w", image: "docker.io/library/busybox:1.36", command: ["sh", "-c", `mkdir -p /data/db && printf '${rows}' > /data/db/rows`], volumeMounts: [{ name: "d", mountPath: "/data" }] }] },
+  });
+  await waitFor(async () => (await api().get<Seen>(`/api/v1/namespaces/${ns}/pods/writer`)).status?.phase === "Succeeded", "the writer pod", 120_000);
+  await api().delete(`/api/v1/namespaces/${ns}/pods/writer`);
+  return repository;
+}
+
 beforeAll(async () => {
   stateDir = await mkdtemp(path.join(STATE_ROOT, "walle-test-installed-"));
   cluster = await startCluster({ stateDir, walleCrds: false, knativeServing: true });
@@ -157,17 +191,7 @@ describe("Walle installed by kubectl apply -k . on a cluster with Knative Servin
 
   it("takes a forced backup sent to walle-reconcile.walle-system.svc.cluster.local from zero pods, and resyncs drive it to Finished; then zero pods again", async () => {
     const ns = "shop";
-    await api().create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
-    await api().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, { apiVersion: "v1", kind: "PersistentVolumeClaim", metadata: { name: "data" }, spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } } });
-    const repository = rest!.repository("shop", PASSWORD, "orders");
-    await api().create(`/api/v1/namespaces/${ns}/secrets`, { apiVersion: "v1", kind: "Secret", metadata: { name: "repo" }, stringData: { RESTIC_REPOSITORY: repository, RESTIC_PASSWORD: PASSWORD, INITIALIZE_REPO: "true" } });
-    // The application's data, written by a pod of its own.
-    await api().create(`/api/v1/namespaces/${ns}/pods`, {
-      apiVersion: "v1", kind: "Pod", metadata: { name: "writer" },
-      spec: { restartPolicy: "Never", volumes: [{ name: "d", persistentVolumeClaim: { claimName: "data" } }], containers: [{ name: "w", image: "docker.io/library/busybox:1.36", command: ["sh", "-c", "echo 'order 1' > /data/orders"], volumeMounts: [{ name: "d", mountPath: "/data" }] }] },
-    });
-    await waitFor(async () => (await api().get<Seen>(`/api/v1/namespaces/${ns}/pods/writer`)).status?.phase === "Succeeded", "the writer pod", 120_000);
-    await api().delete(`/api/v1/namespaces/${ns}/pods/writer`);
+    const repository = await tenant(ns, "order 1\\n");
     await atZero("before the request");
 
     const started: string[] = [];
@@ -184,17 +208,8 @@ describe("Walle installed by kubectl apply -k . on a cluster with Knative Servin
       // The revision came up from zero for it.
       expect(started.length).toBeGreaterThan(0);
 
-      // No Eventing controller runs here, so no event comes: an admin's resyncs, every 2 s, move the BackupJob on.
       const ops = await caller(ns, "ops", { kind: "ClusterRole", name: "walle-trigger-admin", clusterWide: true });
-      await api().create(`/api/v1/namespaces/${ns}/pods`, {
-        apiVersion: "v1", kind: "Pod", metadata: { name: "resync" },
-        spec: { restartPolicy: "Never", automountServiceAccountToken: false, containers: [{ name: "c", image: "docker.io/library/busybox:1.36", env: [{ name: "TOKEN", value: ops }], command: ["/bin/sh", "-c", `i=0; while true; do i=$((i+1)); ${post("io.ros.walle.resync", "resync-$i", "")} || true; sleep 2; done`] }] },
-      });
-      const done = await waitFor(async () => {
-        const bj = await api().get<Seen>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/${body.backupJob?.name}`);
-        return bj.status?.phase === "Finished" || bj.status?.phase === "Failed" ? bj : undefined;
-      }, "the forced BackupJob to end", 240_000);
-      await api().delete(`/api/v1/namespaces/${ns}/pods/resync`, { apiVersion: "v1", kind: "DeleteOptions", gracePeriodSeconds: 0 });
+      const done = await resyncedUntilEnded(ns, body.backupJob?.name ?? "", ops, 240_000);
       const snapshots = await listSnapshots({ RESTIC_REPOSITORY: repository, RESTIC_PASSWORD: PASSWORD });
       expect({ phase: done.status?.phase, snapshotId: done.status?.snapshotId }).toEqual({ phase: "Finished", snapshotId: snapshots[0]?.id });
       expect(snapshots.map((s) => s.tags?.filter((t) => t.startsWith("pvc=") || t.startsWith("namespace=")).sort())).toEqual([["namespace=shop", "pvc=data"]]);
