@@ -18,7 +18,8 @@ import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
-import { startCluster, STATE_ROOT, type Cluster } from "../cluster/index.ts";
+import { serviceAccountToken, startCluster, STATE_ROOT, type Cluster } from "../cluster/index.ts";
+import { sleep, waitUntil } from "../cluster/processes.ts";
 import { repoRoot } from "../cluster/toolchain.ts";
 import type { Figure } from "./main.ts";
 
@@ -30,15 +31,6 @@ const ROUNDS = 5;
 
 const figure = (name: string, value: number, unit: string, target: number | null): Figure => ({ name, value, unit, target, ok: target === null || value <= target });
 const median = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, test: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await test())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(250);
-  }
-}
 
 const revisionPods = async (cluster: Cluster) =>
   (await cluster.api.get<{ items: unknown[] }>(`/api/v1/namespaces/${NS}/pods`, { labelSelector: `serving.knative.dev/revision=${REVISION}` })).items.length;
@@ -50,8 +42,7 @@ async function editor(cluster: Cluster, ns: string): Promise<string> {
     apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", metadata: { name: "ci" },
     roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "walle-edit" }, subjects: [{ kind: "ServiceAccount", name: "ci", namespace: ns }],
   });
-  const tr = await cluster.api.create<{ status: { token: string } }>(`/api/v1/namespaces/${ns}/serviceaccounts/ci/token`, { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { audiences: ["walle"], expirationSeconds: 7200 } });
-  return tr.status.token;
+  return (await serviceAccountToken(cluster.api, ns, "ci", 7200, ["walle"])).token;
 }
 
 /** One forced backup from the node's namespace: curl's status code and its total time in ms. */
@@ -81,7 +72,7 @@ export async function installed(): Promise<Figure[]> {
     }
     await cluster.api.create(`/api/v1/namespaces/${ns}/secrets`, { apiVersion: "v1", kind: "Secret", metadata: { name: "repo" }, stringData: { RESTIC_REPOSITORY: "rest:http://127.0.0.1:1/none", RESTIC_PASSWORD: "bench" } });
     const token = await editor(cluster, ns);
-    await until(`revision ${REVISION} Ready`, async () => {
+    await waitUntil(`revision ${REVISION} Ready`, async () => {
       const r = await cluster.api.get<{ status?: { conditions?: { type: string; status: string }[] } }>(`/apis/serving.knative.dev/v1/namespaces/${NS}/revisions/${REVISION}`).catch(() => undefined);
       return r?.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
     }, 300_000);
@@ -89,18 +80,18 @@ export async function installed(): Promise<Figure[]> {
     const cold: number[] = [];
     const toZero: number[] = [];
     for (let i = 0; i < ROUNDS; i++) {
-      await until("the revision at zero pods", async () => (await revisionPods(cluster)) === 0, 300_000);
+      await waitUntil("the revision at zero pods", async () => (await revisionPods(cluster)) === 0, 300_000);
       const answer = await forcedBackup(cluster, service.spec.clusterIP, token, ns, i);
       if (answer.code !== "202") throw new Error(`forced backup ${i}: HTTP ${answer.code}, not 202`);
       const answered = Date.now();
       cold.push(answer.ms);
-      await until("the revision back at zero pods", async () => (await revisionPods(cluster)) === 0, 300_000);
+      await waitUntil("the revision back at zero pods", async () => (await revisionPods(cluster)) === 0, 300_000);
       toZero.push((Date.now() - answered) / 1000);
       say(`round ${i + 1}: 202 in ${answer.ms.toFixed(0)} ms from zero pods; zero pods again ${toZero.at(-1)?.toFixed(1)} s later`);
     }
     // What the requests made goes, so the idle window is Walle's alone (no worker of theirs runs in it).
     await cluster.api.delete(`/api/v1/namespaces/${ns}`);
-    await until(`namespace ${ns} gone`, async () => (await cluster.api.get(`/api/v1/namespaces/${ns}`).then(() => true, () => false)) === false, 300_000);
+    await waitUntil(`namespace ${ns} gone`, async () => (await cluster.api.get(`/api/v1/namespaces/${ns}`).then(() => true, () => false)) === false, 300_000);
     const idleSeconds = Number(process.env.BENCH_IDLE_SECONDS ?? 600);
     say(`idle for ${idleSeconds} s, counting the revision's pods and the tick's Jobs`);
     const jobsBefore = new Set((await cluster.api.get<{ items: { metadata: { name: string } }[] }>(`/apis/batch/v1/namespaces/${NS}/jobs`)).items.map((j) => j.metadata.name));

@@ -166,12 +166,12 @@ export interface ServiceAccountToken {
   readonly expirationTimestamp: string;
 }
 
-/** A real token for a service account, from the TokenRequest API. */
-export async function serviceAccountToken(admin: RestClient, namespace: string, name: string, expirationSeconds = 3600): Promise<ServiceAccountToken> {
+/** A real token for a service account, from the TokenRequest API: for the API server, or for `audiences`. */
+export async function serviceAccountToken(admin: RestClient, namespace: string, name: string, expirationSeconds = 3600, audiences?: readonly string[]): Promise<ServiceAccountToken> {
   const tr = await admin.create<{ status: ServiceAccountToken }>(`/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`, {
     apiVersion: "authentication.k8s.io/v1",
     kind: "TokenRequest",
-    spec: { expirationSeconds },
+    spec: { expirationSeconds, ...(audiences ? { audiences } : {}) },
   });
   return { token: tr.status.token, expirationTimestamp: tr.status.expirationTimestamp };
 }

@@ -17,6 +17,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Informer, type KubeObject } from "../lib/k8s/informer.ts";
 import type { RestClient } from "../lib/k8s/rest.ts";
+import { applyObjects } from "./manifests.ts";
 
 /** The ingress class Serving is configured with (config-network `ingress-class`). */
 export const INGRESS_CLASS = "walle.ingress.networking.knative.dev";
@@ -149,13 +150,13 @@ export async function startLocalIngress(o: { readonly api: RestClient; readonly 
   /** A Service of the install's namespace whose EndpointSlice is a listener: what the Route's placeholder names. */
   async function loadBalancer(name: string, port: number): Promise<void> {
     const labels = { "app.kubernetes.io/part-of": "walle-local-cluster" };
-    const apply = (p: string, body: unknown) => o.api.patch(p, body, "apply", { fieldManager: "walle-local", force: true });
-    await apply(`/api/v1/namespaces/${NAMESPACE}/services/${name}`, { apiVersion: "v1", kind: "Service", metadata: { name, namespace: NAMESPACE, labels }, spec: { ports: [{ name: "http", port: 80, targetPort: port }] } });
-    await apply(`/apis/discovery.k8s.io/v1/namespaces/${NAMESPACE}/endpointslices/${name}`, {
+    const service = { apiVersion: "v1", kind: "Service", metadata: { name, namespace: NAMESPACE, labels }, spec: { ports: [{ name: "http", port: 80, targetPort: port }] } };
+    const slice = {
       apiVersion: "discovery.k8s.io/v1", kind: "EndpointSlice",
       metadata: { name, namespace: NAMESPACE, labels: { ...labels, "kubernetes.io/service-name": name, "endpointslice.kubernetes.io/managed-by": "walle-local" } },
       addressType: "IPv4", endpoints: [{ addresses: [o.host], conditions: { ready: true } }], ports: [{ name: "http", port, protocol: "TCP" }],
-    });
+    };
+    await applyObjects(o.api, [service, slice]);
   }
 
   async function markReady(ing: Ingress): Promise<void> {

@@ -11,7 +11,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startCluster, STATE_ROOT, type Cluster } from "../../cluster/index.ts";
+import { serviceAccountToken, startCluster, STATE_ROOT, type Cluster } from "../../cluster/index.ts";
 import { SERVING_DEPLOYMENTS, SERVING_NAMESPACE, servingImage } from "../../cluster/knative-serving.ts";
 import { startRestServer, type RestServer } from "../../cluster/rest-server.ts";
 import { repoRoot, requiredVersion, resolveResticBinaries } from "../../cluster/toolchain.ts";
@@ -53,8 +53,7 @@ async function caller(ns: string, name: string, role: { kind: "Role" | "ClusterR
   const binding = { metadata: { name: `${ns}-${name}` }, roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: role.kind, name: role.name }, subjects: [{ kind: "ServiceAccount", name, namespace: ns }] };
   if (role.clusterWide) await api().create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRoleBinding", ...binding });
   else await api().create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`, { apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", ...binding });
-  const tr = await api().create<{ status: { token: string } }>(`/api/v1/namespaces/${ns}/serviceaccounts/${name}/token`, { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { audiences: ["walle"], expirationSeconds: 3600 } });
-  return tr.status.token;
+  return (await serviceAccountToken(api(), ns, name, 3600, ["walle"])).token;
 }
 
 /** A CloudEvent POSTed by busybox's wget, as the README's curl sends it; `$TOKEN` is the caller's. */
