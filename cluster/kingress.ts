@@ -8,10 +8,10 @@
 // Service at `kingress-private.knative-serving.svc.cluster.local`.
 //
 // What it implements: host and path-prefix rules, header matches, percent splits, appended headers (the path's and
-// the split's, where Knative's activator learns the revision), host rewrites, and WebSocket upgrades; it never
-// retries and sets no timeout. Backends are reached at the ready endpoints of their Service's port, as kube-proxy
-// would route them. Ready on an Ingress means the proxy serves its rules, which it does from the moment it reads
-// them. Not implemented, and refused by nobody yet: TLS (spec.tls), HTTP/2 and gRPC to the backends, the Redirected
+// the split's, where Knative's activator learns the revision), host rewrites, WebSocket upgrades, response trailers,
+// and cancellation (a client gone cancels the backend's request); it never retries and sets no timeout. Backends
+// are reached at the ready endpoints of their Service's port, as kube-proxy would route them. Ready on an Ingress
+// means the proxy serves its rules, which it does from the moment it reads them. Not implemented, and refused by nobody yet: TLS (spec.tls), HTTP/2 and gRPC to the backends, the Redirected
 // httpOption. Knative's own ingress conformance tests do not run against it yet.
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -115,9 +115,21 @@ export async function startLocalIngress(o: { readonly api: RestClient; readonly 
       }
       const upstream = http.request({ host: c.to.ip, port: c.to.port, method: req.method, path: req.url, headers: c.headers }, (up) => {
         res.writeHead(up.statusCode ?? 502, up.rawHeaders);
-        up.pipe(res);
+        // Trailers too (a pipe leaves them out): a backend may end its response with them, as Walle's stream does.
+        up.pipe(res, { end: false });
+        up.once("end", () => {
+          const trailers: [string, string][] = [];
+          for (let i = 0; i + 1 < up.rawTrailers.length; i += 2) trailers.push([up.rawTrailers[i] ?? "", up.rawTrailers[i + 1] ?? ""]);
+          if (trailers.length > 0) res.addTrailers(trailers);
+          res.end();
+        });
+        up.once("aborted", () => res.destroy());
       });
       upstream.on("error", () => (res.headersSent ? res.destroy() : res.writeHead(503).end()));
+      // A client gone before the response's end is a request cancelled: the backend's is too, as Envoy resets it.
+      res.once("close", () => {
+        if (!res.writableFinished) upstream.destroy();
+      });
       req.pipe(upstream);
     });
     server.on("upgrade", (req, socket, head) => {

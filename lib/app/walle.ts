@@ -300,7 +300,7 @@ export function createWalle(opts: WalleOptions): Walle {
     if (!run || !stream || isTerminal(run.status?.phase)) throw new NotFoundError(`BackupJob ${at.namespace}/${at.name} is backing up no command's output now`);
     return {
       async run(out, signal) {
-        log.info({ backupJob: `${at.namespace}/${at.name}`, pod: stream.pod, container: stream.container }, `Streaming the backup command's output from ${stream.pod}/${stream.container}`);
+        log.info({ pod: stream.pod, container: stream.container }, `Streaming the backup command's output from ${stream.pod}/${stream.container}`);
         const permit = { namespace: at.namespace, pod: stream.pod, container: stream.container, backupJob: at.name, command: stream.command };
         const r = await execPermitted(api, config.installNamespace, permit, config.workerDeadlineSeconds * 1000, log, { stdout: out, signal });
         return { ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}), ...(r.error || r.output ? { error: [r.error, r.output.trim()].filter(Boolean).join(": ") } : {}) };

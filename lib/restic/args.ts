@@ -70,6 +70,11 @@ export function initArgs(): string[] {
   return ["init", "--json"];
 }
 
+/** Whether the repository is there and opens with the password, reading nothing but its config. */
+export function probeArgs(): string[] {
+  return ["cat", "config"];
+}
+
 /**
  * The snapshots of one PVC (taken by one cluster, when `host` is given), to restore one or to list them; a list
  * for a person reads without a lock (`noLock`), so a listing killed midway leaves nothing behind.

@@ -16,7 +16,7 @@ import { SERVING_DEPLOYMENTS, SERVING_NAMESPACE, servingImage } from "../../clus
 import { startRestServer, type RestServer } from "../../cluster/rest-server.ts";
 import { repoRoot, requiredVersion, resolveResticBinaries } from "../../cluster/toolchain.ts";
 import { Informer } from "../../lib/k8s/informer.ts";
-import { listSnapshots } from "../integration/worker-harness.ts";
+import { listSnapshots, restic } from "../integration/worker-harness.ts";
 import { waitFor } from "../support/kube.ts";
 import { runOnce } from "../support/pods.ts";
 
@@ -217,4 +217,32 @@ describe("Walle installed by kubectl apply -k . on a cluster with Knative Servin
     }
     await atZero("after the last request");
   }, 600_000);
+
+  it("streams a backupCommand that prints nothing for 75 s, and runs before-hooks that hold one event 80 s, through the installed Service without cutting them", async () => {
+    const ns = "db";
+    const repository = await tenant(ns, "order 7\\n");
+    // Two pods of the application mount the PVC: a hook runs in each, one after the other, inside one event.
+    for (const name of ["app-0", "app-1"]) {
+      await api().create(`/api/v1/namespaces/${ns}/pods`, {
+        apiVersion: "v1", kind: "Pod", metadata: { name },
+        spec: { volumes: [{ name: "d", persistentVolumeClaim: { claimName: "data" } }], containers: [{ name: "app", image: "docker.io/library/busybox:1.36", command: ["sleep", "infinity"], volumeMounts: [{ name: "d", mountPath: "/data" }] }] },
+      });
+      await waitFor(async () => (await api().get<Seen>(`/api/v1/namespaces/${ns}/pods/${name}`)).status?.phase === "Running", `pod ${name} Running`, 120_000);
+    }
+    const env = { RESTIC_REPOSITORY: repository, RESTIC_PASSWORD: PASSWORD };
+    const ops = await caller(ns, "ops", { kind: "ClusterRole", name: "walle-trigger-admin", clusterWide: true });
+    const backupJob = (name: string, spec: Record<string, string>) =>
+      api().create(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`, { apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name }, spec: { sourcePvc: "data", repository: { name: "repo", namespace: ns }, ...spec } });
+
+    await backupJob("dump", { backupCommand: "sleep 75; echo '-- dump of db'; cat /data/db/rows" });
+    const dumped = await resyncedUntilEnded(ns, "dump", ops, 300_000);
+    expect({ phase: dumped.status?.phase, state: condition(dumped, "BackupState")?.reason }).toEqual({ phase: "Finished", state: "Completed" });
+    expect(await restic(["dump", dumped.status?.snapshotId ?? "", "/data.app.stdout"], env)).toBe("-- dump of db\norder 7\n");
+
+    await backupJob("hooked", { beforeSnapshot: "sleep 40; echo hooked > /data/hook-$(hostname)" });
+    const hooked = await resyncedUntilEnded(ns, "hooked", ops, 300_000);
+    expect({ phase: hooked.status?.phase, state: condition(hooked, "BackupState")?.reason }).toEqual({ phase: "Finished", state: "Completed" });
+    const listed = (await restic(["ls", "--json", hooked.status?.snapshotId ?? ""], env)).split("\n").filter(Boolean).map((l) => JSON.parse(l) as { name?: string; struct_type?: string });
+    expect(listed.filter((n) => n.struct_type === "node" && n.name?.startsWith("hook-")).map((n) => n.name).sort()).toEqual(["hook-app-0", "hook-app-1"]);
+  }, 900_000);
 });

@@ -3,8 +3,8 @@ import { readFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import http from "node:http";
 import https from "node:https";
-import { backupArgs } from "../../../lib/restic/args.ts";
-import { BackupSummary } from "../../../lib/restic/messages.ts";
+import { backupArgs, probeArgs } from "../../../lib/restic/args.ts";
+import { BackupSummary, type Progress } from "../../../lib/restic/messages.ts";
 import type { BackupStats } from "../../../lib/restic/result.ts";
 import type { BackupConfig } from "../config.ts";
 import { formatBytes } from "../../../lib/format.ts";
@@ -48,8 +48,17 @@ function backupStream(config: BackupConfig, stream: NonNullable<BackupConfig["st
 
 /** Runs the backup (creating the repository if it may) and says what it made. */
 async function backedUp(what: string, inv: ResticInvocation, config: BackupConfig, ctx: WorkerContext): Promise<CommandResult> {
+  // A command's output can be read only once (the command runs while its stream is fetched), so backup --stdin
+  // must not be the run that finds the repository missing: the repository is made ready first, created or waited
+  // for as any run's, with a probe that reads nothing but its config; then the backup runs exactly once.
+  if (inv.feed) {
+    const probe = await runCreatingRepository({ command: "cat", args: probeArgs(), keepStdout: true }, config, ctx);
+    const ready = judge(probe, config);
+    if (ready.reason !== "Completed") return resultOf(probe, ready);
+  }
   const progress = ctx.progress("backup");
-  const run = await runCreatingRepository({ ...inv, onProgress: (p) => progress.report(p) }, config, ctx);
+  const tracked = { ...inv, onProgress: (p: Progress) => progress.report(p) };
+  const run = inv.feed ? await ctx.restic.run(tracked) : await runCreatingRepository(tracked, config, ctx);
   await progress.close();
 
   const verdict = judge(run, config);
