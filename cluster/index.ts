@@ -8,6 +8,7 @@ import { applyObjects, installCrds, parseManifests, readManifestFiles } from "./
 import { startControlPlane, type ControlPlane } from "./controlplane.ts";
 import { localImages } from "./images.ts";
 import { startLocalIngress, type LocalIngress } from "./kingress.ts";
+import { installEventing } from "./knative-eventing.ts";
 import { installServing } from "./knative-serving.ts";
 import { allocateNodeNetwork, nodeRegistry, startRealNode, type RealNode } from "./node.ts";
 import { startNodeAgent, type NodeAgent } from "./node-agent.ts";
@@ -58,6 +59,8 @@ export interface StartOptions {
   readonly walleCrds?: boolean;
   /** Install Knative Serving too, on the real node (cluster/knative-serving.ts). */
   readonly knativeServing?: boolean;
+  /** Install Knative Eventing's controller and webhook too, on the real node (cluster/knative-eventing.ts). */
+  readonly knativeEventing?: boolean;
 }
 
 export async function startCluster(opts: StartOptions): Promise<Cluster> {
@@ -112,6 +115,11 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
       await installServing({ api, registry: nodeRegistry(node.network), log: (l) => log(l) });
       ingress = await startLocalIngress({ api, host: node.network.hostIp, log: (l) => log(l) });
       log("Knative Serving is ready.", { ms: Date.now() - at });
+    }
+    if (opts.knativeEventing) {
+      const at = Date.now();
+      await installEventing({ api, registry: nodeRegistry(node.network), log: (l) => log(l) });
+      log("Knative Eventing is ready.", { ms: Date.now() - at });
     }
     log("Local cluster is ready.", { ms: Date.now() - started });
   } catch (err) {

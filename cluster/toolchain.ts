@@ -100,7 +100,14 @@ const modules = {
   eventing: {
     dir: "eventing",
     versionOf: "knative.dev/eventing",
-    packages: { apiserver_receive_adapter: "knative.dev/eventing/cmd/apiserver_receive_adapter" },
+    packages: {
+      apiserver_receive_adapter: "knative.dev/eventing/cmd/apiserver_receive_adapter",
+      // Eventing's controller, webhook and PingSource adapter (cluster/knative-eventing.ts): what reconciles the
+      // shipped ApiServerSource and PingSource into their adapters on a cluster with Knative Eventing.
+      "eventing-controller": "knative.dev/eventing/cmd/controller",
+      "eventing-webhook": "knative.dev/eventing/cmd/webhook",
+      "eventing-mtping": "knative.dev/eventing/cmd/mtping",
+    },
     ldflags: () => "-s -w",
     // Upstream ships it static, on distroless/static.
     env: { CGO_ENABLED: "0" },
@@ -177,6 +184,9 @@ export type BinaryName =
   | "rest-server"
   | "keda-operator"
   | "apiserver_receive_adapter"
+  | "eventing-controller"
+  | "eventing-webhook"
+  | "eventing-mtping"
   | "snapshot-controller"
   | "csi-snapshotter"
   | "csi-provisioner"

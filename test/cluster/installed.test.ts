@@ -1,17 +1,18 @@
-// Knative Serving on the local cluster (cluster/knative-serving.ts), and Walle on it as the README installs it, on a
-// cluster of their own. Serving's controller, webhook, autoscaler and activator run as pods on the real node from the
-// images built here, the local KIngress (cluster/kingress.ts) routes a Service's cluster.local address, and a
-// revision scales to zero and back through the activator. Then Walle: `kubectl apply -k .`, the shipped manifests and
-// nothing else, and every function a pod from its image. The reconcile function is the shipped Knative Service's
-// revision, at zero pods until a request comes; the tick is KEDA's Job of the shipped ScaledJob. What this cluster
-// does not have yet is said where it matters: no Knative Eventing controller, so the shipped ApiServerSource sends
-// nothing, and resyncs (an admin's trigger, as the README gives it) move the BackupJob on.
+// Knative Serving and Eventing on the local cluster (cluster/knative-serving.ts, cluster/knative-eventing.ts), and
+// Walle on them as the README installs it, on a cluster of their own. Serving's controller, webhook, autoscaler and
+// activator, and Eventing's controller and webhook, run as pods on the real node from the images built here; the
+// local KIngress (cluster/kingress.ts) routes a Service's cluster.local address, and a revision scales to zero and
+// back through the activator. Then Walle: `kubectl apply -k .`, the shipped manifests and nothing else, and every
+// function a pod from its image. The reconcile function is the shipped Knative Service's revision, at zero pods until
+// a request comes; its events come from the adapter Deployment that Eventing's controller made of the shipped
+// ApiServerSource; the tick is KEDA's Job of the shipped ScaledJob. Nothing here sends an event in the adapter's place.
 import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { serviceAccountToken, startCluster, STATE_ROOT, type Cluster } from "../../cluster/index.ts";
+import { EVENTING_DEPLOYMENTS, EVENTING_NAMESPACE, eventingImage } from "../../cluster/knative-eventing.ts";
 import { SERVING_DEPLOYMENTS, SERVING_NAMESPACE, servingImage } from "../../cluster/knative-serving.ts";
 import { startRestServer, type RestServer } from "../../cluster/rest-server.ts";
 import { repoRoot, requiredVersion, resolveResticBinaries } from "../../cluster/toolchain.ts";
@@ -47,12 +48,13 @@ interface PodSeen {
   status?: { phase?: string; conditions?: { type: string; status: string }[] };
 }
 
-/** A token of a new service account of `ns`, for Walle's audience, with `role` bound (in `ns`, or cluster-wide). */
-async function caller(ns: string, name: string, role: { kind: "Role" | "ClusterRole"; name: string; clusterWide?: boolean }): Promise<string> {
+/** A token of a new service account of `ns`, for Walle's audience, with ClusterRole `role` bound in `ns`. */
+async function caller(ns: string, name: string, role: string): Promise<string> {
   await api().create(`/api/v1/namespaces/${ns}/serviceaccounts`, { apiVersion: "v1", kind: "ServiceAccount", metadata: { name } });
-  const binding = { metadata: { name: `${ns}-${name}` }, roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: role.kind, name: role.name }, subjects: [{ kind: "ServiceAccount", name, namespace: ns }] };
-  if (role.clusterWide) await api().create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRoleBinding", ...binding });
-  else await api().create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`, { apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", ...binding });
+  await api().create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`, {
+    apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", metadata: { name: `${ns}-${name}` },
+    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role }, subjects: [{ kind: "ServiceAccount", name, namespace: ns }],
+  });
   return (await serviceAccountToken(api(), ns, name, 3600, ["walle"])).token;
 }
 
@@ -60,24 +62,12 @@ async function caller(ns: string, name: string, role: { kind: "Role" | "ClusterR
 const post = (type: string, id: string, data: string) =>
   `wget -q -O- --header "Authorization: Bearer $TOKEN" --header "Content-Type: application/json" --header "ce-specversion: 1.0" --header "ce-id: ${id}" --header "ce-source: /ops/alice" --header "ce-type: ${type}" --post-data '${data}' http://walle-reconcile.${NS}.svc.cluster.local/`;
 
-/**
- * An admin's resyncs every 2 s from a pod of `ns`, until `name`'s BackupJob ends: no Eventing controller runs on this
- * cluster, so no event moves it on. The pod goes once it has.
- */
-async function resyncedUntilEnded(ns: string, name: string, token: string, timeoutMs: number): Promise<Seen> {
-  await api().create(`/api/v1/namespaces/${ns}/pods`, {
-    apiVersion: "v1", kind: "Pod", metadata: { name: `resync-${name}` },
-    spec: { restartPolicy: "Never", automountServiceAccountToken: false, containers: [{ name: "c", image: "docker.io/library/busybox:1.36", env: [{ name: "TOKEN", value: token }], command: ["/bin/sh", "-c", `i=0; while true; do i=$((i+1)); ${post("io.ros.walle.resync", "resync-$i", "")} || true; sleep 2; done`] }] },
-  });
-  try {
-    return await waitFor(async () => {
-      const bj = await api().get<Seen>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/${name}`);
-      return bj.status?.phase === "Finished" || bj.status?.phase === "Failed" ? bj : undefined;
-    }, `BackupJob ${ns}/${name} to end`, timeoutMs);
-  } finally {
-    await api().delete(`/api/v1/namespaces/${ns}/pods/resync-${name}`, { apiVersion: "v1", kind: "DeleteOptions", gracePeriodSeconds: 0 });
-  }
-}
+/** `name`'s BackupJob once it has ended, moved on by the events of the shipped ApiServerSource alone. */
+const ended = (ns: string, name: string, timeoutMs: number): Promise<Seen> =>
+  waitFor(async () => {
+    const bj = await api().get<Seen>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/${name}`);
+    return bj.status?.phase === "Finished" || bj.status?.phase === "Failed" ? bj : undefined;
+  }, `BackupJob ${ns}/${name} to end`, timeoutMs);
 
 /** A namespace with PVC `data` holding `rows`, written by a pod of the application's, and repository Secret `repo`. */
 async function tenant(ns: string, rows: string): Promise<string> {
@@ -96,7 +86,7 @@ async function tenant(ns: string, rows: string): Promise<string> {
 
 beforeAll(async () => {
   stateDir = await mkdtemp(path.join(STATE_ROOT, "walle-test-installed-"));
-  cluster = await startCluster({ stateDir, walleCrds: false, knativeServing: true });
+  cluster = await startCluster({ stateDir, walleCrds: false, knativeServing: true, knativeEventing: true });
   const bins = await resolveResticBinaries();
   rest = await startRestServer({ binary: bins.restServer, dataDir: path.join(stateDir, "repository"), users: { shop: PASSWORD }, host: cluster.node.network.hostIp });
 }, 900_000);
@@ -114,6 +104,15 @@ describe("Knative Serving on the local cluster", () => {
     const seen = pods.items.map((p) => ({ app: p.metadata.labels?.app, node: p.spec.nodeName, images: p.spec.containers.map((c) => c.image), ready: condition(p, "Ready")?.status }));
     expect(seen.sort((a, b) => String(a.app).localeCompare(String(b.app)))).toEqual(
       [...SERVING_DEPLOYMENTS].sort().map((app) => ({ app, node: "walle-node", images: [servingImage(app, version)], ready: "True" })),
+    );
+  });
+
+  it("runs Knative Eventing's controller and webhook as pods on the real node, from the images built here", async () => {
+    const version = await requiredVersion("eventing", "knative.dev/eventing");
+    const pods = await api().get<{ items: PodSeen[] }>(`/api/v1/namespaces/${EVENTING_NAMESPACE}/pods`);
+    const seen = pods.items.map((p) => ({ app: p.metadata.labels?.app, node: p.spec.nodeName, images: p.spec.containers.map((c) => c.image), ready: condition(p, "Ready")?.status }));
+    expect(seen.sort((a, b) => String(a.app).localeCompare(String(b.app)))).toEqual(
+      EVENTING_DEPLOYMENTS.map((app) => ({ app, node: "walle-node", images: [eventingImage(app.replace(/^eventing-/, ""), version)], ready: "True" })),
     );
   });
 
@@ -185,37 +184,70 @@ describe("Walle installed by kubectl apply -k . on a cluster with Knative Servin
       return condition(s, "Ready")?.status === "True" ? s : undefined;
     }, "the walle-reconcile Service Ready", 120_000);
     expect(ksvc.status?.url).toBe(`http://walle-reconcile.${NS}.svc.cluster.local`);
+    // Eventing's controller made the shipped ApiServerSource's adapter: Ready, its sink the Service's address, and a
+    // Deployment whose pod runs the receive adapter's image as the manifest's service account.
+    const source = await waitFor(async () => {
+      const s = await api().get<Conditioned & { status?: { sinkUri?: string } }>(`/apis/sources.knative.dev/v1/namespaces/${NS}/apiserversources/walle-reconcile`);
+      return condition(s, "Ready")?.status === "True" ? s : undefined;
+    }, "the walle-reconcile ApiServerSource Ready", 120_000);
+    expect(source.status?.sinkUri).toBe(`http://walle-reconcile.${NS}.svc.cluster.local`);
+    const adapter = await waitFor(async () => {
+      const pods = await api().get<{ items: (PodSeen & { spec: { serviceAccountName?: string } })[] }>(`/api/v1/namespaces/${NS}/pods`, { labelSelector: "eventing.knative.dev/source=apiserver-source-controller,eventing.knative.dev/sourceName=walle-reconcile" });
+      return pods.items.find((p) => condition(p, "Ready")?.status === "True");
+    }, "the ApiServerSource's adapter pod Ready", 120_000);
+    expect({ images: adapter.spec.containers.map((c) => c.image), serviceAccount: adapter.spec.serviceAccountName }).toEqual({
+      images: [eventingImage("apiserver_receive_adapter", await requiredVersion("eventing", "knative.dev/eventing"))],
+      serviceAccount: "walle-apiserversource",
+    });
     await atZero("after its first start");
   }, 420_000);
 
-  it("takes a forced backup sent to walle-reconcile.walle-system.svc.cluster.local from zero pods, and resyncs drive it to Finished; then zero pods again", async () => {
-    const ns = "shop";
+  /**
+   * A tenant's BackupJob, made by `start` while the revision has no pod: the revision comes up from zero for it,
+   * the adapter's events drive it to Finished with the snapshot restic lists, and the revision goes to zero again.
+   */
+  async function fromZero(ns: string, start: () => Promise<string>): Promise<void> {
     const repository = await tenant(ns, "order 1\\n");
-    await atZero("before the request");
-
+    await atZero(`before ${ns}'s BackupJob`);
     const started: string[] = [];
     const watch = new Informer<Seen>(api(), `/api/v1/namespaces/${NS}/pods`, (type, pod) => {
       if (type === "add") started.push(pod.metadata.name);
     }, { labelSelector: `serving.knative.dev/revision=${REVISION}` });
     await watch.start();
     try {
-      const ci = await caller(ns, "ci", { kind: "ClusterRole", name: "walle-edit" });
+      const name = await start();
+      const done = await ended(ns, name, 240_000);
+      const snapshots = await listSnapshots({ RESTIC_REPOSITORY: repository, RESTIC_PASSWORD: PASSWORD });
+      expect({ phase: done.status?.phase, snapshotId: done.status?.snapshotId }).toEqual({ phase: "Finished", snapshotId: snapshots[0]?.id });
+      expect(snapshots.map((s) => s.tags?.filter((t) => t.startsWith("pvc=") || t.startsWith("namespace=")).sort())).toEqual([[`namespace=${ns}`, "pvc=data"]]);
+      expect(started.length).toBeGreaterThan(0);
+    } finally {
+      watch.stop();
+    }
+    await atZero(`after ${ns}'s BackupJob ended`);
+  }
+
+  it("finishes a BackupJob created with kubectl: the adapter's event scales the revision from zero, and it is at zero again after the window", async () => {
+    const ns = "kubectl";
+    await fromZero(ns, async () => {
+      const manifest = `apiVersion: ros.io/v1\nkind: BackupJob\nmetadata: {name: first, namespace: ${ns}}\nspec: {sourcePvc: data, repository: {name: repo, namespace: ${ns}}}\n`;
+      const applied = run("kubectl", ["--kubeconfig", cluster!.kubeconfig, "apply", "-f", "-"]);
+      applied.child.stdin?.end(manifest);
+      expect((await applied).stdout).toBe("backupjob.ros.io/first created\n");
+      return "first";
+    });
+  }, 600_000);
+
+  it("takes a forced backup sent to walle-reconcile.walle-system.svc.cluster.local from zero pods, and the ApiServerSource's events drive it to Finished; then zero pods again", async () => {
+    const ns = "shop";
+    await fromZero(ns, async () => {
+      const ci = await caller(ns, "ci", "walle-edit");
       const forced = await runOnce(api(), ns, "force", `${post("io.ros.walle.backup.requested", "force-1", JSON.stringify({ namespace: ns, pvc: "data", repository: { name: "repo", namespace: ns } }))} > /dev/termination-log 2>&1`, { TOKEN: ci });
       expect(forced.phase, forced.message).toBe("Succeeded");
       const body = JSON.parse(forced.message ?? "{}") as { backupJob?: { namespace: string; name: string }; created?: boolean };
       expect(body).toMatchObject({ backupJob: { namespace: ns, name: expect.stringMatching(/^data-forced-[0-9a-f]{10}$/) }, created: true });
-      // The revision came up from zero for it.
-      expect(started.length).toBeGreaterThan(0);
-
-      const ops = await caller(ns, "ops", { kind: "ClusterRole", name: "walle-trigger-admin", clusterWide: true });
-      const done = await resyncedUntilEnded(ns, body.backupJob?.name ?? "", ops, 240_000);
-      const snapshots = await listSnapshots({ RESTIC_REPOSITORY: repository, RESTIC_PASSWORD: PASSWORD });
-      expect({ phase: done.status?.phase, snapshotId: done.status?.snapshotId }).toEqual({ phase: "Finished", snapshotId: snapshots[0]?.id });
-      expect(snapshots.map((s) => s.tags?.filter((t) => t.startsWith("pvc=") || t.startsWith("namespace=")).sort())).toEqual([["namespace=shop", "pvc=data"]]);
-    } finally {
-      watch.stop();
-    }
-    await atZero("after the last request");
+      return body.backupJob?.name ?? "";
+    });
   }, 600_000);
 
   it("streams a backupCommand that prints nothing for 75 s, and runs before-hooks that hold one event 80 s, through the installed Service without cutting them", async () => {
@@ -230,17 +262,16 @@ describe("Walle installed by kubectl apply -k . on a cluster with Knative Servin
       await waitFor(async () => (await api().get<Seen>(`/api/v1/namespaces/${ns}/pods/${name}`)).status?.phase === "Running", `pod ${name} Running`, 120_000);
     }
     const env = { RESTIC_REPOSITORY: repository, RESTIC_PASSWORD: PASSWORD };
-    const ops = await caller(ns, "ops", { kind: "ClusterRole", name: "walle-trigger-admin", clusterWide: true });
     const backupJob = (name: string, spec: Record<string, string>) =>
       api().create(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`, { apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name }, spec: { sourcePvc: "data", repository: { name: "repo", namespace: ns }, ...spec } });
 
     await backupJob("dump", { backupCommand: "sleep 75; echo '-- dump of db'; cat /data/db/rows" });
-    const dumped = await resyncedUntilEnded(ns, "dump", ops, 300_000);
+    const dumped = await ended(ns, "dump", 300_000);
     expect({ phase: dumped.status?.phase, state: condition(dumped, "BackupState")?.reason }).toEqual({ phase: "Finished", state: "Completed" });
     expect(await restic(["dump", dumped.status?.snapshotId ?? "", "/data.app.stdout"], env)).toBe("-- dump of db\norder 7\n");
 
     await backupJob("hooked", { beforeSnapshot: "sleep 40; echo hooked > /data/hook-$(hostname)" });
-    const hooked = await resyncedUntilEnded(ns, "hooked", ops, 300_000);
+    const hooked = await ended(ns, "hooked", 300_000);
     expect({ phase: hooked.status?.phase, state: condition(hooked, "BackupState")?.reason }).toEqual({ phase: "Finished", state: "Completed" });
     const listed = (await restic(["ls", "--json", hooked.status?.snapshotId ?? ""], env)).split("\n").filter(Boolean).map((l) => JSON.parse(l) as { name?: string; struct_type?: string });
     expect(listed.filter((n) => n.struct_type === "node" && n.name?.startsWith("hook-")).map((n) => n.name).sort()).toEqual(["hook-app-0", "hook-app-1"]);
