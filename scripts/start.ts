@@ -1,16 +1,19 @@
-// npm start: Walle's main job on the embedded local cluster. It brings up the real control plane with the upstream
-// and Walle CRDs, the CSI driver, the real node and KEDA's operator; installs Walle's namespace and RBAC; runs the
-// reconcile function fed by Knative's ApiServerSource adapter; starts a local rest-server repository with htpasswd;
-// then follows the original README's getting-started: the Secret `restic-repo` in namespace walle (with
-// INITIALIZE_REPO, RESTIC_PASSWORD, RESTIC_REST_USERNAME and RESTIC_REST_PASSWORD, the repository URL added), the
-// example workload (examples/workload.yml), the tick's ScaledJob (keda/scaledjob.yaml: KEDA's operator fires the
-// tick) and the `example-schedule` BackupSchedule (examples/getting-started-schedule.yml). It prints what happens as
-// it happens: the snapshot, the worker's progress, restic's snapshot id, the BackupSet's completions. It serves
-// until Ctrl-C, then stops everything it started.
+// npm start: Walle's main job on the embedded local cluster, installed as the README installs it. It brings up the
+// real control plane with the upstream CRDs, the CSI driver, the real node, KEDA's operator, and Knative Serving and
+// Eventing (cluster/knative-serving.ts, cluster/knative-eventing.ts); runs `kubectl apply -k .`, so every function
+// is a pod from its image: reconcile the shipped Knative Service's revision, fed by the adapter Eventing makes of
+// the shipped ApiServerSource, the tick KEDA's Job of the shipped ScaledJob. It starts a local rest-server
+// repository with htpasswd, then follows the original README's getting-started: the Secret `restic-repo` in
+// namespace walle (with INITIALIZE_REPO, RESTIC_PASSWORD, RESTIC_REST_USERNAME and RESTIC_REST_PASSWORD, the
+// repository URL added), the example workload (examples/workload.yml) and the `example-schedule` BackupSchedule
+// (examples/getting-started-schedule.yml). It prints what happens as it happens: the reconcile revision's pods
+// coming and going, the snapshot, the worker's progress, restic's snapshot id, the BackupSet's completions. It
+// serves until Ctrl-C, then stops everything it started.
 //
 //   npm start                 as above; KEDA runs the tick as shipped, about every 5 minutes
-//   npm start -- --once       one scheduled backup of the example (KEDA's window every 2 minutes, polled every
-//                             5 s), then the repository's snapshot list, and exit: 0 if the BackupSet Finished
+//   npm start -- --once       one scheduled backup of the example (the installed ScaledJob's window every 2
+//                             minutes, polled every 5 s), the repository's snapshot list, the reconcile revision
+//                             back at zero pods, and exit: 0 if the BackupSet Finished
 //   npm start -- --no-demo    only the cluster and Walle (the tick included); apply what you like with kubectl
 //   npm start -- --kubeconfig <file> [--tick-seconds 300]
 //                             no local cluster: the functions run on this machine against the cluster that file's
@@ -26,9 +29,12 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs, promisify } from "node:util";
 import { applyObjects, readManifestFiles, startCluster, STATE_ROOT } from "../cluster/index.ts";
-import { installWalle, LOCAL_CLUSTER_NAME, runTickCommand, runWalle } from "../cluster/run-walle.ts";
+import { runTickCommand, runWalle } from "../cluster/run-walle.ts";
 import { boundVolumeDir } from "../cluster/csi.ts";
-import { localScaledJob } from "../cluster/keda.ts";
+import { localizeScaledJob } from "../cluster/keda.ts";
+import { waitUntil } from "../cluster/processes.ts";
+import type { KubeObject } from "../lib/k8s/informer.ts";
+import { Informer } from "../lib/k8s/informer.ts";
 import { nodeNetwork } from "../cluster/node.ts";
 import { startRestServer } from "../cluster/rest-server.ts";
 import { repoRoot, resolveResticBinaries } from "../cluster/toolchain.ts";
@@ -52,10 +58,14 @@ if (flags.kubeconfig) await againstCluster(flags.kubeconfig, Number(flags["tick-
 const stateDir = process.env.WALLE_CLUSTER_DIR ?? (await mkdtemp(path.join(STATE_ROOT, "walle-start-")));
 
 const started = Date.now();
-say("starting the local cluster (the first run builds the toolchain, which takes minutes)");
-const cluster = await startCluster({ stateDir, log: (msg) => (/^(Building|Built|Downloading)/.test(msg) ? say(msg) : undefined) });
-await installWalle(cluster.api);
-const walle = await runWalle({ admin: cluster.api, stateDir, log });
+say("starting the local cluster with Knative Serving and Eventing (the first run builds the toolchain, which takes minutes)");
+const cluster = await startCluster({ stateDir, walleCrds: false, knativeServing: true, knativeEventing: true, log: (msg) => (/^(Building|Built|Downloading|Knative \w+ is ready)/.test(msg) ? say(msg) : undefined) });
+say("kubectl apply -k . (Walle as the README installs it)");
+await promisify(execFile)("kubectl", ["--kubeconfig", cluster.kubeconfig, "apply", "-k", repoRoot], { maxBuffer: 16 * 1024 * 1024 });
+const reconcileUrl = await serviceReady();
+const revisionPods = await followRevision();
+say("waiting for the revision's first pod to go: Knative scales the function to zero while nothing asks for it");
+await waitUntil("the reconcile revision at zero pods", async () => revisionPods.count() === 0, 300_000);
 const bins = await resolveResticBinaries();
 // The repository: a real rest-server with htpasswd and private repositories, where the node's pods reach it.
 const user = { name: "walle", password: randomBytes(12).toString("hex") };
@@ -66,7 +76,7 @@ const repository = {
   RESTIC_REST_USERNAME: user.name,
   RESTIC_REST_PASSWORD: user.password,
 };
-say(`up in ${((Date.now() - started) / 1000).toFixed(1)} s; the reconcile function listens on ${walle.url}, the repository is ${repository.RESTIC_REPOSITORY}`);
+say(`up in ${((Date.now() - started) / 1000).toFixed(1)} s; the reconcile function is the Knative Service ${reconcileUrl}, the repository is ${repository.RESTIC_REPOSITORY}`);
 say(`for kubectl:  export KUBECONFIG=${cluster.kubeconfig}`);
 say(`the cluster's state is in ${stateDir}`);
 
@@ -75,7 +85,7 @@ async function stop(code: number): Promise<never> {
   if (!stopping) {
     stopping = true;
     say("stopping");
-    await walle.stop();
+    revisionPods.stop();
     await restServer.stop();
     await cluster.stop();
     if (!process.env.WALLE_CLUSTER_DIR) await rm(stateDir, { recursive: true, force: true });
@@ -85,20 +95,54 @@ async function stop(code: number): Promise<never> {
 process.on("SIGINT", () => void stop(0));
 process.on("SIGTERM", () => void stop(0));
 
-// The tick is part of Walle, demo or not: schedules applied by hand run too.
-const scaledJob = await localScaledJob({ clusterName: LOCAL_CLUSTER_NAME, progressSinkUrl: walle.url, shortWindow: flags.once });
-say(flags.once ? "installing keda/scaledjob.yaml with a window every 2 minutes: KEDA's operator runs the tick in a Job" : "installing keda/scaledjob.yaml: KEDA's operator runs the tick in a Job about every 5 minutes");
-await applyObjects(cluster.api, [scaledJob]);
+// The tick is part of the install, demo or not: schedules applied by hand run too.
+if (flags.once) {
+  say("the installed ScaledJob with a window every 2 minutes: KEDA's operator runs the tick in a Job");
+  const { apiVersion, kind, metadata, spec } = await cluster.api.get<KubeObject & { spec: unknown }>(`/apis/keda.sh/v1alpha1/namespaces/${INSTALL_NAMESPACE}/scaledjobs/walle-tick`);
+  await applyObjects(cluster.api, [localizeScaledJob({ apiVersion, kind, metadata: { name: metadata.name, namespace: metadata.namespace }, spec } as KubeObject, { shortWindow: true })]);
+} else say("KEDA's operator runs the tick in a Job about every 5 minutes, as the installed ScaledJob says");
 
 if (!flags["no-demo"]) {
   await gettingStarted();
   const state = await followSchedule();
   if (flags.once) {
     await listSnapshots();
+    say("waiting for the reconcile revision to go back to zero pods");
+    await waitUntil("the reconcile revision at zero pods", async () => revisionPods.count() === 0, 300_000);
     await stop(state === "Finished" ? 0 : 1);
   }
 }
 say("press Ctrl-C to stop");
+
+/** Waits until the installed Knative Service walle-reconcile is Ready; its address. */
+async function serviceReady(): Promise<string> {
+  let url = "";
+  await waitUntil("the walle-reconcile Knative Service Ready", async () => {
+    const ksvc = await cluster.api.get<{ status?: { url?: string; conditions?: { type: string; status: string }[] } }>(`/apis/serving.knative.dev/v1/namespaces/${INSTALL_NAMESPACE}/services/walle-reconcile`);
+    url = ksvc.status?.url ?? "";
+    return ksvc.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
+  }, 300_000);
+  return url;
+}
+
+/** Prints the reconcile function's running pods as their number changes (Knative scales it between 0 and more). */
+async function followRevision(): Promise<{ count(): number; stop(): void }> {
+  const running = new Set<string>();
+  let shown = -1;
+  const show = () => {
+    if (running.size === shown) return;
+    say(`reconcile pods: ${shown < 0 ? "" : `${shown} → `}${running.size}`);
+    shown = running.size;
+  };
+  const pods = new Informer<KubeObject & { status?: { phase?: string } }>(cluster.api, `/api/v1/namespaces/${INSTALL_NAMESPACE}/pods`, (type, pod) => {
+    if (type === "delete" || pod.status?.phase !== "Running") running.delete(pod.metadata.name ?? "");
+    else running.add(pod.metadata.name ?? "");
+    show();
+  }, { labelSelector: "serving.knative.dev/service=walle-reconcile" });
+  await pods.start();
+  show();
+  return { count: () => running.size, stop: () => pods.stop() };
+}
 
 /** The original README's getting-started, as `kubectl apply` would do it, with the local repository. */
 async function gettingStarted(): Promise<void> {

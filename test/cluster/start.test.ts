@@ -1,6 +1,7 @@
-// `npm start -- --once`, as a user runs it: its own local cluster, Walle with the getting-started schedule on a real
-// rest-server with htpasswd, the tick fired by KEDA, one scheduled backup of the example workload, the repository's
-// snapshot list, exit 0, and everything it started stopped.
+// `npm start -- --once`, as a user runs it: its own local cluster with Knative Serving and Eventing, Walle installed
+// by `kubectl apply -k .` with the getting-started schedule on a real rest-server with htpasswd, the tick fired by
+// KEDA, one scheduled backup of the example workload, the repository's snapshot list, the reconcile revision's pods
+// going 0 → 1 → 0, exit 0, and everything it started stopped.
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
@@ -26,7 +27,11 @@ describe("npm start -- --once", () => {
     expect(id, out).toBeDefined();
     // restic's own table: the new snapshot by its short id, of this cluster's host, with the PVC's path.
     const row = lines.find((l) => l.startsWith(id?.slice(0, 8) ?? "-"));
-    expect(row, out).toMatch(/walle-local/);
+    expect(row, out).toMatch(/my-cluster/);
+    // The reconcile function was a pod only while there was work: from zero for the backup, at zero again at the end.
+    const pods = lines.filter((l) => l.startsWith("walle: reconcile pods: "));
+    expect(pods, out).toContain("walle: reconcile pods: 0 → 1");
+    expect(pods.at(-1), out).toMatch(/^walle: reconcile pods: \d+ → 0$/);
     expect(out).toMatch(/^1 snapshots$/m);
     // Everything it started is gone with its state directory.
     const state = /^walle: the cluster's state is in (\/\S+)$/m.exec(out)?.[1];
