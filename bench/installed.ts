@@ -63,6 +63,7 @@ async function eventColdStart(cluster: Cluster, ns: string, i: number): Promise<
 const revisionPods = async (cluster: Cluster) =>
   (await cluster.api.get<{ items: unknown[] }>(`/api/v1/namespaces/${NS}/pods`, { labelSelector: `serving.knative.dev/revision=${REVISION}` })).items.length;
 
+
 /** A token of a new service account with Kubernetes' edit role (walle-edit joins it) in `ns`, for Walle's audience. */
 async function editor(cluster: Cluster, ns: string): Promise<string> {
   await cluster.api.create(`/api/v1/namespaces/${ns}/serviceaccounts`, { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "ci" } });
@@ -135,8 +136,15 @@ export async function installed(): Promise<Figure[]> {
     let mostPods = 0;
     const ticks = new Set<string>();
     const started = Date.now();
+    // What a reconcile pod that runs in the window handled, from its own log, to say what woke it.
+    const woken = new Map<string, string>();
     for (const end = started + idleSeconds * 1000; Date.now() < end; await sleep(2000)) {
-      most = Math.max(most, await revisionPods(cluster));
+      const pods = await cluster.api.get<{ items: { metadata: { name: string } }[] }>(`/api/v1/namespaces/${NS}/pods`, { labelSelector: `serving.knative.dev/revision=${REVISION}` });
+      most = Math.max(most, pods.items.length);
+      for (const pod of pods.items) {
+        const text = await cluster.api.get<string>(`/api/v1/namespaces/${NS}/pods/${pod.metadata.name}/log`, { container: "reconcile" }).catch(() => "");
+        if (text) woken.set(pod.metadata.name, text);
+      }
       const cpu = await walleCpu(cluster);
       mostPods = Math.max(mostPods, cpu.size);
       for (const [pod, used] of cpu) last.set(pod, used);
@@ -147,6 +155,10 @@ export async function installed(): Promise<Figure[]> {
     const usedNs = [...last].reduce((sum, [pod, used]) => sum + Math.max(0, used - (baseline.get(pod) ?? 0)), 0);
     const millicores = (usedNs / 1e6 / (Date.now() - started)) * 1000;
     say(`Walle's pods in the window: ${[...last.keys()].join(", ")}`);
+    for (const [pod, text] of woken) {
+      const handled = text.split("\n").map((l) => { try { return JSON.parse(l) as { msg?: string; ceType?: string; namespace?: string; name?: string; time?: string }; } catch { return {}; } }).filter((l) => l.ceType);
+      say(`reconcile pod ${pod} in the idle window handled: ${handled.map((l) => `${l.time} ${l.ceType} ${l.namespace ?? ""}/${l.name ?? ""}`).join("; ") || "no event"}`);
+    }
     return [
       figure("installed.event_cold_start_ms", Math.round(median(fromEvent)), "ms", 3000),
       figure("installed.cold_start_ms", Math.round(median(cold)), "ms", 3000),

@@ -15,7 +15,7 @@ import { serviceAccountToken, startCluster, STATE_ROOT, type Cluster } from "../
 import { EVENTING_DEPLOYMENTS, EVENTING_NAMESPACE, eventingImage } from "../../cluster/knative-eventing.ts";
 import { SERVING_DEPLOYMENTS, SERVING_NAMESPACE, servingImage } from "../../cluster/knative-serving.ts";
 import { startRestServer, type RestServer } from "../../cluster/rest-server.ts";
-import { repoRoot, requiredVersion, resolveBinary, resolveResticBinaries } from "../../cluster/toolchain.ts";
+import { repoRoot, requiredVersion, resolveResticBinaries } from "../../cluster/toolchain.ts";
 import { Informer } from "../../lib/k8s/informer.ts";
 import { listSnapshots, restic } from "../integration/worker-harness.ts";
 import { waitFor } from "../support/kube.ts";
@@ -275,40 +275,5 @@ describe("Walle installed by kubectl apply -k . on a cluster with Knative Servin
     expect({ phase: hooked.status?.phase, state: condition(hooked, "BackupState")?.reason }).toEqual({ phase: "Finished", state: "Completed" });
     const listed = (await restic(["ls", "--json", hooked.status?.snapshotId ?? ""], env)).split("\n").filter(Boolean).map((l) => JSON.parse(l) as { name?: string; struct_type?: string });
     expect(listed.filter((n) => n.struct_type === "node" && n.name?.startsWith("hook-")).map((n) => n.name).sort()).toEqual(["hook-app-0", "hook-app-1"]);
-  }, 900_000);
-});
-
-describe("Walle installed with Helm and the original's values, as the README writes it, once the kustomization is deleted", () => {
-  /** A shell command as the README writes it, with this cluster's kubeconfig and the toolchain's helm. */
-  async function sh(script: string): Promise<string> {
-    const env = { ...process.env, KUBECONFIG: cluster!.kubeconfig, PATH: `${path.dirname(await resolveBinary("helm"))}:${process.env.PATH ?? ""}` };
-    try {
-      return (await run("bash", ["-euo", "pipefail", "-c", script], { cwd: repoRoot, env, maxBuffer: 16 * 1024 * 1024 })).stdout;
-    } catch (err) {
-      const e = err as { stdout?: string; stderr?: string };
-      throw new Error(`${script}\nfailed: ${e.stderr ?? ""}${e.stdout ?? ""}`, { cause: err });
-    }
-  }
-
-  it("helm upgrade --install into namespace walle: its Service Ready and at zero pods, its ApiServerSource's adapter running, and a BackupJob from zero to Finished on its events", async () => {
-    await sh("kubectl delete -k . --wait=true");
-    await waitFor(async () => (await api().get(`/api/v1/namespaces/${NS}`).then(() => false, () => true)), `namespace ${NS} gone`, 240_000);
-    const crds = await sh("npm run --silent crdgen -- --stdout | kubectl apply -f -");
-    expect(crds.trim().split("\n").sort()).toEqual(["backupjobs", "backuprestores", "backupschedules", "backupsets"].map((c) => `customresourcedefinition.apiextensions.k8s.io/${c}.ros.io created`));
-    await sh("helm upgrade -n walle --create-namespace --install walle ./helm/charts/walle -f examples/values.yml --set config.backup_job_image=ghcr.io/ros-io/walle-worker:latest");
-    await sh("kubectl label namespace walle pod-security.kubernetes.io/enforce=baseline pod-security.kubernetes.io/enforce-version=latest");
-    const install = "walle";
-    await waitFor(async () => {
-      const s = await api().get<Conditioned>(`/apis/serving.knative.dev/v1/namespaces/${install}/services/walle-reconcile`);
-      return condition(s, "Ready")?.status === "True";
-    }, "the walle-reconcile Service of the Helm release Ready", 240_000);
-    await waitFor(async () => {
-      const s = await api().get<Conditioned>(`/apis/sources.knative.dev/v1/namespaces/${install}/apiserversources/walle-reconcile`);
-      return condition(s, "Ready")?.status === "True";
-    }, "the Helm release's ApiServerSource Ready", 120_000);
-    await fromZero("helm-tenant", async () => {
-      await api().create("/apis/ros.io/v1/namespaces/helm-tenant/backupjobs", { apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name: "first" }, spec: { sourcePvc: "data", repository: { name: "repo", namespace: "helm-tenant" } } });
-      return "first";
-    }, install);
   }, 900_000);
 });
