@@ -24,7 +24,7 @@ import { promisify } from "node:util";
 import { serviceAccountToken, startCluster, STATE_ROOT, type Cluster } from "../cluster/index.ts";
 import { sleep, waitUntil } from "../cluster/processes.ts";
 import { repoRoot } from "../cluster/toolchain.ts";
-import type { Figure } from "./main.ts";
+import { figure, type Figure } from "./figures.ts";
 
 const run = promisify(execFile);
 const say = (line: string) => console.error(`bench installed: ${line}`);
@@ -32,7 +32,6 @@ const NS = "walle-system";
 const REVISION = "walle-reconcile-00001";
 const ROUNDS = 5;
 
-const figure = (name: string, value: number, unit: string, target: number | null): Figure => ({ name, value, unit, target, ok: target === null || value <= target });
 const median = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
 interface PodStats {
@@ -50,26 +49,37 @@ async function walleCpu(cluster: Cluster): Promise<Map<string, number>> {
 async function eventColdStart(cluster: Cluster, ns: string, i: number): Promise<number> {
   const name = `event-${i}`;
   const created = Date.now();
-  await cluster.api.create(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`, { apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name }, spec: { sourcePvc: `data-${i}`, repository: { name: "repo", namespace: ns } } });
+  await cluster.api.create(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`, {
+    apiVersion: "ros.io/v1",
+    kind: "BackupJob",
+    metadata: { name },
+    spec: { sourcePvc: `data-${i}`, repository: { name: "repo", namespace: ns } },
+  });
   let at = NaN;
-  await waitUntil(`BackupJob ${ns}/${name}'s first status`, async () => {
-    const bj = await cluster.api.get<{ status?: { phase?: string } }>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/${name}`);
-    if (bj.status?.phase) at = Date.now();
-    return bj.status?.phase !== undefined;
-  }, 60_000);
+  await waitUntil(
+    `BackupJob ${ns}/${name}'s first status`,
+    async () => {
+      const bj = await cluster.api.get<{ status?: { phase?: string } }>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/${name}`);
+      if (bj.status?.phase) at = Date.now();
+      return bj.status?.phase !== undefined;
+    },
+    60_000,
+  );
   return at - created;
 }
 
 const revisionPods = async (cluster: Cluster) =>
   (await cluster.api.get<{ items: unknown[] }>(`/api/v1/namespaces/${NS}/pods`, { labelSelector: `serving.knative.dev/revision=${REVISION}` })).items.length;
 
-
 /** A token of a new service account with Kubernetes' edit role (walle-edit joins it) in `ns`, for Walle's audience. */
 async function editor(cluster: Cluster, ns: string): Promise<string> {
   await cluster.api.create(`/api/v1/namespaces/${ns}/serviceaccounts`, { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "ci" } });
   await cluster.api.create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`, {
-    apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", metadata: { name: "ci" },
-    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "walle-edit" }, subjects: [{ kind: "ServiceAccount", name: "ci", namespace: ns }],
+    apiVersion: "rbac.authorization.k8s.io/v1",
+    kind: "RoleBinding",
+    metadata: { name: "ci" },
+    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "walle-edit" },
+    subjects: [{ kind: "ServiceAccount", name: "ci", namespace: ns }],
   });
   return (await serviceAccountToken(cluster.api, ns, "ci", 7200, ["walle"])).token;
 }
@@ -77,10 +87,31 @@ async function editor(cluster: Cluster, ns: string): Promise<string> {
 /** One forced backup from the node's namespace: curl's status code and its total time in ms. */
 async function forcedBackup(cluster: Cluster, address: string, token: string, ns: string, i: number): Promise<{ code: string; ms: number }> {
   const { stdout } = await run("nsenter", [
-    `--net=/run/netns/${cluster.node.network.netns}`, "--", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", `http://${address}/`,
-    "-H", `Host: ${REVISION}.${NS}.svc.cluster.local`, "-H", `Authorization: Bearer ${token}`, "-H", "Content-Type: application/json",
-    "-H", "ce-specversion: 1.0", "-H", `ce-id: bench-${i}`, "-H", "ce-source: /bench", "-H", "ce-type: io.ros.walle.backup.requested",
-    "-d", JSON.stringify({ namespace: ns, pvc: `data-${i}`, repository: { name: "repo", namespace: ns } }),
+    `--net=/run/netns/${cluster.node.network.netns}`,
+    "--",
+    "curl",
+    "-s",
+    "-o",
+    "/dev/null",
+    "-w",
+    "%{http_code} %{time_total}",
+    `http://${address}/`,
+    "-H",
+    `Host: ${REVISION}.${NS}.svc.cluster.local`,
+    "-H",
+    `Authorization: Bearer ${token}`,
+    "-H",
+    "Content-Type: application/json",
+    "-H",
+    "ce-specversion: 1.0",
+    "-H",
+    `ce-id: bench-${i}`,
+    "-H",
+    "ce-source: /bench",
+    "-H",
+    "ce-type: io.ros.walle.backup.requested",
+    "-d",
+    JSON.stringify({ namespace: ns, pvc: `data-${i}`, repository: { name: "repo", namespace: ns } }),
   ]);
   const [code = "", seconds = "NaN"] = stdout.trim().split(" ");
   return { code, ms: Number(seconds) * 1000 };
@@ -89,7 +120,13 @@ async function forcedBackup(cluster: Cluster, address: string, token: string, ns
 export async function installed(): Promise<Figure[]> {
   const stateDir = await mkdtemp(path.join(STATE_ROOT, "walle-bench-installed-"));
   say("starting a local cluster with Knative Serving and Eventing");
-  const cluster = await startCluster({ stateDir, walleCrds: false, knativeServing: true, knativeEventing: true, log: (msg) => (/^(Building|Built|Downloading|Knative \w+ is ready|Local cluster is ready)/.test(msg) ? say(msg) : undefined) });
+  const cluster = await startCluster({
+    stateDir,
+    walleCrds: false,
+    knativeServing: true,
+    knativeEventing: true,
+    log: (msg) => (/^(Building|Built|Downloading|Knative \w+ is ready|Local cluster is ready)/.test(msg) ? say(msg) : undefined),
+  });
   try {
     say("kubectl apply -k .");
     await run("kubectl", ["--kubeconfig", cluster.kubeconfig, "apply", "-k", repoRoot], { maxBuffer: 16 * 1024 * 1024 });
@@ -97,14 +134,30 @@ export async function installed(): Promise<Figure[]> {
     await cluster.api.create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
     // PVCs that are never bound to data: each request makes a BackupJob and its first step, and nothing more runs.
     for (let i = 0; i < 2 * ROUNDS; i++) {
-      await cluster.api.create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, { apiVersion: "v1", kind: "PersistentVolumeClaim", metadata: { name: `data-${i}` }, spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } } });
+      await cluster.api.create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, {
+        apiVersion: "v1",
+        kind: "PersistentVolumeClaim",
+        metadata: { name: `data-${i}` },
+        spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } },
+      });
     }
-    await cluster.api.create(`/api/v1/namespaces/${ns}/secrets`, { apiVersion: "v1", kind: "Secret", metadata: { name: "repo" }, stringData: { RESTIC_REPOSITORY: "rest:http://127.0.0.1:1/none", RESTIC_PASSWORD: "bench" } });
+    await cluster.api.create(`/api/v1/namespaces/${ns}/secrets`, {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "repo" },
+      stringData: { RESTIC_REPOSITORY: "rest:http://127.0.0.1:1/none", RESTIC_PASSWORD: "bench" },
+    });
     const token = await editor(cluster, ns);
-    await waitUntil(`revision ${REVISION} Ready`, async () => {
-      const r = await cluster.api.get<{ status?: { conditions?: { type: string; status: string }[] } }>(`/apis/serving.knative.dev/v1/namespaces/${NS}/revisions/${REVISION}`).catch(() => undefined);
-      return r?.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
-    }, 300_000);
+    await waitUntil(
+      `revision ${REVISION} Ready`,
+      async () => {
+        const r = await cluster.api
+          .get<{ status?: { conditions?: { type: string; status: string }[] } }>(`/apis/serving.knative.dev/v1/namespaces/${NS}/revisions/${REVISION}`)
+          .catch(() => undefined);
+        return r?.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
+      },
+      300_000,
+    );
     const service = await cluster.api.get<{ spec: { clusterIP: string } }>(`/api/v1/namespaces/${NS}/services/${REVISION}`);
     const fromEvent: number[] = [];
     for (let i = 0; i < ROUNDS; i++) {
@@ -126,10 +179,20 @@ export async function installed(): Promise<Figure[]> {
     }
     // What the requests made goes, so the idle window is Walle's alone (no worker of theirs runs in it).
     await cluster.api.delete(`/api/v1/namespaces/${ns}`);
-    await waitUntil(`namespace ${ns} gone`, async () => (await cluster.api.get(`/api/v1/namespaces/${ns}`).then(() => true, () => false)) === false, 300_000);
+    await waitUntil(
+      `namespace ${ns} gone`,
+      async () =>
+        (await cluster.api.get(`/api/v1/namespaces/${ns}`).then(
+          () => true,
+          () => false,
+        )) === false,
+      300_000,
+    );
     const idleSeconds = Number(process.env.BENCH_IDLE_SECONDS ?? 600);
     say(`idle for ${idleSeconds} s, counting Walle's pods, the tick's Jobs and their CPU`);
-    const jobsBefore = new Set((await cluster.api.get<{ items: { metadata: { name: string } }[] }>(`/apis/batch/v1/namespaces/${NS}/jobs`)).items.map((j) => j.metadata.name));
+    const jobsBefore = new Set(
+      (await cluster.api.get<{ items: { metadata: { name: string } }[] }>(`/apis/batch/v1/namespaces/${NS}/jobs`)).items.map((j) => j.metadata.name),
+    );
     const baseline = await walleCpu(cluster);
     const last = new Map<string, number>();
     let most = 0;
@@ -139,7 +202,9 @@ export async function installed(): Promise<Figure[]> {
     // What a reconcile pod that runs in the window handled, from its own log, to say what woke it.
     const woken = new Map<string, string>();
     for (const end = started + idleSeconds * 1000; Date.now() < end; await sleep(2000)) {
-      const pods = await cluster.api.get<{ items: { metadata: { name: string } }[] }>(`/api/v1/namespaces/${NS}/pods`, { labelSelector: `serving.knative.dev/revision=${REVISION}` });
+      const pods = await cluster.api.get<{ items: { metadata: { name: string } }[] }>(`/api/v1/namespaces/${NS}/pods`, {
+        labelSelector: `serving.knative.dev/revision=${REVISION}`,
+      });
       most = Math.max(most, pods.items.length);
       for (const pod of pods.items) {
         const text = await cluster.api.get<string>(`/api/v1/namespaces/${NS}/pods/${pod.metadata.name}/log`, { container: "reconcile" }).catch(() => "");
@@ -148,7 +213,9 @@ export async function installed(): Promise<Figure[]> {
       const cpu = await walleCpu(cluster);
       mostPods = Math.max(mostPods, cpu.size);
       for (const [pod, used] of cpu) last.set(pod, used);
-      for (const j of (await cluster.api.get<{ items: { metadata: { name: string; labels?: Record<string, string> } }[] }>(`/apis/batch/v1/namespaces/${NS}/jobs`)).items) {
+      for (const j of (
+        await cluster.api.get<{ items: { metadata: { name: string; labels?: Record<string, string> } }[] }>(`/apis/batch/v1/namespaces/${NS}/jobs`)
+      ).items) {
         if (!jobsBefore.has(j.metadata.name) && j.metadata.name.startsWith("walle-tick")) ticks.add(j.metadata.name);
       }
     }
@@ -156,8 +223,19 @@ export async function installed(): Promise<Figure[]> {
     const millicores = (usedNs / 1e6 / (Date.now() - started)) * 1000;
     say(`Walle's pods in the window: ${[...last.keys()].join(", ")}`);
     for (const [pod, text] of woken) {
-      const handled = text.split("\n").map((l) => { try { return JSON.parse(l) as { msg?: string; ceType?: string; namespace?: string; name?: string; time?: string }; } catch { return {}; } }).filter((l) => l.ceType);
-      say(`reconcile pod ${pod} in the idle window handled: ${handled.map((l) => `${l.time} ${l.ceType} ${l.namespace ?? ""}/${l.name ?? ""}`).join("; ") || "no event"}`);
+      const handled = text
+        .split("\n")
+        .map((l) => {
+          try {
+            return JSON.parse(l) as { msg?: string; ceType?: string; namespace?: string; name?: string; time?: string };
+          } catch {
+            return {};
+          }
+        })
+        .filter((l) => l.ceType);
+      say(
+        `reconcile pod ${pod} in the idle window handled: ${handled.map((l) => `${l.time} ${l.ceType} ${l.namespace ?? ""}/${l.name ?? ""}`).join("; ") || "no event"}`,
+      );
     }
     return [
       figure("installed.event_cold_start_ms", Math.round(median(fromEvent)), "ms", 3000),

@@ -7,15 +7,9 @@
 //
 // To add a group, add one line to `groups`.
 
-export interface Figure {
-  /** Stable, dotted: `<group>.<what>`. */
-  name: string;
-  value: number;
-  unit: string;
-  /** The most the value may be (every target of docs/architecture.md, Targets is an upper bound); null for a figure only reported. */
-  target: number | null;
-  ok: boolean;
-}
+import type { Figure } from "./figures.ts";
+
+export type { Figure };
 
 /** A group's module exports one of these. It may import types from here, never values: this module awaits it. */
 export type Group = () => Promise<Figure[]>;
@@ -48,7 +42,9 @@ async function main(argv: readonly string[]): Promise<number> {
     const load = groups[name];
     if (!load) continue;
     try {
-      for (const figure of await (await load())()) {
+      for (const figure of await (
+        await load()
+      )()) {
         console.log(json ? JSON.stringify(figure) : formatText(figure));
         failed ||= !figure.ok;
       }

@@ -44,14 +44,12 @@ import { INSTALL_NAMESPACE, ServiceAccount } from "../lib/api/constants.ts";
 import type { ChangeType, KubeObject } from "../lib/k8s/informer.ts";
 import type { RestClient } from "../lib/k8s/rest.ts";
 import { createLogger } from "../lib/log.ts";
-import type { Figure } from "./main.ts";
+import { figure, type Figure } from "./figures.ts";
 
 const reconcileMain = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../functions/reconcile/main.ts");
 const NS = "bench";
 const WARM_UP = 10;
 const say = (text: string) => console.error(`reconcile: ${text}`);
-
-const figure = (name: string, value: number, unit: string, target: number): Figure => ({ name, value, unit, target, ok: value <= target });
 
 export async function reconcile(): Promise<Figure[]> {
   const events = Number(process.env.BENCH_RECONCILE_EVENTS ?? 200);
@@ -69,7 +67,10 @@ export async function reconcile(): Promise<Figure[]> {
     // Node before the first start, as the image's is when it is built.
     const bundle = path.join(await mkdtemp(path.join(cluster.stateDir, "reconcile-app-")), "reconcile.mjs");
     await bundleFunction("reconcile", bundle);
-    const image = { argv: [...nodeFlags.reconcile, bundle], env: { NODE_COMPILE_CACHE: await fillCompileCache(process.execPath, bundle, nodeFlags.reconcile) } };
+    const image = {
+      argv: [...nodeFlags.reconcile, bundle],
+      env: { NODE_COMPILE_CACHE: await fillCompileCache(process.execPath, bundle, nodeFlags.reconcile) },
+    };
     const child = await childRuns(cluster, image, "the image's bundle");
     await childRuns(cluster, { argv: [reconcileMain], env: {} }, "functions/reconcile/main.ts");
     return [
@@ -145,11 +146,15 @@ async function requestsOverOneLife(cluster: Cluster): Promise<number> {
   try {
     const before = walle.requests();
     await createBackupJob(cluster.api, "life");
-    const bj = await until(async () => {
-      const got = await cluster.api.get<BackupJobStatus>(`/apis/ros.io/v1/namespaces/${NS}/backupjobs/life`);
-      const cleaned = got.status?.conditions?.some((c) => c.type === "CleanedUp" && c.status === "True");
-      return (got.status?.phase === "Finished" || got.status?.phase === "Failed") && cleaned ? got : undefined;
-    }, "the BackupJob to finish and clean up", 180_000);
+    const bj = await until(
+      async () => {
+        const got = await cluster.api.get<BackupJobStatus>(`/apis/ros.io/v1/namespaces/${NS}/backupjobs/life`);
+        const cleaned = got.status?.conditions?.some((c) => c.type === "CleanedUp" && c.status === "True");
+        return (got.status?.phase === "Finished" || got.status?.phase === "Failed") && cleaned ? got : undefined;
+      },
+      "the BackupJob to finish and clean up",
+      180_000,
+    );
     if (bj.status?.phase !== "Finished") throw new Error(`the BackupJob ${bj.status?.phase}: ${JSON.stringify(bj.status?.conditions)}`);
     // The clean-up's deletions come back as events: wait until they stop.
     let last = walle.requests();
@@ -205,13 +210,16 @@ async function eventToWrite(cluster: Cluster, events: number): Promise<number[]>
       const started = performance.now();
       const status = await send(walle.url, event);
       const wrote = writes.firstWriteAt;
-      if (status !== 200 || wrote === undefined) throw new Error(`the add event of BackupJob latency-${i} got ${status}${wrote === undefined ? " and made no write" : ""}`);
+      if (status !== 200 || wrote === undefined)
+        throw new Error(`the add event of BackupJob latency-${i} got ${status}${wrote === undefined ? " and made no write" : ""}`);
       if (i >= WARM_UP) samples.push(wrote - started);
     }
   } finally {
     await walle.stop();
   }
-  say(`event to first write over ${samples.length} events: p50 ${percentile(samples, 0.5).toFixed(1)} ms, p99 ${percentile(samples, 0.99).toFixed(1)} ms, max ${Math.max(...samples).toFixed(1)} ms`);
+  say(
+    `event to first write over ${samples.length} events: p50 ${percentile(samples, 0.5).toFixed(1)} ms, p99 ${percentile(samples, 0.99).toFixed(1)} ms, max ${Math.max(...samples).toFixed(1)} ms`,
+  );
   return samples;
 }
 
@@ -274,7 +282,12 @@ async function childRuns(cluster: Cluster, command: { argv: readonly string[]; e
   for (let run = 0; run < 5; run++) {
     const port = await freePort();
     const started = performance.now();
-    const child = inPod(cluster, mount, command.argv, { ...command.env, WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE, WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME, PORT: String(port) });
+    const child = inPod(cluster, mount, command.argv, {
+      ...command.env,
+      WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE,
+      WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME,
+      PORT: String(port),
+    });
     const rssAtStart = new Promise<number>((resolve) => {
       child.stdout?.on("data", (c: Buffer) => {
         if (runs.listening.length === run && c.toString().includes("Started reconcile function")) {
@@ -284,7 +297,7 @@ async function childRuns(cluster: Cluster, command: { argv: readonly string[]; e
         }
       });
     });
-  let stderr = "";
+    let stderr = "";
     child.stderr?.on("data", (c: Buffer) => (stderr = (stderr + c.toString()).slice(-2000)));
     try {
       const url = `http://127.0.0.1:${port}/`;
@@ -310,7 +323,9 @@ async function childRuns(cluster: Cluster, command: { argv: readonly string[]; e
     }
   }
   const ms = (values: number[]) => values.map((v) => v.toFixed(0)).join(", ");
-  say(`${label}: start to first handled event ${ms(runs.starts)} ms (listening after ${ms(runs.listening)} ms); RSS at start ${runs.rssStartMb.toFixed(1)} MB, after the first event ${runs.rssFirstMb.toFixed(1)} MB, after 1000 more ${runs.rssMb.toFixed(1)} MB`);
+  say(
+    `${label}: start to first handled event ${ms(runs.starts)} ms (listening after ${ms(runs.listening)} ms); RSS at start ${runs.rssStartMb.toFixed(1)} MB, after the first event ${runs.rssFirstMb.toFixed(1)} MB, after 1000 more ${runs.rssMb.toFixed(1)} MB`,
+  );
   return runs;
 }
 
@@ -333,7 +348,6 @@ async function terminate(child: ChildProcess): Promise<void> {
 }
 
 // ---- Small things
-
 
 async function until<T>(fn: () => Promise<T | undefined>, what: string, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -30,10 +30,9 @@ import { resolveResticBinaries } from "../cluster/toolchain.ts";
 import { INSTALL_NAMESPACE, Label } from "../lib/api/constants.ts";
 import { Informer, type KubeObject } from "../lib/k8s/informer.ts";
 import { createLogger } from "../lib/log.ts";
-import type { Figure } from "./main.ts";
+import { figure, type Figure } from "./figures.ts";
 
 const say = (text: string) => console.error(`scale: ${text}`);
-const figure = (name: string, value: number, unit: string, target: number | null): Figure => ({ name, value, unit, target, ok: target === null || value <= target });
 const LABEL = "walle.bench/scale";
 
 export async function scale(): Promise<Figure[]> {
@@ -56,14 +55,22 @@ export async function scale(): Promise<Figure[]> {
     });
     say(`making ${pvcs} PVCs in ${namespaces} namespaces`);
     await volumes(cluster, namespaces, perNamespace);
-    const walle = await runWalle({ admin: cluster.api, stateDir, log: createLogger({ function: "walle-reconcile", level: "info", destination: { write: () => {} } }) });
+    const walle = await runWalle({
+      admin: cluster.api,
+      stateDir,
+      log: createLogger({ function: "walle-reconcile", level: "info", destination: { write: () => {} } }),
+    });
     const workers = await watchWorkers(cluster);
     const runs = workers.runs;
     await cluster.api.create("/apis/ros.io/v1/backupschedules", {
       apiVersion: "ros.io/v1",
       kind: "BackupSchedule",
       metadata: { name: "scale" },
-      spec: { interval: "24h", repository: { name: "restic-repo" }, plans: [{ type: "persistentVolumeClaim", namespaceSelector: { matchLabels: { [LABEL]: "true" } } }] },
+      spec: {
+        interval: "24h",
+        repository: { name: "restic-repo" },
+        plans: [{ type: "persistentVolumeClaim", namespaceSelector: { matchLabels: { [LABEL]: "true" } } }],
+      },
     });
     const before = walle.requests();
     const due = Date.now();

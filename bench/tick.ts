@@ -34,11 +34,10 @@ import { nodeFlags } from "../scripts/bundle.ts";
 import { RestClient } from "../lib/k8s/rest.ts";
 import { createLogger } from "../lib/log.ts";
 import { testConfig } from "../test/support/config.ts";
-import type { Figure } from "./main.ts";
+import { figure, type Figure } from "./figures.ts";
 
 const run = promisify(execFile);
 const say = (text: string) => console.error(`tick: ${text}`);
-const figure = (name: string, value: number, unit: string, target: number): Figure => ({ name, value, unit, target, ok: value <= target });
 const round = (n: number) => Math.round(n * 10) / 10;
 
 export async function tick(): Promise<Figure[]> {
@@ -64,7 +63,9 @@ export async function tick(): Promise<Figure[]> {
 // ---- The pure evaluation, in a child process
 
 function inventory(typical: boolean) {
-  const namespaces = Array.from({ length: 1000 }, (_, n) => ({ metadata: { name: `ns-${n}`, labels: { "kubernetes.io/metadata.name": `ns-${n}`, team: `team-${n % 20}` } } }));
+  const namespaces = Array.from({ length: 1000 }, (_, n) => ({
+    metadata: { name: `ns-${n}`, labels: { "kubernetes.io/metadata.name": `ns-${n}`, team: `team-${n % 20}` } },
+  }));
   const pvcs = namespaces.flatMap((ns) =>
     Array.from({ length: 100 }, (_, i) => ({
       metadata: { namespace: ns.metadata.name, name: `data-${i}`, labels: { group: `g-${Math.floor(i / 10)}` } },
@@ -75,7 +76,14 @@ function inventory(typical: boolean) {
   const pods = namespaces.flatMap((ns) =>
     Array.from({ length: 50 }, (_, i) => ({
       metadata: { namespace: ns.metadata.name, name: `app-${i}`, labels: { app: `app-${Math.floor(i / 5)}` } },
-      spec: { containers: [], nodeName: "node-1", volumes: [{ name: "a", persistentVolumeClaim: { claimName: `data-${2 * i}` } }, { name: "b", persistentVolumeClaim: { claimName: `data-${2 * i + 1}` } }] },
+      spec: {
+        containers: [],
+        nodeName: "node-1",
+        volumes: [
+          { name: "a", persistentVolumeClaim: { claimName: `data-${2 * i}` } },
+          { name: "b", persistentVolumeClaim: { claimName: `data-${2 * i + 1}` } },
+        ],
+      },
       status: { phase: "Running" },
     })),
   );
@@ -84,13 +92,24 @@ function inventory(typical: boolean) {
   const schedules = Array.from({ length: 10_000 }, (_, s) => {
     const ns = `ns-${Math.floor(s / 10)}`;
     const k = s % 10;
-    const plan = k % 4 === 3
-      ? { type: "persistentVolumeClaim", namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": ns } }, labelSelector: { matchLabels: { group: `g-${k}` } } }
-      : { type: "pod", labelSelector: { matchLabels: { app: `app-${k}` } }, fieldSelector: [{ field: "metadata.namespace", operator: "equals", value: ns }] };
+    const plan =
+      k % 4 === 3
+        ? {
+            type: "persistentVolumeClaim",
+            namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": ns } },
+            labelSelector: { matchLabels: { group: `g-${k}` } },
+          }
+        : { type: "pod", labelSelector: { matchLabels: { app: `app-${k}` } }, fieldSelector: [{ field: "metadata.namespace", operator: "equals", value: ns }] };
     // Typical: each schedule last ran a different 5 minutes ago within its 6 h, so about 1 in 72 is due per tick.
     const last = new Date(Date.now() - 6 * 3600_000 + (s % 72) * 5 * 60_000 - 60_000).toISOString().replace(/\.\d+Z$/, "Z");
     const status = typical ? { status: { scheduler: { backupTimestamp: last } } } : {};
-    return { apiVersion: "ros.io/v1", kind: "BackupSchedule", metadata: { name: `schedule-${s}`, uid: `uid-${s}`, creationTimestamp: created, generation: 1 }, spec: { interval: "6h", plans: [plan], repository: { name: "repo", namespace: ns } }, ...status };
+    return {
+      apiVersion: "ros.io/v1",
+      kind: "BackupSchedule",
+      metadata: { name: `schedule-${s}`, uid: `uid-${s}`, creationTimestamp: created, generation: 1 },
+      spec: { interval: "6h", plans: [plan], repository: { name: "repo", namespace: ns } },
+      ...status,
+    };
   });
   return { namespaces, pvcs, pods, schedules };
 }
@@ -98,7 +117,11 @@ function inventory(typical: boolean) {
 async function pureChild(typical: boolean): Promise<void> {
   const inv = inventory(typical);
   const started = performance.now();
-  const plans = planTick({ schedules: inv.schedules, sets: [], jobs: [], pvcs: inv.pvcs as never, pods: inv.pods as never, namespaces: inv.namespaces }, testConfig, new Date());
+  const plans = planTick(
+    { schedules: inv.schedules, sets: [], jobs: [], pvcs: inv.pvcs as never, pods: inv.pods as never, namespaces: inv.namespaces },
+    testConfig,
+    new Date(),
+  );
   const ms = performance.now() - started;
   const status = await readFile("/proc/self/status", "utf8");
   const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
@@ -122,7 +145,9 @@ async function oneTickOnACluster(): Promise<{ reads: number; writes: number; bou
       await Promise.all(
         Array.from({ length: 100 }, (_, i) =>
           cluster.api.create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, {
-            apiVersion: "v1", kind: "PersistentVolumeClaim", metadata: { name: `data-${i}`, labels: { group: `g-${Math.floor(i / 10)}` } },
+            apiVersion: "v1",
+            kind: "PersistentVolumeClaim",
+            metadata: { name: `data-${i}`, labels: { group: `g-${Math.floor(i / 10)}` } },
             spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } },
           }),
         ),
@@ -131,8 +156,20 @@ async function oneTickOnACluster(): Promise<{ reads: number; writes: number; bou
     for (let s = 0; s < 200; s++) {
       const ns = namespaces[s % 20] ?? "";
       await cluster.api.create("/apis/ros.io/v1/backupschedules", {
-        apiVersion: "ros.io/v1", kind: "BackupSchedule", metadata: { name: `bench-${s}` },
-        spec: { interval: "6h", plans: [{ type: "persistentVolumeClaim", labelSelector: { matchLabels: { group: `g-${Math.floor(s / 20)}` } }, fieldSelector: [{ field: "metadata.namespace", operator: "equals", value: ns }] }], repository: { name: "repo", namespace: ns } },
+        apiVersion: "ros.io/v1",
+        kind: "BackupSchedule",
+        metadata: { name: `bench-${s}` },
+        spec: {
+          interval: "6h",
+          plans: [
+            {
+              type: "persistentVolumeClaim",
+              labelSelector: { matchLabels: { group: `g-${Math.floor(s / 20)}` } },
+              fieldSelector: [{ field: "metadata.namespace", operator: "equals", value: ns }],
+            },
+          ],
+          repository: { name: "repo", namespace: ns },
+        },
       });
     }
     say("waiting for the 2,000 PVCs to be bound");

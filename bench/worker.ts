@@ -125,10 +125,18 @@ async function restoreRatio(restic: string, source: string, bundle: string, dir:
   const { stdout } = await execFileAsync(restic, ["snapshots", "--json", "latest"], { env: resticEnvironment(env(repository)), maxBuffer: 16 * 1024 * 1024 });
   const snapshotId = (JSON.parse(stdout) as { id: string }[])[0]?.id ?? "";
   const sides: Record<"bare" | "bundled", (target: string) => Promise<number>> = {
-    bare: (target) => run(restic, restoreArgs({ snapshotId, targetPath: target, deleteOthers: true, lockWait: "5m" }), { env: resticEnvironment(env(repository)) }),
+    bare: (target) =>
+      run(restic, restoreArgs({ snapshotId, targetPath: target, deleteOthers: true, lockWait: "5m" }), { env: resticEnvironment(env(repository)) }),
     bundled: (target) =>
       run(process.execPath, [bundle, "restore"], {
-        env: { ...workerEnv(repository), RESTIC_BINARY: restic, RESTORE_TARGET_PATH: target, RESTORE_SNAPSHOT: snapshotId, RESTORE_DELETE: "true", TERMINATION_MESSAGE_PATH: path.join(dir, "termination-log") },
+        env: {
+          ...workerEnv(repository),
+          RESTIC_BINARY: restic,
+          RESTORE_TARGET_PATH: target,
+          RESTORE_SNAPSHOT: snapshotId,
+          RESTORE_DELETE: "true",
+          TERMINATION_MESSAGE_PATH: path.join(dir, "termination-log"),
+        },
       }),
   };
   // Each restore into a fresh empty target.

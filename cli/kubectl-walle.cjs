@@ -15,7 +15,9 @@ if (major > 22 || (major === 22 && minor >= 18)) {
 } else {
   const pinned = path.join(__dirname, "..", "node_modules", "node", "bin", "node");
   if (!existsSync(pinned)) {
-    process.stderr.write(`error: kubectl walle needs Node 22.18 or later, and this is ${process.version}; run npm install in ${path.dirname(__dirname)} or put a newer node first on the PATH.\n`);
+    process.stderr.write(
+      `error: kubectl walle needs Node 22.18 or later, and this is ${process.version}; run npm install in ${path.dirname(__dirname)} or put a newer node first on the PATH.\n`,
+    );
     process.exit(1);
   }
   const run = spawnSync(pinned, [entry, ...process.argv.slice(2)], { stdio: "inherit" });

@@ -78,7 +78,9 @@ async function await_(api: RestClient, c: Created, timeoutSeconds: number, io: I
   );
   if (drawn) io.err.write("\n");
   if (!ended) {
-    io.err.write(`${paint("error:", "red", colour)} ${resource(c)} is still ${phase || "Pending"} after ${timeoutSeconds} s; follow it with kubectl -n ${c.namespace} get ${c.kind.toLowerCase()} ${c.name} -w\n`);
+    io.err.write(
+      `${paint("error:", "red", colour)} ${resource(c)} is still ${phase || "Pending"} after ${timeoutSeconds} s; follow it with kubectl -n ${c.namespace} get ${c.kind.toLowerCase()} ${c.name} -w\n`,
+    );
     return { code: EXIT.timedOut, ...(last ? { last } : {}) };
   }
   if (last?.status?.phase === "Finished") return { code: EXIT.ok, last };
@@ -113,7 +115,9 @@ async function runSchedule(api: RestClient, cmd: Extract<Command, { name: "backu
   const answer = await requestScheduleRun(api, cmd.schedule, requestId, cmd.timeoutSeconds * 1000);
   const schedule = `backupschedule.ros.io/${cmd.schedule}`;
   if (!answer) {
-    error(`${schedule}: Walle did not take up the run (ros.io/backup-requested=${requestId}) within ${cmd.timeoutSeconds} s. Is its reconcile function installed? The request stands: the next tick starts it.`);
+    error(
+      `${schedule}: Walle did not take up the run (ros.io/backup-requested=${requestId}) within ${cmd.timeoutSeconds} s. Is its reconcile function installed? The request stands: the next tick starts it.`,
+    );
     return EXIT.timedOut;
   }
   if (!answer.backupSet) {
@@ -153,7 +157,8 @@ async function runSchedule(api: RestClient, cmd: Extract<Command, { name: "backu
   }
   error(`${set} ${state}`);
   const failed = await failedJobsOf(api, answer.backupSet);
-  if (failed === undefined) io.err.write(`  Your RBAC does not list BackupJobs in every namespace; kubectl walle status -A, as someone it lets, names the failures.\n`);
+  if (failed === undefined)
+    io.err.write(`  Your RBAC does not list BackupJobs in every namespace; kubectl walle status -A, as someone it lets, names the failures.\n`);
   for (const j of failed ?? []) io.err.write(`  backupjob.ros.io/${j.name} -n ${j.namespace} (${j.reason}): ${j.message}\n`);
   return EXIT.failed;
 }
@@ -239,7 +244,13 @@ async function run(cmd: Exclude<Command, { name: "help" }>, io: Io): Promise<num
       return created(api, c, cmd.wait, cmd.timeoutSeconds, cmd.globals, io);
     }
     case "snapshots": {
-      const listed = await listSnapshots(api, { namespace, pvc: cmd.pvc, repository: cmd.repository, workerImage: cmd.workerImage ?? `ghcr.io/ros-io/walle-worker:${pkg.version}`, timeoutMs: cmd.timeoutSeconds * 1000 });
+      const listed = await listSnapshots(api, {
+        namespace,
+        pvc: cmd.pvc,
+        repository: cmd.repository,
+        workerImage: cmd.workerImage ?? `ghcr.io/ros-io/walle-worker:${pkg.version}`,
+        timeoutMs: cmd.timeoutSeconds * 1000,
+      });
       if (cmd.globals.output !== "table") {
         io.out.write(`${printObjects([{ pvc: cmd.pvc, namespace, total: listed.total, snapshots: listed.snapshots }], cmd.globals.output)}\n`);
         return EXIT.ok;
@@ -250,7 +261,14 @@ async function run(cmd: Exclude<Command, { name: "help" }>, io: Io): Promise<num
           `${table(
             [
               { header: "ID", value: (s) => s.id },
-              { header: "TIME", value: (s) => new Date(s.time).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z") },
+              {
+                header: "TIME",
+                value: (s) =>
+                  new Date(s.time)
+                    .toISOString()
+                    .replace("T", " ")
+                    .replace(/\.\d+Z$/, "Z"),
+              },
               { header: "AGE", value: (s) => age(s.time, now) },
               { header: "HOST", value: (s) => s.host },
               { header: "SIZE", value: (s) => (s.bytes === undefined ? "" : formatBytes(s.bytes)) },

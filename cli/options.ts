@@ -24,7 +24,14 @@ export interface Globals {
 
 export type Command =
   | { readonly name: "help"; readonly topic?: string }
-  | { readonly name: "backup"; readonly globals: Globals; readonly pvc: string; readonly repository: string; readonly wait: boolean; readonly timeoutSeconds: number }
+  | {
+      readonly name: "backup";
+      readonly globals: Globals;
+      readonly pvc: string;
+      readonly repository: string;
+      readonly wait: boolean;
+      readonly timeoutSeconds: number;
+    }
   | { readonly name: "backup-schedule"; readonly globals: Globals; readonly schedule: string; readonly wait: boolean; readonly timeoutSeconds: number }
   | {
       readonly name: "restore";
@@ -41,7 +48,14 @@ export type Command =
       readonly timeoutSeconds: number;
     }
   | { readonly name: "status"; readonly globals: Globals }
-  | { readonly name: "snapshots"; readonly globals: Globals; readonly pvc: string; readonly repository: string; readonly workerImage?: string; readonly timeoutSeconds: number };
+  | {
+      readonly name: "snapshots";
+      readonly globals: Globals;
+      readonly pvc: string;
+      readonly repository: string;
+      readonly workerImage?: string;
+      readonly timeoutSeconds: number;
+    };
 
 const globalFlags = {
   namespace: { type: "string", short: "n" },
@@ -229,12 +243,14 @@ export function parseCommandLine(argv: readonly string[]): Command {
   const [pvc, ...extra] = positionals;
   if (!pvc) throw new UsageError(`${first} needs the PVC: kubectl walle ${first} <pvc>`, first);
   if (extra.length > 0) throw new UsageError(`${first} takes one PVC, not also "${extra.join(" ")}"`, first);
-  if (first !== "snapshots" && str("timeout") !== undefined && !flag("wait")) throw new UsageError("--timeout says how long --wait waits: give --wait too", first);
+  if (first !== "snapshots" && str("timeout") !== undefined && !flag("wait"))
+    throw new UsageError("--timeout says how long --wait waits: give --wait too", first);
   const timeoutSeconds = timeoutOf(str("timeout") ?? (first === "snapshots" ? "5m" : "6h"), first);
   const repository = str("repository");
   if (!repository) throw new UsageError(`${first} needs --repository <secret>: the repository Secret in the PVC's namespace`, first);
   if (first === "backup") return { name: "backup", globals, pvc, repository, wait: flag("wait"), timeoutSeconds };
-  if (first === "snapshots") return { name: "snapshots", globals, pvc, repository, ...(str("worker-image") ? { workerImage: str("worker-image") } : {}), timeoutSeconds };
+  if (first === "snapshots")
+    return { name: "snapshots", globals, pvc, repository, ...(str("worker-image") ? { workerImage: str("worker-image") } : {}), timeoutSeconds };
   const to = str("to");
   const inPlace = flag("in-place");
   if ((to === undefined) === !inPlace) throw new UsageError("restore needs exactly one of --to <new-pvc> and --in-place", first);

@@ -16,7 +16,14 @@ export interface Column<T> {
 export function table<T>(columns: readonly Column<T>[], rows: readonly T[], o: { noHeaders?: boolean } = {}): string {
   const cells = [...(o.noHeaders ? [] : [columns.map((c) => c.header.toUpperCase())]), ...rows.map((r) => columns.map((c) => c.value(r) || "<none>"))];
   const widths = columns.map((_, i) => Math.max(...cells.map((line) => (line[i] ?? "").length)));
-  return cells.map((line) => line.map((cell, i) => (i === line.length - 1 ? cell : cell.padEnd((widths[i] ?? 0) + 3))).join("").trimEnd()).join("\n");
+  return cells
+    .map((line) =>
+      line
+        .map((cell, i) => (i === line.length - 1 ? cell : cell.padEnd((widths[i] ?? 0) + 3)))
+        .join("")
+        .trimEnd(),
+    )
+    .join("\n");
 }
 
 /** Objects as `kubectl get -o json|yaml` prints them: one object alone, several as a v1 List. */
@@ -58,7 +65,6 @@ export function until(time: string | undefined, now: Date): string {
   return t <= now.getTime() ? "due" : `in ${humanDuration(t - now.getTime())}`;
 }
 
-
 const BAR = 30;
 
 /**
@@ -69,7 +75,8 @@ export function progressLine(p: Progress, o: { color?: boolean } = {}): string {
   const filled = Math.round((Math.min(100, Math.max(0, p.percent)) / 100) * BAR);
   const bar = `${"#".repeat(filled)}${".".repeat(BAR - filled)}`;
   const parts = [`[${o.color ? `\x1b[32m${bar.slice(0, filled)}\x1b[0m${bar.slice(filled)}` : bar}]`, `${p.percent.toFixed(0).padStart(3)}%`];
-  if (p.bytesDone !== undefined) parts.push(p.totalBytes !== undefined ? `${formatBytes(p.bytesDone)} / ${formatBytes(p.totalBytes)}` : formatBytes(p.bytesDone));
+  if (p.bytesDone !== undefined)
+    parts.push(p.totalBytes !== undefined ? `${formatBytes(p.bytesDone)} / ${formatBytes(p.totalBytes)}` : formatBytes(p.bytesDone));
   if (p.filesDone !== undefined) parts.push(p.totalFiles !== undefined ? `${p.filesDone} / ${p.totalFiles} files` : `${p.filesDone} files`);
   if (p.secondsRemaining !== undefined) parts.push(`ETA ${humanDuration(p.secondsRemaining * 1000)}`);
   return parts.join("  ");

@@ -102,9 +102,12 @@ export async function startControlPlane(bins: ControlPlaneBinaries, stateDir: st
   const pki = await createPki(path.join(stateDir, "pki"));
   const [etcdPort, peerPort, apiPort] = [await freePort(), await freePort(), await freePort()];
   const server = `https://127.0.0.1:${apiPort}`;
-  const serving = await issueServing(pki, "kube-apiserver", ["127.0.0.1", "10.0.0.1"], [
-    "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local",
-  ]);
+  const serving = await issueServing(
+    pki,
+    "kube-apiserver",
+    ["127.0.0.1", "10.0.0.1"],
+    ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"],
+  );
   const admin = await issueClient(pki, "walle-admin", ["system:masters"]);
   const userTokens = await writeUserTokens(pki.dir);
   const kcmUser = await issueClient(pki, "system:kube-controller-manager");
@@ -121,46 +124,57 @@ export async function startControlPlane(bins: ControlPlaneBinaries, stateDir: st
   };
   try {
     const etcdUrl = `http://127.0.0.1:${etcdPort}`;
-    const etcd = startProcess("etcd", bins.etcd, [
-      `--data-dir=${path.join(stateDir, "etcd")}`,
-      `--listen-client-urls=${etcdUrl}`,
-      `--advertise-client-urls=${etcdUrl}`,
-      `--listen-peer-urls=http://127.0.0.1:${peerPort}`,
-      `--initial-advertise-peer-urls=http://127.0.0.1:${peerPort}`,
-      `--initial-cluster=default=http://127.0.0.1:${peerPort}`,
-      "--unsafe-no-fsync", // a throwaway cluster: durability is not worth the fsync latency
-      "--log-level=warn",
-    ], path.join(logs, "etcd.log"));
+    const etcd = startProcess(
+      "etcd",
+      bins.etcd,
+      [
+        `--data-dir=${path.join(stateDir, "etcd")}`,
+        `--listen-client-urls=${etcdUrl}`,
+        `--advertise-client-urls=${etcdUrl}`,
+        `--listen-peer-urls=http://127.0.0.1:${peerPort}`,
+        `--initial-advertise-peer-urls=http://127.0.0.1:${peerPort}`,
+        `--initial-cluster=default=http://127.0.0.1:${peerPort}`,
+        "--unsafe-no-fsync", // a throwaway cluster: durability is not worth the fsync latency
+        "--log-level=warn",
+      ],
+      path.join(logs, "etcd.log"),
+    );
     processes.push(etcd);
     await waitUntil("etcd", async () => (await fetch(`${etcdUrl}/health`)).ok, 30_000, [etcd]);
 
-    const startApiServer = () => startProcess("kube-apiserver", bins.kubeApiserver, [
-      `--etcd-servers=${etcdUrl}`,
-      `--cert-dir=${pki.dir}`,
-      `--tls-cert-file=${serving.cert}`,
-      `--tls-private-key-file=${serving.key}`,
-      `--client-ca-file=${pki.caCert}`,
-      `--token-auth-file=${userTokens}`,
-      `--secure-port=${apiPort}`,
-      "--bind-address=127.0.0.1",
-      `--advertise-address=${advertiseAddress}`,
-      "--service-cluster-ip-range=10.0.0.0/24",
-      // Admission webhooks behind a Service (Knative Serving's) are reached at an endpoint's pod address, which the
-      // host routes to the node; kube-proxy's Service addresses exist only inside the node's namespace.
-      "--enable-aggregator-routing=true",
-      // The Node authorizer and NodeRestriction bound the real node's kubelet to its own Node and pods.
-      "--authorization-mode=Node,RBAC",
-      "--enable-admission-plugins=NodeRestriction",
-      "--allow-privileged=true",
-      `--service-account-issuer=https://kubernetes.default.svc.cluster.local`,
-      `--service-account-key-file=${pki.serviceAccountPub}`,
-      `--service-account-signing-key-file=${pki.serviceAccountKey}`,
-      "--kubelet-preferred-address-types=InternalIP",
-      `--kubelet-certificate-authority=${pki.caCert}`,
-      `--kubelet-client-certificate=${admin.cert}`,
-      `--kubelet-client-key=${admin.key}`,
-      "--v=1",
-    ], path.join(logs, "kube-apiserver.log"));
+    const startApiServer = () =>
+      startProcess(
+        "kube-apiserver",
+        bins.kubeApiserver,
+        [
+          `--etcd-servers=${etcdUrl}`,
+          `--cert-dir=${pki.dir}`,
+          `--tls-cert-file=${serving.cert}`,
+          `--tls-private-key-file=${serving.key}`,
+          `--client-ca-file=${pki.caCert}`,
+          `--token-auth-file=${userTokens}`,
+          `--secure-port=${apiPort}`,
+          "--bind-address=127.0.0.1",
+          `--advertise-address=${advertiseAddress}`,
+          "--service-cluster-ip-range=10.0.0.0/24",
+          // Admission webhooks behind a Service (Knative Serving's) are reached at an endpoint's pod address, which the
+          // host routes to the node; kube-proxy's Service addresses exist only inside the node's namespace.
+          "--enable-aggregator-routing=true",
+          // The Node authorizer and NodeRestriction bound the real node's kubelet to its own Node and pods.
+          "--authorization-mode=Node,RBAC",
+          "--enable-admission-plugins=NodeRestriction",
+          "--allow-privileged=true",
+          `--service-account-issuer=https://kubernetes.default.svc.cluster.local`,
+          `--service-account-key-file=${pki.serviceAccountPub}`,
+          `--service-account-signing-key-file=${pki.serviceAccountKey}`,
+          "--kubelet-preferred-address-types=InternalIP",
+          `--kubelet-certificate-authority=${pki.caCert}`,
+          `--kubelet-client-certificate=${admin.cert}`,
+          `--kubelet-client-key=${admin.key}`,
+          "--v=1",
+        ],
+        path.join(logs, "kube-apiserver.log"),
+      );
     processes.push(startApiServer());
     await waitUntil("kube-apiserver /readyz", () => apiGetOk(server, pki, admin, "/readyz"), 90_000, processes);
     restartApiServer = async (downMs = 0) => {
@@ -172,18 +186,23 @@ export async function startControlPlane(bins: ControlPlaneBinaries, stateDir: st
       await waitUntil("kube-apiserver /readyz after its restart", () => apiGetOk(server, pki, admin, "/readyz"), 90_000, [again]);
     };
 
-    const kcm = startProcess("kube-controller-manager", bins.kubeControllerManager, [
-      `--kubeconfig=${kcmKubeconfig}`,
-      `--authentication-kubeconfig=${kcmKubeconfig}`,
-      `--authorization-kubeconfig=${kcmKubeconfig}`,
-      "--use-service-account-credentials=true",
-      `--controllers=${controllers.join(",")}`,
-      `--service-account-private-key-file=${pki.serviceAccountKey}`,
-      `--root-ca-file=${pki.caCert}`,
-      "--leader-elect=false",
-      "--secure-port=0",
-      "--v=1",
-    ], path.join(logs, "kube-controller-manager.log"));
+    const kcm = startProcess(
+      "kube-controller-manager",
+      bins.kubeControllerManager,
+      [
+        `--kubeconfig=${kcmKubeconfig}`,
+        `--authentication-kubeconfig=${kcmKubeconfig}`,
+        `--authorization-kubeconfig=${kcmKubeconfig}`,
+        "--use-service-account-credentials=true",
+        `--controllers=${controllers.join(",")}`,
+        `--service-account-private-key-file=${pki.serviceAccountKey}`,
+        `--root-ca-file=${pki.caCert}`,
+        "--leader-elect=false",
+        "--secure-port=0",
+        "--v=1",
+      ],
+      path.join(logs, "kube-controller-manager.log"),
+    );
     processes.push(kcm);
     // The service-account controller creating `default` proves kube-controller-manager is working.
     await waitUntil(

@@ -71,7 +71,15 @@ interface CreateSnapshotRequest {
   readonly parameters?: Readonly<Record<string, string>>;
 }
 
-const SUPPORTED_ACCESS = new Set(["SINGLE_NODE_WRITER", "SINGLE_NODE_READER_ONLY", "SINGLE_NODE_SINGLE_WRITER", "SINGLE_NODE_MULTI_WRITER", "MULTI_NODE_READER_ONLY", "MULTI_NODE_SINGLE_WRITER", "MULTI_NODE_MULTI_WRITER"]);
+const SUPPORTED_ACCESS = new Set([
+  "SINGLE_NODE_WRITER",
+  "SINGLE_NODE_READER_ONLY",
+  "SINGLE_NODE_SINGLE_WRITER",
+  "SINGLE_NODE_MULTI_WRITER",
+  "MULTI_NODE_READER_ONLY",
+  "MULTI_NODE_SINGLE_WRITER",
+  "MULTI_NODE_MULTI_WRITER",
+]);
 
 /** Why a set of capabilities is not one this driver gives, or undefined when it is: filesystem volumes only. */
 function unsupported(caps: readonly Capability[]): string | undefined {
@@ -185,7 +193,8 @@ export class CsiDriver {
           : undefined;
       const existing = Object.values(this.state.volumes).find((v) => v.name === req.name);
       if (existing) {
-        const fits = existing.capacityBytes >= required && (!limit || existing.capacityBytes <= limit) && JSON.stringify(existing.source) === JSON.stringify(source);
+        const fits =
+          existing.capacityBytes >= required && (!limit || existing.capacityBytes <= limit) && JSON.stringify(existing.source) === JSON.stringify(source);
         if (!fits) throw new CsiError(grpc.status.ALREADY_EXISTS, `volume ${req.name} exists with another capacity or source`);
         return { volume: this.volumeMessage(existing) };
       }
@@ -197,7 +206,12 @@ export class CsiDriver {
       if (volumeId !== undefined && !clone) throw new CsiError(grpc.status.NOT_FOUND, `volume ${volumeId} does not exist`);
       const floor = Math.max(required, from?.sizeBytes ?? 0, clone?.capacityBytes ?? 0);
       if (limit && floor > limit) throw new CsiError(grpc.status.OUT_OF_RANGE, `the source needs ${floor} bytes, more than limit_bytes ${limit}`);
-      const record: VolumeRecord = { id: `vol-${randomUUID()}`, name: req.name, capacityBytes: floor || (limit ? Math.min(limit, DEFAULT_CAPACITY) : DEFAULT_CAPACITY), ...(source ? { source } : {}) };
+      const record: VolumeRecord = {
+        id: `vol-${randomUUID()}`,
+        name: req.name,
+        capacityBytes: floor || (limit ? Math.min(limit, DEFAULT_CAPACITY) : DEFAULT_CAPACITY),
+        ...(source ? { source } : {}),
+      };
       const target = this.volumePath(record.id);
       if (from) await copyTreeAs(this.snapshotPath(from.id), target);
       else if (clone) await copyTreeAs(this.volumePath(clone.id), target);
@@ -215,7 +229,9 @@ export class CsiDriver {
     return {
       volume_id: v.id,
       capacity_bytes: String(v.capacityBytes),
-      ...(v.source ? { content_source: "snapshotId" in v.source ? { snapshot: { snapshot_id: v.source.snapshotId } } : { volume: { volume_id: v.source.volumeId } } } : {}),
+      ...(v.source
+        ? { content_source: "snapshotId" in v.source ? { snapshot: { snapshot_id: v.source.snapshotId } } : { volume: { volume_id: v.source.volumeId } } }
+        : {}),
     };
   }
 
@@ -230,7 +246,12 @@ export class CsiDriver {
     });
   }
 
-  validateVolumeCapabilities(req: { volume_id: string; volume_capabilities: readonly Capability[]; volume_context?: Record<string, string>; parameters?: Record<string, string> }) {
+  validateVolumeCapabilities(req: {
+    volume_id: string;
+    volume_capabilities: readonly Capability[];
+    volume_context?: Record<string, string>;
+    parameters?: Record<string, string>;
+  }) {
     if (!req.volume_id) throw new CsiError(grpc.status.INVALID_ARGUMENT, "volume_id is required");
     if (!req.volume_capabilities?.length) throw new CsiError(grpc.status.INVALID_ARGUMENT, "volume_capabilities are required");
     if (!this.state.volumes[req.volume_id]) throw new CsiError(grpc.status.NOT_FOUND, `volume ${req.volume_id} does not exist`);
@@ -256,7 +277,13 @@ export class CsiDriver {
       await copyTreeAs(this.volumePath(volume.id), this.snapshotPath(id));
       const now = Date.now();
       // The size a volume made from it needs: the source's capacity, at least what the copy holds.
-      const record: SnapshotRecord = { id, name: req.name, sourceVolumeId: volume.id, sizeBytes: Math.max(volume.capacityBytes, await du(this.snapshotPath(id))), created: { seconds: Math.floor(now / 1000), nanos: (now % 1000) * 1e6 } };
+      const record: SnapshotRecord = {
+        id,
+        name: req.name,
+        sourceVolumeId: volume.id,
+        sizeBytes: Math.max(volume.capacityBytes, await du(this.snapshotPath(id))),
+        created: { seconds: Math.floor(now / 1000), nanos: (now % 1000) * 1e6 },
+      };
       this.state.snapshots[id] = record;
       await this.save();
       return { snapshot: this.snapshotMessage(record) };
@@ -318,7 +345,8 @@ export class CsiDriver {
       if (!this.state.volumes[req.volume_id]) throw new CsiError(grpc.status.NOT_FOUND, `volume ${req.volume_id} does not exist`);
       const mounted = await mountedAt(req.target_path);
       if (mounted) {
-        if (mounted.readOnly !== Boolean(req.readonly)) throw new CsiError(grpc.status.ALREADY_EXISTS, `${req.target_path} is published ${mounted.readOnly ? "read-only" : "read-write"} already`);
+        if (mounted.readOnly !== Boolean(req.readonly))
+          throw new CsiError(grpc.status.ALREADY_EXISTS, `${req.target_path} is published ${mounted.readOnly ? "read-only" : "read-write"} already`);
         return {};
       }
       await mkdir(req.target_path, { recursive: true });
@@ -383,18 +411,20 @@ export async function serveCsi(driver: CsiDriver, socket: string, log: (msg: str
   const definition = await protoLoader.load(await csiProtoFile(), { keepCase: true, longs: String, enums: String, defaults: false, oneofs: true });
   const pkg = grpc.loadPackageDefinition(definition) as unknown as { csi: { v1: Record<string, { service: grpc.ServiceDefinition }> } };
   const server = new grpc.Server();
-  const wrap = (name: string, fn: Handler): grpc.handleUnaryCall<unknown, unknown> => (call, callback) => {
-    Promise.resolve()
-      .then(() => fn(call.request as never))
-      .then(
-        (reply) => callback(null, reply),
-        (err: unknown) => {
-          const code = err instanceof CsiError ? err.code : grpc.status.INTERNAL;
-          log(`CSI ${name} failed`, { code: grpc.status[code], err: String(err instanceof Error ? err.message : err) });
-          callback({ code, details: err instanceof Error ? err.message : String(err) });
-        },
-      );
-  };
+  const wrap =
+    (name: string, fn: Handler): grpc.handleUnaryCall<unknown, unknown> =>
+    (call, callback) => {
+      Promise.resolve()
+        .then(() => fn(call.request as never))
+        .then(
+          (reply) => callback(null, reply),
+          (err: unknown) => {
+            const code = err instanceof CsiError ? err.code : grpc.status.INTERNAL;
+            log(`CSI ${name} failed`, { code: grpc.status[code], err: String(err instanceof Error ? err.message : err) });
+            callback({ code, details: err instanceof Error ? err.message : String(err) });
+          },
+        );
+    };
   const services = {
     Identity: { GetPluginInfo: () => driver.getPluginInfo(), GetPluginCapabilities: () => driver.getPluginCapabilities(), Probe: () => driver.probe() },
     Controller: {
@@ -425,7 +455,9 @@ export async function serveCsi(driver: CsiDriver, socket: string, log: (msg: str
   }
   await mkdir(path.dirname(socket), { recursive: true });
   await rm(socket, { force: true });
-  await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
+  await new Promise<void>((resolve, reject) =>
+    server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+  );
   log("CSI driver listening", { socket });
   return {
     socket,
@@ -446,14 +478,19 @@ export interface Registration {
  * GetInfo, then calls the driver's Node service on `csiSocket`, and reports the outcome. Elsewhere the
  * node-driver-registrar sidecar does this; its module is not served here.
  */
-export async function serveRegistration(socket: string, csiSocket: string, log: (msg: string, extra?: Record<string, unknown>) => void = () => {}): Promise<Registration> {
+export async function serveRegistration(
+  socket: string,
+  csiSocket: string,
+  log: (msg: string, extra?: Record<string, unknown>) => void = () => {},
+): Promise<Registration> {
   const definition = await protoLoader.load(await pluginRegistrationProtoFile(), { keepCase: true, defaults: true });
   const pkg = grpc.loadPackageDefinition(definition) as unknown as { pluginregistration: { Registration: { service: grpc.ServiceDefinition } } };
   let settle: { resolve: () => void; reject: (e: Error) => void } | undefined;
   const registered = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
   const server = new grpc.Server();
   server.addService(pkg.pluginregistration.Registration.service, {
-    GetInfo: (_call: unknown, callback: grpc.sendUnaryData<unknown>) => callback(null, { type: "CSIPlugin", name: DRIVER, endpoint: csiSocket, supported_versions: ["1.0.0"] }),
+    GetInfo: (_call: unknown, callback: grpc.sendUnaryData<unknown>) =>
+      callback(null, { type: "CSIPlugin", name: DRIVER, endpoint: csiSocket, supported_versions: ["1.0.0"] }),
     NotifyRegistrationStatus: (call: grpc.ServerUnaryCall<{ plugin_registered: boolean; error: string }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       const { plugin_registered: ok, error } = call.request;
       log(ok ? "CSI driver registered with the kubelet" : "the kubelet refused the CSI driver", { driver: DRIVER, error });
@@ -464,6 +501,8 @@ export async function serveRegistration(socket: string, csiSocket: string, log: 
   });
   await mkdir(path.dirname(socket), { recursive: true });
   await rm(socket, { force: true });
-  await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
+  await new Promise<void>((resolve, reject) =>
+    server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+  );
   return { registered, stop: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())) };
 }

@@ -5,8 +5,7 @@ import { startCluster } from "./index.ts";
 
 const stateDir = process.argv[2];
 if (!stateDir) throw new Error("usage: daemon.ts <state dir>");
-const log = (msg: string, extra?: Record<string, unknown>) =>
-  console.log(JSON.stringify({ time: new Date().toISOString(), msg, ...extra }));
+const log = (msg: string, extra?: Record<string, unknown>) => console.log(JSON.stringify({ time: new Date().toISOString(), msg, ...extra }));
 
 const cluster = await startCluster({ stateDir, log });
 const readyFile = path.join(stateDir, "ready.json");

@@ -116,7 +116,9 @@ export async function sourceConfig(api: RestClient, manifest: ApiServerSourceMan
   const all = selector !== undefined && selectorString(selector) === "";
   const namespaces = !selector
     ? [manifest.metadata.namespace]
-    : (await api.get<{ items: { metadata: { name: string } }[] }>("/api/v1/namespaces", all ? undefined : { labelSelector: selectorString(selector) })).items.map((n) => n.metadata.name).sort();
+    : (await api.get<{ items: { metadata: { name: string } }[] }>("/api/v1/namespaces", all ? undefined : { labelSelector: selectorString(selector) })).items
+        .map((n) => n.metadata.name)
+        .sort();
   return {
     namespaces,
     allNamespaces: all,
@@ -180,7 +182,13 @@ export async function startEventSource(opts: EventSourceOptions): Promise<EventS
     );
   }
   const bin = await resolveBinary("apiserver_receive_adapter", (line) => log?.info(line));
-  const kubeconfig = await serviceAccountKubeconfig(api, opts.stateDir, manifest.metadata.namespace || INSTALL_NAMESPACE, manifest.spec.serviceAccountName, 24 * 3600);
+  const kubeconfig = await serviceAccountKubeconfig(
+    api,
+    opts.stateDir,
+    manifest.metadata.namespace || INSTALL_NAMESPACE,
+    manifest.spec.serviceAccountName,
+    24 * 3600,
+  );
   const logFile = path.join(opts.stateDir, "logs", `apiserver-source-${process.pid}-${++started}.log`);
   await mkdir(path.dirname(logFile), { recursive: true });
   const env = {

@@ -49,7 +49,10 @@ export { applyObjects, installCrds, parseManifests, readManifestFiles };
 export async function walleCrdFiles(): Promise<string[]> {
   const dir = path.join(repoRoot, "crds");
   const names = await readdir(dir).catch(() => [] as string[]);
-  return names.filter((n) => n.endsWith(".yaml") && n !== "kustomization.yaml").sort().map((n) => path.join(dir, n));
+  return names
+    .filter((n) => n.endsWith(".yaml") && n !== "kustomization.yaml")
+    .sort()
+    .map((n) => path.join(dir, n));
 }
 
 export interface StartOptions {
@@ -72,7 +75,8 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
   const kedaBin = await resolveBinary("keda-operator", (l) => log(l));
   // Built now, with the rest, rather than when the first event source starts (cluster/event-source.ts) or the
   // storage controllers start.
-  for (const name of ["apiserver_receive_adapter", "snapshot-controller", "csi-snapshotter", "csi-provisioner"] as const) await resolveBinary(name, (l) => log(l));
+  for (const name of ["apiserver_receive_adapter", "snapshot-controller", "csi-snapshotter", "csi-provisioner"] as const)
+    await resolveBinary(name, (l) => log(l));
   const crdFiles = await upstreamCrdFiles((l) => log(l));
   // The API server advertises the host end of the real node's link, where pods reach it (cluster/node.ts).
   const controlPlane = await startControlPlane(bins, opts.stateDir, (await allocateNodeNetwork(opts.stateDir)).hostIp);
@@ -85,13 +89,25 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
   try {
     log("Control plane is ready.", { server: controlPlane.server, ms: Date.now() - started });
     const upstream = await readManifestFiles(crdFiles);
-    await installCrds(api, upstream.filter((o) => o.kind === "CustomResourceDefinition"));
+    await installCrds(
+      api,
+      upstream.filter((o) => o.kind === "CustomResourceDefinition"),
+    );
     // KEDA's ClusterRole, for the operator below; its namespaced Role is for leader election, which is off here.
-    await applyObjects(api, upstream.filter((o) => o.kind === "ClusterRole"));
+    await applyObjects(
+      api,
+      upstream.filter((o) => o.kind === "ClusterRole"),
+    );
     if (opts.walleCrds !== false) {
       const walle = await readManifestFiles(await walleCrdFiles());
-      await installCrds(api, walle.filter((o) => o.kind === "CustomResourceDefinition"));
-      await applyObjects(api, walle.filter((o) => o.kind !== "CustomResourceDefinition"));
+      await installCrds(
+        api,
+        walle.filter((o) => o.kind === "CustomResourceDefinition"),
+      );
+      await applyObjects(
+        api,
+        walle.filter((o) => o.kind !== "CustomResourceDefinition"),
+      );
     }
     agent = await startNodeAgent({ api, stateDir: opts.stateDir, log });
     storage = await startStorageControllers({ api, stateDir: opts.stateDir, socket: agent.csi.socket, log });
@@ -175,7 +191,13 @@ export interface ServiceAccountToken {
 }
 
 /** A real token for a service account, from the TokenRequest API: for the API server, or for `audiences`. */
-export async function serviceAccountToken(admin: RestClient, namespace: string, name: string, expirationSeconds = 3600, audiences?: readonly string[]): Promise<ServiceAccountToken> {
+export async function serviceAccountToken(
+  admin: RestClient,
+  namespace: string,
+  name: string,
+  expirationSeconds = 3600,
+  audiences?: readonly string[],
+): Promise<ServiceAccountToken> {
   const tr = await admin.create<{ status: ServiceAccountToken }>(`/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`, {
     apiVersion: "authentication.k8s.io/v1",
     kind: "TokenRequest",
@@ -185,7 +207,13 @@ export async function serviceAccountToken(admin: RestClient, namespace: string, 
 }
 
 /** A kubeconfig for a service account, with a real token from the TokenRequest API. */
-export async function serviceAccountKubeconfig(admin: RestClient, stateDir: string, namespace: string, name: string, expirationSeconds = 3600): Promise<string> {
+export async function serviceAccountKubeconfig(
+  admin: RestClient,
+  stateDir: string,
+  namespace: string,
+  name: string,
+  expirationSeconds = 3600,
+): Promise<string> {
   const { token } = await serviceAccountToken(admin, namespace, name, expirationSeconds);
   const file = path.join(stateDir, "kubeconfigs", `sa-${namespace}-${name}.kubeconfig`);
   await mkdir(path.dirname(file), { recursive: true });

@@ -70,12 +70,7 @@ export async function startKeda(opts: KedaOptions): Promise<Managed> {
       OPERATOR_NAME: "keda-operator",
     },
   );
-  await waitUntil(
-    "keda-operator healthy",
-    async () => (await fetch(`http://127.0.0.1:${probe}/readyz`).catch(() => undefined))?.ok === true,
-    60_000,
-    [keda],
-  );
+  await waitUntil("keda-operator healthy", async () => (await fetch(`http://127.0.0.1:${probe}/readyz`).catch(() => undefined))?.ok === true, 60_000, [keda]);
   return keda;
 }
 
@@ -104,7 +99,15 @@ export interface LocalScaledJob {
  * cadence. It changes and returns `scaledJob`.
  */
 export function localizeScaledJob(scaledJob: KubeObject, o: LocalScaledJob): KubeObject {
-  const spec = (scaledJob as unknown as { spec: { pollingInterval: number; triggers: { metadata: Record<string, string> }[]; jobTargetRef: { template: { spec: { containers: { env: { name: string; value?: string }[] }[] } } } } }).spec;
+  const spec = (
+    scaledJob as unknown as {
+      spec: {
+        pollingInterval: number;
+        triggers: { metadata: Record<string, string> }[];
+        jobTargetRef: { template: { spec: { containers: { env: { name: string; value?: string }[] }[] } } };
+      };
+    }
+  ).spec;
   for (const e of spec.jobTargetRef.template.spec.containers[0]?.env ?? []) {
     if (e.name === "WALLE_CLUSTER_NAME" && o.clusterName) e.value = o.clusterName;
     if (e.name === "WALLE_PROGRESS_SINK_URL" && o.progressSinkUrl) e.value = o.progressSinkUrl;

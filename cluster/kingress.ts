@@ -47,7 +47,11 @@ interface Rule {
 }
 type Ingress = KubeObject & { metadata: { generation?: number; annotations?: Record<string, string> }; spec?: { rules?: Rule[] } };
 type Service = KubeObject & { spec?: { ports?: { name?: string; port: number; targetPort?: number | string }[] } };
-type Slice = KubeObject & { metadata: { labels?: Record<string, string> }; endpoints?: { addresses: string[]; conditions?: { ready?: boolean } }[]; ports?: { name?: string; port?: number }[] };
+type Slice = KubeObject & {
+  metadata: { labels?: Record<string, string> };
+  endpoints?: { addresses: string[]; conditions?: { ready?: boolean } }[];
+  ports?: { name?: string; port?: number }[];
+};
 
 export interface LocalIngress {
   stop(): Promise<void>;
@@ -56,10 +60,20 @@ export interface LocalIngress {
 const hostOf = (header: string | undefined) => (header ?? "").replace(/:\d+$/, "").toLowerCase();
 
 /** The path of `rules` that takes a request: its host's rules, the longest path prefix whose headers match. */
-export function route(rules: readonly Rule[], host: string, path: string, headers: http.IncomingHttpHeaders, visible: (r: Rule) => boolean): HttpPath | undefined {
+export function route(
+  rules: readonly Rule[],
+  host: string,
+  path: string,
+  headers: http.IncomingHttpHeaders,
+  visible: (r: Rule) => boolean,
+): HttpPath | undefined {
   const candidates = rules.filter((r) => visible(r) && (r.hosts ?? []).some((h) => h.toLowerCase() === host)).flatMap((r) => r.http?.paths ?? []);
-  const matching = candidates.filter((p) => path.startsWith(p.path ?? "/") && Object.entries(p.headers ?? {}).every(([name, m]) => headers[name.toLowerCase()] === m.exact));
-  return matching.sort((a, b) => (b.path ?? "/").length - (a.path ?? "/").length || Object.keys(b.headers ?? {}).length - Object.keys(a.headers ?? {}).length)[0];
+  const matching = candidates.filter(
+    (p) => path.startsWith(p.path ?? "/") && Object.entries(p.headers ?? {}).every(([name, m]) => headers[name.toLowerCase()] === m.exact),
+  );
+  return matching.sort(
+    (a, b) => (b.path ?? "/").length - (a.path ?? "/").length || Object.keys(b.headers ?? {}).length - Object.keys(a.headers ?? {}).length,
+  )[0];
 }
 
 /** One split by its percent, as a weighted draw (`draw` in [0, 100)). */
@@ -99,7 +113,10 @@ export async function startLocalIngress(o: { readonly api: RestClient; readonly 
 
   function serve(visible: (r: Rule) => boolean) {
     const choose = (req: http.IncomingMessage) => {
-      const rules = ingresses.list().filter(ours).flatMap((i) => i.spec?.rules ?? []);
+      const rules = ingresses
+        .list()
+        .filter(ours)
+        .flatMap((i) => i.spec?.rules ?? []);
       const path = route(rules, hostOf(req.headers.host), new URL(req.url ?? "/", "http://x").pathname, req.headers, visible);
       const split = path && pick(path.splits, Math.random() * 100);
       const to = split && endpoint(split);
@@ -137,7 +154,11 @@ export async function startLocalIngress(o: { readonly api: RestClient; readonly 
       if (!c) return socket.end("HTTP/1.1 404 Not Found\r\n\r\n");
       const upstream = http.request({ host: c.to.ip, port: c.to.port, method: req.method, path: req.url, headers: c.headers });
       upstream.on("upgrade", (up, upSocket, upHead) => {
-        socket.write(`HTTP/1.1 101 Switching Protocols\r\n${Object.entries(up.headers).map(([k, v]) => `${k}: ${String(v)}`).join("\r\n")}\r\n\r\n`);
+        socket.write(
+          `HTTP/1.1 101 Switching Protocols\r\n${Object.entries(up.headers)
+            .map(([k, v]) => `${k}: ${String(v)}`)
+            .join("\r\n")}\r\n\r\n`,
+        );
         if (upHead.length) socket.write(upHead);
         if (head.length) upSocket.write(head);
         upSocket.pipe(socket).pipe(upSocket);
@@ -162,11 +183,23 @@ export async function startLocalIngress(o: { readonly api: RestClient; readonly 
   /** A Service of the install's namespace whose EndpointSlice is a listener: what the Route's placeholder names. */
   async function loadBalancer(name: string, port: number): Promise<void> {
     const labels = { "app.kubernetes.io/part-of": "walle-local-cluster" };
-    const service = { apiVersion: "v1", kind: "Service", metadata: { name, namespace: NAMESPACE, labels }, spec: { ports: [{ name: "http", port: 80, targetPort: port }] } };
+    const service = {
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name, namespace: NAMESPACE, labels },
+      spec: { ports: [{ name: "http", port: 80, targetPort: port }] },
+    };
     const slice = {
-      apiVersion: "discovery.k8s.io/v1", kind: "EndpointSlice",
-      metadata: { name, namespace: NAMESPACE, labels: { ...labels, "kubernetes.io/service-name": name, "endpointslice.kubernetes.io/managed-by": "walle-local" } },
-      addressType: "IPv4", endpoints: [{ addresses: [o.host], conditions: { ready: true } }], ports: [{ name: "http", port, protocol: "TCP" }],
+      apiVersion: "discovery.k8s.io/v1",
+      kind: "EndpointSlice",
+      metadata: {
+        name,
+        namespace: NAMESPACE,
+        labels: { ...labels, "kubernetes.io/service-name": name, "endpointslice.kubernetes.io/managed-by": "walle-local" },
+      },
+      addressType: "IPv4",
+      endpoints: [{ addresses: [o.host], conditions: { ready: true } }],
+      ports: [{ name: "http", port, protocol: "TCP" }],
     };
     await applyObjects(o.api, [service, slice]);
   }
@@ -177,9 +210,16 @@ export async function startLocalIngress(o: { readonly api: RestClient; readonly 
     const now = new Date().toISOString().replace(/\.\d+Z$/, "Z");
     const ready = (type: string) => ({ type, status: "True", lastTransitionTime: now });
     const lb = (name: string) => ({ ingress: [{ domainInternal: `${name}.${NAMESPACE}.svc.cluster.local` }] });
-    await o.api.patch(`/apis/networking.internal.knative.dev/v1alpha1/namespaces/${ing.metadata.namespace}/ingresses/${ing.metadata.name}/status`, {
-      status: { observedGeneration: ing.metadata.generation, conditions: [ready("LoadBalancerReady"), ready("NetworkConfigured"), ready("Ready")], privateLoadBalancer: lb("kingress-private"), publicLoadBalancer: lb("kingress-public") },
-    }).catch((err: unknown) => log(`KIngress ${ing.metadata.namespace}/${ing.metadata.name}: its status could not be written: ${String(err)}`));
+    await o.api
+      .patch(`/apis/networking.internal.knative.dev/v1alpha1/namespaces/${ing.metadata.namespace}/ingresses/${ing.metadata.name}/status`, {
+        status: {
+          observedGeneration: ing.metadata.generation,
+          conditions: [ready("LoadBalancerReady"), ready("NetworkConfigured"), ready("Ready")],
+          privateLoadBalancer: lb("kingress-private"),
+          publicLoadBalancer: lb("kingress-public"),
+        },
+      })
+      .catch((err: unknown) => log(`KIngress ${ing.metadata.namespace}/${ing.metadata.name}: its status could not be written: ${String(err)}`));
   }
 
   await ingresses.start();

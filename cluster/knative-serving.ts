@@ -67,7 +67,12 @@ async function linkedFiles(log: (line: string) => void): Promise<string[]> {
   const networking = await requiredVersion("serving", "knative.dev/networking");
   const caching = await requiredVersion("serving", "knative.dev/caching");
   return [
-    ...(await releaseFiles("knative.dev/networking", networking, ["config/certificate.yaml", "config/domain-claim.yaml", "config/ingress.yaml", "config/serverlessservice.yaml", "config/config-network.yaml"], log)),
+    ...(await releaseFiles(
+      "knative.dev/networking",
+      networking,
+      ["config/certificate.yaml", "config/domain-claim.yaml", "config/ingress.yaml", "config/serverlessservice.yaml", "config/config-network.yaml"],
+      log,
+    )),
     ...(await releaseFiles("knative.dev/caching", caching, ["config/image.yaml"], log)),
   ];
 }
@@ -95,7 +100,13 @@ export const serving: KnativeRelease = {
     const core = await releaseFiles("knative.dev/serving", version, CORE, log);
     const linked = await linkedFiles(log);
     // Upstream's order: the namespace and RBAC, then the CRDs (its own and the linked ones), config, Deployments and webhooks.
-    return [...core.slice(0, 7), ...linked.filter((f) => !f.endsWith("config-network.yaml")), ...core.slice(7, 24), ...linked.filter((f) => f.endsWith("config-network.yaml")), ...core.slice(24)];
+    return [
+      ...core.slice(0, 7),
+      ...linked.filter((f) => !f.endsWith("config-network.yaml")),
+      ...core.slice(7, 24),
+      ...linked.filter((f) => f.endsWith("config-network.yaml")),
+      ...core.slice(24),
+    ];
   },
   configure(objects) {
     for (const o of objects as (KubeObject & { data?: Record<string, string> })[]) {
@@ -109,4 +120,5 @@ export const serving: KnativeRelease = {
 };
 
 /** Installs Serving (cluster/knative.ts says how). */
-export const installServing = (o: { readonly api: RestClient; readonly registry: string; readonly log?: (line: string) => void }): Promise<void> => installKnative(serving, o);
+export const installServing = (o: { readonly api: RestClient; readonly registry: string; readonly log?: (line: string) => void }): Promise<void> =>
+  installKnative(serving, o);

@@ -68,32 +68,52 @@ const isWebhookConfiguration = (o: KubeObject): boolean => o.kind === "MutatingW
 async function unavailable(api: RestClient, namespace: string, names: readonly string[]): Promise<string[]> {
   const out: string[] = [];
   for (const name of names) {
-    const d = await api.get<{ status?: { conditions?: { type: string; status: string }[] } }>(`/apis/apps/v1/namespaces/${namespace}/deployments/${name}`).catch(() => undefined);
+    const d = await api
+      .get<{ status?: { conditions?: { type: string; status: string }[] } }>(`/apis/apps/v1/namespaces/${namespace}/deployments/${name}`)
+      .catch(() => undefined);
     if (!d?.status?.conditions?.some((c) => c.type === "Available" && c.status === "True")) out.push(name);
   }
   return out;
 }
 
 /** Installs a release as its release config does, in its order (see the file's head). */
-export async function installKnative(release: KnativeRelease, o: { readonly api: RestClient; readonly registry: string; readonly log?: (line: string) => void }): Promise<void> {
+export async function installKnative(
+  release: KnativeRelease,
+  o: { readonly api: RestClient; readonly registry: string; readonly log?: (line: string) => void },
+): Promise<void> {
   const log = o.log ?? (() => {});
   await pushImages(release, o.registry, log);
   const objects = await knativeManifests(release, log);
-  await installCrds(o.api, objects.filter((x) => x.kind === "CustomResourceDefinition"));
-  await applyObjects(o.api, objects.filter((x) => x.kind !== "CustomResourceDefinition" && !isWebhookConfiguration(x)));
+  await installCrds(
+    o.api,
+    objects.filter((x) => x.kind === "CustomResourceDefinition"),
+  );
+  await applyObjects(
+    o.api,
+    objects.filter((x) => x.kind !== "CustomResourceDefinition" && !isWebhookConfiguration(x)),
+  );
   let waiting: string[] = [];
-  await waitUntil(`${release.name}'s Deployments available (${release.deployments.join(", ")})`, async () => (waiting = await unavailable(o.api, release.namespace, release.deployments)).length === 0, 180_000).catch((err: unknown) => {
+  await waitUntil(
+    `${release.name}'s Deployments available (${release.deployments.join(", ")})`,
+    async () => (waiting = await unavailable(o.api, release.namespace, release.deployments)).length === 0,
+    180_000,
+  ).catch((err: unknown) => {
     throw new Error(`${(err as Error).message}; not available: ${waiting.join(", ")}`, { cause: err });
   });
   const webhooks = objects.filter(isWebhookConfiguration);
   await applyObjects(o.api, webhooks);
   // The webhook takes the configurations over (its CA bundle, its rules); until it has, the API server cannot call it.
-  const at = (w: KubeObject) => `/apis/admissionregistration.k8s.io/v1/${w.kind === "MutatingWebhookConfiguration" ? "mutating" : "validating"}webhookconfigurations/${w.metadata.name}`;
-  await waitUntil(`${release.name}'s webhook configurations to carry its CA bundle`, async () => {
-    for (const w of webhooks) {
-      const got = await o.api.get<{ webhooks?: { clientConfig?: { caBundle?: string } }[] }>(at(w));
-      if (!got.webhooks?.length || got.webhooks.some((h) => !h.clientConfig?.caBundle)) return false;
-    }
-    return true;
-  }, 60_000);
+  const at = (w: KubeObject) =>
+    `/apis/admissionregistration.k8s.io/v1/${w.kind === "MutatingWebhookConfiguration" ? "mutating" : "validating"}webhookconfigurations/${w.metadata.name}`;
+  await waitUntil(
+    `${release.name}'s webhook configurations to carry its CA bundle`,
+    async () => {
+      for (const w of webhooks) {
+        const got = await o.api.get<{ webhooks?: { clientConfig?: { caBundle?: string } }[] }>(at(w));
+        if (!got.webhooks?.length || got.webhooks.some((h) => !h.clientConfig?.caBundle)) return false;
+      }
+      return true;
+    },
+    60_000,
+  );
 }

@@ -50,7 +50,10 @@ export async function installCrds(api: RestClient, crds: readonly KubeObject[]):
     const version = got.spec?.versions?.find((v) => v.served !== false)?.name;
     const path = `/apis/${got.spec?.group}/${version}/${got.spec?.names?.plural}`;
     for (let i = 0; ; i++) {
-      const ok = await api.get(path, { limit: 1 }).then(() => true, () => false);
+      const ok = await api.get(path, { limit: 1 }).then(
+        () => true,
+        () => false,
+      );
       if (ok) break;
       if (i > 300) throw new Error(`${path} was not served within 30 s of its CRD being Established`);
       await sleep(100);

@@ -72,7 +72,13 @@ const sh = (cmd: string, args: readonly string[]) => run(cmd, args, { maxBuffer:
 /** Where local clusters claim their node networks, one directory per network (its owner's state directory inside). */
 const CLAIMS = "/run/walle/node-networks";
 
-const networkOf = (k: number): NodeNetwork => ({ netns: `walle-${k}`, hostIp: `10.213.${k}.1`, nodeIp: `10.213.${k}.2`, podCidr: `10.214.${k}.0/24`, hostLink: `walle${k}h` });
+const networkOf = (k: number): NodeNetwork => ({
+  netns: `walle-${k}`,
+  hostIp: `10.213.${k}.1`,
+  nodeIp: `10.213.${k}.2`,
+  podCidr: `10.214.${k}.0/24`,
+  hostLink: `walle${k}h`,
+});
 const networkFile = (stateDir: string) => path.join(stateDir, "node-network.json");
 
 /**
@@ -231,7 +237,11 @@ function containerdConfig(dir: string, n: NodeNetwork, pause: string): string {
 /** A bridge in the node's namespace, addresses from its own range, leases kept in the node's own state. */
 function cniConfig(n: NodeNetwork, dir: string): string {
   const ipam = { type: "host-local", ranges: [[{ subnet: n.podCidr }]], routes: [{ dst: "0.0.0.0/0" }], dataDir: path.join(dir, "cni-leases") };
-  return JSON.stringify({ cniVersion: "1.0.0", name: "walle", plugins: [{ type: "bridge", bridge: "cni0", isGateway: true, ipMasq: false, hairpinMode: true, ipam }] });
+  return JSON.stringify({
+    cniVersion: "1.0.0",
+    name: "walle",
+    plugins: [{ type: "bridge", bridge: "cni0", isGateway: true, ipMasq: false, hairpinMode: true, ipam }],
+  });
 }
 
 /**
@@ -241,13 +251,16 @@ function cniConfig(n: NodeNetwork, dir: string): string {
  * through the registry (a mirror), so any pull policy works as on a cluster with a registry of its own.
  */
 export function registryNames(version: string): readonly (readonly [ImageName, string])[] {
-  const walle = (["walle-reconcile", "walle-tick", "walle-worker"] as const).flatMap((image) => [
-    [image, nodeImageName(image, version)],
-    [image, nodeImageName(image, "latest")],
-    [image, `ghcr.io/ros-io/${image}:${version}`],
-    [image, `ghcr.io/ros-io/${image}:dev`],
-    [image, `ghcr.io/ros-io/${image}:latest`],
-  ] as const);
+  const walle = (["walle-reconcile", "walle-tick", "walle-worker"] as const).flatMap(
+    (image) =>
+      [
+        [image, nodeImageName(image, version)],
+        [image, nodeImageName(image, "latest")],
+        [image, `ghcr.io/ros-io/${image}:${version}`],
+        [image, `ghcr.io/ros-io/${image}:dev`],
+        [image, `ghcr.io/ros-io/${image}:latest`],
+      ] as const,
+  );
   return [
     ...walle,
     ["walle-shell", nodeImageName("walle-shell", version)],
@@ -263,7 +276,11 @@ export function registryNames(version: string): readonly (readonly [ImageName, s
  * local registry (plain HTTP, on the link).
  */
 async function registryHosts(dir: string, registry: string): Promise<void> {
-  for (const [host, server] of [["docker.io", "https://registry-1.docker.io"], ["ghcr.io", "https://ghcr.io"], ["gcr.io", "https://gcr.io"]] as const) {
+  for (const [host, server] of [
+    ["docker.io", "https://registry-1.docker.io"],
+    ["ghcr.io", "https://ghcr.io"],
+    ["gcr.io", "https://gcr.io"],
+  ] as const) {
     await mkdir(path.join(dir, host), { recursive: true });
     await writeFile(path.join(dir, host, "hosts.toml"), `server = "${server}"\n\n[host."http://${registry}"]\n  capabilities = ["pull", "resolve"]\n`);
   }
@@ -341,7 +358,12 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
     const registry = nodeRegistry(n);
     await writeFile(
       path.join(dir, "registry.yaml"),
-      stringify({ version: 0.1, log: { level: "warn", accesslog: { disabled: true } }, storage: { filesystem: { rootdirectory: path.join(dir, "registry") } }, http: { addr: registry } }),
+      stringify({
+        version: 0.1,
+        log: { level: "warn", accesslog: { disabled: true } },
+        storage: { filesystem: { rootdirectory: path.join(dir, "registry") } },
+        http: { addr: registry },
+      }),
     );
     const registryProcess = startProcess("registry", o.registry, ["serve", path.join(dir, "registry.yaml")], path.join(logs, "registry.log"));
     processes.push(registryProcess);
@@ -354,9 +376,14 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
     const pause = nodeImageName("walle-pause", o.images["walle-pause"].tag);
     await writeFile(path.join(containerdDir, "config.toml"), containerdConfig(containerdDir, n, pause));
     await writeFile(path.join(containerdDir, "cni", "10-walle.conflist"), cniConfig(n, containerdDir));
-    const containerd = startProcess("containerd", "nsenter", [`--net=/run/netns/${n.netns}`, "--", "containerd", "--config", path.join(containerdDir, "config.toml")], path.join(logs, "containerd.log"));
+    const containerd = startProcess(
+      "containerd",
+      "nsenter",
+      [`--net=/run/netns/${n.netns}`, "--", "containerd", "--config", path.join(containerdDir, "config.toml")],
+      path.join(logs, "containerd.log"),
+    );
     processes.push(containerd);
-    await waitUntil("containerd", async () => (await sh("ctr", ["--address", socket, "version"]).then(() => true)), 30_000, [containerd]);
+    await waitUntil("containerd", async () => await sh("ctr", ["--address", socket, "version"]).then(() => true), 30_000, [containerd]);
 
     // The kubelet's identity (the Node authorizer's system:node:<name>), its serving certificate for the API
     // server's logs and exec, and its configuration.
@@ -431,7 +458,12 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
       "--v=1",
     ];
     const script = ["set -e", "mount --make-rprivate /proc", ...masks, `exec ${o.kubelet} ${kubeletArgs.map((a) => `'${a}'`).join(" ")}`].join("\n");
-    const kubelet = startProcess("kubelet", "nsenter", [`--net=/run/netns/${n.netns}`, "--", "unshare", "--mount", "--propagation", "unchanged", "--", "sh", "-c", script], path.join(logs, "kubelet.log"));
+    const kubelet = startProcess(
+      "kubelet",
+      "nsenter",
+      [`--net=/run/netns/${n.netns}`, "--", "unshare", "--mount", "--propagation", "unchanged", "--", "sh", "-c", script],
+      path.join(logs, "kubelet.log"),
+    );
     processes.push(kubelet);
     await waitUntil(
       `Node ${NODE_NAME} Ready`,
@@ -461,7 +493,12 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
         conntrack: { maxPerCore: 0, min: 0, tcpEstablishedTimeout: "0s", tcpCloseWaitTimeout: "0s" },
       }),
     );
-    const proxy = startProcess("kube-proxy", "nsenter", [`--net=/run/netns/${n.netns}`, "--", o.kubeProxy, `--config=${path.join(dir, "kube-proxy.yaml")}`, "--v=1"], path.join(logs, "kube-proxy.log"));
+    const proxy = startProcess(
+      "kube-proxy",
+      "nsenter",
+      [`--net=/run/netns/${n.netns}`, "--", o.kubeProxy, `--config=${path.join(dir, "kube-proxy.yaml")}`, "--v=1"],
+      path.join(logs, "kube-proxy.log"),
+    );
     processes.push(proxy);
     // Healthy once it has written the Services' rules.
     await waitUntil("kube-proxy /healthz", async () => (await fetch(`http://${n.nodeIp}:10256/healthz`)).ok, 60_000, processes);
@@ -476,7 +513,14 @@ export async function startRealNode(o: RealNodeOptions): Promise<RealNode> {
       name: "system:kube-scheduler",
       cert: await issueClient(o.pki, "system:kube-scheduler"),
     });
-    processes.push(startProcess("kube-scheduler", o.kubeScheduler, [`--kubeconfig=${schedulerKubeconfig}`, "--leader-elect=false", "--secure-port=0", "--v=1"], path.join(logs, "kube-scheduler.log")));
+    processes.push(
+      startProcess(
+        "kube-scheduler",
+        o.kubeScheduler,
+        [`--kubeconfig=${schedulerKubeconfig}`, "--leader-elect=false", "--secure-port=0", "--v=1"],
+        path.join(logs, "kube-scheduler.log"),
+      ),
+    );
     log("The real node is ready.", { node: NODE_NAME, ip: n.nodeIp });
   } catch (err) {
     const detail = await Promise.all(processes.map(async (p) => `--- ${p.name}\n${await tail(p.logFile, 20)}`));

@@ -47,12 +47,7 @@ function subject(user: string, groups: readonly string[]): string {
   return `/CN=${esc(user)}${groups.map((g) => `/O=${esc(g)}`).join("")}`;
 }
 
-async function issue(
-  pki: Pki,
-  name: string,
-  subj: string,
-  extensions: string,
-): Promise<CertPair> {
+async function issue(pki: Pki, name: string, subj: string, extensions: string): Promise<CertPair> {
   const base = path.join(pki.dir, name.replace(/[^A-Za-z0-9_.-]/g, "_"));
   const pair = { cert: `${base}.crt`, key: `${base}.key` };
   const csr = `${base}.csr`;
@@ -60,8 +55,21 @@ async function issue(
   await writeFile(ext, extensions);
   await run("openssl", ["req", "-new", ...ecKey, "-keyout", pair.key, "-out", csr, "-subj", subj]);
   await run("openssl", [
-    "x509", "-req", "-in", csr, "-CA", pki.caCert, "-CAkey", pki.caKey, "-CAcreateserial",
-    "-days", "30", "-out", pair.cert, "-extfile", ext,
+    "x509",
+    "-req",
+    "-in",
+    csr,
+    "-CA",
+    pki.caCert,
+    "-CAkey",
+    pki.caKey,
+    "-CAcreateserial",
+    "-days",
+    "30",
+    "-out",
+    pair.cert,
+    "-extfile",
+    ext,
   ]);
   return pair;
 }

@@ -68,12 +68,7 @@ export async function tail(file: string, lines = 30): Promise<string> {
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Polls `probe` until it returns true, failing early if `process` exits, or after `timeoutMs`. */
-export async function waitUntil(
-  what: string,
-  probe: () => Promise<boolean>,
-  timeoutMs: number,
-  watched: readonly Managed[] = [],
-): Promise<void> {
+export async function waitUntil(what: string, probe: () => Promise<boolean>, timeoutMs: number, watched: readonly Managed[] = []): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     for (const p of watched) {
@@ -104,7 +99,11 @@ export interface Supervised {
  * Starts a process and restarts it when it exits, after a back-off that doubles from 1 s to 30 s, as the
  * kubelet's CrashLoopBackOff does, and resets once a run has lasted a minute.
  */
-export async function supervise(name: string, start: () => Promise<Managed>, log: (msg: string, extra?: Record<string, unknown>) => void = () => {}): Promise<Supervised> {
+export async function supervise(
+  name: string,
+  start: () => Promise<Managed>,
+  log: (msg: string, extra?: Record<string, unknown>) => void = () => {},
+): Promise<Supervised> {
   let proc = await start();
   let restarts = 0;
   let stopped = false;

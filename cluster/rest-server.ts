@@ -15,7 +15,14 @@ export interface RestServer {
   stop(): Promise<void>;
 }
 
-export async function startRestServer(o: { binary: string; dataDir: string; users?: Record<string, string>; appendOnly?: boolean; host?: string; port?: number }): Promise<RestServer> {
+export async function startRestServer(o: {
+  binary: string;
+  dataDir: string;
+  users?: Record<string, string>;
+  appendOnly?: boolean;
+  host?: string;
+  port?: number;
+}): Promise<RestServer> {
   const host = o.host ?? "127.0.0.1";
   await mkdir(o.dataDir, { recursive: true });
   const auth: string[] = ["--no-auth"];

@@ -24,7 +24,9 @@ import { repoRoot } from "./toolchain.ts";
  * admission policy that bounds what those service accounts may make (so every test runs under it).
  */
 export const installManifests = [
-  ...["namespace.yaml", "reconcile-rbac.yaml", "apiserversource-rbac.yaml", "trigger-rbac.yaml", "tick-rbac.yaml", "reconcile-bounds.yaml"].map((f) => path.join(repoRoot, "knative", f)),
+  ...["namespace.yaml", "reconcile-rbac.yaml", "apiserversource-rbac.yaml", "trigger-rbac.yaml", "tick-rbac.yaml", "reconcile-bounds.yaml"].map((f) =>
+    path.join(repoRoot, "knative", f),
+  ),
 ];
 
 /**
@@ -85,7 +87,13 @@ export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
   const port = await freePort(host);
   const url = `http://${host}:${port}/`;
   const { walle: config } = await loadConfig(
-    { WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE, WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME, WALLE_INSTALL_NAMESPACE: installNamespace, ...opts.env, ...(opts.host ? {} : { WALLE_PROGRESS_SINK_URL: url }) },
+    {
+      WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE,
+      WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME,
+      WALLE_INSTALL_NAMESPACE: installNamespace,
+      ...opts.env,
+      ...(opts.host ? {} : { WALLE_PROGRESS_SINK_URL: url }),
+    },
     "walle-reconcile",
   );
   const walle = createWalle({ api, config, controller: "ros.io/walle-reconcile" });
@@ -100,7 +108,13 @@ export async function runWalle(opts: RunWalleOptions): Promise<RunningWalle> {
   const source =
     opts.eventSource === false
       ? undefined
-      : await startEventSource({ api: opts.admin, stateDir: opts.stateDir, sink: url, log: opts.log, ...(opts.eventSourceManifest ? { manifest: opts.eventSourceManifest } : {}) });
+      : await startEventSource({
+          api: opts.admin,
+          stateDir: opts.stateDir,
+          sink: url,
+          log: opts.log,
+          ...(opts.eventSourceManifest ? { manifest: opts.eventSourceManifest } : {}),
+        });
   return {
     url,
     api,
@@ -126,7 +140,9 @@ interface KeyRef {
 
 /** An env var's value from a key of a Secret (base64 in `data`) or a ConfigMap, as the kubelet resolves it. */
 async function keyValue(admin: RestClient, namespace: string, kind: "Secret" | "ConfigMap", ref: KeyRef, name: string): Promise<string | undefined> {
-  const object = (await getOrNull(admin, `/api/v1/namespaces/${namespace}/${kind === "Secret" ? "secrets" : "configmaps"}/${ref.name}`)) as { data?: Record<string, string> } | null;
+  const object = (await getOrNull(admin, `/api/v1/namespaces/${namespace}/${kind === "Secret" ? "secrets" : "configmaps"}/${ref.name}`)) as {
+    data?: Record<string, string>;
+  } | null;
   const raw = object?.data?.[ref.key];
   if (raw === undefined && !ref.optional) throw new Error(`${name}: ${kind} ${namespace}/${ref.name} has no key ${ref.key}`);
   return raw === undefined || kind === "ConfigMap" ? raw : Buffer.from(raw, "base64").toString();
@@ -150,7 +166,11 @@ interface KnativeService {
  * ConfigMap volumes written under the state directory with the variables that point into them moved along, and the
  * installed ApiServerSource written out for the adapter. WALLE_PROGRESS_SINK_URL is runWalle's: where it listens.
  */
-export async function installedFunction(admin: RestClient, stateDir: string, namespace: string): Promise<{ env: Record<string, string>; eventSourceManifest: string }> {
+export async function installedFunction(
+  admin: RestClient,
+  stateDir: string,
+  namespace: string,
+): Promise<{ env: Record<string, string>; eventSourceManifest: string }> {
   const service = await admin.get<KnativeService>(`/apis/serving.knative.dev/v1/namespaces/${namespace}/services/${ServiceAccount.Reconcile}`);
   const pod = service.spec.template.spec;
   const [container] = pod.containers;
@@ -158,7 +178,8 @@ export async function installedFunction(admin: RestClient, stateDir: string, nam
   const mounts: [string, string][] = [];
   for (const mount of container?.volumeMounts ?? []) {
     const volume = pod.volumes?.find((v) => v.name === mount.name);
-    if (!volume?.configMap) throw new Error(`volume ${mount.name} of the installed ${ServiceAccount.Reconcile} is not a ConfigMap, which is all a local run can give it`);
+    if (!volume?.configMap)
+      throw new Error(`volume ${mount.name} of the installed ${ServiceAccount.Reconcile} is not a ConfigMap, which is all a local run can give it`);
     const data = (await admin.get<{ data?: Record<string, string> }>(`/api/v1/namespaces/${namespace}/configmaps/${volume.configMap.name}`)).data ?? {};
     const local = path.join(dir, mount.name);
     await mkdir(local, { recursive: true });
@@ -203,12 +224,24 @@ const tickKubeconfigs = new Map<string, Promise<string>>();
  * `installNamespace` (a TokenRequest token minted with `admin`), with the local worker image and cluster name unless
  * `env` says otherwise. Returns its argv and environment, for a caller that spawns it itself (to kill it, say).
  */
-export async function tickCommand(o: { admin: RestClient; stateDir: string; args?: readonly string[]; env?: Readonly<Record<string, string>> }): Promise<{ argv: string[]; env: Record<string, string> }> {
+export async function tickCommand(o: {
+  admin: RestClient;
+  stateDir: string;
+  args?: readonly string[];
+  env?: Readonly<Record<string, string>>;
+}): Promise<{ argv: string[]; env: Record<string, string> }> {
   const kubeconfig = tickKubeconfigs.get(o.stateDir) ?? serviceAccountKubeconfig(o.admin, o.stateDir, INSTALL_NAMESPACE, ServiceAccount.Tick, 24 * 3600);
   tickKubeconfigs.set(o.stateDir, kubeconfig);
   return {
     argv: [process.execPath, path.join(repoRoot, "functions", "tick", "main.ts"), ...(o.args ?? [])],
-    env: { PATH: process.env.PATH ?? "", WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE, WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME, LOG_LEVEL: "warn", ...o.env, KUBECONFIG: await kubeconfig },
+    env: {
+      PATH: process.env.PATH ?? "",
+      WALLE_WORKER_IMAGE: LOCAL_WORKER_IMAGE,
+      WALLE_CLUSTER_NAME: LOCAL_CLUSTER_NAME,
+      LOG_LEVEL: "warn",
+      ...o.env,
+      KUBECONFIG: await kubeconfig,
+    },
   };
 }
 

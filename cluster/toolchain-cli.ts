@@ -4,7 +4,33 @@ import { localImages } from "./images.ts";
 import { csiProtoFile, pluginRegistrationProtoFile, resolveBinary, upstreamCrdFiles, type BinaryName } from "./toolchain.ts";
 
 const started = Date.now();
-const names: BinaryName[] = ["etcd", "kube-apiserver", "kube-controller-manager", "kubelet", "kube-scheduler", "kube-proxy", "registry", "restic", "rest-server", "keda-operator", "apiserver_receive_adapter", "eventing-controller", "eventing-webhook", "eventing-mtping", "snapshot-controller", "csi-snapshotter", "csi-provisioner", "csi-sanity", "coredns", "knative-controller", "knative-webhook", "knative-autoscaler", "knative-activator", "knative-queue", "helm"];
+const names: BinaryName[] = [
+  "etcd",
+  "kube-apiserver",
+  "kube-controller-manager",
+  "kubelet",
+  "kube-scheduler",
+  "kube-proxy",
+  "registry",
+  "restic",
+  "rest-server",
+  "keda-operator",
+  "apiserver_receive_adapter",
+  "eventing-controller",
+  "eventing-webhook",
+  "eventing-mtping",
+  "snapshot-controller",
+  "csi-snapshotter",
+  "csi-provisioner",
+  "csi-sanity",
+  "coredns",
+  "knative-controller",
+  "knative-webhook",
+  "knative-autoscaler",
+  "knative-activator",
+  "knative-queue",
+  "helm",
+];
 for (const name of names) console.log(`${name}: ${await resolveBinary(name, (l) => console.log(l))}`);
 console.log(`CRD files: ${(await upstreamCrdFiles((l) => console.log(l))).length}`);
 console.log(`csi.proto: ${await csiProtoFile((l) => console.log(l))}`);

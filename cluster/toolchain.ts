@@ -39,9 +39,7 @@ interface ToolModule {
 const kubeVersionFlags = (version: string): string => {
   const [, major = "1", minor = "0"] = /^v(\d+)\.(\d+)/.exec(version) ?? [];
   const vars = (pkg: string) =>
-    [`${pkg}.gitVersion=${version}`, `${pkg}.gitMajor=${major}`, `${pkg}.gitMinor=${minor}`, `${pkg}.gitTreeState=clean`]
-      .map((v) => `-X ${v}`)
-      .join(" ");
+    [`${pkg}.gitVersion=${version}`, `${pkg}.gitMajor=${major}`, `${pkg}.gitMinor=${minor}`, `${pkg}.gitTreeState=clean`].map((v) => `-X ${v}`).join(" ");
   return `-s -w ${vars("k8s.io/component-base/version")} ${vars("k8s.io/client-go/pkg/version")}`;
 };
 
@@ -487,7 +485,12 @@ export const debianPackages = {
 export async function ensureDebianPackages(log: (line: string) => void = () => {}): Promise<void> {
   const missing: string[] = [];
   for (const [command, pkg] of Object.entries(debianPackages)) {
-    const present = command.startsWith("/") ? isExecutable(command) : run("sh", ["-c", `command -v ${command}`], { env: { PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` } }).then(() => true, () => false);
+    const present = command.startsWith("/")
+      ? isExecutable(command)
+      : run("sh", ["-c", `command -v ${command}`], { env: { PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` } }).then(
+          () => true,
+          () => false,
+        );
     if (!(await present)) missing.push(pkg);
   }
   if (missing.length === 0) return;

@@ -37,7 +37,9 @@ function packageVersion(): string {
 export function kustomizationFiles(dir: string): string[] {
   const docs = parseAllDocuments(readFileSync(path.join(repoRoot, dir, "kustomization.yaml"), "utf8"));
   const kustomization = docs.map((d) => d.toJS() as { kind?: string; resources?: string[] }).find((d) => d?.kind === "Kustomization");
-  return (kustomization?.resources ?? []).flatMap((r) => (r.endsWith(".yaml") || r.endsWith(".yml") ? [path.join(dir, r)] : kustomizationFiles(path.join(dir, r))));
+  return (kustomization?.resources ?? []).flatMap((r) =>
+    r.endsWith(".yaml") || r.endsWith(".yml") ? [path.join(dir, r)] : kustomizationFiles(path.join(dir, r)),
+  );
 }
 
 // Placeholders the YAML writer leaves alone, then replaced by template expressions.
@@ -51,7 +53,12 @@ const TEMPLATES: Readonly<Record<string, string>> = {
 /** The pod spec of a Knative Service or a KEDA ScaledJob, if the document is one. */
 function podSpec(doc: Document): YAMLMap | undefined {
   const kind = doc.get("kind");
-  const at = kind === "Service" && String(doc.get("apiVersion")).startsWith("serving.knative.dev/") ? ["spec", "template", "spec"] : kind === "ScaledJob" ? ["spec", "jobTargetRef", "template", "spec"] : undefined;
+  const at =
+    kind === "Service" && String(doc.get("apiVersion")).startsWith("serving.knative.dev/")
+      ? ["spec", "template", "spec"]
+      : kind === "ScaledJob"
+        ? ["spec", "jobTargetRef", "template", "spec"]
+        : undefined;
   const spec = at && doc.getIn(at);
   return isMap(spec) ? spec : undefined;
 }

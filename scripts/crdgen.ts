@@ -79,7 +79,12 @@ function write(targets: readonly Target[]): number {
 
 const crds = generatedFiles();
 if (process.argv.includes("--stdout")) {
-  process.stdout.write(crds.filter((file) => file.name.startsWith("ros.io_")).map((file) => file.content).join(""));
+  process.stdout.write(
+    crds
+      .filter((file) => file.name.startsWith("ros.io_"))
+      .map((file) => file.content)
+      .join(""),
+  );
 } else {
   // The chart is made from crds/ as written, so crds/ is written first.
   const crdTarget = { dir: "crds", files: crds };

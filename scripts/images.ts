@@ -158,7 +158,10 @@ async function tarTree(tree: string, out: string): Promise<void> {
 /** The base root filesystem as one layer, by mmdebstrap; cached by its package list. */
 async function baseLayer(dir: string, base: Base, log: (line: string) => void): Promise<string> {
   const packages = bases[base].packages;
-  const key = createHash("sha256").update(`${DEBIAN_SUITE} ${packages.join(",")}`).digest("hex").slice(0, 12);
+  const key = createHash("sha256")
+    .update(`${DEBIAN_SUITE} ${packages.join(",")}`)
+    .digest("hex")
+    .slice(0, 12);
   const out = path.join(dir, ".bases", `${base}-${key}.tar`);
   if (existsSync(out)) return out;
   await mkdir(path.dirname(out), { recursive: true });
@@ -191,7 +194,11 @@ async function mkdirMode(dir: string, mode: number, owner = 0): Promise<void> {
  */
 async function systemTree(tree: string, base: Base, root: string, node: string, npm: string | undefined): Promise<void> {
   const spec: BaseSpec = bases[base];
-  await writeFileMode(path.join(tree, "etc/passwd"), `root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:${NONROOT}:${NONROOT}:nonroot:/home/nonroot:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n`, 0o644);
+  await writeFileMode(
+    path.join(tree, "etc/passwd"),
+    `root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:${NONROOT}:${NONROOT}:nonroot:/home/nonroot:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n`,
+    0o644,
+  );
   await writeFileMode(path.join(tree, "etc/group"), `root:x:0:\nnonroot:x:${NONROOT}:\nnogroup:x:65534:\n`, 0o644);
   await writeFileMode(path.join(tree, "etc/nsswitch.conf"), "passwd: files\ngroup: files\nhosts: files dns\n", 0o644);
   for (const d of ["proc", "sys", "dev", "run", "root"]) await mkdirMode(path.join(tree, d), d === "root" ? 0o700 : 0o755);
@@ -226,7 +233,10 @@ async function systemTree(tree: string, base: Base, root: string, node: string, 
     const bin = path.join(tree, "usr/local/bin");
     await mkdirMode(bin, 0o755);
     await symlink("/nodejs/bin/node", path.join(bin, "node"));
-    for (const [cmd, file] of [["npm", "npm-cli.js"], ["npx", "npx-cli.js"]] as const) {
+    for (const [cmd, file] of [
+      ["npm", "npm-cli.js"],
+      ["npx", "npx-cli.js"],
+    ] as const) {
       await chmod(path.join(lib, "npm/bin", file), 0o755);
       await symlink(`../lib/node_modules/npm/bin/${file}`, path.join(bin, cmd));
     }
@@ -236,7 +246,9 @@ async function systemTree(tree: string, base: Base, root: string, node: string, 
 /** What the system layer of a base holds besides users, for its history. */
 function systemParts(base: Base): string {
   const spec: BaseSpec = bases[base];
-  return [spec.packages.includes("ca-certificates") && "CA bundle", "mount points", spec.node && "Node", spec.shell && "busybox applets", spec.npm && "npm"].filter(Boolean).join(", ");
+  return [spec.packages.includes("ca-certificates") && "CA bundle", "mount points", spec.node && "Node", spec.shell && "busybox applets", spec.npm && "npm"]
+    .filter(Boolean)
+    .join(", ");
 }
 
 /** npm's package from the npm registry (`npm pack` checks its integrity), cached beside the bases. */
@@ -333,13 +345,17 @@ async function assemble(layout: string, tag: string, layers: readonly { file: st
 /** What goes into an image, hashed: the recipe itself, the base packages, the binaries and the bundles' sources. */
 async function inputsKey(name: string, spec: ImageSpec, opts: Required<Pick<BuildOptions, "restic" | "node" | "tag">>): Promise<string> {
   const h = createHash("sha256");
-  h.update(JSON.stringify({ name, spec, tag: opts.tag, base: bases[spec.base], npm: "npm" in bases[spec.base] ? NPM_VERSION : undefined, epoch: SOURCE_DATE_EPOCH }));
+  h.update(
+    JSON.stringify({ name, spec, tag: opts.tag, base: bases[spec.base], npm: "npm" in bases[spec.base] ? NPM_VERSION : undefined, epoch: SOURCE_DATE_EPOCH }),
+  );
   h.update(await readFile(new URL(import.meta.url)));
   if ("node" in bases[spec.base]) h.update(await sha256File(opts.node));
   if (spec.fn === "worker") h.update(await sha256File(opts.restic));
   if (spec.fn) {
     for (const dir of ["lib", "functions", "scripts"]) {
-      for (const e of (await readdir(path.join(repoRoot, dir), { withFileTypes: true, recursive: true })).sort((a, b) => path.join(a.parentPath, a.name).localeCompare(path.join(b.parentPath, b.name)))) {
+      for (const e of (await readdir(path.join(repoRoot, dir), { withFileTypes: true, recursive: true })).sort((a, b) =>
+        path.join(a.parentPath, a.name).localeCompare(path.join(b.parentPath, b.name)),
+      )) {
         if (e.isFile() && /\.(ts|json)$/.test(e.name)) h.update(await readFile(path.join(e.parentPath, e.name)));
       }
     }
@@ -399,7 +415,12 @@ async function build<N extends string>(specs: Readonly<Record<N, ImageSpec>>, op
           // V8's code cache is not byte-for-byte the same from one run to the next, so it is a layer of its own,
           // the last: every layer below it is reproducible.
           const cache = path.join(scratch, "cache");
-          await compileCacheTree(cache, spec.fn, layers.map((l) => l.file), path.join(scratch, "cache-root"));
+          await compileCacheTree(
+            cache,
+            spec.fn,
+            layers.map((l) => l.file),
+            path.join(scratch, "cache-root"),
+          );
           layers.push({ file: path.join(scratch, "cache.tar"), by: `walle: Node's compile cache of the ${spec.fn} bundle` });
           await tarTree(cache, layers[3]!.file);
         }
@@ -423,10 +444,20 @@ async function build<N extends string>(specs: Readonly<Record<N, ImageSpec>>, op
  * numeric non-root user (upstream's Deployments ask for runAsNonRoot). One layer, reproducible; kept while the
  * binary and this recipe are unchanged.
  */
-export async function buildBinaryImage(opts: { readonly dir: string; readonly name: string; readonly binary: string; readonly tag: string; readonly log?: (line: string) => void }): Promise<BuiltImage> {
+export async function buildBinaryImage(opts: {
+  readonly dir: string;
+  readonly name: string;
+  readonly binary: string;
+  readonly tag: string;
+  readonly log?: (line: string) => void;
+}): Promise<BuiltImage> {
   const layout = path.join(opts.dir, opts.name);
   const keyFile = path.join(opts.dir, `.${opts.name}.inputs`);
-  const key = createHash("sha256").update(JSON.stringify({ name: opts.name, tag: opts.tag, epoch: SOURCE_DATE_EPOCH })).update(await readFile(new URL(import.meta.url))).update(await sha256File(opts.binary)).digest("hex");
+  const key = createHash("sha256")
+    .update(JSON.stringify({ name: opts.name, tag: opts.tag, epoch: SOURCE_DATE_EPOCH }))
+    .update(await readFile(new URL(import.meta.url)))
+    .update(await sha256File(opts.binary))
+    .digest("hex");
   const index = path.join(layout, "index.json");
   if (existsSync(index) && existsSync(keyFile) && (await readFile(keyFile, "utf8")) === key) {
     const manifests = (JSON.parse(await readFile(index, "utf8")) as { manifests: { digest: string }[] }).manifests;
@@ -437,7 +468,11 @@ export async function buildBinaryImage(opts: { readonly dir: string; readonly na
   const scratch = await mkdtemp(path.join(opts.dir, `.build-${opts.name}-`));
   try {
     const tree = path.join(scratch, "tree");
-    await writeFileMode(path.join(tree, "etc/passwd"), `root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:${NONROOT}:${NONROOT}:nonroot:/home/nonroot:/sbin/nologin\n`, 0o644);
+    await writeFileMode(
+      path.join(tree, "etc/passwd"),
+      `root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:${NONROOT}:${NONROOT}:nonroot:/home/nonroot:/sbin/nologin\n`,
+      0o644,
+    );
     await writeFileMode(path.join(tree, "etc/group"), `root:x:0:\nnonroot:x:${NONROOT}:\n`, 0o644);
     await mkdirMode(path.join(tree, "tmp"), 0o1777);
     await mkdirMode(path.join(tree, "var/run/ko"), 0o755);
@@ -447,7 +482,12 @@ export async function buildBinaryImage(opts: { readonly dir: string; readonly na
     await tarTree(tree, path.join(scratch, "layer.tar"));
     const config = { User: USER, Entrypoint: [`/ko-app/${opts.name}`], Env: [PATH_ENV, "KO_DATA_PATH=/var/run/ko"] };
     const tmpLayout = path.join(scratch, "layout");
-    const digest = await assemble(tmpLayout, opts.tag, [{ file: path.join(scratch, "layer.tar"), by: `walle: ${opts.name}, a static Go binary, as ko lays it out` }], config);
+    const digest = await assemble(
+      tmpLayout,
+      opts.tag,
+      [{ file: path.join(scratch, "layer.tar"), by: `walle: ${opts.name}, a static Go binary, as ko lays it out` }],
+      config,
+    );
     await rm(layout, { recursive: true, force: true });
     await rename(tmpLayout, layout);
     await writeFile(keyFile, key);

@@ -54,7 +54,9 @@ export async function buildKrew(version: string): Promise<KrewBuild> {
   await run("tar", ["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "-cf", tar, "-C", tree, "."]);
   await run("gzip", ["-n", "-9", "-f", tar]);
   const archive = `${tar}.gz`;
-  const sha256 = createHash("sha256").update(await readFile(archive)).digest("hex");
+  const sha256 = createHash("sha256")
+    .update(await readFile(archive))
+    .digest("hex");
   const manifest = path.join(KREW_DIR, "walle.yaml");
   await writeFile(manifest, stringify(krewManifest(version, sha256)));
   return { archive, manifest, sha256 };

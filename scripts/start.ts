@@ -59,7 +59,13 @@ const stateDir = process.env.WALLE_CLUSTER_DIR ?? (await mkdtemp(path.join(STATE
 
 const started = Date.now();
 say("starting the local cluster with Knative Serving and Eventing (the first run builds the toolchain, which takes minutes)");
-const cluster = await startCluster({ stateDir, walleCrds: false, knativeServing: true, knativeEventing: true, log: (msg) => (/^(Building|Built|Downloading|Knative \w+ is ready)/.test(msg) ? say(msg) : undefined) });
+const cluster = await startCluster({
+  stateDir,
+  walleCrds: false,
+  knativeServing: true,
+  knativeEventing: true,
+  log: (msg) => (/^(Building|Built|Downloading|Knative \w+ is ready)/.test(msg) ? say(msg) : undefined),
+});
 say("kubectl apply -k . (Walle as the README installs it)");
 await promisify(execFile)("kubectl", ["--kubeconfig", cluster.kubeconfig, "apply", "-k", repoRoot], { maxBuffer: 16 * 1024 * 1024 });
 const reconcileUrl = await serviceReady();
@@ -69,14 +75,21 @@ await waitUntil("the reconcile revision at zero pods", async () => revisionPods.
 const bins = await resolveResticBinaries();
 // The repository: a real rest-server with htpasswd and private repositories, where the node's pods reach it.
 const user = { name: "walle", password: randomBytes(12).toString("hex") };
-const restServer = await startRestServer({ binary: bins.restServer, dataDir: path.join(stateDir, "repository"), users: { [user.name]: user.password }, host: nodeNetwork(stateDir).hostIp });
+const restServer = await startRestServer({
+  binary: bins.restServer,
+  dataDir: path.join(stateDir, "repository"),
+  users: { [user.name]: user.password },
+  host: nodeNetwork(stateDir).hostIp,
+});
 const repository = {
   RESTIC_REPOSITORY: `rest:http://${nodeNetwork(stateDir).hostIp}:${restServer.port}/${user.name}/example`,
   RESTIC_PASSWORD: randomBytes(12).toString("hex"),
   RESTIC_REST_USERNAME: user.name,
   RESTIC_REST_PASSWORD: user.password,
 };
-say(`up in ${((Date.now() - started) / 1000).toFixed(1)} s; the reconcile function is the Knative Service ${reconcileUrl}, the repository is ${repository.RESTIC_REPOSITORY}`);
+say(
+  `up in ${((Date.now() - started) / 1000).toFixed(1)} s; the reconcile function is the Knative Service ${reconcileUrl}, the repository is ${repository.RESTIC_REPOSITORY}`,
+);
 say(`for kubectl:  export KUBECONFIG=${cluster.kubeconfig}`);
 say(`the cluster's state is in ${stateDir}`);
 
@@ -98,8 +111,12 @@ process.on("SIGTERM", () => void stop(0));
 // The tick is part of the install, demo or not: schedules applied by hand run too.
 if (flags.once) {
   say("the installed ScaledJob with a window every 2 minutes: KEDA's operator runs the tick in a Job");
-  const { apiVersion, kind, metadata, spec } = await cluster.api.get<KubeObject & { spec: unknown }>(`/apis/keda.sh/v1alpha1/namespaces/${INSTALL_NAMESPACE}/scaledjobs/walle-tick`);
-  await applyObjects(cluster.api, [localizeScaledJob({ apiVersion, kind, metadata: { name: metadata.name, namespace: metadata.namespace }, spec } as KubeObject, { shortWindow: true })]);
+  const { apiVersion, kind, metadata, spec } = await cluster.api.get<KubeObject & { spec: unknown }>(
+    `/apis/keda.sh/v1alpha1/namespaces/${INSTALL_NAMESPACE}/scaledjobs/walle-tick`,
+  );
+  await applyObjects(cluster.api, [
+    localizeScaledJob({ apiVersion, kind, metadata: { name: metadata.name, namespace: metadata.namespace }, spec } as KubeObject, { shortWindow: true }),
+  ]);
 } else say("KEDA's operator runs the tick in a Job about every 5 minutes, as the installed ScaledJob says");
 
 if (!flags["no-demo"]) {
@@ -117,11 +134,17 @@ say("press Ctrl-C to stop");
 /** Waits until the installed Knative Service walle-reconcile is Ready; its address. */
 async function serviceReady(): Promise<string> {
   let url = "";
-  await waitUntil("the walle-reconcile Knative Service Ready", async () => {
-    const ksvc = await cluster.api.get<{ status?: { url?: string; conditions?: { type: string; status: string }[] } }>(`/apis/serving.knative.dev/v1/namespaces/${INSTALL_NAMESPACE}/services/walle-reconcile`);
-    url = ksvc.status?.url ?? "";
-    return ksvc.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
-  }, 300_000);
+  await waitUntil(
+    "the walle-reconcile Knative Service Ready",
+    async () => {
+      const ksvc = await cluster.api.get<{ status?: { url?: string; conditions?: { type: string; status: string }[] } }>(
+        `/apis/serving.knative.dev/v1/namespaces/${INSTALL_NAMESPACE}/services/walle-reconcile`,
+      );
+      url = ksvc.status?.url ?? "";
+      return ksvc.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
+    },
+    300_000,
+  );
   return url;
 }
 
@@ -134,11 +157,16 @@ async function followRevision(): Promise<{ count(): number; stop(): void }> {
     say(`reconcile pods: ${shown < 0 ? "" : `${shown} → `}${running.size}`);
     shown = running.size;
   };
-  const pods = new Informer<KubeObject & { status?: { phase?: string } }>(cluster.api, `/api/v1/namespaces/${INSTALL_NAMESPACE}/pods`, (type, pod) => {
-    if (type === "delete" || pod.status?.phase !== "Running") running.delete(pod.metadata.name ?? "");
-    else running.add(pod.metadata.name ?? "");
-    show();
-  }, { labelSelector: "serving.knative.dev/service=walle-reconcile" });
+  const pods = new Informer<KubeObject & { status?: { phase?: string } }>(
+    cluster.api,
+    `/api/v1/namespaces/${INSTALL_NAMESPACE}/pods`,
+    (type, pod) => {
+      if (type === "delete" || pod.status?.phase !== "Running") running.delete(pod.metadata.name ?? "");
+      else running.add(pod.metadata.name ?? "");
+      show();
+    },
+    { labelSelector: "serving.knative.dev/service=walle-reconcile" },
+  );
   await pods.start();
   show();
   return { count: () => running.size, stop: () => pods.stop() };
@@ -153,7 +181,10 @@ async function gettingStarted(): Promise<void> {
   ]);
   say("applying examples/workload.yml (a Deployment and its PVC example-volume) in namespace default");
   const workload = await readManifestFiles([path.join(repoRoot, "examples", "workload.yml")]);
-  await applyObjects(cluster.api, workload.map((o) => ({ ...o, metadata: { ...o.metadata, namespace: o.metadata.namespace ?? "default" } })));
+  await applyObjects(
+    cluster.api,
+    workload.map((o) => ({ ...o, metadata: { ...o.metadata, namespace: o.metadata.namespace ?? "default" } })),
+  );
   await workloadWriting();
   say("applying examples/getting-started-schedule.yml (getting-started step 3); waiting for the tick");
   await applyObjects(cluster.api, await readManifestFiles([path.join(repoRoot, "examples", "getting-started-schedule.yml")]));
@@ -161,7 +192,12 @@ async function gettingStarted(): Promise<void> {
 
 interface Job {
   metadata: { namespace: string; name: string };
-  status?: { phase?: string; snapshotId?: string; progress?: { percent: number; filesDone?: number; bytesDone?: number }; conditions?: { type: string; status: string; message: string }[] };
+  status?: {
+    phase?: string;
+    snapshotId?: string;
+    progress?: { percent: number; filesDone?: number; bytesDone?: number };
+    conditions?: { type: string; status: string; message: string }[];
+  };
 }
 
 /** Prints the schedule's first BackupSet and its BackupJobs as they change, until the set ends; its end state. */
@@ -173,9 +209,12 @@ async function followSchedule(): Promise<string> {
     say(line);
   };
   for (;;) {
-    const sets = await cluster.api.get<{ items: { metadata: { name: string }; status?: { state?: string; completions?: string } }[] }>("/apis/ros.io/v1/backupsets", {
-      labelSelector: `${Label.BackupSchedule}=example-schedule`,
-    });
+    const sets = await cluster.api.get<{ items: { metadata: { name: string }; status?: { state?: string; completions?: string } }[] }>(
+      "/apis/ros.io/v1/backupsets",
+      {
+        labelSelector: `${Label.BackupSchedule}=example-schedule`,
+      },
+    );
     const set = sets.items[0];
     if (set) {
       const jobs = await cluster.api.get<{ items: Job[] }>("/apis/ros.io/v1/backupjobs", { labelSelector: `${Label.BackupSet}=${set.metadata.name}` });
@@ -186,7 +225,11 @@ async function followSchedule(): Promise<string> {
         show(`${id} phase`, `${id}: ${phase}`);
         if (snapshot) show(`${id} snapshot`, `${id}: ${snapshot.message}`);
         const p = job.status?.progress;
-        if (p && phase !== "Finished") show(`${id} progress`, `${id}: worker ${p.percent.toFixed(0)}%${p.filesDone !== undefined ? `, ${p.filesDone} files` : ""}${p.bytesDone !== undefined ? `, ${p.bytesDone} bytes` : ""}`);
+        if (p && phase !== "Finished")
+          show(
+            `${id} progress`,
+            `${id}: worker ${p.percent.toFixed(0)}%${p.filesDone !== undefined ? `, ${p.filesDone} files` : ""}${p.bytesDone !== undefined ? `, ${p.bytesDone} bytes` : ""}`,
+          );
         if (job.status?.snapshotId) show(`${id} id`, `${id}: restic snapshot ${job.status.snapshotId}`);
         if (phase === "Failed") show(`${id} failed`, `${id}: ${job.status?.conditions?.map((c) => c.message).join(" | ") ?? ""}`);
       }
@@ -204,7 +247,9 @@ async function followSchedule(): Promise<string> {
 
 /** `restic snapshots` of the repository, as its owner would list it. */
 async function listSnapshots(): Promise<void> {
-  const { stdout } = await promisify(execFile)(bins.restic, ["snapshots", "--no-lock"], { env: { PATH: process.env.PATH ?? "", HOME: stateDir, RESTIC_CACHE_DIR: path.join(stateDir, "restic-cache"), ...repository } });
+  const { stdout } = await promisify(execFile)(bins.restic, ["snapshots", "--no-lock"], {
+    env: { PATH: process.env.PATH ?? "", HOME: stateDir, RESTIC_CACHE_DIR: path.join(stateDir, "restic-cache"), ...repository },
+  });
   say("the repository's snapshots (restic snapshots):");
   for (const line of stdout.trimEnd().split("\n")) console.log(line);
 }
@@ -217,7 +262,9 @@ async function workloadWriting(): Promise<void> {
     const file = dir ? path.join(dir, "datelog") : undefined;
     const written = file ? await stat(file).catch(() => undefined) : undefined;
     if (file && written && written.size > 0) {
-      say(`example-volume's datelog: ${(await readFile(file, "utf8")).trim().split("\n").length} line(s), written by the container as uid ${written.uid}, gid ${written.gid}, mode ${(written.mode & 0o7777).toString(8)}`);
+      say(
+        `example-volume's datelog: ${(await readFile(file, "utf8")).trim().split("\n").length} line(s), written by the container as uid ${written.uid}, gid ${written.gid}, mode ${(written.mode & 0o7777).toString(8)}`,
+      );
       return;
     }
     await new Promise((r) => setTimeout(r, 500));
@@ -249,7 +296,8 @@ async function againstCluster(file: string, tickSeconds: number): Promise<never>
   let timer: NodeJS.Timeout | undefined;
   const tick = async () => {
     const { code, stdout, stderr, report } = await runTickCommand({ admin, stateDir: dir, env });
-    if (report) say(`tick: ${report.schedules} schedules, ${report.actions.length} actions${report.errors.length ? `, errors: ${report.errors.join("; ")}` : ""}`);
+    if (report)
+      say(`tick: ${report.schedules} schedules, ${report.actions.length} actions${report.errors.length ? `, errors: ${report.errors.join("; ")}` : ""}`);
     else say(`tick failed (exit ${code}): ${stdout.trim().split("\n").at(-1) || stderr.trim().split("\n").at(-1) || ""}`);
     timer = setTimeout(() => void tick(), tickSeconds * 1000);
   };

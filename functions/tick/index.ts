@@ -31,6 +31,8 @@ export async function handle(context: TickContext, event: CloudEventV1<unknown>)
       return { status: 202, body: report };
     }
     default:
-      throw new BadEventError(`the tick does not handle ${event.type}`, [{ path: "type", message: `must be ${EventType.Ping}, ${EventType.Tick} or ${EventType.BackupRequested}` }]);
+      throw new BadEventError(`the tick does not handle ${event.type}`, [
+        { path: "type", message: `must be ${EventType.Ping}, ${EventType.Tick} or ${EventType.BackupRequested}` },
+      ]);
   }
 }

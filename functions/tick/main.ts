@@ -28,13 +28,24 @@ function usage(message: string): never {
 function parseNow(text: string | undefined): Date | undefined {
   if (text === undefined) return undefined;
   const at = new Date(text);
-  if (Number.isNaN(at.getTime()) || !/^\d{4}-\d{2}-\d{2}T/.test(text)) usage(`--now ${JSON.stringify(text)} is not an RFC 3339 time such as 2026-12-02T06:00:00Z`);
+  if (Number.isNaN(at.getTime()) || !/^\d{4}-\d{2}-\d{2}T/.test(text))
+    usage(`--now ${JSON.stringify(text)} is not an RFC 3339 time such as 2026-12-02T06:00:00Z`);
   return at;
 }
 
 function commandLine() {
   try {
-    return parseArgs({ args: process.argv.slice(2), allowPositionals: true, options: { now: { type: "string" }, "dry-run": { type: "boolean" }, schedule: { type: "string" }, "no-resync": { type: "boolean" }, help: { type: "boolean" } } });
+    return parseArgs({
+      args: process.argv.slice(2),
+      allowPositionals: true,
+      options: {
+        now: { type: "string" },
+        "dry-run": { type: "boolean" },
+        schedule: { type: "string" },
+        "no-resync": { type: "boolean" },
+        help: { type: "boolean" },
+      },
+    });
   } catch (err) {
     return usage((err as Error).message);
   }
@@ -55,7 +66,11 @@ async function main(): Promise<void> {
   if (mode === "serve") {
     const log = createLogger({ function: shell.service, level: shell.logLevel });
     const walle = createWalle({ api, config, controller: `ros.io/${SERVICE}` });
-    const receiver = createReceiver({ log, handle: (context, event) => handle({ ...context, walle }, event), ...(shell.triggerToken ? { triggerToken: shell.triggerToken } : {}) });
+    const receiver = createReceiver({
+      log,
+      handle: (context, event) => handle({ ...context, walle }, event),
+      ...(shell.triggerToken ? { triggerToken: shell.triggerToken } : {}),
+    });
     const address = await serve(receiver, shell.port, log);
     log.info({ port: address.port }, "Started tick function");
     return;

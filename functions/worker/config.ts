@@ -110,10 +110,7 @@ const goDuration = (fallback: string) =>
     .default(fallback)
     .refine((d) => parseGoDuration(d) !== undefined, "must be a duration such as 90s, 5m or 1h30m");
 
-const time = () =>
-  z
-    .string()
-    .transform((t, ctx) => parseSnapshotTime(t) ?? invalid(ctx, "must be an RFC 3339 time such as 2024-05-01T02:00:00Z"));
+const time = () => z.string().transform((t, ctx) => parseSnapshotTime(t) ?? invalid(ctx, "must be an RFC 3339 time such as 2024-05-01T02:00:00Z"));
 
 const json = <T extends z.ZodType>(schema: T) =>
   z
@@ -239,9 +236,7 @@ export interface BackupConfig extends CommonConfig {
   snapshotTime?: Date;
 }
 
-export type RestoreSource =
-  | { kind: "id"; id: string }
-  | { kind: "latest"; host: string; pvc: string; namespace: string; before?: Date };
+export type RestoreSource = { kind: "id"; id: string } | { kind: "latest"; host: string; pvc: string; namespace: string; before?: Date };
 
 export interface RestoreConfig extends CommonConfig {
   command: "restore";
@@ -298,7 +293,14 @@ export function parseConfig(command: WorkerCommand, env: Env): WorkerConfig {
       return restoreConfig(parse(schemas.restore, env));
     case "prune": {
       const raw = parse(schemas.prune, env);
-      return { ...common(raw), command, host: raw.CLUSTER_NAME, retention: raw.RETENTION, schedule: raw.BACKUP_SCHEDULE, staleLocksBefore: raw.STALE_LOCKS_BEFORE };
+      return {
+        ...common(raw),
+        command,
+        host: raw.CLUSTER_NAME,
+        retention: raw.RETENTION,
+        schedule: raw.BACKUP_SCHEDULE,
+        staleLocksBefore: raw.STALE_LOCKS_BEFORE,
+      };
     }
     case "check": {
       const raw = parse(schemas.check, env);
@@ -387,7 +389,13 @@ function backupConfig(raw: Raw<"backup">): BackupConfig {
 
 // Which snapshot: an id needs nothing else; "latest" (optionally before a time) needs the PVC and the host.
 function restoreConfig(raw: Raw<"restore">): RestoreConfig {
-  const base = { ...common(raw), command: "restore" as const, targetPath: raw.RESTORE_TARGET_PATH, include: raw.RESTORE_INCLUDE ?? [], deleteOthers: raw.RESTORE_DELETE };
+  const base = {
+    ...common(raw),
+    command: "restore" as const,
+    targetPath: raw.RESTORE_TARGET_PATH,
+    include: raw.RESTORE_INCLUDE ?? [],
+    deleteOthers: raw.RESTORE_DELETE,
+  };
   if (raw.RESTORE_SNAPSHOT !== "latest") {
     if (raw.RESTORE_BEFORE) throw new ConfigError(["RESTORE_BEFORE cannot be combined with a RESTORE_SNAPSHOT id"]);
     return { ...base, source: { kind: "id", id: raw.RESTORE_SNAPSHOT } };

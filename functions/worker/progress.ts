@@ -24,11 +24,7 @@ const sinkTimeoutMs = 5_000;
 const closeGraceMs = 1_000;
 
 /** The progress CloudEvent, as binary-mode HTTP headers and body. */
-export async function progressMessage(
-  kind: ProgressKind,
-  progress: Progress,
-  subject?: string,
-): Promise<{ headers: Record<string, string>; body: string }> {
+export async function progressMessage(kind: ProgressKind, progress: Progress, subject?: string): Promise<{ headers: Record<string, string>; body: string }> {
   // Loaded on first use: most workers have no sink, and every millisecond of start-up counts against restic's time.
   // cloudevents is CommonJS: Node's import gives its exports as `default` as well as by name, and the bundle's split
   // chunk (scripts/bundle.ts) as `default` alone, so `default` is where both have them.

@@ -220,7 +220,8 @@ class RunState {
   stop(child: ChildProcess, why: "cancel" | "unreachable" | "input"): void {
     if (this.#stoppedBy || child.exitCode !== null) return;
     this.#stoppedBy = why;
-    const because = why === "cancel" ? "the worker was asked to stop" : why === "input" ? `its input failed: ${this.#inputError ?? ""}` : "the repository stayed unreachable";
+    const because =
+      why === "cancel" ? "the worker was asked to stop" : why === "input" ? `its input failed: ${this.#inputError ?? ""}` : "the repository stayed unreachable";
     this.#o.log.warn(`Stopping restic ${this.#inv.command}: ${because}.`);
     child.kill("SIGTERM");
     this.#killTimer = setTimeout(() => child.kill("SIGKILL"), killAfterMs);

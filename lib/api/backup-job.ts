@@ -53,9 +53,7 @@ export const backupJobSpecSchema = immutable(
     z.object({
       sourcePvc: objectName("sourcePvc").describe("The PVC to back up, in the BackupJob's namespace."),
       repository: repositoryRefSchema,
-      beforeSnapshot: commandSchema
-        .optional()
-        .describe("A command run in the pod that mounts the PVC before its snapshot is taken."),
+      beforeSnapshot: commandSchema.optional().describe("A command run in the pod that mounts the PVC before its snapshot is taken."),
       afterSnapshot: commandSchema.optional().describe("A command run in the pod that mounts the PVC after its snapshot is taken."),
       backupCommand: commandSchema.optional().describe(backupCommandDescription),
       workerSecurityContext: workerSecurityContextSchema.optional(),
@@ -113,7 +111,9 @@ export const backupJobStatusSchema = z.object({
   stream: z
     .object({
       command: z.string().max(4096).describe("The command whose output is backed up, run by /bin/sh -c."),
-      from: z.enum(["BackupJob", "Annotation"]).describe("Where it came from: the BackupJob (or its schedule's plan), or the pod's ros.io/backup-command annotation."),
+      from: z
+        .enum(["BackupJob", "Annotation"])
+        .describe("Where it came from: the BackupJob (or its schedule's plan), or the pod's ros.io/backup-command annotation."),
       pod: z.string().max(253),
       container: z.string().max(63),
       fileName: z.string().max(255).describe("The file it is in, in the restic snapshot."),

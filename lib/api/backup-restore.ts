@@ -50,15 +50,8 @@ export type AccessMode = ValueOf<typeof AccessMode>;
 /** Which PVC's snapshots to choose from: Walle tags each snapshot with the PVC, its namespace and the cluster. */
 const pvcSnapshotsShape = {
   pvc: objectName("pvc").describe("The PVC the snapshot was taken of."),
-  namespace: namespaceName
-    .optional()
-    .describe("The namespace that PVC was in. Default: the BackupRestore's namespace."),
-  cluster: z
-    .string()
-    .min(1)
-    .max(253)
-    .optional()
-    .describe("The cluster_name the backup ran in (restic's --host). Default: this cluster's."),
+  namespace: namespaceName.optional().describe("The namespace that PVC was in. Default: the BackupRestore's namespace."),
+  cluster: z.string().min(1).max(253).optional().describe("The cluster_name the backup ran in (restic's --host). Default: this cluster's."),
 };
 
 const SOURCE_SELECTORS = ["snapshotId", "latest", "latestBefore"] as const;
@@ -98,16 +91,9 @@ export const restoreTargetSchema = withRules(
     newPvc: z
       .object({
         name: objectName("name").describe("Name of the PVC to create in the BackupRestore's namespace."),
-        storageClassName: objectName("storageClassName")
-          .optional()
-          .describe("Its StorageClass. Default: the cluster's default StorageClass."),
+        storageClassName: objectName("storageClassName").optional().describe("Its StorageClass. Default: the cluster's default StorageClass."),
         size: storageSizeSchema.describe("Its requested size, e.g. 10Gi."),
-        accessModes: z
-          .array(z.enum(AccessMode))
-          .min(1)
-          .max(4)
-          .default([AccessMode.ReadWriteOnce])
-          .describe("Its access modes."),
+        accessModes: z.array(z.enum(AccessMode)).min(1).max(4).default([AccessMode.ReadWriteOnce]).describe("Its access modes."),
       })
       .optional()
       .describe("Create a PVC and restore into it."),
@@ -180,8 +166,7 @@ export const backupRestoreKind: KindDefinition = {
   singular: "backuprestore",
   shortNames: ["backup-restore"],
   scope: "Namespaced",
-  description:
-    "(new) A restore of one restic snapshot into a PVC of this namespace: an existing one, or a new one Walle creates.",
+  description: "(new) A restore of one restic snapshot into a PVC of this namespace: an existing one, or a new one Walle creates.",
   spec: backupRestoreSpecSchema,
   status: backupRestoreStatusSchema,
   printerColumns: [

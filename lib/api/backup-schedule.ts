@@ -61,28 +61,21 @@ const fieldSelectorSchema = z.object({
 
 const commandSchema = z.string().max(4096);
 
-export const backupPlanSchema = withRules(z.object({
-  type: z
-    .enum(PlanType)
-    .describe("What the plan selects: pod (the PVCs its pods mount) or persistentVolumeClaim (PVCs themselves)."),
-  labelSelector: labelSelectorSchema.optional().describe("Selects objects of the plan's type by label."),
-  fieldSelector: z
-    .array(fieldSelectorSchema)
-    .max(16)
-    .optional()
-    .describe("Selects objects of the plan's type by field; all entries must hold."),
-  namespaceSelector: labelSelectorSchema
-    .optional()
-    .describe("(new) Selects the namespaces to look in by their labels. Omitted: all namespaces."),
-  beforeSnapshot: commandSchema
-    .optional()
-    .describe("A command run in the pod that mounts the PVC before its snapshot is taken."),
-  afterSnapshot: commandSchema.optional().describe("A command run in the pod that mounts the PVC after its snapshot is taken."),
-  backupCommand: commandSchema.optional().describe(backupCommandDescription),
-  workerSecurityContext: workerSecurityContextSchema
-    .optional()
-    .describe("(new) Run the workers of this plan's PVCs unprivileged as this user. Default: the schedule's workerSecurityContext."),
-}), backupCommandRule);
+export const backupPlanSchema = withRules(
+  z.object({
+    type: z.enum(PlanType).describe("What the plan selects: pod (the PVCs its pods mount) or persistentVolumeClaim (PVCs themselves)."),
+    labelSelector: labelSelectorSchema.optional().describe("Selects objects of the plan's type by label."),
+    fieldSelector: z.array(fieldSelectorSchema).max(16).optional().describe("Selects objects of the plan's type by field; all entries must hold."),
+    namespaceSelector: labelSelectorSchema.optional().describe("(new) Selects the namespaces to look in by their labels. Omitted: all namespaces."),
+    beforeSnapshot: commandSchema.optional().describe("A command run in the pod that mounts the PVC before its snapshot is taken."),
+    afterSnapshot: commandSchema.optional().describe("A command run in the pod that mounts the PVC after its snapshot is taken."),
+    backupCommand: commandSchema.optional().describe(backupCommandDescription),
+    workerSecurityContext: workerSecurityContextSchema
+      .optional()
+      .describe("(new) Run the workers of this plan's PVCs unprivileged as this user. Default: the schedule's workerSecurityContext."),
+  }),
+  backupCommandRule,
+);
 export type BackupPlan = z.output<typeof backupPlanSchema>;
 
 const RETENTION_KEYS = ["last", "hourly", "daily", "weekly", "monthly", "yearly", "within"] as const;
@@ -95,9 +88,7 @@ export const retentionSchema = withRules(
     weekly: nonNegativeCount.optional().describe("Keep the last snapshot of each of the last n weeks."),
     monthly: nonNegativeCount.optional().describe("Keep the last snapshot of each of the last n months."),
     yearly: nonNegativeCount.optional().describe("Keep the last snapshot of each of the last n years."),
-    within: keepWithinSchema
-      .optional()
-      .describe("(new) Keep every snapshot taken within this long of the newest, e.g. 14d (restic --keep-within)."),
+    within: keepWithinSchema.optional().describe("(new) Keep every snapshot taken within this long of the newest, e.g. 14d (restic --keep-within)."),
   }),
   {
     // restic's forget with no policy removes nothing, so a pruning schedule without one would only ever look busy.
@@ -112,20 +103,12 @@ export const backupScheduleSpecSchema = withRules(
   z.object({
     repository: repositoryRefSchema,
     interval: intervalSchema.optional().describe("Run a backup this long after the last one started, e.g. 6h or 1h30m."),
-    schedule: cronSchema
-      .optional()
-      .describe("(new) Run backups on a cron schedule (5 fields or a macro such as @daily) instead of an interval."),
+    schedule: cronSchema.optional().describe("(new) Run backups on a cron schedule (5 fields or a macro such as @daily) instead of an interval."),
     timezone: timeZoneSchema.optional().describe("(new) The IANA time zone the schedule is read in. Default: UTC."),
     suspend: z.boolean().default(false).describe("(new) When true, no new backups, prunes or checks start."),
-    keepSucceeded: nonNegativeCount
-      .default(DEFAULT_KEEP_SUCCEEDED)
-      .describe("How many successful BackupSets to keep."),
+    keepSucceeded: nonNegativeCount.default(DEFAULT_KEEP_SUCCEEDED).describe("How many successful BackupSets to keep."),
     keepFailed: nonNegativeCount.default(DEFAULT_KEEP_FAILED).describe("How many failed BackupSets to keep."),
-    plans: z
-      .array(backupPlanSchema)
-      .min(1)
-      .max(32)
-      .describe("What to back up. The first plan that matches a PVC wins; later plans do not apply to it."),
+    plans: z.array(backupPlanSchema).min(1).max(32).describe("What to back up. The first plan that matches a PVC wins; later plans do not apply to it."),
     prune: z
       .object({
         interval: intervalSchema.describe("How often to prune."),
@@ -171,7 +154,9 @@ export const backupScheduleStatusSchema = z.object({
       message: z.string().describe("What came of it."),
     })
     .optional()
-    .describe("(new) The last run asked for by the ros.io/backup-requested annotation (kubectl walle backup --schedule); a new value of it runs the schedule once, even while suspended."),
+    .describe(
+      "(new) The last run asked for by the ros.io/backup-requested annotation (kubectl walle backup --schedule); a new value of it runs the schedule once, even while suspended.",
+    ),
   scheduler: z
     .object({
       backupTimestamp: timeSchema.optional(),
@@ -179,9 +164,7 @@ export const backupScheduleStatusSchema = z.object({
       pruneTimestamp: timeSchema.optional(),
     })
     .optional()
-    .describe(
-      "When the scheduler last considered each task. Unlike the last*Run times these move on when a run is skipped.",
-    ),
+    .describe("When the scheduler last considered each task. Unlike the last*Run times these move on when a run is skipped."),
 });
 export type BackupScheduleStatus = z.output<typeof backupScheduleStatusSchema>;
 

@@ -12,10 +12,7 @@ const DNS1123_SUBDOMAIN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*
 
 /** The name of an object such as a Secret or a PVC (an RFC 1123 subdomain). */
 export function objectName(what: string): z.ZodString {
-  return withRules(
-    z.string().max(253),
-    matches(DNS1123_SUBDOMAIN, `${what} must be a lowercase RFC 1123 name (a-z, 0-9, '-', '.'), e.g. my-data`),
-  );
+  return withRules(z.string().max(253), matches(DNS1123_SUBDOMAIN, `${what} must be a lowercase RFC 1123 name (a-z, 0-9, '-', '.'), e.g. my-data`));
 }
 
 /** A namespace name (an RFC 1123 label). */
@@ -122,15 +119,8 @@ const labelSelectorRequirementSchema = withRules(
 /** A metav1.LabelSelector. An empty selector selects everything. */
 export const labelSelectorSchema = z
   .object({
-    matchLabels: z
-      .record(z.string().max(317), z.string().max(63))
-      .optional()
-      .describe("Labels that must all be present with these values."),
-    matchExpressions: z
-      .array(labelSelectorRequirementSchema)
-      .max(32)
-      .optional()
-      .describe("Requirements that must all hold."),
+    matchLabels: z.record(z.string().max(317), z.string().max(63)).optional().describe("Labels that must all be present with these values."),
+    matchExpressions: z.array(labelSelectorRequirementSchema).max(32).optional().describe("Requirements that must all hold."),
   })
   .meta({ "x-kubernetes-map-type": "atomic" });
 export type LabelSelector = z.output<typeof labelSelectorSchema>;
@@ -162,10 +152,7 @@ export const conditionsSchema = z
   .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"] })
   .describe("The latest observations of the object's state.");
 
-export const observedGenerationSchema = z
-  .int()
-  .min(0)
-  .describe("The .metadata.generation this status describes.");
+export const observedGenerationSchema = z.int().min(0).describe("The .metadata.generation this status describes.");
 
 /** Progress of a running restic backup or restore, from its `--json` status lines. */
 export const progressSchema = z
@@ -188,15 +175,9 @@ const posixId = (what: string) => z.int().min(0).max(2_147_483_647).describe(wha
  */
 export const workerSecurityContextSchema = z
   .object({
-    runAsUser: z
-      .int()
-      .min(1)
-      .max(2_147_483_647)
-      .describe("The worker's uid. Not 0: a worker given a security context always runs unprivileged."),
+    runAsUser: z.int().min(1).max(2_147_483_647).describe("The worker's uid. Not 0: a worker given a security context always runs unprivileged."),
     runAsGroup: posixId("The worker's primary gid. Default: the same number as runAsUser.").optional(),
-    fsGroup: posixId(
-      "The pod's fsGroup: the kubelet makes a writable volume group-owned by it before the worker starts. Default: runAsGroup.",
-    ).optional(),
+    fsGroup: posixId("The pod's fsGroup: the kubelet makes a writable volume group-owned by it before the worker starts. Default: runAsGroup.").optional(),
     supplementalGroups: z.array(posixId("A gid.")).max(32).optional().describe("More groups the worker belongs to."),
   })
   .describe(

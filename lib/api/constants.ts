@@ -43,9 +43,7 @@ export function serviceAccountUser(namespace: string, name: string): string {
 }
 
 /** The request users the tenant guard lets through, in a fixed order so the generated policy is stable. */
-export const TRUSTED_USERS: readonly string[] = Object.values(ServiceAccount).map((name) =>
-  serviceAccountUser(INSTALL_NAMESPACE, name),
-);
+export const TRUSTED_USERS: readonly string[] = Object.values(ServiceAccount).map((name) => serviceAccountUser(INSTALL_NAMESPACE, name));
 
 export const Label = {
   CreatedBy: "app.kubernetes.io/created-by",

@@ -49,8 +49,7 @@ function positionalRegex(index: number): string {
 }
 
 const shapeRule = anyOf(
-  "schedule must be a cron expression with 5 fields (minute hour day-of-month month day-of-week) " +
-    `or one of ${MACROS.map((m) => `@${m}`).join(", ")}`,
+  "schedule must be a cron expression with 5 fields (minute hour day-of-month month day-of-week) " + `or one of ${MACROS.map((m) => `@${m}`).join(", ")}`,
   matches(MACRO, "schedule is a macro"),
   matches(FIVE_FIELDS, "schedule has 5 fields"),
 );
@@ -58,8 +57,7 @@ const shapeRule = anyOf(
 /** A field rule only judges five-field expressions; the shape rule reports everything else, once. */
 function fieldRule(field: CronField, index: number): Rule<string> {
   return anyOf(
-    `schedule's ${field.name} field must be *, a value, a range or a list of them (each with an optional /step), ` +
-      `using ${field.range}`,
+    `schedule's ${field.name} field must be *, a value, a range or a list of them (each with an optional /step), ` + `using ${field.range}`,
     doesNotMatch(FIVE_FIELDS, "schedule does not have 5 fields"),
     matches(positionalRegex(index), `schedule's ${field.name} field is valid`),
   );

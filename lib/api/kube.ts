@@ -23,13 +23,7 @@ import type {
   V1Volume,
 } from "@kubernetes/client-node";
 
-export type Wire<T> = T extends Date
-  ? string
-  : T extends readonly (infer U)[]
-    ? Wire<U>[]
-    : T extends object
-      ? { [K in keyof T]: Wire<T[K]> }
-      : T;
+export type Wire<T> = T extends Date ? string : T extends readonly (infer U)[] ? Wire<U>[] : T extends object ? { [K in keyof T]: Wire<T[K]> } : T;
 
 /** The model with some optional fields made required: those a schema checked, or an object Walle built. */
 export type With<T, K extends keyof T> = T & { [P in K]-?: NonNullable<T[P]> };

@@ -35,11 +35,7 @@ export const objectMetaSchema = z.looseObject({
 });
 export type ObjectMeta = z.output<typeof objectMetaSchema>;
 
-function resourceSchema<K extends string, Spec extends z.ZodType, Status extends z.ZodType>(
-  kind: K,
-  spec: Spec,
-  status: Status,
-) {
+function resourceSchema<K extends string, Spec extends z.ZodType, Status extends z.ZodType>(kind: K, spec: Spec, status: Status) {
   return z.object({
     apiVersion: z.literal(API_VERSION),
     kind: z.literal(kind),
@@ -49,11 +45,7 @@ function resourceSchema<K extends string, Spec extends z.ZodType, Status extends
   });
 }
 
-export const backupScheduleSchema = resourceSchema(
-  "BackupSchedule",
-  backupScheduleSpecSchema,
-  backupScheduleStatusSchema,
-);
+export const backupScheduleSchema = resourceSchema("BackupSchedule", backupScheduleSpecSchema, backupScheduleStatusSchema);
 export const backupSetSchema = resourceSchema("BackupSet", backupSetSpecSchema, backupSetStatusSchema);
 export const backupJobSchema = resourceSchema("BackupJob", backupJobSpecSchema, backupJobStatusSchema);
 export const backupRestoreSchema = resourceSchema("BackupRestore", backupRestoreSpecSchema, backupRestoreStatusSchema);

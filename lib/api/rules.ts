@@ -64,9 +64,7 @@ export function withCel<S extends z.ZodType>(schema: S, validations: readonly Ce
 }
 
 function toCel<T>(rule: Rule<T>): CelValidation {
-  return rule.fieldPath === undefined
-    ? { rule: rule.cel, message: rule.message }
-    : { rule: rule.cel, message: rule.message, fieldPath: rule.fieldPath };
+  return rule.fieldPath === undefined ? { rule: rule.cel, message: rule.message } : { rule: rule.cel, message: rule.message, fieldPath: rule.fieldPath };
 }
 
 /**

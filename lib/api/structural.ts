@@ -92,9 +92,7 @@ function stringFacets(node: JsonObject, out: StructuralSchema, path: string): vo
 
 function objectFacets(node: JsonObject, out: StructuralSchema, path: string): void {
   if (isObject(node.properties)) {
-    out.properties = Object.fromEntries(
-      Object.entries(node.properties).map(([name, child]) => [name, toStructural(child, `${path}.${name}`)]),
-    );
+    out.properties = Object.fromEntries(Object.entries(node.properties).map(([name, child]) => [name, toStructural(child, `${path}.${name}`)]));
   }
   if (Array.isArray(node.required) && node.required.length > 0) out.required = node.required.map(String);
   // A record (map) has typed values; `additionalProperties: false` is zod's strictness, which pruning gives us.

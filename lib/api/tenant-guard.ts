@@ -22,14 +22,12 @@ const celList = (values: readonly string[]): string => `[${values.map(celString)
 
 // An omitted namespace means the install namespace, where the original looked too; that is another namespace
 // for every tenant, so it is checked like any other.
-const REPOSITORY_NAMESPACE =
-  `has(object.spec.repository.namespace) ? object.spec.repository.namespace : ${celString(INSTALL_NAMESPACE)}`;
+const REPOSITORY_NAMESPACE = `has(object.spec.repository.namespace) ? object.spec.repository.namespace : ${celString(INSTALL_NAMESPACE)}`;
 
 // An update that leaves the repository alone passes, so the garbage collector and kubectl can still edit
 // labels or finalizers of an object Walle created with a shared repository.
 const SAME_NAMESPACE_OR_UNCHANGED =
-  "variables.repositoryNamespace == request.namespace || " +
-  "(request.operation == 'UPDATE' && oldObject.spec.repository == object.spec.repository)";
+  "variables.repositoryNamespace == request.namespace || " + "(request.operation == 'UPDATE' && oldObject.spec.repository == object.spec.repository)";
 
 const DENIAL_MESSAGE = [
   celString("spec.repository.namespace: a "),

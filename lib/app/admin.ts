@@ -66,7 +66,9 @@ async function createMade(api: RestClient, kind: Created["kind"], namespace: str
 /** A BackupJob for `pvc` into the repository Secret `repository` of its namespace, created now. */
 export async function requestBackup(api: RestClient, r: { namespace: string; pvc: string; repository: string }): Promise<Created> {
   await getPvc(api, r.namespace, r.pvc);
-  const made = forcedBackupJob({ namespace: r.namespace, pvc: r.pvc, repository: { name: r.repository, namespace: r.namespace } }, randomUUID(), { installNamespace: INSTALL_NAMESPACE });
+  const made = forcedBackupJob({ namespace: r.namespace, pvc: r.pvc, repository: { name: r.repository, namespace: r.namespace } }, randomUUID(), {
+    installNamespace: INSTALL_NAMESPACE,
+  });
   return createMade(api, "BackupJob", r.namespace, made);
 }
 
@@ -95,7 +97,9 @@ export async function podsMounting(api: RestClient, namespace: string, pvc: stri
     throw explain(err, `Listing the pods of namespace ${namespace} (to see whether any mounts ${pvc})`);
   });
   return pods.items
-    .filter((p) => p.status?.phase !== "Succeeded" && p.status?.phase !== "Failed" && (p.spec?.volumes ?? []).some((v) => v.persistentVolumeClaim?.claimName === pvc))
+    .filter(
+      (p) => p.status?.phase !== "Succeeded" && p.status?.phase !== "Failed" && (p.spec?.volumes ?? []).some((v) => v.persistentVolumeClaim?.claimName === pvc),
+    )
     .map((p) => p.metadata.name)
     .sort();
 }
@@ -116,10 +120,23 @@ export async function requestRestore(api: RestClient, r: RestoreAsked): Promise<
   if (r.to && !size) throw new RefusedError(`PVC ${r.namespace}/${r.pvc} has no size to give ${r.to}`);
   const which = r.snapshot ? { snapshotId: r.snapshot } : r.before ? { latestBefore: { pvc: r.pvc, time: r.before } } : { latest: { pvc: r.pvc } };
   const target = r.to
-    ? { newPvc: { name: r.to, size: size ?? "", accessModes: ["ReadWriteOnce" as const], ...(source.spec?.storageClassName ? { storageClassName: source.spec.storageClassName } : {}) } }
+    ? {
+        newPvc: {
+          name: r.to,
+          size: size ?? "",
+          accessModes: ["ReadWriteOnce" as const],
+          ...(source.spec?.storageClassName ? { storageClassName: source.spec.storageClassName } : {}),
+        },
+      }
     : { existingPvc: r.pvc, ...(r.force ? { allowInUse: true } : {}) };
   const made = forcedBackupRestore(
-    { namespace: r.namespace, repository: { name: r.repository, namespace: r.namespace }, source: which, target, ...(r.paths?.length ? { include: [...r.paths] } : {}) },
+    {
+      namespace: r.namespace,
+      repository: { name: r.repository, namespace: r.namespace },
+      source: which,
+      target,
+      ...(r.paths?.length ? { include: [...r.paths] } : {}),
+    },
     randomUUID(),
     { installNamespace: INSTALL_NAMESPACE },
   );
@@ -136,7 +153,13 @@ export interface Followed extends KubeObject {
  * until it says the object has ended or `timeoutMs` has passed; the last state, and whether it ended. A deleted
  * object, or a watch RBAC refuses, is an error.
  */
-async function watchUntil<T extends KubeObject>(api: RestClient, collection: string, name: string, timeoutMs: number, seen: (o: T) => boolean): Promise<{ last?: T; ended: boolean }> {
+async function watchUntil<T extends KubeObject>(
+  api: RestClient,
+  collection: string,
+  name: string,
+  timeoutMs: number,
+  seen: (o: T) => boolean,
+): Promise<{ last?: T; ended: boolean }> {
   let last: T | undefined;
   let settle!: (ended: boolean) => void;
   let failure: unknown;
@@ -199,7 +222,13 @@ export async function requestScheduleRun(api: RestClient, schedule: string, requ
     if (err instanceof ApiError && err.code === 404) throw new RefusedError(`BackupSchedule ${schedule} not found: kubectl get backupschedules lists them`);
     throw explain(err, `Asking BackupSchedule ${schedule} for a run (the ${WalleAnnotation.BackupRequested} annotation)`);
   });
-  const { last, ended } = await watchUntil<ScheduleAnswering>(api, collectionPath("BackupSchedule"), schedule, timeoutMs, (o) => o.status?.lastBackupRequest?.id === requestId);
+  const { last, ended } = await watchUntil<ScheduleAnswering>(
+    api,
+    collectionPath("BackupSchedule"),
+    schedule,
+    timeoutMs,
+    (o) => o.status?.lastBackupRequest?.id === requestId,
+  );
   const answer = last?.status?.lastBackupRequest;
   if (!ended || !answer) return undefined;
   return { ...(answer.backupSet ? { backupSet: answer.backupSet } : {}), message: answer.message ?? "" };
@@ -215,7 +244,12 @@ export interface SetFollowed extends KubeObject {
 }
 
 /** Follows a BackupSet, calling `onChange` with each state, until it Finished or FinishedWithFailures. */
-export function followSet(api: RestClient, name: string, onChange: (o: SetFollowed) => void, timeoutMs: number): Promise<{ last?: SetFollowed; ended: boolean }> {
+export function followSet(
+  api: RestClient,
+  name: string,
+  onChange: (o: SetFollowed) => void,
+  timeoutMs: number,
+): Promise<{ last?: SetFollowed; ended: boolean }> {
   return watchUntil<SetFollowed>(api, collectionPath("BackupSet"), name, timeoutMs, (o) => {
     onChange(o);
     return isSettledSet(o.status);
@@ -254,9 +288,17 @@ export async function readStatus(api: RestClient, namespace: string | undefined)
       throw explain(err, `Listing ${kind}s`);
     }
   };
-  const [schedules, sets, jobs] = await Promise.all([listed<ScheduleSeen>("BackupSchedule"), listed<SetSeen>("BackupSet"), listed<JobSeen>("BackupJob", namespace)]);
+  const [schedules, sets, jobs] = await Promise.all([
+    listed<ScheduleSeen>("BackupSchedule"),
+    listed<SetSeen>("BackupSet"),
+    listed<JobSeen>("BackupJob", namespace),
+  ]);
   const withKind = (kind: string) => (o: object) => ({ apiVersion: "ros.io/v1", kind, ...o });
-  return { ...overview({ schedules, sets, jobs }), hidden, objects: [...schedules.map(withKind("BackupSchedule")), ...sets.map(withKind("BackupSet")), ...jobs.map(withKind("BackupJob"))] };
+  return {
+    ...overview({ schedules, sets, jobs }),
+    hidden,
+    objects: [...schedules.map(withKind("BackupSchedule")), ...sets.map(withKind("BackupSet")), ...jobs.map(withKind("BackupJob"))],
+  };
 }
 
 export interface SnapshotsAsked {
@@ -280,7 +322,16 @@ export interface SnapshotsListed {
  */
 export async function listSnapshots(api: RestClient, r: SnapshotsAsked): Promise<SnapshotsListed> {
   const name = boundedName(["walle-snapshots", r.pvc, shortHash(randomUUID(), 6)]);
-  const config = { installNamespace: INSTALL_NAMESPACE, clusterName: "", workerImage: r.workerImage, snapClassMappings: [], workerDeadlineSeconds: Math.ceil(r.timeoutMs / 1000), snapshotTimeoutSeconds: 0, workerBackoffLimit: 0, maxWorkersPerRepository: 1 };
+  const config = {
+    installNamespace: INSTALL_NAMESPACE,
+    clusterName: "",
+    workerImage: r.workerImage,
+    snapClassMappings: [],
+    workerDeadlineSeconds: Math.ceil(r.timeoutMs / 1000),
+    snapshotTimeoutSeconds: 0,
+    workerBackoffLimit: 0,
+    maxWorkersPerRepository: 1,
+  };
   const actions = workerActions({
     metadata: { name, namespace: r.namespace, labels: { [Label.CreatedBy]: CREATED_BY, [Label.BackupJobType]: JobType.Snapshots } },
     config,
@@ -294,13 +345,23 @@ export async function listSnapshots(api: RestClient, r: SnapshotsAsked): Promise
     throw explain(err instanceof Error && err.cause ? err.cause : err, `Starting worker Job ${r.namespace}/${name} to list the snapshots`);
   }
   try {
-    const { ended: done, last } = await watchUntil<Job & KubeObject>(api, collectionPath("Job", r.namespace), name, r.timeoutMs, (job) => jobOutcome(job) !== undefined);
+    const { ended: done, last } = await watchUntil<Job & KubeObject>(
+      api,
+      collectionPath("Job", r.namespace),
+      name,
+      r.timeoutMs,
+      (job) => jobOutcome(job) !== undefined,
+    );
     if (!done || !last) throw new Error(`worker Job ${r.namespace}/${name} did not end within ${Math.round(r.timeoutMs / 1000)} s`);
     const pods = await api.get<{ items: Pod[] }>(collectionPath("Pod", r.namespace), { labelSelector: `job-name=${name}` });
     // The result of the Job's own pod only, as for a backup (lib/core/worker-result.ts).
     const report = workerReport(last, pods.items);
     const result = report.result;
-    if (!result) throw new Error(noResult(report, { namespace: r.namespace, name }) ?? `worker Job ${r.namespace}/${name} failed: ${report.message ?? "its pod has no termination message"}`);
+    if (!result)
+      throw new Error(
+        noResult(report, { namespace: r.namespace, name }) ??
+          `worker Job ${r.namespace}/${name} failed: ${report.message ?? "its pod has no termination message"}`,
+      );
     if (result.outcome !== "Succeeded") throw new RefusedError(`listing the snapshots failed (${result.reason}): ${result.message}`);
     const snapshots = result.snapshots ?? [];
     return { message: result.message, snapshots, total: result.snapshotsTotal ?? snapshots.length };

@@ -22,7 +22,9 @@ export async function authenticate(api: RestClient, credentials: Credentials, au
   if (!("refused" in ours)) return { staticToken: false, caller: ours };
   const apiServers = await reviewToken(api, credentials.bearer, []);
   if (!("refused" in apiServers)) return { staticToken: false, caller: apiServers };
-  throw new UnauthenticatedError(`The bearer token of this ${what} was not accepted for audience ${audience} or the API server's: ${ours.refused}; ${howTo(audience)}`);
+  throw new UnauthenticatedError(
+    `The bearer token of this ${what} was not accepted for audience ${audience} or the API server's: ${ours.refused}; ${howTo(audience)}`,
+  );
 }
 
 /**

@@ -75,7 +75,11 @@ const envSchema = z.object({
  * Reads the configuration of the function named `service` (K_SERVICE wins when Knative sets it). Rejects with
  * ConfigError naming what is wrong; `readFile` is there for tests.
  */
-export async function loadConfig(env: Env, service: string, readFile: (path: string) => Promise<string> = (p) => readFileAsync(p, "utf8")): Promise<FunctionConfig> {
+export async function loadConfig(
+  env: Env,
+  service: string,
+  readFile: (path: string) => Promise<string> = (p) => readFileAsync(p, "utf8"),
+): Promise<FunctionConfig> {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) throw new ConfigError(`Invalid configuration: ${z.prettifyError(parsed.error)}`);
   const e = parsed.data;

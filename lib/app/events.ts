@@ -94,7 +94,10 @@ export type Handle = (context: Context, event: CloudEventV1<unknown>) => Promise
 export function parseData<S extends z.ZodType>(schema: S, event: CloudEventV1<unknown>): z.output<S> {
   const parsed = schema.safeParse(typeof event.data === "string" ? jsonOrText(event.data) : event.data);
   if (parsed.success) return parsed.data;
-  throw new BadEventError(`${event.type}: data is invalid`, parsed.error.issues.map((i) => ({ path: ["data", ...i.path].join("."), message: i.message })));
+  throw new BadEventError(
+    `${event.type}: data is invalid`,
+    parsed.error.issues.map((i) => ({ path: ["data", ...i.path].join("."), message: i.message })),
+  );
 }
 
 function jsonOrText(text: string): unknown {

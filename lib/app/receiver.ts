@@ -145,7 +145,10 @@ export function createReceiver(opts: ReceiverOptions): Receiver {
     } catch (err) {
       end = { error: messageOf(err) };
     }
-    res.addTrailers({ [StreamTrailer.ExitCode]: end.exitCode === undefined ? "" : String(end.exitCode), [StreamTrailer.Error]: encodeURIComponent((end.error ?? "").slice(-2000)) });
+    res.addTrailers({
+      [StreamTrailer.ExitCode]: end.exitCode === undefined ? "" : String(end.exitCode),
+      [StreamTrailer.Error]: encodeURIComponent((end.error ?? "").slice(-2000)),
+    });
     res.end();
     log.info({ exitCode: end.exitCode, durationMs: Math.round(performance.now() - started) }, "Streamed the backup command's output");
   }
@@ -159,7 +162,11 @@ export function createReceiver(opts: ReceiverOptions): Receiver {
       const requestTimeout = opts.requestTimeoutMs ?? defaultRequestTimeoutMs;
       // Node checks the two deadlines every connectionsCheckingInterval (30 s by default): often enough for them.
       const server = http.createServer(
-        { headersTimeout: Math.min(opts.headersTimeoutMs ?? defaultHeadersTimeoutMs, requestTimeout), requestTimeout, connectionsCheckingInterval: Math.min(1000, requestTimeout) },
+        {
+          headersTimeout: Math.min(opts.headersTimeoutMs ?? defaultHeadersTimeoutMs, requestTimeout),
+          requestTimeout,
+          connectionsCheckingInterval: Math.min(1000, requestTimeout),
+        },
         app,
       );
       return new Promise((resolve, reject) => {
@@ -349,7 +356,9 @@ function parseEvent(headers: IncomingHttpHeaders, body: Buffer): CloudEventV1<un
     throw err;
   }
   if (!eventTypes.includes(event.type)) {
-    throw new MalformedEventError(`Unknown CloudEvent type ${JSON.stringify(event.type)}`, [{ path: "type", message: `must be one of: ${eventTypes.join(", ")}` }]);
+    throw new MalformedEventError(`Unknown CloudEvent type ${JSON.stringify(event.type)}`, [
+      { path: "type", message: `must be one of: ${eventTypes.join(", ")}` },
+    ]);
   }
   return event;
 }
@@ -452,9 +461,16 @@ function outcomeOfError(err: unknown): Outcome {
     return { reply, level: "warn", msg: "Rejected a trigger without a valid token", fields: { error: unauthenticated.message } };
   }
   const missing = findCause(err, NotFoundError);
-  if (missing) return { reply: { status: 404, body: { error: missing.message } }, level: "warn", msg: "Nothing to answer with", fields: { error: missing.message } };
+  if (missing)
+    return { reply: { status: 404, body: { error: missing.message } }, level: "warn", msg: "Nothing to answer with", fields: { error: missing.message } };
   const forbidden = findCause(err, ForbiddenError);
-  if (forbidden) return { reply: { status: 403, body: { error: forbidden.message } }, level: "warn", msg: "Refused a trigger that RBAC does not allow", fields: { error: forbidden.message } };
+  if (forbidden)
+    return {
+      reply: { status: 403, body: { error: forbidden.message } },
+      level: "warn",
+      msg: "Refused a trigger that RBAC does not allow",
+      fields: { error: forbidden.message },
+    };
   const bad = findCause(err, BadEventError);
   if (bad) {
     const fields = { error: bad.message, issues: bad.issues };

@@ -37,13 +37,25 @@ export async function resync(ctx: ExecutorContext): Promise<ResyncReport> {
     }
   };
   for (const r of plan.backupRestores) {
-    await each(`BackupRestore ${r.namespace}/${r.name}`, () => step(ctx, backupRestoreReconciler, r.name, r.namespace), () => report.backupRestores++);
+    await each(
+      `BackupRestore ${r.namespace}/${r.name}`,
+      () => step(ctx, backupRestoreReconciler, r.name, r.namespace),
+      () => report.backupRestores++,
+    );
   }
   for (const j of plan.backupJobs) {
-    await each(`BackupJob ${j.namespace}/${j.name}`, () => step(ctx, backupJobReconciler, j.name, j.namespace), () => report.backupJobs++);
+    await each(
+      `BackupJob ${j.namespace}/${j.name}`,
+      () => step(ctx, backupJobReconciler, j.name, j.namespace),
+      () => report.backupJobs++,
+    );
   }
   for (const name of plan.backupSets) {
-    await each(`BackupSet ${name}`, () => step(ctx, backupSetReconciler, name), () => report.backupSets++);
+    await each(
+      `BackupSet ${name}`,
+      () => step(ctx, backupSetReconciler, name),
+      () => report.backupSets++,
+    );
   }
   await performAll(ctx.api, plan.sweep);
   report.orphansDeleted = plan.sweep.length;

@@ -40,7 +40,12 @@ export function describeAction(a: Action): string {
 
 export async function tick(ctx: ExecutorContext, opts: TickOptions = {}): Promise<TickReport> {
   const now = opts.at ?? ctx.now();
-  const scope: TickScope = { ...(opts.schedule ? { schedule: opts.schedule } : {}), ...(opts.manual ? { manual: opts.manual } : {}), ...(opts.requested ? { requested: true } : {}), ...(opts.settled ? { settled: true } : {}) };
+  const scope: TickScope = {
+    ...(opts.schedule ? { schedule: opts.schedule } : {}),
+    ...(opts.manual ? { manual: opts.manual } : {}),
+    ...(opts.requested ? { requested: true } : {}),
+    ...(opts.settled ? { settled: true } : {}),
+  };
   // A run someone asked for, or a schedule's status after its run, answers for itself: the caller retries (an API
   // failure becomes a 503).
   const asked = opts.manual !== undefined || opts.requested === true || opts.settled === true;
@@ -57,7 +62,12 @@ export async function tick(ctx: ExecutorContext, opts: TickOptions = {}): Promis
       continue;
     }
     try {
-      const target = { kind: "BackupSchedule", name: p.name, ...(p.uid ? { uid: p.uid } : {}), ...(p.resourceVersion ? { resourceVersion: p.resourceVersion } : {}) } as const;
+      const target = {
+        kind: "BackupSchedule",
+        name: p.name,
+        ...(p.uid ? { uid: p.uid } : {}),
+        ...(p.resourceVersion ? { resourceVersion: p.resourceVersion } : {}),
+      } as const;
       await apply(ctx, target, p.before, p.decision);
       actions.push(...all.map(describeAction));
     } catch (err) {

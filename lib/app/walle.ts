@@ -51,7 +51,11 @@ export interface WalleOptions {
 /** What ApiServerSource said changed: the object (Resource mode) or a reference to it (Reference mode). */
 export type Change =
   | { readonly mode: "resource"; readonly change: ChangeType; readonly object: EventObject }
-  | { readonly mode: "reference"; readonly change: ChangeType; readonly ref: { readonly apiVersion: string; readonly kind: string; readonly name: string; readonly namespace?: string } };
+  | {
+      readonly mode: "reference";
+      readonly change: ChangeType;
+      readonly ref: { readonly apiVersion: string; readonly kind: string; readonly name: string; readonly namespace?: string };
+    };
 export type ChangeType = "add" | "update" | "delete";
 
 export interface Outcome {
@@ -83,7 +87,13 @@ export interface Walle {
   authorize(who: Authorized, what: string, needs: readonly Access[], log: Logger): Promise<Authorized>;
   /** The worker pod a progress report's token is bound to; throws 401 or 403. Called before the report is parsed. */
   authenticateWorker(credentials: Credentials, what: string): Promise<WorkerIdentity>;
-  recordProgress(kind: "BackupJob" | "BackupRestore", at: { namespace: string; name: string }, report: ProgressReport, worker: WorkerIdentity, log: Logger): Promise<{ recorded: boolean; ignored?: string }>;
+  recordProgress(
+    kind: "BackupJob" | "BackupRestore",
+    at: { namespace: string; name: string },
+    report: ProgressReport,
+    worker: WorkerIdentity,
+    log: Logger,
+  ): Promise<{ recorded: boolean; ignored?: string }>;
   streamCommand(at: { namespace: string; name: string }, credentials: Credentials, log: Logger): Promise<CommandStream>;
   resync(log: Logger): Promise<ResyncReport>;
   /** Every schedule at the clock's time (or one schedule now, with `manual`), then the resync. */
@@ -179,7 +189,8 @@ export function createWalle(opts: WalleOptions): Walle {
     }
     if (obj.kind === "BackupSchedule" && (obj.apiVersion === undefined || obj.apiVersion === API_VERSION)) return scheduleChanged(obj, change.change, log);
     const target = targetOf(obj);
-    if (!target && endsMaintenance(obj)) return { ignored: `${obj.kind} ${obj.metadata.name} is a schedule's; its end may free a repository`, woke: await wakeWaiting(log) };
+    if (!target && endsMaintenance(obj))
+      return { ignored: `${obj.kind} ${obj.metadata.name} is a schedule's; its end may free a repository`, woke: await wakeWaiting(log) };
     if (!target) return { ignored: `${obj.kind} ${obj.metadata.name} does not belong to a BackupJob or BackupSet` };
     if (target.kind !== obj.kind && !movesOwner(obj, change.change)) {
       return { target, ignored: `this change of ${obj.kind} ${obj.metadata.name} cannot move its owner on` };
@@ -275,7 +286,13 @@ export function createWalle(opts: WalleOptions): Walle {
   }
 
   /** A worker's progress, accepted only from the worker itself (workerRun); anyone else changes nothing. */
-  async function recordProgress(kind: "BackupJob" | "BackupRestore", at: { namespace: string; name: string }, report: ProgressReport, worker: WorkerIdentity, log: Logger) {
+  async function recordProgress(
+    kind: "BackupJob" | "BackupRestore",
+    at: { namespace: string; name: string },
+    report: ProgressReport,
+    worker: WorkerIdentity,
+    log: Logger,
+  ) {
     const { run, path, bound } = await workerRun(kind, at, worker, "progress");
     // Progress never decides an outcome: a run that has ended, or not started, ignores it.
     const phase = run?.status?.phase;
@@ -303,7 +320,10 @@ export function createWalle(opts: WalleOptions): Walle {
         log.info({ pod: stream.pod, container: stream.container }, `Streaming the backup command's output from ${stream.pod}/${stream.container}`);
         const permit = { namespace: at.namespace, pod: stream.pod, container: stream.container, backupJob: at.name, command: stream.command };
         const r = await execPermitted(api, config.installNamespace, permit, config.workerDeadlineSeconds * 1000, log, { stdout: out, signal });
-        return { ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}), ...(r.error || r.output ? { error: [r.error, r.output.trim()].filter(Boolean).join(": ") } : {}) };
+        return {
+          ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}),
+          ...(r.error || r.output ? { error: [r.error, r.output.trim()].filter(Boolean).join(": ") } : {}),
+        };
       },
     };
   }
@@ -332,7 +352,12 @@ function refusal(r: Refusal): BadEventError {
 const streamSchema = z.looseObject({ command: z.string(), pod: z.string(), container: z.string() });
 
 /** A run as progress reads it: its phase, and its repository's namespace (where its workers run). */
-const runSchema = objectSummarySchema.extend({ spec: z.looseObject({ repository: z.looseObject({ namespace: z.string().optional() }).optional() }).optional().catch(undefined) });
+const runSchema = objectSummarySchema.extend({
+  spec: z
+    .looseObject({ repository: z.looseObject({ namespace: z.string().optional() }).optional() })
+    .optional()
+    .catch(undefined),
+});
 
 /** Resource-mode data: the fields routing reads; the rest passes through. */
 export const eventObjectSchema = objectSummarySchema.extend({
@@ -353,7 +378,10 @@ export const eventObjectSchema = objectSummarySchema.extend({
 
 /** A BackupSchedule as far as its ros.io/backup-requested annotation and the answer to it go. */
 const scheduleAskSchema = objectSummarySchema.extend({
-  status: z.looseObject({ lastBackupRequest: z.looseObject({ id: z.string().optional() }).optional().catch(undefined) }).optional().catch(undefined),
+  status: z
+    .looseObject({ lastBackupRequest: z.looseObject({ id: z.string().optional() }).optional().catch(undefined) })
+    .optional()
+    .catch(undefined),
 });
 
 /** Reference-mode data. */

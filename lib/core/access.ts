@@ -36,15 +36,22 @@ export const TICK_ACCESS: readonly Access[] = [{ verb: "tick", group: GROUP, res
 /** Run one schedule now: `tick` on that BackupSchedule alone. */
 export const scheduleAccess = (name: string): Access[] => [{ verb: "tick", group: GROUP, resource: "backupschedules", name }];
 
-
-const sharedRepository = (verb: string, name: string, defaults: Defaults): Access => ({ verb, group: GROUP, resource: REPOSITORIES, namespace: defaults.installNamespace, name });
+const sharedRepository = (verb: string, name: string, defaults: Defaults): Access => ({
+  verb,
+  group: GROUP,
+  resource: REPOSITORIES,
+  namespace: defaults.installNamespace,
+  name,
+});
 
 /** A forced backup: create a BackupJob in the PVC's namespace, and, for a shared repository, `backup` on it. */
 export function backupAccess(req: BackupRequest, defaults: Defaults): Access[] {
   const repository = requestedRepository(req, defaults);
   return [
     { verb: "create", group: GROUP, resource: "backupjobs", namespace: req.namespace },
-    ...(repository && repository.namespace === defaults.installNamespace && repository.namespace !== req.namespace ? [sharedRepository(RepositoryVerb.Backup, repository.name, defaults)] : []),
+    ...(repository && repository.namespace === defaults.installNamespace && repository.namespace !== req.namespace
+      ? [sharedRepository(RepositoryVerb.Backup, repository.name, defaults)]
+      : []),
   ];
 }
 
@@ -101,8 +108,10 @@ export function notTheWorker(
   run: { readonly namespace: string; readonly name: string; readonly workerNamespace: string },
 ): string | undefined {
   const which = `pod ${bound.namespace}/${bound.name}`;
-  if (bound.account !== WORKER_SERVICE_ACCOUNT) return `${which} runs as service account ${bound.account}, not ${WORKER_SERVICE_ACCOUNT}, which every worker of Walle runs as`;
-  if (bound.namespace !== run.workerNamespace) return `${which} is not in ${run.workerNamespace}, where the workers of ${kind} ${run.namespace}/${run.name} run`;
+  if (bound.account !== WORKER_SERVICE_ACCOUNT)
+    return `${which} runs as service account ${bound.account}, not ${WORKER_SERVICE_ACCOUNT}, which every worker of Walle runs as`;
+  if (bound.namespace !== run.workerNamespace)
+    return `${which} is not in ${run.workerNamespace}, where the workers of ${kind} ${run.namespace}/${run.name} run`;
   if (!pod || pod.metadata.uid !== bound.uid) return `${which}, which the token is bound to, no longer exists`;
   const labels = pod.metadata.labels ?? {};
   const owner = kind === "BackupJob" ? labels[Label.BackupJob] : labels[Label.BackupRestore];

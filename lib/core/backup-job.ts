@@ -15,11 +15,34 @@ import { ConditionReason, EventReason } from "../api/conditions.ts";
 import { mappedSnapshotClass } from "../api/config.ts";
 import { ConditionStatus, CREATED_BY, JobType, Label, WalleAnnotation } from "../api/constants.ts";
 import type { BackupJob } from "../api/parse.ts";
-import { movedContent, ownedMetadata, ownerRef, pvcFromSnapshot, repositoryLabel, volumeSnapshot, workerActions, workerSourcePath, type Manifest, type WalleConfig } from "./builders.ts";
+import {
+  movedContent,
+  ownedMetadata,
+  ownerRef,
+  pvcFromSnapshot,
+  repositoryLabel,
+  volumeSnapshot,
+  workerActions,
+  workerSourcePath,
+  type Manifest,
+  type WalleConfig,
+} from "./builders.ts";
 import { findCondition, isCleanedUp, rfc3339, setCondition, type ConditionInput } from "./conditions.ts";
 import { failsInvalid, type Action, type Decision, type KubeEvent, type ReadPlan, type Reconciler } from "./decision.ts";
 import { backupJobChildNames } from "./names.ts";
-import { jobFailureMessage, jobHasRunningPod, jobOutcome, type Job, type ObjectSummary, type Pod, type Pvc, type StorageClass, type VolumeSnapshot, type VolumeSnapshotClass, type VolumeSnapshotContent } from "./objects.ts";
+import {
+  jobFailureMessage,
+  jobHasRunningPod,
+  jobOutcome,
+  type Job,
+  type ObjectSummary,
+  type Pod,
+  type Pvc,
+  type StorageClass,
+  type VolumeSnapshot,
+  type VolumeSnapshotClass,
+  type VolumeSnapshotContent,
+} from "./objects.ts";
 import { allowsPrivilegedWorkers, fidelityCondition, needsNamespaceRead, PRIVILEGED_WORKERS_ANNOTATION, workerMode } from "./privileges.ts";
 import { noResult, workerPodsRead, workerReport } from "./worker-result.ts";
 import {
@@ -136,12 +159,17 @@ export function backupJobReads(bj: BackupJob, seen: Partial<BackupJobObserved>, 
       // Once the snapshot is ready, who else uses the repository decides whether the worker starts now.
       const repository = {
         repositoryJobs: repositoryJobsRead(bj, workerNs),
-        ...(needsNamespaceRead(workerNs, config.installNamespace, bj.spec.workerSecurityContext) ? { workerNamespace: { get: "Namespace" as const, name: workerNs } } : {}),
+        ...(needsNamespaceRead(workerNs, config.installNamespace, bj.spec.workerSecurityContext)
+          ? { workerNamespace: { get: "Namespace" as const, name: workerNs } }
+          : {}),
       } as const;
       if (workerNs === ns) {
         if (seen.sourceSnapshot === undefined) return { sourceSnapshot: { get: "VolumeSnapshot", name: names.sourceSnapshot, namespace: ns } };
         // A snapshot with an error: its content says whether the storage refused it (final) or the controller retries.
-        const erred = seen.sourceSnapshot?.status?.error && seen.sourceSnapshot.status.readyToUse !== true ? seen.sourceSnapshot.status.boundVolumeSnapshotContentName : undefined;
+        const erred =
+          seen.sourceSnapshot?.status?.error && seen.sourceSnapshot.status.readyToUse !== true
+            ? seen.sourceSnapshot.status.boundVolumeSnapshotContentName
+            : undefined;
         if (erred && seen.sourceContent === undefined) return { sourceContent: { get: "VolumeSnapshotContent", name: erred } };
         return seen.sourceSnapshot?.status?.readyToUse === true && seen.repositoryJobs === undefined ? repository : {};
       }
@@ -172,7 +200,11 @@ export function backupJobReads(bj: BackupJob, seen: Partial<BackupJobObserved>, 
 
 /** Walle's Jobs that use the BackupJob's repository: who else writes to it now. */
 function repositoryJobsRead(bj: BackupJob, workerNs: string) {
-  return { list: "Job", namespace: workerNs, labelSelector: `${Label.CreatedBy}=${CREATED_BY},${Label.Repository}=${repositoryLabel(bj.spec.repository.name)}` } as const;
+  return {
+    list: "Job",
+    namespace: workerNs,
+    labelSelector: `${Label.CreatedBy}=${CREATED_BY},${Label.Repository}=${repositoryLabel(bj.spec.repository.name)}`,
+  } as const;
 }
 
 export function backupJobWorld(bj: BackupJob, seen: Partial<BackupJobObserved>): BackupJobWorld {
@@ -233,7 +265,13 @@ class Step {
   }
 
   decision(): Decision<BackupJobStatus> {
-    return { actions: this.actions, ...(this.then ? { then: this.then } : {}), status: this.status, events: this.events, ...(this.requeueAfter !== undefined ? { requeueAfter: this.requeueAfter } : {}) };
+    return {
+      actions: this.actions,
+      ...(this.then ? { then: this.then } : {}),
+      status: this.status,
+      events: this.events,
+      ...(this.requeueAfter !== undefined ? { requeueAfter: this.requeueAfter } : {}),
+    };
   }
 }
 
@@ -272,7 +310,12 @@ function start(s: Step): Outcome {
   if (w.pvc.status?.phase !== "Bound") {
     const waited = s.secondsSince(w.job.creationTimestamp);
     if (waited > config.snapshotTimeoutSeconds) {
-      return fail(s, ConditionReason.PvcNotBound, `PersistentVolumeClaim ${w.job.namespace}/${pvcName} is still ${w.pvc.status?.phase ?? "Pending"} after ${Math.round(waited)} s; only a bound PVC can be snapshotted.`, true);
+      return fail(
+        s,
+        ConditionReason.PvcNotBound,
+        `PersistentVolumeClaim ${w.job.namespace}/${pvcName} is still ${w.pvc.status?.phase ?? "Pending"} after ${Math.round(waited)} s; only a bound PVC can be snapshotted.`,
+        true,
+      );
     }
     s.requeueAfter = Math.ceil(config.snapshotTimeoutSeconds - waited);
     return s.decision();
@@ -288,7 +331,8 @@ function start(s: Step): Outcome {
   }
   const hooks = s.status.hooks;
   if (hooks?.before && !hooks.before.startTime) return runHook(s, "before");
-  if (hooks?.before && beforeHookFailed(hooks)) return fail(s, ConditionReason.BeforeHookFailed, `No snapshot was taken. ${describeHook("before", hooks.before)}`);
+  if (hooks?.before && beforeHookFailed(hooks))
+    return fail(s, ConditionReason.BeforeHookFailed, `No snapshot was taken. ${describeHook("before", hooks.before)}`);
   if (!w.sourceSnapshot) {
     const meta = s.meta(s.names.sourceSnapshot, w.job.namespace);
     const size = w.pvc.status?.capacity?.storage ?? w.pvc.spec.resources?.requests?.storage;
@@ -300,7 +344,9 @@ function start(s: Step): Outcome {
   }
   s.status = { ...s.status, phase: BackupJobPhase.CreatingSnapshot, startTime: s.status.startTime ?? rfc3339(s.now) };
   s.condition({
-    type: BackupJobConditionType.SnapshotReady, status: ConditionStatus.False, reason: ConditionReason.Creating,
+    type: BackupJobConditionType.SnapshotReady,
+    status: ConditionStatus.False,
+    reason: ConditionReason.Creating,
     message: `Creating VolumeSnapshot ${w.job.namespace}/${s.names.sourceSnapshot} of ${pvcName} with class ${cls.name}.`,
   });
   s.event("Normal", EventReason.CreatingSnapshot, `Creating VolumeSnapshot ${s.names.sourceSnapshot} of PVC ${pvcName} with class ${cls.name}.`);
@@ -342,10 +388,21 @@ function moveSnapshot(s: Step): Outcome {
     if (w.sourceSnapshot?.status?.readyToUse !== true || !content || !handle) return waitOrTimeOut(s, w.sourceSnapshot === null);
     s.actions.push({
       op: "create",
-      manifest: movedContent(s.meta(names.movedContent, undefined), { driver: content.spec.driver, snapshotHandle: handle, className: content.spec.volumeSnapshotClassName, sourceVolumeMode: content.spec.sourceVolumeMode, annotations: content.metadata.annotations }, { namespace: workerNs, name: names.movedSnapshot }),
+      manifest: movedContent(
+        s.meta(names.movedContent, undefined),
+        {
+          driver: content.spec.driver,
+          snapshotHandle: handle,
+          className: content.spec.volumeSnapshotClassName,
+          sourceVolumeMode: content.spec.sourceVolumeMode,
+          annotations: content.metadata.annotations,
+        },
+        { namespace: workerNs, name: names.movedSnapshot },
+      ),
     });
   }
-  if (w.movedSnapshot === null) s.actions.push({ op: "create", manifest: volumeSnapshot(s.meta(names.movedSnapshot, workerNs), { content: names.movedContent }) });
+  if (w.movedSnapshot === null)
+    s.actions.push({ op: "create", manifest: volumeSnapshot(s.meta(names.movedSnapshot, workerNs), { content: names.movedContent }) });
   return waitOrTimeOut(s, false);
 }
 
@@ -377,7 +434,9 @@ function repositoryTurn(s: Step): string | undefined {
   const others = (w.repositoryJobs ?? []).filter((j) => jobOutcome(j) === undefined && j.metadata?.name !== names.job);
   const pruning = others.find((j) => j.metadata?.labels?.[Label.BackupJobType] === JobType.Prune);
   if (pruning) return `Waiting for prune Job ${s.workerNs}/${pruning.metadata?.name} to finish with repository ${w.spec.repository.name}.`;
-  const writers = others.filter((j) => j.metadata?.labels?.[Label.BackupJobType] === JobType.Backup || j.metadata?.labels?.[Label.BackupJobType] === JobType.Restore);
+  const writers = others.filter(
+    (j) => j.metadata?.labels?.[Label.BackupJobType] === JobType.Backup || j.metadata?.labels?.[Label.BackupJobType] === JobType.Restore,
+  );
   if (writers.length >= config.maxWorkersPerRepository) {
     return `Waiting for a turn: ${writers.length} workers already use repository ${w.spec.repository.name} (at most ${config.maxWorkersPerRepository} at once).`;
   }
@@ -396,7 +455,12 @@ function awaitTurn(s: Step): Outcome | undefined {
     return s.decision();
   }
   if (findCondition(s.status.conditions, BackupJobConditionType.BackupState)?.reason === ConditionReason.RepositoryBusy) {
-    s.condition({ type: BackupJobConditionType.BackupState, status: ConditionStatus.False, reason: ConditionReason.Preparing, message: `The repository has room; starting worker Job ${s.workerNs}/${s.names.job}.` });
+    s.condition({
+      type: BackupJobConditionType.BackupState,
+      status: ConditionStatus.False,
+      reason: ConditionReason.Preparing,
+      message: `The repository has room; starting worker Job ${s.workerNs}/${s.names.job}.`,
+    });
   }
   return undefined;
 }
@@ -422,25 +486,39 @@ function backupEnv(s: Step, snapshotTime: string): Record<string, string> {
 function startStream(s: Step, stream: StreamPlan): Outcome {
   const { w, names, workerNs, config } = s;
   if (!config.progressSinkUrl) {
-    return fail(s, ConditionReason.StreamUnavailable, "A backup of a command's output streams through the reconcile function, and it has no URL of its own for the worker (WALLE_PROGRESS_SINK_URL).");
+    return fail(
+      s,
+      ConditionReason.StreamUnavailable,
+      "A backup of a command's output streams through the reconcile function, and it has no URL of its own for the worker (WALLE_PROGRESS_SINK_URL).",
+    );
   }
   const waiting = awaitTurn(s);
   if (waiting) return waiting;
-  s.actions.push(...workerActions({
-    metadata: s.meta(names.job, workerNs),
-    config,
-    command: JobType.Backup,
-    repositorySecret: w.spec.repository.name,
-    shownIn: w.job.namespace,
-    env: {
-      ...backupEnv(s, rfc3339(s.now)),
-      STREAM_URL: new URL(`streams/${encodeURIComponent(w.job.namespace)}/${encodeURIComponent(w.job.name)}`, config.progressSinkUrl.replace(/\/?$/, "/")).toString(),
-      STDIN_FILENAME: stream.fileName,
-    },
-  }));
+  s.actions.push(
+    ...workerActions({
+      metadata: s.meta(names.job, workerNs),
+      config,
+      command: JobType.Backup,
+      repositorySecret: w.spec.repository.name,
+      shownIn: w.job.namespace,
+      env: {
+        ...backupEnv(s, rfc3339(s.now)),
+        STREAM_URL: new URL(
+          `streams/${encodeURIComponent(w.job.namespace)}/${encodeURIComponent(w.job.name)}`,
+          config.progressSinkUrl.replace(/\/?$/, "/"),
+        ).toString(),
+        STDIN_FILENAME: stream.fileName,
+      },
+    }),
+  );
   s.status = { ...s.status, phase: BackupJobPhase.WaitingBackup, startTime: s.status.startTime ?? rfc3339(s.now) };
   const what = `the output of ${stream.from === "Annotation" ? "the pod's ros.io/backup-command" : "backupCommand"} in ${stream.pod}/${stream.container}`;
-  s.condition({ type: BackupJobConditionType.BackupState, status: ConditionStatus.False, reason: ConditionReason.Preparing, message: `Backing up ${what} as ${stream.fileName}; no volume snapshot is taken.` });
+  s.condition({
+    type: BackupJobConditionType.BackupState,
+    status: ConditionStatus.False,
+    reason: ConditionReason.Preparing,
+    message: `Backing up ${what} as ${stream.fileName}; no volume snapshot is taken.`,
+  });
   s.event("Normal", EventReason.BackingUp, `Starting worker Job ${workerNs}/${names.job} to back up ${what}.`);
   return s.decision();
 }
@@ -453,27 +531,42 @@ function startWorker(s: Step): Outcome {
   const ready = cross ? w.movedSnapshot : w.sourceSnapshot;
   const carried = w.sourceSnapshot?.metadata.annotations ?? {};
   // At least the snapshot's restoreSize (a provisioner refuses less), and no less than the source PVC had.
-  const size = largestQuantity([String(ready?.status?.restoreSize ?? ""), carried[WalleAnnotation.SourceSize], w.pvc?.status?.capacity?.storage, w.pvc?.spec.resources?.requests?.storage]) ?? "1Gi";
+  const size =
+    largestQuantity([
+      String(ready?.status?.restoreSize ?? ""),
+      carried[WalleAnnotation.SourceSize],
+      w.pvc?.status?.capacity?.storage,
+      w.pvc?.spec.resources?.requests?.storage,
+    ]) ?? "1Gi";
   const storageClass = carried[WalleAnnotation.SourceStorageClass] ?? w.pvc?.spec.storageClassName;
   // The PVC belongs to the snapshot it is made from, so deleting the snapshot at the end takes the PVC with it.
-  const snapshotOwner = { apiVersion: SNAP_API, kind: "VolumeSnapshot", name: ready?.metadata.name ?? (cross ? names.movedSnapshot : names.sourceSnapshot), uid: ready?.metadata.uid ?? "" };
+  const snapshotOwner = {
+    apiVersion: SNAP_API,
+    kind: "VolumeSnapshot",
+    name: ready?.metadata.name ?? (cross ? names.movedSnapshot : names.sourceSnapshot),
+    uid: ready?.metadata.uid ?? "",
+  };
   const pvcMeta = { ...s.meta(names.pvc, workerNs), ...(snapshotOwner.uid ? { ownerReferences: [snapshotOwner] } : {}) };
   s.actions.push({ op: "create", manifest: pvcFromSnapshot(pvcMeta, cross ? names.movedSnapshot : names.sourceSnapshot, quantity(size), storageClass) });
   const mode = workerMode(allowsPrivilegedWorkers(workerNs, config.installNamespace, w.workerNamespace), w.spec.workerSecurityContext);
   s.condition(fidelityCondition(mode, JobType.Backup, workerNs));
-  s.actions.push(...workerActions({
-    metadata: s.meta(names.job, workerNs),
-    config,
-    command: JobType.Backup,
-    mode,
-    repositorySecret: w.spec.repository.name,
-    shownIn: w.job.namespace,
-    volume: { claimName: names.pvc, readOnly: true },
-    env: { SOURCE_PATH: workerSourcePath, ...backupEnv(s, ready?.status?.creationTime ?? rfc3339(s.now)) },
-  }));
+  s.actions.push(
+    ...workerActions({
+      metadata: s.meta(names.job, workerNs),
+      config,
+      command: JobType.Backup,
+      mode,
+      repositorySecret: w.spec.repository.name,
+      shownIn: w.job.namespace,
+      volume: { claimName: names.pvc, readOnly: true },
+      env: { SOURCE_PATH: workerSourcePath, ...backupEnv(s, ready?.status?.creationTime ?? rfc3339(s.now)) },
+    }),
+  );
   s.status = { ...s.status, phase: BackupJobPhase.WaitingBackup };
   s.condition({
-    type: BackupJobConditionType.SnapshotReady, status: ConditionStatus.True, reason: ConditionReason.SnapshotReady,
+    type: BackupJobConditionType.SnapshotReady,
+    status: ConditionStatus.True,
+    reason: ConditionReason.SnapshotReady,
     message: `VolumeSnapshot ${cross ? `${workerNs}/${names.movedSnapshot}` : `${w.job.namespace}/${names.sourceSnapshot}`} is ready.`,
   });
   s.event("Normal", EventReason.SnapshotReady, `Snapshot of PVC ${w.spec.sourcePvc} is ready; starting worker Job ${workerNs}/${names.job}.`);
@@ -484,15 +577,25 @@ function waitOrTimeOut(s: Step, snapshotMissing: boolean): Outcome {
   const { config, names, w, workerNs } = s;
   const waited = s.secondsSince(w.status.startTime);
   // The snapshot controller's own complaint, if it has one: shown while it retries, and kept in the timeout's message.
-  const complaint = s.cross && w.movedSnapshot?.status?.error?.message
-    ? `VolumeSnapshot ${workerNs}/${names.movedSnapshot}: ${w.movedSnapshot.status.error.message}`
-    : w.sourceSnapshot?.status?.error?.message ? `VolumeSnapshot ${w.job.namespace}/${names.sourceSnapshot}: ${w.sourceSnapshot.status.error.message}` : undefined;
+  const complaint =
+    s.cross && w.movedSnapshot?.status?.error?.message
+      ? `VolumeSnapshot ${workerNs}/${names.movedSnapshot}: ${w.movedSnapshot.status.error.message}`
+      : w.sourceSnapshot?.status?.error?.message
+        ? `VolumeSnapshot ${w.job.namespace}/${names.sourceSnapshot}: ${w.sourceSnapshot.status.error.message}`
+        : undefined;
   if (waited > config.snapshotTimeoutSeconds) {
-    return fail(s, ConditionReason.SnapshotTimeout, `Stuck in CreatingSnapshot: VolumeSnapshot ${w.job.namespace}/${names.sourceSnapshot} was not ready within ${config.snapshotTimeoutSeconds} s.${complaint ? ` Last error: ${complaint}` : ""}`, true);
+    return fail(
+      s,
+      ConditionReason.SnapshotTimeout,
+      `Stuck in CreatingSnapshot: VolumeSnapshot ${w.job.namespace}/${names.sourceSnapshot} was not ready within ${config.snapshotTimeoutSeconds} s.${complaint ? ` Last error: ${complaint}` : ""}`,
+      true,
+    );
   }
   if (complaint) {
     s.condition({
-      type: BackupJobConditionType.SnapshotReady, status: ConditionStatus.False, reason: ConditionReason.Creating,
+      type: BackupJobConditionType.SnapshotReady,
+      status: ConditionStatus.False,
+      reason: ConditionReason.Creating,
       message: `Not ready yet; the snapshot controller retries until ${config.snapshotTimeoutSeconds} s have passed. ${complaint}`,
     });
   }
@@ -578,15 +681,25 @@ function fail(s: Step, reason: ConditionInput["reason"], message: string, snapsh
 /** The temporary objects a phase may have made, by name. */
 function children(s: Step, phase: BackupJobPhase, pvcGoesWithSnapshot = false): Action[] {
   const { names, workerNs, cross, w } = s;
-  const del = (apiVersion: string, kind: "Job" | "PersistentVolumeClaim" | "VolumeSnapshot", name: string, namespace: string): Action => ({ op: "delete", target: { apiVersion, kind, name, namespace } });
-  const snapshots = [del(SNAP_API, "VolumeSnapshot", names.sourceSnapshot, w.job.namespace), ...(cross ? [del(SNAP_API, "VolumeSnapshot", names.movedSnapshot, workerNs)] : [])];
+  const del = (apiVersion: string, kind: "Job" | "PersistentVolumeClaim" | "VolumeSnapshot", name: string, namespace: string): Action => ({
+    op: "delete",
+    target: { apiVersion, kind, name, namespace },
+  });
+  const snapshots = [
+    del(SNAP_API, "VolumeSnapshot", names.sourceSnapshot, w.job.namespace),
+    ...(cross ? [del(SNAP_API, "VolumeSnapshot", names.movedSnapshot, workerNs)] : []),
+  ];
   switch (phase) {
     case BackupJobPhase.NotStarted:
       return [];
     case BackupJobPhase.CreatingSnapshot:
       return snapshots;
     default:
-      return [del("batch/v1", "Job", names.job, workerNs), ...(pvcGoesWithSnapshot ? [] : [del("v1", "PersistentVolumeClaim", names.pvc, workerNs)]), ...snapshots];
+      return [
+        del("batch/v1", "Job", names.job, workerNs),
+        ...(pvcGoesWithSnapshot ? [] : [del("v1", "PersistentVolumeClaim", names.pvc, workerNs)]),
+        ...snapshots,
+      ];
   }
 }
 
@@ -602,13 +715,20 @@ function settle(s: Step): Outcome {
     s.condition(cleanedUp);
     return s.decision();
   }
-  s.condition({ ...cleanedUp, status: ConditionStatus.False, reason: ConditionReason.Deleting, message: "Deleting the worker Job, its PVC and the VolumeSnapshots." });
+  s.condition({
+    ...cleanedUp,
+    status: ConditionStatus.False,
+    reason: ConditionReason.Deleting,
+    message: "Deleting the worker Job, its PVC and the VolumeSnapshots.",
+  });
   s.then = { actions: made, status: { ...s.status, conditions: setCondition(s.status.conditions, cleanedUp, s.now) } };
   return s.decision();
 }
 
 const cleanedUp: ConditionInput = {
-  type: BackupJobConditionType.CleanedUp, status: ConditionStatus.True, reason: ConditionReason.Deleted,
+  type: BackupJobConditionType.CleanedUp,
+  status: ConditionStatus.True,
+  reason: ConditionReason.Deleted,
   message: "The worker Job, its PVC and the VolumeSnapshots were deleted.",
 };
 
@@ -661,10 +781,20 @@ function noteHooks(s: Step): void {
     const run = hooks[which];
     if (!run?.finishTime) continue;
     const text = describeHook(which, run);
-    if (!shown.includes(text)) s.event(run.outcome === HookOutcome.Succeeded ? "Normal" : "Warning", run.outcome === HookOutcome.Succeeded ? EventReason.HookSucceeded : EventReason.HookFailed, text);
+    if (!shown.includes(text))
+      s.event(
+        run.outcome === HookOutcome.Succeeded ? "Normal" : "Warning",
+        run.outcome === HookOutcome.Succeeded ? EventReason.HookSucceeded : EventReason.HookFailed,
+        text,
+      );
   }
   const c = hooksCondition(hooks);
-  s.condition({ type: BackupJobConditionType.Hooks, status: c.status === "True" ? ConditionStatus.True : ConditionStatus.False, reason: c.reason, message: c.message });
+  s.condition({
+    type: BackupJobConditionType.Hooks,
+    status: c.status === "True" ? ConditionStatus.True : ConditionStatus.False,
+    reason: c.reason,
+    message: c.message,
+  });
 }
 
 /** A BackupJob that ended before clean-up was part of ending (or whose clean-up was undone): clean up now. */
@@ -704,11 +834,25 @@ export function snapshotClassFor(
   if (defaults.length > 1) {
     return { error: `Several VolumeSnapshotClasses are the default for driver ${driver}: map storage class ${scName} in snap_class_mappings.` };
   }
-  return { error: `No VolumeSnapshotClass for driver ${driver} (storage class ${scName}): add one marked snapshot.storage.kubernetes.io/is-default-class: "true", or map the storage class in snap_class_mappings.` };
+  return {
+    error: `No VolumeSnapshotClass for driver ${driver} (storage class ${scName}): add one marked snapshot.storage.kubernetes.io/is-default-class: "true", or map the storage class in snap_class_mappings.`,
+  };
 }
 
 const QUANTITY_FACTORS: Readonly<Record<string, number>> = {
-  "": 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
+  "": 1,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+  E: 1e18,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+  Pi: 2 ** 50,
+  Ei: 2 ** 60,
 };
 
 /** Bytes of a Kubernetes storage quantity (`5Gi`, `500M`, `1048576`, `1.5Gi`, `1e9`); undefined if it is none. */

@@ -92,7 +92,9 @@ export function backupRestoreReads(br: BackupRestore, seen: Partial<BackupRestor
       return {
         ...target,
         ...(br.spec.target.existingPvc ? { pods: { list: "Pod", namespace } } : cross ? staging : {}),
-        ...(needsNamespaceRead(workerNs, config.installNamespace, br.spec.workerSecurityContext) ? { workerNamespace: { get: "Namespace", name: workerNs } } : {}),
+        ...(needsNamespaceRead(workerNs, config.installNamespace, br.spec.workerSecurityContext)
+          ? { workerNamespace: { get: "Namespace", name: workerNs } }
+          : {}),
       };
     case BackupRestorePhase.WaitingRestore:
     case BackupRestorePhase.Restoring: {
@@ -192,18 +194,29 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
     let claimNs = namespace;
     if (w.spec.target.existingPvc) {
       if (cross) {
-        return fail(ConditionReason.UnsupportedTarget, `Restoring into an existing PVC needs the repository in namespace ${namespace}: the worker must mount the PVC, and it runs beside the repository (${workerNs}). Use target.newPvc instead.`);
+        return fail(
+          ConditionReason.UnsupportedTarget,
+          `Restoring into an existing PVC needs the repository in namespace ${namespace}: the worker must mount the PVC, and it runs beside the repository (${workerNs}). Use target.newPvc instead.`,
+        );
       }
       if (w.targetPvc === null) return fail(ConditionReason.TargetNotFound, `PersistentVolumeClaim ${namespace}/${target} was not found.`);
-      const users = (w.podsUsingTarget ?? []).filter((p) => p.status?.phase !== "Succeeded" && p.status?.phase !== "Failed" && p.metadata.labels?.[Label.BackupRestore] !== name);
+      const users = (w.podsUsingTarget ?? []).filter(
+        (p) => p.status?.phase !== "Succeeded" && p.status?.phase !== "Failed" && p.metadata.labels?.[Label.BackupRestore] !== name,
+      );
       if (users.length > 0 && !w.spec.target.allowInUse) {
-        return fail(ConditionReason.TargetInUse, `PersistentVolumeClaim ${namespace}/${target} is mounted by running pod(s) ${users.map((p) => p.metadata.name).join(", ")}; stop them first, or set spec.target.allowInUse to restore anyway.`);
+        return fail(
+          ConditionReason.TargetInUse,
+          `PersistentVolumeClaim ${namespace}/${target} is mounted by running pod(s) ${users.map((p) => p.metadata.name).join(", ")}; stop them first, or set spec.target.allowInUse to restore anyway.`,
+        );
       }
     } else {
       const spec = w.spec.target.newPvc;
       if (!spec) return fail(ConditionReason.InvalidTarget, "spec.target names neither existingPvc nor newPvc.");
       if (w.targetPvc && w.targetPvc.metadata.labels?.[Label.BackupRestore] !== name) {
-        return fail(ConditionReason.TargetExists, `PersistentVolumeClaim ${namespace}/${spec.name} already exists and was not made by this restore; choose another name or use target.existingPvc.`);
+        return fail(
+          ConditionReason.TargetExists,
+          `PersistentVolumeClaim ${namespace}/${spec.name} already exists and was not made by this restore; choose another name or use target.existingPvc.`,
+        );
       }
       claim = cross ? names.stagingPvc : spec.name;
       claimNs = cross ? workerNs : namespace;
@@ -228,17 +241,24 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
     const mode = workerMode(allowsPrivilegedWorkers(workerNs, config.installNamespace, w.workerNamespace), w.spec.workerSecurityContext);
     const fidelity = fidelityCondition(mode, JobType.Restore, workerNs);
     condition(fidelity.type, fidelity.status, fidelity.reason, fidelity.message);
-    actions.push(...workerActions({
-      metadata: meta(names.job, workerNs),
-      config,
-      command: JobType.Restore,
-      mode,
-      repositorySecret: w.spec.repository.name,
-      shownIn: namespace,
-      volume: { claimName: claim, readOnly: false, mountPath: RESTORE_PATH },
-      env: { ...restoreEnv(w.spec, namespace, config), PROGRESS_SUBJECT: `/apis/ros.io/v1/namespaces/${namespace}/backuprestores/${name}` },
-    }));
-    condition(BackupRestoreConditionType.TargetReady, ConditionStatus.False, ConditionReason.Preparing, `Restoring into PersistentVolumeClaim ${claimNs}/${claim}.`);
+    actions.push(
+      ...workerActions({
+        metadata: meta(names.job, workerNs),
+        config,
+        command: JobType.Restore,
+        mode,
+        repositorySecret: w.spec.repository.name,
+        shownIn: namespace,
+        volume: { claimName: claim, readOnly: false, mountPath: RESTORE_PATH },
+        env: { ...restoreEnv(w.spec, namespace, config), PROGRESS_SUBJECT: `/apis/ros.io/v1/namespaces/${namespace}/backuprestores/${name}` },
+      }),
+    );
+    condition(
+      BackupRestoreConditionType.TargetReady,
+      ConditionStatus.False,
+      ConditionReason.Preparing,
+      `Restoring into PersistentVolumeClaim ${claimNs}/${claim}.`,
+    );
     status = { ...status, phase: BackupRestorePhase.WaitingRestore, startTime: status.startTime ?? rfc3339(now) };
     events.push({ type: "Normal", reason: EventReason.Restoring, note: `Started worker Job ${workerNs}/${names.job} to restore into ${claimNs}/${claim}.` });
     return result();
@@ -270,20 +290,35 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
     status = {
       ...status,
       ...(snapshotId ? { snapshotId } : {}),
-      ...(res.restore ? {
-        summary: {
-          totalFiles: res.restore.files, filesRestored: res.restore.files, totalBytes: res.restore.bytes, bytesRestored: res.restore.bytes,
-          totalDuration: Math.max(0, (Date.parse(res.finishedAt) - Date.parse(res.startedAt)) / 1000),
-        },
-      } : {}),
+      ...(res.restore
+        ? {
+            summary: {
+              totalFiles: res.restore.files,
+              filesRestored: res.restore.files,
+              totalBytes: res.restore.bytes,
+              bytesRestored: res.restore.bytes,
+              totalDuration: Math.max(0, (Date.parse(res.finishedAt) - Date.parse(res.startedAt)) / 1000),
+            },
+          }
+        : {}),
       progress: undefined,
     };
-    condition(BackupRestoreConditionType.SnapshotResolved, ConditionStatus.True, ConditionReason.Resolved, `Restored from restic snapshot ${snapshotId?.slice(0, 8) ?? "(unknown)"}.`);
+    condition(
+      BackupRestoreConditionType.SnapshotResolved,
+      ConditionStatus.True,
+      ConditionReason.Resolved,
+      `Restored from restic snapshot ${snapshotId?.slice(0, 8) ?? "(unknown)"}.`,
+    );
     return cross ? handOver(res) : finish(res);
   }
 
   function finish(res: WorkerResult | undefined): Decision<BackupRestoreStatus> {
-    condition(BackupRestoreConditionType.TargetReady, ConditionStatus.True, ConditionReason.Bound, `PersistentVolumeClaim ${namespace}/${target} holds the restored data.`);
+    condition(
+      BackupRestoreConditionType.TargetReady,
+      ConditionStatus.True,
+      ConditionReason.Bound,
+      `PersistentVolumeClaim ${namespace}/${target} holds the restored data.`,
+    );
     condition(BackupRestoreConditionType.RestoreState, ConditionStatus.True, res?.reason ?? ConditionReason.Completed, res?.message ?? "Restore finished.");
     status = { ...status, phase: BackupRestorePhase.Finished, finishTime: rfc3339(now) };
     events.push({ type: "Normal", reason: EventReason.RestoreFinished, note: `Restored into PersistentVolumeClaim ${namespace}/${target}.` });
@@ -303,7 +338,10 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
         op: "patch",
         target: pvPath(pvName),
         patch: {
-          metadata: { labels: { [Label.CreatedBy]: CREATED_BY, ...labels }, annotations: { [ORIGINAL_RECLAIM_ANNOTATION]: pv.spec.persistentVolumeReclaimPolicy ?? "Delete" } },
+          metadata: {
+            labels: { [Label.CreatedBy]: CREATED_BY, ...labels },
+            annotations: { [ORIGINAL_RECLAIM_ANNOTATION]: pv.spec.persistentVolumeReclaimPolicy ?? "Delete" },
+          },
           spec: { persistentVolumeReclaimPolicy: "Retain" },
         },
       });
@@ -318,7 +356,11 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
     // Step 3: pre-bind the volume to the target PVC, and create that PVC naming the volume.
     const claimRef = pv.spec.claimRef;
     if (claimRef?.namespace !== namespace || claimRef.name !== target) {
-      actions.push({ op: "patch", target: pvPath(pvName), patch: { spec: { claimRef: { apiVersion: "v1", kind: "PersistentVolumeClaim", namespace, name: target, uid: null, resourceVersion: null } } } });
+      actions.push({
+        op: "patch",
+        target: pvPath(pvName),
+        patch: { spec: { claimRef: { apiVersion: "v1", kind: "PersistentVolumeClaim", namespace, name: target, uid: null, resourceVersion: null } } },
+      });
     }
     if (!w.targetPvc && spec) {
       actions.push({
@@ -358,7 +400,11 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
     // A failed handover must not leave a volume stuck on Retain: give it back its policy so it is reclaimed.
     const pv = w.handoverPv;
     if (phase === BackupRestorePhase.Failed && pv?.metadata.annotations?.[ORIGINAL_RECLAIM_ANNOTATION]) {
-      actions.push({ op: "patch", target: { apiVersion: "v1", kind: "PersistentVolume", name: pv.metadata.name ?? "" }, patch: { spec: { persistentVolumeReclaimPolicy: pv.metadata.annotations[ORIGINAL_RECLAIM_ANNOTATION] } } });
+      actions.push({
+        op: "patch",
+        target: { apiVersion: "v1", kind: "PersistentVolume", name: pv.metadata.name ?? "" },
+        patch: { spec: { persistentVolumeReclaimPolicy: pv.metadata.annotations[ORIGINAL_RECLAIM_ANNOTATION] } },
+      });
     }
     condition(BackupRestoreConditionType.CleanedUp, ConditionStatus.True, ConditionReason.Deleted, "The worker Job and any staging PVC were deleted.");
     return result();
@@ -370,5 +416,10 @@ export const backupRestoreReconciler: Reconciler<BackupRestore, BackupRestoreObs
   reads: backupRestoreReads,
   world: backupRestoreWorld,
   decide: decideBackupRestore,
-  invalid: failsInvalid({ kind: "BackupRestore", failed: BackupRestorePhase.Failed, condition: BackupRestoreConditionType.RestoreState, event: EventReason.RestoreFailed }),
+  invalid: failsInvalid({
+    kind: "BackupRestore",
+    failed: BackupRestorePhase.Failed,
+    condition: BackupRestoreConditionType.RestoreState,
+    event: EventReason.RestoreFailed,
+  }),
 };

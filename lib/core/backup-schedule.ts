@@ -44,7 +44,10 @@ export interface ManualRun {
  * (status.lastBackupRequest). Level-triggered: whoever sees it first (the reconcile function on the schedule's
  * event, or the next tick when that event was lost) runs it, under the name the value gives.
  */
-export function pendingBackupRequest(s: { metadata: { annotations?: Readonly<Record<string, string>> }; status?: { lastBackupRequest?: { id?: string } } }): ManualRun | undefined {
+export function pendingBackupRequest(s: {
+  metadata: { annotations?: Readonly<Record<string, string>> };
+  status?: { lastBackupRequest?: { id?: string } };
+}): ManualRun | undefined {
   const id = s.metadata.annotations?.[WalleAnnotation.BackupRequested];
   return id && id !== s.status?.lastBackupRequest?.id ? { requestId: id } : undefined;
 }
@@ -57,7 +60,11 @@ const parseTime = (t: string | undefined) => (t ? new Date(t) : undefined);
 function timingOf(s: BackupSchedule, task: Task): Timing | undefined {
   switch (task) {
     case "backup":
-      return s.spec.schedule ? { cron: s.spec.schedule, ...(s.spec.timezone ? { timezone: s.spec.timezone } : {}) } : s.spec.interval ? { interval: s.spec.interval } : undefined;
+      return s.spec.schedule
+        ? { cron: s.spec.schedule, ...(s.spec.timezone ? { timezone: s.spec.timezone } : {}) }
+        : s.spec.interval
+          ? { interval: s.spec.interval }
+          : undefined;
     case "prune":
       return s.spec.prune ? { interval: s.spec.prune.interval } : undefined;
     case "check":
@@ -83,7 +90,10 @@ export function backupDue(s: BackupSchedule, now: Date): boolean {
 }
 
 const newestFirst = <T extends { metadata: { creationTimestamp?: string; name?: string } }>(items: readonly T[]): T[] =>
-  [...items].sort((a, b) => (b.metadata.creationTimestamp ?? "").localeCompare(a.metadata.creationTimestamp ?? "") || (b.metadata.name ?? "").localeCompare(a.metadata.name ?? ""));
+  [...items].sort(
+    (a, b) =>
+      (b.metadata.creationTimestamp ?? "").localeCompare(a.metadata.creationTimestamp ?? "") || (b.metadata.name ?? "").localeCompare(a.metadata.name ?? ""),
+  );
 export const isActiveJob = (j: Job) => jobOutcome(j) === undefined;
 const finishedJobsOf = (set: ObjectSummary): number | undefined => {
   const stats = (set.status as { statistics?: { finishedJobs?: unknown } } | undefined)?.statistics;
@@ -163,7 +173,12 @@ export function decideSchedule(w: ScheduleWorld, config: WalleConfig, now: Date,
     // Nothing new starts; what runs goes on, and its outcome still shows.
     s.status = { ...s.status, nextBackupRun: undefined };
   } else if (backup?.error) {
-    s.condition({ type: BackupScheduleConditionType.BackupReady, status: ConditionStatus.False, reason: ConditionReason.InvalidSpec, message: `The schedule cannot be evaluated: ${backup.error}` });
+    s.condition({
+      type: BackupScheduleConditionType.BackupReady,
+      status: ConditionStatus.False,
+      reason: ConditionReason.InvalidSpec,
+      message: `The schedule cannot be evaluated: ${backup.error}`,
+    });
   } else {
     if (backup?.slot && !manual) startBackup(s, backup.slot, backup);
     // With the next slot after a run asked for, the clock's grid stays where it was.
@@ -178,7 +193,12 @@ export function decideSchedule(w: ScheduleWorld, config: WalleConfig, now: Date,
   if (manual && manual.requestId === w.schedule.metadata.annotations?.[WalleAnnotation.BackupRequested]) {
     s.status = {
       ...s.status,
-      lastBackupRequest: { id: manual.requestId, time: rfc3339(now), ...(s.started ? { backupSet: s.started } : {}), message: s.outcome ?? "No backup started: the PVCs were not read." },
+      lastBackupRequest: {
+        id: manual.requestId,
+        time: rfc3339(now),
+        ...(s.started ? { backupSet: s.started } : {}),
+        message: s.outcome ?? "No backup started: the PVCs were not read.",
+      },
     };
   }
   return s.decision();
@@ -217,7 +237,11 @@ function startBackup(s: ScheduleStep, run: Date | ManualRun, due: Due | undefine
   }
   if (slot) s.scheduler("backup", slot);
   if (selection.targets.length === 0) {
-    s.outcomeEvent("Normal", EventReason.NothingToBackUp, `No PVC matched the plans${selection.skipped.length ? ` (${selection.skipped.length} skipped)` : ""}; no BackupSet was made.`);
+    s.outcomeEvent(
+      "Normal",
+      EventReason.NothingToBackUp,
+      `No PVC matched the plans${selection.skipped.length ? ` (${selection.skipped.length} skipped)` : ""}; no BackupSet was made.`,
+    );
     return;
   }
   const setRef: ObjectRef = { apiVersion: API_VERSION, kind: "BackupSet", name: setName };
@@ -229,7 +253,12 @@ function startBackup(s: ScheduleStep, run: Date | ManualRun, due: Due | undefine
     manifest: {
       apiVersion: API_VERSION,
       kind: "BackupSet",
-      metadata: { name: setName, labels: s.labels(), annotations: { [WalleAnnotation.BackupJobs]: count }, ownerReferences: [ownerRef("BackupSchedule", s.name, uid)] },
+      metadata: {
+        name: setName,
+        labels: s.labels(),
+        annotations: { [WalleAnnotation.BackupJobs]: count },
+        ownerReferences: [ownerRef("BackupSchedule", s.name, uid)],
+      },
       spec: { selector: { matchLabels: { [Label.BackupSchedule]: s.name, [Label.BackupSet]: setName } } },
     },
   });
@@ -247,7 +276,12 @@ function startBackup(s: ScheduleStep, run: Date | ManualRun, due: Due | undefine
     const manifest: Manifest = {
       apiVersion: API_VERSION,
       kind: "BackupJob",
-      metadata: { name: scheduledJobName(setName, t.pvc), namespace: t.namespace, labels, ...(maybeNew && i > 0 ? { annotations: { [WalleAnnotation.InitializesRepository]: "false" } } : {}) },
+      metadata: {
+        name: scheduledJobName(setName, t.pvc),
+        namespace: t.namespace,
+        labels,
+        ...(maybeNew && i > 0 ? { annotations: { [WalleAnnotation.InitializesRepository]: "false" } } : {}),
+      },
       spec: {
         sourcePvc: t.pvc,
         repository: { name: w.schedule.spec.repository.name, namespace: s.repoNs },
@@ -271,7 +305,8 @@ const MAX_SKIP_EVENTS = 20;
 const WORKER_COMMAND = { prune: JobType.Prune, check: JobType.Check } as const;
 
 /** The schedule's prune or check Jobs, newest first. */
-const jobsOf = (w: ScheduleWorld, task: "prune" | "check"): Job[] => newestFirst(w.jobs.filter((j) => j.metadata?.labels?.[Label.BackupJobType] === WORKER_COMMAND[task]));
+const jobsOf = (w: ScheduleWorld, task: "prune" | "check"): Job[] =>
+  newestFirst(w.jobs.filter((j) => j.metadata?.labels?.[Label.BackupJobType] === WORKER_COMMAND[task]));
 
 /** A due prune or check: a worker Job in the repository's namespace, once nobody else uses the repository. */
 function maintain(s: ScheduleStep, task: "prune" | "check"): void {
@@ -286,21 +321,42 @@ function maintain(s: ScheduleStep, task: "prune" | "check"): void {
   const running = s.started ?? w.sets.find((set) => !isSettledSet(set.status))?.metadata.name;
   if (task === "prune" && (busy.length > 0 || running)) {
     const why = busy.length > 0 ? `${busy.length} worker Jobs that use repository ${w.schedule.spec.repository.name}` : `BackupSet ${running}`;
-    s.condition({ type: conditionType, status: ConditionStatus.False, reason: ConditionReason.RepositoryBusy, message: `Prune is due; waiting for ${why} to finish.` });
+    s.condition({
+      type: conditionType,
+      status: ConditionStatus.False,
+      reason: ConditionReason.RepositoryBusy,
+      message: `Prune is due; waiting for ${why} to finish.`,
+    });
     return;
   }
   const name = boundedName([`walle-${task}`, s.name, slotId(due.slot)]);
-  s.actions.push(...workerActions({
-    metadata: { name, namespace: s.repoNs, labels: s.labels(WORKER_COMMAND[task]), ownerReferences: [ownerRef("BackupSchedule", s.name, w.schedule.metadata.uid ?? "")] },
-    config,
-    command: WORKER_COMMAND[task],
-    repositorySecret: w.schedule.spec.repository.name,
-    env: task === "prune" ? pruneEnv(w, s.name) : {},
-  }));
+  s.actions.push(
+    ...workerActions({
+      metadata: {
+        name,
+        namespace: s.repoNs,
+        labels: s.labels(WORKER_COMMAND[task]),
+        ownerReferences: [ownerRef("BackupSchedule", s.name, w.schedule.metadata.uid ?? "")],
+      },
+      config,
+      command: WORKER_COMMAND[task],
+      repositorySecret: w.schedule.spec.repository.name,
+      env: task === "prune" ? pruneEnv(w, s.name) : {},
+    }),
+  );
   s.scheduler(task, due.slot);
   s.status = { ...s.status, [task === "prune" ? "lastPruneRun" : "lastCheckRun"]: rfc3339(s.now) };
-  s.condition({ type: conditionType, status: ConditionStatus.False, reason: ConditionReason.Running, message: `${task === "prune" ? "Prune" : "Check"} Job ${s.repoNs}/${name} started.` });
-  s.event("Normal", task === "prune" ? EventReason.PruneStarted : EventReason.CheckStarted, `Started ${task} Job ${s.repoNs}/${name} on repository ${w.schedule.spec.repository.name}.`);
+  s.condition({
+    type: conditionType,
+    status: ConditionStatus.False,
+    reason: ConditionReason.Running,
+    message: `${task === "prune" ? "Prune" : "Check"} Job ${s.repoNs}/${name} started.`,
+  });
+  s.event(
+    "Normal",
+    task === "prune" ? EventReason.PruneStarted : EventReason.CheckStarted,
+    `Started ${task} Job ${s.repoNs}/${name} on repository ${w.schedule.spec.repository.name}.`,
+  );
 }
 
 function pruneEnv(w: ScheduleWorld, schedule: string): Record<string, string> {
@@ -318,14 +374,34 @@ function bookkeeping(s: ScheduleStep, bound: boolean): void {
   const sets = newestFirst(w.sets);
   const latest = sets[0];
   if (s.started) {
-    s.condition({ type: BackupScheduleConditionType.BackupReady, status: ConditionStatus.False, reason: ConditionReason.Running, message: `BackupSet ${s.started} is Running.` });
+    s.condition({
+      type: BackupScheduleConditionType.BackupReady,
+      status: ConditionStatus.False,
+      reason: ConditionReason.Running,
+      message: `BackupSet ${s.started} is Running.`,
+    });
   } else if (latest) {
     const state = latest.status?.state ?? BackupSetState.Running;
     const ok = state === BackupSetState.Finished;
-    const reason = state === BackupSetState.Finished ? ConditionReason.Finished : state === BackupSetState.FinishedWithFailures ? ConditionReason.FinishedWithFailures : ConditionReason.Running;
-    s.condition({ type: BackupScheduleConditionType.BackupReady, status: ok ? ConditionStatus.True : ConditionStatus.False, reason, message: `BackupSet ${latest.metadata.name} is ${state}.` });
+    const reason =
+      state === BackupSetState.Finished
+        ? ConditionReason.Finished
+        : state === BackupSetState.FinishedWithFailures
+          ? ConditionReason.FinishedWithFailures
+          : ConditionReason.Running;
+    s.condition({
+      type: BackupScheduleConditionType.BackupReady,
+      status: ok ? ConditionStatus.True : ConditionStatus.False,
+      reason,
+      message: `BackupSet ${latest.metadata.name} is ${state}.`,
+    });
   } else if (!findCondition(s.status.conditions, BackupScheduleConditionType.BackupReady)) {
-    s.condition({ type: BackupScheduleConditionType.BackupReady, status: ConditionStatus.False, reason: ConditionReason.Waiting, message: "No BackupSets found for BackupSchedule." });
+    s.condition({
+      type: BackupScheduleConditionType.BackupReady,
+      status: ConditionStatus.False,
+      reason: ConditionReason.Waiting,
+      message: "No BackupSets found for BackupSchedule.",
+    });
   }
   const maintenance = (["prune", "check"] as const).map((task) => ({ task, jobs: jobsOf(w, task) }));
   for (const { task, jobs } of maintenance) {
@@ -341,15 +417,30 @@ function bookkeeping(s: ScheduleStep, bound: boolean): void {
     let failures = 0;
     return items.filter((t) => (ok(t) && ++succeeded > spec.keepSucceeded) || (failed(t) && ++failures > spec.keepFailed));
   };
-  for (const set of beyondKeep(sets, (t) => t.status?.state === BackupSetState.Finished, (t) => t.status?.state === BackupSetState.FinishedWithFailures)) {
+  for (const set of beyondKeep(
+    sets,
+    (t) => t.status?.state === BackupSetState.Finished,
+    (t) => t.status?.state === BackupSetState.FinishedWithFailures,
+  )) {
     const name = set.metadata.name ?? "";
     // Its BackupJobs belong to it: the garbage collector deletes them with it.
     s.actions.push({ op: "delete", target: { apiVersion: API_VERSION, kind: "BackupSet", name } });
-    s.event("Normal", EventReason.DeletedOldBackupSet, `Deleted BackupSet ${name} and its BackupJobs (keepSucceeded ${spec.keepSucceeded}, keepFailed ${spec.keepFailed}).`);
+    s.event(
+      "Normal",
+      EventReason.DeletedOldBackupSet,
+      `Deleted BackupSet ${name} and its BackupJobs (keepSucceeded ${spec.keepSucceeded}, keepFailed ${spec.keepFailed}).`,
+    );
   }
   for (const { task, jobs } of maintenance) {
-    for (const job of beyondKeep(jobs, (j) => jobOutcome(j) === "Complete", (j) => jobOutcome(j) === "Failed")) {
-      s.actions.push({ op: "delete", target: { apiVersion: "batch/v1", kind: "Job", namespace: job.metadata?.namespace ?? s.repoNs, name: job.metadata?.name ?? "" } });
+    for (const job of beyondKeep(
+      jobs,
+      (j) => jobOutcome(j) === "Complete",
+      (j) => jobOutcome(j) === "Failed",
+    )) {
+      s.actions.push({
+        op: "delete",
+        target: { apiVersion: "batch/v1", kind: "Job", namespace: job.metadata?.namespace ?? s.repoNs, name: job.metadata?.name ?? "" },
+      });
       s.event("Normal", EventReason.DeletedOldJob, `Deleted ${task} Job ${job.metadata?.namespace}/${job.metadata?.name}.`);
     }
   }
@@ -362,7 +453,12 @@ function jobCondition(task: "prune" | "check", job: Job, ns: string): ConditionI
     case "Complete":
       return { type, status: ConditionStatus.True, reason: ConditionReason.Finished, message: `${what} succeeded.` };
     case "Failed":
-      return { type, status: ConditionStatus.False, reason: ConditionReason.Failed, message: `${what} failed: ${jobFailureMessage(job) ?? "see its pod's termination message"}` };
+      return {
+        type,
+        status: ConditionStatus.False,
+        reason: ConditionReason.Failed,
+        message: `${what} failed: ${jobFailureMessage(job) ?? "see its pod's termination message"}`,
+      };
     default:
       return { type, status: ConditionStatus.False, reason: ConditionReason.Running, message: `${what} is running.` };
   }
@@ -373,8 +469,11 @@ function stateOf(conditions: readonly { type: string; reason: string }[]): Backu
   const reason = (type: string) => conditions.find((c) => c.type === type)?.reason;
   if (reason(BackupScheduleConditionType.CheckOk) === ConditionReason.Failed) return BackupScheduleState.CheckFailed;
   const backup = reason(BackupScheduleConditionType.BackupReady);
-  if (backup === ConditionReason.FinishedWithFailures || reason(BackupScheduleConditionType.PruneOk) === ConditionReason.Failed) return BackupScheduleState.FinishedWithFailures;
-  const running = [BackupScheduleConditionType.BackupReady, BackupScheduleConditionType.CheckOk, BackupScheduleConditionType.PruneOk].some((t) => reason(t) === ConditionReason.Running);
+  if (backup === ConditionReason.FinishedWithFailures || reason(BackupScheduleConditionType.PruneOk) === ConditionReason.Failed)
+    return BackupScheduleState.FinishedWithFailures;
+  const running = [BackupScheduleConditionType.BackupReady, BackupScheduleConditionType.CheckOk, BackupScheduleConditionType.PruneOk].some(
+    (t) => reason(t) === ConditionReason.Running,
+  );
   if (running) return BackupScheduleState.Running;
   if (backup === ConditionReason.Finished) return BackupScheduleState.Finished;
   return BackupScheduleState.Waiting;

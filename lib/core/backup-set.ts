@@ -65,14 +65,19 @@ export function decideBackupSet(
     status: { ...next, state: failed ? BackupSetState.FinishedWithFailures : BackupSetState.Finished, finishTime: rfc3339(now) },
     events: [
       failed
-        ? { type: "Warning", reason: EventReason.FinishedWithFailures, note: `Backups finished with ${stats.failedJobs} of ${stats.totalJobs} BackupJobs failed.` }
+        ? {
+            type: "Warning",
+            reason: EventReason.FinishedWithFailures,
+            note: `Backups finished with ${stats.failedJobs} of ${stats.totalJobs} BackupJobs failed.`,
+          }
         : { type: "Normal", reason: EventReason.FinishedBackups, note: `All ${stats.totalJobs} backups finished.` },
     ],
   };
 }
 
 /** A set that has finished, with or without failures: the original never reopens one. */
-export const isSettledSet = (status: { readonly state?: string } | undefined): boolean => status?.state === BackupSetState.Finished || status?.state === BackupSetState.FinishedWithFailures;
+export const isSettledSet = (status: { readonly state?: string } | undefined): boolean =>
+  status?.state === BackupSetState.Finished || status?.state === BackupSetState.FinishedWithFailures;
 
 export interface BackupSetWorld {
   readonly set: BackupSet;
@@ -87,7 +92,13 @@ export const backupSetReconciler: Reconciler<BackupSet, { jobs?: readonly Backup
   world: (set, seen) => ({ set, ...seen }),
   decide(w, _config, now) {
     if (!w.jobs) return unchanged(w.set.status ?? {});
-    const d = decideBackupSet(w.set.status, w.jobs.map((j) => j.status?.phase), now, w.set.metadata.generation, expectedJobs(w.set));
+    const d = decideBackupSet(
+      w.set.status,
+      w.jobs.map((j) => j.status?.phase),
+      now,
+      w.set.metadata.generation,
+      expectedJobs(w.set),
+    );
     return { actions: [], ...d };
   },
   // A set's spec is only its selector, which Walle wrote: there is nothing to fail, only nothing to count.

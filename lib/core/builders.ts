@@ -105,7 +105,10 @@ export function volumeSnapshot(metadata: Manifest["metadata"], source: { pvc: st
  * pkg/utils: AnnDeletionSecretRefName and AnnDeletionSecretRefNamespace). It writes them on a content it provisions,
  * from the class's parameters; a pre-provisioned content must carry them itself.
  */
-export const DELETION_SECRET_ANNOTATIONS = ["snapshot.storage.kubernetes.io/deletion-secret-name", "snapshot.storage.kubernetes.io/deletion-secret-namespace"] as const;
+export const DELETION_SECRET_ANNOTATIONS = [
+  "snapshot.storage.kubernetes.io/deletion-secret-name",
+  "snapshot.storage.kubernetes.io/deletion-secret-namespace",
+] as const;
 
 /**
  * docs/architecture.md, Security: moving a snapshot, step 2: a pre-provisioned content naming the same storage snapshot by its handle, with what the
@@ -223,9 +226,15 @@ export function workerJob(input: WorkerJobInput): Manifest {
                 CLUSTER_NAME: config.clusterName,
                 RESTIC_CACHE_DIR: CACHE_PATH,
                 ...(config.progressSinkUrl
-                  ? { PROGRESS_SINK_URL: config.progressSinkUrl, PROGRESS_TOKEN_FILE: `${PROGRESS_TOKEN_PATH}/token`, ...(config.progressIntervalSeconds ? { PROGRESS_INTERVAL: `${config.progressIntervalSeconds}s` } : {}) }
+                  ? {
+                      PROGRESS_SINK_URL: config.progressSinkUrl,
+                      PROGRESS_TOKEN_FILE: `${PROGRESS_TOKEN_PATH}/token`,
+                      ...(config.progressIntervalSeconds ? { PROGRESS_INTERVAL: `${config.progressIntervalSeconds}s` } : {}),
+                    }
                   : {}),
-                ...(input.shownIn && input.shownIn !== input.metadata.namespace ? { REPOSITORY_SHOWN_AS: `Secret ${input.metadata.namespace}/${input.repositorySecret}` } : {}),
+                ...(input.shownIn && input.shownIn !== input.metadata.namespace
+                  ? { REPOSITORY_SHOWN_AS: `Secret ${input.metadata.namespace}/${input.repositorySecret}` }
+                  : {}),
                 ...input.env,
               }).map(([name, value]) => ({ name, value })),
               volumeMounts: [
@@ -246,7 +255,16 @@ export function workerJob(input: WorkerJobInput): Manifest {
             // Not an API token: one bound to this pod, for the progress audience only, which the function checks
             // against the pod's labels. The kubelet refreshes it.
             ...(config.progressSinkUrl
-              ? [{ name: "progress-token", projected: { sources: [{ serviceAccountToken: { audience: config.progressAudience ?? DEFAULT_PROGRESS_AUDIENCE, expirationSeconds: 3600, path: "token" } }] } }]
+              ? [
+                  {
+                    name: "progress-token",
+                    projected: {
+                      sources: [
+                        { serviceAccountToken: { audience: config.progressAudience ?? DEFAULT_PROGRESS_AUDIENCE, expirationSeconds: 3600, path: "token" } },
+                      ],
+                    },
+                  },
+                ]
               : []),
           ],
         },

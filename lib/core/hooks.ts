@@ -51,14 +51,22 @@ export function planHooks(spec: Pick<BackupJobSpec, "beforeSnapshot" | "afterSna
     const annotation = which === "before" ? Annotation.BeforeBackup : Annotation.AfterBackup;
     const chosen = own !== undefined && own.trim() !== "" ? targets : targets.filter((t) => t.pod.metadata.annotations?.[annotation]?.trim());
     if (chosen.length === 0) return undefined;
-    if (chosen.length > MAX_HOOK_TARGETS) return { error: `${chosen.length} pods mount PVC ${namespace}/${pvc}; a ${WHAT[which]} runs in at most ${MAX_HOOK_TARGETS}.` };
+    if (chosen.length > MAX_HOOK_TARGETS)
+      return { error: `${chosen.length} pods mount PVC ${namespace}/${pvc}; a ${WHAT[which]} runs in at most ${MAX_HOOK_TARGETS}.` };
     let command = own?.trim() ? own : undefined;
     if (command === undefined) {
       const commands = new Set(chosen.map((t) => t.pod.metadata.annotations?.[annotation] ?? ""));
-      if (commands.size > 1) return { error: `The pods that mount PVC ${namespace}/${pvc} disagree on their ${annotation} annotation (${chosen.map((t) => t.pod.metadata.name).join(", ")}); give them one command, or set it on the BackupJob.` };
+      if (commands.size > 1)
+        return {
+          error: `The pods that mount PVC ${namespace}/${pvc} disagree on their ${annotation} annotation (${chosen.map((t) => t.pod.metadata.name).join(", ")}); give them one command, or set it on the BackupJob.`,
+        };
       command = [...commands][0] ?? "";
     }
-    return { command, from: own?.trim() ? "BackupJob" : "Annotation", targets: chosen.map((t) => ({ pod: t.pod.metadata.name ?? "", container: t.container })) };
+    return {
+      command,
+      from: own?.trim() ? "BackupJob" : "Annotation",
+      targets: chosen.map((t) => ({ pod: t.pod.metadata.name ?? "", container: t.container })),
+    };
   };
   const before = one("before");
   const after = one("after");
@@ -67,7 +75,10 @@ export function planHooks(spec: Pick<BackupJobSpec, "beforeSnapshot" | "afterSna
   const a = after as HookRun | undefined;
   if (!b && !a) {
     const asked = [spec.beforeSnapshot?.trim() && "before", spec.afterSnapshot?.trim() && "after"].filter(Boolean);
-    return { hooks: undefined, ...(asked.length > 0 ? { note: `No running pod mounts PVC ${namespace}/${pvc}: its ${asked.join(" and ")}-snapshot hook had nowhere to run.` } : {}) };
+    return {
+      hooks: undefined,
+      ...(asked.length > 0 ? { note: `No running pod mounts PVC ${namespace}/${pvc}: its ${asked.join(" and ")}-snapshot hook had nowhere to run.` } : {}),
+    };
   }
   return { hooks: { ...(b ? { before: b } : {}), ...(a ? { after: a } : {}) } };
 }
@@ -79,11 +90,17 @@ export type StreamPlan = NonNullable<BackupJobStatus["stream"]>;
  * the ros.io/backup-command annotation of a pod that mounts the PVC; run in the first running pod that mounts it
  * (by name), in the first container that mounts it. Undefined when neither asks for one.
  */
-export function planStream(spec: Pick<BackupJobSpec, "backupCommand">, pods: readonly Pod[], pvc: string, namespace: string): { stream: StreamPlan } | { error: string } | undefined {
+export function planStream(
+  spec: Pick<BackupJobSpec, "backupCommand">,
+  pods: readonly Pod[],
+  pvc: string,
+  namespace: string,
+): { stream: StreamPlan } | { error: string } | undefined {
   const targets = hookTargets(pods, pvc);
   const own = spec.backupCommand?.trim() ? spec.backupCommand : undefined;
   const target = own ? targets[0] : targets.find((t) => t.pod.metadata.annotations?.[Annotation.BackupCommand]?.trim());
-  if (!target) return own ? { error: `No running pod mounts PVC ${namespace}/${pvc}: its backupCommand runs in the first container that mounts it.` } : undefined;
+  if (!target)
+    return own ? { error: `No running pod mounts PVC ${namespace}/${pvc}: its backupCommand runs in the first container that mounts it.` } : undefined;
   return {
     stream: {
       command: own ?? target.pod.metadata.annotations?.[Annotation.BackupCommand] ?? "",
@@ -128,9 +145,12 @@ export function beforeHookFailed(hooks: Hooks | undefined): boolean {
 export function describeHook(which: HookWhich, run: HookRun): string {
   const where = run.targets.map((t) => `${t.pod}/${t.container}`).join(", ");
   const how =
-    run.outcome === HookOutcome.Succeeded ? "succeeded"
-      : run.outcome === HookOutcome.TimedOut ? "timed out"
-        : run.outcome === HookOutcome.Interrupted ? "was interrupted (Walle stopped while it ran)"
+    run.outcome === HookOutcome.Succeeded
+      ? "succeeded"
+      : run.outcome === HookOutcome.TimedOut
+        ? "timed out"
+        : run.outcome === HookOutcome.Interrupted
+          ? "was interrupted (Walle stopped while it ran)"
           : "failed";
   return `The ${WHAT[which]} (${run.from === "Annotation" ? "from the pods' annotation" : "from the BackupJob"}) ${how} in ${where}.${run.output ? ` Output: ${run.output}` : ""}`;
 }
@@ -140,9 +160,15 @@ export function hooksCondition(hooks: Hooks): { status: "True" | "False"; reason
   const ran = (["before", "after"] as const).flatMap((w) => (hooks[w]?.finishTime ? [describeHook(w, hooks[w])] : []));
   const running = runningHook(hooks);
   // What ended stays in the message (noteHooks records an Event for an end the message does not show yet).
-  if (running) return { status: "False", reason: ConditionReason.HookRunning, message: [...ran, `Running the ${WHAT[running]} in ${hooks[running]?.targets.map((t) => `${t.pod}/${t.container}`).join(", ")}.`].join(" ") };
+  if (running)
+    return {
+      status: "False",
+      reason: ConditionReason.HookRunning,
+      message: [...ran, `Running the ${WHAT[running]} in ${hooks[running]?.targets.map((t) => `${t.pod}/${t.container}`).join(", ")}.`].join(" "),
+    };
   const failed = (["before", "after"] as const).find((w) => hooks[w]?.finishTime && hooks[w].outcome !== HookOutcome.Succeeded);
-  if (failed) return { status: "False", reason: failed === "before" ? ConditionReason.BeforeHookFailed : ConditionReason.AfterHookFailed, message: ran.join(" ") };
+  if (failed)
+    return { status: "False", reason: failed === "before" ? ConditionReason.BeforeHookFailed : ConditionReason.AfterHookFailed, message: ran.join(" ") };
   const pending = (["before", "after"] as const).find((w) => hooks[w] && !hooks[w].finishTime);
   if (pending) return { status: "False", reason: ConditionReason.HookRunning, message: [...ran, `The ${WHAT[pending]} is still to run.`].join(" ") };
   return { status: "True", reason: ConditionReason.HooksSucceeded, message: ran.join(" ") };

@@ -12,7 +12,10 @@ export function shortHash(text: string, length = 8): string {
 
 /** `parts` joined by '-', or, when too long, a prefix of it plus a hash of the whole; always a valid DNS label. */
 export function boundedName(parts: readonly string[], limit = NAME_LIMIT): string {
-  const full = parts.join("-").toLowerCase().replace(/[^a-z0-9-]/g, "-");
+  const full = parts
+    .join("-")
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, "-");
   if (full.length <= limit) return full;
   const hash = shortHash(full);
   const prefix = full.slice(0, limit - hash.length - 1).replace(/-+$/, "");

@@ -20,28 +20,32 @@ const asModel =
   <S extends z.ZodType>(schema: S & (z.output<S> extends DeepPartial<M> ? unknown : never)): z.ZodType<M> =>
     schema as unknown as z.ZodType<M>;
 
-export const pvcSchema = asModel<PvcModel>()(z.looseObject({
-  metadata: meta,
-  spec: z.looseObject({
-    storageClassName: z.string().optional(),
-    volumeName: z.string().optional(),
-    accessModes: z.array(z.string()).optional(),
-    resources: z.looseObject({ requests: z.record(z.string(), z.string()).optional() }).optional(),
-    dataSource: z.looseObject({ kind: z.string(), name: z.string(), apiGroup: z.string().optional() }).optional(),
+export const pvcSchema = asModel<PvcModel>()(
+  z.looseObject({
+    metadata: meta,
+    spec: z.looseObject({
+      storageClassName: z.string().optional(),
+      volumeName: z.string().optional(),
+      accessModes: z.array(z.string()).optional(),
+      resources: z.looseObject({ requests: z.record(z.string(), z.string()).optional() }).optional(),
+      dataSource: z.looseObject({ kind: z.string(), name: z.string(), apiGroup: z.string().optional() }).optional(),
+    }),
+    status: z.looseObject({ phase: z.string().optional(), capacity: z.record(z.string(), z.string()).optional() }).optional(),
   }),
-  status: z.looseObject({ phase: z.string().optional(), capacity: z.record(z.string(), z.string()).optional() }).optional(),
-}));
+);
 export type Pvc = PvcModel;
 
-export const pvSchema = asModel<PvModel>()(z.looseObject({
-  metadata: meta,
-  spec: z.looseObject({
-    persistentVolumeReclaimPolicy: z.string().optional(),
-    storageClassName: z.string().optional(),
-    claimRef: z.looseObject({ name: z.string().optional(), namespace: z.string().optional(), uid: z.string().optional() }).optional(),
+export const pvSchema = asModel<PvModel>()(
+  z.looseObject({
+    metadata: meta,
+    spec: z.looseObject({
+      persistentVolumeReclaimPolicy: z.string().optional(),
+      storageClassName: z.string().optional(),
+      claimRef: z.looseObject({ name: z.string().optional(), namespace: z.string().optional(), uid: z.string().optional() }).optional(),
+    }),
+    status: z.looseObject({ phase: z.string().optional() }).optional(),
   }),
-  status: z.looseObject({ phase: z.string().optional() }).optional(),
-}));
+);
 export type Pv = PvModel;
 
 export const storageClassSchema = asModel<StorageClassModel>()(z.looseObject({ metadata: meta, provisioner: z.string() }));
@@ -85,7 +89,12 @@ export const volumeSnapshotContentSchema = z.looseObject({
     source: z.looseObject({ volumeHandle: z.string().optional(), snapshotHandle: z.string().optional() }),
   }),
   status: z
-    .looseObject({ snapshotHandle: z.string().optional(), readyToUse: z.boolean().optional(), restoreSize: z.number().optional(), error: snapshotError.optional() })
+    .looseObject({
+      snapshotHandle: z.string().optional(),
+      readyToUse: z.boolean().optional(),
+      restoreSize: z.number().optional(),
+      error: snapshotError.optional(),
+    })
     .optional(),
 });
 export type VolumeSnapshotContent = z.output<typeof volumeSnapshotContentSchema>;
@@ -95,59 +104,69 @@ const terminatedSchema = z.looseObject({
   reason: z.string().optional(),
   message: z.string().optional(),
   // metav1.Time marshals its zero value as null.
-  startedAt: z.string().nullish().transform((v) => v ?? undefined),
-  finishedAt: z.string().nullish().transform((v) => v ?? undefined),
+  startedAt: z
+    .string()
+    .nullish()
+    .transform((v) => v ?? undefined),
+  finishedAt: z
+    .string()
+    .nullish()
+    .transform((v) => v ?? undefined),
 });
 
-export const podSchema = asModel<PodModel>()(z.looseObject({
-  metadata: meta,
-  spec: z.looseObject({
-    volumes: z.array(z.looseObject({ name: z.string(), persistentVolumeClaim: z.looseObject({ claimName: z.string() }).optional() })).optional(),
-    containers: z.array(z.looseObject({ name: z.string(), volumeMounts: z.array(z.looseObject({ name: z.string() })).optional() })).optional(),
-  }),
-  status: z
-    .looseObject({
-      phase: z.string().optional(),
-      reason: z.string().optional(),
-      message: z.string().optional(),
-      containerStatuses: z
-        .array(
-          z.looseObject({
-            name: z.string(),
-            state: z.looseObject({
-              waiting: z.looseObject({ reason: z.string().optional(), message: z.string().optional() }).optional(),
-              running: z.looseObject({}).optional(),
-              terminated: terminatedSchema.optional(),
+export const podSchema = asModel<PodModel>()(
+  z.looseObject({
+    metadata: meta,
+    spec: z.looseObject({
+      volumes: z.array(z.looseObject({ name: z.string(), persistentVolumeClaim: z.looseObject({ claimName: z.string() }).optional() })).optional(),
+      containers: z.array(z.looseObject({ name: z.string(), volumeMounts: z.array(z.looseObject({ name: z.string() })).optional() })).optional(),
+    }),
+    status: z
+      .looseObject({
+        phase: z.string().optional(),
+        reason: z.string().optional(),
+        message: z.string().optional(),
+        containerStatuses: z
+          .array(
+            z.looseObject({
+              name: z.string(),
+              state: z.looseObject({
+                waiting: z.looseObject({ reason: z.string().optional(), message: z.string().optional() }).optional(),
+                running: z.looseObject({}).optional(),
+                terminated: terminatedSchema.optional(),
+              }),
+              lastState: z.looseObject({ terminated: terminatedSchema.optional() }).optional(),
             }),
-            lastState: z.looseObject({ terminated: terminatedSchema.optional() }).optional(),
-          }),
-        )
-        .optional(),
-    })
-    .optional(),
-}));
+          )
+          .optional(),
+      })
+      .optional(),
+  }),
+);
 export type Pod = PodModel;
 
-export const jobSchema = asModel<JobModel>()(z.looseObject({
-  metadata: meta,
-  status: z
-    .looseObject({
-      active: z.int().optional(),
-      ready: z.int().optional(),
-      succeeded: z.int().optional(),
-      failed: z.int().optional(),
-      startTime: z.string().optional(),
-      completionTime: z.string().optional(),
-      conditions: z
-        .array(z.looseObject({ type: z.string(), status: z.string(), reason: z.string().optional(), message: z.string().optional() }))
-        .optional(),
-    })
-    .optional(),
-}));
+export const jobSchema = asModel<JobModel>()(
+  z.looseObject({
+    metadata: meta,
+    status: z
+      .looseObject({
+        active: z.int().optional(),
+        ready: z.int().optional(),
+        succeeded: z.int().optional(),
+        failed: z.int().optional(),
+        startTime: z.string().optional(),
+        completionTime: z.string().optional(),
+        conditions: z.array(z.looseObject({ type: z.string(), status: z.string(), reason: z.string().optional(), message: z.string().optional() })).optional(),
+      })
+      .optional(),
+  }),
+);
 export type Job = JobModel;
 
 /** Whether the job controller has finished a Job, and how. */
-export function jobOutcome(job: { readonly status?: { readonly conditions?: readonly { readonly type: string; readonly status: string }[] } }): "Complete" | "Failed" | undefined {
+export function jobOutcome(job: {
+  readonly status?: { readonly conditions?: readonly { readonly type: string; readonly status: string }[] };
+}): "Complete" | "Failed" | undefined {
   const done = job.status?.conditions?.find((c) => (c.type === "Complete" || c.type === "Failed") && c.status === "True");
   return done?.type === "Complete" ? "Complete" : done?.type === "Failed" ? "Failed" : undefined;
 }

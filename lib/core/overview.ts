@@ -20,7 +20,12 @@ interface Condition {
 
 export interface ScheduleSeen {
   readonly metadata: Meta;
-  readonly spec?: { readonly suspend?: boolean; readonly interval?: string; readonly schedule?: string; readonly repository?: { readonly name?: string; readonly namespace?: string } };
+  readonly spec?: {
+    readonly suspend?: boolean;
+    readonly interval?: string;
+    readonly schedule?: string;
+    readonly repository?: { readonly name?: string; readonly namespace?: string };
+  };
   readonly status?: { readonly state?: string; readonly lastBackupRun?: string; readonly nextBackupRun?: string; readonly conditions?: readonly Condition[] };
 }
 export interface SetSeen {
@@ -68,7 +73,10 @@ const byName = <T extends { readonly name: string }>(a: T, b: T) => a.name.local
 export function overview(lists: { schedules: readonly ScheduleSeen[]; sets: readonly SetSeen[]; jobs: readonly JobSeen[] }): Overview {
   const schedules = lists.schedules.map((s): ScheduleRow => {
     const ready = findCondition(s.status?.conditions, BackupScheduleConditionType.BackupReady);
-    const problem = ready && ready.reason !== "Running" && ready.reason !== "Finished" && ready.reason !== "Waiting" && ready.reason !== "FinishedWithFailures" ? `${ready.reason}: ${ready.message ?? ""}` : undefined;
+    const problem =
+      ready && ready.reason !== "Running" && ready.reason !== "Finished" && ready.reason !== "Waiting" && ready.reason !== "FinishedWithFailures"
+        ? `${ready.reason}: ${ready.message ?? ""}`
+        : undefined;
     return {
       name: s.metadata.name ?? "",
       state: s.spec?.suspend ? "Suspended" : (s.status?.state ?? "Waiting"),

@@ -72,7 +72,8 @@ export function matchesLabels(selector: LabelSelector | undefined, labels: Reado
 
 type Fields = (o: Record<string, unknown>) => Record<string, string>;
 const str = (v: unknown): string => (v === undefined || v === null ? "" : String(v));
-const at = (o: Record<string, unknown>, ...path: string[]): unknown => path.reduce<unknown>((v, k) => (v && typeof v === "object" ? (v as Record<string, unknown>)[k] : undefined), o);
+const at = (o: Record<string, unknown>, ...path: string[]): unknown =>
+  path.reduce<unknown>((v, k) => (v && typeof v === "object" ? (v as Record<string, unknown>)[k] : undefined), o);
 
 /** The fields the API server's field selectors support, per kind (pkg/registry/core/{pod,persistentvolumeclaim}). */
 const FIELDS: Record<PlanType, Fields> = {
@@ -188,7 +189,11 @@ function candidates(plan: BackupPlan, index: InventoryIndex): readonly object[] 
   }
   if (namespaces) {
     const label = labels[0];
-    options.push(label === undefined ? namespaces.flatMap((ns) => index.byNamespace[plan.type].get(ns) ?? []) : namespaces.flatMap((ns) => index.byNamespaceLabel[plan.type].get(nsLabelKey(ns, label)) ?? []));
+    options.push(
+      label === undefined
+        ? namespaces.flatMap((ns) => index.byNamespace[plan.type].get(ns) ?? [])
+        : namespaces.flatMap((ns) => index.byNamespaceLabel[plan.type].get(nsLabelKey(ns, label)) ?? []),
+    );
   }
   for (const label of labels) options.push(index.byLabel[plan.type].get(label) ?? []);
   return options.reduce((a, b) => (b.length < a.length ? b : a));
@@ -201,7 +206,8 @@ export function selectPvcs(plans: readonly BackupPlan[], index: InventoryIndex):
 
   const pvcs = index.pvcByKey;
   const nsLabels = index.nsLabels;
-  const inNamespace = (plan: BackupPlan, ns: string) => !plan.namespaceSelector || (nsLabels.has(ns) && matchesLabels(plan.namespaceSelector, nsLabels.get(ns)));
+  const inNamespace = (plan: BackupPlan, ns: string) =>
+    !plan.namespaceSelector || (nsLabels.has(ns) && matchesLabels(plan.namespaceSelector, nsLabels.get(ns)));
 
   const chosen = new Map<string, Target>();
   const skipped = new Map<string, Skipped>();
@@ -216,8 +222,8 @@ export function selectPvcs(plans: readonly BackupPlan[], index: InventoryIndex):
         : pvc.metadata?.deletionTimestamp
           ? "the PVC is being deleted"
           : pvc.status?.phase !== "Bound"
-          ? `the PVC is ${pvc.status?.phase ?? "Pending"}, not Bound`
-          : undefined;
+            ? `the PVC is ${pvc.status?.phase ?? "Pending"}, not Bound`
+            : undefined;
     if (reason) skipped.set(key, { namespace, pvc: name, reason });
     else chosen.set(key, { namespace, pvc: name, plan });
   };
@@ -240,6 +246,7 @@ export function selectPvcs(plans: readonly BackupPlan[], index: InventoryIndex):
       }
     }
   });
-  const order = (a: { namespace: string; pvc: string }, b: { namespace: string; pvc: string }) => a.namespace.localeCompare(b.namespace) || a.pvc.localeCompare(b.pvc);
+  const order = (a: { namespace: string; pvc: string }, b: { namespace: string; pvc: string }) =>
+    a.namespace.localeCompare(b.namespace) || a.pvc.localeCompare(b.pvc);
   return { targets: [...chosen.values()].sort(order), skipped: [...skipped.values()].sort(order), errors: [] };
 }

@@ -53,7 +53,14 @@ export interface UnprivilegedMode {
 export type WorkerMode = { readonly privileged: true } | UnprivilegedMode;
 
 /** The default unprivileged worker: the images' non-root user. */
-export const UNPRIVILEGED: UnprivilegedMode = { privileged: false, runAsUser: NONROOT, runAsGroup: NONROOT, fsGroup: NONROOT, supplementalGroups: [], because: "namespace" };
+export const UNPRIVILEGED: UnprivilegedMode = {
+  privileged: false,
+  runAsUser: NONROOT,
+  runAsGroup: NONROOT,
+  fsGroup: NONROOT,
+  supplementalGroups: [],
+  because: "namespace",
+};
 
 /** Whether a namespace lets full-fidelity workers run: the install namespace always, others by an admin's annotation. */
 export function allowsPrivilegedWorkers(namespace: string, installNamespace: string, object: ObjectSummary | null | undefined): boolean {

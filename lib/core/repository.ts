@@ -11,7 +11,11 @@ import type { EventObject } from "./routing.ts";
 /** BackupJobs waiting for a turn, oldest first, at most `limit` of them (more could not start at once anyway). */
 export function planWake(jobs: readonly ObjectSummary[], limit: number): { namespace: string; name: string }[] {
   return jobs
-    .filter((j) => j.status?.phase === BackupJobPhase.CreatingSnapshot && findCondition(j.status.conditions, BackupJobConditionType.BackupState)?.reason === ConditionReason.RepositoryBusy)
+    .filter(
+      (j) =>
+        j.status?.phase === BackupJobPhase.CreatingSnapshot &&
+        findCondition(j.status.conditions, BackupJobConditionType.BackupState)?.reason === ConditionReason.RepositoryBusy,
+    )
     .sort((a, b) => (a.metadata.creationTimestamp ?? "").localeCompare(b.metadata.creationTimestamp ?? ""))
     .slice(0, limit)
     .map((j) => ({ namespace: j.metadata.namespace ?? "", name: j.metadata.name ?? "" }));

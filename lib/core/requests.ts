@@ -64,14 +64,22 @@ const requested = (namespace: string, name: string, requestId: string) => ({
 export function forcedBackupJob(req: BackupRequest, requestId: string, defaults: Defaults): Manifest | Refusal {
   const repository = requestedRepository(req, defaults);
   if (!repository) {
-    return { refused: "data.repository is required: no default repository is configured (WALLE_DEFAULT_REPOSITORY)", issues: [{ path: "data.repository", message: "is required" }] };
+    return {
+      refused: "data.repository is required: no default repository is configured (WALLE_DEFAULT_REPOSITORY)",
+      issues: [{ path: "data.repository", message: "is required" }],
+    };
   }
   const repoNs = repository.namespace;
   // Anyone in the cluster can send this event: never let it carry one tenant's data into another's repository.
   if (repoNs !== req.namespace && repoNs !== defaults.installNamespace) {
     return {
       refused: `data.repository.namespace must be ${req.namespace} (the PVC's) or ${defaults.installNamespace}`,
-      issues: [{ path: "data.repository.namespace", message: `a PVC in ${req.namespace} may be backed up only into its own namespace's or the install namespace's repository` }],
+      issues: [
+        {
+          path: "data.repository.namespace",
+          message: `a PVC in ${req.namespace} may be backed up only into its own namespace's or the install namespace's repository`,
+        },
+      ],
     };
   }
   return {
@@ -91,7 +99,12 @@ export function forcedBackupRestore(req: RestoreRequest, requestId: string, defa
   if (repoNs !== req.namespace && repoNs !== defaults.installNamespace) {
     return {
       refused: `data.repository.namespace must be ${req.namespace} (the target's) or ${defaults.installNamespace}`,
-      issues: [{ path: "data.repository.namespace", message: `a restore into ${req.namespace} may read only its own namespace's or the install namespace's repository` }],
+      issues: [
+        {
+          path: "data.repository.namespace",
+          message: `a restore into ${req.namespace} may read only its own namespace's or the install namespace's repository`,
+        },
+      ],
     };
   }
   const { namespace, ...spec } = req;
@@ -125,5 +138,8 @@ export function progressSubject(subject: string | undefined, kind: "BackupJob" |
   const plural = kind === "BackupJob" ? "backupjobs" : "backuprestores";
   const m = new RegExp(`^/apis/ros\\.io/v1/namespaces/([^/]+)/${plural}/([^/]+)$`).exec(subject ?? "");
   if (m?.[1] && m[2]) return { namespace: m[1], name: m[2] };
-  return { refused: `subject must be the ${kind}'s path, /apis/ros.io/v1/namespaces/<ns>/${plural}/<name>`, issues: [{ path: "subject", message: `not a ${kind} path` }] };
+  return {
+    refused: `subject must be the ${kind}'s path, /apis/ros.io/v1/namespaces/<ns>/${plural}/<name>`,
+    issues: [{ path: "subject", message: `not a ${kind} path` }],
+  };
 }

@@ -90,5 +90,9 @@ function wholeSecond(t: Date): Date {
 
 /** A slot's id in names and labels: its UTC time to the second, `20261202t060000z`. */
 export function slotId(slot: Date): string {
-  return slot.toISOString().replace(/\.\d{3}Z$/, "Z").replace(/[-:]/g, "").toLowerCase();
+  return slot
+    .toISOString()
+    .replace(/\.\d{3}Z$/, "Z")
+    .replace(/[-:]/g, "")
+    .toLowerCase();
 }

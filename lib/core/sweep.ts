@@ -40,7 +40,11 @@ export function resyncReads(seen: Partial<ResyncObserved>): ReadPlan<ResyncObser
     return Object.fromEntries(CHILD_KINDS.map((kind) => [kind, { list: kind, labelSelector, summary: true }]));
   }
   if (seen.backupJobs !== undefined) return {};
-  return { backupJobs: { list: "BackupJob", summary: true }, backupRestores: { list: "BackupRestore", summary: true }, backupSets: { list: "BackupSet", summary: true } };
+  return {
+    backupJobs: { list: "BackupJob", summary: true },
+    backupRestores: { list: "BackupRestore", summary: true },
+    backupSets: { list: "BackupSet", summary: true },
+  };
 }
 
 export interface ResyncPlan {
@@ -69,7 +73,15 @@ export function planResync(w: ResyncObserved): ResyncPlan {
       if (type !== JobType.Backup && type !== JobType.Restore) continue;
       const owner = key(labels[Label.OwnerNamespace], labels[type === JobType.Backup ? Label.BackupJob : Label.BackupRestore]);
       if (live[type].has(owner)) continue;
-      sweep.push({ op: "delete", target: { apiVersion: API_VERSIONS[kind], kind, name: child.metadata.name ?? "", ...(child.metadata.namespace ? { namespace: child.metadata.namespace } : {}) } });
+      sweep.push({
+        op: "delete",
+        target: {
+          apiVersion: API_VERSIONS[kind],
+          kind,
+          name: child.metadata.name ?? "",
+          ...(child.metadata.namespace ? { namespace: child.metadata.namespace } : {}),
+        },
+      });
     }
   }
   return {

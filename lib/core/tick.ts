@@ -97,20 +97,31 @@ export function planTick(w: TickObserved, config: WalleConfig, now: Date, scope:
   const byRepository = groupBy(jobs, (j) => `${j.metadata?.namespace ?? ""}/${j.metadata?.labels?.[Label.Repository] ?? ""}`);
   // No worker of the cluster running at all: the only moment a lock of this cluster's workers is known to be stale.
   const quietSince = w.readAt && !jobs.some(isActiveJob) ? w.readAt : undefined;
-  const inventory = w.pvcs ? indexInventory({ pvcs: w.pvcs, ...(w.pods ? { pods: w.pods } : {}), ...(w.namespaces ? { namespaces: w.namespaces } : {}) }) : undefined;
+  const inventory = w.pvcs
+    ? indexInventory({ pvcs: w.pvcs, ...(w.pods ? { pods: w.pods } : {}), ...(w.namespaces ? { namespaces: w.namespaces } : {}) })
+    : undefined;
   const plans: SchedulePlan[] = [];
   for (const [index, parsed] of parseSchedules(w.schedules).entries()) {
     if (!parsed.success) {
       const invalid = invalidSchedule(w.schedules?.[index], parsed.error.issues, now);
-      if (invalid && (scope.schedule === undefined || invalid.name === scope.schedule) && !scope.settled && (!scope.requested || invalid.answers)) plans.push(invalid);
+      if (invalid && (scope.schedule === undefined || invalid.name === scope.schedule) && !scope.settled && (!scope.requested || invalid.answers))
+        plans.push(invalid);
       continue;
     }
     const schedule = parsed.data;
     if (!inScope(schedule, scope) || schedule.metadata.deletionTimestamp) continue;
     const name = schedule.metadata.name ?? "";
-    const sameSchedule = { name, ...(schedule.metadata.uid ? { uid: schedule.metadata.uid } : {}), ...(schedule.metadata.resourceVersion ? { resourceVersion: schedule.metadata.resourceVersion } : {}), before: schedule.status ?? {} };
+    const sameSchedule = {
+      name,
+      ...(schedule.metadata.uid ? { uid: schedule.metadata.uid } : {}),
+      ...(schedule.metadata.resourceVersion ? { resourceVersion: schedule.metadata.resourceVersion } : {}),
+      before: schedule.status ?? {},
+    };
     if (scope.settled) {
-      plans.push({ ...sameSchedule, decision: settledSchedule({ schedule, sets: sets.get(name) ?? [], jobs: bySchedule.get(name) ?? [], repositoryJobs: [] }, config, now) });
+      plans.push({
+        ...sameSchedule,
+        decision: settledSchedule({ schedule, sets: sets.get(name) ?? [], jobs: bySchedule.get(name) ?? [], repositoryJobs: [] }, config, now),
+      });
       continue;
     }
     const manual = manualRun(schedule, scope);
@@ -139,12 +150,20 @@ export function planTick(w: TickObserved, config: WalleConfig, now: Date, scope:
  * A schedule the API server accepted and Walle cannot read: BackupReady False, naming each field; nothing runs. A
  * run its annotation asks for is answered with the same words (`answers`), so whoever asked is not left waiting.
  */
-function invalidSchedule(raw: unknown, issues: readonly { path: readonly PropertyKey[]; message: string }[], now: Date): (SchedulePlan & { answers: boolean }) | undefined {
+function invalidSchedule(
+  raw: unknown,
+  issues: readonly { path: readonly PropertyKey[]; message: string }[],
+  now: Date,
+): (SchedulePlan & { answers: boolean }) | undefined {
   const meta = (raw as { metadata?: { name?: string; uid?: string; resourceVersion?: string; annotations?: unknown } } | undefined)?.metadata;
   if (!meta?.name) return undefined;
   const status = resourceSchemas.BackupSchedule.shape.status.safeParse((raw as { status?: unknown }).status).data ?? {};
   const message = `The BackupSchedule is invalid: ${issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`;
-  const conditions = setCondition(status.conditions, { type: BackupScheduleConditionType.BackupReady, status: ConditionStatus.False, reason: ConditionReason.InvalidSpec, message }, now);
+  const conditions = setCondition(
+    status.conditions,
+    { type: BackupScheduleConditionType.BackupReady, status: ConditionStatus.False, reason: ConditionReason.InvalidSpec, message },
+    now,
+  );
   const annotations = z.record(z.string(), z.string()).safeParse(meta.annotations).data;
   const asked = pendingBackupRequest({ metadata: { ...(annotations ? { annotations } : {}) }, status });
   return {
@@ -154,7 +173,11 @@ function invalidSchedule(raw: unknown, issues: readonly { path: readonly Propert
     before: status,
     decision: {
       actions: [],
-      status: { ...status, conditions, ...(asked ? { lastBackupRequest: { id: asked.requestId, time: rfc3339(now), message: `No backup started: ${message}` } } : {}) },
+      status: {
+        ...status,
+        conditions,
+        ...(asked ? { lastBackupRequest: { id: asked.requestId, time: rfc3339(now), message: `No backup started: ${message}` } } : {}),
+      },
       events: [],
     },
     answers: asked !== undefined,

@@ -31,7 +31,12 @@ export async function read<S extends z.ZodType>(api: RestClient, schema: S, path
 const listSchema = z.object({ items: z.array(z.unknown()) });
 
 /** LIST and parse each item. */
-export async function list<S extends z.ZodType>(api: RestClient, schema: S, path: string, query: Readonly<Record<string, string>> = {}): Promise<z.output<S>[]> {
+export async function list<S extends z.ZodType>(
+  api: RestClient,
+  schema: S,
+  path: string,
+  query: Readonly<Record<string, string>> = {},
+): Promise<z.output<S>[]> {
   const res = listSchema.parse(await api.get<unknown>(path, query));
   return res.items.map((i) => schema.parse(i));
 }
@@ -52,7 +57,8 @@ export async function perform(api: RestClient, action: Action, uids: Uids = new 
       const m = action.ownedBy ? await withOwner(api, action.manifest, action.ownedBy, uids) : action.manifest;
       const created = await api.create<unknown>(collectionPath(kindOf(m.kind), m.metadata.namespace), m).catch((e: unknown) => {
         // A namespace being deleted takes everything in it: what would be made there would go at once.
-        if (!isAlreadyExists(e) && !isNamespaceTerminating(e)) throw new Error(`create ${m.kind} ${m.metadata.namespace ?? ""}/${m.metadata.name}`, { cause: e });
+        if (!isAlreadyExists(e) && !isNamespaceTerminating(e))
+          throw new Error(`create ${m.kind} ${m.metadata.namespace ?? ""}/${m.metadata.name}`, { cause: e });
         return undefined;
       });
       const uid = uidSchema.safeParse(created).data?.metadata.uid;
@@ -123,10 +129,18 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
  * scales out, and the tick resyncs) moved the object on meanwhile, the API server answers 409 and this stale
  * decision is dropped, to be made again on fresh state when the event is retried.
  */
-export async function writeStatus(api: RestClient, path: string, before: unknown, after: unknown, resourceVersion?: string): Promise<{ changed: boolean; resourceVersion?: string }> {
+export async function writeStatus(
+  api: RestClient,
+  path: string,
+  before: unknown,
+  after: unknown,
+  resourceVersion?: string,
+): Promise<{ changed: boolean; resourceVersion?: string }> {
   const patch = mergePatch(before ?? {}, after);
   if (isPlainObject(patch) && Object.keys(patch).length === 0) return { changed: false, ...(resourceVersion ? { resourceVersion } : {}) };
-  const written = writtenSchema.safeParse(await api.patch<unknown>(`${path}/status`, { ...(resourceVersion ? { metadata: { resourceVersion } } : {}), status: patch }));
+  const written = writtenSchema.safeParse(
+    await api.patch<unknown>(`${path}/status`, { ...(resourceVersion ? { metadata: { resourceVersion } } : {}), status: patch }),
+  );
   const version = written.data?.metadata.resourceVersion;
   return { changed: true, ...(version ? { resourceVersion: version } : {}) };
 }
@@ -142,21 +156,29 @@ export interface Regarding {
 }
 
 /** Records an events.k8s.io/v1 Event about an object, as `kubectl describe` and `kubectl events` show them. */
-export async function recordEvent(api: RestClient, regarding: Regarding, event: KubeEvent, controller: { name: string; instance: string }, now: Date): Promise<void> {
+export async function recordEvent(
+  api: RestClient,
+  regarding: Regarding,
+  event: KubeEvent,
+  controller: { name: string; instance: string },
+  now: Date,
+): Promise<void> {
   const namespace = regarding.namespace ?? "default";
-  await api.create(collectionPath("Event", namespace), {
-    apiVersion: "events.k8s.io/v1",
-    kind: "Event",
-    metadata: { name: `${regarding.name}.${randomBytes(8).toString("hex")}`, namespace },
-    eventTime: now.toISOString().replace(/Z$/, "000Z"),
-    reportingController: controller.name,
-    reportingInstance: controller.instance,
-    action: event.reason,
-    reason: event.reason,
-    type: event.type,
-    note: event.note.slice(0, 1024),
-    regarding,
-  }).catch((e: unknown) => {
-    if (!isNamespaceTerminating(e)) throw e;
-  });
+  await api
+    .create(collectionPath("Event", namespace), {
+      apiVersion: "events.k8s.io/v1",
+      kind: "Event",
+      metadata: { name: `${regarding.name}.${randomBytes(8).toString("hex")}`, namespace },
+      eventTime: now.toISOString().replace(/Z$/, "000Z"),
+      reportingController: controller.name,
+      reportingInstance: controller.instance,
+      action: event.reason,
+      reason: event.reason,
+      type: event.type,
+      note: event.note.slice(0, 1024),
+      regarding,
+    })
+    .catch((e: unknown) => {
+      if (!isNamespaceTerminating(e)) throw e;
+    });
 }

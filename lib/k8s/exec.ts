@@ -75,9 +75,19 @@ export interface ExecOptions {
   readonly signal?: AbortSignal;
 }
 
-export async function execInContainer(api: RestClient, target: ExecTarget, command: readonly string[], timeoutMs: number, opts: ExecOptions = {}): Promise<ExecResult> {
+export async function execInContainer(
+  api: RestClient,
+  target: ExecTarget,
+  command: readonly string[],
+  timeoutMs: number,
+  opts: ExecOptions = {},
+): Promise<ExecResult> {
   const keep = opts.keep ?? 2048;
-  const { url, headers, agent } = await api.connection(`${objectPath("Pod", target.pod, target.namespace)}/exec`, { container: target.container, stdout: true, stderr: true });
+  const { url, headers, agent } = await api.connection(`${objectPath("Pod", target.pod, target.namespace)}/exec`, {
+    container: target.container,
+    stdout: true,
+    stderr: true,
+  });
   for (const c of command) url.searchParams.append("command", c);
   url.protocol = url.protocol === "http:" ? "ws:" : "wss:";
   const output = new Tail(keep);
@@ -104,7 +114,13 @@ export async function execInContainer(api: RestClient, target: ExecTarget, comma
         const text = Buffer.concat(chunks).toString("utf8");
         const parsed = statusSchema.safeParse(safeJson(text));
         const s = parsed.success ? parsed.data : {};
-        finish(new ApiError(res.statusCode ?? 0, s.reason ?? "Unknown", `exec in pod ${target.namespace}/${target.pod}: ${res.statusCode} ${s.message ?? text.slice(0, 500)}`));
+        finish(
+          new ApiError(
+            res.statusCode ?? 0,
+            s.reason ?? "Unknown",
+            `exec in pod ${target.namespace}/${target.pod}: ${res.statusCode} ${s.message ?? text.slice(0, 500)}`,
+          ),
+        );
       });
     });
     const sink = opts.stdout;
@@ -123,7 +139,8 @@ export async function execInContainer(api: RestClient, target: ExecTarget, comma
           sink.once("drain", () => ws.resume());
         }
       } else if (channel === STDOUT || channel === STDERR) output.push(body);
-      else if (channel === ERROR && body.length > 0) status = statusSchema.safeParse(safeJson(body.toString("utf8"))).data ?? { message: body.toString("utf8") };
+      else if (channel === ERROR && body.length > 0)
+        status = statusSchema.safeParse(safeJson(body.toString("utf8"))).data ?? { message: body.toString("utf8") };
     });
     ws.on("close", () => {
       const exitCode = status ? exitCodeOf(status) : undefined;

@@ -39,7 +39,10 @@ export interface StepResult {
 const MAX_READ_ROUNDS = 4;
 
 type Kind = "BackupJob" | "BackupRestore" | "BackupSet" | "BackupSchedule";
-type Walle = { metadata: { name?: string; namespace?: string; uid?: string; resourceVersion?: string; deletionTimestamp?: string; labels?: Record<string, string> }; status?: unknown };
+type Walle = {
+  metadata: { name?: string; namespace?: string; uid?: string; resourceVersion?: string; deletionTimestamp?: string; labels?: Record<string, string> };
+  status?: unknown;
+};
 
 /**
  * One step of one object: observe → decide → act. Returns `found: false` when the object does not exist, and
@@ -112,7 +115,12 @@ export interface DecisionTarget {
 }
 
 /** Carries out a decision about one of Walle's objects: actions, one status write, the clean-up after it, Events. */
-export async function apply<S extends { phase?: string; state?: string }>(ctx: ExecutorContext, target: DecisionTarget, before: S, decision: Decision<S>): Promise<StepResult> {
+export async function apply<S extends { phase?: string; state?: string }>(
+  ctx: ExecutorContext,
+  target: DecisionTarget,
+  before: S,
+  decision: Decision<S>,
+): Promise<StepResult> {
   const path = objectPath(target.kind, target.name, target.namespace);
   await performAll(ctx.api, decision.actions);
   const written = await writeStatus(ctx.api, path, before, decision.status, target.resourceVersion);
@@ -121,7 +129,13 @@ export async function apply<S extends { phase?: string; state?: string }>(ctx: E
   // The decision is stored: its Events now, before anything that follows it (a clean-up's CleanedUp, a hook's end)
   // can be seen, so whoever sees the object settled finds them. Cluster-scoped objects (BackupSets) get theirs in
   // the install namespace, where `kubectl events` finds them.
-  const regarding = { apiVersion: API_VERSION, kind: target.kind, namespace: target.namespace ?? ctx.config.installNamespace, name: target.name, uid: target.uid };
+  const regarding = {
+    apiVersion: API_VERSION,
+    kind: target.kind,
+    namespace: target.namespace ?? ctx.config.installNamespace,
+    name: target.name,
+    uid: target.uid,
+  };
   for (const e of decision.events) await recordEvent(ctx.api, regarding, e, ctx.controller, ctx.now());
   // Its start is written (with the precondition: of two instances only one gets here), so its end will be looked for.
   if (decision.hook) await performHook(ctx.api, ctx.config.installNamespace, decision.hook, ctx.now, ctx.log);
@@ -135,9 +149,18 @@ export async function apply<S extends { phase?: string; state?: string }>(ctx: E
   const to = phaseOf(status);
   if (from !== to) {
     const where = target.namespace ? `${target.namespace}/${target.name}` : target.name;
-    ctx.log.info({ from: from ?? "NotStarted", to, actions: decision.actions.length + (decision.then?.actions.length ?? 0) }, `${target.kind} ${where} moved to ${to}`);
+    ctx.log.info(
+      { from: from ?? "NotStarted", to, actions: decision.actions.length + (decision.then?.actions.length ?? 0) },
+      `${target.kind} ${where} moved to ${to}`,
+    );
   }
-  return { found: true, changed, phase: to, ...(decision.requeueAfter !== undefined ? { requeueAfter: decision.requeueAfter } : {}), ...(decision.hook ? { ranHook: true } : {}) };
+  return {
+    found: true,
+    changed,
+    phase: to,
+    ...(decision.requeueAfter !== undefined ? { requeueAfter: decision.requeueAfter } : {}),
+    ...(decision.hook ? { ranHook: true } : {}),
+  };
 }
 
 /** Walle's kinds say where they are by `phase`, BackupSets by `state`. */

@@ -60,14 +60,25 @@ export async function whilePermitted<T>(api: RestClient, installNamespace: strin
   try {
     return await work();
   } finally {
-    await api.patch(path, { data: { [key]: null } }).catch((err: unknown) => log.warn({ err }, `Could not remove the exec permit ${key} from ConfigMap ${EXEC_PERMITS}`));
+    await api
+      .patch(path, { data: { [key]: null } })
+      .catch((err: unknown) => log.warn({ err }, `Could not remove the exec permit ${key} from ConfigMap ${EXEC_PERMITS}`));
   }
 }
 
 /** `/bin/sh -c <command>` in the permit's container, while the permit is there: how Walle runs any command in a pod. */
-export function execPermitted(api: RestClient, installNamespace: string, permit: ExecPermit, timeoutMs: number, log: Logger, opts: ExecOptions = {}): Promise<ExecResult> {
+export function execPermitted(
+  api: RestClient,
+  installNamespace: string,
+  permit: ExecPermit,
+  timeoutMs: number,
+  log: Logger,
+  opts: ExecOptions = {},
+): Promise<ExecResult> {
   const target = { namespace: permit.namespace, pod: permit.pod, container: permit.container };
-  return whilePermitted(api, installNamespace, permit, log, () => execAdmitted(() => execInContainer(api, target, ["/bin/sh", "-c", permit.command], timeoutMs, opts)));
+  return whilePermitted(api, installNamespace, permit, log, () =>
+    execAdmitted(() => execInContainer(api, target, ["/bin/sh", "-c", permit.command], timeoutMs, opts)),
+  );
 }
 
 /** The ConfigMap of exec permits (knative/reconcile-bounds.yaml). */
@@ -78,9 +89,16 @@ export async function performHook(api: RestClient, installNamespace: string, hoo
   const results: (ExecResult & { pod: string; container: string })[] = [];
   for (const t of hook.targets) {
     const permit = { namespace: hook.namespace, ...t, backupJob: hook.backupJob, command: hook.command };
-    const r = await execPermitted(api, installNamespace, permit, hook.timeoutSeconds * 1000, log).catch((err: unknown): ExecResult => ({ output: "", timedOut: false, error: err instanceof Error ? err.message : String(err) }));
+    const r = await execPermitted(api, installNamespace, permit, hook.timeoutSeconds * 1000, log).catch((err: unknown): ExecResult => ({
+      output: "",
+      timedOut: false,
+      error: err instanceof Error ? err.message : String(err),
+    }));
     results.push({ ...r, ...t });
-    log.info({ backupJob: `${hook.namespace}/${hook.backupJob}`, hook: hook.which, pod: t.pod, container: t.container, exitCode: r.exitCode, timedOut: r.timedOut }, `Ran the ${hook.which}-snapshot hook in ${t.pod}/${t.container}`);
+    log.info(
+      { backupJob: `${hook.namespace}/${hook.backupJob}`, hook: hook.which, pod: t.pod, container: t.container, exitCode: r.exitCode, timedOut: r.timedOut },
+      `Ran the ${hook.which}-snapshot hook in ${t.pod}/${t.container}`,
+    );
     // A before-hook that failed in one container does not freeze the next: the after-hook thaws those it reached.
     if (hook.which === "before" && (r.exitCode !== 0 || r.timedOut)) break;
   }

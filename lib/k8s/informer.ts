@@ -3,7 +3,6 @@
 import type { ObjectMeta, With } from "../api/kube.ts";
 import { ApiError, type RestClient } from "./rest.ts";
 
-
 /** Any object as the API server stores it: its name is always set. */
 export interface KubeObject {
   apiVersion?: string;

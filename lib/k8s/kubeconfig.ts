@@ -83,7 +83,9 @@ export async function loadKubeconfig(files: readonly string[], opts: LoadOptions
     const one = new KubeConfig();
     one.loadFromFile(file); // relative certificate and key paths become relative to the file, as in kubectl
     const dir = path.dirname(file);
-    const users = one.users.map((u) => (typeof u.exec?.command === "string" ? { ...u, exec: { ...u.exec, command: resolveExecCommand(u.exec.command, dir) } } : u));
+    const users = one.users.map((u) =>
+      typeof u.exec?.command === "string" ? { ...u, exec: { ...u.exec, command: resolveExecCommand(u.exec.command, dir) } } : u,
+    );
     return { clusters: one.clusters, users, contexts: one.contexts, currentContext: one.currentContext };
   });
   const merged = mergeKubeconfigs(parts);
@@ -147,7 +149,8 @@ export async function kubeconfigCredentials(kc: KubeConfig): Promise<Credentials
   const cluster = kc.getCurrentCluster();
   const user = kc.getCurrentUser();
   if (!cluster || !user) throw new Error(`kubeconfig context ${kc.getCurrentContext()}: no cluster or user`);
-  if (!cluster.server.startsWith("https://")) throw new Error(`kubeconfig cluster ${cluster.name}: server ${cluster.server} is not https, which Walle's client requires`);
+  if (!cluster.server.startsWith("https://"))
+    throw new Error(`kubeconfig cluster ${cluster.name}: server ${cluster.server} is not https, which Walle's client requires`);
   if (cluster.proxyUrl) throw new Error(`kubeconfig cluster ${cluster.name}: proxy-url is not supported`);
   const apply = async (): Promise<https.RequestOptions> => {
     const opts: https.RequestOptions = {};

@@ -68,7 +68,7 @@ export const isNamespaceTerminating = (e: unknown): boolean =>
   e instanceof ApiError &&
   e.code === 403 &&
   Array.isArray((e.details as { causes?: unknown } | undefined)?.causes) &&
-  ((e.details as { causes: { reason?: string }[] }).causes).some((c) => c.reason === "NamespaceTerminating");
+  (e.details as { causes: { reason?: string }[] }).causes.some((c) => c.reason === "NamespaceTerminating");
 
 const saDir = "/var/run/secrets/kubernetes.io/serviceaccount";
 
@@ -195,29 +195,25 @@ export class RestClient {
 
   private send<T>(method: string, path: string, opts: RequestOptions, headers: Record<string, string>, body: string | undefined): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const req = https.request(
-        this.url(path, opts.query),
-        { method, agent: this.#agent, headers, timeout: opts.timeoutMs ?? 30_000 },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on("data", (c: Buffer) => chunks.push(c));
-          res.on("end", () => {
-            const text = Buffer.concat(chunks).toString("utf8");
-            const status = res.statusCode ?? 0;
-            let json: unknown;
-            try {
-              json = text ? JSON.parse(text) : undefined;
-            } catch {
-              json = undefined;
-            }
-            const isJson = (res.headers["content-type"] ?? "").startsWith("application/json");
-            if (status >= 200 && status < 300) return resolve((isJson ? json : text) as T);
-            const s = (json ?? {}) as { reason?: string; message?: string; details?: unknown };
-            reject(new ApiError(status, s.reason ?? "Unknown", `${method} ${path}: ${status} ${s.message ?? text.slice(0, 500)}`, s.details));
-          });
-          res.on("error", reject);
-        },
-      );
+      const req = https.request(this.url(path, opts.query), { method, agent: this.#agent, headers, timeout: opts.timeoutMs ?? 30_000 }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          const status = res.statusCode ?? 0;
+          let json: unknown;
+          try {
+            json = text ? JSON.parse(text) : undefined;
+          } catch {
+            json = undefined;
+          }
+          const isJson = (res.headers["content-type"] ?? "").startsWith("application/json");
+          if (status >= 200 && status < 300) return resolve((isJson ? json : text) as T);
+          const s = (json ?? {}) as { reason?: string; message?: string; details?: unknown };
+          reject(new ApiError(status, s.reason ?? "Unknown", `${method} ${path}: ${status} ${s.message ?? text.slice(0, 500)}`, s.details));
+        });
+        res.on("error", reject);
+      });
       // A code like a socket error's, so callers (the reconcile shell answers 503) treat it as transient.
       req.on("timeout", () => req.destroy(Object.assign(new Error(`${method} ${path}: timed out`), { code: "ETIMEDOUT" })));
       req.on("error", reject);
@@ -246,7 +242,13 @@ export class RestClient {
    * A watch stream from `resourceVersion`. Calls `onEvent` for each event and resolves when the server ends
    * the stream (watches time out); rejects on a transport error. `signal` aborts it.
    */
-  watch<T>(path: string, resourceVersion: string, onEvent: (e: WatchEvent<T>) => void, signal?: AbortSignal, query: RequestOptions["query"] = {}): Promise<void> {
+  watch<T>(
+    path: string,
+    resourceVersion: string,
+    onEvent: (e: WatchEvent<T>) => void,
+    signal?: AbortSignal,
+    query: RequestOptions["query"] = {},
+  ): Promise<void> {
     this.requests++;
     const { authenticate } = this.creds;
     if (!authenticate) return this.stream(path, resourceVersion, onEvent, signal, query, this.headers({}));

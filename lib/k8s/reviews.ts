@@ -58,7 +58,9 @@ export async function reviewToken(api: RestClient, token: string, audiences: rea
 }
 
 const accessReviewSchema = z.looseObject({
-  status: z.looseObject({ allowed: z.boolean().optional(), denied: z.boolean().optional(), reason: z.string().optional(), evaluationError: z.string().optional() }).optional(),
+  status: z
+    .looseObject({ allowed: z.boolean().optional(), denied: z.boolean().optional(), reason: z.string().optional(), evaluationError: z.string().optional() })
+    .optional(),
 });
 
 /** Whether the caller may do `access`, with the authorizer's reason when it says why. */

@@ -62,7 +62,9 @@ export function backupArgs(o: BackupArgs): string[] {
     "host,tags",
     ...tagFilter(snapshotTags(o.owner)),
     ...(o.time ? ["--time", resticTime(o.time)] : []),
-    ...(o.stdinFileName !== undefined ? ["--stdin", "--stdin-filename", o.stdinFileName] : ["--exclude", path.posix.join(o.sourcePath ?? ".", "lost+found"), "."]),
+    ...(o.stdinFileName !== undefined
+      ? ["--stdin", "--stdin-filename", o.stdinFileName]
+      : ["--exclude", path.posix.join(o.sourcePath ?? ".", "lost+found"), "."]),
   ];
 }
 

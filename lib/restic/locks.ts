@@ -43,7 +43,11 @@ const clusterTag = (clusterName: string) => hash(`walle-cluster:${clusterName}`,
  */
 export function workerHostname(clusterName: string, jobName: string): string {
   const room = HOSTNAME_LIMIT - JOB_HASH - CLUSTER_HASH - 2;
-  const readable = jobName.toLowerCase().replace(/[^a-z0-9-]/g, "-").slice(0, room).replace(/-+$/, "");
+  const readable = jobName
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, "-")
+    .slice(0, room)
+    .replace(/-+$/, "");
   return `${readable}-${hash(jobName, JOB_HASH)}-${clusterTag(clusterName)}`;
 }
 

@@ -77,7 +77,10 @@ export function splitEnvironment(env: Env): SplitEnvironment {
     if (name.startsWith(SECRET_ENV_PREFIX)) {
       const key = name.slice(SECRET_ENV_PREFIX.length);
       if (secretKeyAllowed(key)) fromSecret[key] = value;
-      else refused.push(`the repository Secret's key ${key} is not one of restic's repository variables (a Secret may hold only those, and ${SECRET_SETTINGS_TEXT})`);
+      else
+        refused.push(
+          `the repository Secret's key ${key} is not one of restic's repository variables (a Secret may hold only those, and ${SECRET_SETTINGS_TEXT})`,
+        );
     } else if (isRepositoryVariable(name)) {
       refused.push(`${name} is set outside the repository Secret (restic's repository variables come only from it, as ${SECRET_ENV_PREFIX}${name})`);
     } else {

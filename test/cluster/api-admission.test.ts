@@ -41,9 +41,7 @@ describe("invalid objects are rejected with a message that names the field", () 
     // A dry run goes through all of admission and validation but stores nothing, so the namespace can be
     // `default` and a case that is wrongly accepted leaves nothing behind.
     const object = testCase.object("default");
-    const error = await rejection(
-      admin().create(resourcePath(testCase.kind, namespaceOf(object)), object, { dryRun: "All" }),
-    );
+    const error = await rejection(admin().create(resourcePath(testCase.kind, namespaceOf(object)), object, { dryRun: "All" }));
 
     expect(error.code).toBe(422);
     expect(error.reason).toBe("Invalid");
@@ -85,9 +83,7 @@ describe("a BackupJob or BackupRestore is immutable once created", () => {
 
     const error = await rejection(admin().patch(path, { spec: changes[kind] }));
     expect(error.code).toBe(422);
-    expect(causesOf(error)).toContainEqual(
-      expect.objectContaining({ field: "spec", message: expect.stringMatching(/spec is immutable/) }),
-    );
+    expect(causesOf(error)).toContainEqual(expect.objectContaining({ field: "spec", message: expect.stringMatching(/spec is immutable/) }));
 
     await admin().patch(path, { metadata: { labels: { checked: "yes" } } });
     const status = await admin().patch<{ status: { phase: string } }>(`${path}/status`, { status: { phase: "NotStarted" } });
@@ -193,9 +189,7 @@ describe("the Table output shows the printer columns", () => {
   });
 
   it("`kubectl get walle` finds every kind through the category", async () => {
-    const groups = await admin().get<{ resources: { name: string; categories?: string[]; shortNames?: string[] }[] }>(
-      "/apis/ros.io/v1",
-    );
+    const groups = await admin().get<{ resources: { name: string; categories?: string[]; shortNames?: string[] }[] }>("/apis/ros.io/v1");
     const inCategory = groups.resources.filter((r) => r.categories?.includes("walle"));
     expect(inCategory.map((r) => r.name).sort()).toEqual(["backupjobs", "backuprestores", "backupschedules", "backupsets"]);
     expect(Object.fromEntries(inCategory.map((r) => [r.name, r.shortNames]))).toEqual({

@@ -87,11 +87,7 @@ describe("the original's examples are accepted unchanged", () => {
 
   it("restic-secret.env, as the README creates it", async () => {
     const stored = await apply(secretFromEnvFile("restic-rest-config", NAMESPACE, "restic-secret.env"));
-    expect(Object.keys(stored.data as Record<string, string>).sort()).toEqual([
-      "INITIALIZE_REPO",
-      "RESTIC_PASSWORD",
-      "RESTIC_REPOSITORY",
-    ]);
+    expect(Object.keys(stored.data as Record<string, string>).sort()).toEqual(["INITIALIZE_REPO", "RESTIC_PASSWORD", "RESTIC_REPOSITORY"]);
   });
 
   it("backup-job.yml", async () => {

@@ -12,10 +12,7 @@ const TENANT = "tenant-alice";
 type GuardedKind = "BackupJob" | "BackupRestore";
 
 function guarded(kind: GuardedKind, namespace: string, name: string, repository: Record<string, string>) {
-  const spec =
-    kind === "BackupJob"
-      ? { sourcePvc: "data", repository }
-      : { repository, source: { latest: { pvc: "data" } }, target: { existingPvc: "data" } };
+  const spec = kind === "BackupJob" ? { sourcePvc: "data", repository } : { repository, source: { latest: { pvc: "data" } }, target: { existingPvc: "data" } };
   return { apiVersion: "ros.io/v1", kind, metadata: { name, namespace }, spec };
 }
 
@@ -34,10 +31,7 @@ async function grantBackupWriters(namespace: string): Promise<void> {
 }
 
 function create(client: RestClient, object: ReturnType<typeof guarded>) {
-  return client.create<{ metadata: { name: string } }>(
-    resourcePath(object.kind as GuardedKind, object.metadata.namespace),
-    object,
-  );
+  return client.create<{ metadata: { name: string } }>(resourcePath(object.kind as GuardedKind, object.metadata.namespace), object);
 }
 
 async function denial(request: Promise<unknown>): Promise<ApiError> {
@@ -72,37 +66,38 @@ async function setUp(): Promise<Setup> {
     });
   await waitFor(() => probe({ name: "repo", namespace: tenantNamespace }).then(() => true), "RBAC for the tenant");
   await waitFor(
-    () => probe({ name: "repo", namespace: otherNamespace }).then(() => false, (err: unknown) => err instanceof ApiError && isGuardDenial(err)),
+    () =>
+      probe({ name: "repo", namespace: otherNamespace }).then(
+        () => false,
+        (err: unknown) => err instanceof ApiError && isGuardDenial(err),
+      ),
     "the tenant guard to be in force",
   );
   return { tenantNamespace, otherNamespace, tenant };
 }
 
 describe("the tenant guard", () => {
-  it.each(["BackupJob", "BackupRestore"] as const)(
-    "denies a tenant's %s that names another namespace's repository, and admits Walle's",
-    async (kind) => {
-      const { tenantNamespace, otherNamespace, tenant } = await setUp();
-      const crossNamespace = { name: "shared-repo", namespace: otherNamespace };
+  it.each(["BackupJob", "BackupRestore"] as const)("denies a tenant's %s that names another namespace's repository, and admits Walle's", async (kind) => {
+    const { tenantNamespace, otherNamespace, tenant } = await setUp();
+    const crossNamespace = { name: "shared-repo", namespace: otherNamespace };
 
-      const error = await denial(create(tenant, guarded(kind, tenantNamespace, "from-tenant", crossNamespace)));
-      expect(error.code).toBe(403);
-      expect(error.reason).toBe("Forbidden");
-      expect(error.message).toContain("ValidatingAdmissionPolicy 'walle-tenant-guard'");
-      expect(error.message).toContain(
-        `spec.repository.namespace: a ${kind} in namespace ${tenantNamespace} may only use a repository Secret ` +
-          `in its own namespace, not in ${otherNamespace}`,
+    const error = await denial(create(tenant, guarded(kind, tenantNamespace, "from-tenant", crossNamespace)));
+    expect(error.code).toBe(403);
+    expect(error.reason).toBe("Forbidden");
+    expect(error.message).toContain("ValidatingAdmissionPolicy 'walle-tenant-guard'");
+    expect(error.message).toContain(
+      `spec.repository.namespace: a ${kind} in namespace ${tenantNamespace} may only use a repository Secret ` +
+        `in its own namespace, not in ${otherNamespace}`,
+    );
+
+    for (const account of Object.values(ServiceAccount)) {
+      const walle = await clientForServiceAccount(INSTALL_NAMESPACE, account);
+      await waitFor(
+        () => create(walle, guarded(kind, tenantNamespace, `from-${account}`, crossNamespace)),
+        `${account} to create a ${kind} with another namespace's repository`,
       );
-
-      for (const account of Object.values(ServiceAccount)) {
-        const walle = await clientForServiceAccount(INSTALL_NAMESPACE, account);
-        await waitFor(
-          () => create(walle, guarded(kind, tenantNamespace, `from-${account}`, crossNamespace)),
-          `${account} to create a ${kind} with another namespace's repository`,
-        );
-      }
-    },
-  );
+    }
+  });
 
   it("admits a tenant's BackupJob that names a repository in its own namespace", async () => {
     const { tenantNamespace, tenant } = await setUp();
@@ -126,10 +121,7 @@ describe("the tenant guard", () => {
     });
     const impostor = await clientForServiceAccount(tenantNamespace, ServiceAccount.Reconcile);
     const job = guarded("BackupJob", tenantNamespace, "impostor", { name: "repo", namespace: otherNamespace });
-    const error = await waitFor(
-      () => denial(create(impostor, job)).then((err) => isGuardDenial(err) && err),
-      "the impostor's request to reach the guard",
-    );
+    const error = await waitFor(() => denial(create(impostor, job)).then((err) => isGuardDenial(err) && err), "the impostor's request to reach the guard");
     expect(error.message).toContain(`not in ${otherNamespace}`);
   });
 
@@ -152,7 +144,11 @@ describe("the tenant guard", () => {
       return { ...job, spec: { ...job.spec, ...extra } };
     };
     // The tenant may create BackupJobs, but not exec: Walle would be its way in.
-    for (const [name, extra] of [["before", { beforeSnapshot: "cat /etc/shadow" }], ["after", { afterSnapshot: "id" }], ["dump", { backupCommand: "env" }]] as const) {
+    for (const [name, extra] of [
+      ["before", { beforeSnapshot: "cat /etc/shadow" }],
+      ["after", { afterSnapshot: "id" }],
+      ["dump", { backupCommand: "env" }],
+    ] as const) {
       const error = await denial(create(tenant, withHook(name, extra)));
       expect(isGuardDenial(error), error.message).toBe(true);
       expect(error.message).toContain(`only who may exec into them (create pods/exec there) may set them`);
@@ -160,8 +156,16 @@ describe("the tenant guard", () => {
     // Without a command, as before.
     await expect(create(tenant, withHook("plain", {}))).resolves.toMatchObject({ metadata: { name: "plain" } });
     // Given exec in the namespace (as Kubernetes' edit and admin roles do), the same BackupJob is admitted.
-    await grantRole(tenantNamespace, "exec", [{ apiGroups: [""], resources: ["pods/exec"], verbs: ["create"] }], [{ apiGroup: "rbac.authorization.k8s.io", kind: "User", name: TENANT }]);
-    const admitted = await waitFor(() => create(tenant, withHook("before-2", { beforeSnapshot: "sync" })).catch(() => undefined), "RBAC to grant the tenant exec");
+    await grantRole(
+      tenantNamespace,
+      "exec",
+      [{ apiGroups: [""], resources: ["pods/exec"], verbs: ["create"] }],
+      [{ apiGroup: "rbac.authorization.k8s.io", kind: "User", name: TENANT }],
+    );
+    const admitted = await waitFor(
+      () => create(tenant, withHook("before-2", { beforeSnapshot: "sync" })).catch(() => undefined),
+      "RBAC to grant the tenant exec",
+    );
     expect(admitted.metadata.name).toBe("before-2");
   });
 });

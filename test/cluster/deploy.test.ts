@@ -14,7 +14,18 @@ import { admin } from "../support/kube.ts";
 const run = promisify(execFile);
 
 const knative = [
-  ...["namespace.yaml", "reconcile-rbac.yaml", "apiserversource-rbac.yaml", "trigger-rbac.yaml", "tick-rbac.yaml", "reconcile-bounds.yaml", "service.yaml", "apiserversource.yaml", "ping/service.yaml", "ping/pingsource.yaml"].map((f) => path.join(repoRoot, "knative", f)),
+  ...[
+    "namespace.yaml",
+    "reconcile-rbac.yaml",
+    "apiserversource-rbac.yaml",
+    "trigger-rbac.yaml",
+    "tick-rbac.yaml",
+    "reconcile-bounds.yaml",
+    "service.yaml",
+    "apiserversource.yaml",
+    "ping/service.yaml",
+    "ping/pingsource.yaml",
+  ].map((f) => path.join(repoRoot, "knative", f)),
   path.join(repoRoot, "keda", "scaledjob.yaml"),
 ];
 
@@ -57,7 +68,8 @@ describe("the install manifests", () => {
     // It makes each namespace's walle-worker service account (the admission policy bounds which), but may not
     // mint its tokens, read, change or bind service accounts.
     expect(await can(reconcile, "create", "", "serviceaccounts", "default")).toBe(true);
-    for (const verb of ["get", "update", "patch", "delete"]) expect(await can(reconcile, verb, "", "serviceaccounts", "default"), `serviceaccounts ${verb}`).toBe(false);
+    for (const verb of ["get", "update", "patch", "delete"])
+      expect(await can(reconcile, verb, "", "serviceaccounts", "default"), `serviceaccounts ${verb}`).toBe(false);
     expect(await can(reconcile, "create", "", "serviceaccounts", "default", "token")).toBe(false);
     expect(await can(reconcile, "create", "rbac.authorization.k8s.io", "rolebindings", "default")).toBe(false);
     expect(await can(reconcile, "patch", "ros.io", "backupjobs", "default", "status")).toBe(true);
@@ -121,7 +133,12 @@ describe("the install manifests", () => {
   });
 
   it("let the ApiServerSource read what it watches and change nothing", async () => {
-    for (const [group, resource] of [["ros.io", "backupjobs"], ["batch", "jobs"], ["snapshot.storage.k8s.io", "volumesnapshots"], ["", "persistentvolumeclaims"]] as const) {
+    for (const [group, resource] of [
+      ["ros.io", "backupjobs"],
+      ["batch", "jobs"],
+      ["snapshot.storage.k8s.io", "volumesnapshots"],
+      ["", "persistentvolumeclaims"],
+    ] as const) {
       for (const verb of ["get", "list", "watch"]) expect(await can(source, verb, group, resource), `${verb} ${resource}`).toBe(true);
       expect(await can(source, "create", group, resource, "default")).toBe(false);
     }
@@ -131,34 +148,57 @@ describe("the install manifests", () => {
   });
 
   it("as the Helm chart renders them with the original's values, into namespace walle: accepted as written (strict, dry run)", async () => {
-    await admin().create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "walle" } }).catch((e: { status?: number }) => {
-      if (e.status !== 409) throw e;
-    });
+    await admin()
+      .create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "walle" } })
+      .catch((e: { status?: number }) => {
+        if (e.status !== 409) throw e;
+      });
     const helm = await resolveBinary("helm");
-    const { stdout } = await run(helm, ["template", "walle", path.join(repoRoot, CHART_DIR), "--namespace", "walle", "--values", path.join(repoRoot, "examples", "values.yml")], { maxBuffer: 16 * 1024 * 1024 });
+    const { stdout } = await run(
+      helm,
+      ["template", "walle", path.join(repoRoot, CHART_DIR), "--namespace", "walle", "--values", path.join(repoRoot, "examples", "values.yml")],
+      { maxBuffer: 16 * 1024 * 1024 },
+    );
     const objects = parseManifests(stdout);
-    expect(objects.map((o) => o.kind)).toEqual(expect.arrayContaining(["ConfigMap", "ClusterRole", "Service", "ApiServerSource", "ScaledJob", "ValidatingAdmissionPolicy"]));
+    expect(objects.map((o) => o.kind)).toEqual(
+      expect.arrayContaining(["ConfigMap", "ClusterRole", "Service", "ApiServerSource", "ScaledJob", "ValidatingAdmissionPolicy"]),
+    );
     await expect(applyObjects(admin(), objects, { dryRun: true })).resolves.toBeUndefined();
   });
 
   it("without KEDA, as the top-level kustomization says (keda dropped, the knative/ping component added): a tick with its own identity, accepted (dry run)", async () => {
     const dir = await mkdtemp(path.join(tmpdir(), "walle-ping-"));
     const at = (d: string) => path.relative(dir, path.join(repoRoot, d));
-    await writeFile(path.join(dir, "kustomization.yaml"), `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [${at("crds")}, ${at("knative")}]\ncomponents: [${at("knative/ping")}]\n`);
+    await writeFile(
+      path.join(dir, "kustomization.yaml"),
+      `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [${at("crds")}, ${at("knative")}]\ncomponents: [${at("knative/ping")}]\n`,
+    );
     const { stdout } = await run("kubectl", ["kustomize", dir], { maxBuffer: 16 * 1024 * 1024 });
     const objects = parseManifests(stdout);
     expect(objects.filter((o) => o.kind === "ScaledJob")).toEqual([]);
     expect(objects.filter((o) => o.kind === "PingSource").map((o) => o.metadata.name)).toEqual(["walle-tick"]);
     // Every Knative Service runs as a service account the install makes.
     const accounts = objects.filter((o) => o.kind === "ServiceAccount").map((o) => `${o.metadata.namespace}/${o.metadata.name}`);
-    const runAs = objects.filter((o) => o.kind === "Service" && (o.apiVersion ?? "").startsWith("serving.knative.dev/")).map((o) => `${o.metadata.namespace}/${(o as unknown as { spec: { template: { spec: { serviceAccountName: string } } } }).spec.template.spec.serviceAccountName}`);
+    const runAs = objects
+      .filter((o) => o.kind === "Service" && (o.apiVersion ?? "").startsWith("serving.knative.dev/"))
+      .map(
+        (o) =>
+          `${o.metadata.namespace}/${(o as unknown as { spec: { template: { spec: { serviceAccountName: string } } } }).spec.template.spec.serviceAccountName}`,
+      );
     expect(runAs.sort()).toEqual(["walle-system/walle-reconcile", "walle-system/walle-tick"]);
     expect(runAs.filter((a) => !accounts.includes(a))).toEqual([]);
     await expect(applyObjects(admin(), objects, { dryRun: true })).resolves.toBeUndefined();
   });
 
   it("`npm run --silent crdgen -- --stdout | kubectl apply -f -` applies the four CRDs, as the original's crdgen did", async () => {
-    const { stdout } = await run("sh", ["-c", `"${process.execPath}" scripts/crdgen.ts --stdout | kubectl --kubeconfig "${inject("kubeconfig")}" apply --server-side --force-conflicts --dry-run=server -f -`], { cwd: repoRoot });
+    const { stdout } = await run(
+      "sh",
+      [
+        "-c",
+        `"${process.execPath}" scripts/crdgen.ts --stdout | kubectl --kubeconfig "${inject("kubeconfig")}" apply --server-side --force-conflicts --dry-run=server -f -`,
+      ],
+      { cwd: repoRoot },
+    );
     expect(stdout.trim().split("\n").sort()).toEqual([
       "customresourcedefinition.apiextensions.k8s.io/backupjobs.ros.io serverside-applied (server dry run)",
       "customresourcedefinition.apiextensions.k8s.io/backuprestores.ros.io serverside-applied (server dry run)",

@@ -87,10 +87,14 @@ const typesOf = (events: Received[]) => events.map((e) => String(e.headers["ce-t
 const bodyOf = (e: Received | undefined) => JSON.parse(e?.body ?? "null") as KubeObject & { metadata: { annotations?: Record<string, string> } };
 
 async function waitForTypes(r: Receiver, ns: string, name: string, last: string, what: string): Promise<Received[]> {
-  return waitFor(async () => {
-    const events = eventsFor(r, ns, name);
-    return typesOf(events).at(-1) === last ? events : undefined;
-  }, what, 30_000);
+  return waitFor(
+    async () => {
+      const events = eventsFor(r, ns, name);
+      return typesOf(events).at(-1) === last ? events : undefined;
+    },
+    what,
+    30_000,
+  );
 }
 
 /** Waits long enough for a stray event to have arrived, had one been sent. */
@@ -204,12 +208,21 @@ describe("Knative's ApiServerSource adapter on the local cluster", () => {
     const { receiver } = await start({});
     const name = `evsrc-set-${Date.now().toString(36)}`;
     const sets = "/apis/ros.io/v1/backupsets";
-    await admin().create(sets, { apiVersion: "ros.io/v1", kind: "BackupSet", metadata: { name }, spec: { selector: { matchLabels: { "ros.io/backupset": name } } } });
+    await admin().create(sets, {
+      apiVersion: "ros.io/v1",
+      kind: "BackupSet",
+      metadata: { name },
+      spec: { selector: { matchLabels: { "ros.io/backupset": name } } },
+    });
     try {
-      const [added] = await waitFor(async () => {
-        const events = receiver.requests.filter((r) => r.headers["ce-name"] === name);
-        return events.length ? events : undefined;
-      }, `the add event of BackupSet ${name}`, 30_000);
+      const [added] = await waitFor(
+        async () => {
+          const events = receiver.requests.filter((r) => r.headers["ce-name"] === name);
+          return events.length ? events : undefined;
+        },
+        `the add event of BackupSet ${name}`,
+        30_000,
+      );
       expect(added?.headers).toMatchObject({
         "ce-type": "dev.knative.apiserver.resource.add",
         "ce-subject": `/apis/ros.io/v1/namespaces//backupsets/${name}`,
@@ -253,10 +266,14 @@ describe("Knative's ApiServerSource adapter on the local cluster", () => {
     const failedBefore = await source.failed();
     for (const name of ["flaky", "broken", "gone"]) await admin().create(pvcs(ns), pvc(name, CREATED_BY));
 
-    const gone = await waitFor(async () => {
-      const events = eventsFor(receiver, ns, "gone");
-      return events.length === ADAPTER_ATTEMPTS ? events : undefined;
-    }, "six attempts at the event of PVC gone", 30_000);
+    const gone = await waitFor(
+      async () => {
+        const events = eventsFor(receiver, ns, "gone");
+        return events.length === ADAPTER_ATTEMPTS ? events : undefined;
+      },
+      "six attempts at the event of PVC gone",
+      30_000,
+    );
     await settle();
 
     const flaky = eventsFor(receiver, ns, "flaky");
@@ -280,7 +297,10 @@ describe("Knative's ApiServerSource adapter on the local cluster", () => {
 
   it("exits, and the start fails naming why, when the manifest names a group/version the API server does not serve", async () => {
     const manifest = await manifestWith((m) => {
-      m.spec.resources = [{ apiVersion: "example.invalid/v1", kind: "Widget" }, { apiVersion: "v1", kind: "PersistentVolumeClaim" }];
+      m.spec.resources = [
+        { apiVersion: "example.invalid/v1", kind: "Widget" },
+        { apiVersion: "v1", kind: "PersistentVolumeClaim" },
+      ];
     });
     await expect(start({ manifest })).rejects.toThrow(/apiserver_receive_adapter exited \(1\)[\s\S]*example\.invalid\/v1/);
   });
@@ -293,13 +313,22 @@ describe("Knative's ApiServerSource adapter on the local cluster", () => {
       delete m.spec.namespaceSelector;
       m.spec.owner = { apiVersion: "v1", kind: "ConfigMap" };
       m.spec.resources = [
-        { apiVersion: "v1", kind: "PersistentVolumeClaim", selector: { matchExpressions: [{ key: "app.kubernetes.io/created-by", operator: "In", values: ["walle"] }] } },
+        {
+          apiVersion: "v1",
+          kind: "PersistentVolumeClaim",
+          selector: { matchExpressions: [{ key: "app.kubernetes.io/created-by", operator: "In", values: ["walle"] }] },
+        },
         { apiVersion: "v1", kind: "Widget" },
       ];
       // The adapter runs as the source's service account, which lives beside it and may read PVCs there only.
       m.spec.serviceAccountName = "default";
     });
-    await grantRole(ns, "event-source", [{ apiGroups: [""], resources: ["persistentvolumeclaims"], verbs: ["get", "list", "watch"] }], [{ kind: "ServiceAccount", name: "default", namespace: ns }]);
+    await grantRole(
+      ns,
+      "event-source",
+      [{ apiGroups: [""], resources: ["persistentvolumeclaims"], verbs: ["get", "list", "watch"] }],
+      [{ kind: "ServiceAccount", name: "default", namespace: ns }],
+    );
     const { source, receiver } = await start({ manifest });
     expect(source.watching).toHaveLength(1);
     expect(source.watching).toEqual([`/v1, Resource=persistentvolumeclaims/${ns}`]);
@@ -335,7 +364,12 @@ describe("Knative's ApiServerSource adapter on the local cluster", () => {
 
     await admin().create(jobs(ns), job("fed", CREATED_BY));
     const event = await waitFor(async () => handled.find((e) => e.namespace === ns && e.name === "fed"), "the Job's event at the handler", 30_000);
-    expect(event).toMatchObject({ type: "dev.knative.apiserver.resource.add", kind: "Job", apiversion: "batch/v1", data: { kind: "Job", metadata: { name: "fed", namespace: ns } } });
+    expect(event).toMatchObject({
+      type: "dev.knative.apiserver.resource.add",
+      kind: "Job",
+      apiversion: "batch/v1",
+      data: { kind: "Job", metadata: { name: "fed", namespace: ns } },
+    });
     expect(await source.failed()).toBe(0);
   });
 });

@@ -38,7 +38,11 @@ async function setUp(): Promise<void> {
       containers: [{ name: "db", image: "busybox:1.36", command: ["sleep", "infinity"] }],
     },
   });
-  await waitFor(async () => (await admin().get<{ status?: { phase?: string } }>(`/api/v1/namespaces/${ns}/pods/db-0`)).status?.phase === "Running", "pod db-0 Running", 120_000);
+  await waitFor(
+    async () => (await admin().get<{ status?: { phase?: string } }>(`/api/v1/namespaces/${ns}/pods/db-0`)).status?.phase === "Running",
+    "pod db-0 Running",
+    120_000,
+  );
   await role("hook-runner", ["get", "create"]);
   await role("exec-getter", ["get"]);
   hooks = await clientForUser("hook-runner");
@@ -50,7 +54,11 @@ describe("a command run by pods/exec", () => {
   it("reports its exit code and its output, keeps the tail of a long one, stops waiting at its deadline, and is refused as the API server refuses", async () => {
     await setUp();
     // The exit code and the output, from the container as its user.
-    expect(await execInContainer(hooks, db(), ["sh", "-c", "id -u; echo frozen > /tmp/marker; cat /tmp/marker"], 30_000)).toEqual({ exitCode: 0, output: "999\nfrozen\n", timedOut: false });
+    expect(await execInContainer(hooks, db(), ["sh", "-c", "id -u; echo frozen > /tmp/marker; cat /tmp/marker"], 30_000)).toEqual({
+      exitCode: 0,
+      output: "999\nfrozen\n",
+      timedOut: false,
+    });
     const failed = await execInContainer(hooks, db(), ["sh", "-c", "echo cannot lock tables >&2; exit 3"], 30_000);
     expect(failed).toEqual({ exitCode: 3, output: "cannot lock tables\n", timedOut: false });
 
@@ -61,7 +69,11 @@ describe("a command run by pods/exec", () => {
     expect(long.output.endsWith("line-1998\nline-1999\n")).toBe(true);
 
     // Its deadline: Walle stops waiting, and says so.
-    expect(await execInContainer(hooks, db(), ["sh", "-c", "echo started; sleep 30"], 2_000)).toEqual({ output: "started\n", timedOut: true, error: "the command did not end within 2 s" });
+    expect(await execInContainer(hooks, db(), ["sh", "-c", "echo started; sleep 30"], 2_000)).toEqual({
+      output: "started\n",
+      timedOut: true,
+      error: "the command did not end within 2 s",
+    });
 
     // A command the container does not have: no exit code, but the runtime's reason.
     const absent = await execInContainer(hooks, db(), ["pg_dump"], 30_000);

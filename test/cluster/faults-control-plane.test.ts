@@ -27,8 +27,20 @@ beforeAll(async () => {
   cluster = await startCluster({ stateDir });
   on = { api: cluster.api, stateDir };
   await installWalle(cluster.api);
-  await applyObjects(cluster.api, [ServiceAccount.Reconcile, ServiceAccount.Tick].map((name) => ({ apiVersion: "v1", kind: "ServiceAccount", metadata: { name, namespace: INSTALL_NAMESPACE } })));
-  rest = await startRealRestServer({ binary: inject("restServer"), dataDir: path.join(stateDir, "rest-server"), users: { backup: "rest-secret" }, host: cluster.node.network.hostIp });
+  await applyObjects(
+    cluster.api,
+    [ServiceAccount.Reconcile, ServiceAccount.Tick].map((name) => ({
+      apiVersion: "v1",
+      kind: "ServiceAccount",
+      metadata: { name, namespace: INSTALL_NAMESPACE },
+    })),
+  );
+  rest = await startRealRestServer({
+    binary: inject("restServer"),
+    dataDir: path.join(stateDir, "rest-server"),
+    users: { backup: "rest-secret" },
+    host: cluster.node.network.hostIp,
+  });
 }, 900_000);
 
 afterAll(async () => {
@@ -39,7 +51,12 @@ afterAll(async () => {
 
 async function startFunction(): Promise<RunningWalle> {
   const level = process.env.WALLE_TEST_LOG_LEVEL === "info" ? "info" : "silent";
-  const walle = await runWalle({ admin: on.api, stateDir, log: createLogger({ function: "walle-reconcile", level }), env: { WALLE_SNAPSHOT_TIMEOUT_SECONDS: "120", WALLE_WORKER_DEADLINE_SECONDS: "300" } });
+  const walle = await runWalle({
+    admin: on.api,
+    stateDir,
+    log: createLogger({ function: "walle-reconcile", level }),
+    env: { WALLE_SNAPSHOT_TIMEOUT_SECONDS: "120", WALLE_WORKER_DEADLINE_SECONDS: "300" },
+  });
   onTestFinished(() => walle.stop());
   return walle;
 }
@@ -54,9 +71,18 @@ async function tenant(name: string, pvcs: readonly string[], bytes: number, labe
     kind: "Namespace",
     metadata: { name, labels: { ...labels, "pod-security.kubernetes.io/enforce": "baseline" }, annotations: { "ros.io/privileged-workers": "true" } },
   });
-  await waitFor(async () => (await on.api.get<{ items: unknown[] }>(`/api/v1/namespaces/${name}/serviceaccounts`)).items.length > 0, `namespace ${name}'s default service account`, 30_000);
+  await waitFor(
+    async () => (await on.api.get<{ items: unknown[] }>(`/api/v1/namespaces/${name}/serviceaccounts`)).items.length > 0,
+    `namespace ${name}'s default service account`,
+    30_000,
+  );
   const repository = rest?.repository("backup", "rest-secret", name) ?? "";
-  await on.api.create(`/api/v1/namespaces/${name}/secrets`, { apiVersion: "v1", kind: "Secret", metadata: { name: "repo" }, stringData: { RESTIC_REPOSITORY: repository, RESTIC_PASSWORD: PASSWORD, INITIALIZE_REPO: "true" } });
+  await on.api.create(`/api/v1/namespaces/${name}/secrets`, {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name: "repo" },
+    stringData: { RESTIC_REPOSITORY: repository, RESTIC_PASSWORD: PASSWORD, INITIALIZE_REPO: "true" },
+  });
   for (const pvc of pvcs) {
     await on.api.create(`/api/v1/namespaces/${name}/persistentvolumeclaims`, {
       apiVersion: "v1",
@@ -96,8 +122,17 @@ describe("the control plane fails under a backup", () => {
     await startFunction();
     const before = await csiStorage(on);
     const repository = await tenant("apiserver-restart", ["data"], 96 * 1024 * 1024);
-    await on.api.create("/apis/ros.io/v1/namespaces/apiserver-restart/backupjobs", { apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name: "through" }, spec: { sourcePvc: "data", repository: { name: "repo", namespace: "apiserver-restart" } } });
-    await waitFor(async () => (await on.api.get<BackupJobObj>("/apis/ros.io/v1/namespaces/apiserver-restart/backupjobs/through")).status?.phase === "BackingUp", "the worker to back up", 120_000);
+    await on.api.create("/apis/ros.io/v1/namespaces/apiserver-restart/backupjobs", {
+      apiVersion: "ros.io/v1",
+      kind: "BackupJob",
+      metadata: { name: "through" },
+      spec: { sourcePvc: "data", repository: { name: "repo", namespace: "apiserver-restart" } },
+    });
+    await waitFor(
+      async () => (await on.api.get<BackupJobObj>("/apis/ros.io/v1/namespaces/apiserver-restart/backupjobs/through")).status?.phase === "BackingUp",
+      "the worker to back up",
+      120_000,
+    );
 
     // Down for 5 s while restic uploads: the function's requests fail, every watch (the adapter's, the node's, the
     // controllers') breaks, and what changes meanwhile is never sent as an event. The tick, every 10 s, is the net.
@@ -122,7 +157,11 @@ describe("the control plane fails under a backup", () => {
       apiVersion: "ros.io/v1",
       kind: "BackupSchedule",
       metadata: { name: "tick-kill" },
-      spec: { interval: "24h", repository: { name: "repo", namespace: "tick-kill" }, plans: [{ type: "persistentVolumeClaim", namespaceSelector: { matchLabels: { "walle.test/faults": "tick-kill" } } }] },
+      spec: {
+        interval: "24h",
+        repository: { name: "repo", namespace: "tick-kill" },
+        plans: [{ type: "persistentVolumeClaim", namespaceSelector: { matchLabels: { "walle.test/faults": "tick-kill" } } }],
+      },
     });
     onTestFinished(async () => {
       await on.api.delete("/apis/ros.io/v1/backupschedules/tick-kill").catch(() => {});
@@ -148,29 +187,42 @@ describe("the control plane fails under a backup", () => {
     await sets.start();
     onTestFinished(() => sets.stop());
     expect(await ended).toBe("SIGKILL");
-    const jobsOf = async () => (await on.api.get<{ items: (BackupJobObj & { spec: { sourcePvc: string } })[] }>("/apis/ros.io/v1/namespaces/tick-kill/backupjobs")).items;
+    const jobsOf = async () =>
+      (await on.api.get<{ items: (BackupJobObj & { spec: { sourcePvc: string } })[] }>("/apis/ros.io/v1/namespaces/tick-kill/backupjobs")).items;
     const atKill = (await jobsOf()).length;
     expect(atKill).toBeLessThan(pvcs.length);
     // Those it made are backed up meanwhile, and the set waits for the rest: it said it makes 40.
     await waitFor(async () => (await jobsOf()).every((j) => j.status?.phase === "Finished"), "the BackupJobs made before the kill to finish", 300_000);
     type SetObj = { metadata: { name: string; annotations?: Record<string, string> }; status?: { state?: string; completions?: string } };
-    const setOf = async () => (await on.api.get<{ items: SetObj[] }>("/apis/ros.io/v1/backupsets", { labelSelector: `${Label.BackupSchedule}=tick-kill` })).items[0];
-    const waiting = await waitFor(async () => {
-      const s = await setOf();
-      return s?.status?.completions === `${atKill}/${pvcs.length}` && s;
-    }, `the set to count ${atKill} of ${pvcs.length}`, 60_000);
+    const setOf = async () =>
+      (await on.api.get<{ items: SetObj[] }>("/apis/ros.io/v1/backupsets", { labelSelector: `${Label.BackupSchedule}=tick-kill` })).items[0];
+    const waiting = await waitFor(
+      async () => {
+        const s = await setOf();
+        return s?.status?.completions === `${atKill}/${pvcs.length}` && s;
+      },
+      `the set to count ${atKill} of ${pvcs.length}`,
+      60_000,
+    );
     expect(waiting.status?.state).toBe("Running");
     expect(waiting.metadata.annotations).toMatchObject({ "ros.io/backup-jobs": String(pvcs.length) });
 
     // The next ticks (KEDA's window runs it again) find the run due still, and make what is missing.
     ticking(10_000);
-    const set = await waitFor(async () => {
-      const s = await setOf();
-      return s && ["Finished", "FinishedWithFailures"].includes(s.status?.state ?? "") && s;
-    }, "the run to end", 300_000).catch(async (err: unknown) => {
+    const set = await waitFor(
+      async () => {
+        const s = await setOf();
+        return s && ["Finished", "FinishedWithFailures"].includes(s.status?.state ?? "") && s;
+      },
+      "the run to end",
+      300_000,
+    ).catch(async (err: unknown) => {
       const sets = await on.api.get<{ items: SetObj[] }>("/apis/ros.io/v1/backupsets");
       const phases = (await jobsOf()).map((j) => `${j.metadata.name} ${j.status?.phase ?? "-"}`);
-      throw new Error(`${String(err)}\nsets: ${JSON.stringify(sets.items.map((x) => [x.metadata.name, x.status]))}\nkilled with ${atKill} BackupJobs; now: ${phases.join(", ")}`, { cause: err });
+      throw new Error(
+        `${String(err)}\nsets: ${JSON.stringify(sets.items.map((x) => [x.metadata.name, x.status]))}\nkilled with ${atKill} BackupJobs; now: ${phases.join(", ")}`,
+        { cause: err },
+      );
     });
     expect(set.status).toMatchObject({ state: "Finished", completions: `${pvcs.length}/${pvcs.length}` });
     const endings = seen.filter((st) => st.state !== "Running");
@@ -179,7 +231,9 @@ describe("the control plane fails under a backup", () => {
     const jobs = await jobsOf();
     expect(jobs.map((j) => j.spec.sourcePvc).sort()).toEqual([...pvcs].sort());
     expect(jobs.every((j) => j.status?.phase === "Finished")).toBe(true);
-    const snapshots = JSON.parse(await restic(["snapshots", "--json", "--no-lock"], { RESTIC_REPOSITORY: repository, RESTIC_PASSWORD: PASSWORD })) as { tags: string[] }[];
+    const snapshots = JSON.parse(await restic(["snapshots", "--json", "--no-lock"], { RESTIC_REPOSITORY: repository, RESTIC_PASSWORD: PASSWORD })) as {
+      tags: string[];
+    }[];
     expect(snapshots.map((s) => s.tags.find((t) => t.startsWith("pvc="))).sort()).toEqual(pvcs.map((p) => `pvc=${p}`).sort());
     expect(await restic(["check"], { RESTIC_REPOSITORY: repository, RESTIC_PASSWORD: PASSWORD })).toMatch(/no errors were found/);
     await expectNoLeftovers(["tick-kill"], before, on);

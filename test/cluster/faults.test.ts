@@ -39,7 +39,12 @@ async function secret(ns: string, repository: string, unreachable: string): Prom
 }
 
 async function backupJob(ns: string, name: string): Promise<void> {
-  await admin().create(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`, { apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name }, spec: { sourcePvc: "data", repository: { name: "repo", namespace: ns } } });
+  await admin().create(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`, {
+    apiVersion: "ros.io/v1",
+    kind: "BackupJob",
+    metadata: { name },
+    spec: { sourcePvc: "data", repository: { name: "repo", namespace: ns } },
+  });
 }
 
 describe("a backup meets a failing repository", () => {
@@ -57,7 +62,11 @@ describe("a backup meets a failing repository", () => {
 
     // The first attempt finds nothing listening and gives up after the Secret's 3 s; then the server comes up where
     // the Secret says it is, and the Job's retry (its backoffLimit) finds it.
-    const failedFirst = await waitFor(async () => (await workerPods(ns, "first")).find((p) => p.status?.phase === "Failed"), "the first worker attempt to fail", 120_000);
+    const failedFirst = await waitFor(
+      async () => (await workerPods(ns, "first")).find((p) => p.status?.phase === "Failed"),
+      "the first worker attempt to fail",
+      120_000,
+    );
     expect(terminationOf(failedFirst)).toMatch(/"reason":"Unreachable"/);
     const rest = await startRestServer({ dataDir, users: { [USER]: "rest-secret" }, host, port });
     onTestFinished(() => rest.stop());

@@ -37,7 +37,13 @@ async function hostileTree(dir: string): Promise<void> {
   await mkdir(at("pgdata", "base"), { recursive: true });
   for (let i = 0; i < 20; i++) await writeFile(at("pgdata", "base", `${16384 + i}`), `row ${i}\n`.repeat(50), { mode: 0o600 });
   await writeFile(at("pgdata", "PG_VERSION"), "16\n", { mode: 0o600 });
-  for (const p of [at("pgdata"), at("pgdata", "base"), at("pgdata", "PG_VERSION"), ...(await readdir(at("pgdata", "base"))).map((f) => at("pgdata", "base", f))]) await chown(p, 999, 999);
+  for (const p of [
+    at("pgdata"),
+    at("pgdata", "base"),
+    at("pgdata", "PG_VERSION"),
+    ...(await readdir(at("pgdata", "base"))).map((f) => at("pgdata", "base", f)),
+  ])
+    await chown(p, 999, 999);
   await chmod(at("pgdata", "base"), 0o700);
   await chmod(at("pgdata"), 0o700);
   // Nobody may read it; its owner is another user again.
@@ -102,7 +108,8 @@ async function annotate(ns: string, annotations: Record<string, string>, labels:
   await admin().patch(`/api/v1/namespaces/${ns}`, { metadata: { annotations, labels } }, "merge");
 }
 
-const condition = (obj: { status?: { conditions?: { type: string; status: string; reason: string; message: string }[] } }, type: string) => obj.status?.conditions?.find((c) => c.type === type);
+const condition = (obj: { status?: { conditions?: { type: string; status: string; reason: string; message: string }[] } }, type: string) =>
+  obj.status?.conditions?.find((c) => c.type === type);
 
 describe("the local cluster's storage", () => {
   it("snapshots and clones a hostile tree faithfully, without blocking on its FIFO", async () => {
@@ -113,11 +120,30 @@ describe("the local cluster's storage", () => {
     const before = await faithful(source);
     expectHostile(before);
 
-    await admin().create(`${SNAP}/namespaces/${ns}/volumesnapshots`, { apiVersion: "snapshot.storage.k8s.io/v1", kind: "VolumeSnapshot", metadata: { name: "snap" }, spec: { source: { persistentVolumeClaimName: "app" } } });
-    await waitFor(async () => (await admin().get<{ status?: { readyToUse?: boolean } }>(`${SNAP}/namespaces/${ns}/volumesnapshots/snap`)).status?.readyToUse === true, "the snapshot ready", 60_000);
+    await admin().create(`${SNAP}/namespaces/${ns}/volumesnapshots`, {
+      apiVersion: "snapshot.storage.k8s.io/v1",
+      kind: "VolumeSnapshot",
+      metadata: { name: "snap" },
+      spec: { source: { persistentVolumeClaimName: "app" } },
+    });
+    await waitFor(
+      async () => (await admin().get<{ status?: { readyToUse?: boolean } }>(`${SNAP}/namespaces/${ns}/volumesnapshots/snap`)).status?.readyToUse === true,
+      "the snapshot ready",
+      60_000,
+    );
     const fromSnapshot = { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "2Gi" } } };
-    await admin().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, { apiVersion: "v1", kind: "PersistentVolumeClaim", metadata: { name: "restored" }, spec: { ...fromSnapshot, dataSource: { apiGroup: "snapshot.storage.k8s.io", kind: "VolumeSnapshot", name: "snap" } } });
-    await admin().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, { apiVersion: "v1", kind: "PersistentVolumeClaim", metadata: { name: "clone" }, spec: { ...fromSnapshot, dataSource: { kind: "PersistentVolumeClaim", name: "app" } } });
+    await admin().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, {
+      apiVersion: "v1",
+      kind: "PersistentVolumeClaim",
+      metadata: { name: "restored" },
+      spec: { ...fromSnapshot, dataSource: { apiGroup: "snapshot.storage.k8s.io", kind: "VolumeSnapshot", name: "snap" } },
+    });
+    await admin().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, {
+      apiVersion: "v1",
+      kind: "PersistentVolumeClaim",
+      metadata: { name: "clone" },
+      spec: { ...fromSnapshot, dataSource: { kind: "PersistentVolumeClaim", name: "app" } },
+    });
 
     expect(await faithful(await volumeDir(ns, "restored"))).toEqual(before);
     expect(await faithful(await volumeDir(ns, "clone"))).toEqual(before);
@@ -140,7 +166,12 @@ describe("a backup and its restores", () => {
     const before = await faithful(source);
     expectHostile(before);
 
-    await walle.create(`/apis/ros.io/v1/namespaces/${app}/backupjobs`, { apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name: "nightly" }, spec: { sourcePvc: "db", repository: { name: shared, namespace: INSTALL } } });
+    await walle.create(`/apis/ros.io/v1/namespaces/${app}/backupjobs`, {
+      apiVersion: "ros.io/v1",
+      kind: "BackupJob",
+      metadata: { name: "nightly" },
+      spec: { sourcePvc: "db", repository: { name: shared, namespace: INSTALL } },
+    });
     const bj = await settled(app, "nightly", 300_000);
     expect({ phase: bj.status?.phase, state: condition(bj, "BackupState")?.reason }).toEqual({ phase: "Finished", state: "Completed" });
     expect(condition(bj, "FullFidelity")).toMatchObject({ status: "True", reason: "PrivilegedWorker" });
@@ -150,11 +181,16 @@ describe("a backup and its restores", () => {
     // (a) Into a new PVC of a third namespace: restored beside the repository, then handed over.
     const third = await createNamespace("fid-new");
     await walle.create(`/apis/ros.io/v1/namespaces/${third}/backuprestores`, {
-      apiVersion: "ros.io/v1", kind: "BackupRestore", metadata: { name: "back" },
+      apiVersion: "ros.io/v1",
+      kind: "BackupRestore",
+      metadata: { name: "back" },
       spec: { repository: { name: shared, namespace: INSTALL }, source: { snapshotId }, target: { newPvc: { name: "db", size: "2Gi" } } },
     });
     const a = await settledRestore(third, "back", 300_000);
-    expect({ phase: a.status?.phase, fidelity: condition(a, "FullFidelity")?.status }, JSON.stringify(a.status)).toEqual({ phase: "Finished", fidelity: "True" });
+    expect({ phase: a.status?.phase, fidelity: condition(a, "FullFidelity")?.status }, JSON.stringify(a.status)).toEqual({
+      phase: "Finished",
+      fidelity: "True",
+    });
     expect(await faithful(await volumeDir(third, "db"))).toEqual(before);
 
     // (b) Over an existing PVC full of stale files, in a namespace an admin allowed full-fidelity workers in, with
@@ -166,7 +202,9 @@ describe("a backup and its restores", () => {
     const target = await volumeDir(existing, "db");
     await mkdir(path.join(target, "lost+found"), { mode: 0o700 });
     await admin().create(`/apis/ros.io/v1/namespaces/${existing}/backuprestores`, {
-      apiVersion: "ros.io/v1", kind: "BackupRestore", metadata: { name: "over" },
+      apiVersion: "ros.io/v1",
+      kind: "BackupRestore",
+      metadata: { name: "over" },
       spec: { repository: { name: "repo", namespace: existing }, source: { snapshotId }, target: { existingPvc: "db" } },
     });
     const b = await settledRestore(existing, "over", 300_000);
@@ -184,15 +222,26 @@ describe("a backup and its restores", () => {
     await repositorySecret(ns, "repo", rest.repository("fidelity", "rest-secret-pw", ns));
     await pvcWithData(ns, "db", {});
     await hostileTree(await volumeDir(ns, "db"));
-    await admin().create(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`, { apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name: "nightly" }, spec: { sourcePvc: "db", repository: { name: "repo", namespace: ns } } });
+    await admin().create(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`, {
+      apiVersion: "ros.io/v1",
+      kind: "BackupJob",
+      metadata: { name: "nightly" },
+      spec: { sourcePvc: "db", repository: { name: "repo", namespace: ns } },
+    });
     const bj = await settled(ns, "nightly", 300_000);
     const state = condition(bj, "BackupState");
     expect({ phase: bj.status?.phase, reason: state?.reason }, JSON.stringify(bj.status)).toEqual({ phase: "Failed", reason: "Incomplete" });
     expect(state?.message).toMatch(/could not be read; the snapshot was made without them\. First: .*(pgdata|secret).*permission denied/);
-    expect(condition(bj, "FullFidelity")).toMatchObject({ status: "False", reason: "UnprivilegedWorker", message: expect.stringMatching(new RegExp(`namespace ${ns} does not allow full-fidelity workers`)) });
+    expect(condition(bj, "FullFidelity")).toMatchObject({
+      status: "False",
+      reason: "UnprivilegedWorker",
+      message: expect.stringMatching(new RegExp(`namespace ${ns} does not allow full-fidelity workers`)),
+    });
     // The partial snapshot is recorded, so nobody mistakes it for nothing, or for a whole one.
     expect((bj as BackupJobObj).status?.snapshotId).toMatch(/^[0-9a-f]{64}$/);
-    const events = await admin().get<{ items: { type: string; reason: string; regarding: { name: string } }[] }>(`/apis/events.k8s.io/v1/namespaces/${ns}/events`);
+    const events = await admin().get<{ items: { type: string; reason: string; regarding: { name: string } }[] }>(
+      `/apis/events.k8s.io/v1/namespaces/${ns}/events`,
+    );
     expect(events.items.filter((e) => e.regarding.name === "nightly" && e.type === "Warning").map((e) => e.reason)).toContain("BackupFailed");
   });
 });
@@ -211,10 +260,12 @@ describe("Pod Security admission", () => {
     });
     await workerAccount(ns);
     const pod = { apiVersion: "v1", kind: "Pod", metadata: { generateName: "worker-" }, spec: (job.spec as { template: { spec: unknown } }).template.spec };
-    return admin().create(`/api/v1/namespaces/${ns}/pods`, pod, { dryRun: "All" }).then(
-      () => true as const,
-      (e: unknown) => String(e instanceof Error ? e.message : e),
-    );
+    return admin()
+      .create(`/api/v1/namespaces/${ns}/pods`, pod, { dryRun: "All" })
+      .then(
+        () => true as const,
+        (e: unknown) => String(e instanceof Error ? e.message : e),
+      );
   }
 
   it("admits full-fidelity workers at baseline and unprivileged ones at restricted, and the install namespace enforces baseline", async () => {

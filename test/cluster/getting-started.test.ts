@@ -74,10 +74,14 @@ const resticCheck = (): Promise<string> => resticOut(["check"]);
 /** The example's datelog in `ns`, once its container has written a line. */
 async function datelog(ns: string): Promise<{ file: string; text: string; uid: number; mode: number }> {
   const file = path.join(await volumeDir(ns, "example-volume", on), "datelog");
-  const text = await waitFor(async () => {
-    const t = await readFile(file, "utf8").catch(() => "");
-    return t.length > 0 && t;
-  }, `the example workload in ${ns} to write its datelog`, 90_000);
+  const text = await waitFor(
+    async () => {
+      const t = await readFile(file, "utf8").catch(() => "");
+      return t.length > 0 && t;
+    },
+    `the example workload in ${ns} to write its datelog`,
+    90_000,
+  );
   const st = await stat(file);
   return { file, text, uid: st.uid, mode: st.mode & 0o7777 };
 }
@@ -124,7 +128,12 @@ beforeAll(async () => {
   const bins = await resolveResticBinaries();
   restic = bins.restic;
   const password = randomBytes(12).toString("hex");
-  rest = await startRestServer({ binary: bins.restServer, dataDir: path.join(stateDir, "repository"), users: { walle: password }, host: cluster.node.network.hostIp });
+  rest = await startRestServer({
+    binary: bins.restServer,
+    dataDir: path.join(stateDir, "repository"),
+    users: { walle: password },
+    host: cluster.node.network.hostIp,
+  });
   repository = {
     RESTIC_REPOSITORY: `rest:http://${cluster.node.network.hostIp}:${rest.port}/walle/example`,
     RESTIC_PASSWORD: randomBytes(12).toString("hex"),
@@ -146,14 +155,20 @@ describe("the original README's getting-started, as written", () => {
     expect(crds.trim().split("\n").sort()).toEqual(
       ["backupjobs", "backuprestores", "backupschedules", "backupsets"].map((p) => `customresourcedefinition.apiextensions.k8s.io/${p}.ros.io created`),
     );
-    await sh("kubectl wait --for condition=established --timeout=60s crd/backupschedules.ros.io crd/backupsets.ros.io crd/backupjobs.ros.io crd/backuprestores.ros.io");
-    const helm = await sh(`"$HELM" upgrade -n ${NS} --create-namespace --install walle ./helm/charts/walle -f examples/values.yml --set config.backup_job_image=${WORKER_IMAGE}`);
+    await sh(
+      "kubectl wait --for condition=established --timeout=60s crd/backupschedules.ros.io crd/backupsets.ros.io crd/backupjobs.ros.io crd/backuprestores.ros.io",
+    );
+    const helm = await sh(
+      `"$HELM" upgrade -n ${NS} --create-namespace --install walle ./helm/charts/walle -f examples/values.yml --set config.backup_job_image=${WORKER_IMAGE}`,
+    );
     expect(helm).toMatch(/^STATUS: deployed$/m);
     expect(helm).toMatch(/^NAMESPACE: walle$/m);
     await sh(`kubectl label namespace ${NS} pod-security.kubernetes.io/enforce=baseline pod-security.kubernetes.io/enforce-version=latest`);
 
     // What the chart made of the original's values: the images of image.tag, and the operator's file.
-    const service = await cluster!.api.get<{ spec: { template: { spec: { containers: { image: string }[] } } } }>(`/apis/serving.knative.dev/v1/namespaces/${NS}/services/walle-reconcile`);
+    const service = await cluster!.api.get<{ spec: { template: { spec: { containers: { image: string }[] } } } }>(
+      `/apis/serving.knative.dev/v1/namespaces/${NS}/services/walle-reconcile`,
+    );
     expect(service.spec.template.spec.containers.map((c) => c.image)).toEqual(["ghcr.io/ros-io/walle-reconcile:latest"]);
     const config = await cluster!.api.get<{ data: Record<string, string> }>(`/api/v1/namespaces/${NS}/configmaps/walle-config`);
     expect(config.data["config.yml"]).toContain(`cluster_name: ${HOST}`);
@@ -174,7 +189,10 @@ describe("the original README's getting-started, as written", () => {
     // KEDA fires the installed ScaledJob's tick; its window comes every other minute instead of every fifth, and its
     // workers report to where the function listens here.
     const scaledJob = await cluster!.api.get<KubeObject>(`/apis/keda.sh/v1alpha1/namespaces/${NS}/scaledjobs/walle-tick`);
-    await cluster!.api.replace(`/apis/keda.sh/v1alpha1/namespaces/${NS}/scaledjobs/walle-tick`, localizeScaledJob(scaledJob, { progressSinkUrl: walle.url, shortWindow: true }));
+    await cluster!.api.replace(
+      `/apis/keda.sh/v1alpha1/namespaces/${NS}/scaledjobs/walle-tick`,
+      localizeScaledJob(scaledJob, { progressSinkUrl: walle.url, shortWindow: true }),
+    );
     before = await csiStorage(on);
   });
 
@@ -182,7 +200,9 @@ describe("the original README's getting-started, as written", () => {
     // Step 2, the original's Secret, with the repository's URL.
     await sh(
       `kubectl -n ${NS} create secret generic restic-repo --from-literal=INITIALIZE_REPO=true ` +
-        Object.entries(repository).map(([k, v]) => `--from-literal=${k}=${v}`).join(" "),
+        Object.entries(repository)
+          .map(([k, v]) => `--from-literal=${k}=${v}`)
+          .join(" "),
     );
     await sh("kubectl apply -f examples/workload.yml && kubectl create namespace shop && kubectl -n shop apply -f examples/workload.yml");
     const written = { default: await datelog("default"), shop: await datelog("shop") };
@@ -191,14 +211,19 @@ describe("the original README's getting-started, as written", () => {
     await sh("kubectl apply -f examples/getting-started-schedule.yml");
 
     type SetObj = { metadata: { name: string }; status?: { state?: string; completions?: string; statistics?: Record<string, number> } };
-    const set = await waitFor(async () => {
-      const sets = await cluster!.api.get<{ items: SetObj[] }>("/apis/ros.io/v1/backupsets", { labelSelector: `${Label.BackupSchedule}=example-schedule` });
-      const s = sets.items[0];
-      return s && ["Finished", "FinishedWithFailures"].includes(s.status?.state ?? "") && s;
-    }, "example-schedule's first BackupSet to end (KEDA's window comes every other minute)", 420_000);
+    const set = await waitFor(
+      async () => {
+        const sets = await cluster!.api.get<{ items: SetObj[] }>("/apis/ros.io/v1/backupsets", { labelSelector: `${Label.BackupSchedule}=example-schedule` });
+        const s = sets.items[0];
+        return s && ["Finished", "FinishedWithFailures"].includes(s.status?.state ?? "") && s;
+      },
+      "example-schedule's first BackupSet to end (KEDA's window comes every other minute)",
+      420_000,
+    );
     expect(set.status).toMatchObject({ state: "Finished", completions: "2/2", statistics: { totalJobs: 2, finishedJobs: 2, failedJobs: 0 } });
 
-    const jobs = (await cluster!.api.get<{ items: BackupJobObj[] }>("/apis/ros.io/v1/backupjobs", { labelSelector: `${Label.BackupSet}=${set.metadata.name}` })).items;
+    const jobs = (await cluster!.api.get<{ items: BackupJobObj[] }>("/apis/ros.io/v1/backupjobs", { labelSelector: `${Label.BackupSet}=${set.metadata.name}` }))
+      .items;
     const done = await Promise.all(jobs.map((j) => settled(j.metadata.namespace, j.metadata.name, 90_000, on)));
     expect(done.map((j) => [j.metadata.namespace, j.status?.phase]).sort()).toEqual([
       ["default", "Finished"],

@@ -46,18 +46,29 @@ async function workload(prefix: string, annotations: Record<string, string> = {}
       volumes: [{ name: "data", persistentVolumeClaim: { claimName: "data" } }],
     },
   });
-  await waitFor(async () => (await admin().get<{ status?: { phase?: string } }>(`/api/v1/namespaces/${ns}/pods/app-0`)).status?.phase === "Running", "pod app-0 Running", 120_000);
+  await waitFor(
+    async () => (await admin().get<{ status?: { phase?: string } }>(`/api/v1/namespaces/${ns}/pods/app-0`)).status?.phase === "Running",
+    "pod app-0 Running",
+    120_000,
+  );
   return ns;
 }
 
 async function backupJob(ns: string, name: string, spec: Record<string, string> = {}): Promise<void> {
-  await admin().create(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`, { apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name }, spec: { sourcePvc: "data", repository: { name: "repo", namespace: ns }, ...spec } });
+  await admin().create(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`, {
+    apiVersion: "ros.io/v1",
+    kind: "BackupJob",
+    metadata: { name },
+    spec: { sourcePvc: "data", repository: { name: "repo", namespace: ns }, ...spec },
+  });
 }
 
 const condition = (bj: BackupJobObj, type: string) => bj.status?.conditions?.find((c) => c.type === type);
 
 async function eventsOf(ns: string, name: string): Promise<{ type: string; reason: string; note: string }[]> {
-  const list = await admin().get<{ items: { type: string; reason: string; note: string; regarding: { name: string } }[] }>(`/apis/events.k8s.io/v1/namespaces/${ns}/events`);
+  const list = await admin().get<{ items: { type: string; reason: string; note: string; regarding: { name: string } }[] }>(
+    `/apis/events.k8s.io/v1/namespaces/${ns}/events`,
+  );
   return list.items.filter((e) => e.regarding.name === name).map(({ type, reason, note }) => ({ type, reason, note }));
 }
 
@@ -82,8 +93,18 @@ describe("snapshot hooks", () => {
     const bj = await settled(ns, "frozen", 300_000);
     expect(bj.status?.phase, JSON.stringify(bj.status?.conditions)).toBe("Finished");
     expect(bj.status?.hooks).toEqual({
-      before: expect.objectContaining({ from: "BackupJob", targets: [{ pod: "app-0", container: "app" }], outcome: "Succeeded", output: "[app-0/app exit 0] " }),
-      after: expect.objectContaining({ from: "BackupJob", targets: [{ pod: "app-0", container: "app" }], outcome: "Succeeded", output: "[app-0/app exit 0] thawed" }),
+      before: expect.objectContaining({
+        from: "BackupJob",
+        targets: [{ pod: "app-0", container: "app" }],
+        outcome: "Succeeded",
+        output: "[app-0/app exit 0] ",
+      }),
+      after: expect.objectContaining({
+        from: "BackupJob",
+        targets: [{ pod: "app-0", container: "app" }],
+        outcome: "Succeeded",
+        output: "[app-0/app exit 0] thawed",
+      }),
     });
     expect(condition(bj, "Hooks")).toMatchObject({ status: "True", reason: "HooksSucceeded" });
     const hookEvents = (await eventsOf(ns, "frozen")).filter((e) => e.reason.startsWith("Hook"));
@@ -96,8 +117,14 @@ describe("snapshot hooks", () => {
     const live = await volumeDir(ns, "data");
     expect(existsSync(path.join(live, ".frozen"))).toBe(false);
     await admin().create(`/apis/ros.io/v1/namespaces/${ns}/backuprestores`, {
-      apiVersion: "ros.io/v1", kind: "BackupRestore", metadata: { name: "back" },
-      spec: { repository: { name: "repo", namespace: ns }, source: { snapshotId: bj.status?.snapshotId }, target: { newPvc: { name: "restored", size: "1Gi" } } },
+      apiVersion: "ros.io/v1",
+      kind: "BackupRestore",
+      metadata: { name: "back" },
+      spec: {
+        repository: { name: "repo", namespace: ns },
+        source: { snapshotId: bj.status?.snapshotId },
+        target: { newPvc: { name: "restored", size: "1Gi" } },
+      },
     });
     expect((await settledRestore(ns, "back", 300_000)).status?.phase).toBe("Finished");
     const restored = await volumeDir(ns, "restored");
@@ -109,14 +136,18 @@ describe("snapshot hooks", () => {
 
   it("a before-hook that fails (from the pod's annotation) leaves no snapshot, reads Failed with the hook's output, and the after-hook still runs", async () => {
     await startWalle();
-    const ns = await workload("hooks-fail", { "ros.io/before-backup": "echo cannot flush the tables >&2; exit 7", "ros.io/after-backup": "echo thawed >> /data/after.log" });
+    const ns = await workload("hooks-fail", {
+      "ros.io/before-backup": "echo cannot flush the tables >&2; exit 7",
+      "ros.io/after-backup": "echo thawed >> /data/after.log",
+    });
     const snapshots = await watchSnapshots(ns);
     await backupJob(ns, "refused");
     const bj = await settled(ns, "refused", 300_000);
     expect(bj.status?.phase).toBe("Failed");
     expect(condition(bj, "BackupState")).toMatchObject({
       reason: "BeforeHookFailed",
-      message: "No snapshot was taken. The before-snapshot hook (from the pods' annotation) failed in app-0/app. Output: [app-0/app exit 7] cannot flush the tables",
+      message:
+        "No snapshot was taken. The before-snapshot hook (from the pods' annotation) failed in app-0/app. Output: [app-0/app exit 7] cannot flush the tables",
     });
     expect(bj.status?.hooks?.after).toMatchObject({ outcome: "Succeeded" });
     expect(await readFile(path.join(await volumeDir(ns, "data"), "after.log"), "utf8")).toBe("thawed\n");
@@ -129,22 +160,40 @@ describe("snapshot hooks", () => {
     const ns = await workload("hooks-bound");
     const reconcile = await clientForServiceAccount(INSTALL_NAMESPACE, ServiceAccount.Reconcile);
     const target = { namespace: ns, pod: "app-0", container: "app" };
-    const exec = (api: RestClient, command: string, container = "app") => execInContainer(api, { ...target, container }, ["/bin/sh", "-c", command], 30_000).catch((e: unknown) => e as Error);
+    const exec = (api: RestClient, command: string, container = "app") =>
+      execInContainer(api, { ...target, container }, ["/bin/sh", "-c", command], 30_000).catch((e: unknown) => e as Error);
     const denied = /ValidatingAdmissionPolicy 'walle-hook-exec'.*none is for this command in .*\/app-0\/(app|sidecar)/;
     expect(((await exec(reconcile, "cat /data/db/rows")) as Error).message).toMatch(denied);
     // A permit for one command in one container: that one runs, another command or container does not.
     await reconcile.patch(`/api/v1/namespaces/${INSTALL_NAMESPACE}/configmaps/walle-exec-permits`, { data: { [`${ns}_app-0_app_probe`]: "echo permitted" } });
-    onTestFinished(() => admin().patch(`/api/v1/namespaces/${INSTALL_NAMESPACE}/configmaps/walle-exec-permits`, { data: { [`${ns}_app-0_app_probe`]: null } }).then(() => undefined));
-    expect(await waitFor(async () => {
-      const r = await exec(reconcile, "echo permitted");
-      return r instanceof Error ? undefined : r;
-    }, "the policy to see the permit", 30_000)).toMatchObject({ exitCode: 0, output: "permitted\n" });
+    onTestFinished(() =>
+      admin()
+        .patch(`/api/v1/namespaces/${INSTALL_NAMESPACE}/configmaps/walle-exec-permits`, { data: { [`${ns}_app-0_app_probe`]: null } })
+        .then(() => undefined),
+    );
+    expect(
+      await waitFor(
+        async () => {
+          const r = await exec(reconcile, "echo permitted");
+          return r instanceof Error ? undefined : r;
+        },
+        "the policy to see the permit",
+        30_000,
+      ),
+    ).toMatchObject({ exitCode: 0, output: "permitted\n" });
     expect(((await exec(reconcile, "cat /data/db/rows")) as Error).message).toMatch(denied);
     expect(((await exec(reconcile, "echo permitted", "sidecar")) as Error).message).toMatch(denied);
     // A tenant (admin of the namespace) cannot write a permit.
-    await grantRole(ns, "tenant-admin", [{ apiGroups: ["*"], resources: ["*"], verbs: ["*"] }], [{ kind: "User", apiGroup: "rbac.authorization.k8s.io", name: "tenant" }]);
+    await grantRole(
+      ns,
+      "tenant-admin",
+      [{ apiGroups: ["*"], resources: ["*"], verbs: ["*"] }],
+      [{ kind: "User", apiGroup: "rbac.authorization.k8s.io", name: "tenant" }],
+    );
     const tenant = await clientForUser("tenant");
-    const forged = await tenant.patch(`/api/v1/namespaces/${INSTALL_NAMESPACE}/configmaps/walle-exec-permits`, { data: { [`${ns}_app-0_app_x`]: "cat /data/db/rows" } }).catch((e: unknown) => e);
+    const forged = await tenant
+      .patch(`/api/v1/namespaces/${INSTALL_NAMESPACE}/configmaps/walle-exec-permits`, { data: { [`${ns}_app-0_app_x`]: "cat /data/db/rows" } })
+      .catch((e: unknown) => e);
     expect(forged).toMatchObject({ code: 403 });
     // The policy binds Walle's accounts alone: the tenant's own exec, with no permit, runs as before.
     expect(await exec(tenant, "cat /data/db/rows")).toMatchObject({ exitCode: 0, output: "1,2,3\n" });
@@ -161,8 +210,14 @@ describe("snapshot hooks", () => {
     expect(bj.status?.stream).toEqual({ command, from: "Annotation", pod: "app-0", container: "app", fileName: "data.app.stdout" });
     expect(snapshots).toEqual([]);
     await admin().create(`/apis/ros.io/v1/namespaces/${ns}/backuprestores`, {
-      apiVersion: "ros.io/v1", kind: "BackupRestore", metadata: { name: "dumped" },
-      spec: { repository: { name: "repo", namespace: ns }, source: { snapshotId: bj.status?.snapshotId }, target: { newPvc: { name: "from-dump", size: "1Gi" } } },
+      apiVersion: "ros.io/v1",
+      kind: "BackupRestore",
+      metadata: { name: "dumped" },
+      spec: {
+        repository: { name: "repo", namespace: ns },
+        source: { snapshotId: bj.status?.snapshotId },
+        target: { newPvc: { name: "from-dump", size: "1Gi" } },
+      },
     });
     expect((await settledRestore(ns, "dumped", 300_000)).status?.phase).toBe("Finished");
     expect(await readFile(path.join(await volumeDir(ns, "from-dump"), "data.app.stdout"), "utf8")).toBe("-- dump of shop\n1,2,3\n");
@@ -171,7 +226,10 @@ describe("snapshot hooks", () => {
     await backupJob(ns, "broken", { backupCommand: "echo 'COPY orders'; echo 'pg_dump: error: connection refused' >&2; exit 2" });
     const broken = await settled(ns, "broken", 300_000);
     expect(broken.status?.phase).toBe("Failed");
-    expect(condition(broken, "BackupState")).toMatchObject({ reason: "CommandFailed", message: "The backup command exited 2: pg_dump: error: connection refused. No snapshot was made." });
+    expect(condition(broken, "BackupState")).toMatchObject({
+      reason: "CommandFailed",
+      message: "The backup command exited 2: pg_dump: error: connection refused. No snapshot was made.",
+    });
     expect(broken.status?.snapshotId).toBeUndefined();
   }, 600_000);
 
@@ -195,12 +253,16 @@ describe("snapshot hooks", () => {
     const atKill = await admin().get<BackupJobObj>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/killed`);
     expect(atKill.status?.hooks?.before?.outcome).toBe("Succeeded");
     expect(atKill.status?.hooks?.after?.startTime).toBeUndefined();
-    const bj = await waitFor(async () => {
-      const r = await runTick({ env });
-      if (r.code !== 0) throw new Error(`the tick failed (${r.code}): ${r.stderr}`);
-      const j = await admin().get<BackupJobObj>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/killed`);
-      return j.status?.conditions?.some((c) => c.type === "CleanedUp" && c.status === "True") ? j : undefined;
-    }, "the BackupJob to settle through ticks", 300_000);
+    const bj = await waitFor(
+      async () => {
+        const r = await runTick({ env });
+        if (r.code !== 0) throw new Error(`the tick failed (${r.code}): ${r.stderr}`);
+        const j = await admin().get<BackupJobObj>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/killed`);
+        return j.status?.conditions?.some((c) => c.type === "CleanedUp" && c.status === "True") ? j : undefined;
+      },
+      "the BackupJob to settle through ticks",
+      300_000,
+    );
     expect(bj.status?.phase, JSON.stringify(bj.status?.conditions)).toBe("Finished");
     expect(bj.status?.hooks?.after).toMatchObject({ outcome: "Succeeded" });
     expect(await readFile(path.join(await volumeDir(ns, "data"), "hooks.log"), "utf8")).toBe("before\nafter\n");

@@ -39,8 +39,10 @@ interface Conditioned {
   status?: { conditions?: { type: string; status: string; reason?: string }[] };
 }
 const condition = (o: Conditioned, type: string) => o.status?.conditions?.find((c) => c.type === type);
-const revisionPods = (install: string) => api().get<{ items: Seen[] }>(`/api/v1/namespaces/${install}/pods`, { labelSelector: `serving.knative.dev/revision=${REVISION}` });
-const atZero = (what: string, install = NS) => waitFor(async () => (await revisionPods(install)).items.length === 0, `the reconcile revision of ${install} at zero pods ${what}`, 240_000);
+const revisionPods = (install: string) =>
+  api().get<{ items: Seen[] }>(`/api/v1/namespaces/${install}/pods`, { labelSelector: `serving.knative.dev/revision=${REVISION}` });
+const atZero = (what: string, install = NS) =>
+  waitFor(async () => (await revisionPods(install)).items.length === 0, `the reconcile revision of ${install} at zero pods ${what}`, 240_000);
 
 interface PodSeen {
   metadata: { name: string; namespace: string; labels?: Record<string, string>; creationTimestamp?: string };
@@ -52,8 +54,11 @@ interface PodSeen {
 async function caller(ns: string, name: string, role: string): Promise<string> {
   await api().create(`/api/v1/namespaces/${ns}/serviceaccounts`, { apiVersion: "v1", kind: "ServiceAccount", metadata: { name } });
   await api().create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`, {
-    apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", metadata: { name: `${ns}-${name}` },
-    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role }, subjects: [{ kind: "ServiceAccount", name, namespace: ns }],
+    apiVersion: "rbac.authorization.k8s.io/v1",
+    kind: "RoleBinding",
+    metadata: { name: `${ns}-${name}` },
+    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role },
+    subjects: [{ kind: "ServiceAccount", name, namespace: ns }],
   });
   return (await serviceAccountToken(api(), ns, name, 3600, ["walle"])).token;
 }
@@ -64,20 +69,47 @@ const post = (type: string, id: string, data: string) =>
 
 /** `name`'s BackupJob once it has ended, moved on by the events of the shipped ApiServerSource alone. */
 const ended = (ns: string, name: string, timeoutMs: number): Promise<Seen> =>
-  waitFor(async () => {
-    const bj = await api().get<Seen>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/${name}`);
-    return bj.status?.phase === "Finished" || bj.status?.phase === "Failed" ? bj : undefined;
-  }, `BackupJob ${ns}/${name} to end`, timeoutMs);
+  waitFor(
+    async () => {
+      const bj = await api().get<Seen>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/${name}`);
+      return bj.status?.phase === "Finished" || bj.status?.phase === "Failed" ? bj : undefined;
+    },
+    `BackupJob ${ns}/${name} to end`,
+    timeoutMs,
+  );
 
 /** A namespace with PVC `data` holding `rows`, written by a pod of the application's, and repository Secret `repo`. */
 async function tenant(ns: string, rows: string): Promise<string> {
   await api().create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
-  await api().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, { apiVersion: "v1", kind: "PersistentVolumeClaim", metadata: { name: "data" }, spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } } });
+  await api().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, {
+    apiVersion: "v1",
+    kind: "PersistentVolumeClaim",
+    metadata: { name: "data" },
+    spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } },
+  });
   const repository = rest!.repository("shop", PASSWORD, ns);
-  await api().create(`/api/v1/namespaces/${ns}/secrets`, { apiVersion: "v1", kind: "Secret", metadata: { name: "repo" }, stringData: { RESTIC_REPOSITORY: repository, RESTIC_PASSWORD: PASSWORD, INITIALIZE_REPO: "true" } });
+  await api().create(`/api/v1/namespaces/${ns}/secrets`, {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name: "repo" },
+    stringData: { RESTIC_REPOSITORY: repository, RESTIC_PASSWORD: PASSWORD, INITIALIZE_REPO: "true" },
+  });
   await api().create(`/api/v1/namespaces/${ns}/pods`, {
-    apiVersion: "v1", kind: "Pod", metadata: { name: "writer" },
-    spec: { restartPolicy: "Never", volumes: [{ name: "d", persistentVolumeClaim: { claimName: "data" } }], containers: [{ name: "w", image: "docker.io/library/busybox:1.36", command: ["sh", "-c", `mkdir -p /data/db && printf '${rows}' > /data/db/rows`], volumeMounts: [{ name: "d", mountPath: "/data" }] }] },
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name: "writer" },
+    spec: {
+      restartPolicy: "Never",
+      volumes: [{ name: "d", persistentVolumeClaim: { claimName: "data" } }],
+      containers: [
+        {
+          name: "w",
+          image: "docker.io/library/busybox:1.36",
+          command: ["sh", "-c", `mkdir -p /data/db && printf '${rows}' > /data/db/rows`],
+          volumeMounts: [{ name: "d", mountPath: "/data" }],
+        },
+      ],
+    },
   });
   await waitFor(async () => (await api().get<Seen>(`/api/v1/namespaces/${ns}/pods/writer`)).status?.phase === "Succeeded", "the writer pod", 120_000);
   await api().delete(`/api/v1/namespaces/${ns}/pods/writer`);
@@ -92,9 +124,14 @@ async function fromZero(ns: string, start: () => Promise<string>, install = NS):
   const repository = await tenant(ns, "order 1\\n");
   await atZero(`before ${ns}'s BackupJob`, install);
   const started: string[] = [];
-  const watch = new Informer<Seen>(api(), `/api/v1/namespaces/${install}/pods`, (type, pod) => {
-    if (type === "add") started.push(pod.metadata.name);
-  }, { labelSelector: `serving.knative.dev/revision=${REVISION}` });
+  const watch = new Informer<Seen>(
+    api(),
+    `/api/v1/namespaces/${install}/pods`,
+    (type, pod) => {
+      if (type === "add") started.push(pod.metadata.name);
+    },
+    { labelSelector: `serving.knative.dev/revision=${REVISION}` },
+  );
   await watch.start();
   try {
     const name = await start();
@@ -113,7 +150,12 @@ beforeAll(async () => {
   stateDir = await mkdtemp(path.join(STATE_ROOT, "walle-test-installed-"));
   cluster = await startCluster({ stateDir, walleCrds: false, knativeServing: true, knativeEventing: true });
   const bins = await resolveResticBinaries();
-  rest = await startRestServer({ binary: bins.restServer, dataDir: path.join(stateDir, "repository"), users: { shop: PASSWORD }, host: cluster.node.network.hostIp });
+  rest = await startRestServer({
+    binary: bins.restServer,
+    dataDir: path.join(stateDir, "repository"),
+    users: { shop: PASSWORD },
+    host: cluster.node.network.hostIp,
+  });
 }, 900_000);
 
 afterAll(async () => {
@@ -126,7 +168,12 @@ describe("Knative Serving on the local cluster", () => {
   it("runs its controller, webhook, autoscaler and activator as pods on the real node, from the images built here", async () => {
     const version = await requiredVersion("serving", "knative.dev/serving");
     const pods = await api().get<{ items: PodSeen[] }>(`/api/v1/namespaces/${SERVING_NAMESPACE}/pods`);
-    const seen = pods.items.map((p) => ({ app: p.metadata.labels?.app, node: p.spec.nodeName, images: p.spec.containers.map((c) => c.image), ready: condition(p, "Ready")?.status }));
+    const seen = pods.items.map((p) => ({
+      app: p.metadata.labels?.app,
+      node: p.spec.nodeName,
+      images: p.spec.containers.map((c) => c.image),
+      ready: condition(p, "Ready")?.status,
+    }));
     expect(seen.sort((a, b) => String(a.app).localeCompare(String(b.app)))).toEqual(
       [...SERVING_DEPLOYMENTS].sort().map((app) => ({ app, node: "walle-node", images: [servingImage(app, version)], ready: "True" })),
     );
@@ -135,7 +182,12 @@ describe("Knative Serving on the local cluster", () => {
   it("runs Knative Eventing's controller and webhook as pods on the real node, from the images built here", async () => {
     const version = await requiredVersion("eventing", "knative.dev/eventing");
     const pods = await api().get<{ items: PodSeen[] }>(`/api/v1/namespaces/${EVENTING_NAMESPACE}/pods`);
-    const seen = pods.items.map((p) => ({ app: p.metadata.labels?.app, node: p.spec.nodeName, images: p.spec.containers.map((c) => c.image), ready: condition(p, "Ready")?.status }));
+    const seen = pods.items.map((p) => ({
+      app: p.metadata.labels?.app,
+      node: p.spec.nodeName,
+      images: p.spec.containers.map((c) => c.image),
+      ready: condition(p, "Ready")?.status,
+    }));
     expect(seen.sort((a, b) => String(a.app).localeCompare(String(b.app)))).toEqual(
       EVENTING_DEPLOYMENTS.map((app) => ({ app, node: "walle-node", images: [eventingImage(app.replace(/^eventing-/, ""), version)], ready: "True" })),
     );
@@ -146,21 +198,38 @@ describe("Knative Serving on the local cluster", () => {
     const ns = "serving-demo";
     await api().create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
     await api().create(`/apis/serving.knative.dev/v1/namespaces/${ns}/services`, {
-      apiVersion: "serving.knative.dev/v1", kind: "Service", metadata: { name: "hello" },
+      apiVersion: "serving.knative.dev/v1",
+      kind: "Service",
+      metadata: { name: "hello" },
       spec: {
         template: {
           metadata: { annotations: { "autoscaling.knative.dev/window": "6s" } },
           // httpd as a child of a shell that ends it on SIGTERM: as PID 1 it would ignore the signal, and its pod would
           // take the revision's whole grace period to go.
-          spec: { containers: [{ image: "docker.io/library/busybox:1.36", command: ["/bin/sh", "-c", 'mkdir -p /tmp/www && echo "hello from $K_REVISION" > /tmp/www/index.html && httpd -f -p "$PORT" -h /tmp/www & trap "kill $!; exit 0" TERM; wait'] }] },
+          spec: {
+            containers: [
+              {
+                image: "docker.io/library/busybox:1.36",
+                command: [
+                  "/bin/sh",
+                  "-c",
+                  'mkdir -p /tmp/www && echo "hello from $K_REVISION" > /tmp/www/index.html && httpd -f -p "$PORT" -h /tmp/www & trap "kill $!; exit 0" TERM; wait',
+                ],
+              },
+            ],
+          },
         },
       },
     });
     const revision = "hello-00001";
-    const ready = await waitFor(async () => {
-      const r = await api().get<Conditioned>(`/apis/serving.knative.dev/v1/namespaces/${ns}/revisions/${revision}`);
-      return condition(r, "Ready")?.status === "True" ? r : undefined;
-    }, `revision ${revision} Ready`, 120_000);
+    const ready = await waitFor(
+      async () => {
+        const r = await api().get<Conditioned>(`/apis/serving.knative.dev/v1/namespaces/${ns}/revisions/${revision}`);
+        return condition(r, "Ready")?.status === "True" ? r : undefined;
+      },
+      `revision ${revision} Ready`,
+      120_000,
+    );
     expect(condition(ready, "Ready")?.status).toBe("True");
     // Its first pod goes once the autoscaler sees no traffic: zero pods of the revision.
     const podsOf = `/api/v1/namespaces/${ns}/pods`;
@@ -169,9 +238,14 @@ describe("Knative Serving on the local cluster", () => {
 
     // Every pod of the revision made from here on is seen, with what Serving put in it.
     const made: PodSeen[] = [];
-    const watch = new Informer<PodSeen & { metadata: { name: string } }>(api(), podsOf, (type, pod) => {
-      if (type === "add") made.push(pod);
-    }, selector);
+    const watch = new Informer<PodSeen & { metadata: { name: string } }>(
+      api(),
+      podsOf,
+      (type, pod) => {
+        if (type === "add") made.push(pod);
+      },
+      selector,
+    );
     await watch.start();
     try {
       const answer = await runOnce(api(), ns, "client", `wget -qO- http://hello.${ns}.svc.cluster.local/ > /dev/termination-log 2>&1`);
@@ -198,28 +272,48 @@ describe("Walle installed by kubectl apply -k . on a cluster with Knative Servin
     const { stdout } = await run("kubectl", ["--kubeconfig", cluster!.kubeconfig, "apply", "-k", repoRoot], { maxBuffer: 16 * 1024 * 1024 });
     expect(stdout).toContain("service.serving.knative.dev/walle-reconcile created");
     expect(stdout).toContain("scaledjob.keda.sh/walle-tick created");
-    const revision = await waitFor(async () => {
-      const r = await api().get<Seen>(`/apis/serving.knative.dev/v1/namespaces/${NS}/revisions/${REVISION}`);
-      return condition(r, "Ready")?.status === "True" ? r : undefined;
-    }, `revision ${REVISION} Ready`, 180_000);
+    const revision = await waitFor(
+      async () => {
+        const r = await api().get<Seen>(`/apis/serving.knative.dev/v1/namespaces/${NS}/revisions/${REVISION}`);
+        return condition(r, "Ready")?.status === "True" ? r : undefined;
+      },
+      `revision ${REVISION} Ready`,
+      180_000,
+    );
     // Ready means its pod answered /readyz: the function started from its image, as its service account.
     expect(condition(revision, "ContainerHealthy")?.status).toBe("True");
-    const ksvc = await waitFor(async () => {
-      const s = await api().get<Conditioned & { status?: { url?: string } }>(`/apis/serving.knative.dev/v1/namespaces/${NS}/services/walle-reconcile`);
-      return condition(s, "Ready")?.status === "True" ? s : undefined;
-    }, "the walle-reconcile Service Ready", 120_000);
+    const ksvc = await waitFor(
+      async () => {
+        const s = await api().get<Conditioned & { status?: { url?: string } }>(`/apis/serving.knative.dev/v1/namespaces/${NS}/services/walle-reconcile`);
+        return condition(s, "Ready")?.status === "True" ? s : undefined;
+      },
+      "the walle-reconcile Service Ready",
+      120_000,
+    );
     expect(ksvc.status?.url).toBe(`http://walle-reconcile.${NS}.svc.cluster.local`);
     // Eventing's controller made the shipped ApiServerSource's adapter: Ready, its sink the Service's address, and a
     // Deployment whose pod runs the receive adapter's image as the manifest's service account.
-    const source = await waitFor(async () => {
-      const s = await api().get<Conditioned & { status?: { sinkUri?: string } }>(`/apis/sources.knative.dev/v1/namespaces/${NS}/apiserversources/walle-reconcile`);
-      return condition(s, "Ready")?.status === "True" ? s : undefined;
-    }, "the walle-reconcile ApiServerSource Ready", 120_000);
+    const source = await waitFor(
+      async () => {
+        const s = await api().get<Conditioned & { status?: { sinkUri?: string } }>(
+          `/apis/sources.knative.dev/v1/namespaces/${NS}/apiserversources/walle-reconcile`,
+        );
+        return condition(s, "Ready")?.status === "True" ? s : undefined;
+      },
+      "the walle-reconcile ApiServerSource Ready",
+      120_000,
+    );
     expect(source.status?.sinkUri).toBe(`http://walle-reconcile.${NS}.svc.cluster.local`);
-    const adapter = await waitFor(async () => {
-      const pods = await api().get<{ items: (PodSeen & { spec: { serviceAccountName?: string } })[] }>(`/api/v1/namespaces/${NS}/pods`, { labelSelector: "eventing.knative.dev/source=apiserver-source-controller,eventing.knative.dev/sourceName=walle-reconcile" });
-      return pods.items.find((p) => condition(p, "Ready")?.status === "True");
-    }, "the ApiServerSource's adapter pod Ready", 120_000);
+    const adapter = await waitFor(
+      async () => {
+        const pods = await api().get<{ items: (PodSeen & { spec: { serviceAccountName?: string } })[] }>(`/api/v1/namespaces/${NS}/pods`, {
+          labelSelector: "eventing.knative.dev/source=apiserver-source-controller,eventing.knative.dev/sourceName=walle-reconcile",
+        });
+        return pods.items.find((p) => condition(p, "Ready")?.status === "True");
+      },
+      "the ApiServerSource's adapter pod Ready",
+      120_000,
+    );
     expect({ images: adapter.spec.containers.map((c) => c.image), serviceAccount: adapter.spec.serviceAccountName }).toEqual({
       images: [eventingImage("apiserver_receive_adapter", await requiredVersion("eventing", "knative.dev/eventing"))],
       serviceAccount: "walle-apiserversource",
@@ -242,7 +336,13 @@ describe("Walle installed by kubectl apply -k . on a cluster with Knative Servin
     const ns = "shop";
     await fromZero(ns, async () => {
       const ci = await caller(ns, "ci", "walle-edit");
-      const forced = await runOnce(api(), ns, "force", `${post("io.ros.walle.backup.requested", "force-1", JSON.stringify({ namespace: ns, pvc: "data", repository: { name: "repo", namespace: ns } }))} > /dev/termination-log 2>&1`, { TOKEN: ci });
+      const forced = await runOnce(
+        api(),
+        ns,
+        "force",
+        `${post("io.ros.walle.backup.requested", "force-1", JSON.stringify({ namespace: ns, pvc: "data", repository: { name: "repo", namespace: ns } }))} > /dev/termination-log 2>&1`,
+        { TOKEN: ci },
+      );
       expect(forced.phase, forced.message).toBe("Succeeded");
       const body = JSON.parse(forced.message ?? "{}") as { backupJob?: { namespace: string; name: string }; created?: boolean };
       expect(body).toMatchObject({ backupJob: { namespace: ns, name: expect.stringMatching(/^data-forced-[0-9a-f]{10}$/) }, created: true });
@@ -256,14 +356,26 @@ describe("Walle installed by kubectl apply -k . on a cluster with Knative Servin
     // Two pods of the application mount the PVC: a hook runs in each, one after the other, inside one event.
     for (const name of ["app-0", "app-1"]) {
       await api().create(`/api/v1/namespaces/${ns}/pods`, {
-        apiVersion: "v1", kind: "Pod", metadata: { name },
-        spec: { volumes: [{ name: "d", persistentVolumeClaim: { claimName: "data" } }], containers: [{ name: "app", image: "docker.io/library/busybox:1.36", command: ["sleep", "infinity"], volumeMounts: [{ name: "d", mountPath: "/data" }] }] },
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name },
+        spec: {
+          volumes: [{ name: "d", persistentVolumeClaim: { claimName: "data" } }],
+          containers: [
+            { name: "app", image: "docker.io/library/busybox:1.36", command: ["sleep", "infinity"], volumeMounts: [{ name: "d", mountPath: "/data" }] },
+          ],
+        },
       });
       await waitFor(async () => (await api().get<Seen>(`/api/v1/namespaces/${ns}/pods/${name}`)).status?.phase === "Running", `pod ${name} Running`, 120_000);
     }
     const env = { RESTIC_REPOSITORY: repository, RESTIC_PASSWORD: PASSWORD };
     const backupJob = (name: string, spec: Record<string, string>) =>
-      api().create(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`, { apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name }, spec: { sourcePvc: "data", repository: { name: "repo", namespace: ns }, ...spec } });
+      api().create(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`, {
+        apiVersion: "ros.io/v1",
+        kind: "BackupJob",
+        metadata: { name },
+        spec: { sourcePvc: "data", repository: { name: "repo", namespace: ns }, ...spec },
+      });
 
     await backupJob("dump", { backupCommand: "sleep 75; echo '-- dump of db'; cat /data/db/rows" });
     const dumped = await ended(ns, "dump", 300_000);
@@ -273,7 +385,15 @@ describe("Walle installed by kubectl apply -k . on a cluster with Knative Servin
     await backupJob("hooked", { beforeSnapshot: "sleep 40; echo hooked > /data/hook-$(hostname)" });
     const hooked = await ended(ns, "hooked", 300_000);
     expect({ phase: hooked.status?.phase, state: condition(hooked, "BackupState")?.reason }).toEqual({ phase: "Finished", state: "Completed" });
-    const listed = (await restic(["ls", "--json", hooked.status?.snapshotId ?? ""], env)).split("\n").filter(Boolean).map((l) => JSON.parse(l) as { name?: string; struct_type?: string });
-    expect(listed.filter((n) => n.struct_type === "node" && n.name?.startsWith("hook-")).map((n) => n.name).sort()).toEqual(["hook-app-0", "hook-app-1"]);
+    const listed = (await restic(["ls", "--json", hooked.status?.snapshotId ?? ""], env))
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { name?: string; struct_type?: string });
+    expect(
+      listed
+        .filter((n) => n.struct_type === "node" && n.name?.startsWith("hook-"))
+        .map((n) => n.name)
+        .sort(),
+    ).toEqual(["hook-app-0", "hook-app-1"]);
   }, 900_000);
 });

@@ -29,18 +29,23 @@ beforeAll(async () => {
   kubeconfig = await kubeconfigFileForUser("ada");
   // The cluster-wide roles the README tells an admin to bind: status, and running schedules.
   for (const role of ["walle-cli-status", "walle-cli-schedules"]) {
-    await admin().create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
-      apiVersion: "rbac.authorization.k8s.io/v1",
-      kind: "ClusterRoleBinding",
-      metadata: { name: `ada-${role}` },
-      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role },
-      subjects: [{ kind: "User", apiGroup: "rbac.authorization.k8s.io", name: "ada" }],
-    }).catch(() => {});
+    await admin()
+      .create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+        apiVersion: "rbac.authorization.k8s.io/v1",
+        kind: "ClusterRoleBinding",
+        metadata: { name: `ada-${role}` },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role },
+        subjects: [{ kind: "User", apiGroup: "rbac.authorization.k8s.io", name: "ada" }],
+      })
+      .catch(() => {});
   }
 });
 afterAll(async () => {
   await rest?.stop();
-  for (const role of ["walle-cli-status", "walle-cli-schedules"]) await admin().delete(`/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/ada-${role}`).catch(() => {});
+  for (const role of ["walle-cli-status", "walle-cli-schedules"])
+    await admin()
+      .delete(`/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/ada-${role}`)
+      .catch(() => {});
 });
 
 /** A BackupSchedule of the PVCs of namespace `ns` (none, with `selects: false`) into its Secret `repo`, deleted after the test. */
@@ -53,7 +58,14 @@ async function scheduleOf(ns: string, opts: { selects?: boolean } = {}): Promise
     metadata: { name },
     spec: { interval: "24h", repository: { name: "repo", namespace: ns }, plans: [{ type: "persistentVolumeClaim", namespaceSelector }] },
   });
-  onTestFinished(() => admin().delete(`/apis/ros.io/v1/backupschedules/${name}`).then(() => undefined, () => undefined));
+  onTestFinished(() =>
+    admin()
+      .delete(`/apis/ros.io/v1/backupschedules/${name}`)
+      .then(
+        () => undefined,
+        () => undefined,
+      ),
+  );
   return name;
 }
 
@@ -109,7 +121,9 @@ describe("kubectl walle", () => {
 
     const backup = await walle(["backup", "data", "-n", ns, "--repository", "repo", "--wait"]);
     expect(backup, backup.stderr).toMatchObject({ code: 0 });
-    expect(backup.stdout).toMatch(new RegExp(`^backupjob\\.ros\\.io/data-forced-[0-9a-f]{10} created\\nbackupjob\\.ros\\.io/data-forced-[0-9a-f]{10} Finished: snapshot [0-9a-f]{8}\\n$`));
+    expect(backup.stdout).toMatch(
+      new RegExp(`^backupjob\\.ros\\.io/data-forced-[0-9a-f]{10} created\\nbackupjob\\.ros\\.io/data-forced-[0-9a-f]{10} Finished: snapshot [0-9a-f]{8}\\n$`),
+    );
     // Without a terminal, each phase once, on stderr.
     expect(backup.stderr).toMatch(/ Finished\n$/);
 
@@ -125,7 +139,9 @@ describe("kubectl walle", () => {
     expect(rows.slice(1).map((r) => r.split(/ +/)[0])).toEqual([newest, first]);
     expect(rows[1]).toMatch(/^[0-9a-f]{8} +\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ +\d+s +walle-local +2\.0 MiB$/);
     // Its worker Job is gone again, and the password never came back: only the list did.
-    expect((await admin().get<{ items: unknown[] }>(`/apis/batch/v1/namespaces/${ns}/jobs`, { labelSelector: "ros.io/backup-job-type=snapshots" })).items).toEqual([]);
+    expect(
+      (await admin().get<{ items: unknown[] }>(`/apis/batch/v1/namespaces/${ns}/jobs`, { labelSelector: "ros.io/backup-job-type=snapshots" })).items,
+    ).toEqual([]);
     expect(listed.stdout).not.toContain(PASSWORD);
 
     const restore = await walle(["restore", "data", "-n", ns, "--to", "data-copy", "--repository", "repo", "--wait"]);
@@ -137,7 +153,10 @@ describe("kubectl walle", () => {
       apiVersion: "v1",
       kind: "Pod",
       metadata: { name: "app-0" },
-      spec: { containers: [{ name: "app", image: "busybox:1.36", command: ["sleep", "infinity"], volumeMounts: [{ name: "data", mountPath: "/data" }] }], volumes: [{ name: "data", persistentVolumeClaim: { claimName: "data" } }] },
+      spec: {
+        containers: [{ name: "app", image: "busybox:1.36", command: ["sleep", "infinity"], volumeMounts: [{ name: "data", mountPath: "/data" }] }],
+        volumes: [{ name: "data", persistentVolumeClaim: { claimName: "data" } }],
+      },
     });
     const restores = async () => (await admin().get<{ items: unknown[] }>(`/apis/ros.io/v1/namespaces/${ns}/backuprestores`)).items.length;
     const before = await restores();
@@ -173,14 +192,21 @@ describe("kubectl walle", () => {
       const lines = status.stdout.split("\n");
       expect(lines).toContainEqual(expect.stringMatching(/^NAME +STATE +EVERY +LAST BACKUP +NEXT BACKUP +PROBLEM$/));
       expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^backupschedule\\.ros\\.io/${schedule} +\\S+ +24h +\\S+( ago)? +in 2[34]h(\\d+m)? `)));
-      expect(lines).toContainEqual(expect.stringMatching(/^backupjob\.ros\.io\/data-forced-[0-9a-f]{10} +data +WrongPassword +\S+ ago +The repository password is wrong/));
+      expect(lines).toContainEqual(
+        expect.stringMatching(/^backupjob\.ros\.io\/data-forced-[0-9a-f]{10} +data +WrongPassword +\S+ ago +The repository password is wrong/),
+      );
       const yaml = await walle(["status", "-n", ns, "-o", "yaml"]);
       expect(yaml.stdout).toMatch(/^apiVersion: v1\nkind: List\nitems:\n/);
     }
     // Run now, a schedule whose plans select nothing: Walle says so, and nothing is made.
-    const sets = async () => (await admin().get<{ items: unknown[] }>("/apis/ros.io/v1/backupsets", { labelSelector: `ros.io/backup-schedule=${schedule}` })).items.length;
+    const sets = async () =>
+      (await admin().get<{ items: unknown[] }>("/apis/ros.io/v1/backupsets", { labelSelector: `ros.io/backup-schedule=${schedule}` })).items.length;
     const nothing = await walle(["backup", "--schedule", schedule]);
-    expect(nothing).toMatchObject({ code: 1, stdout: "", stderr: `error: backupschedule.ros.io/${schedule} started no backup: No PVC matched the plans; no BackupSet was made.\n` });
+    expect(nothing).toMatchObject({
+      code: 1,
+      stdout: "",
+      stderr: `error: backupschedule.ros.io/${schedule} started no backup: No PVC matched the plans; no BackupSet was made.\n`,
+    });
     expect(await sets()).toBe(0);
   }, 300_000);
 
@@ -195,16 +221,34 @@ describe("kubectl walle", () => {
     expect(run.stderr.split("\n")).toContain(`backupset.ros.io/${set} Running 0/1`);
     // The schedule answered the plugin's request, which the annotation holds; its clock's grid did not move.
     const seen = await admin().get<ScheduleSeen & { status?: { scheduler?: unknown } }>(`/apis/ros.io/v1/backupschedules/${schedule}`);
-    expect(seen.status?.lastBackupRequest).toEqual({ id: seen.metadata.annotations?.["ros.io/backup-requested"], time: expect.any(String), backupSet: set, message: `Started BackupSet ${set} with 1 BackupJobs.` });
+    expect(seen.status?.lastBackupRequest).toEqual({
+      id: seen.metadata.annotations?.["ros.io/backup-requested"],
+      time: expect.any(String),
+      backupSet: set,
+      message: `Started BackupSet ${set} with 1 BackupJobs.`,
+    });
     expect(seen.status?.scheduler).toBeUndefined();
     // Its state follows the run at once, not at the next tick (no tick runs here): Running, then Finished.
-    const after = await waitFor(async () => {
-      const s = await admin().get<ScheduleSeen & { status?: { state?: string; conditions?: { type: string; status: string }[] } }>(`/apis/ros.io/v1/backupschedules/${schedule}`);
-      return s.status?.state !== "Running" && s;
-    }, "the schedule's state to move on from Running", 30_000);
-    expect({ state: after.status?.state, ready: after.status?.conditions?.find((c) => c.type === "BackupReady")?.status }).toEqual({ state: "Finished", ready: "True" });
-    const jobs = await admin().get<{ items: { metadata: { name: string }; status?: { phase?: string; snapshotId?: string } }[] }>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`);
-    expect(jobs.items.map((j) => [j.metadata.name, j.status?.phase, /^[0-9a-f]{64}$/.test(j.status?.snapshotId ?? "")])).toEqual([[`${set}-data`, "Finished", true]]);
+    const after = await waitFor(
+      async () => {
+        const s = await admin().get<ScheduleSeen & { status?: { state?: string; conditions?: { type: string; status: string }[] } }>(
+          `/apis/ros.io/v1/backupschedules/${schedule}`,
+        );
+        return s.status?.state !== "Running" && s;
+      },
+      "the schedule's state to move on from Running",
+      30_000,
+    );
+    expect({ state: after.status?.state, ready: after.status?.conditions?.find((c) => c.type === "BackupReady")?.status }).toEqual({
+      state: "Finished",
+      ready: "True",
+    });
+    const jobs = await admin().get<{ items: { metadata: { name: string }; status?: { phase?: string; snapshotId?: string } }[] }>(
+      `/apis/ros.io/v1/namespaces/${ns}/backupjobs`,
+    );
+    expect(jobs.items.map((j) => [j.metadata.name, j.status?.phase, /^[0-9a-f]{64}$/.test(j.status?.snapshotId ?? "")])).toEqual([
+      [`${set}-data`, "Finished", true],
+    ]);
     // The run's snapshot is the one the repository lists for the PVC.
     const listed = await walle(["snapshots", "data", "-n", ns, "--repository", "repo", "-o", "json"]);
     expect(listed, listed.stderr).toMatchObject({ code: 0 });
@@ -216,19 +260,27 @@ describe("kubectl walle", () => {
     const schedule = await scheduleOf(ns, { selects: false });
     const late = await walle(["backup", "--schedule", schedule, "--timeout", "5s"]);
     expect(late.code).toBe(3);
-    expect(late.stderr).toMatch(new RegExp(`^error: backupschedule\\.ros\\.io/${schedule}: Walle did not take up the run \\(ros\\.io/backup-requested=\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\) within 5 s\\. .*The request stands: the next tick starts it\\.\\n$`));
+    expect(late.stderr).toMatch(
+      new RegExp(
+        `^error: backupschedule\\.ros\\.io/${schedule}: Walle did not take up the run \\(ros\\.io/backup-requested=\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\) within 5 s\\. .*The request stands: the next tick starts it\\.\\n$`,
+      ),
+    );
     const path = `/apis/ros.io/v1/backupschedules/${schedule}`;
     const asked = (await admin().get<ScheduleSeen>(path)).metadata.annotations?.["ros.io/backup-requested"];
     expect((await admin().get<ScheduleSeen>(path)).status?.lastBackupRequest).toBeUndefined();
     const tick = await runTick({ schedule });
     expect(tick.code, tick.stderr).toBe(0);
-    expect((await admin().get<ScheduleSeen>(path)).status?.lastBackupRequest).toEqual({ id: asked, time: expect.any(String), message: "No PVC matched the plans; no BackupSet was made." });
+    expect((await admin().get<ScheduleSeen>(path)).status?.lastBackupRequest).toEqual({
+      id: asked,
+      time: expect.any(String),
+      message: "No PVC matched the plans; no BackupSet was made.",
+    });
   }, 120_000);
 
   it("draws a progress bar that advances, in a terminal", async () => {
     await startWalle({ env: { WALLE_PROGRESS_INTERVAL_SECONDS: "1" } });
     // Data restic reads for several seconds: 768 MiB that neither compresses nor deduplicates.
-    const ns = await tenant("cli-tty", { "README": "twelve parts\n" });
+    const ns = await tenant("cli-tty", { README: "twelve parts\n" });
     const dir = await volumeDir(ns, "data");
     for (let i = 0; i < 12; i++) await writeFile(path.join(dir, `part-${i}.bin`), randomBytes(64 * 1024 * 1024));
     // util-linux's script gives the plugin a pseudo-terminal and records what it draws on it.
@@ -249,6 +301,12 @@ describe("kubectl walle", () => {
     expect(new Set(percents).size).toBeGreaterThanOrEqual(2);
     expect(frames.some((f) => /^BackingUp +\[[#.]{30}\] +\d+% +[\d.]+ (MiB|GiB) \/ 768\.0 MiB/.test(f))).toBe(true);
     expect(screen).toMatch(/Finished: snapshot [0-9a-f]{8}/);
-    await waitFor(async () => (await admin().get<{ items: { status?: { phase?: string } }[] }>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`)).items.every((j) => j.status?.phase === "Finished"), "the BackupJob Finished");
+    await waitFor(
+      async () =>
+        (await admin().get<{ items: { status?: { phase?: string } }[] }>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`)).items.every(
+          (j) => j.status?.phase === "Finished",
+        ),
+      "the BackupJob Finished",
+    );
   }, 300_000);
 });

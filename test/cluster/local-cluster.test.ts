@@ -40,7 +40,8 @@ interface PodObj extends Named {
 
 const stateDir = () => inject("clusterStateDir");
 /** The directory behind a bound PVC: its PV's volume handle, as the CSI driver named it. */
-const volumeDir = (pvc: PvcObj) => waitFor(() => boundVolumeDir(admin(), stateDir(), pvc.metadata.namespace ?? "", pvc.metadata.name), `directory of ${pvc.metadata.name}`);
+const volumeDir = (pvc: PvcObj) =>
+  waitFor(() => boundVolumeDir(admin(), stateDir(), pvc.metadata.namespace ?? "", pvc.metadata.name), `directory of ${pvc.metadata.name}`);
 
 async function createPvc(ns: string, name: string, dataSource?: { kind: string; name: string; apiGroup?: string }): Promise<PvcObj> {
   await admin().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, {
@@ -69,7 +70,12 @@ async function snapshot(ns: string, name: string, source: Record<string, string>
 }
 
 /** Runs a Job of a shell script and returns it once the job controller has marked it Complete or Failed. */
-async function runJob(ns: string, name: string, script: string, extra: { volumes?: unknown[]; volumeMounts?: unknown[]; env?: unknown[]; envFrom?: unknown[]; securityContext?: unknown } = {}) {
+async function runJob(
+  ns: string,
+  name: string,
+  script: string,
+  extra: { volumes?: unknown[]; volumeMounts?: unknown[]; env?: unknown[]; envFrom?: unknown[]; securityContext?: unknown } = {},
+) {
   await admin().create(`/apis/batch/v1/namespaces/${ns}/jobs`, {
     apiVersion: "batch/v1",
     kind: "Job",
@@ -89,7 +95,12 @@ async function runJob(ns: string, name: string, script: string, extra: { volumes
               env: extra.env ?? [],
               envFrom: extra.envFrom ?? [],
               volumeMounts: extra.volumeMounts ?? [],
-              securityContext: extra.securityContext ?? { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] }, runAsNonRoot: true, runAsUser: 65532 },
+              securityContext: extra.securityContext ?? {
+                allowPrivilegeEscalation: false,
+                capabilities: { drop: ["ALL"] },
+                runAsNonRoot: true,
+                runAsUser: 65532,
+              },
             },
           ],
         },
@@ -112,11 +123,8 @@ describe("the local cluster", () => {
     const version = await admin().get<{ gitVersion: string; major: string; minor: string }>("/version");
     expect(version.gitVersion).toMatch(/^v1\.36\.\d+$/);
     expect(version.minor).toBe("36");
-    const served = async (gv: string) =>
-      (await admin().get<{ resources: { name: string }[] }>(`/apis/${gv}`)).resources.map((r) => r.name);
-    expect(await served("snapshot.storage.k8s.io/v1")).toEqual(
-      expect.arrayContaining(["volumesnapshots", "volumesnapshotcontents", "volumesnapshotclasses"]),
-    );
+    const served = async (gv: string) => (await admin().get<{ resources: { name: string }[] }>(`/apis/${gv}`)).resources.map((r) => r.name);
+    expect(await served("snapshot.storage.k8s.io/v1")).toEqual(expect.arrayContaining(["volumesnapshots", "volumesnapshotcontents", "volumesnapshotclasses"]));
     expect(await served("keda.sh/v1alpha1")).toEqual(expect.arrayContaining(["scaledjobs", "scaledobjects"]));
     expect(await served("serving.knative.dev/v1")).toEqual(expect.arrayContaining(["services"]));
     expect(await served("sources.knative.dev/v1")).toEqual(expect.arrayContaining(["apiserversources", "pingsources"]));
@@ -214,7 +222,16 @@ describe("the local cluster", () => {
     await admin().patch(`${SNAP}/volumesnapshotcontents/${origContentName}`, { spec: { deletionPolicy: "Retain" } });
     await admin().delete(`${SNAP}/namespaces/${a}/volumesnapshots/app-snap`);
     await admin().delete(`${SNAP}/volumesnapshotcontents/${origContentName}`);
-    await waitFor(async () => admin().get(`${SNAP}/volumesnapshotcontents/${origContentName}`).then(() => false, () => true), "original content gone");
+    await waitFor(
+      async () =>
+        admin()
+          .get(`${SNAP}/volumesnapshotcontents/${origContentName}`)
+          .then(
+            () => false,
+            () => true,
+          ),
+      "original content gone",
+    );
     expect(existsSync(path.join(stateDir(), "snapshots", handle))).toBe(true);
 
     const restored = await createPvc(b, "copy", { apiGroup: "snapshot.storage.k8s.io", kind: "VolumeSnapshot", name: "moved" });
@@ -222,7 +239,16 @@ describe("the local cluster", () => {
 
     // Delete policy: deleting the snapshot removes its content and the storage snapshot.
     await admin().delete(`${SNAP}/namespaces/${b}/volumesnapshots/moved`);
-    await waitFor(async () => admin().get(`${SNAP}/volumesnapshotcontents/moved-${a}`).then(() => false, () => true), "moved content deleted");
+    await waitFor(
+      async () =>
+        admin()
+          .get(`${SNAP}/volumesnapshotcontents/moved-${a}`)
+          .then(
+            () => false,
+            () => true,
+          ),
+      "moved content deleted",
+    );
     await waitFor(async () => !existsSync(path.join(stateDir(), "snapshots", handle)), "storage snapshot deleted");
   });
 
@@ -232,7 +258,12 @@ describe("the local cluster", () => {
       apiVersion: "snapshot.storage.k8s.io/v1",
       kind: "VolumeSnapshotContent",
       metadata: { name: `forged-${ns}` },
-      spec: { driver: "hostpath.csi.walle.local", deletionPolicy: "Retain", source: { snapshotHandle: "snap-that-never-was" }, volumeSnapshotRef: { name: "forged", namespace: ns } },
+      spec: {
+        driver: "hostpath.csi.walle.local",
+        deletionPolicy: "Retain",
+        source: { snapshotHandle: "snap-that-never-was" },
+        volumeSnapshotRef: { name: "forged", namespace: ns },
+      },
     });
     await admin().create(`${SNAP}/namespaces/${ns}/volumesnapshots`, {
       apiVersion: "snapshot.storage.k8s.io/v1",
@@ -298,7 +329,9 @@ describe("the local cluster", () => {
     expect(password).toBe("s3cret");
     expect(podNs).toBe(ns);
     // The API server proxies pods/log to the node's kubelet.
-    const log = await admin().request<string>("GET", `/api/v1/namespaces/${ns}/pods/${pod?.metadata.name}/log`, { accept: "*/*" }).catch((e: unknown) => e);
+    const log = await admin()
+      .request<string>("GET", `/api/v1/namespaces/${ns}/pods/${pod?.metadata.name}/log`, { accept: "*/*" })
+      .catch((e: unknown) => e);
     expect(log).toBe("hello from the worker\n");
   });
 
@@ -306,26 +339,52 @@ describe("the local cluster", () => {
     const ns = await createNamespace("dns");
     const nonRoot = { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] }, runAsNonRoot: true, runAsUser: 65532 };
     await admin().create(`/api/v1/namespaces/${ns}/pods`, {
-      apiVersion: "v1", kind: "Pod", metadata: { name: "web", labels: { app: "web" } },
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "web", labels: { app: "web" } },
       spec: {
         automountServiceAccountToken: false,
-        containers: [{ name: "web", image: SHELL_IMAGE, command: ["/bin/sh", "-c", 'mkdir -p /tmp/www && echo "served by $(hostname)" > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www'], readinessProbe: { tcpSocket: { port: 8080 } }, securityContext: nonRoot }],
+        containers: [
+          {
+            name: "web",
+            image: SHELL_IMAGE,
+            command: ["/bin/sh", "-c", 'mkdir -p /tmp/www && echo "served by $(hostname)" > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www'],
+            readinessProbe: { tcpSocket: { port: 8080 } },
+            securityContext: nonRoot,
+          },
+        ],
       },
     });
-    await admin().create(`/api/v1/namespaces/${ns}/services`, { apiVersion: "v1", kind: "Service", metadata: { name: "web" }, spec: { selector: { app: "web" }, ports: [{ port: 80, targetPort: 8080 }] } });
+    await admin().create(`/api/v1/namespaces/${ns}/services`, {
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: "web" },
+      spec: { selector: { app: "web" }, ports: [{ port: 80, targetPort: 8080 }] },
+    });
     // The endpointslice controller gives the Service its ready pod.
-    await waitFor(async () => {
-      const slices = await admin().get<{ items: { endpoints?: { conditions?: { ready?: boolean } }[] }[] }>(`/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices`, { labelSelector: "kubernetes.io/service-name=web" });
-      return slices.items.some((s) => s.endpoints?.some((e) => e.conditions?.ready));
-    }, "a ready endpoint of Service web", 60_000);
+    await waitFor(
+      async () => {
+        const slices = await admin().get<{ items: { endpoints?: { conditions?: { ready?: boolean } }[] }[] }>(
+          `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices`,
+          { labelSelector: "kubernetes.io/service-name=web" },
+        );
+        return slices.items.some((s) => s.endpoints?.some((e) => e.conditions?.ready));
+      },
+      "a ready endpoint of Service web",
+      60_000,
+    );
     const service = await admin().get<{ spec: { clusterIP: string } }>(`/api/v1/namespaces/${ns}/services/web`);
     const kubernetes = await admin().get<{ spec: { clusterIP: string } }>("/api/v1/namespaces/default/services/kubernetes");
     // busybox's nslookup asks the pod's nameserver itself; wget then goes to the address it answered.
-    const { job, terminated } = await runJob(ns, "client", [
-      `web=$(nslookup web.${ns}.svc.cluster.local | awk '/^Address: /{print $2}')`,
-      "api=$(nslookup kubernetes.default.svc.cluster.local | awk '/^Address: /{print $2}')",
-      'printf "%s|%s|%s" "$web" "$api" "$(wget -qO- "http://$web/" 2>&1)" > /dev/termination-log',
-    ].join("\n"));
+    const { job, terminated } = await runJob(
+      ns,
+      "client",
+      [
+        `web=$(nslookup web.${ns}.svc.cluster.local | awk '/^Address: /{print $2}')`,
+        "api=$(nslookup kubernetes.default.svc.cluster.local | awk '/^Address: /{print $2}')",
+        'printf "%s|%s|%s" "$web" "$api" "$(wget -qO- "http://$web/" 2>&1)" > /dev/termination-log',
+      ].join("\n"),
+    );
     expect(condition(job, "Complete")).toBe("True");
     expect((terminated?.message ?? "").split("|")).toEqual([service.spec.clusterIP, kubernetes.spec.clusterIP, "served by web"]);
   });
@@ -334,10 +393,14 @@ describe("the local cluster", () => {
     const ns = await createNamespace("caps");
     const capEff = "grep '^CapEff' /proc/self/status | cut -f2 > /dev/termination-log";
     // Root with every capability dropped but DAC_OVERRIDE (bit 1) holds that one alone.
-    const root = await runJob(ns, "root-dac", capEff, { securityContext: { runAsUser: 0, allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"], add: ["DAC_OVERRIDE"] } } });
+    const root = await runJob(ns, "root-dac", capEff, {
+      securityContext: { runAsUser: 0, allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"], add: ["DAC_OVERRIDE"] } },
+    });
     expect(root.terminated?.message?.trim()).toBe("0000000000000002");
     // CHOWN (0), DAC_OVERRIDE (1), FOWNER (3), FSETID (4), MKNOD (27), SETFCAP (31).
-    const restore = await runJob(ns, "root-restore", capEff, { securityContext: { runAsUser: 0, capabilities: { drop: ["ALL"], add: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "MKNOD", "SETFCAP"] } } });
+    const restore = await runJob(ns, "root-restore", capEff, {
+      securityContext: { runAsUser: 0, capabilities: { drop: ["ALL"], add: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "MKNOD", "SETFCAP"] } },
+    });
     expect(restore.terminated?.message?.trim()).toBe((2 ** 0 + 2 ** 1 + 2 ** 3 + 2 ** 4 + 2 ** 27 + 2 ** 31).toString(16).padStart(16, "0"));
     // A non-root process keeps none across exec, whatever it was given: nothing is ambient.
     const user = await runJob(ns, "user-dac", capEff, { securityContext: { runAsUser: 65532, capabilities: { drop: ["ALL"], add: ["DAC_OVERRIDE"] } } });
@@ -354,13 +417,19 @@ describe("the local cluster", () => {
         backoffLimit: 0,
         activeDeadlineSeconds: 2,
         // busybox's sleep as PID 1 ignores SIGTERM: the kubelet kills it when the grace period ends.
-        template: { spec: { restartPolicy: "Never", terminationGracePeriodSeconds: 2, containers: [{ name: "w", image: SHELL_IMAGE, command: ["sleep", "600"] }] } },
+        template: {
+          spec: { restartPolicy: "Never", terminationGracePeriodSeconds: 2, containers: [{ name: "w", image: SHELL_IMAGE, command: ["sleep", "600"] }] },
+        },
       },
     });
-    const job = await waitFor(async () => {
-      const j = await admin().get<JobObj>(`/apis/batch/v1/namespaces/${ns}/jobs/stuck`);
-      return j.status?.conditions?.find((c) => c.type === "Failed" && c.status === "True");
-    }, "Job Failed", 30_000);
+    const job = await waitFor(
+      async () => {
+        const j = await admin().get<JobObj>(`/apis/batch/v1/namespaces/${ns}/jobs/stuck`);
+        return j.status?.conditions?.find((c) => c.type === "Failed" && c.status === "True");
+      },
+      "Job Failed",
+      30_000,
+    );
     expect(job.reason).toBe("DeadlineExceeded");
     await waitFor(async () => (await admin().get<{ items: unknown[] }>(`/api/v1/namespaces/${ns}/pods`)).items.length === 0, "pod stopped and removed", 30_000);
   });
@@ -384,7 +453,9 @@ describe("the local cluster", () => {
       spec: { restartPolicy: "Never", containers: [{ name: "c", image: SHELL_IMAGE, command: ["true"], envFrom: [{ secretRef: { name: "absent" } }] }] },
     });
     const waiting = await waitFor(async () => {
-      const p = await admin().get<{ status?: { containerStatuses?: { state: { waiting?: { reason: string; message?: string } } }[] } }>(`/api/v1/namespaces/${ns}/pods/p`);
+      const p = await admin().get<{ status?: { containerStatuses?: { state: { waiting?: { reason: string; message?: string } } }[] } }>(
+        `/api/v1/namespaces/${ns}/pods/p`,
+      );
       const waiting = p.status?.containerStatuses?.[0]?.state.waiting;
       // ContainerCreating until the kubelet has tried to make the container's config.
       return waiting?.reason === "ContainerCreating" ? undefined : waiting;
@@ -398,7 +469,8 @@ describe("the local cluster", () => {
     // World-writable, so only the mount can stop the (non-root) worker from changing it.
     await writeFile(path.join(await volumeDir(pvc), "keep.txt"), "original");
     await chmod(path.join(await volumeDir(pvc), "keep.txt"), 0o666);
-    const script = 'if echo changed > /data/keep.txt 2>/dev/null; then echo writable; else echo read-only; fi > /dev/termination-log; cat /data/keep.txt >> /dev/termination-log';
+    const script =
+      "if echo changed > /data/keep.txt 2>/dev/null; then echo writable; else echo read-only; fi > /dev/termination-log; cat /data/keep.txt >> /dev/termination-log";
     const ro = await runJob(ns, "ro", script, {
       volumes: [{ name: "data", persistentVolumeClaim: { claimName: "data", readOnly: true } }],
       volumeMounts: [{ name: "data", mountPath: "/data", readOnly: true }],
@@ -424,35 +496,58 @@ describe("the local cluster", () => {
     const { job } = await runJob(ns, "done", "true");
     await admin().delete(`/api/v1/namespaces/${ns}/configmaps/owner`);
     await admin().delete(`/apis/batch/v1/namespaces/${ns}/jobs/done`, { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Background" });
-    await waitFor(() => admin().get(`/api/v1/namespaces/${ns}/configmaps/child`).then(() => false, (e: unknown) => e instanceof ApiError && e.code === 404), "child ConfigMap collected");
-    await waitFor(async () => (await admin().get<{ items: unknown[] }>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: `job-name=done` })).items.length === 0, "Job's pod collected");
+    await waitFor(
+      () =>
+        admin()
+          .get(`/api/v1/namespaces/${ns}/configmaps/child`)
+          .then(
+            () => false,
+            (e: unknown) => e instanceof ApiError && e.code === 404,
+          ),
+      "child ConfigMap collected",
+    );
+    await waitFor(
+      async () => (await admin().get<{ items: unknown[] }>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: `job-name=done` })).items.length === 0,
+      "Job's pod collected",
+    );
     expect(job.metadata.name).toBe("done");
   });
 
   it("denies a service account and a user what their RBAC does not grant", async () => {
     const ns = await createNamespace("rbac");
     await admin().create(`/api/v1/namespaces/${ns}/serviceaccounts`, { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "reader" } });
-    await grantRole(ns, "configmap-reader", [{ apiGroups: [""], resources: ["configmaps"], verbs: ["get", "list"] }], [
-      { kind: "ServiceAccount", name: "reader", namespace: ns },
-      { kind: "User", apiGroup: "rbac.authorization.k8s.io", name: "alice" },
-    ]);
+    await grantRole(
+      ns,
+      "configmap-reader",
+      [{ apiGroups: [""], resources: ["configmaps"], verbs: ["get", "list"] }],
+      [
+        { kind: "ServiceAccount", name: "reader", namespace: ns },
+        { kind: "User", apiGroup: "rbac.authorization.k8s.io", name: "alice" },
+      ],
+    );
     const sa = await clientForServiceAccount(ns, "reader");
     const alice = await clientForUser("alice", ["tenants"]);
     for (const client of [sa, alice]) {
       const list = await client.get<{ items: unknown[] }>(`/api/v1/namespaces/${ns}/configmaps`);
       expect(Array.isArray(list.items)).toBe(true);
-      const denied = await client.get(`/api/v1/namespaces/${ns}/secrets`).then(() => undefined, (e: unknown) => e);
+      const denied = await client.get(`/api/v1/namespaces/${ns}/secrets`).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(denied).toBeInstanceOf(ApiError);
       expect((denied as ApiError).code).toBe(403);
       expect((denied as ApiError).message).toMatch(/cannot list resource "secrets"/);
-      const write = await client.create(`/api/v1/namespaces/${ns}/configmaps`, { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "x" } }).then(() => undefined, (e: unknown) => e);
+      const write = await client.create(`/api/v1/namespaces/${ns}/configmaps`, { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "x" } }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect((write as ApiError).code).toBe(403);
     }
     // The identity the API server saw is the one the credentials carry.
-    const review = await alice.create<{ status: { userInfo: { username: string; groups: string[] } } }>(
-      "/apis/authentication.k8s.io/v1/selfsubjectreviews",
-      { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" },
-    );
+    const review = await alice.create<{ status: { userInfo: { username: string; groups: string[] } } }>("/apis/authentication.k8s.io/v1/selfsubjectreviews", {
+      apiVersion: "authentication.k8s.io/v1",
+      kind: "SelfSubjectReview",
+    });
     expect(review.status.userInfo.username).toBe("alice");
     expect(review.status.userInfo.groups).toContain("tenants");
     expect(await readdir(path.join(stateDir(), "kubeconfigs"))).not.toHaveLength(0);

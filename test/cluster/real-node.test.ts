@@ -34,11 +34,15 @@ async function podOnNode(ns: string, name: string, spec: Record<string, unknown>
 }
 
 const phase = (ns: string, name: string, wanted: string) =>
-  waitFor(async () => {
-    const pod = await admin().get<Pod>(`/api/v1/namespaces/${ns}/pods/${name}`);
-    if (pod.status?.phase === "Failed" && wanted !== "Failed") throw new Error(`pod ${name} failed: ${JSON.stringify(pod.status.containerStatuses)}`);
-    return pod.status?.phase === wanted ? pod : undefined;
-  }, `pod ${name} ${wanted}`, 60_000);
+  waitFor(
+    async () => {
+      const pod = await admin().get<Pod>(`/api/v1/namespaces/${ns}/pods/${name}`);
+      if (pod.status?.phase === "Failed" && wanted !== "Failed") throw new Error(`pod ${name} failed: ${JSON.stringify(pod.status.containerStatuses)}`);
+      return pod.status?.phase === wanted ? pod : undefined;
+    },
+    `pod ${name} ${wanted}`,
+    60_000,
+  );
 
 /** What a process of the worker image sees of itself: its ids, capabilities, seccomp and the files around it. */
 const SELF_REPORT = `
@@ -74,7 +78,13 @@ async function workerReport(ns: string, name: string, mode: WorkerMode, command:
 describe("the real node", () => {
   it("is a Ready Node of the control plane's version on containerd, at an address of the cluster's own network namespace", async () => {
     const version = await admin().get<{ gitVersion: string }>("/version");
-    const node = await admin().get<{ status: { nodeInfo: { kubeletVersion: string; containerRuntimeVersion: string }; addresses: { type: string; address: string }[]; conditions: { type: string; status: string }[] } }>(`/api/v1/nodes/${NODE_NAME}`);
+    const node = await admin().get<{
+      status: {
+        nodeInfo: { kubeletVersion: string; containerRuntimeVersion: string };
+        addresses: { type: string; address: string }[];
+        conditions: { type: string; status: string }[];
+      };
+    }>(`/api/v1/nodes/${NODE_NAME}`);
     expect(node.status.nodeInfo.kubeletVersion).toBe(version.gitVersion);
     expect(node.status.nodeInfo.containerRuntimeVersion).toMatch(/^containerd:\/\/1\.6\./);
     expect(node.status.conditions.find((c) => c.type === "Ready")?.status).toBe("True");
@@ -85,7 +95,13 @@ describe("the real node", () => {
     const ns = await createNamespace("node-shell");
     await podOnNode(ns, "shell", {
       restartPolicy: "Always",
-      containers: [{ name: "sh", image: nodeImageName("walle-shell", await packageVersion()), command: ["sh", "-c", "echo started as $(id -u) in $(hostname); exec sleep 3600"] }],
+      containers: [
+        {
+          name: "sh",
+          image: nodeImageName("walle-shell", await packageVersion()),
+          command: ["sh", "-c", "echo started as $(id -u) in $(hostname); exec sleep 3600"],
+        },
+      ],
     });
     await phase(ns, "shell", "Running");
     const logs = await waitFor(async () => {
@@ -101,10 +117,28 @@ describe("the real node", () => {
     const security = workerSecurity(UNPRIVILEGED, JobType.Backup);
     await podOnNode(ns, "worker", {
       securityContext: security.pod,
-      containers: [{ name: "worker", image: nodeImageName("walle-worker", await packageVersion()), command: ["/nodejs/bin/node", "-e", "console.log('waiting'); setInterval(() => {}, 1 << 30)"], securityContext: security.container }],
+      containers: [
+        {
+          name: "worker",
+          image: nodeImageName("walle-worker", await packageVersion()),
+          command: ["/nodejs/bin/node", "-e", "console.log('waiting'); setInterval(() => {}, 1 << 30)"],
+          securityContext: security.container,
+        },
+      ],
     });
     await phase(ns, "worker", "Running");
-    expect(await kubectl("exec", "-n", ns, "worker", "--", "/nodejs/bin/node", "-p", "[process.getuid(), process.cwd(), require('fs').existsSync('/usr/bin/restic')].join(' ')")).toBe(`${NONROOT} /app true\n`);
+    expect(
+      await kubectl(
+        "exec",
+        "-n",
+        ns,
+        "worker",
+        "--",
+        "/nodejs/bin/node",
+        "-p",
+        "[process.getuid(), process.cwd(), require('fs').existsSync('/usr/bin/restic')].join(' ')",
+      ),
+    ).toBe(`${NONROOT} /app true\n`);
     expect(await waitFor(async () => (await kubectl("logs", "-n", ns, "worker")) || undefined, "the worker's first line")).toBe("waiting\n");
   });
 
@@ -130,7 +164,17 @@ describe("the real node", () => {
     await admin().patch(`/api/v1/namespaces/${ns}`, { metadata: { labels: { "pod-security.kubernetes.io/enforce": "baseline" } } });
     const report = await workerReport(ns, command, { privileged: true }, command);
     const caps = capMask(PRIVILEGED_CAPABILITIES[command]).toString(16).padStart(16, "0");
-    expect(report).toEqual({ uid: "0", capEff: caps, capBnd: caps, capInh: "0000000000000000", capAmb: "0000000000000000", noNewPrivs: "1", seccomp: "2", rootWrite: "EROFS", seen: [] });
+    expect(report).toEqual({
+      uid: "0",
+      capEff: caps,
+      capBnd: caps,
+      capInh: "0000000000000000",
+      capAmb: "0000000000000000",
+      noNewPrivs: "1",
+      seccomp: "2",
+      rootWrite: "EROFS",
+      seen: [],
+    });
   });
 
   it("publishes CSI volumes into its pods through the kubelet's own CSI calls: read-write as the pod writes, read-only where the pod says", async () => {
@@ -139,7 +183,14 @@ describe("the real node", () => {
     const shell = nodeImageName("walle-shell", await packageVersion());
     await podOnNode(ns, "writer", {
       securityContext: { runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000 },
-      containers: [{ name: "sh", image: shell, command: ["sh", "-c", "cat /data/given.txt && echo written by the pod > /data/new.txt"], volumeMounts: [{ name: "data", mountPath: "/data" }] }],
+      containers: [
+        {
+          name: "sh",
+          image: shell,
+          command: ["sh", "-c", "cat /data/given.txt && echo written by the pod > /data/new.txt"],
+          volumeMounts: [{ name: "data", mountPath: "/data" }],
+        },
+      ],
       volumes: [{ name: "data", persistentVolumeClaim: { claimName: "data" } }],
     });
     await phase(ns, "writer", "Succeeded");
@@ -149,7 +200,14 @@ describe("the real node", () => {
     expect((await stat(path.join(dir, "new.txt"))).uid).toBe(1000);
 
     await podOnNode(ns, "reader", {
-      containers: [{ name: "sh", image: shell, command: ["sh", "-c", "cat /data/new.txt; touch /data/refused 2>&1; true"], volumeMounts: [{ name: "data", mountPath: "/data", readOnly: true }] }],
+      containers: [
+        {
+          name: "sh",
+          image: shell,
+          command: ["sh", "-c", "cat /data/new.txt; touch /data/refused 2>&1; true"],
+          volumeMounts: [{ name: "data", mountPath: "/data", readOnly: true }],
+        },
+      ],
       volumes: [{ name: "data", persistentVolumeClaim: { claimName: "data", readOnly: true } }],
     });
     await phase(ns, "reader", "Succeeded");
@@ -169,7 +227,12 @@ https.get({ host, port, path: "/api/v1/namespaces/" + fs.readFileSync(dir + "nam
       containers: [{ name: "tick", image: nodeImageName("walle-tick", await packageVersion()), command: ["/nodejs/bin/node", "-e", script] }],
     });
     await phase(ns, "client", "Succeeded");
-    const seen = JSON.parse(await kubectl("logs", "-n", ns, "client")) as { host: string; port: string; status: number; body: { status?: unknown; reason?: string; message?: string } };
+    const seen = JSON.parse(await kubectl("logs", "-n", ns, "client")) as {
+      host: string;
+      port: string;
+      status: number;
+      body: { status?: unknown; reason?: string; message?: string };
+    };
     // Reached and authenticated as the pod's service account, which RBAC gives nothing: so the API server's own 403.
     expect(seen).toMatchObject({ host: "10.0.0.1", port: "443", status: 403 });
     expect(seen.body.message).toContain(`User "system:serviceaccount:${ns}:default" cannot get resource "serviceaccounts"`);
@@ -178,7 +241,11 @@ https.get({ host, port, path: "/api/v1/namespaces/" + fs.readFileSync(dir + "nam
   it("backs up a PVC from the worker image into a repository on the host end of the node's link, and reports by its termination message", async () => {
     const ns = await createNamespace("node-backup");
     await pvcWithData(ns, "data", { "docs/readme.md": "# backed up on the real node\n" });
-    const rest = await startRestServer({ dataDir: await tempDir("rest-node"), users: { node: "rest-secret" }, host: nodeNetwork(inject("clusterStateDir")).hostIp });
+    const rest = await startRestServer({
+      dataDir: await tempDir("rest-node"),
+      users: { node: "rest-secret" },
+      host: nodeNetwork(inject("clusterStateDir")).hostIp,
+    });
     try {
       const env = { RESTIC_REPOSITORY: rest.repository("node", "rest-secret", "main"), RESTIC_PASSWORD: "pw" };
       const security = workerSecurity(UNPRIVILEGED, JobType.Backup);
@@ -190,7 +257,16 @@ https.get({ host, port, path: "/api/v1/namespaces/" + fs.readFileSync(dir + "nam
             image: nodeImageName("walle-worker", await packageVersion()),
             args: ["backup"],
             // The repository's variables under the prefix a worker Job's envFrom gives its Secret's keys.
-            env: Object.entries(podEnvironment(env, { INITIALIZE_REPO: "true", SOURCE_PATH: "/data", PVC_NAME: "data", PVC_NAMESPACE: ns, CLUSTER_NAME: "real-node", RESTIC_CACHE_DIR: "/cache" })).map(([name, value]) => ({ name, value })),
+            env: Object.entries(
+              podEnvironment(env, {
+                INITIALIZE_REPO: "true",
+                SOURCE_PATH: "/data",
+                PVC_NAME: "data",
+                PVC_NAMESPACE: ns,
+                CLUSTER_NAME: "real-node",
+                RESTIC_CACHE_DIR: "/cache",
+              }),
+            ).map(([name, value]) => ({ name, value })),
             securityContext: security.container,
             volumeMounts: [
               { name: "data", mountPath: "/data", readOnly: true },

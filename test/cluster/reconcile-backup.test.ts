@@ -35,7 +35,10 @@ describe("reconcile drives a BackupJob", () => {
     await backupJob(ns, "first", { sourcePvc: "data", repository: { name: "repo", namespace: ns } });
 
     const bj = await settled(ns, "first");
-    expect({ phase: bj.status?.phase, logs: bj.status?.logs, state: condition(bj, "BackupState") }).toMatchObject({ phase: "Finished", state: { status: "True" } });
+    expect({ phase: bj.status?.phase, logs: bj.status?.logs, state: condition(bj, "BackupState") }).toMatchObject({
+      phase: "Finished",
+      state: { status: "True" },
+    });
     expect(bj.status?.phase).toBe("Finished");
     expect(condition(bj, "SnapshotReady")?.status).toBe("True");
     expect(bj.status?.snapshotId).toMatch(/^[0-9a-f]{64}$/);
@@ -126,14 +129,25 @@ describe("reconcile drives a BackupJob", () => {
     const ns = await createNamespace("noclass");
     await repositorySecret(ns, "repo", rest.repository(USER, "rest-secret", `noclass-${ns}`));
     const scName = `other-${ns}`;
-    await admin().create("/apis/storage.k8s.io/v1/storageclasses", { apiVersion: "storage.k8s.io/v1", kind: "StorageClass", metadata: { name: scName }, provisioner: "other.csi.example.com" });
+    await admin().create("/apis/storage.k8s.io/v1/storageclasses", {
+      apiVersion: "storage.k8s.io/v1",
+      kind: "StorageClass",
+      metadata: { name: scName },
+      provisioner: "other.csi.example.com",
+    });
     onCleanupDelete(`/apis/storage.k8s.io/v1/storageclasses/${scName}`);
     // A statically provisioned volume of another driver, which the binder binds to the claim.
     await admin().create("/api/v1/persistentvolumes", {
       apiVersion: "v1",
       kind: "PersistentVolume",
       metadata: { name: `pv-${ns}` },
-      spec: { capacity: { storage: "1Gi" }, accessModes: ["ReadWriteOnce"], storageClassName: scName, csi: { driver: "other.csi.example.com", volumeHandle: ns }, persistentVolumeReclaimPolicy: "Retain" },
+      spec: {
+        capacity: { storage: "1Gi" },
+        accessModes: ["ReadWriteOnce"],
+        storageClassName: scName,
+        csi: { driver: "other.csi.example.com", volumeHandle: ns },
+        persistentVolumeReclaimPolicy: "Retain",
+      },
     });
     onCleanupDelete(`/api/v1/persistentvolumes/pv-${ns}`);
     await admin().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, {
@@ -178,13 +192,23 @@ describe("reconcile drives a BackupJob", () => {
     const token = await caller(ns, "ci", { own: FORCE_BACKUPS, repositories: { verbs: ["backup"], names: [secretName] } });
     const res = await fetch(walle.url, {
       method: "POST",
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json", "ce-specversion": "1.0", "ce-id": `f-${ns}`, "ce-source": "/test", "ce-type": "io.ros.walle.backup.requested" },
+      headers: {
+        authorization: `Bearer ${token}`,
+        "content-type": "application/json",
+        "ce-specversion": "1.0",
+        "ce-id": `f-${ns}`,
+        "ce-source": "/test",
+        "ce-type": "io.ros.walle.backup.requested",
+      },
       body: JSON.stringify({ namespace: ns, pvc: "data", repository: { name: secretName } }),
     });
     expect(res.status).toBe(202);
     const { backupJob: made } = (await res.json()) as { backupJob: { name: string } };
     const bj = await settled(ns, made.name);
-    expect(condition(bj, "BackupState")).toMatchObject({ reason: "WrongPassword", message: expect.stringContaining(`the repository at Secret walle-system/${secretName}`) });
+    expect(condition(bj, "BackupState")).toMatchObject({
+      reason: "WrongPassword",
+      message: expect.stringContaining(`the repository at Secret walle-system/${secretName}`),
+    });
     const events = await admin().get<{ items: unknown[] }>(`/apis/events.k8s.io/v1/namespaces/${ns}/events`);
     const seen = JSON.stringify([bj, events.items]);
     const location = new URL(repo.replace(/^rest:/, ""));
@@ -194,8 +218,10 @@ describe("reconcile drives a BackupJob", () => {
 
 function onCleanupDelete(pathname: string): void {
   onTestFinished(async () => {
-    await admin().delete(pathname).catch((e: unknown) => {
-      if (!(e instanceof ApiError && e.code === 404)) throw e;
-    });
+    await admin()
+      .delete(pathname)
+      .catch((e: unknown) => {
+        if (!(e instanceof ApiError && e.code === 404)) throw e;
+      });
   });
 }

@@ -43,13 +43,17 @@ describe("reconcile's other inputs", () => {
     const ref = { apiVersion: "ros.io/v1", kind: "BackupJob", namespace: ns, name: "by-ref" };
     // Every answer is 200 (handled) or 503 (a conflict, retried); any other ends the wait at once and fails below.
     const answers: number[] = [];
-    const bj = await waitFor(async () => {
-      const res = await refEvent(walle.url, ref);
-      answers.push(res.status);
-      if (res.status !== 200 && res.status !== 503) return { unexpected: res.status };
-      const got = await admin().get<BackupJobObj>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/by-ref`);
-      return got.status?.conditions?.some((c) => c.type === "CleanedUp") ? got : undefined;
-    }, "BackupJob driven by Reference-mode events", 90_000);
+    const bj = await waitFor(
+      async () => {
+        const res = await refEvent(walle.url, ref);
+        answers.push(res.status);
+        if (res.status !== 200 && res.status !== 503) return { unexpected: res.status };
+        const got = await admin().get<BackupJobObj>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/by-ref`);
+        return got.status?.conditions?.some((c) => c.type === "CleanedUp") ? got : undefined;
+      },
+      "BackupJob driven by Reference-mode events",
+      90_000,
+    );
     expect(answers.filter((s) => s !== 200 && s !== 503)).toEqual([]);
     expect("status" in bj && bj.status?.phase).toBe("Finished");
     // A reference to something that no longer exists is deliberately ignored (2xx, so it is not retried).
@@ -80,16 +84,28 @@ describe("reconcile's other inputs", () => {
     const otherAccount = await workerPodToken(ns, "default-worker", { "ros.io/backup-job": "running", "ros.io/owner-namespace": ns }, "default");
     const attempts = {
       "no token": await post(walle.url, "io.ros.walle.backup.progress", forged, { "ce-subject": path }),
-      "a trigger token": await post(walle.url, "io.ros.walle.backup.progress", forged, { "ce-subject": path, authorization: `Bearer ${await caller(ns, "ci")}` }),
+      "a trigger token": await post(walle.url, "io.ros.walle.backup.progress", forged, {
+        "ce-subject": path,
+        authorization: `Bearer ${await caller(ns, "ci")}`,
+      }),
       "a pod that is no worker": await post(walle.url, "io.ros.walle.backup.progress", forged, { "ce-subject": path, authorization: `Bearer ${intruder}` }),
       "another run's worker": await post(walle.url, "io.ros.walle.backup.progress", forged, { "ce-subject": path, authorization: `Bearer ${otherRun}` }),
-      "a look-alike as another service account": await post(walle.url, "io.ros.walle.backup.progress", forged, { "ce-subject": path, authorization: `Bearer ${otherAccount}` }),
+      "a look-alike as another service account": await post(walle.url, "io.ros.walle.backup.progress", forged, {
+        "ce-subject": path,
+        authorization: `Bearer ${otherAccount}`,
+      }),
     };
     expect(Object.fromEntries(Object.entries(attempts).map(([what, r]) => [what, r.status]))).toEqual({
-      "no token": 401, "a trigger token": 401, "a pod that is no worker": 403, "another run's worker": 403, "a look-alike as another service account": 403,
+      "no token": 401,
+      "a trigger token": 401,
+      "a pod that is no worker": 403,
+      "another run's worker": 403,
+      "a look-alike as another service account": 403,
     });
     expect(((await attempts["a pod that is no worker"].json()) as { error: string }).error).toMatch(/pod .*intruder is not the worker of BackupJob/);
-    expect(((await attempts["a look-alike as another service account"].json()) as { error: string }).error).toMatch(/pod .*default-worker runs as service account default, not walle-worker/);
+    expect(((await attempts["a look-alike as another service account"].json()) as { error: string }).error).toMatch(
+      /pod .*default-worker runs as service account default, not walle-worker/,
+    );
     expect((await admin().get<BackupJobObj & { status?: { progress?: { percent: number } } }>(path)).status?.progress?.percent).toBe(42.5);
 
     await admin().patch(`${path}/status`, { status: { phase: "Finished", progress: null } });
@@ -110,10 +126,14 @@ describe("reconcile's other inputs", () => {
     await pvcWithData(ns, "data", Object.fromEntries(Array.from({ length: 24 }, (_, i) => [`f${i}.bin`, noise(8 * 1024 * 1024)])));
     await repositorySecret(ns, "repo", rest.repository("e", "rest-secret", `live-${ns}`));
     const shown: number[] = [];
-    const watch = new Informer<BackupJobObj & { status?: { progress?: { percent?: number } } }>(admin(), `/apis/ros.io/v1/namespaces/${ns}/backupjobs`, (_, bj) => {
-      const percent = bj.status?.progress?.percent;
-      if (percent !== undefined) shown.push(percent);
-    });
+    const watch = new Informer<BackupJobObj & { status?: { progress?: { percent?: number } } }>(
+      admin(),
+      `/apis/ros.io/v1/namespaces/${ns}/backupjobs`,
+      (_, bj) => {
+        const percent = bj.status?.progress?.percent;
+        if (percent !== undefined) shown.push(percent);
+      },
+    );
     await watch.start();
     try {
       await backupJob(ns, "live");
@@ -127,8 +147,13 @@ describe("reconcile's other inputs", () => {
       watch.stop();
     }
     // Walle made the account its worker ran as: labelled as Walle's, with no token of its own to mount.
-    const account = await admin().get<{ metadata: { labels?: Record<string, string> }; automountServiceAccountToken?: boolean }>(`/api/v1/namespaces/${ns}/serviceaccounts/walle-worker`);
-    expect({ label: account.metadata.labels?.["app.kubernetes.io/created-by"], automount: account.automountServiceAccountToken }).toEqual({ label: "walle", automount: false });
+    const account = await admin().get<{ metadata: { labels?: Record<string, string> }; automountServiceAccountToken?: boolean }>(
+      `/api/v1/namespaces/${ns}/serviceaccounts/walle-worker`,
+    );
+    expect({ label: account.metadata.labels?.["app.kubernetes.io/created-by"], automount: account.automountServiceAccountToken }).toEqual({
+      label: "walle",
+      automount: false,
+    });
   });
 
   it("shows a worker's progress on a running BackupRestore, and refuses a backup's subject for it", async () => {
@@ -144,13 +169,18 @@ describe("reconcile's other inputs", () => {
     await admin().patch(`${path}/status`, { status: { phase: "Restoring" } });
     // As the restore worker sends it (functions/worker/progress.ts): its subject names the BackupRestore.
     const progress = { percentDone: 0.5, filesDone: 3, totalFiles: 6, bytesDone: 512, totalBytes: 1024, secondsRemaining: 2 };
-    const auth = { authorization: `Bearer ${await workerPodToken(ns, "restore-worker", { "ros.io/backup-restore": "running", "ros.io/owner-namespace": ns })}` };
+    const auth = {
+      authorization: `Bearer ${await workerPodToken(ns, "restore-worker", { "ros.io/backup-restore": "running", "ros.io/owner-namespace": ns })}`,
+    };
     const res = await post(walle.url, "io.ros.walle.restore.progress", progress, { "ce-subject": path, ...auth });
     expect(res.status).toBe(200);
     const br = await admin().get<{ status?: { progress?: unknown } }>(path);
     expect(br.status?.progress).toEqual({ percent: 50, filesDone: 3, totalFiles: 6, bytesDone: 512, totalBytes: 1024, secondsRemaining: 2 });
     // A restore's progress that names a BackupJob is refused, and changes nothing.
-    const crossed = await post(walle.url, "io.ros.walle.restore.progress", progress, { "ce-subject": `/apis/ros.io/v1/namespaces/${ns}/backupjobs/running`, ...auth });
+    const crossed = await post(walle.url, "io.ros.walle.restore.progress", progress, {
+      "ce-subject": `/apis/ros.io/v1/namespaces/${ns}/backupjobs/running`,
+      ...auth,
+    });
     expect(crossed.status).toBe(400);
     expect(((await crossed.json()) as { issues?: { path: string }[] }).issues?.[0]?.path).toBe("subject");
   });

@@ -40,7 +40,11 @@ async function execKubeconfig(dir: string): Promise<ExecKubeconfig> {
   const credential = path.join(dir, "credential.json");
   const counter = path.join(dir, "plugin-runs");
   const plugin = path.join(dir, "credential-plugin.sh");
-  await writeFile(credential, JSON.stringify({ apiVersion: "client.authentication.k8s.io/v1", kind: "ExecCredential", status: { token, expirationTimestamp } }), { mode: 0o600 });
+  await writeFile(
+    credential,
+    JSON.stringify({ apiVersion: "client.authentication.k8s.io/v1", kind: "ExecCredential", status: { token, expirationTimestamp } }),
+    { mode: 0o600 },
+  );
   await writeFile(plugin, `#!/bin/sh\necho run >> '${counter}'\ncat '${credential}'\n`);
   await chmod(plugin, 0o700);
   const file = await writeKubeconfig(path.join(dir, "exec.kubeconfig"), inject("clusterServer"), path.join(inject("clusterStateDir"), "pki", "ca.crt"), {
@@ -86,7 +90,12 @@ describe("reconcile run from a kubeconfig with an exec credential plugin", () =>
     expect(Object.keys(user ?? {})).toEqual(["exec"]);
 
     const walle = await startReconcile(dir, kubeconfig.file);
-    const source = await startEventSource({ api: admin(), stateDir: inject("clusterStateDir"), sink: walle.url, log: createLogger({ function: "event-source", level: "silent" }) });
+    const source = await startEventSource({
+      api: admin(),
+      stateDir: inject("clusterStateDir"),
+      sink: walle.url,
+      log: createLogger({ function: "event-source", level: "silent" }),
+    });
     onTestFinished(() => source.stop());
 
     const ns = await createNamespace("exec-creds");

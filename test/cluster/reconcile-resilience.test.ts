@@ -14,7 +14,17 @@ import { Informer, type KubeObject } from "../../lib/k8s/informer.ts";
 import type { RestClient } from "../../lib/k8s/rest.ts";
 import { listSnapshots, startRestServer, tempDir, type RestServer } from "../integration/worker-harness.ts";
 import { caller, FORCE_BACKUPS } from "../support/triggers.ts";
-import { csiStorage, PASSWORD, pvcWithData, repositorySecret, settled, SNAP, storageLeft, type BackupJobObj, type Storage } from "../support/backup-fixtures.ts";
+import {
+  csiStorage,
+  PASSWORD,
+  pvcWithData,
+  repositorySecret,
+  settled,
+  SNAP,
+  storageLeft,
+  type BackupJobObj,
+  type Storage,
+} from "../support/backup-fixtures.ts";
 import { admin, createNamespace, waitFor } from "../support/kube.ts";
 import { startWalle, type RunningWalle } from "../support/walle.ts";
 
@@ -91,7 +101,10 @@ async function watchChildren(ns: string): Promise<ChildWatch> {
     names.get(key)?.add(`${obj.metadata.namespace}/${obj.metadata.name}`);
   };
   const query = { labelSelector: `${Label.OwnerNamespace}=${ns}` };
-  const informers = [new Informer<KubeObject>(admin(), `${SNAP}/volumesnapshots`, record("snapshot"), query), new Informer<KubeObject>(admin(), "/apis/batch/v1/jobs", record("job"), query)];
+  const informers = [
+    new Informer<KubeObject>(admin(), `${SNAP}/volumesnapshots`, record("snapshot"), query),
+    new Informer<KubeObject>(admin(), "/apis/batch/v1/jobs", record("job"), query),
+  ];
   await Promise.all(informers.map((i) => i.start()));
   const watch: ChildWatch = {
     created: (bj) => ({
@@ -232,7 +245,13 @@ function resyncEvery(url: string, everyMs: number): { answers: number[]; stop():
   const loop = (async () => {
     while (!stopped) {
       await sleep(everyMs);
-      if (!stopped) answers.push(await resync(url).then((r) => r.status, () => 0));
+      if (!stopped)
+        answers.push(
+          await resync(url).then(
+            (r) => r.status,
+            () => 0,
+          ),
+        );
     }
   })();
   return {
@@ -274,13 +293,19 @@ describe("an event storm", () => {
     await stopStorm();
 
     const context = `storm seed ${seed}`;
-    expect(finished.map((bj) => [bj.metadata.name, bj.status?.phase]), context).toEqual(jobs.map((name) => [name, "Finished"]));
+    expect(
+      finished.map((bj) => [bj.metadata.name, bj.status?.phase]),
+      context,
+    ).toEqual(jobs.map((name) => [name, "Finished"]));
     expect(Object.fromEntries(jobs.map((name) => [name, children.created(name)])), context).toEqual(
       Object.fromEntries(jobs.map((name) => [name, { snapshots: 1, snapshotNames: 1, jobs: 1 }])),
     );
     for (const bj of finished) {
       const snapshots = await listSnapshots({ RESTIC_REPOSITORY: repos.get(bj.metadata.name) ?? "", RESTIC_PASSWORD: PASSWORD });
-      expect(snapshots.map((s) => s.id), `${context}: restic snapshots of ${bj.metadata.name}`).toEqual([bj.status?.snapshotId]);
+      expect(
+        snapshots.map((s) => s.id),
+        `${context}: restic snapshots of ${bj.metadata.name}`,
+      ).toEqual([bj.status?.snapshotId]);
     }
     await expectNothingLeft(ns, context, before);
 
@@ -290,14 +315,22 @@ describe("an event storm", () => {
     expect(dropped, context).toBeGreaterThan(0);
     expect(forwarded, context).toBeGreaterThan(dropped);
     expect(proxy.answers, context).toHaveLength(forwarded * 3);
-    expect(proxy.received.every((e) => e.headers["ce-specversion"] === "1.0" && e.headers["ce-type"]?.startsWith("dev.knative.apiserver.resource."))).toBe(true);
+    expect(proxy.received.every((e) => e.headers["ce-specversion"] === "1.0" && e.headers["ce-type"]?.startsWith("dev.knative.apiserver.resource."))).toBe(
+      true,
+    );
     expect(resyncs.answers.length, context).toBeGreaterThan(0);
     // Duplicates, reordering and concurrency are the function's normal weather: every copy was handled, or was
     // answered 503 (a copy whose decision lost the race to write status to a concurrent one, or an API server
     // that failed for a moment) so that ApiServerSource would send it again (docs/architecture.md, Events).
     const handledOrRetried = (s: number) => (s >= 200 && s < 300) || s === 503;
-    expect(proxy.answers.filter((s) => !handledOrRetried(s)), context).toEqual([]);
-    expect(resyncs.answers.filter((s) => !handledOrRetried(s)), context).toEqual([]);
+    expect(
+      proxy.answers.filter((s) => !handledOrRetried(s)),
+      context,
+    ).toEqual([]);
+    expect(
+      resyncs.answers.filter((s) => !handledOrRetried(s)),
+      context,
+    ).toEqual([]);
     expect(resyncs.answers, context).toContain(200);
   }, 300_000);
 });
@@ -321,7 +354,9 @@ async function walleState(ns: string): Promise<ObjectVersions> {
     const list = await admin().get<{ items: { metadata: { name: string; resourceVersion: string } }[] }>(path);
     for (const o of list.items) out[`${kind} ${o.metadata.name}`] = o.metadata.resourceVersion;
   }
-  const events = await admin().get<{ items: { metadata: { name: string; resourceVersion: string }; reportingController?: string }[] }>(`/apis/events.k8s.io/v1/namespaces/${ns}/events`);
+  const events = await admin().get<{ items: { metadata: { name: string; resourceVersion: string }; reportingController?: string }[] }>(
+    `/apis/events.k8s.io/v1/namespaces/${ns}/events`,
+  );
   for (const e of events.items.filter((e) => e.reportingController === "ros.io/walle-reconcile")) out[`Event ${e.metadata.name}`] = e.metadata.resourceVersion;
   const contents = await admin().get<{ items: Listed[] }>(`${SNAP}/volumesnapshotcontents`);
   for (const c of contents.items.filter((c) => c.spec?.volumeSnapshotRef?.namespace === ns)) out[`VolumeSnapshotContent ${c.metadata.name}`] = "exists";
@@ -339,7 +374,13 @@ describe("malformed events", () => {
     // The event ApiServerSource would send for it; each case below breaks one thing about it.
     const data = JSON.stringify({ ...bj, apiVersion: "ros.io/v1", kind: "BackupJob" });
     const add = (extra: Record<string, string> = {}) =>
-      ceHeaders("dev.knative.apiserver.resource.add", randomUUID(), { "ce-subject": `/apis/ros.io/v1/namespaces/${ns}/backupjobs/untouched`, "ce-kind": "BackupJob", "ce-name": "untouched", "ce-namespace": ns, ...extra });
+      ceHeaders("dev.knative.apiserver.resource.add", randomUUID(), {
+        "ce-subject": `/apis/ros.io/v1/namespaces/${ns}/backupjobs/untouched`,
+        "ce-kind": "BackupJob",
+        "ce-name": "untouched",
+        "ce-namespace": ns,
+        ...extra,
+      });
     const { "ce-id": _id, ...withoutId } = add();
     const huge = JSON.stringify({ ...JSON.parse(data), metadata: { ...bj.metadata, annotations: { padding: "x".repeat(1024 * 1024) } } });
 
@@ -352,13 +393,22 @@ describe("malformed events", () => {
       { what: "data that is no Kubernetes object", headers: add(), body: JSON.stringify({ hello: "world" }), names: /data/ },
       // A trigger is authenticated before its data is parsed (trigger-auth.test.ts: without a token, 401): this caller may
       // force backups here, so it learns what is wrong with its request.
-      { what: "a forced backup without a PVC", headers: { ...ceHeaders("io.ros.walle.backup.requested"), authorization: `Bearer ${await caller(ns, "ci", { own: FORCE_BACKUPS })}` }, body: JSON.stringify({ namespace: ns }), names: /data\.pvc/ },
+      {
+        what: "a forced backup without a PVC",
+        headers: { ...ceHeaders("io.ros.walle.backup.requested"), authorization: `Bearer ${await caller(ns, "ci", { own: FORCE_BACKUPS })}` },
+        body: JSON.stringify({ namespace: ns }),
+        names: /data\.pvc/,
+      },
     ];
 
     const before = await walleState(ns);
     for (const c of cases) {
       const reply = await post(walle.url, c.headers, c.body);
-      expect({ what: c.what, status: reply.status, contentType: reply.contentType }).toEqual({ what: c.what, status: c.status ?? 400, contentType: expect.stringMatching(/^application\/json/) });
+      expect({ what: c.what, status: reply.status, contentType: reply.contentType }).toEqual({
+        what: c.what,
+        status: c.status ?? 400,
+        contentType: expect.stringMatching(/^application\/json/),
+      });
       expect(reply.body, c.what).toMatchObject({ error: expect.any(String) });
       expect(JSON.stringify(reply.body), c.what).toMatch(c.names);
     }
@@ -474,15 +524,22 @@ function expectKilledAfter(lives: readonly Life[], steps: Record<string, RegExp>
   const covered = Object.fromEntries(Object.entries(steps).map(([step, write]) => [step, lives.some((l) => write.test(l.killedAfter ?? ""))]));
   expect(covered, story(lives)).toEqual(Object.fromEntries(Object.keys(steps).map((step) => [step, true])));
   // And one function started to find the worker's Job ended while the BackupJob's status did not yet say so.
-  expect(lives.map((l) => l.found), story(lives)).toContainEqual(expect.stringMatching(/^(CreatingSnapshot|WaitingBackup|BackingUp), worker Job ended$/));
+  expect(
+    lives.map((l) => l.found),
+    story(lives),
+  ).toContainEqual(expect.stringMatching(/^(CreatingSnapshot|WaitingBackup|BackingUp), worker Job ended$/));
 }
 
 /** Waits for every worker Job of the BackupJobs of `ns` to complete or fail. */
 async function workersDone(ns: string): Promise<void> {
-  await waitFor(async () => {
-    const jobs = await admin().get<{ items: JobObj[] }>("/apis/batch/v1/jobs", { labelSelector: `${Label.OwnerNamespace}=${ns}` });
-    return jobs.items.every(jobEnded);
-  }, `the worker Jobs of ${ns} to end`, 120_000);
+  await waitFor(
+    async () => {
+      const jobs = await admin().get<{ items: JobObj[] }>("/apis/batch/v1/jobs", { labelSelector: `${Label.OwnerNamespace}=${ns}` });
+      return jobs.items.every(jobEnded);
+    },
+    `the worker Jobs of ${ns} to end`,
+    120_000,
+  );
 }
 
 describe("killing the function between any two steps", () => {
@@ -503,7 +560,10 @@ describe("killing the function between any two steps", () => {
     expect(bj.status?.conditions?.find((c) => c.type === "BackupState")?.status, where).toBe("True");
     expect(children.created("survivor"), where).toEqual({ snapshots: 1, snapshotNames: 1, jobs: 1 });
     const snapshots = await listSnapshots({ RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD });
-    expect(snapshots.map((s) => s.id), where).toEqual([bj.status?.snapshotId]);
+    expect(
+      snapshots.map((s) => s.id),
+      where,
+    ).toEqual([bj.status?.snapshotId]);
     await expectNothingLeft(ns, where, before);
     expectKilledAfter(lives, {
       "the VolumeSnapshot was created": /^POST \S+\/volumesnapshots$/,
@@ -522,7 +582,9 @@ describe("killing the function between any two steps", () => {
     const secretName = `kill-${ns}`;
     await repositorySecret(INSTALL_NAMESPACE, secretName, repo);
     onTestFinished(async () => {
-      await admin().delete(`/api/v1/namespaces/${INSTALL_NAMESPACE}/secrets/${secretName}`).catch(() => {});
+      await admin()
+        .delete(`/api/v1/namespaces/${INSTALL_NAMESPACE}/secrets/${secretName}`)
+        .catch(() => {});
     });
     await pvcWithData(ns, "app-data", { "db.sqlite": "rows" });
 
@@ -543,15 +605,24 @@ describe("killing the function between any two steps", () => {
 
     const where = story(lives);
     const list = await admin().get<{ items: BackupJobObj[] }>(`${BACKUP_JOBS}/namespaces/${ns}/backupjobs`);
-    expect(list.items.map((b) => b.metadata.name), where).toHaveLength(1);
+    expect(
+      list.items.map((b) => b.metadata.name),
+      where,
+    ).toHaveLength(1);
     const name = list.items[0]?.metadata.name ?? "";
-    expect(accepted.map((r) => r.body), where).toEqual([expect.objectContaining({ backupJob: { namespace: ns, name } })]);
+    expect(
+      accepted.map((r) => r.body),
+      where,
+    ).toEqual([expect.objectContaining({ backupJob: { namespace: ns, name } })]);
     const bj = await settled(ns, name);
     expect(bj.status?.phase, where).toBe("Finished");
     // The source snapshot in the tenant's namespace and the one moved beside the repository, each made once.
     expect(children.created(name), where).toEqual({ snapshots: 2, snapshotNames: 2, jobs: 1 });
     const snapshots = await listSnapshots({ RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD });
-    expect(snapshots.map((s) => s.id), where).toEqual([bj.status?.snapshotId]);
+    expect(
+      snapshots.map((s) => s.id),
+      where,
+    ).toEqual([bj.status?.snapshotId]);
     expect((await admin().get<{ items: Listed[] }>(`/api/v1/namespaces/${ns}/secrets`)).items.map((s) => s.metadata.name)).not.toContain(secretName);
     await expectNothingLeft(ns, where, before);
     expectKilledAfter(lives, {

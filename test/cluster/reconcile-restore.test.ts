@@ -24,7 +24,10 @@ async function boundPvc(ns: string, name: string): Promise<string> {
     metadata: { name },
     spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } },
   });
-  await waitFor(async () => (await admin().get<{ status?: { phase?: string } }>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/${name}`)).status?.phase === "Bound", `PVC ${ns}/${name} Bound`);
+  await waitFor(
+    async () => (await admin().get<{ status?: { phase?: string } }>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/${name}`)).status?.phase === "Bound",
+    `PVC ${ns}/${name} Bound`,
+  );
   return volumeDir(ns, name);
 }
 
@@ -43,7 +46,13 @@ async function fillTree(dir: string): Promise<void> {
 
 /** What a restore must reproduce: paths, types, contents, modes and link targets (owners are the worker's). */
 async function shape(dir: string) {
-  return (await manifest(dir)).map((e) => ({ path: e.path, type: e.type, mode: e.mode, ...("sha256" in e ? { sha256: e.sha256 } : {}), ...("target" in e ? { target: e.target } : {}) }));
+  return (await manifest(dir)).map((e) => ({
+    path: e.path,
+    type: e.type,
+    mode: e.mode,
+    ...("sha256" in e ? { sha256: e.sha256 } : {}),
+    ...("target" in e ? { target: e.target } : {}),
+  }));
 }
 
 async function secret(ns: string, name: string, repo: string): Promise<void> {
@@ -56,11 +65,15 @@ async function secret(ns: string, name: string, repo: string): Promise<void> {
 }
 
 async function settledBackup(ns: string, name: string): Promise<void> {
-  await waitFor(async () => {
-    const bj = await admin().get<{ status?: { phase?: string } }>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/${name}`);
-    if (bj.status?.phase === "Failed") throw new Error(`backup failed: ${JSON.stringify(bj.status)}`);
-    return bj.status?.phase === "Finished";
-  }, `BackupJob ${ns}/${name} Finished`, 90_000);
+  await waitFor(
+    async () => {
+      const bj = await admin().get<{ status?: { phase?: string } }>(`/apis/ros.io/v1/namespaces/${ns}/backupjobs/${name}`);
+      if (bj.status?.phase === "Failed") throw new Error(`backup failed: ${JSON.stringify(bj.status)}`);
+      return bj.status?.phase === "Finished";
+    },
+    `BackupJob ${ns}/${name} Finished`,
+    90_000,
+  );
 }
 
 const stateOf = (br: BackupRestoreObj) => ({ phase: br.status?.phase, restore: br.status?.conditions?.find((c) => c.type === "RestoreState") });
@@ -113,17 +126,34 @@ describe("reconcile drives a BackupRestore", () => {
       apiVersion: "v1",
       kind: "Pod",
       metadata: { name: "app" },
-      spec: { containers: [{ name: "app", image: "busybox:1.36", command: ["sleep", "infinity"], volumeMounts: [{ name: "d", mountPath: "/data" }] }], volumes: [{ name: "d", persistentVolumeClaim: { claimName: "target" } }] },
+      spec: {
+        containers: [{ name: "app", image: "busybox:1.36", command: ["sleep", "infinity"], volumeMounts: [{ name: "d", mountPath: "/data" }] }],
+        volumes: [{ name: "d", persistentVolumeClaim: { claimName: "target" } }],
+      },
     });
-    await waitFor(async () => (await admin().get<{ status?: { phase?: string } }>(`/api/v1/namespaces/${ns}/pods/app`)).status?.phase === "Running", "app pod Running");
+    await waitFor(
+      async () => (await admin().get<{ status?: { phase?: string } }>(`/api/v1/namespaces/${ns}/pods/app`)).status?.phase === "Running",
+      "app pod Running",
+    );
     const spec = { repository: { name: "repo", namespace: ns }, source: { latest: { pvc: "data" } }, target: { existingPvc: "target" } };
     await restore(ns, "refused", spec);
     const refused = await settledRestore(ns, "refused");
     expect(stateOf(refused)).toMatchObject({ phase: "Failed", restore: { reason: "TargetInUse" } });
-    expect(stateOf(refused).restore?.message).toBe(`PersistentVolumeClaim ${ns}/target is mounted by running pod(s) app; stop them first, or set spec.target.allowInUse to restore anyway.`);
+    expect(stateOf(refused).restore?.message).toBe(
+      `PersistentVolumeClaim ${ns}/target is mounted by running pod(s) app; stop them first, or set spec.target.allowInUse to restore anyway.`,
+    );
 
     await admin().delete(`/api/v1/namespaces/${ns}/pods/app`);
-    await waitFor(async () => admin().get(`/api/v1/namespaces/${ns}/pods/app`).then(() => false, () => true), "app pod gone");
+    await waitFor(
+      async () =>
+        admin()
+          .get(`/api/v1/namespaces/${ns}/pods/app`)
+          .then(
+            () => false,
+            () => true,
+          ),
+      "app pod gone",
+    );
     await restore(ns, "accepted", spec);
     const br = await settledRestore(ns, "accepted");
     expect(stateOf(br)).toMatchObject({ phase: "Finished", restore: { status: "True" } });
@@ -141,14 +171,26 @@ describe("reconcile drives a BackupRestore", () => {
     const post = (type: string, id: string, data: unknown, token?: string) =>
       fetch(walle.url, {
         method: "POST",
-        headers: { "content-type": "application/json", "ce-specversion": "1.0", "ce-id": id, "ce-source": "/test", "ce-type": type, ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        headers: {
+          "content-type": "application/json",
+          "ce-specversion": "1.0",
+          "ce-id": id,
+          "ce-source": "/test",
+          "ce-type": type,
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+        },
         body: JSON.stringify(data),
       });
     const backup = await post("io.ros.walle.backup.requested", `b-${ns}`, { namespace: ns, pvc: "app-data", repository: { name: secretName } }, TOKEN);
     expect(backup.status).toBe(202);
     await settledBackup(ns, ((await backup.json()) as { backupJob: { name: string } }).backupJob.name);
 
-    const request = { namespace: ns, repository: { name: secretName, namespace: "walle-system" }, source: { latest: { pvc: "app-data" } }, target: { newPvc: { name: "restored", size: "1Gi" } } };
+    const request = {
+      namespace: ns,
+      repository: { name: secretName, namespace: "walle-system" },
+      source: { latest: { pvc: "app-data" } },
+      target: { newPvc: { name: "restored", size: "1Gi" } },
+    };
     expect((await post("io.ros.walle.restore.requested", `r-${ns}`, request)).status).toBe(401);
     const res = await post("io.ros.walle.restore.requested", `r-${ns}`, request, TOKEN);
     expect(res.status).toBe(202);
@@ -161,10 +203,15 @@ describe("reconcile drives a BackupRestore", () => {
     expect(secrets.items.map((s) => s.metadata.name)).not.toContain(secretName);
     // The handed-over volume is bound to the tenant's PVC with its reclaim policy back, and no staging PVC is left.
     const pvc = await admin().get<{ spec: { volumeName: string } }>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/restored`);
-    const pv = await admin().get<{ spec: { persistentVolumeReclaimPolicy: string; claimRef: { namespace: string; name: string } }; metadata: { annotations?: Record<string, string> } }>(`/api/v1/persistentvolumes/${pvc.spec.volumeName}`);
+    const pv = await admin().get<{
+      spec: { persistentVolumeReclaimPolicy: string; claimRef: { namespace: string; name: string } };
+      metadata: { annotations?: Record<string, string> };
+    }>(`/api/v1/persistentvolumes/${pvc.spec.volumeName}`);
     expect(pv.spec.claimRef).toMatchObject({ namespace: ns, name: "restored" });
     expect(pv.spec.persistentVolumeReclaimPolicy).toBe("Delete");
-    const staging = await admin().get<{ items: unknown[] }>("/api/v1/namespaces/walle-system/persistentvolumeclaims", { labelSelector: "ros.io/backup-job-type=restore" });
+    const staging = await admin().get<{ items: unknown[] }>("/api/v1/namespaces/walle-system/persistentvolumeclaims", {
+      labelSelector: "ros.io/backup-job-type=restore",
+    });
     expect(staging.items).toEqual([]);
     // Nothing else is left either, down to the CSI driver's own storage: the tenant's two volumes are all it holds.
     await expectNoLeftovers([ns, "walle-system"], before);

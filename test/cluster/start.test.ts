@@ -63,7 +63,12 @@ describe("npm start -- --kubeconfig", () => {
     onTestFinished(() => rest.stop());
     await pvcWithData(ns, "data", { "notes.txt": "from the development loop\n" });
     await repositorySecret(ns, "repo", rest.repository("backup", "rest-secret", ns), PASSWORD);
-    await admin().create(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`, { apiVersion: "ros.io/v1", kind: "BackupJob", metadata: { name: "dev" }, spec: { sourcePvc: "data", repository: { name: "repo", namespace: ns } } });
+    await admin().create(`/apis/ros.io/v1/namespaces/${ns}/backupjobs`, {
+      apiVersion: "ros.io/v1",
+      kind: "BackupJob",
+      metadata: { name: "dev" },
+      spec: { sourcePvc: "data", repository: { name: "repo", namespace: ns } },
+    });
     const bj = await settled(ns, "dev", 120_000);
     expect(bj.status?.phase, out).toBe("Finished");
 

@@ -47,7 +47,9 @@ async function createSchedule(name: string, spec: Record<string, unknown>): Prom
 /** Deletes `pathname` when the test ends, whatever became of it. */
 function deleteAtEnd(pathname: string): void {
   onTestFinished(async () => {
-    await admin().delete(pathname).catch(() => {});
+    await admin()
+      .delete(pathname)
+      .catch(() => {});
   });
 }
 
@@ -59,16 +61,22 @@ async function jobsOfSet(set: string): Promise<BackupJobObj[]> {
   return (await admin().get<{ items: BackupJobObj[] }>(`${ROS}/backupjobs`, { labelSelector: `ros.io/backupset=${set}` })).items;
 }
 async function settledSet(name: string, timeoutMs = 120_000): Promise<BackupSetObj> {
-  return waitFor(async () => {
-    const s = await admin().get<BackupSetObj>(`${ROS}/backupsets/${name}`);
-    return s.status?.state === "Finished" || s.status?.state === "FinishedWithFailures" ? s : undefined;
-  }, `BackupSet ${name} to finish`, timeoutMs);
+  return waitFor(
+    async () => {
+      const s = await admin().get<BackupSetObj>(`${ROS}/backupsets/${name}`);
+      return s.status?.state === "Finished" || s.status?.state === "FinishedWithFailures" ? s : undefined;
+    },
+    `BackupSet ${name} to finish`,
+    timeoutMs,
+  );
 }
 
 /** What the BackupJobs of a set say about how they ended, for an assertion's message. */
 async function whyFailed(set: string): Promise<string> {
   const jobs = await jobsOfSet(set);
-  return jobs.map((j) => `${j.metadata.namespace}/${j.metadata.name}: ${j.status?.phase} ${j.status?.conditions?.find((c) => c.type === "BackupState")?.message ?? ""}`).join("\n");
+  return jobs
+    .map((j) => `${j.metadata.namespace}/${j.metadata.name}: ${j.status?.phase} ${j.status?.conditions?.find((c) => c.type === "BackupState")?.message ?? ""}`)
+    .join("\n");
 }
 
 /** A pod the local node shows Running, mounting `claims`. */
@@ -78,7 +86,9 @@ async function pod(ns: string, name: string, labels: Record<string, string>, cla
     kind: "Pod",
     metadata: { name, labels },
     spec: {
-      containers: [{ name: "app", image: "busybox:1.36", command: ["sleep", "infinity"], volumeMounts: claims.map((c) => ({ name: c, mountPath: `/mnt/${c}` })) }],
+      containers: [
+        { name: "app", image: "busybox:1.36", command: ["sleep", "infinity"], volumeMounts: claims.map((c) => ({ name: c, mountPath: `/mnt/${c}` })) },
+      ],
       volumes: claims.map((c) => ({ name: c, persistentVolumeClaim: { claimName: c } })),
     },
   });
@@ -111,21 +121,29 @@ const tickOk = async (opts: Parameters<typeof runTick>[0] = {}) => {
 describe("the tick", () => {
   it("runs the original README's getting-started schedule, as written: every PVC a pod mounts, and nothing else", async () => {
     // Namespaces of earlier tests still being deleted hold pods this cluster-wide schedule would see.
-    await waitFor(async () => {
-      const list = await admin().get<{ items: { status?: { phase?: string } }[] }>("/api/v1/namespaces");
-      return list.items.every((n) => n.status?.phase !== "Terminating");
-    }, "no namespace Terminating", 120_000);
+    await waitFor(
+      async () => {
+        const list = await admin().get<{ items: { status?: { phase?: string } }[] }>("/api/v1/namespaces");
+        return list.items.every((n) => n.status?.phase !== "Terminating");
+      },
+      "no namespace Terminating",
+      120_000,
+    );
     await startWalle();
-    await admin().create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "walle" } }).catch(() => {});
+    await admin()
+      .create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "walle" } })
+      .catch(() => {});
     deleteAtEnd("/api/v1/namespaces/walle");
     const repo = rest.repository(USER, "rest-secret", "getting-started");
     await repositorySecret("walle", "restic-repo", repo);
     const ns = await createNamespace("shop");
     await pvcWithData(ns, "db", { "rows.db": "rows" });
     await pvcWithData(ns, "uploads", { "a.png": "png" });
-    await pvcWithData(ns, "unmounted", { "x": "x" });
+    await pvcWithData(ns, "unmounted", { x: "x" });
     await admin().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, {
-      apiVersion: "v1", kind: "PersistentVolumeClaim", metadata: { name: "pending" },
+      apiVersion: "v1",
+      kind: "PersistentVolumeClaim",
+      metadata: { name: "pending" },
       spec: { storageClassName: "no-such-class", accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } },
     });
     await pod(ns, "db-0", { app: "db" }, ["db"]);
@@ -141,27 +159,51 @@ describe("the tick", () => {
     expect(first.report?.actions).toContain(`create BackupSet ${set?.metadata.name}`);
 
     const jobs = await jobsOfSet(set?.metadata.name ?? "");
-    const mine = jobs.filter((j) => j.metadata.namespace === ns).map((j) => (j as unknown as { spec: { sourcePvc: string } }).spec.sourcePvc).sort();
+    const mine = jobs
+      .filter((j) => j.metadata.namespace === ns)
+      .map((j) => (j as unknown as { spec: { sourcePvc: string } }).spec.sourcePvc)
+      .sort();
     expect(mine).toEqual(["db", "uploads"]);
     // Nothing else: every BackupJob, in any namespace, is of a PVC that some pod there mounts.
-    const pods = await admin().get<{ items: { metadata: { namespace: string; labels?: Record<string, string> }; spec: { volumes?: { persistentVolumeClaim?: { claimName: string } }[] } }[] }>("/api/v1/pods");
-    const mounted = new Set(pods.items.filter((p) => p.metadata.labels?.["app.kubernetes.io/created-by"] !== "walle").flatMap((p) => (p.spec.volumes ?? []).flatMap((v) => (v.persistentVolumeClaim ? [`${p.metadata.namespace}/${v.persistentVolumeClaim.claimName}`] : []))));
+    const pods = await admin().get<{
+      items: { metadata: { namespace: string; labels?: Record<string, string> }; spec: { volumes?: { persistentVolumeClaim?: { claimName: string } }[] } }[];
+    }>("/api/v1/pods");
+    const mounted = new Set(
+      pods.items
+        .filter((p) => p.metadata.labels?.["app.kubernetes.io/created-by"] !== "walle")
+        .flatMap((p) =>
+          (p.spec.volumes ?? []).flatMap((v) => (v.persistentVolumeClaim ? [`${p.metadata.namespace}/${v.persistentVolumeClaim.claimName}`] : [])),
+        ),
+    );
     for (const j of jobs) expect(mounted.has(`${j.metadata.namespace}/${(j as unknown as { spec: { sourcePvc: string } }).spec.sourcePvc}`)).toBe(true);
 
     const done = await settledSet(set?.metadata.name ?? "", 180_000);
     expect(done.status, await whyFailed(set?.metadata.name ?? "")).toMatchObject({ state: "Finished", completions: `${jobs.length}/${jobs.length}` });
     const snapshots = await listSnapshots({ RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD });
-    expect(snapshots.filter((s) => s.tags?.includes(`namespace=${ns}`)).map((s) => s.tags?.find((t) => t.startsWith("pvc="))).sort()).toEqual(["pvc=db", "pvc=uploads"]);
+    expect(
+      snapshots
+        .filter((s) => s.tags?.includes(`namespace=${ns}`))
+        .map((s) => s.tags?.find((t) => t.startsWith("pvc=")))
+        .sort(),
+    ).toEqual(["pvc=db", "pvc=uploads"]);
     expect(snapshots.every((s) => s.tags?.includes("schedule=example-schedule"))).toBe(true);
 
     await tickOk();
     const schedule = await getSchedule("example-schedule");
-    expect(schedule.status).toMatchObject({ state: "Finished", lastBackupRun: expect.any(String), conditions: expect.arrayContaining([expect.objectContaining({ type: "BackupReady", status: "True" })]) });
+    expect(schedule.status).toMatchObject({
+      state: "Finished",
+      lastBackupRun: expect.any(String),
+      conditions: expect.arrayContaining([expect.objectContaining({ type: "BackupReady", status: "True" })]),
+    });
     expect(Date.parse(schedule.status?.nextBackupRun ?? "") - Date.parse(schedule.status?.scheduler?.backupTimestamp ?? "")).toBe(6 * 3600 * 1000);
-    const events = await admin().get<{ items: { reason: string; note: string; regarding: { name: string } }[] }>("/apis/events.k8s.io/v1/namespaces/walle-system/events");
+    const events = await admin().get<{ items: { reason: string; note: string; regarding: { name: string } }[] }>(
+      "/apis/events.k8s.io/v1/namespaces/walle-system/events",
+    );
     const notes = events.items.filter((e) => e.regarding.name === "example-schedule");
     expect(notes.map((e) => e.reason)).toEqual(expect.arrayContaining(["BackupStarted", "PvcSkipped"]));
-    expect(notes.find((e) => e.reason === "PvcSkipped" && e.note.includes(`${ns}/pending`))?.note).toBe(`Skipped PVC ${ns}/pending: the PVC is Pending, not Bound.`);
+    expect(notes.find((e) => e.reason === "PvcSkipped" && e.note.includes(`${ns}/pending`))?.note).toBe(
+      `Skipped PVC ${ns}/pending: the PVC is Pending, not Bound.`,
+    );
   });
 
   it("makes one BackupSet when it ticks twice at one instant or ten times in one KEDA window; --dry-run makes none", async () => {
@@ -187,11 +229,23 @@ describe("the tick", () => {
     const ns = await createNamespace("dst");
     const name = `dst-${ns}`;
     // Nothing to back up, so each due slot only moves the scheduler on (a NothingToBackUp Event), tick by tick.
-    await createSchedule(name, { schedule: "0 9 * * *", timezone: "America/New_York", plans: [{ type: "persistentVolumeClaim", fieldSelector: [{ field: "metadata.namespace", operator: "equals", value: ns }] }], repository: { name: "repo", namespace: ns } });
+    await createSchedule(name, {
+      schedule: "0 9 * * *",
+      timezone: "America/New_York",
+      plans: [{ type: "persistentVolumeClaim", fieldSelector: [{ field: "metadata.namespace", operator: "equals", value: ns }] }],
+      repository: { name: "repo", namespace: ns },
+    });
     await admin().patch(`${ROS}/backupschedules/${name}/status`, { status: { scheduler: { backupTimestamp: "2026-03-06T14:00:00Z" } } });
     const fired: string[] = [];
     // 2026-03-08 02:00 EST → 03:00 EDT: 09:00 local is 14:00Z before, 13:00Z after.
-    for (const at of ["2026-03-07T13:59:00Z", "2026-03-07T14:03:00Z", "2026-03-08T12:58:00Z", "2026-03-08T13:02:00Z", "2026-03-08T14:02:00Z", "2026-03-09T13:01:00Z"]) {
+    for (const at of [
+      "2026-03-07T13:59:00Z",
+      "2026-03-07T14:03:00Z",
+      "2026-03-08T12:58:00Z",
+      "2026-03-08T13:02:00Z",
+      "2026-03-08T14:02:00Z",
+      "2026-03-09T13:01:00Z",
+    ]) {
       await tickOk({ now: at, schedule: name });
       const ts = (await getSchedule(name)).status?.scheduler?.backupTimestamp ?? "";
       if (fired.at(-1) !== ts) fired.push(ts);
@@ -205,7 +259,9 @@ describe("the tick", () => {
     const made = await createSchedule(name, { interval: "6h", plans: dbPlan(ns), repository: { name: "repo", namespace: ns }, suspend: true });
     const created = Date.parse(made.metadata.creationTimestamp);
     // The last run was right at creation; the schedule then sat unattended for 3 days.
-    await admin().patch(`${ROS}/backupschedules/${name}/status`, { status: { scheduler: { backupTimestamp: new Date(Math.floor(created / 1000) * 1000).toISOString().replace(".000", "") } } });
+    await admin().patch(`${ROS}/backupschedules/${name}/status`, {
+      status: { scheduler: { backupTimestamp: new Date(Math.floor(created / 1000) * 1000).toISOString().replace(".000", "") } },
+    });
     await admin().patch(`${ROS}/backupschedules/${name}`, { spec: { suspend: false } });
     const later = created + 3 * 24 * 3600 * 1000 + 3600 * 1000;
     await tickOk({ now: new Date(later) });
@@ -220,7 +276,13 @@ describe("the tick", () => {
   it("keeps keepSucceeded 1 and keepFailed 3 over 10 runs with mixed outcomes", async () => {
     await startWalle();
     const { ns, name } = await dbNamespace("history");
-    const made = await createSchedule(name, { interval: "1h", keepSucceeded: 1, keepFailed: 3, plans: dbPlan(ns), repository: { name: "repo", namespace: ns } });
+    const made = await createSchedule(name, {
+      interval: "1h",
+      keepSucceeded: 1,
+      keepFailed: 3,
+      plans: dbPlan(ns),
+      repository: { name: "repo", namespace: ns },
+    });
     const created = Date.parse(made.metadata.creationTimestamp);
     const outcomes = ["ok", "fail", "fail", "ok", "fail", "ok", "fail", "fail", "ok", "fail"] as const;
     const finished: { name: string; state: string }[] = [];
@@ -238,7 +300,9 @@ describe("the tick", () => {
     await tickOk({ now: new Date(created + 10 * 3600 * 1000 - 1000) });
     const kept = (await setsOf(name)).map((s) => s.metadata.name).sort();
     const newest = [...finished].reverse();
-    const expected = [...newest.filter((f) => f.state === "Finished").slice(0, 1), ...newest.filter((f) => f.state === "FinishedWithFailures").slice(0, 3)].map((f) => f.name).sort();
+    const expected = [...newest.filter((f) => f.state === "Finished").slice(0, 1), ...newest.filter((f) => f.state === "FinishedWithFailures").slice(0, 3)]
+      .map((f) => f.name)
+      .sort();
     expect(kept).toEqual(expected);
     // The deleted runs' BackupJobs went with them.
     await waitFor(async () => (await names(`${ROS}/namespaces/${ns}/backupjobs`)).length === 4, "BackupJobs of deleted sets to go");
@@ -284,14 +348,18 @@ describe("the tick", () => {
     await createSchedule(name, { interval: "6h", plans: dbPlan(ns), repository: { name: "repo", namespace: ns } });
     // No reconcile function runs: nothing but the tick moves anything.
     let ticks = 0;
-    const bj = await waitFor(async () => {
-      await tickOk();
-      ticks++;
-      const [set] = await setsOf(name);
-      const [job] = set ? await jobsOfSet(set.metadata.name) : [];
-      const cleaned = job?.status?.conditions?.some((c) => c.type === "CleanedUp" && c.status === "True");
-      return job && (job.status?.phase === "Finished" || job.status?.phase === "Failed") && cleaned ? job : undefined;
-    }, "the BackupJob to settle through ticks", 180_000);
+    const bj = await waitFor(
+      async () => {
+        await tickOk();
+        ticks++;
+        const [set] = await setsOf(name);
+        const [job] = set ? await jobsOfSet(set.metadata.name) : [];
+        const cleaned = job?.status?.conditions?.some((c) => c.type === "CleanedUp" && c.status === "True");
+        return job && (job.status?.phase === "Finished" || job.status?.phase === "Failed") && cleaned ? job : undefined;
+      },
+      "the BackupJob to settle through ticks",
+      180_000,
+    );
     expect(bj.status?.phase).toBe("Finished");
     expect(ticks).toBeGreaterThan(2);
     const [set] = await setsOf(name);
@@ -303,21 +371,45 @@ describe("the tick", () => {
   it("fails a snapshot that never becomes ready at its deadline, through ticks alone, saying where it stuck", async () => {
     const ns = await createNamespace("stuck");
     const driver = `stuck-${ns}.csi.example.com`;
-    await admin().create("/apis/storage.k8s.io/v1/storageclasses", { apiVersion: "storage.k8s.io/v1", kind: "StorageClass", metadata: { name: `stuck-${ns}` }, provisioner: driver });
+    await admin().create("/apis/storage.k8s.io/v1/storageclasses", {
+      apiVersion: "storage.k8s.io/v1",
+      kind: "StorageClass",
+      metadata: { name: `stuck-${ns}` },
+      provisioner: driver,
+    });
     deleteAtEnd(`/apis/storage.k8s.io/v1/storageclasses/stuck-${ns}`);
-    await admin().create("/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses", { apiVersion: "snapshot.storage.k8s.io/v1", kind: "VolumeSnapshotClass", metadata: { name: `stuck-${ns}`, annotations: { "snapshot.storage.kubernetes.io/is-default-class": "true" } }, driver, deletionPolicy: "Delete" });
+    await admin().create("/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses", {
+      apiVersion: "snapshot.storage.k8s.io/v1",
+      kind: "VolumeSnapshotClass",
+      metadata: { name: `stuck-${ns}`, annotations: { "snapshot.storage.kubernetes.io/is-default-class": "true" } },
+      driver,
+      deletionPolicy: "Delete",
+    });
     deleteAtEnd(`/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses/stuck-${ns}`);
     // A volume of a driver that never answers: bound by hand, as a pre-provisioned PV is.
     await admin().create("/api/v1/persistentvolumes", {
-      apiVersion: "v1", kind: "PersistentVolume", metadata: { name: `stuck-${ns}` },
-      spec: { capacity: { storage: "1Gi" }, accessModes: ["ReadWriteOnce"], storageClassName: `stuck-${ns}`, csi: { driver, volumeHandle: `vol-${ns}` }, claimRef: { namespace: ns, name: "db" } },
+      apiVersion: "v1",
+      kind: "PersistentVolume",
+      metadata: { name: `stuck-${ns}` },
+      spec: {
+        capacity: { storage: "1Gi" },
+        accessModes: ["ReadWriteOnce"],
+        storageClassName: `stuck-${ns}`,
+        csi: { driver, volumeHandle: `vol-${ns}` },
+        claimRef: { namespace: ns, name: "db" },
+      },
     });
     deleteAtEnd(`/api/v1/persistentvolumes/stuck-${ns}`);
     await admin().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, {
-      apiVersion: "v1", kind: "PersistentVolumeClaim", metadata: { name: "db" },
+      apiVersion: "v1",
+      kind: "PersistentVolumeClaim",
+      metadata: { name: "db" },
       spec: { storageClassName: `stuck-${ns}`, volumeName: `stuck-${ns}`, accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } },
     });
-    await waitFor(async () => (await admin().get<{ status?: { phase?: string } }>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/db`)).status?.phase === "Bound", "PVC Bound");
+    await waitFor(
+      async () => (await admin().get<{ status?: { phase?: string } }>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/db`)).status?.phase === "Bound",
+      "PVC Bound",
+    );
     await pod(ns, "db-0", { app: "db" }, ["db"]);
     await repositorySecret(ns, "repo", rest.repository(USER, "rest-secret", `stuck-${ns}`));
     const name = `stuck-${ns}`;
@@ -327,21 +419,37 @@ describe("the tick", () => {
     const [set] = await setsOf(name);
     const [job] = await jobsOfSet(set?.metadata.name ?? "");
     expect(job?.status?.phase).toBe("CreatingSnapshot");
-    const failed = await waitFor(async () => {
-      await tickOk({ env });
-      const bj = await admin().get<BackupJobObj>(`${ROS}/namespaces/${ns}/backupjobs/${job?.metadata.name}`);
-      return bj.status?.phase === "Failed" ? bj : undefined;
-    }, "the stuck BackupJob to fail", 60_000);
-    expect(failed.status?.conditions?.find((c) => c.type === "BackupState")).toMatchObject({ reason: "SnapshotTimeout", message: expect.stringMatching(/^Stuck in CreatingSnapshot: VolumeSnapshot .* was not ready within 5 s\.$/) });
+    const failed = await waitFor(
+      async () => {
+        await tickOk({ env });
+        const bj = await admin().get<BackupJobObj>(`${ROS}/namespaces/${ns}/backupjobs/${job?.metadata.name}`);
+        return bj.status?.phase === "Failed" ? bj : undefined;
+      },
+      "the stuck BackupJob to fail",
+      60_000,
+    );
+    expect(failed.status?.conditions?.find((c) => c.type === "BackupState")).toMatchObject({
+      reason: "SnapshotTimeout",
+      message: expect.stringMatching(/^Stuck in CreatingSnapshot: VolumeSnapshot .* was not ready within 5 s\.$/),
+    });
     const [after] = await setsOf(name);
     await tickOk({ env });
-    expect((await admin().get<BackupSetObj>(`${ROS}/backupsets/${after?.metadata.name}`)).status).toMatchObject({ state: "FinishedWithFailures", completions: "0/1" });
+    expect((await admin().get<BackupSetObj>(`${ROS}/backupsets/${after?.metadata.name}`)).status).toMatchObject({
+      state: "FinishedWithFailures",
+      completions: "0/1",
+    });
   });
 
   it("prunes to exactly what the retention policy keeps, never while a worker uses the repository", async () => {
     await startWalle();
     const { ns, repo, name } = await dbNamespace("prune");
-    const made = await createSchedule(name, { interval: "1h", plans: dbPlan(ns), repository: { name: "repo", namespace: ns }, keepSucceeded: 10, prune: { interval: "4h", retain: { last: 2 } } });
+    const made = await createSchedule(name, {
+      interval: "1h",
+      plans: dbPlan(ns),
+      repository: { name: "repo", namespace: ns },
+      keepSucceeded: 10,
+      prune: { interval: "4h", retain: { last: 2 } },
+    });
     const created = Date.parse(made.metadata.creationTimestamp);
     const runAt = async (at: Date) => {
       const run = await tickOk({ now: at, schedule: name });
@@ -353,8 +461,12 @@ describe("the tick", () => {
 
     // Someone else's worker holds the repository: a real Job of Walle's labelled with it, still running.
     await admin().create(`/apis/batch/v1/namespaces/${ns}/jobs`, {
-      apiVersion: "batch/v1", kind: "Job",
-      metadata: { name: "walle-backup-other", labels: { "app.kubernetes.io/created-by": "walle", "ros.io/backup-job-type": "backup", "ros.io/repository": "repo" } },
+      apiVersion: "batch/v1",
+      kind: "Job",
+      metadata: {
+        name: "walle-backup-other",
+        labels: { "app.kubernetes.io/created-by": "walle", "ros.io/backup-job-type": "backup", "ros.io/repository": "repo" },
+      },
       spec: { template: { spec: { restartPolicy: "Never", containers: [{ name: "w", image: "busybox:1.36", command: ["sleep", "infinity"] }] } } },
     });
     // Backup and prune both come due at 4h: the backup runs, the prune waits for it and for the other worker.
@@ -367,18 +479,30 @@ describe("the tick", () => {
     const before = await listSnapshots(env);
     expect(before).toHaveLength(5);
 
-    await admin().delete(`/apis/batch/v1/namespaces/${ns}/jobs/walle-backup-other`, { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Background" });
+    await admin().delete(`/apis/batch/v1/namespaces/${ns}/jobs/walle-backup-other`, {
+      apiVersion: "v1",
+      kind: "DeleteOptions",
+      propagationPolicy: "Background",
+    });
     await waitFor(async () => (await names(`/apis/batch/v1/namespaces/${ns}/jobs`, "ros.io/backup-job-type=backup")).length === 0, "the other worker Job gone");
     await tickOk({ now: dueAt, schedule: name });
     const [prune] = await names(`/apis/batch/v1/namespaces/${ns}/jobs`, "ros.io/backup-job-type=prune");
     expect(prune).toBeDefined();
-    const pruneOk = await waitFor(async () => {
-      await tickOk({ now: dueAt, schedule: name });
-      return (await getSchedule(name)).status?.conditions?.find((c) => c.type === "PruneOk" && c.reason !== "Running");
-    }, "the prune to end", 120_000);
+    const pruneOk = await waitFor(
+      async () => {
+        await tickOk({ now: dueAt, schedule: name });
+        return (await getSchedule(name)).status?.conditions?.find((c) => c.type === "PruneOk" && c.reason !== "Running");
+      },
+      "the prune to end",
+      120_000,
+    );
     expect(pruneOk).toMatchObject({ status: "True", reason: "Finished" });
     // Kept: exactly the two newest, by the policy `last: 2`.
-    const newest = [...before].sort((a, b) => Date.parse(b.time) - Date.parse(a.time)).slice(0, 2).map((s) => s.id).sort();
+    const newest = [...before]
+      .sort((a, b) => Date.parse(b.time) - Date.parse(a.time))
+      .slice(0, 2)
+      .map((s) => s.id)
+      .sort();
     expect((await listSnapshots(env)).map((s) => s.id).sort()).toEqual(newest);
     // It started only after the fifth backup's worker had finished.
     const pruneJob = await admin().get<{ status?: { startTime?: string } }>(`/apis/batch/v1/namespaces/${ns}/jobs/${prune}`);
@@ -399,7 +523,12 @@ describe("the tick", () => {
     const env = { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: PASSWORD };
     const lockFiles = async () => (await readdir(path.join(restData, USER, repoName, "locks")).catch(() => [])).filter((f) => !f.startsWith("."));
     const name = `killed-${ns}`;
-    const made = await createSchedule(name, { interval: "24h", plans: dbPlan(ns), repository: { name: "repo", namespace: ns }, prune: { interval: "1h", retain: { last: 3 } } });
+    const made = await createSchedule(name, {
+      interval: "24h",
+      plans: dbPlan(ns),
+      repository: { name: "repo", namespace: ns },
+      prune: { interval: "1h", retain: { last: 3 } },
+    });
 
     const run = await tickOk({ schedule: name });
     const setName = run.report?.actions.find((a) => a.startsWith("create BackupSet "))?.slice("create BackupSet ".length) ?? "";
@@ -409,14 +538,19 @@ describe("the tick", () => {
     }, "the run's BackupJob");
     // The worker's container, the moment its restic holds the repository's lock: every process of it SIGKILLed.
     type PodObj = { metadata: { uid: string }; status?: { phase?: string; containerStatuses?: { containerID?: string; state?: { running?: object } }[] } };
-    const workerPods = async () => (await admin().get<{ items: PodObj[] }>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: `ros.io/backup-job=${bj?.metadata.name}` })).items;
-    const target = await waitFor(async () => {
-      const running = (await workerPods()).find((p) => p.status?.containerStatuses?.[0]?.state?.running);
-      if (!running || (await lockFiles()).length === 0) return undefined;
-      // restic itself still running (not only the worker around it): the lock is a live process's.
-      const procs = await containerProcesses(running.metadata.uid, running.status?.containerStatuses?.[0]?.containerID ?? "");
-      return procs.some((p) => p.comm === "restic") ? running : undefined;
-    }, "the worker's restic to hold the repository's lock", 180_000);
+    const workerPods = async () =>
+      (await admin().get<{ items: PodObj[] }>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: `ros.io/backup-job=${bj?.metadata.name}` })).items;
+    const target = await waitFor(
+      async () => {
+        const running = (await workerPods()).find((p) => p.status?.containerStatuses?.[0]?.state?.running);
+        if (!running || (await lockFiles()).length === 0) return undefined;
+        // restic itself still running (not only the worker around it): the lock is a live process's.
+        const procs = await containerProcesses(running.metadata.uid, running.status?.containerStatuses?.[0]?.containerID ?? "");
+        return procs.some((p) => p.comm === "restic") ? running : undefined;
+      },
+      "the worker's restic to hold the repository's lock",
+      180_000,
+    );
     const killed = await killContainer(target.metadata.uid, target.status?.containerStatuses?.[0]?.containerID ?? "");
     expect(killed).toContain("restic");
 
@@ -428,19 +562,31 @@ describe("the tick", () => {
     const left = await lockFiles();
     expect(left).toHaveLength(1);
     const job = backupJobChildNames({ namespace: ns, name: bj?.metadata.name ?? "", uid: bj?.metadata.uid ?? "" }).job;
-    expect(JSON.parse(await restic(["cat", "lock", left[0] ?? "", "--no-lock"], env))).toMatchObject({ hostname: workerHostname(CLUSTER_NAME, job), exclusive: false });
+    expect(JSON.parse(await restic(["cat", "lock", left[0] ?? "", "--no-lock"], env))).toMatchObject({
+      hostname: workerHostname(CLUSTER_NAME, job),
+      exclusive: false,
+    });
 
     // The next run that needs the repository to itself: the schedule's prune, an hour on, with no worker running.
     const dueAt = new Date(Date.parse(made.metadata.creationTimestamp) + 3600 * 1000 + 60_000);
     const started = await tickOk({ now: dueAt, schedule: name });
     const pruneJob = started.report?.actions.find((a) => a.startsWith(`create Job ${ns}/walle-prune-`))?.slice(`create Job ${ns}/`.length);
     expect(pruneJob, JSON.stringify(started.report?.actions)).toBeDefined();
-    const pruneOk = await waitFor(async () => {
-      await tickOk({ now: dueAt, schedule: name });
-      return (await getSchedule(name)).status?.conditions?.find((c) => c.type === "PruneOk" && c.reason !== "Running");
-    }, "the prune to end", 180_000);
+    const pruneOk = await waitFor(
+      async () => {
+        await tickOk({ now: dueAt, schedule: name });
+        return (await getSchedule(name)).status?.conditions?.find((c) => c.type === "PruneOk" && c.reason !== "Running");
+      },
+      "the prune to end",
+      180_000,
+    );
     expect(pruneOk).toMatchObject({ status: "True", reason: "Finished" });
-    const [prunePod] = (await admin().get<{ items: { status?: { containerStatuses?: { state?: { terminated?: { message?: string } } }[] } }[] }>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: `job-name=${pruneJob}` })).items;
+    const [prunePod] = (
+      await admin().get<{ items: { status?: { containerStatuses?: { state?: { terminated?: { message?: string } } }[] } }[] }>(
+        `/api/v1/namespaces/${ns}/pods`,
+        { labelSelector: `job-name=${pruneJob}` },
+      )
+    ).items;
     const result = JSON.parse(prunePod?.status?.containerStatuses?.[0]?.state?.terminated?.message ?? "{}") as { message?: string };
     expect(result.message).toMatch(/^Removed 1 stale lock first; forgot 0 snapshots and kept 1, and pruned the repository\.$/);
     expect(await lockFiles()).toEqual([]);

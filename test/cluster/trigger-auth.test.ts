@@ -57,7 +57,12 @@ const RESYNC = "io.ros.walle.resync";
 /** A JWT of the right shape, signed by nobody the API server trusts. */
 function forgedToken(ns: string): string {
   const part = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
-  const claims = { iss: "https://kubernetes.default.svc.cluster.local", sub: `system:serviceaccount:${ns}:admin`, aud: ["walle"], exp: Math.floor(Date.now() / 1000) + 3600 };
+  const claims = {
+    iss: "https://kubernetes.default.svc.cluster.local",
+    sub: `system:serviceaccount:${ns}:admin`,
+    aud: ["walle"],
+    exp: Math.floor(Date.now() / 1000) + 3600,
+  };
   return `${part({ alg: "RS256", kid: "forged" })}.${part(claims)}.${Buffer.from("not a signature").toString("base64url")}`;
 }
 
@@ -70,7 +75,12 @@ describe("who may trigger what", () => {
     const shared = `shared-${ns}`;
     const own = { namespace: ns, pvc: "data", repository: { name: "repo", namespace: ns } };
     const intoShared = { namespace: ns, pvc: "data", repository: { name: shared } };
-    const restoreOther = { namespace: ns, repository: { name: "repo", namespace: ns }, source: { latest: { pvc: "data", namespace: other } }, target: { newPvc: { name: "copy", size: "1Gi" } } };
+    const restoreOther = {
+      namespace: ns,
+      repository: { name: "repo", namespace: ns },
+      source: { latest: { pvc: "data", namespace: other } },
+      target: { newPvc: { name: "copy", size: "1Gi" } },
+    };
 
     const nobody = await caller(ns, "nobody");
     const ci = await caller(ns, "ci", { own: FORCE_BACKUPS });
@@ -89,16 +99,46 @@ describe("who may trigger what", () => {
       ["invalid data with a forged token", await send(walle, RESTORE, { nonsense: true }, forgedToken(ns)), 401, /was not accepted/],
       ["a real token for another audience (vault)", await send(walle, BACKUP, own, vault), 401, /was not accepted for audience walle/],
       ["the token of a service account since deleted", await send(walle, BACKUP, own, gone), 401, /was not accepted/],
-      ["a service account with no permission", await send(walle, BACKUP, own, nobody), 403, new RegExp(`system:serviceaccount:${ns}:nobody may not .* create backupjobs\\.ros\\.io in namespace ${ns}`)],
+      [
+        "a service account with no permission",
+        await send(walle, BACKUP, own, nobody),
+        403,
+        new RegExp(`system:serviceaccount:${ns}:nobody may not .* create backupjobs\\.ros\\.io in namespace ${ns}`),
+      ],
       ["a user (alice) with no role in the namespace", await send(walle, BACKUP, own, alice), 403, new RegExp(`^${LOCAL_USER.name} may not`)],
-      ["a shared repository without its grant", await send(walle, BACKUP, intoShared, ci), 403, new RegExp(`backup repositories\\.ros\\.io ${shared} in namespace walle-system`)],
-      ["a shared repository with a grant for another one", await send(walle, BACKUP, intoShared, otherRepo), 403, new RegExp(`backup repositories\\.ros\\.io ${shared}`)],
-      ["a restore of another namespace's PVC", await send(walle, RESTORE, restoreOther, ci), 403, new RegExp(`create backuprestores\\.ros\\.io in namespace ${other}`)],
+      [
+        "a shared repository without its grant",
+        await send(walle, BACKUP, intoShared, ci),
+        403,
+        new RegExp(`backup repositories\\.ros\\.io ${shared} in namespace walle-system`),
+      ],
+      [
+        "a shared repository with a grant for another one",
+        await send(walle, BACKUP, intoShared, otherRepo),
+        403,
+        new RegExp(`backup repositories\\.ros\\.io ${shared}`),
+      ],
+      [
+        "a restore of another namespace's PVC",
+        await send(walle, RESTORE, restoreOther, ci),
+        403,
+        new RegExp(`create backuprestores\\.ros\\.io in namespace ${other}`),
+      ],
       ["a resync by a tenant", await send(walle, RESYNC, {}, ci), 403, /resync backupjobs\.ros\.io in all namespaces/],
       ["a resync with no token", await send(walle, RESYNC, {}), 401, /needs a Kubernetes bearer token/],
       // Its service account may create BackupJobs (the forced ones are its), but no grant names it for a shared repository.
-      ["the reconcile function's own token, into a shared repository", await send(walle, BACKUP, intoShared, reconcileItself), 403, new RegExp(`walle-reconcile may not .*backup repositories\\.ros\\.io ${shared}`)],
-      ["a body over 1 MiB", await send(walle, BACKUP, undefined, ci, JSON.stringify({ ...own, padding: "x".repeat(1024 * 1024) })), 413, /larger than the limit/],
+      [
+        "the reconcile function's own token, into a shared repository",
+        await send(walle, BACKUP, intoShared, reconcileItself),
+        403,
+        new RegExp(`walle-reconcile may not .*backup repositories\\.ros\\.io ${shared}`),
+      ],
+      [
+        "a body over 1 MiB",
+        await send(walle, BACKUP, undefined, ci, JSON.stringify({ ...own, padding: "x".repeat(1024 * 1024) })),
+        413,
+        /larger than the limit/,
+      ],
     ];
     expect(rows.map(([what, reply]) => [what, reply.status])).toEqual(rows.map(([what, , status]) => [what, status]));
     for (const [what, reply, , message] of rows) expect(reply.body.error, what).toMatch(message);
@@ -110,7 +150,9 @@ describe("who may trigger what", () => {
     expect(apiAudience.status).toBe(202);
     // alice, once she may edit the namespace: Kubernetes' edit role, which Walle's walle-edit rules join.
     await admin().create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`, {
-      apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", metadata: { name: "alice-edit" },
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "RoleBinding",
+      metadata: { name: "alice-edit" },
       roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "edit" },
       subjects: [{ apiGroup: "rbac.authorization.k8s.io", kind: "User", name: LOCAL_USER.name }],
     });
@@ -118,7 +160,12 @@ describe("who may trigger what", () => {
       const r = await send(walle, BACKUP, own, alice);
       return r.status === 202 ? r : undefined;
     }, "the edit role's aggregation to reach alice");
-    const withGrant = await send(walle, BACKUP, intoShared, await caller(ns, "team", { own: FORCE_BACKUPS, repositories: { verbs: ["backup"], names: [shared] } }));
+    const withGrant = await send(
+      walle,
+      BACKUP,
+      intoShared,
+      await caller(ns, "team", { own: FORCE_BACKUPS, repositories: { verbs: ["backup"], names: [shared] } }),
+    );
     expect(withGrant.status).toBe(202);
     const admins = await caller(ns, "admin-tool", { clusterRole: "walle-trigger-admin" });
     expect((await send(walle, RESYNC, {}, admins)).status).toBe(200);

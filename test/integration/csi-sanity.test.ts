@@ -16,7 +16,11 @@ let server: CsiServer;
 
 beforeAll(async () => {
   dir = await tempDir("csi");
-  const driver = new CsiDriver({ volumesDir: path.join(dir, "volumes"), snapshotsDir: path.join(dir, "snapshots"), stateFile: path.join(dir, "csi-state.json") });
+  const driver = new CsiDriver({
+    volumesDir: path.join(dir, "volumes"),
+    snapshotsDir: path.join(dir, "snapshots"),
+    stateFile: path.join(dir, "csi-state.json"),
+  });
   await driver.init();
   server = await serveCsi(driver, path.join(dir, "csi.sock"));
 });
@@ -64,7 +68,8 @@ describe("csi-sanity", () => {
     // Every skipped test is a Node Service test, one for a capability the driver does not claim (csi-sanity skips
     // those itself), or the volume lifecycle, which publishes on a node.
     const skipped = [...xml.matchAll(/<testcase name="([^"]+)"[^>]*>\s*<skipped/g)].map((m) => m[1] ?? "");
-    const unclaimed = /^\[It\] (Node Service|ModifyVolume|GetSnapshot|ExpandVolume|GroupController|ControllerGetVolumeHealth|ControllerListVolumeHealth) |Controller Server\] (ListVolumes|GetCapacity|ControllerPublishVolume|ControllerUnpublishVolume|volume lifecycle) |volume attribute class|accessibility requirements/;
+    const unclaimed =
+      /^\[It\] (Node Service|ModifyVolume|GetSnapshot|ExpandVolume|GroupController|ControllerGetVolumeHealth|ControllerListVolumeHealth) |Controller Server\] (ListVolumes|GetCapacity|ControllerPublishVolume|ControllerUnpublishVolume|volume lifecycle) |volume attribute class|accessibility requirements/;
     expect(skipped.filter((name) => !unclaimed.test(name))).toEqual([]);
   }, 600_000);
 });

@@ -64,7 +64,10 @@ beforeAll(async () => {
   await mkdir(trust);
   await cp("/etc/ssl/certs/ca-certificates.crt", path.join(trust, "ca-certificates.crt"));
   await cp(await npmGlobalConfig(), path.join(trust, "npmrc"));
-  await writeFile(path.join(trust, "Containerfile"), `FROM ${await place(bases["walle-node-build"], "node-build")}\nCOPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt\nCOPY npmrc /nodejs/etc/npmrc\n`);
+  await writeFile(
+    path.join(trust, "Containerfile"),
+    `FROM ${await place(bases["walle-node-build"], "node-build")}\nCOPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt\nCOPY npmrc /nodejs/etc/npmrc\n`,
+  );
   await buildah("--tag", `oci:${path.join(work, "node-build-trusting")}:${tag}`, trust);
   const args = {
     RESTIC_IMAGE: await place(ours["walle-worker"], "restic"),
@@ -75,7 +78,18 @@ beforeAll(async () => {
     const layout = path.join(work, `built-${target}`);
     // --layers: the build stage, run once, serves the three targets. --no-hosts: as Docker, no /etc/hosts of the
     // build's own left in the images (buildah 1.28 leaves the empty file it mounts over).
-    const { stdout, stderr } = await buildah("--layers", "--no-hosts", ...Object.entries(args).flatMap(([k, v]) => ["--build-arg", `${k}=${v}`]), "--target", target, "--tag", `oci:${layout}:${tag}`, "--file", path.join(repoRoot, "Dockerfile"), repoRoot);
+    const { stdout, stderr } = await buildah(
+      "--layers",
+      "--no-hosts",
+      ...Object.entries(args).flatMap(([k, v]) => ["--build-arg", `${k}=${v}`]),
+      "--target",
+      target,
+      "--tag",
+      `oci:${layout}:${tag}`,
+      "--file",
+      path.join(repoRoot, "Dockerfile"),
+      repoRoot,
+    );
     built[target] = { theirs: { layout, tag, digest: "" }, ours: ours[`walle-${target}` as ImageName], output: stdout + stderr };
     await unpack(built[target].theirs, bundle(target, "dockerfile"));
     await unpack(built[target].ours, bundle(target, "images"));
@@ -90,7 +104,14 @@ afterAll(async () => {
 describe("the Dockerfile, built by buildah against locally made bases", () => {
   it.each(targets)("%s: the same config as its image from npm run images", async (target) => {
     const [theirs, ours] = [(await imageConfig(built[target].theirs)).config, (await imageConfig(built[target].ours)).config];
-    const pick = (c: typeof theirs) => ({ User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: [...c.Env].sort(), WorkingDir: c.WorkingDir, ExposedPorts: c.ExposedPorts ?? {} });
+    const pick = (c: typeof theirs) => ({
+      User: c.User,
+      Entrypoint: c.Entrypoint,
+      Cmd: c.Cmd,
+      Env: [...c.Env].sort(),
+      WorkingDir: c.WorkingDir,
+      ExposedPorts: c.ExposedPorts ?? {},
+    });
     expect(pick(theirs)).toEqual(pick(ours));
   });
 

@@ -17,16 +17,25 @@ const run = promisify(execFile);
 const chart = path.join(repoRoot, CHART_DIR);
 
 async function helmTemplate(namespace: string, ...args: string[]): Promise<KubeObject[]> {
-  const { stdout } = await run(inject("helm"), ["template", "walle", chart, "--namespace", namespace, "--include-crds", ...args], { maxBuffer: 16 * 1024 * 1024 });
+  const { stdout } = await run(inject("helm"), ["template", "walle", chart, "--namespace", namespace, "--include-crds", ...args], {
+    maxBuffer: 16 * 1024 * 1024,
+  });
   return parseManifests(stdout);
 }
 
 const key = (o: KubeObject) => `${o.kind} ${o.metadata.namespace ?? ""}/${o.metadata.name}`;
 
-type Pod = { containers: { image: string; env: { name: string; value?: string; valueFrom?: unknown }[]; volumeMounts?: { name: string }[] }[]; volumes?: { name: string }[] };
+type Pod = {
+  containers: { image: string; env: { name: string; value?: string; valueFrom?: unknown }[]; volumeMounts?: { name: string }[] }[];
+  volumes?: { name: string }[];
+};
 function podOf(o: KubeObject): Pod | undefined {
   const spec = (o as unknown as { spec?: { template?: { spec?: Pod }; jobTargetRef?: { template: { spec: Pod } } } }).spec;
-  return o.kind === "ScaledJob" ? spec?.jobTargetRef?.template.spec : o.kind === "Service" && (o.apiVersion ?? "").startsWith("serving.knative.dev/") ? spec?.template?.spec : undefined;
+  return o.kind === "ScaledJob"
+    ? spec?.jobTargetRef?.template.spec
+    : o.kind === "Service" && (o.apiVersion ?? "").startsWith("serving.knative.dev/")
+      ? spec?.template?.spec
+      : undefined;
 }
 
 describe("the Helm chart", () => {
@@ -41,7 +50,13 @@ describe("the Helm chart", () => {
     // which a default install leaves off: neither install gives a Knative Service one.
     const knativeServices = [...kustomized, ...objects].filter((o) => o.kind === "Service" && (o.apiVersion ?? "").startsWith("serving.knative.dev/"));
     expect(knativeServices.length).toBeGreaterThan(0);
-    expect(knativeServices.flatMap((o) => (podOf(o)?.containers ?? []).flatMap((c) => c.env.filter((e) => JSON.stringify(e.valueFrom ?? {}).includes("fieldRef")).map((e) => `${key(o)} ${e.name}`)))).toEqual([]);
+    expect(
+      knativeServices.flatMap((o) =>
+        (podOf(o)?.containers ?? []).flatMap((c) =>
+          c.env.filter((e) => JSON.stringify(e.valueFrom ?? {}).includes("fieldRef")).map((e) => `${key(o)} ${e.name}`),
+        ),
+      ),
+    ).toEqual([]);
     for (const object of objects) {
       const pod = podOf(object);
       for (const c of pod?.containers ?? []) {
@@ -73,8 +88,12 @@ describe("the Helm chart", () => {
     const guard = rendered.find((o) => o.kind === "ValidatingAdmissionPolicy" && o.metadata.name === "walle-tenant-guard");
     expect(JSON.stringify(guard)).toContain("system:serviceaccount:walle:walle-reconcile");
     // The configuration file is the values' `config`, and the functions read it as the original's.
-    const file = (rendered.find((o) => o.kind === "ConfigMap" && o.metadata.name === "walle-config") as unknown as { data: Record<string, string> }).data["config.yml"] ?? "";
-    const { walle } = await loadConfig({ WALLE_CONFIG: "/etc/walle/config.yml", WALLE_INSTALL_NAMESPACE: "walle" }, "walle-reconcile", () => Promise.resolve(file));
+    const file =
+      (rendered.find((o) => o.kind === "ConfigMap" && o.metadata.name === "walle-config") as unknown as { data: Record<string, string> }).data["config.yml"] ??
+      "";
+    const { walle } = await loadConfig({ WALLE_CONFIG: "/etc/walle/config.yml", WALLE_INSTALL_NAMESPACE: "walle" }, "walle-reconcile", () =>
+      Promise.resolve(file),
+    );
     expect(walle).toMatchObject({
       workerImage: "ghcr.io/jess-sol/walle/worker:latest",
       clusterName: "minikube",
@@ -84,8 +103,11 @@ describe("the Helm chart", () => {
     // The same two settings reach the functions' environment, which wins over the file.
     const env = rendered.flatMap((o) => podOf(o)?.containers ?? []).flatMap((c) => c.env);
     // The worker image through ConfigMap walle-worker, the one place the admission policy walle-worker-image reads too.
-    expect(env.filter((e) => e.name === "WALLE_WORKER_IMAGE").map((e) => e.valueFrom)).toEqual([0, 1].map(() => ({ configMapKeyRef: { name: "walle-worker", key: "image" } })));
-    const worker = rendered.find((o) => o.kind === "ConfigMap" && o.metadata.name === "walle-worker") as unknown as { data: Record<string, string> } | undefined;
+    expect(env.filter((e) => e.name === "WALLE_WORKER_IMAGE").map((e) => e.valueFrom)).toEqual(
+      [0, 1].map(() => ({ configMapKeyRef: { name: "walle-worker", key: "image" } })),
+    );
+    const worker = rendered.find((o) => o.kind === "ConfigMap" && o.metadata.name === "walle-worker") as unknown as
+      { data: Record<string, string> } | undefined;
     expect(worker?.data).toEqual({ image: "ghcr.io/jess-sol/walle/worker:latest" });
     expect(env.filter((e) => e.name === "WALLE_CLUSTER_NAME").map((e) => e.value)).toEqual(["minikube", "minikube"]);
     expect(await readFile(values, "utf8")).toContain("snap_class_mappings:");

@@ -39,7 +39,12 @@ async function dockerfileStage(target: string) {
   const lines = stage.split("\n").map((l) => l.trim());
   const value = (op: string) => lines.find((l) => l.startsWith(`${op} `))?.slice(op.length + 1);
   const json = (op: string) => (value(op) ? (JSON.parse(value(op) ?? "[]") as string[]) : undefined);
-  const env = (lines.filter((l) => l.startsWith("ENV ")).join(" ").match(/\w+=\S+/g) ?? []).sort();
+  const env = (
+    lines
+      .filter((l) => l.startsWith("ENV "))
+      .join(" ")
+      .match(/\w+=\S+/g) ?? []
+  ).sort();
   const copies = lines.filter((l) => l.startsWith("COPY ")).map((l) => l.split(/\s+/).at(-1) ?? "");
   return { entrypoint: json("ENTRYPOINT"), cmd: json("CMD"), user: value("USER"), workdir: value("WORKDIR"), expose: value("EXPOSE"), env, copies };
 }
@@ -56,7 +61,11 @@ describe("Walle's images", () => {
     expect(config.Env.filter((e) => !e.startsWith("PATH=")).sort()).toEqual(stage.env);
     expect(Object.keys(config.ExposedPorts ?? {})).toEqual(stage.expose ? [`${stage.expose}/tcp`] : []);
     expect(created).toBe("2025-12-01T00:00:00Z");
-    const layers = [expect.stringMatching(/^mmdebstrap --variant=extract /), expect.stringMatching(/Node$/), expect.stringMatching(new RegExp(`the ${fn} bundle`))];
+    const layers = [
+      expect.stringMatching(/^mmdebstrap --variant=extract /),
+      expect.stringMatching(/Node$/),
+      expect.stringMatching(new RegExp(`the ${fn} bundle`)),
+    ];
     expect(history.map((h) => h.created_by)).toEqual(fn === "worker" ? layers : [...layers, expect.stringMatching(/compile cache/)]);
     for (const copied of stage.copies) expect(existsSync(path.join(rootfs(`walle-${fn}`), copied)), copied).toBe(true);
   });
@@ -94,7 +103,10 @@ describe("Walle's images", () => {
 
   it("starts the reconcile function from its image, serving on :8080, configured by the operator's file as the Helm chart does", async () => {
     const kubeconfig = path.join(dir, "kubeconfig");
-    await writeFile(kubeconfig, "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n");
+    await writeFile(
+      kubeconfig,
+      "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n",
+    );
     // The bundle loads the YAML parser only for this file, from a split chunk: its exports must be found there too.
     const config = path.join(dir, "config.yml");
     await writeFile(config, "backup_job_image: walle-worker:0.1.0\ncluster_name: test\nsnap_class_mappings: []\n");
@@ -127,7 +139,17 @@ describe("Walle's images", () => {
     await mkdir(term);
     await run("chown", [`${NONROOT}:${NONROOT}`, repo, term]);
     const backup = await runBundle(path.join(dir, "walle-worker"), {
-      env: { SECRET_RESTIC_REPOSITORY: "/repo", SECRET_RESTIC_PASSWORD: "pw", INITIALIZE_REPO: "true", SOURCE_PATH: "/data", PVC_NAME: "data", PVC_NAMESPACE: "shop", CLUSTER_NAME: "test", TERMINATION_MESSAGE_PATH: "/term/message", RESTIC_CACHE_DIR: "/tmp/cache" },
+      env: {
+        SECRET_RESTIC_REPOSITORY: "/repo",
+        SECRET_RESTIC_PASSWORD: "pw",
+        INITIALIZE_REPO: "true",
+        SOURCE_PATH: "/data",
+        PVC_NAME: "data",
+        PVC_NAMESPACE: "shop",
+        CLUSTER_NAME: "test",
+        TERMINATION_MESSAGE_PATH: "/term/message",
+        RESTIC_CACHE_DIR: "/tmp/cache",
+      },
       mounts: [
         { source, destination: "/data", readOnly: true },
         { source: repo, destination: "/repo" },

@@ -36,22 +36,43 @@ describe("installing kubectl walle", () => {
     expect(help).toMatchObject({ code: 0, stderr: "" });
     expect(help.stdout).toMatch(/^kubectl walle: back up and restore PersistentVolumeClaims with Walle, as yourself\.\n/);
     const wrong = await plugin(["restore", "data", "--repository", "repo"], PATH);
-    expect(wrong).toMatchObject({ code: 2, stderr: "error: restore needs exactly one of --to <new-pvc> and --in-place\nSee 'kubectl walle restore --help'.\n" });
+    expect(wrong).toMatchObject({
+      code: 2,
+      stderr: "error: restore needs exactly one of --to <new-pvc> and --in-place\nSee 'kubectl walle restore --help'.\n",
+    });
   }, 120_000);
 
   it("npm run krew makes a reproducible archive, and a manifest whose sha256 is the archive's, that runs on Node 22.15 and later", async () => {
     const first = await buildKrew(version);
-    const sha = createHash("sha256").update(await readFile(first.archive)).digest("hex");
+    const sha = createHash("sha256")
+      .update(await readFile(first.archive))
+      .digest("hex");
     expect(first.sha256).toBe(sha);
-    const manifest = parse(await readFile(first.manifest, "utf8")) as { apiVersion: string; kind: string; metadata: { name: string }; spec: { version: string; platforms: { selector: unknown; uri: string; sha256: string; bin: string }[] } };
-    expect(manifest).toMatchObject({ apiVersion: "krew.googlecontainertools.github.com/v1alpha2", kind: "Plugin", metadata: { name: "walle" }, spec: { version: `v${version}` } });
+    const manifest = parse(await readFile(first.manifest, "utf8")) as {
+      apiVersion: string;
+      kind: string;
+      metadata: { name: string };
+      spec: { version: string; platforms: { selector: unknown; uri: string; sha256: string; bin: string }[] };
+    };
+    expect(manifest).toMatchObject({
+      apiVersion: "krew.googlecontainertools.github.com/v1alpha2",
+      kind: "Plugin",
+      metadata: { name: "walle" },
+      spec: { version: `v${version}` },
+    });
     expect(manifest.spec.platforms.map((p) => p.selector)).toEqual([
       { matchLabels: { os: "linux", arch: "amd64" } },
       { matchLabels: { os: "linux", arch: "arm64" } },
       { matchLabels: { os: "darwin", arch: "amd64" } },
       { matchLabels: { os: "darwin", arch: "arm64" } },
     ]);
-    for (const p of manifest.spec.platforms) expect(p).toEqual({ selector: p.selector, uri: `https://github.com/ros-io/walle/releases/download/v${version}/kubectl-walle.tar.gz`, sha256: sha, bin: "kubectl-walle" });
+    for (const p of manifest.spec.platforms)
+      expect(p).toEqual({
+        selector: p.selector,
+        uri: `https://github.com/ros-io/walle/releases/download/v${version}/kubectl-walle.tar.gz`,
+        sha256: sha,
+        bin: "kubectl-walle",
+      });
     // What krew does: unpack the archive and link its bin.
     const home = path.join(await tempDir("krew"), "walle");
     await mkdir(home);

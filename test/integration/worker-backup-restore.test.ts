@@ -107,7 +107,11 @@ describe("choosing what to restore", () => {
   beforeAll(async () => {
     source = path.join(dir, pvc);
     await mkdir(path.join(source, "sub"), { recursive: true });
-    for (const [version, time] of [["v1", "2024-06-01T00:00:00Z"], ["v2", "2024-06-02T00:00:00Z"], ["v3", "2024-06-03T00:00:00Z"]] as const) {
+    for (const [version, time] of [
+      ["v1", "2024-06-01T00:00:00Z"],
+      ["v2", "2024-06-02T00:00:00Z"],
+      ["v3", "2024-06-03T00:00:00Z"],
+    ] as const) {
       await writeFile(path.join(source, "version.txt"), `${version}\n`);
       await writeFile(path.join(source, "sub", "note.txt"), `note ${version}\n`);
       const run = await runWorker("backup", { ...env, SOURCE_PATH: source, PVC_NAME: pvc, SNAPSHOT_TIME: time });
@@ -119,9 +123,7 @@ describe("choosing what to restore", () => {
   async function restoreWith(extra: Env): Promise<{ run: Awaited<ReturnType<typeof runWorker>>; files: Record<string, string> }> {
     const target = await tempDir("restore");
     const run = await runWorker("restore", { ...env, PVC_NAME: pvc, RESTORE_TARGET_PATH: target, ...extra });
-    const files = Object.fromEntries(
-      (await manifest(target)).filter((e) => e.type === "file").map((e) => [e.path, e.sha256 ?? ""]),
-    );
+    const files = Object.fromEntries((await manifest(target)).filter((e) => e.type === "file").map((e) => [e.path, e.sha256 ?? ""]));
     await rm(target, { recursive: true, force: true });
     return { run, files };
   }

@@ -2,7 +2,19 @@
 import { chmod, chown, mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { closedPort, listSnapshots, noise, publicRestic, restic, runWorker, runWorkerProcess, startRestServer, tempDir, type Env, type RestServer } from "./worker-harness.ts";
+import {
+  closedPort,
+  listSnapshots,
+  noise,
+  publicRestic,
+  restic,
+  runWorker,
+  runWorkerProcess,
+  startRestServer,
+  tempDir,
+  type Env,
+  type RestServer,
+} from "./worker-harness.ts";
 
 let dir: string;
 let server: RestServer;
@@ -68,12 +80,18 @@ describe("repository failures", () => {
   it("unreachable server, given up after UNREACHABLE_TIMEOUT rather than restic's 15 minutes", async () => {
     const port = await closedPort();
     const started = Date.now();
-    const run = await runWorker("backup", { ...base, RESTIC_REPOSITORY: `rest:http://alice:alice-http-pw@127.0.0.1:${port}/alice/main`, UNREACHABLE_TIMEOUT: "3s" });
+    const run = await runWorker("backup", {
+      ...base,
+      RESTIC_REPOSITORY: `rest:http://alice:alice-http-pw@127.0.0.1:${port}/alice/main`,
+      UNREACHABLE_TIMEOUT: "3s",
+    });
     reasons.add(run.result.reason);
     expect(Date.now() - started).toBeLessThan(60_000);
     expect(run.exitCode).toBe(1);
     expect(run.result).toMatchObject({ outcome: "Failed", reason: "Unreachable" });
-    expect(run.result.message).toMatch(/^The repository could not be reached for 3s: Head "http:\/\/alice:\*\*\*@127\.0\.0\.1:\d+\/alice\/main\/config": dial tcp .*connection refused\.$/);
+    expect(run.result.message).toMatch(
+      /^The repository could not be reached for 3s: Head "http:\/\/alice:\*\*\*@127\.0\.0\.1:\d+\/alice\/main\/config": dial tcp .*connection refused\.$/,
+    );
   });
 
   it("gives each its own reason", () => {
@@ -108,7 +126,9 @@ describe("source problems", () => {
     expect(run.exitCode).toBe(3);
     expect(run.result).toMatchObject({ outcome: "Failed", reason: "Incomplete", exitCode: 3, backup: { filesNew: 1, unreadable: 1 } });
     expect(run.result.snapshotId).toMatch(/^[0-9a-f]{64}$/);
-    expect(run.result.message).toMatch(/^Backed up PVC shop\/partial as snapshot [0-9a-f]{8}: .* 1 source file could not be read; the snapshot was made without it\. First: .*locked\.txt.*permission denied$/);
+    expect(run.result.message).toMatch(
+      /^Backed up PVC shop\/partial as snapshot [0-9a-f]{8}: .* 1 source file could not be read; the snapshot was made without it\. First: .*locked\.txt.*permission denied$/,
+    );
     const listed = await restic(["ls", "--json", run.result.snapshotId ?? ""], base);
     expect(listed).toContain('"path":"/readable.txt"');
     expect(listed).not.toContain("locked.txt");
@@ -132,7 +152,11 @@ describe("source problems", () => {
     await chown(tree, 999, 999);
     const top = await runWorker("backup", { ...base, SOURCE_PATH: tree, PVC_NAME: "private" }, { uid: 65532 });
     expect(top.exitCode).toBe(3);
-    expect(top.result).toMatchObject({ outcome: "Failed", reason: "Incomplete", message: "The worker may not read the top directory of PVC shop/private (permission denied), so no snapshot was made." });
+    expect(top.result).toMatchObject({
+      outcome: "Failed",
+      reason: "Incomplete",
+      message: "The worker may not read the top directory of PVC shop/private (permission denied), so no snapshot was made.",
+    });
     await rm(tree, { recursive: true, force: true });
   });
 
@@ -173,14 +197,18 @@ describe("SIGTERM", () => {
     const big = await tempDir("big");
     for (let i = 0; i < 100; i++) await writeFile(path.join(big, `part-${i}.bin`), noise(4 * 1024 * 1024));
     let signalled = false;
-    const run = await runWorker("backup", { ...base, SOURCE_PATH: big, PVC_NAME: "big", PROGRESS_INTERVAL: "0s" }, {
-      onLog: (line, signal) => {
-        if (!signalled && String(line.msg).startsWith("Backup at")) {
-          signalled = true;
-          signal("SIGTERM");
-        }
+    const run = await runWorker(
+      "backup",
+      { ...base, SOURCE_PATH: big, PVC_NAME: "big", PROGRESS_INTERVAL: "0s" },
+      {
+        onLog: (line, signal) => {
+          if (!signalled && String(line.msg).startsWith("Backup at")) {
+            signalled = true;
+            signal("SIGTERM");
+          }
+        },
       },
-    });
+    );
     await rm(big, { recursive: true, force: true });
     expect(signalled).toBe(true);
     expect(run.exitCode).toBe(130);

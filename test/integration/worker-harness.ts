@@ -45,7 +45,13 @@ export type { RestServer };
  * rest-server with htpasswd authentication and private repositories, on a free port of loopback, or, on the local
  * cluster, of the host end of its node's link, where the workers' pods reach it.
  */
-export function startRestServer(o: { dataDir: string; users: Record<string, string>; appendOnly?: boolean; host?: string; port?: number }): Promise<RestServer> {
+export function startRestServer(o: {
+  dataDir: string;
+  users: Record<string, string>;
+  appendOnly?: boolean;
+  host?: string;
+  port?: number;
+}): Promise<RestServer> {
   const host = o.host ?? inject("nodeHostIp");
   return startRealRestServer({ binary: inject("restServer"), ...o, ...(host ? { host } : {}) });
 }
@@ -84,7 +90,10 @@ export async function runWorker(command: WorkerCommand, env: Env, o: WorkerOptio
   const run = await runWorkerProcess(command, env, o);
   const decoded = decodeResult(run.terminationMessage);
   if (!decoded.ok) throw new Error(`${decoded.error}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`);
-  const logs = run.stdout.split("\n").filter((l) => l.trim()).map(parseLog);
+  const logs = run.stdout
+    .split("\n")
+    .filter((l) => l.trim())
+    .map(parseLog);
   return { ...run, result: decoded.result, logs };
 }
 
@@ -175,7 +184,10 @@ export interface Entry {
 function sha256Of(file: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const hash = createHash("sha256");
-    createReadStream(file).on("error", reject).on("data", (chunk) => hash.update(chunk)).on("end", () => resolve(hash.digest("hex")));
+    createReadStream(file)
+      .on("error", reject)
+      .on("data", (chunk) => hash.update(chunk))
+      .on("end", () => resolve(hash.digest("hex")));
   });
 }
 
@@ -184,12 +196,18 @@ function sha256Of(file: string): Promise<string> {
  * getfattr writes control characters and backslashes of a name as `\ooo` octal escapes.
  */
 async function extendedAttributes(root: string): Promise<Map<string, string>> {
-  const { stdout } = await exec("getfattr", ["-R", "-h", "-d", "-m", "-", "-e", "hex", "--absolute-names", root], { maxBuffer: 256 * 1024 * 1024, encoding: "buffer" });
+  const { stdout } = await exec("getfattr", ["-R", "-h", "-d", "-m", "-", "-e", "hex", "--absolute-names", root], {
+    maxBuffer: 256 * 1024 * 1024,
+    encoding: "buffer",
+  });
   const out = new Map<string, string>();
   for (const block of stdout.toString("latin1").split("\n\n")) {
     const [head, ...attrs] = block.split("\n").filter((l) => l !== "");
     if (!head?.startsWith("# file: ")) continue;
-    const name = Buffer.from(head.slice("# file: ".length).replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))), "latin1").toString("utf8");
+    const name = Buffer.from(
+      head.slice("# file: ".length).replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))),
+      "latin1",
+    ).toString("utf8");
     out.set(path.relative(root, name), attrs.sort().join(";"));
   }
   return out;
@@ -223,7 +241,14 @@ export async function manifest(root: string, also: { holes?: boolean; xattr?: bo
       } else {
         const first = st.nlink > 1 ? inodes.get(st.ino) : undefined;
         if (st.nlink > 1 && !first) inodes.set(st.ino, rel);
-        out.push({ ...base, type: "file", mtimeMs: Math.floor(st.mtimeMs), sha256: await sha256Of(full), ...(first ? { linkedTo: first } : {}), ...(also.holes ? { blocks: st.blocks } : {}) });
+        out.push({
+          ...base,
+          type: "file",
+          mtimeMs: Math.floor(st.mtimeMs),
+          sha256: await sha256Of(full),
+          ...(first ? { linkedTo: first } : {}),
+          ...(also.holes ? { blocks: st.blocks } : {}),
+        });
       }
     }
   }

@@ -35,7 +35,9 @@ async function freshSource(): Promise<Env> {
   return { SOURCE_PATH: source };
 }
 
-async function listen(handler: (headers: IncomingHttpHeaders, body: string, respond: (status: number) => void) => void): Promise<{ url: string; server: Server }> {
+async function listen(
+  handler: (headers: IncomingHttpHeaders, body: string, respond: (status: number) => void) => void,
+): Promise<{ url: string; server: Server }> {
   const server = createServer((req, res) => {
     let body = "";
     req.on("data", (c: Buffer) => (body += c.toString()));
@@ -61,7 +63,12 @@ describe("progress sink", () => {
     expect(run.result.outcome).toBe("Succeeded");
     expect(events.length).toBeGreaterThan(0);
     for (const e of events) {
-      expect(e.headers).toMatchObject({ "ce-specversion": "1.0", "ce-type": "io.ros.walle.backup.progress", "ce-source": "/walle/worker", "ce-subject": subject });
+      expect(e.headers).toMatchObject({
+        "ce-specversion": "1.0",
+        "ce-type": "io.ros.walle.backup.progress",
+        "ce-source": "/walle/worker",
+        "ce-subject": subject,
+      });
       expect(e.headers["content-type"]).toContain("application/json");
       expect(ProgressData.safeParse(e.data).success).toBe(true);
     }

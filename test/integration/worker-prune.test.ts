@@ -106,7 +106,11 @@ describe("append-only server", () => {
     expect(await listSnapshots(viaAppendOnly)).toHaveLength(2);
 
     // The same repository through the server that may delete.
-    const pruned = await runWorker("prune", { ...viaAppendOnly, RESTIC_REPOSITORY: server.repository("alice", "alice-http-pw", "append-only"), RETENTION: '{"last":1}' });
+    const pruned = await runWorker("prune", {
+      ...viaAppendOnly,
+      RESTIC_REPOSITORY: server.repository("alice", "alice-http-pw", "append-only"),
+      RETENTION: '{"last":1}',
+    });
     expect(pruned.result).toMatchObject({ outcome: "Succeeded", forget: { kept: 1, removed: 1 } });
   });
 });
@@ -161,7 +165,9 @@ describe("check and unlock", () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(2_000);
     expect(blocked.exitCode).toBe(11);
     expect(blocked.result).toMatchObject({ outcome: "Failed", reason: "Locked", exitCode: 11 });
-    expect(blocked.result.message).toMatch(/is locked by another restic process and stayed locked for 2s \(lock was created at .*\)\. If that process is gone, run the unlock command/);
+    expect(blocked.result.message).toMatch(
+      /is locked by another restic process and stayed locked for 2s \(lock was created at .*\)\. If that process is gone, run the unlock command/,
+    );
 
     holder.kill("SIGKILL");
     await new Promise((r) => holder.once("close", r));
@@ -177,7 +183,10 @@ describe("check and unlock", () => {
     expect(await locks()).toHaveLength(1);
 
     const run = await runWorker("prune", { ...env, RETENTION: '{"last":1}', LOCK_WAIT: "2s" });
-    expect(run.result).toMatchObject({ outcome: "Succeeded", message: expect.stringMatching(/^Removed 1 stale lock first; forgot \d+ snapshots and kept 1, and pruned the repository\.$/) });
+    expect(run.result).toMatchObject({
+      outcome: "Succeeded",
+      message: expect.stringMatching(/^Removed 1 stale lock first; forgot \d+ snapshots and kept 1, and pruned the repository\.$/),
+    });
     expect(await locks()).toEqual([]);
   });
 
@@ -193,8 +202,13 @@ describe("check and unlock", () => {
     expect(await locks()).toHaveLength(1);
 
     const vouched = await runWorker("prune", { ...env, ...retention, STALE_LOCKS_BEFORE: new Date().toISOString() });
-    expect(vouched.result).toMatchObject({ outcome: "Succeeded", message: expect.stringMatching(/^Removed 1 stale lock first; forgot \d+ snapshots and kept 1, and pruned the repository\.$/) });
-    expect(vouched.logs.map((l) => l.msg)).toContainEqual(expect.stringMatching(new RegExp(`^Removed the locks of Walle workers that are gone: the lock of ${gonePod} \\(PID 1\\) from .* was taken before`)));
+    expect(vouched.result).toMatchObject({
+      outcome: "Succeeded",
+      message: expect.stringMatching(/^Removed 1 stale lock first; forgot \d+ snapshots and kept 1, and pruned the repository\.$/),
+    });
+    expect(vouched.logs.map((l) => l.msg)).toContainEqual(
+      expect.stringMatching(new RegExp(`^Removed the locks of Walle workers that are gone: the lock of ${gonePod} \\(PID 1\\) from .* was taken before`)),
+    );
     expect(await locks()).toEqual([]);
   });
 

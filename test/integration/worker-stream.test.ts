@@ -26,7 +26,9 @@ beforeAll(async () => {
   function_ = createServer((req: IncomingMessage, res) => {
     asked.push({ path: req.url ?? "", authorization: req.headers.authorization });
     if (answer.status) {
-      res.writeHead(answer.status, { "content-type": "application/json" }).end(JSON.stringify({ error: "BackupJob shop/db-dump is backing up no command's output now" }));
+      res
+        .writeHead(answer.status, { "content-type": "application/json" })
+        .end(JSON.stringify({ error: "BackupJob shop/db-dump is backing up no command's output now" }));
       return;
     }
     res.writeHead(200, { "content-type": "application/octet-stream", trailer: `${StreamTrailer.ExitCode}, ${StreamTrailer.Error}` });
@@ -77,15 +79,24 @@ describe("a backup of a command's output", () => {
     expect(asked.slice(before)).toEqual([{ path: "/streams/shop/db-dump", authorization: "Bearer the-pods-projected-token" }]);
     const id = run.result.snapshotId ?? "";
     expect(await restic(["dump", id, "/db.postgres.stdout"], base)).toBe(dump.join(""));
-    expect(JSON.parse(await restic(["ls", "--json", id], base).then((t) => t.split("\n")[0] ?? "{}"))).toMatchObject({ paths: ["/db.postgres.stdout"], tags: expect.arrayContaining(["pvc=db", "namespace=shop"]) });
+    expect(JSON.parse(await restic(["ls", "--json", id], base).then((t) => t.split("\n")[0] ?? "{}"))).toMatchObject({
+      paths: ["/db.postgres.stdout"],
+      tags: expect.arrayContaining(["pvc=db", "namespace=shop"]),
+    });
   });
 
   it("a command that exits non-zero saves nothing, and says what it wrote to stderr", async () => {
     const before = (await listSnapshots(base)).length;
-    answer = { chunks: ["-- PostgreSQL database dump\n", "COPY orders"], exitCode: "1", error: 'pg_dump: error: query failed: ERROR: permission denied for table orders' };
+    answer = {
+      chunks: ["-- PostgreSQL database dump\n", "COPY orders"],
+      exitCode: "1",
+      error: "pg_dump: error: query failed: ERROR: permission denied for table orders",
+    };
     const run = await runWorker("backup", base);
     expect(run.result).toMatchObject({ outcome: "Failed", reason: "CommandFailed" });
-    expect(run.result.message).toBe("The backup command exited 1: pg_dump: error: query failed: ERROR: permission denied for table orders. No snapshot was made.");
+    expect(run.result.message).toBe(
+      "The backup command exited 1: pg_dump: error: query failed: ERROR: permission denied for table orders. No snapshot was made.",
+    );
     expect(run.result.snapshotId).toBeUndefined();
     expect(await listSnapshots(base)).toHaveLength(before);
   });
@@ -95,7 +106,9 @@ describe("a backup of a command's output", () => {
     answer = { chunks: [], exitCode: "", error: "", status: 404 };
     const run = await runWorker("backup", base);
     expect(run.result).toMatchObject({ outcome: "Failed", reason: "CommandFailed" });
-    expect(run.result.message).toBe("The reconcile function did not stream the command's output (HTTP 404): BackupJob shop/db-dump is backing up no command's output now. No snapshot was made.");
+    expect(run.result.message).toBe(
+      "The reconcile function did not stream the command's output (HTTP 404): BackupJob shop/db-dump is backing up no command's output now. No snapshot was made.",
+    );
     expect(await listSnapshots(base)).toHaveLength(before);
   });
 });

@@ -27,7 +27,12 @@ export interface BackupJobObj {
 }
 
 /** A PVC that the local CSI driver binds, with `files` written into its volume. */
-export async function pvcWithData(ns: string, name: string, files: Record<string, string | Uint8Array>, annotations: Record<string, string> = {}): Promise<void> {
+export async function pvcWithData(
+  ns: string,
+  name: string,
+  files: Record<string, string | Uint8Array>,
+  annotations: Record<string, string> = {},
+): Promise<void> {
   await admin().create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, {
     apiVersion: "v1",
     kind: "PersistentVolumeClaim",
@@ -58,12 +63,22 @@ export interface BackupRestoreObj {
 }
 
 /** Waits for one of Walle's runs to end (Finished or Failed) and to have cleaned up after itself. */
-async function settledRun<T extends { status?: { phase?: string; conditions?: readonly { type: string; status: string }[] } }>(plural: string, ns: string, name: string, timeoutMs: number, on: On): Promise<T> {
-  return waitFor(async () => {
-    const run = await on.api.get<T>(`/apis/ros.io/v1/namespaces/${ns}/${plural}/${name}`);
-    const cleaned = run.status?.conditions?.some((c) => c.type === "CleanedUp" && c.status === "True");
-    return (run.status?.phase === "Finished" || run.status?.phase === "Failed") && cleaned ? run : undefined;
-  }, `${plural} ${ns}/${name} to settle`, timeoutMs);
+async function settledRun<T extends { status?: { phase?: string; conditions?: readonly { type: string; status: string }[] } }>(
+  plural: string,
+  ns: string,
+  name: string,
+  timeoutMs: number,
+  on: On,
+): Promise<T> {
+  return waitFor(
+    async () => {
+      const run = await on.api.get<T>(`/apis/ros.io/v1/namespaces/${ns}/${plural}/${name}`);
+      const cleaned = run.status?.conditions?.some((c) => c.type === "CleanedUp" && c.status === "True");
+      return (run.status?.phase === "Finished" || run.status?.phase === "Failed") && cleaned ? run : undefined;
+    },
+    `${plural} ${ns}/${name} to settle`,
+    timeoutMs,
+  );
 }
 
 /** Waits for a BackupJob to end (Finished or Failed) and to have cleaned up after itself. */
@@ -107,10 +122,16 @@ interface PvObj {
 export async function storageLeft(since: Storage, on: On = shared()): Promise<string[]> {
   const now = await csiStorage(on);
   const pvs = (await on.api.get<{ items: PvObj[] }>("/api/v1/persistentvolumes")).items;
-  const users = new Set((await on.api.get<{ items: { metadata: { namespace: string; name: string; labels?: Record<string, string> } }[] }>("/api/v1/persistentvolumeclaims")).items
-    .filter((c) => c.metadata.labels?.[TEMPORARY] === undefined)
-    .map((c) => `${c.metadata.namespace}/${c.metadata.name}`));
-  const kept = new Set(pvs.filter((pv) => pv.status?.phase === "Bound" && users.has(`${pv.spec.claimRef?.namespace}/${pv.spec.claimRef?.name}`)).map((pv) => pv.spec.csi?.volumeHandle));
+  const users = new Set(
+    (await on.api.get<{ items: { metadata: { namespace: string; name: string; labels?: Record<string, string> } }[] }>("/api/v1/persistentvolumeclaims")).items
+      .filter((c) => c.metadata.labels?.[TEMPORARY] === undefined)
+      .map((c) => `${c.metadata.namespace}/${c.metadata.name}`),
+  );
+  const kept = new Set(
+    pvs
+      .filter((pv) => pv.status?.phase === "Bound" && users.has(`${pv.spec.claimRef?.namespace}/${pv.spec.claimRef?.name}`))
+      .map((pv) => pv.spec.csi?.volumeHandle),
+  );
   return [
     ...now.snapshots.filter((id) => !since.snapshots.includes(id)).map((id) => `storage snapshot ${id}`),
     ...now.volumes.filter((id) => !since.volumes.includes(id) && !kept.has(id)).map((id) => `volume ${id}`),

@@ -35,7 +35,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
   // Walle's namespace, service accounts and RBAC, as an install applies them: tests act as its service accounts
   // under these rules.
   await installWalle(cluster.api);
-  await applyObjects(cluster.api, WALLE_SERVICE_ACCOUNTS.map((name) => ({ apiVersion: "v1", kind: "ServiceAccount", metadata: { name, namespace: INSTALL_NAMESPACE } })));
+  await applyObjects(
+    cluster.api,
+    WALLE_SERVICE_ACCOUNTS.map((name) => ({ apiVersion: "v1", kind: "ServiceAccount", metadata: { name, namespace: INSTALL_NAMESPACE } })),
+  );
   const bins = await resolveResticBinaries();
   project.provide("restic", bins.restic);
   project.provide("restServer", bins.restServer);

@@ -69,9 +69,15 @@ export async function createNamespace(prefix: string): Promise<string> {
   const name = `${prefix}-${randomBytes(3).toString("hex")}`.toLowerCase();
   await admin().create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name, labels: { "walle.test/namespace": "true" } } });
   onTestFinished(async () => {
-    await admin().delete(`/api/v1/namespaces/${name}`).catch(() => {});
+    await admin()
+      .delete(`/api/v1/namespaces/${name}`)
+      .catch(() => {});
   });
-  await waitFor(async () => (await getOrNull(admin(), `/api/v1/namespaces/${name}/serviceaccounts/default`)) ?? undefined, `namespace ${name}'s default service account`, 30_000);
+  await waitFor(
+    async () => (await getOrNull(admin(), `/api/v1/namespaces/${name}/serviceaccounts/default`)) ?? undefined,
+    `namespace ${name}'s default service account`,
+    30_000,
+  );
   return name;
 }
 
@@ -98,9 +104,7 @@ export interface PolicyRule {
   resourceNames?: string[];
 }
 
-export type Subject =
-  | { kind: "User"; apiGroup: "rbac.authorization.k8s.io"; name: string }
-  | { kind: "ServiceAccount"; name: string; namespace: string };
+export type Subject = { kind: "User"; apiGroup: "rbac.authorization.k8s.io"; name: string } | { kind: "ServiceAccount"; name: string; namespace: string };
 
 /** A Role with `rules` in `namespace`, bound under the same name to `subjects`. */
 export async function grantRole(namespace: string, name: string, rules: PolicyRule[], subjects: Subject[]): Promise<void> {

@@ -19,7 +19,9 @@ async function blob<T>(layout: string, d: Descriptor): Promise<T> {
 
 /** An image's manifest and config, read from its layout by the index's one tag. */
 export async function imageConfig(image: BuiltImage): Promise<{ config: ImageConfig; created: string; layers: string[]; history: { created_by?: string }[] }> {
-  const index = JSON.parse(await readFile(path.join(image.layout, "index.json"), "utf8")) as { manifests: (Descriptor & { annotations?: Record<string, string> })[] };
+  const index = JSON.parse(await readFile(path.join(image.layout, "index.json"), "utf8")) as {
+    manifests: (Descriptor & { annotations?: Record<string, string> })[];
+  };
   const tagged = index.manifests.find((m) => m.annotations?.["org.opencontainers.image.ref.name"] === image.tag);
   if (!tagged) throw new Error(`${image.layout} has no tag ${image.tag}`);
   const manifest = await blob<{ config: Descriptor; layers: Descriptor[] }>(image.layout, tagged);
@@ -63,11 +65,15 @@ export async function runBundle(bundle: string, o: RunOptions = {}): Promise<Bun
   };
   if (o.args) spec.process.args = [...o.args];
   if (o.extraArgs) spec.process.args.push(...o.extraArgs);
-  spec.process.env = [...spec.process.env.filter((e) => !Object.keys(o.env ?? {}).includes(e.split("=")[0] ?? "")), ...Object.entries(o.env ?? {}).map(([k, v]) => `${k}=${v}`)];
+  spec.process.env = [
+    ...spec.process.env.filter((e) => !Object.keys(o.env ?? {}).includes(e.split("=")[0] ?? "")),
+    ...Object.entries(o.env ?? {}).map(([k, v]) => `${k}=${v}`),
+  ];
   spec.process.terminal = false;
   spec.process.noNewPrivileges = true;
   spec.root.readonly = true;
-  for (const m of o.mounts ?? []) spec.mounts.push({ destination: m.destination, type: "bind", source: m.source, options: ["rbind", m.readOnly ? "ro" : "rw"] });
+  for (const m of o.mounts ?? [])
+    spec.mounts.push({ destination: m.destination, type: "bind", source: m.source, options: ["rbind", m.readOnly ? "ro" : "rw"] });
   spec.mounts.push({ destination: "/tmp", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777"] });
   await writeFile(configFile, JSON.stringify(spec));
   const state = path.join(path.dirname(bundle), "runc-state");

@@ -8,7 +8,9 @@ import { admin } from "./kube.ts";
 
 export type { TickRun };
 
-export async function runTick(opts: { now?: Date | string; dryRun?: boolean; schedule?: string; env?: Record<string, string>; on?: On } = {}): Promise<TickRun> {
+export async function runTick(
+  opts: { now?: Date | string; dryRun?: boolean; schedule?: string; env?: Record<string, string>; on?: On } = {},
+): Promise<TickRun> {
   const on = opts.on ?? { api: admin(), stateDir: inject("clusterStateDir") };
   const args = [
     ...(opts.now ? ["--now", typeof opts.now === "string" ? opts.now : opts.now.toISOString()] : []),

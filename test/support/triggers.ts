@@ -18,7 +18,12 @@ export async function caller(ns: string, name: string, grants: CallerGrants = {}
   const subject = { kind: "ServiceAccount" as const, name, namespace: ns };
   if (grants.own) await grantRole(ns, `${name}-own`, grants.own, [subject]);
   if (grants.repositories) {
-    await grantRole(INSTALL_NAMESPACE, `${ns}-${name}-repos`, [{ apiGroups: ["ros.io"], resources: ["repositories"], verbs: grants.repositories.verbs, resourceNames: grants.repositories.names }], [subject]);
+    await grantRole(
+      INSTALL_NAMESPACE,
+      `${ns}-${name}-repos`,
+      [{ apiGroups: ["ros.io"], resources: ["repositories"], verbs: grants.repositories.verbs, resourceNames: grants.repositories.names }],
+      [subject],
+    );
   }
   if (grants.clusterRole) {
     await admin().create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
@@ -45,7 +50,13 @@ export const FORCE_BACKUPS: PolicyRule[] = [{ apiGroups: ["ros.io"], resources: 
  * as Walle makes it, unless another is named), and a token bound to it for the progress audience, as the kubelet
  * projects one into a worker.
  */
-export async function podToken(ns: string, pod: string, labels: Record<string, string>, account: string = WORKER_SERVICE_ACCOUNT, audience = "walle-progress"): Promise<string> {
+export async function podToken(
+  ns: string,
+  pod: string,
+  labels: Record<string, string>,
+  account: string = WORKER_SERVICE_ACCOUNT,
+  audience = "walle-progress",
+): Promise<string> {
   if (account === WORKER_SERVICE_ACCOUNT) await workerAccount(ns);
   const made = await admin().create<{ metadata: { uid: string } }>(`/api/v1/namespaces/${ns}/pods`, {
     apiVersion: "v1",
@@ -65,10 +76,23 @@ export async function podToken(ns: string, pod: string, labels: Record<string, s
  * A Reference-mode ApiServerSource event for one object, as Knative's adapter sends it ({kind, namespace, name,
  * apiVersion} and no object): what a test sends to step a reconcile function that has no event source of its own.
  */
-export function refEvent(url: string, ref: { apiVersion: string; kind: string; namespace: string; name: string }, type = "dev.knative.apiserver.ref.update"): Promise<Response> {
+export function refEvent(
+  url: string,
+  ref: { apiVersion: string; kind: string; namespace: string; name: string },
+  type = "dev.knative.apiserver.ref.update",
+): Promise<Response> {
   return fetch(url, {
     method: "POST",
-    headers: { "content-type": "application/json", "ce-specversion": "1.0", "ce-id": crypto.randomUUID(), "ce-source": "/test", "ce-type": type, "ce-kind": ref.kind, "ce-name": ref.name, "ce-namespace": ref.namespace },
+    headers: {
+      "content-type": "application/json",
+      "ce-specversion": "1.0",
+      "ce-id": crypto.randomUUID(),
+      "ce-source": "/test",
+      "ce-type": type,
+      "ce-kind": ref.kind,
+      "ce-name": ref.name,
+      "ce-namespace": ref.namespace,
+    },
     body: JSON.stringify(ref),
   });
 }

@@ -22,7 +22,10 @@ export function workerJobSeen(name: string, status: Job["status"]): Job {
 export function ownWorkerPod(pod: { metadata: Pod["metadata"]; status?: Pod["status"] }, jobName: string): Pod {
   return {
     ...pod,
-    metadata: { ...pod.metadata, ownerReferences: [{ apiVersion: "batch/v1", kind: "Job", name: jobName, uid: WORKER_JOB_UID, controller: true, blockOwnerDeletion: true }] },
+    metadata: {
+      ...pod.metadata,
+      ownerReferences: [{ apiVersion: "batch/v1", kind: "Job", name: jobName, uid: WORKER_JOB_UID, controller: true, blockOwnerDeletion: true }],
+    },
     spec: { containers: [container], volumes },
   } as Pod;
 }

@@ -146,8 +146,7 @@ describe("the tenant guard", () => {
 
   it("trusts exactly walle-system's walle-reconcile and walle-tick", () => {
     expect(policy.spec.matchConditions[0]?.expression).toBe(
-      "!(request.userInfo.username in ['system:serviceaccount:walle-system:walle-reconcile', " +
-        "'system:serviceaccount:walle-system:walle-tick'])",
+      "!(request.userInfo.username in ['system:serviceaccount:walle-system:walle-reconcile', " + "'system:serviceaccount:walle-system:walle-tick'])",
     );
   });
 
@@ -166,7 +165,9 @@ describe("toStructural", () => {
   it("refuses what a structural schema cannot say", () => {
     expect(() => convert(z.object({ a: z.union([z.string(), z.number()]) }))).toThrow(/Cannot express \.a in a CRD schema/);
     expect(() => convert(z.object({ a: z.string().nullable() }))).toThrow(/Cannot express \.a in a CRD schema: unsupported type/);
-    expect(() => convert(z.object({ a: z.object({ b: z.string() }).or(z.object({ c: z.string() })) }))).toThrow(/Cannot express \.a in a CRD schema: unsupported keywords anyOf/);
+    expect(() => convert(z.object({ a: z.object({ b: z.string() }).or(z.object({ c: z.string() })) }))).toThrow(
+      /Cannot express \.a in a CRD schema: unsupported keywords anyOf/,
+    );
   });
 
   it("turns zod's integer ranges into formats and exclusive bounds into flags", () => {

@@ -16,7 +16,11 @@ import { trickle } from "../support/slow-loris.ts";
 /** A logger whose lines the test reads back. */
 function capturedLog(): { log: Logger; lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];
-  const log = createLogger({ function: "walle-reconcile", level: "debug", destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) } });
+  const log = createLogger({
+    function: "walle-reconcile",
+    level: "debug",
+    destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+  });
   return { log, lines };
 }
 
@@ -132,7 +136,12 @@ describe("accepted CloudEvents", () => {
 
   it("accepts a cluster-scoped object's event, whose namespace extension is empty", async () => {
     const { app, calls } = setup();
-    const headers = apiServerHeaders({ "ce-kind": "BackupSet", "ce-name": "nightly-1", "ce-namespace": "", "ce-subject": "/apis/ros.io/v1/namespaces//backupsets/nightly-1" });
+    const headers = apiServerHeaders({
+      "ce-kind": "BackupSet",
+      "ce-name": "nightly-1",
+      "ce-namespace": "",
+      "ce-subject": "/apis/ros.io/v1/namespaces//backupsets/nightly-1",
+    });
     const res = await postBinary(app, headers, JSON.stringify({ apiVersion: "ros.io/v1", kind: "BackupSet", metadata: { name: "nightly-1" } }));
     expect(res.status).toBe(200);
     expect(calls[0]?.event.namespace).toBe("");
@@ -148,7 +157,9 @@ describe("accepted CloudEvents", () => {
 
   it("accepts an event without data", async () => {
     const { app, calls } = setup({ respond: async () => ({ status: 204 }) });
-    const res = await request(app).post("/").set(apiServerHeaders({ "ce-type": EventType.Resync, "content-type": undefined }));
+    const res = await request(app)
+      .post("/")
+      .set(apiServerHeaders({ "ce-type": EventType.Resync, "content-type": undefined }));
     expect(res.status).toBe(204);
     expect(res.text).toBe("");
     expect(calls[0]?.event.data).toBeUndefined();
@@ -159,7 +170,13 @@ describe("accepted CloudEvents", () => {
     await postBinary(app, apiServerHeaders());
     calls[0]!.log.info("Observed BackupJob");
     const line = lines.find((l) => l.msg === "Observed BackupJob");
-    expect(line).toMatchObject({ function: "walle-reconcile", ceId: "5b3b0b7e-1f7e-4a8e-9f43-2b1c3d4e5f60", ceType: EventType.ResourceUpdate, namespace: "shop", name: "data-backup" });
+    expect(line).toMatchObject({
+      function: "walle-reconcile",
+      ceId: "5b3b0b7e-1f7e-4a8e-9f43-2b1c3d4e5f60",
+      ceType: EventType.ResourceUpdate,
+      namespace: "shop",
+      name: "data-backup",
+    });
   });
 
   it("names the object from the subject when the extensions are absent", async () => {
@@ -192,12 +209,20 @@ interface MalformedCase {
 const malformed: MalformedCase[] = [
   { name: "binary mode without ce-id", send: (app) => postBinary(app, apiServerHeaders({ "ce-id": undefined })), names: /ce-id/ },
   { name: "binary mode with an empty ce-id", send: (app) => postBinary(app, apiServerHeaders({ "ce-id": "" })), names: /ce-id/ },
-  { name: "structured mode without id", send: (app) => postStructured(app, JSON.stringify({ specversion: "1.0", source: "curl", type: EventType.Resync })), names: /id is required/ },
+  {
+    name: "structured mode without id",
+    send: (app) => postStructured(app, JSON.stringify({ specversion: "1.0", source: "curl", type: EventType.Resync })),
+    names: /id is required/,
+  },
   { name: "binary mode with specversion 0.3", send: (app) => postBinary(app, apiServerHeaders({ "ce-specversion": "0.3" })), names: /specversion/ },
   { name: "binary mode without specversion", send: (app) => postBinary(app, apiServerHeaders({ "ce-specversion": undefined })), names: /specversion/ },
   { name: "structured mode with specversion 0.2", send: (app) => postStructured(app, structured({ specversion: "0.2" })), names: /specversion/ },
   { name: "binary mode without source", send: (app) => postBinary(app, apiServerHeaders({ "ce-source": undefined })), names: /ce-source/ },
-  { name: "structured mode without type", send: (app) => postStructured(app, JSON.stringify({ specversion: "1.0", id: "1", source: "curl" })), names: /type is required/ },
+  {
+    name: "structured mode without type",
+    send: (app) => postStructured(app, JSON.stringify({ specversion: "1.0", id: "1", source: "curl" })),
+    names: /type is required/,
+  },
   { name: "an unparseable time", send: (app) => postBinary(app, apiServerHeaders({ "ce-time": "yesterday" })), names: /time/ },
   { name: "bad JSON in structured mode", send: (app) => postStructured(app, '{"specversion":"1.0","id":'), names: /not valid JSON/ },
   { name: "a JSON array in structured mode", send: (app) => postStructured(app, "[1,2]"), names: /JSON object/ },
@@ -237,7 +262,11 @@ describe("malformed CloudEvents get 400 with a JSON error, and never reach the h
     const { port } = await server.listen(0, "127.0.0.1");
     try {
       // One byte a tenth of a second: never the whole body, and the connection never idle.
-      const reply = await trickle(port, "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nce-specversion: 1.0\r\nce-id: 1\r\nce-source: /s\r\nce-type: io.ros.walle.resync\r\nContent-Length: 100000", 100);
+      const reply = await trickle(
+        port,
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nce-specversion: 1.0\r\nce-id: 1\r\nce-source: /s\r\nce-type: io.ros.walle.resync\r\nContent-Length: 100000",
+        100,
+      );
       expect(reply).toMatch(/^HTTP\/1\.1 408 /);
       expect(calls).toHaveLength(0);
     } finally {
@@ -307,7 +336,10 @@ describe("the sender's credentials", () => {
   });
 
   it("answer 401 with a Bearer challenge when the handler finds no valid token, and 403 when RBAC refuses", async () => {
-    const refusals = [new UnauthenticatedError("A forced backup needs a Kubernetes bearer token"), new ForbiddenError("system:serviceaccount:shop:ci may not make this forced backup")];
+    const refusals = [
+      new UnauthenticatedError("A forced backup needs a Kubernetes bearer token"),
+      new ForbiddenError("system:serviceaccount:shop:ci may not make this forced backup"),
+    ];
     const { app } = setup({ respond: async () => Promise.reject(refusals.shift()) });
     const unauthenticated = await postStructured(app, trigger(EventType.BackupRequested));
     expect(unauthenticated.status).toBe(401);
@@ -346,14 +378,45 @@ const errorCases: ErrorCase[] = [
   { name: "an API server 500", error: new ApiError(500, "InternalError", "etcdserver: request timed out"), status: 503, names: /etcdserver/ },
   { name: "an API server 504", error: new ApiError(504, "Timeout", "the server was unable to return a response in time"), status: 503, names: /in time/ },
   { name: "throttling (429)", error: new ApiError(429, "TooManyRequests", "too many requests"), status: 503, names: /too many/ },
-  { name: "a write conflict (409 Conflict)", error: new ApiError(409, "Conflict", "the object has been modified"), status: 503, names: /Another writer changed the object first.*modified/, level: "info" },
+  {
+    name: "a write conflict (409 Conflict)",
+    error: new ApiError(409, "Conflict", "the object has been modified"),
+    status: 503,
+    names: /Another writer changed the object first.*modified/,
+    level: "info",
+  },
   { name: "a refused connection", error: connectionRefused, status: 503, names: /ECONNREFUSED/ },
-  { name: "a refused connection wrapped with context", error: new Error("get BackupJob shop/data-backup", { cause: connectionRefused }), status: 503, names: /get BackupJob.*ECONNREFUSED/ },
+  {
+    name: "a refused connection wrapped with context",
+    error: new Error("get BackupJob shop/data-backup", { cause: connectionRefused }),
+    status: 503,
+    names: /get BackupJob.*ECONNREFUSED/,
+  },
   { name: "an abort by timeout", error: new DOMException("The operation was aborted due to timeout", "TimeoutError"), status: 503, names: /timeout/ },
-  { name: "an RBAC refusal (403)", error: new ApiError(403, "Forbidden", 'jobs.batch is forbidden: User "system:serviceaccount:walle-system:walle-reconcile" cannot create'), status: 500, names: /403 Forbidden.*cannot create/ },
-  { name: "a kind that is not installed (404)", error: new ApiError(404, "NotFound", "the server could not find the requested resource"), status: 500, names: /404 NotFound/ },
-  { name: "an invalid object (422) wrapped with context", error: new Error("create Job", { cause: new ApiError(422, "Invalid", "spec.template: Required value") }), status: 500, names: /create Job.*Required value/ },
-  { name: "a bug in the handler", error: new TypeError("Cannot read properties of undefined (reading 'spec')"), status: 500, names: /Internal error.*reading 'spec'/ },
+  {
+    name: "an RBAC refusal (403)",
+    error: new ApiError(403, "Forbidden", 'jobs.batch is forbidden: User "system:serviceaccount:walle-system:walle-reconcile" cannot create'),
+    status: 500,
+    names: /403 Forbidden.*cannot create/,
+  },
+  {
+    name: "a kind that is not installed (404)",
+    error: new ApiError(404, "NotFound", "the server could not find the requested resource"),
+    status: 500,
+    names: /404 NotFound/,
+  },
+  {
+    name: "an invalid object (422) wrapped with context",
+    error: new Error("create Job", { cause: new ApiError(422, "Invalid", "spec.template: Required value") }),
+    status: 500,
+    names: /create Job.*Required value/,
+  },
+  {
+    name: "a bug in the handler",
+    error: new TypeError("Cannot read properties of undefined (reading 'spec')"),
+    status: 500,
+    names: /Internal error.*reading 'spec'/,
+  },
 ];
 
 describe("handler outcomes become status codes", () => {
@@ -504,7 +567,12 @@ describe("createLogger", () => {
   it("masks secret-looking fields, and writes the level by name and the function on every line", () => {
     const { log, lines } = capturedLog();
     log.info(
-      { headers: { authorization: "Bearer abc" }, env: { RESTIC_PASSWORD: "pw", AWS_SECRET_ACCESS_KEY: "key" }, req: { headers: { authorization: "Bearer def" } }, token: "t" },
+      {
+        headers: { authorization: "Bearer abc" },
+        env: { RESTIC_PASSWORD: "pw", AWS_SECRET_ACCESS_KEY: "key" },
+        req: { headers: { authorization: "Bearer def" } },
+        token: "t",
+      },
       "Sent request",
     );
     const text = JSON.stringify(lines);

@@ -23,7 +23,12 @@ describe("helm/charts/walle is in sync with the kustomization", () => {
 
   it("carries the CRDs as crds/ has them, and no Namespace object", () => {
     const crds = files.filter((f) => f.name.startsWith("crds/"));
-    expect(crds.map((f) => f.name).sort()).toEqual(["crds/ros.io_backupjobs.yaml", "crds/ros.io_backuprestores.yaml", "crds/ros.io_backupschedules.yaml", "crds/ros.io_backupsets.yaml"]);
+    expect(crds.map((f) => f.name).sort()).toEqual([
+      "crds/ros.io_backupjobs.yaml",
+      "crds/ros.io_backuprestores.yaml",
+      "crds/ros.io_backupschedules.yaml",
+      "crds/ros.io_backupsets.yaml",
+    ]);
     for (const f of crds) expect(f.content).toBe(readFileSync(resolve(import.meta.dirname, "../..", f.name), "utf8"));
     expect(files.map((f) => f.content).join("")).not.toMatch(/^kind: Namespace$/m);
   });

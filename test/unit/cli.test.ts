@@ -7,14 +7,32 @@ import { overview } from "../../lib/core/overview.ts";
 
 describe("the command line", () => {
   it.each([
-    { argv: ["backup", "data", "-n", "shop", "--repository", "repo", "--wait"], want: { name: "backup", pvc: "data", repository: "repo", wait: true, timeoutSeconds: 21_600, globals: { namespace: "shop", output: "table" } } },
-    { argv: ["backup", "data", "--repository=repo", "--wait", "--timeout", "90s", "-o", "yaml"], want: { name: "backup", wait: true, timeoutSeconds: 90, globals: { output: "yaml" } } },
+    {
+      argv: ["backup", "data", "-n", "shop", "--repository", "repo", "--wait"],
+      want: { name: "backup", pvc: "data", repository: "repo", wait: true, timeoutSeconds: 21_600, globals: { namespace: "shop", output: "table" } },
+    },
+    {
+      argv: ["backup", "data", "--repository=repo", "--wait", "--timeout", "90s", "-o", "yaml"],
+      want: { name: "backup", wait: true, timeoutSeconds: 90, globals: { output: "yaml" } },
+    },
     { argv: ["backup", "--schedule", "nightly"], want: { name: "backup-schedule", schedule: "nightly", wait: false, timeoutSeconds: 120 } },
-    { argv: ["backup", "--schedule=nightly", "--wait", "-o", "json"], want: { name: "backup-schedule", schedule: "nightly", wait: true, timeoutSeconds: 21_600, globals: { output: "json" } } },
+    {
+      argv: ["backup", "--schedule=nightly", "--wait", "-o", "json"],
+      want: { name: "backup-schedule", schedule: "nightly", wait: true, timeoutSeconds: 21_600, globals: { output: "json" } },
+    },
     { argv: ["backup", "--schedule", "nightly", "--timeout", "10m"], want: { name: "backup-schedule", wait: false, timeoutSeconds: 600 } },
-    { argv: ["restore", "data", "--to", "data-2", "--repository", "repo", "--path", "/db", "--path", "/etc"], want: { name: "restore", to: "data-2", inPlace: false, paths: ["/db", "/etc"] } },
-    { argv: ["restore", "data", "--in-place", "--force", "--before", "2026-12-01T00:00:00Z", "--repository", "repo"], want: { name: "restore", inPlace: true, force: true, before: "2026-12-01T00:00:00Z" } },
-    { argv: ["snapshots", "data", "--repository", "repo", "--worker-image", "registry.local/walle-worker:1"], want: { name: "snapshots", pvc: "data", repository: "repo", workerImage: "registry.local/walle-worker:1", timeoutSeconds: 300 } },
+    {
+      argv: ["restore", "data", "--to", "data-2", "--repository", "repo", "--path", "/db", "--path", "/etc"],
+      want: { name: "restore", to: "data-2", inPlace: false, paths: ["/db", "/etc"] },
+    },
+    {
+      argv: ["restore", "data", "--in-place", "--force", "--before", "2026-12-01T00:00:00Z", "--repository", "repo"],
+      want: { name: "restore", inPlace: true, force: true, before: "2026-12-01T00:00:00Z" },
+    },
+    {
+      argv: ["snapshots", "data", "--repository", "repo", "--worker-image", "registry.local/walle-worker:1"],
+      want: { name: "snapshots", pvc: "data", repository: "repo", workerImage: "registry.local/walle-worker:1", timeoutSeconds: 300 },
+    },
     { argv: ["status", "-A", "--no-headers"], want: { name: "status", globals: { allNamespaces: true, noHeaders: true } } },
     { argv: ["backup", "--help"], want: { name: "help", topic: "backup" } },
     { argv: [], want: { name: "help" } },
@@ -40,7 +58,10 @@ describe("the command line", () => {
     { argv: ["restore", "data", "--repository", "r"], says: "restore needs exactly one of --to <new-pvc> and --in-place" },
     { argv: ["restore", "data", "--to", "x", "--in-place", "--repository", "r"], says: "restore needs exactly one of --to <new-pvc> and --in-place" },
     { argv: ["restore", "data", "--to", "x", "--force", "--repository", "r"], says: "--force applies to --in-place only: a new PVC is mounted by no one" },
-    { argv: ["restore", "data", "--to", "x", "--snapshot", "ab12cd34", "--before", "2026-01-01T00:00:00Z", "--repository", "r"], says: "give --snapshot or --before, not both" },
+    {
+      argv: ["restore", "data", "--to", "x", "--snapshot", "ab12cd34", "--before", "2026-01-01T00:00:00Z", "--repository", "r"],
+      says: "give --snapshot or --before, not both",
+    },
   ])("refuses $argv", ({ argv, says }) => {
     expect(() => parseCommandLine(argv)).toThrow(UsageError);
     expect(() => parseCommandLine(argv)).toThrow(says);
@@ -74,7 +95,9 @@ describe("printing as kubectl does", () => {
 
   it("prints one object alone and several as a v1 List", () => {
     expect(JSON.parse(printObjects([{ kind: "BackupJob" }], "json"))).toEqual({ kind: "BackupJob" });
-    expect(printObjects([{ kind: "A" }, { kind: "B" }], "yaml")).toBe("apiVersion: v1\nkind: List\nitems:\n  - kind: A\n  - kind: B\nmetadata:\n  resourceVersion: \"\"");
+    expect(printObjects([{ kind: "A" }, { kind: "B" }], "yaml")).toBe(
+      'apiVersion: v1\nkind: List\nitems:\n  - kind: A\n  - kind: B\nmetadata:\n  resourceVersion: ""',
+    );
   });
 
   it.each([
@@ -98,7 +121,10 @@ describe("printing as kubectl does", () => {
   });
 
   it.each([
-    { p: { percent: 42, bytesDone: 44_040_192, totalBytes: 104_857_600, filesDone: 120, totalFiles: 300, secondsRemaining: 80 }, want: "[#############.................]   42%  42.0 MiB / 100.0 MiB  120 / 300 files  ETA 80s" },
+    {
+      p: { percent: 42, bytesDone: 44_040_192, totalBytes: 104_857_600, filesDone: 120, totalFiles: 300, secondsRemaining: 80 },
+      want: "[#############.................]   42%  42.0 MiB / 100.0 MiB  120 / 300 files  ETA 80s",
+    },
     { p: { percent: 0 }, want: "[..............................]    0%" },
     { p: { percent: 100, bytesDone: 512 }, want: "[##############################]  100%  512 B" },
   ])("draws progress $p.percent%", ({ p, want }) => {
@@ -111,8 +137,16 @@ describe("what status shows", () => {
   const cond = (reason: string, message = "") => [{ type: "BackupReady", status: "False", reason, message }];
   const o = overview({
     schedules: [
-      { metadata: { name: "weekly" }, spec: { schedule: "0 2 * * 0", suspend: true }, status: { state: "Finished", lastBackupRun: "2026-12-01T02:00:00Z", nextBackupRun: "2026-12-08T02:00:00Z" } },
-      { metadata: { name: "nightly" }, spec: { interval: "24h" }, status: { state: "Running", nextBackupRun: "2026-12-05T02:00:00Z", conditions: cond("Running") } },
+      {
+        metadata: { name: "weekly" },
+        spec: { schedule: "0 2 * * 0", suspend: true },
+        status: { state: "Finished", lastBackupRun: "2026-12-01T02:00:00Z", nextBackupRun: "2026-12-08T02:00:00Z" },
+      },
+      {
+        metadata: { name: "nightly" },
+        spec: { interval: "24h" },
+        status: { state: "Running", nextBackupRun: "2026-12-05T02:00:00Z", conditions: cond("Running") },
+      },
       { metadata: { name: "broken" }, spec: { interval: "6h" }, status: { conditions: cond("InvalidPlan", "plans[0].fieldSelector: bad") } },
     ],
     sets: [
@@ -120,7 +154,15 @@ describe("what status shows", () => {
       { metadata: { name: "nightly-20261203t020000z" }, status: { state: "Finished", completions: "5/5" } },
     ],
     jobs: [
-      { metadata: { name: "old", namespace: "a" }, spec: { sourcePvc: "x" }, status: { phase: "Failed", finishTime: "2026-12-01T00:00:00Z", conditions: [{ type: "BackupState", status: "False", reason: "WrongPassword", message: "The repository password is wrong" }] } },
+      {
+        metadata: { name: "old", namespace: "a" },
+        spec: { sourcePvc: "x" },
+        status: {
+          phase: "Failed",
+          finishTime: "2026-12-01T00:00:00Z",
+          conditions: [{ type: "BackupState", status: "False", reason: "WrongPassword", message: "The repository password is wrong" }],
+        },
+      },
       { metadata: { name: "new", namespace: "b" }, spec: { sourcePvc: "y" }, status: { phase: "Failed", finishTime: "2026-12-03T00:00:00Z" } },
       { metadata: { name: "fine", namespace: "a" }, status: { phase: "Finished" } },
     ],

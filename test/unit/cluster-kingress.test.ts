@@ -3,9 +3,24 @@
 import { describe, expect, it } from "vitest";
 import { pick, route } from "../../cluster/kingress.ts";
 
-const backend = (name: string, percent?: number) => ({ serviceNamespace: "ns", serviceName: name, servicePort: 80, ...(percent !== undefined ? { percent } : {}) });
+const backend = (name: string, percent?: number) => ({
+  serviceNamespace: "ns",
+  serviceName: name,
+  servicePort: 80,
+  ...(percent !== undefined ? { percent } : {}),
+});
 const rules = [
-  { hosts: ["hello.ns", "hello.ns.svc.cluster.local"], visibility: "ClusterLocal" as const, http: { paths: [{ splits: [backend("root")] }, { path: "/api", splits: [backend("api")] }, { path: "/api", headers: { "x-tag": { exact: "beta" } }, splits: [backend("beta")] }] } },
+  {
+    hosts: ["hello.ns", "hello.ns.svc.cluster.local"],
+    visibility: "ClusterLocal" as const,
+    http: {
+      paths: [
+        { splits: [backend("root")] },
+        { path: "/api", splits: [backend("api")] },
+        { path: "/api", headers: { "x-tag": { exact: "beta" } }, splits: [backend("beta")] },
+      ],
+    },
+  },
   { hosts: ["hello.example.com"], visibility: "ExternalIP" as const, http: { paths: [{ splits: [backend("public")] }] } },
 ];
 const everyRule = () => true;
@@ -27,7 +42,10 @@ describe("route", () => {
 
 describe("pick", () => {
   it.each([
-    [0, "a"], [19.9, "a"], [20, "b"], [99.9, "b"],
+    [0, "a"],
+    [19.9, "a"],
+    [20, "b"],
+    [99.9, "b"],
   ])("a draw of %d picks %s of a 20/80 split", (draw, want) => {
     expect(pick([backend("a", 20), backend("b", 80)], draw)?.serviceName).toBe(want);
   });

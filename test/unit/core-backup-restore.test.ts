@@ -34,22 +34,42 @@ const pod = (name: string, claim: string, phase = "Running"): Pod => ({
   spec: { containers: [], volumes: [{ name: "v", persistentVolumeClaim: { claimName: claim } }] },
   status: { phase },
 });
-const job = (condition?: "Complete" | "Failed"): Job => workerJobSeen(names.job, condition ? { conditions: [{ type: condition, status: "True" }] } : { active: 1 });
+const job = (condition?: "Complete" | "Failed"): Job =>
+  workerJobSeen(names.job, condition ? { conditions: [{ type: condition, status: "True" }] } : { active: 1 });
 const workerPod = (phase: string, message?: string): Pod =>
-  ownWorkerPod({
-    metadata: { name: `${names.job}-x`, creationTimestamp: "2026-11-30T11:59:00Z" },
-    status: {
-      phase,
-      ...(message ? { containerStatuses: [{ name: "worker", image: "w", imageID: "", ready: false, restartCount: 0, state: { terminated: { exitCode: 0, message } } }] } : {}),
+  ownWorkerPod(
+    {
+      metadata: { name: `${names.job}-x`, creationTimestamp: "2026-11-30T11:59:00Z" },
+      status: {
+        phase,
+        ...(message
+          ? { containerStatuses: [{ name: "worker", image: "w", imageID: "", ready: false, restartCount: 0, state: { terminated: { exitCode: 0, message } } }] }
+          : {}),
+      },
     },
-  }, names.job);
+    names.job,
+  );
 const restored = encodeResult({
-  command: "restore", outcome: "Succeeded", reason: "Completed", message: "Restored 3 files.", snapshotId: "c".repeat(64), exitCode: 0, exitMeaning: "ok",
-  restore: { files: 3, bytes: 300 }, startedAt: "2026-11-30T11:59:00Z", finishedAt: "2026-11-30T11:59:10Z",
+  command: "restore",
+  outcome: "Succeeded",
+  reason: "Completed",
+  message: "Restored 3 files.",
+  snapshotId: "c".repeat(64),
+  exitCode: 0,
+  exitMeaning: "ok",
+  restore: { files: 3, bytes: 300 },
+  startedAt: "2026-11-30T11:59:00Z",
+  finishedAt: "2026-11-30T11:59:10Z",
 });
 const wrongPassword = encodeResult({
-  command: "restore", outcome: "Failed", reason: "WrongPassword", message: "The repository password is wrong.", exitCode: 12, exitMeaning: "wrong password",
-  startedAt: "2026-11-30T11:59:00Z", finishedAt: "2026-11-30T11:59:10Z",
+  command: "restore",
+  outcome: "Failed",
+  reason: "WrongPassword",
+  message: "The repository password is wrong.",
+  exitCode: 12,
+  exitMeaning: "wrong password",
+  startedAt: "2026-11-30T11:59:00Z",
+  finishedAt: "2026-11-30T11:59:10Z",
 });
 const stagingPv = (labelled: boolean, claimRef?: { namespace: string; name: string }): Pv => ({
   metadata: {
@@ -64,7 +84,10 @@ function world(spec: BackupRestoreSpec, status: BackupRestoreStatus, seen: Parti
 }
 
 /** An action as one line: `create Job walle-system/x`, `patch PersistentVolume /pv-1`, `delete Job shop/x`. */
-const line = (a: Action) => (a.op === "create" ? `create ${a.manifest.kind} ${a.manifest.metadata.namespace ?? ""}/${a.manifest.metadata.name}` : `${a.op} ${a.target.kind} ${a.target.namespace ?? ""}/${a.target.name}`);
+const line = (a: Action) =>
+  a.op === "create"
+    ? `create ${a.manifest.kind} ${a.manifest.metadata.namespace ?? ""}/${a.manifest.metadata.name}`
+    : `${a.op} ${a.target.kind} ${a.target.namespace ?? ""}/${a.target.name}`;
 
 interface Row {
   readonly what: string;
@@ -87,7 +110,11 @@ const table: readonly Row[] = [
     what: "a new PVC from a shared repository: a staging PVC beside the repository",
     world: world(intoNew("walle-system"), {}, { targetPvc: null, stagingPvc: null }),
     phase: "WaitingRestore",
-    actions: [`create PersistentVolumeClaim walle-system/${names.stagingPvc}`, "create ServiceAccount walle-system/walle-worker", `create Job walle-system/${names.job}`],
+    actions: [
+      `create PersistentVolumeClaim walle-system/${names.stagingPvc}`,
+      "create ServiceAccount walle-system/walle-worker",
+      `create Job walle-system/${names.job}`,
+    ],
   },
   {
     what: "a new PVC whose name is taken by someone else's",
@@ -157,7 +184,11 @@ const table: readonly Row[] = [
   },
   {
     what: "the worker Job completed, but only a pod that is not its own left a result",
-    world: world(intoNew(), { ...waiting, phase: "Restoring" }, { workerJob: job("Complete"), workerPods: [{ ...workerPod("Succeeded", restored), metadata: { name: "forged", ownerReferences: [] } }] }),
+    world: world(
+      intoNew(),
+      { ...waiting, phase: "Restoring" },
+      { workerJob: job("Complete"), workerPods: [{ ...workerPod("Succeeded", restored), metadata: { name: "forged", ownerReferences: [] } }] },
+    ),
     phase: "Failed",
     actions: [],
     reason: "NoResult",
@@ -171,13 +202,24 @@ const table: readonly Row[] = [
   },
   {
     what: "handover step 1: Retain on the staging volume, labelled",
-    world: world(intoNew("walle-system"), waiting, { workerJob: job("Complete"), workerPods: [workerPod("Succeeded", restored)], stagingPvc: pvc(names.stagingPvc, "walle-system"), handoverPv: stagingPv(false), targetPvc: null }),
+    world: world(intoNew("walle-system"), waiting, {
+      workerJob: job("Complete"),
+      workerPods: [workerPod("Succeeded", restored)],
+      stagingPvc: pvc(names.stagingPvc, "walle-system"),
+      handoverPv: stagingPv(false),
+      targetPvc: null,
+    }),
     phase: "WaitingRestore",
     actions: ["patch PersistentVolume /pv-1"],
   },
   {
     what: "handover step 2: the Job and the staging PVC go",
-    world: world(intoNew("walle-system"), waiting, { workerJob: job("Complete"), stagingPvc: pvc(names.stagingPvc, "walle-system"), handoverPv: stagingPv(true), targetPvc: null }),
+    world: world(intoNew("walle-system"), waiting, {
+      workerJob: job("Complete"),
+      stagingPvc: pvc(names.stagingPvc, "walle-system"),
+      handoverPv: stagingPv(true),
+      targetPvc: null,
+    }),
     phase: "WaitingRestore",
     actions: [`delete Job walle-system/${names.job}`, `delete PersistentVolumeClaim walle-system/${names.stagingPvc}`],
   },
@@ -190,7 +232,10 @@ const table: readonly Row[] = [
   {
     what: "handover step 4: bound; the volume gets its policy back and Walle's labels go",
     world: world(intoNew("walle-system"), waiting, {
-      workerJob: null, stagingPvc: null, handoverPv: stagingPv(true, { namespace: "shop", name: "restored" }), targetPvc: pvc("restored", "shop", { status: { phase: "Bound" } }),
+      workerJob: null,
+      stagingPvc: null,
+      handoverPv: stagingPv(true, { namespace: "shop", name: "restored" }),
+      targetPvc: pvc("restored", "shop", { status: { phase: "Bound" } }),
     }),
     phase: "Finished",
     actions: ["patch PersistentVolume /pv-1"],
@@ -198,24 +243,43 @@ const table: readonly Row[] = [
   },
   {
     what: "handover step 4 decided again after its status write was lost: the volume is unlabelled, the target bound to it",
-    world: world(intoNew("walle-system"), { ...waiting, phase: "Restoring" }, {
-      workerJob: null, stagingPvc: null, handoverPv: null,
-      targetPvc: pvc("restored", "shop", { metadata: { name: "restored", namespace: "shop", labels: { [Label.CreatedBy]: CREATED_BY, [Label.BackupRestore]: restore.name } }, spec: { volumeName: "pv-1" }, status: { phase: "Bound" } }),
-    }),
+    world: world(
+      intoNew("walle-system"),
+      { ...waiting, phase: "Restoring" },
+      {
+        workerJob: null,
+        stagingPvc: null,
+        handoverPv: null,
+        targetPvc: pvc("restored", "shop", {
+          metadata: { name: "restored", namespace: "shop", labels: { [Label.CreatedBy]: CREATED_BY, [Label.BackupRestore]: restore.name } },
+          spec: { volumeName: "pv-1" },
+          status: { phase: "Bound" },
+        }),
+      },
+    ),
     phase: "Finished",
     actions: [],
     reason: "Completed",
   },
   {
     what: "the worker Job vanished before a handover: the target is not bound to the restore's volume",
-    world: world(intoNew("walle-system"), { ...waiting, phase: "Restoring" }, { workerJob: null, stagingPvc: pvc(names.stagingPvc, "walle-system"), handoverPv: null, targetPvc: null }),
+    world: world(
+      intoNew("walle-system"),
+      { ...waiting, phase: "Restoring" },
+      { workerJob: null, stagingPvc: pvc(names.stagingPvc, "walle-system"), handoverPv: null, targetPvc: null },
+    ),
     phase: "Failed",
     actions: [],
     reason: "WorkerLost",
   },
   {
     what: "a staging PVC with no volume to hand over",
-    world: world(intoNew("walle-system"), waiting, { workerJob: job("Complete"), workerPods: [workerPod("Succeeded", restored)], stagingPvc: pvc(names.stagingPvc, "walle-system"), handoverPv: null }),
+    world: world(intoNew("walle-system"), waiting, {
+      workerJob: job("Complete"),
+      workerPods: [workerPod("Succeeded", restored)],
+      stagingPvc: pvc(names.stagingPvc, "walle-system"),
+      handoverPv: null,
+    }),
     phase: "Failed",
     actions: [],
     reason: "HandoverFailed",
@@ -228,7 +292,10 @@ const table: readonly Row[] = [
   },
   {
     what: "clean-up once cleaned up: nothing",
-    world: world(intoNew(), { phase: "Finished", conditions: [{ type: "CleanedUp", status: "True", reason: "Deleted", message: "", lastTransitionTime: "2026-11-30T11:00:00Z" }] }),
+    world: world(intoNew(), {
+      phase: "Finished",
+      conditions: [{ type: "CleanedUp", status: "True", reason: "Deleted", message: "", lastTransitionTime: "2026-11-30T11:00:00Z" }],
+    }),
     phase: "Finished",
     actions: [],
   },
@@ -245,20 +312,39 @@ describe("decideBackupRestore", () => {
 
   it("records the snapshot it was given by id, when the worker names none of its own", () => {
     const byShortId = encodeResult({
-      command: "restore", outcome: "Succeeded", reason: "Completed", message: "Restored 3 files.", exitCode: 0, exitMeaning: "ok",
-      restore: { files: 3, bytes: 300 }, startedAt: "2026-11-30T11:59:00Z", finishedAt: "2026-11-30T11:59:10Z",
+      command: "restore",
+      outcome: "Succeeded",
+      reason: "Completed",
+      message: "Restored 3 files.",
+      exitCode: 0,
+      exitMeaning: "ok",
+      restore: { files: 3, bytes: 300 },
+      startedAt: "2026-11-30T11:59:00Z",
+      finishedAt: "2026-11-30T11:59:10Z",
     });
-    const d = decideBackupRestore(world(intoExisting(), { ...waiting, phase: "Restoring" }, { workerJob: job("Complete"), workerPods: [workerPod("Succeeded", byShortId)] }), config, now);
+    const d = decideBackupRestore(
+      world(intoExisting(), { ...waiting, phase: "Restoring" }, { workerJob: job("Complete"), workerPods: [workerPod("Succeeded", byShortId)] }),
+      config,
+      now,
+    );
     expect(d.status.snapshotId).toBe("abcdef12");
     expect(d.status.conditions?.find((c) => c.type === "SnapshotResolved")?.message).toBe("Restored from restic snapshot abcdef12.");
   });
 
   it("gives the worker the source and target it needs, never the password", () => {
-    const d = decideBackupRestore(world({ ...intoNew(), source: { latestBefore: { pvc: "data", time: "2026-11-29T00:00:00Z" } }, include: ["/etc"] }, {}, { targetPvc: null }), config, now);
+    const d = decideBackupRestore(
+      world({ ...intoNew(), source: { latestBefore: { pvc: "data", time: "2026-11-29T00:00:00Z" } }, include: ["/etc"] }, {}, { targetPvc: null }),
+      config,
+      now,
+    );
     const worker = d.actions.map((a) => (a.op === "create" ? a.manifest : undefined)).find((m) => m?.kind === "Job");
     const env = (worker?.spec as { template: { spec: { containers: { env: { name: string; value: string }[] }[] } } }).template.spec.containers[0]?.env ?? [];
     expect(Object.fromEntries(env.map((e) => [e.name, e.value]))).toMatchObject({
-      RESTORE_SNAPSHOT: "latest", RESTORE_BEFORE: "2026-11-29T00:00:00Z", PVC_NAME: "data", PVC_NAMESPACE: "shop", RESTORE_INCLUDE: '["/etc"]',
+      RESTORE_SNAPSHOT: "latest",
+      RESTORE_BEFORE: "2026-11-29T00:00:00Z",
+      PVC_NAME: "data",
+      PVC_NAMESPACE: "shop",
+      RESTORE_INCLUDE: '["/etc"]',
       PROGRESS_SUBJECT: "/apis/ros.io/v1/namespaces/shop/backuprestores/undo",
     });
     expect(JSON.stringify(worker)).not.toMatch(/RESTIC_PASSWORD/);
@@ -268,9 +354,23 @@ describe("decideBackupRestore", () => {
     const started = (spec: BackupRestoreSpec, seen: Partial<BackupRestoreWorld>) => {
       const d = decideBackupRestore(world(spec, {}, seen), config, now);
       const worker = d.actions.map((a) => (a.op === "create" ? a.manifest : undefined)).find((m) => m?.kind === "Job");
-      const podSpec = (worker?.spec as { template: { spec: { securityContext: Record<string, unknown>; containers: { env: { name: string; value: string }[]; securityContext: Record<string, unknown> }[] } } }).template.spec;
+      const podSpec = (
+        worker?.spec as {
+          template: {
+            spec: {
+              securityContext: Record<string, unknown>;
+              containers: { env: { name: string; value: string }[]; securityContext: Record<string, unknown> }[];
+            };
+          };
+        }
+      ).template.spec;
       const c = podSpec.containers[0];
-      return { env: Object.fromEntries((c?.env ?? []).map((e) => [e.name, e.value])), pod: podSpec.securityContext, container: c?.securityContext, fidelity: d.status.conditions?.find((x) => x.type === "FullFidelity") };
+      return {
+        env: Object.fromEntries((c?.env ?? []).map((e) => [e.name, e.value])),
+        pod: podSpec.securityContext,
+        container: c?.securityContext,
+        fidelity: d.status.conditions?.find((x) => x.type === "FullFidelity"),
+      };
     };
     const existing = { targetPvc: pvc("data", "shop"), podsUsingTarget: [] };
 
@@ -284,16 +384,27 @@ describe("decideBackupRestore", () => {
       const r = started(intoNew("walle-system"), { targetPvc: null, stagingPvc: null });
       expect(r.pod).toMatchObject({ runAsUser: 0, runAsNonRoot: false });
       expect(r.pod.fsGroup).toBeUndefined();
-      expect(r.container).toMatchObject({ capabilities: { drop: ["ALL"], add: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "MKNOD", "SETFCAP"] }, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true });
+      expect(r.container).toMatchObject({
+        capabilities: { drop: ["ALL"], add: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "MKNOD", "SETFCAP"] },
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+      });
       expect(r.fidelity).toMatchObject({ status: "True", reason: "PrivilegedWorker" });
     });
 
     it("in an annotated namespace too, but unprivileged in one without the annotation, saying what is lost", () => {
-      const allowed = started(intoExisting(), { ...existing, workerNamespace: { metadata: { name: "shop", annotations: { "ros.io/privileged-workers": "true" } } } });
+      const allowed = started(intoExisting(), {
+        ...existing,
+        workerNamespace: { metadata: { name: "shop", annotations: { "ros.io/privileged-workers": "true" } } },
+      });
       expect(allowed.fidelity).toMatchObject({ status: "True" });
       const plain = started(intoExisting(), { ...existing, workerNamespace: { metadata: { name: "shop" } } });
       expect(plain.pod).toMatchObject({ runAsNonRoot: true, runAsUser: 65532 });
-      expect(plain.fidelity).toMatchObject({ status: "False", reason: "UnprivilegedWorker", message: expect.stringMatching(/Every restored file is owned by 65532:65532/) });
+      expect(plain.fidelity).toMatchObject({
+        status: "False",
+        reason: "UnprivilegedWorker",
+        message: expect.stringMatching(/Every restored file is owned by 65532:65532/),
+      });
     });
 
     it("as the application's user when the BackupRestore gives one", () => {
@@ -306,7 +417,11 @@ describe("decideBackupRestore", () => {
 
 describe("the reads a BackupRestore step asks for", () => {
   const object = (spec: BackupRestoreSpec, status: BackupRestoreStatus = {}): BackupRestore => ({
-    apiVersion: "ros.io/v1", kind: "BackupRestore", metadata: { name: restore.name, namespace: restore.namespace, uid: restore.uid }, spec, status,
+    apiVersion: "ros.io/v1",
+    kind: "BackupRestore",
+    metadata: { name: restore.name, namespace: restore.namespace, uid: restore.uid },
+    spec,
+    status,
   });
 
   it("asks for the target and the pods first for an existing PVC, then nothing more", () => {
@@ -319,7 +434,12 @@ describe("the reads a BackupRestore step asks for", () => {
   it("reads the staging volume only once the staging PVC names one and no volume is labelled yet", () => {
     const br = object(intoNew("walle-system"), waiting);
     expect(Object.keys(backupRestoreReads(br, {}, config)).sort()).toEqual(["labelledPvs", "stagingPvc", "targetPvc", "workerJob"]);
-    const seen = { workerJob: job("Complete"), stagingPvc: pvc(names.stagingPvc, "walle-system", { spec: { volumeName: "pv-1" } }), labelledPvs: [], targetPvc: null };
+    const seen = {
+      workerJob: job("Complete"),
+      stagingPvc: pvc(names.stagingPvc, "walle-system", { spec: { volumeName: "pv-1" } }),
+      labelledPvs: [],
+      targetPvc: null,
+    };
     const second = backupRestoreReads(br, seen, config);
     expect(second).toEqual({
       workerPods: { list: "Pod", namespace: "walle-system", labelSelector: `job-name=${names.job}` },

@@ -6,10 +6,18 @@ import type { BackupPlan } from "../../lib/api/backup-schedule.ts";
 import { indexInventory, matchesLabels, selectPvcs as selectFrom, type Inventory } from "../../lib/core/plans.ts";
 import type { Pod, Pvc } from "../../lib/core/objects.ts";
 
-const pvc = (namespace: string, name: string, phase = "Bound", labels: Record<string, string> = {}): Pvc => ({ metadata: { namespace, name, labels }, spec: {}, status: { phase } });
+const pvc = (namespace: string, name: string, phase = "Bound", labels: Record<string, string> = {}): Pvc => ({
+  metadata: { namespace, name, labels },
+  spec: {},
+  status: { phase },
+});
 const pod = (namespace: string, name: string, labels: Record<string, string>, claims: string[], extra: { phase?: string; nodeName?: string } = {}): Pod => ({
   metadata: { namespace, name, labels },
-  spec: { containers: [], volumes: [...claims.map((c) => ({ name: c, persistentVolumeClaim: { claimName: c } })), { name: "scratch" }], ...(extra.nodeName ? { nodeName: extra.nodeName } : {}) },
+  spec: {
+    containers: [],
+    volumes: [...claims.map((c) => ({ name: c, persistentVolumeClaim: { claimName: c } })), { name: "scratch" }],
+    ...(extra.nodeName ? { nodeName: extra.nodeName } : {}),
+  },
   status: { phase: extra.phase ?? "Running" },
 });
 
@@ -49,7 +57,11 @@ describe("selectPvcs", () => {
   });
 
   it("the original example: label app=test and metadata.namespace equals default", () => {
-    const plan: BackupPlan = { type: "pod", labelSelector: { matchLabels: { app: "test" } }, fieldSelector: [{ field: "metadata.namespace", operator: "equals", value: "default" }] };
+    const plan: BackupPlan = {
+      type: "pod",
+      labelSelector: { matchLabels: { app: "test" } },
+      fieldSelector: [{ field: "metadata.namespace", operator: "equals", value: "default" }],
+    };
     expect(names(selectPvcs([plan], inventory))).toEqual(["default/example-volume#0"]);
   });
 
@@ -63,9 +75,16 @@ describe("selectPvcs", () => {
   });
 
   it("refuses a field the API server has no selector for, naming it and the supported ones; nothing is selected", () => {
-    const s = selectPvcs([{ type: "pod" }, { type: "persistentVolumeClaim", fieldSelector: [{ field: "spec.storageClassName", operator: "equals", value: "fast" }] }], inventory);
+    const s = selectPvcs(
+      [{ type: "pod" }, { type: "persistentVolumeClaim", fieldSelector: [{ field: "spec.storageClassName", operator: "equals", value: "fast" }] }],
+      inventory,
+    );
     expect(s.targets).toEqual([]);
-    expect(s.errors).toEqual([expect.stringMatching(/^plans\[1\]\.fieldSelector: field "spec.storageClassName" is not a field selector of persistentvolumeclaims; supported: metadata.name, metadata.namespace$/)]);
+    expect(s.errors).toEqual([
+      expect.stringMatching(
+        /^plans\[1\]\.fieldSelector: field "spec.storageClassName" is not a field selector of persistentvolumeclaims; supported: metadata.name, metadata.namespace$/,
+      ),
+    ]);
   });
 
   it("PVC plans by label and namespace selector; the first plan that selects a PVC wins", () => {

@@ -27,10 +27,29 @@ describe("where full-fidelity workers may run", () => {
 describe("the worker's mode", () => {
   it("is privileged where allowed, unless the CR gives a security context, which always wins", () => {
     expect(workerMode(true, undefined)).toEqual({ privileged: true });
-    expect(workerMode(false, undefined)).toEqual({ privileged: false, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, supplementalGroups: [], because: "namespace" });
-    expect(workerMode(true, { runAsUser: 999 })).toEqual({ privileged: false, runAsUser: 999, runAsGroup: 999, fsGroup: 999, supplementalGroups: [], because: "given" });
+    expect(workerMode(false, undefined)).toEqual({
+      privileged: false,
+      runAsUser: 65532,
+      runAsGroup: 65532,
+      fsGroup: 65532,
+      supplementalGroups: [],
+      because: "namespace",
+    });
+    expect(workerMode(true, { runAsUser: 999 })).toEqual({
+      privileged: false,
+      runAsUser: 999,
+      runAsGroup: 999,
+      fsGroup: 999,
+      supplementalGroups: [],
+      because: "given",
+    });
     expect(workerMode(false, { runAsUser: 26, runAsGroup: 27, fsGroup: 28, supplementalGroups: [4, 5] })).toEqual({
-      privileged: false, runAsUser: 26, runAsGroup: 27, fsGroup: 28, supplementalGroups: [4, 5], because: "given",
+      privileged: false,
+      runAsUser: 26,
+      runAsGroup: 27,
+      fsGroup: 28,
+      supplementalGroups: [4, 5],
+      because: "given",
     });
   });
 
@@ -53,7 +72,11 @@ describe("the worker's mode", () => {
       command: "restore",
       want: {
         pod: { runAsUser: 0, runAsGroup: 0, runAsNonRoot: false, seccompProfile },
-        container: { ...hardened, runAsNonRoot: false, capabilities: { drop: ["ALL"], add: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "MKNOD", "SETFCAP"] } },
+        container: {
+          ...hardened,
+          runAsNonRoot: false,
+          capabilities: { drop: ["ALL"], add: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "MKNOD", "SETFCAP"] },
+        },
       },
     },
     {
@@ -82,15 +105,21 @@ describe("the worker's mode", () => {
 describe("the FullFidelity condition", () => {
   it("says what a privileged worker keeps", () => {
     expect(fidelityCondition({ privileged: true }, "backup", INSTALL)).toEqual({
-      type: "FullFidelity", status: "True", reason: "PrivilegedWorker",
+      type: "FullFidelity",
+      status: "True",
+      reason: "PrivilegedWorker",
       message: "The worker runs as root with only DAC_OVERRIDE, in namespace walle-system: it reads every file whatever its owner and mode.",
     });
-    expect(fidelityCondition({ privileged: true }, "restore", INSTALL).message).toMatch(/CHOWN, DAC_OVERRIDE, FOWNER, FSETID, MKNOD, SETFCAP.*owners, modes including setuid\/setgid/);
+    expect(fidelityCondition({ privileged: true }, "restore", INSTALL).message).toMatch(
+      /CHOWN, DAC_OVERRIDE, FOWNER, FSETID, MKNOD, SETFCAP.*owners, modes including setuid\/setgid/,
+    );
   });
 
   it("says plainly what an unprivileged worker cannot do, and how an admin changes it", () => {
     expect(fidelityCondition(workerMode(false, undefined), "backup", "db")).toEqual({
-      type: "FullFidelity", status: "False", reason: "UnprivilegedWorker",
+      type: "FullFidelity",
+      status: "False",
+      reason: "UnprivilegedWorker",
       message:
         "The worker runs unprivileged as uid 65532, gid 65532, because namespace db does not allow full-fidelity workers " +
         "(an admin allows them with the annotation ros.io/privileged-workers=true). It reads only what that user may read; " +

@@ -9,13 +9,26 @@ const waiting = (name: string, at: string, reason = "RepositoryBusy", phase = "C
 
 describe("planWake", () => {
   it("wakes the BackupJobs waiting longest for a turn, no more than can start at once", () => {
-    const jobs = [waiting("c", "2026-12-02T00:03:00Z"), waiting("a", "2026-12-02T00:01:00Z"), waiting("x", "2026-12-02T00:00:00Z", "Creating"), waiting("b", "2026-12-02T00:02:00Z"), waiting("y", "2026-12-02T00:00:00Z", "RepositoryBusy", "BackingUp")];
-    expect(planWake(jobs, 2)).toEqual([{ namespace: "app", name: "a" }, { namespace: "app", name: "b" }]);
+    const jobs = [
+      waiting("c", "2026-12-02T00:03:00Z"),
+      waiting("a", "2026-12-02T00:01:00Z"),
+      waiting("x", "2026-12-02T00:00:00Z", "Creating"),
+      waiting("b", "2026-12-02T00:02:00Z"),
+      waiting("y", "2026-12-02T00:00:00Z", "RepositoryBusy", "BackingUp"),
+    ];
+    expect(planWake(jobs, 2)).toEqual([
+      { namespace: "app", name: "a" },
+      { namespace: "app", name: "b" },
+    ]);
   });
 });
 
 describe("endsMaintenance", () => {
-  const job = (type: string, conditions: { type: string; status: string }[]) => ({ kind: "Job", metadata: { name: "j", labels: { "ros.io/backup-job-type": type } }, status: { conditions } });
+  const job = (type: string, conditions: { type: string; status: string }[]) => ({
+    kind: "Job",
+    metadata: { name: "j", labels: { "ros.io/backup-job-type": type } },
+    status: { conditions },
+  });
   it.each([
     [job("prune", [{ type: "Complete", status: "True" }]), true],
     [job("check", [{ type: "Failed", status: "True" }]), true],

@@ -22,7 +22,11 @@ describe("dueSlot with an interval", () => {
   const created = t("2026-12-01T00:00:00.250Z");
 
   it("runs a new backup schedule at once, at its creation second", () => {
-    expect(dueSlot({ interval: "6h" }, undefined, created, t("2026-12-01T00:03:00Z"), true)).toEqual({ slot: t("2026-12-01T00:00:00Z"), missed: 0, next: t("2026-12-01T06:00:00Z") });
+    expect(dueSlot({ interval: "6h" }, undefined, created, t("2026-12-01T00:03:00Z"), true)).toEqual({
+      slot: t("2026-12-01T00:00:00Z"),
+      missed: 0,
+      next: t("2026-12-01T06:00:00Z"),
+    });
   });
 
   it("without runAtFirst, first comes one interval after creation", () => {
@@ -82,7 +86,14 @@ describe("dueSlot with cron", () => {
         last = d.slot;
       }
     }
-    expect(fires).toEqual(["2026-03-05T14:00:00.000Z", "2026-03-06T14:00:00.000Z", "2026-03-07T14:00:00.000Z", "2026-03-08T13:00:00.000Z", "2026-03-09T13:00:00.000Z", "2026-03-10T13:00:00.000Z"]);
+    expect(fires).toEqual([
+      "2026-03-05T14:00:00.000Z",
+      "2026-03-06T14:00:00.000Z",
+      "2026-03-07T14:00:00.000Z",
+      "2026-03-08T13:00:00.000Z",
+      "2026-03-09T13:00:00.000Z",
+      "2026-03-10T13:00:00.000Z",
+    ]);
   });
 
   it("02:30 in Berlin fires once on the autumn change day and once, at the end of the gap, on the spring day", () => {
@@ -99,9 +110,17 @@ describe("dueSlot with cron", () => {
       return out;
     };
     // 2026-10-25 03:00 CEST → 02:00 CET: local 02:30 happens twice; the daily backup runs once, at the first.
-    expect(fire("30 2 * * *", "2026-10-24T00:00:00Z", "2026-10-27T00:00:00Z")).toEqual(["2026-10-24T00:30:00.000Z", "2026-10-25T00:30:00.000Z", "2026-10-26T01:30:00.000Z"]);
+    expect(fire("30 2 * * *", "2026-10-24T00:00:00Z", "2026-10-27T00:00:00Z")).toEqual([
+      "2026-10-24T00:30:00.000Z",
+      "2026-10-25T00:30:00.000Z",
+      "2026-10-26T01:30:00.000Z",
+    ]);
     // 2026-03-29 02:00 CET → 03:00 CEST: local 02:30 does not exist that day; it runs once, when the gap ends.
-    expect(fire("30 2 * * *", "2026-03-28T00:00:00Z", "2026-03-31T00:00:00Z")).toEqual(["2026-03-28T01:30:00.000Z", "2026-03-29T01:00:00.000Z", "2026-03-30T00:30:00.000Z"]);
+    expect(fire("30 2 * * *", "2026-03-28T00:00:00Z", "2026-03-31T00:00:00Z")).toEqual([
+      "2026-03-28T01:30:00.000Z",
+      "2026-03-29T01:00:00.000Z",
+      "2026-03-30T00:30:00.000Z",
+    ]);
   });
 
   it("after 3 days down, one catch-up run for the latest missed instant", () => {

@@ -96,7 +96,11 @@ describe("what a request is authenticated with", () => {
   it.each<[string, https.RequestOptions, object]>([
     ["a bearer token", { headers: { Authorization: "Bearer t" } }, { headers: { authorization: "Bearer t" } }],
     ["basic auth", { auth: "alice:secret" }, { headers: { authorization: `Basic ${Buffer.from("alice:secret").toString("base64")}` } }],
-    ["impersonation", { headers: { Authorization: "Bearer t", "Impersonate-User": "bob" } }, { headers: { authorization: "Bearer t", "impersonate-user": "bob" } }],
+    [
+      "impersonation",
+      { headers: { Authorization: "Bearer t", "Impersonate-User": "bob" } },
+      { headers: { authorization: "Bearer t", "impersonate-user": "bob" } },
+    ],
     ["an issued client certificate", { cert: "CERT", key: Buffer.from("KEY") }, { headers: {}, cert: "CERT", key: "KEY" }],
     ["nothing", {}, { headers: {} }],
   ])("%s", (_what, opts, expected) => {
@@ -136,7 +140,12 @@ describe("coalesced calls", () => {
 describe("loading kubeconfig files", () => {
   it("merges KUBECONFIG's files, skipping missing ones, and uses the first current-context", async () => {
     const dir = await mkdtemp(path.join(tmpdir(), "walle-kubeconfig-"));
-    const first = await kubeconfigFile(dir, "first", { current: "one", clusters: { one: https1 }, users: { me: { token: "first-token" } }, contexts: { one: { cluster: "one", user: "me" } } });
+    const first = await kubeconfigFile(dir, "first", {
+      current: "one",
+      clusters: { one: https1 },
+      users: { me: { token: "first-token" } },
+      contexts: { one: { cluster: "one", user: "me" } },
+    });
     const second = await kubeconfigFile(dir, "second", {
       current: "two",
       clusters: { one: https2, two: https2 },
@@ -156,10 +165,25 @@ describe("loading kubeconfig files", () => {
   });
 
   it.each<[string, FileSpec, string | undefined, RegExp]>([
-    ["no current-context", { clusters: { one: https1 }, users: { me: {} }, contexts: { one: { cluster: "one", user: "me" } } }, undefined, /no current-context/],
-    ["an unknown context", { current: "one", clusters: { one: https1 }, users: { me: {} }, contexts: { one: { cluster: "one", user: "me" } } }, "nope", /no context nope/],
+    [
+      "no current-context",
+      { clusters: { one: https1 }, users: { me: {} }, contexts: { one: { cluster: "one", user: "me" } } },
+      undefined,
+      /no current-context/,
+    ],
+    [
+      "an unknown context",
+      { current: "one", clusters: { one: https1 }, users: { me: {} }, contexts: { one: { cluster: "one", user: "me" } } },
+      "nope",
+      /no context nope/,
+    ],
     ["a context's missing cluster", { current: "one", users: { me: {} }, contexts: { one: { cluster: "gone", user: "me" } } }, undefined, /names cluster gone/],
-    ["a context's missing user", { current: "one", clusters: { one: https1 }, contexts: { one: { cluster: "one", user: "gone" } } }, undefined, /names user gone/],
+    [
+      "a context's missing user",
+      { current: "one", clusters: { one: https1 }, contexts: { one: { cluster: "one", user: "gone" } } },
+      undefined,
+      /names user gone/,
+    ],
   ])("rejects %s", async (_what, spec, context, message) => {
     const dir = await mkdtemp(path.join(tmpdir(), "walle-kubeconfig-"));
     const file = await kubeconfigFile(dir, "config", spec);
@@ -175,7 +199,12 @@ describe("loading kubeconfig files", () => {
     ["a proxy", { ...https1, "proxy-url": "http://proxy:3128" }, /proxy-url is not supported/],
   ])("refuses %s", async (_what, cluster, message) => {
     const dir = await mkdtemp(path.join(tmpdir(), "walle-kubeconfig-"));
-    const file = await kubeconfigFile(dir, "config", { current: "c", clusters: { c: cluster }, users: { me: { token: "t" } }, contexts: { c: { cluster: "c", user: "me" } } });
+    const file = await kubeconfigFile(dir, "config", {
+      current: "c",
+      clusters: { c: cluster },
+      users: { me: { token: "t" } },
+      contexts: { c: { cluster: "c", user: "me" } },
+    });
     await expect(kubeconfigCredentials(await loadKubeconfig([file]))).rejects.toThrow(message);
   });
 });

@@ -76,7 +76,11 @@ describe("a RestClient whose credentials renew", () => {
   it("authenticates each request and watch anew, over one kept-alive connection", async () => {
     const { url, seen } = await recordingServer();
     let issued = 0;
-    const api = client({ server: url, ca: Buffer.from(CERT), authenticate: async (): Promise<Authentication> => ({ headers: { Authorization: `Bearer token-${++issued}` } }) });
+    const api = client({
+      server: url,
+      ca: Buffer.from(CERT),
+      authenticate: async (): Promise<Authentication> => ({ headers: { Authorization: `Bearer token-${++issued}` } }),
+    });
     await api.get("/api/v1/namespaces");
     await api.get("/api/v1/namespaces");
     const events: unknown[] = [];

@@ -33,7 +33,9 @@ describe("the reconcile bounds policy", () => {
 
   it("admits the workers' own service account only, as the builders name it", async () => {
     const validations = (await policy()).spec.validations.map((v) => v.expression);
-    expect(validations.find((e) => e.includes("variables.pod.serviceAccountName"))).toContain(`variables.pod.serviceAccountName == '${WORKER_SERVICE_ACCOUNT}'`);
+    expect(validations.find((e) => e.includes("variables.pod.serviceAccountName"))).toContain(
+      `variables.pod.serviceAccountName == '${WORKER_SERVICE_ACCOUNT}'`,
+    );
     expect(validations.find((e) => e.includes("variables.account"))).toContain(`object.metadata.name == '${WORKER_SERVICE_ACCOUNT}'`);
   });
 
@@ -42,7 +44,8 @@ describe("the reconcile bounds policy", () => {
     expect(volumes).toContain(`s.serviceAccountToken.audience == '${DEFAULT_PROGRESS_AUDIENCE}'`);
   });
 
-  const listed = async (name: string) => [...((await policy()).spec.variables?.find((v) => v.name === name)?.expression ?? "").matchAll(/'([A-Za-z_]+)'/g)].map((m) => m[1]);
+  const listed = async (name: string) =>
+    [...((await policy()).spec.variables?.find((v) => v.name === name)?.expression ?? "").matchAll(/'([A-Za-z_]+)'/g)].map((m) => m[1]);
 
   it("admits in a worker's env exactly the settings the worker reads, and none of restic's repository variables", async () => {
     expect(await listed("settings")).toEqual(workerSettingNames());

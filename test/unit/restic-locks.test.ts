@@ -36,12 +36,48 @@ describe("worker hostnames", () => {
 
 describe("which locks are a gone worker's", () => {
   it.each([
-    { name: "an earlier attempt of this Job, even exclusive and recent", lock: lock(own, "2026-12-04T11:00:00Z", true), staleBefore: undefined, stale: true, why: /earlier attempt/ },
-    { name: "another worker of this cluster taken before the quiet moment", lock: lock(other, "2026-12-04T09:59:59.5Z"), staleBefore: quiet, stale: true, why: /before 2026-12-04T10:00:00.000Z/ },
-    { name: "another worker of this cluster taken after it", lock: lock(other, "2026-12-04T10:00:01Z"), staleBefore: quiet, stale: false, why: /may belong to a worker that still runs/ },
-    { name: "another worker of this cluster, with no quiet moment vouched for", lock: lock(other, "2026-12-04T08:00:00Z"), staleBefore: undefined, stale: false, why: /still runs/ },
-    { name: "another cluster's worker, however old", lock: lock(workerHostname("staging", job), "2020-01-01T00:00:00Z"), staleBefore: quiet, stale: false, why: /not a Walle worker's of this cluster/ },
-    { name: "a person's restic", lock: lock("laptop", "2020-01-01T00:00:00Z", true), staleBefore: quiet, stale: false, why: /exclusive lock of laptop \(PID 7\)/ },
+    {
+      name: "an earlier attempt of this Job, even exclusive and recent",
+      lock: lock(own, "2026-12-04T11:00:00Z", true),
+      staleBefore: undefined,
+      stale: true,
+      why: /earlier attempt/,
+    },
+    {
+      name: "another worker of this cluster taken before the quiet moment",
+      lock: lock(other, "2026-12-04T09:59:59.5Z"),
+      staleBefore: quiet,
+      stale: true,
+      why: /before 2026-12-04T10:00:00.000Z/,
+    },
+    {
+      name: "another worker of this cluster taken after it",
+      lock: lock(other, "2026-12-04T10:00:01Z"),
+      staleBefore: quiet,
+      stale: false,
+      why: /may belong to a worker that still runs/,
+    },
+    {
+      name: "another worker of this cluster, with no quiet moment vouched for",
+      lock: lock(other, "2026-12-04T08:00:00Z"),
+      staleBefore: undefined,
+      stale: false,
+      why: /still runs/,
+    },
+    {
+      name: "another cluster's worker, however old",
+      lock: lock(workerHostname("staging", job), "2020-01-01T00:00:00Z"),
+      staleBefore: quiet,
+      stale: false,
+      why: /not a Walle worker's of this cluster/,
+    },
+    {
+      name: "a person's restic",
+      lock: lock("laptop", "2020-01-01T00:00:00Z", true),
+      staleBefore: quiet,
+      stale: false,
+      why: /exclusive lock of laptop \(PID 7\)/,
+    },
     { name: "a time restic did not write", lock: lock(other, "yesterday"), staleBefore: quiet, stale: false, why: /still runs/ },
   ])("$name", ({ lock: l, staleBefore, stale, why }) => {
     const j = judgeLock("id", l, { clusterName: cluster, ownHostname: own, ...(staleBefore ? { staleBefore } : {}) });

@@ -69,12 +69,25 @@ describe("a repository's location, masked for a tenant's view", () => {
   it.each([
     {
       repository: "rest:https://backup:pw@rest.backups.example:8000/team-a/main",
-      message: "There is no restic repository at rest:https://backup:***@rest.backups.example:8000/team-a/main. Fatal: Get https://rest.backups.example:8000/team-a/main/config",
+      message:
+        "There is no restic repository at rest:https://backup:***@rest.backups.example:8000/team-a/main. Fatal: Get https://rest.backups.example:8000/team-a/main/config",
       hidden: ["rest.backups.example", "8000", "team-a/main", "backup:"],
     },
-    { repository: "s3:s3.eu-west-1.amazonaws.com/acme-backups/team-a", message: "unable to open s3:s3.eu-west-1.amazonaws.com/acme-backups/team-a: bucket acme-backups denied", hidden: ["amazonaws.com", "acme-backups", "team-a"] },
-    { repository: "sftp:restic@vault.internal:/srv/restic/team-a", message: "ssh: connect to host vault.internal: refused for restic@vault.internal", hidden: ["vault.internal", "/srv/restic"] },
-    { repository: "/mnt/backups/team-a", message: "Fatal: unable to open config file: stat /mnt/backups/team-a/config: no such file", hidden: ["/mnt/backups"] },
+    {
+      repository: "s3:s3.eu-west-1.amazonaws.com/acme-backups/team-a",
+      message: "unable to open s3:s3.eu-west-1.amazonaws.com/acme-backups/team-a: bucket acme-backups denied",
+      hidden: ["amazonaws.com", "acme-backups", "team-a"],
+    },
+    {
+      repository: "sftp:restic@vault.internal:/srv/restic/team-a",
+      message: "ssh: connect to host vault.internal: refused for restic@vault.internal",
+      hidden: ["vault.internal", "/srv/restic"],
+    },
+    {
+      repository: "/mnt/backups/team-a",
+      message: "Fatal: unable to open config file: stat /mnt/backups/team-a/config: no such file",
+      hidden: ["/mnt/backups"],
+    },
   ])("$repository", ({ repository, message, hidden }) => {
     const shown = makeRedactor(repositoryLocation(repository))(message);
     for (const piece of hidden) expect(shown).not.toContain(piece);

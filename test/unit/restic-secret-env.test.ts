@@ -31,13 +31,27 @@ describe("the repository Secret's keys in a worker's environment", () => {
   });
 
   it("puts the Secret's allowed keys back under their own names, beneath the worker's own settings", () => {
-    const env = podEnvironment({ RESTIC_REPOSITORY: "rest:http://r/", RESTIC_PASSWORD: "pw", INITIALIZE_REPO: "true" }, { INITIALIZE_REPO: "false", CLUSTER_NAME: "prod" });
-    expect(env).toEqual({ SECRET_RESTIC_REPOSITORY: "rest:http://r/", SECRET_RESTIC_PASSWORD: "pw", SECRET_INITIALIZE_REPO: "true", INITIALIZE_REPO: "false", CLUSTER_NAME: "prod" });
-    expect(splitEnvironment(env)).toEqual({ env: { RESTIC_REPOSITORY: "rest:http://r/", RESTIC_PASSWORD: "pw", INITIALIZE_REPO: "false", CLUSTER_NAME: "prod" }, refused: [] });
+    const env = podEnvironment(
+      { RESTIC_REPOSITORY: "rest:http://r/", RESTIC_PASSWORD: "pw", INITIALIZE_REPO: "true" },
+      { INITIALIZE_REPO: "false", CLUSTER_NAME: "prod" },
+    );
+    expect(env).toEqual({
+      SECRET_RESTIC_REPOSITORY: "rest:http://r/",
+      SECRET_RESTIC_PASSWORD: "pw",
+      SECRET_INITIALIZE_REPO: "true",
+      INITIALIZE_REPO: "false",
+      CLUSTER_NAME: "prod",
+    });
+    expect(splitEnvironment(env)).toEqual({
+      env: { RESTIC_REPOSITORY: "rest:http://r/", RESTIC_PASSWORD: "pw", INITIALIZE_REPO: "false", CLUSTER_NAME: "prod" },
+      refused: [],
+    });
   });
 
   it("refuses each key of the Secret that is not a repository variable, and never lets it set the variable", () => {
-    const split = splitEnvironment(podEnvironment({ RESTIC_PASSWORD: "pw", NODE_OPTIONS: "--require /evil.js", RESTIC_BINARY: "/bin/sh" }, { RESTIC_BINARY: "/usr/bin/restic" }));
+    const split = splitEnvironment(
+      podEnvironment({ RESTIC_PASSWORD: "pw", NODE_OPTIONS: "--require /evil.js", RESTIC_BINARY: "/bin/sh" }, { RESTIC_BINARY: "/usr/bin/restic" }),
+    );
     expect(split.refused).toEqual([
       "the repository Secret's key NODE_OPTIONS is not one of restic's repository variables (a Secret may hold only those, and INITIALIZE_REPO, UNREACHABLE_TIMEOUT, LOCK_WAIT)",
       "the repository Secret's key RESTIC_BINARY is not one of restic's repository variables (a Secret may hold only those, and INITIALIZE_REPO, UNREACHABLE_TIMEOUT, LOCK_WAIT)",

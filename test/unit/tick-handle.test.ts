@@ -11,7 +11,13 @@ import type { Walle } from "../../lib/app/walle.ts";
 function stub(schedules = 1, refuse = false) {
   const calls: TickOptions[] = [];
   const asked: string[] = [];
-  const report = (opts: TickOptions): TickReport => ({ now: "2026-12-02T00:00:00.000Z", dryRun: false, schedules: opts.schedule ? schedules : 3, actions: [], errors: [] });
+  const report = (opts: TickOptions): TickReport => ({
+    now: "2026-12-02T00:00:00.000Z",
+    dryRun: false,
+    schedules: opts.schedule ? schedules : 3,
+    actions: [],
+    errors: [],
+  });
   const walle = {
     tick: async (opts: TickOptions) => (calls.push(opts), report(opts)),
     authenticate: async (credentials: { bearer?: string }, what: string) => {
@@ -28,7 +34,13 @@ function stub(schedules = 1, refuse = false) {
   return { context: { walle, log: pino({ level: "silent" }), credentials: { staticToken: false, bearer: "token" } }, calls, asked };
 }
 
-const event = (type: string, data?: unknown): CloudEventV1<unknown> => ({ specversion: "1.0", id: "evt-1", source: "/test", type, ...(data === undefined ? {} : { data }) });
+const event = (type: string, data?: unknown): CloudEventV1<unknown> => ({
+  specversion: "1.0",
+  id: "evt-1",
+  source: "/test",
+  type,
+  ...(data === undefined ? {} : { data }),
+});
 
 describe("the tick's handle", () => {
   it.each(["dev.knative.sources.ping", "io.ros.walle.tick"])("%s runs a whole tick, for a caller RBAC allows to tick", async (type) => {

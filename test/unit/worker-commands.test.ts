@@ -73,14 +73,22 @@ describe("restore", () => {
       ["snapshots", "--json", "--host", "prod", "--tag", "pvc=data,namespace=shop"],
       ["restore", id("b"), "--json", "--retry-lock", "5m", "--target", "/target", "--sparse"],
     ]);
-    expect(r).toMatchObject({ reason: "Completed", snapshotId: id("b"), restore: { files: 3, bytes: 10 }, message: "Restored snapshot bbbbbbbb (3 files, 10 B) into /target." });
+    expect(r).toMatchObject({
+      reason: "Completed",
+      snapshotId: id("b"),
+      restore: { files: 3, bytes: 10 },
+      message: "Restored snapshot bbbbbbbb (3 files, 10 B) into /target.",
+    });
   });
 
   it("says clearly when no snapshot matches, without restoring", async () => {
     const { ctx, calls } = scripted(() => ({ stdout: [JSON.stringify(snapshots)] }));
     const r = await restore(latest("2023-06-01T00:00:00Z"), ctx);
     expect(calls).toHaveLength(1);
-    expect(r).toMatchObject({ reason: "NoSnapshot", message: "There is no snapshot of PVC shop/data from cluster prod taken at or before 2023-06-01T00:00:00.000Z." });
+    expect(r).toMatchObject({
+      reason: "NoSnapshot",
+      message: "There is no snapshot of PVC shop/data from cluster prod taken at or before 2023-06-01T00:00:00.000Z.",
+    });
   });
 
   it("stops at a failed listing", async () => {
@@ -105,7 +113,12 @@ describe("prune", () => {
     const { ctx, calls } = scripted((inv) =>
       inv.command === "unlock" || inv.command === "list"
         ? {}
-        : { stdout: [JSON.stringify(report)], facts: { stderr: ["Remove(<snapshot/aaaa>) failed: unexpected HTTP response (403): 403 Forbidden", "unable to remove snapshot/aaaa from the repository"] } },
+        : {
+            stdout: [JSON.stringify(report)],
+            facts: {
+              stderr: ["Remove(<snapshot/aaaa>) failed: unexpected HTTP response (403): 403 Forbidden", "unable to remove snapshot/aaaa from the repository"],
+            },
+          },
     );
     const r = await prune(config, ctx);
     expect(calls.map((c) => c[0])).toEqual(["unlock", "list", "forget"]);
@@ -114,7 +127,9 @@ describe("prune", () => {
 
   it("reports a failed prune after a good forget", async () => {
     const { ctx } = scripted((inv) =>
-      inv.command === "forget" ? { stdout: [JSON.stringify(report)] } : { facts: { exitCode: 1, finalMessage: "Fatal: unexpected HTTP response (403): 403 Forbidden" } },
+      inv.command === "forget"
+        ? { stdout: [JSON.stringify(report)] }
+        : { facts: { exitCode: 1, finalMessage: "Fatal: unexpected HTTP response (403): 403 Forbidden" } },
     );
     const r = await prune(config, ctx);
     expect(r.reason).toBe("Forbidden");
@@ -268,16 +283,35 @@ describe("snapshots", () => {
   });
 
   it("says so when there are none, and fails on a list it cannot read", async () => {
-    expect(await listSnapshots(config, scripted(() => ({ stdout: ["[]"] })).ctx)).toMatchObject({ reason: "Completed", message: "There are no snapshots of PVC shop/data.", snapshots: [] });
+    expect(await listSnapshots(config, scripted(() => ({ stdout: ["[]"] })).ctx)).toMatchObject({
+      reason: "Completed",
+      message: "There are no snapshots of PVC shop/data.",
+      snapshots: [],
+    });
     expect(await listSnapshots(config, scripted(() => ({ stdout: ["{"] })).ctx)).toMatchObject({ reason: "ResticFailed" });
   });
 
   it("fits the termination message: a list of long host names loses its oldest entries first", () => {
-    const entries = Array.from({ length: 30 }, (_, i) => ({ id: "0123abcd", time: "2026-12-01T00:00:00.123456789+01:00", host: `h${i}-${"x".repeat(150)}`, bytes: 1 }));
-    const text = encodeResult({ command: "snapshots", outcome: "Succeeded", reason: "Completed", message: "30 snapshots of PVC shop/data.", snapshots: entries, startedAt: "2026-12-01T00:00:00Z", finishedAt: "2026-12-01T00:00:01Z" });
+    const entries = Array.from({ length: 30 }, (_, i) => ({
+      id: "0123abcd",
+      time: "2026-12-01T00:00:00.123456789+01:00",
+      host: `h${i}-${"x".repeat(150)}`,
+      bytes: 1,
+    }));
+    const text = encodeResult({
+      command: "snapshots",
+      outcome: "Succeeded",
+      reason: "Completed",
+      message: "30 snapshots of PVC shop/data.",
+      snapshots: entries,
+      startedAt: "2026-12-01T00:00:00Z",
+      finishedAt: "2026-12-01T00:00:01Z",
+    });
     expect(new TextEncoder().encode(text).length).toBeLessThanOrEqual(4096);
     const decoded = decodeResult(text);
     expect(decoded.ok && decoded.result).toMatchObject({ message: "30 snapshots of PVC shop/data.", snapshotsTotal: 30 });
-    expect(decoded.ok && decoded.result.snapshots?.map((e) => e.host)).toEqual(entries.slice(0, decoded.ok ? (decoded.result.snapshots?.length ?? 0) : 0).map((e) => e.host));
+    expect(decoded.ok && decoded.result.snapshots?.map((e) => e.host)).toEqual(
+      entries.slice(0, decoded.ok ? (decoded.result.snapshots?.length ?? 0) : 0).map((e) => e.host),
+    );
   });
 });

@@ -49,9 +49,21 @@ describe("backup configuration", () => {
     { name: "a password command instead", env: { ...backupEnv, RESTIC_PASSWORD: "", RESTIC_PASSWORD_COMMAND: "cat /pw" }, says: undefined },
     { name: "no source", env: { ...backupEnv, SOURCE_PATH: "" }, says: "SOURCE_PATH is required (or STREAM_URL)" },
     { name: "two sources", env: { ...backupEnv, STREAM_URL: "http://10.0.0.1/streams/a/b" }, says: "SOURCE_PATH and STREAM_URL are two sources: give one" },
-    { name: "a stream without its file name and token", env: { ...backupEnv, SOURCE_PATH: "", STREAM_URL: "http://10.0.0.1/streams/a/b" }, says: "STDIN_FILENAME is required with STREAM_URL; PROGRESS_TOKEN_FILE is required with STREAM_URL" },
-    { name: "a stream", env: { ...backupEnv, SOURCE_PATH: "", STREAM_URL: "http://10.0.0.1/streams/a/b", STDIN_FILENAME: "db.pg.stdout", PROGRESS_TOKEN_FILE: "/t" }, says: undefined },
-    { name: "a file name with a slash", env: { ...backupEnv, SOURCE_PATH: "", STREAM_URL: "http://10.0.0.1/streams/a/b", STDIN_FILENAME: "a/b", PROGRESS_TOKEN_FILE: "/t" }, says: "STDIN_FILENAME must be a file name, without '/'" },
+    {
+      name: "a stream without its file name and token",
+      env: { ...backupEnv, SOURCE_PATH: "", STREAM_URL: "http://10.0.0.1/streams/a/b" },
+      says: "STDIN_FILENAME is required with STREAM_URL; PROGRESS_TOKEN_FILE is required with STREAM_URL",
+    },
+    {
+      name: "a stream",
+      env: { ...backupEnv, SOURCE_PATH: "", STREAM_URL: "http://10.0.0.1/streams/a/b", STDIN_FILENAME: "db.pg.stdout", PROGRESS_TOKEN_FILE: "/t" },
+      says: undefined,
+    },
+    {
+      name: "a file name with a slash",
+      env: { ...backupEnv, SOURCE_PATH: "", STREAM_URL: "http://10.0.0.1/streams/a/b", STDIN_FILENAME: "a/b", PROGRESS_TOKEN_FILE: "/t" },
+      says: "STDIN_FILENAME must be a file name, without '/'",
+    },
     { name: "a relative source", env: { ...backupEnv, SOURCE_PATH: "data" }, says: "SOURCE_PATH must be an absolute path" },
     { name: "no cluster name", env: { ...backupEnv, CLUSTER_NAME: "" }, says: "CLUSTER_NAME is required" },
     { name: "no PVC", env: { ...backupEnv, PVC_NAME: "" }, says: "PVC_NAME is required" },
@@ -146,7 +158,10 @@ describe("prune, check and unlock configuration", () => {
   });
 
   it("snapshots needs the PVC", () => {
-    expect(parseConfig("snapshots", { ...secret, PVC_NAME: "data", PVC_NAMESPACE: "shop" })).toMatchObject({ command: "snapshots", owner: { pvc: "data", namespace: "shop" } });
+    expect(parseConfig("snapshots", { ...secret, PVC_NAME: "data", PVC_NAMESPACE: "shop" })).toMatchObject({
+      command: "snapshots",
+      owner: { pvc: "data", namespace: "shop" },
+    });
     expect(problems("snapshots", secret).join("; ")).toMatch(/PVC_NAME is required.*PVC_NAMESPACE is required/);
   });
 

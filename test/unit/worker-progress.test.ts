@@ -42,7 +42,13 @@ describe("progress reporter", () => {
     let now = 0;
     const { posts, post } = recorder(async () => new Response(null, { status: 202 }));
     const r = new ProgressReporter({ kind: "backup", intervalMs: 10_000, log: silent, sink: { url: "http://sink/" }, now: () => now, post });
-    for (const [t, p] of [[0, 0.1], [5_000, 0.2], [9_999, 0.3], [10_000, 0.4], [25_000, 0.5]] as const) {
+    for (const [t, p] of [
+      [0, 0.1],
+      [5_000, 0.2],
+      [9_999, 0.3],
+      [10_000, 0.4],
+      [25_000, 0.5],
+    ] as const) {
       now = t;
       r.report({ percentDone: p });
       await r.close();

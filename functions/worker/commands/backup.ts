@@ -111,7 +111,6 @@ function fetchStream(url: string, tokenFile: string, stdin: NodeJS.WritableStrea
   });
 }
 
-
 /**
  * The volume's entries, leaving out ext4's lost+found, which the backup excludes too (args.ts): a freshly
  * formatted volume holds only that, and is empty to its user. Undefined when the path is not a readable directory.

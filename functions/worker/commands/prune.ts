@@ -13,11 +13,7 @@ export async function prune(config: PruneConfig, ctx: WorkerContext): Promise<Co
   // to itself: stale locks go first. restic removes only locks whose process is gone, so a live one stays.
   const { removed } = await removeStaleLocks(config, ctx);
   ctx.log.info({ repository: config.repository, host, schedule, retention: policy }, "Forgetting snapshots by the retention policy.");
-  const forget = await runCreatingRepository(
-    { command: "forget", args: forgetArgs({ host, schedule, policy, lockWait }), keepStdout: true },
-    config,
-    ctx,
-  );
+  const forget = await runCreatingRepository({ command: "forget", args: forgetArgs({ host, schedule, policy, lockWait }), keepStdout: true }, config, ctx);
   const forgetVerdict = judge(forget, config);
   if (forgetVerdict.reason !== "Completed") return resultOf(forget, forgetVerdict);
   const counts = countsOf(forget.stdout);

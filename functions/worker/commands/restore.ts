@@ -14,7 +14,13 @@ export async function restore(config: RestoreConfig, ctx: WorkerContext): Promis
   const progress = ctx.progress("restore");
   const run = await ctx.restic.run({
     command: "restore",
-    args: restoreArgs({ snapshotId: chosen.id, targetPath: config.targetPath, include: config.include, deleteOthers: config.deleteOthers, lockWait: config.lockWait }),
+    args: restoreArgs({
+      snapshotId: chosen.id,
+      targetPath: config.targetPath,
+      include: config.include,
+      deleteOthers: config.deleteOthers,
+      lockWait: config.lockWait,
+    }),
     onProgress: (p) => progress.report(p),
   });
   await progress.close();

@@ -21,6 +21,10 @@ export async function snapshots(config: SnapshotsConfig, ctx: WorkerContext): Pr
   });
   const of = `PVC ${owner.namespace}/${owner.pvc}${host ? ` from cluster ${host}` : ""}`;
   const message =
-    all.length === 0 ? `There are no snapshots of ${of}.` : all.length > listed.length ? `${all.length} snapshots of ${of}; the newest ${listed.length} are listed.` : `${all.length} snapshot${all.length === 1 ? "" : "s"} of ${of}.`;
+    all.length === 0
+      ? `There are no snapshots of ${of}.`
+      : all.length > listed.length
+        ? `${all.length} snapshots of ${of}; the newest ${listed.length} are listed.`
+        : `${all.length} snapshot${all.length === 1 ? "" : "s"} of ${of}.`;
   return { ...resultOf(run, verdict), message, snapshots: listed, ...(all.length > listed.length ? { snapshotsTotal: all.length } : {}) };
 }

@@ -35,12 +35,19 @@ function removedCount(stdout: readonly string[]): number {
  * repository holds is such a one (restic removes locks only all at once). Any failure here leaves the locks as they
  * are and is logged; the command that follows meets them and says so.
  */
-async function removeGoneWorkersLocks(config: CommonConfig & StaleLockConfig & { host: string }, ctx: WorkerContext): Promise<{ removed: number; note: string }> {
+async function removeGoneWorkersLocks(
+  config: CommonConfig & StaleLockConfig & { host: string },
+  ctx: WorkerContext,
+): Promise<{ removed: number; note: string }> {
   const list = await ctx.restic.run({ command: "list", args: listLocksArgs(), keepStdout: true });
   if (judge(list, config).reason !== "Completed") return { removed: 0, note: "" };
   const ids = list.stdout.map((l) => l.trim()).filter((l) => /^[0-9a-f]{64}$/.test(l));
   if (ids.length === 0) return { removed: 0, note: "" };
-  const evidence = { clusterName: config.host, ownHostname: ctx.hostname ?? hostname(), ...(config.staleLocksBefore ? { staleBefore: config.staleLocksBefore } : {}) };
+  const evidence = {
+    clusterName: config.host,
+    ownHostname: ctx.hostname ?? hostname(),
+    ...(config.staleLocksBefore ? { staleBefore: config.staleLocksBefore } : {}),
+  };
   const judged: LockJudgement[] = [];
   for (const id of ids) {
     const cat = await ctx.restic.run({ command: "cat", args: catLockArgs(id), keepStdout: true });
