@@ -68,8 +68,14 @@ async function eventColdStart(cluster: Cluster, ns: string, i: number): Promise<
   return at - created;
 }
 
-const revisionPods = async (cluster: Cluster) =>
-  (await cluster.api.get<{ items: unknown[] }>(`/api/v1/namespaces/${NS}/pods`, { labelSelector: `serving.knative.dev/revision=${REVISION}` })).items.length;
+/** The names of the reconcile revision's pods. */
+const revisionPodNames = async (cluster: Cluster) =>
+  (
+    await cluster.api.get<{ items: { metadata: { name: string } }[] }>(`/api/v1/namespaces/${NS}/pods`, {
+      labelSelector: `serving.knative.dev/revision=${REVISION}`,
+    })
+  ).items.map((p) => p.metadata.name);
+const revisionPods = async (cluster: Cluster) => (await revisionPodNames(cluster)).length;
 
 /** A token of a new service account with Kubernetes' edit role (walle-edit joins it) in `ns`, for Walle's audience. */
 async function editor(cluster: Cluster, ns: string): Promise<string> {
@@ -204,13 +210,11 @@ export async function installed(): Promise<Figure[]> {
     // What a reconcile pod that runs in the window handled, from its own log, to say what woke it.
     const woken = new Map<string, string>();
     for (const end = started + idleSeconds * 1000; Date.now() < end; await sleep(2000)) {
-      const pods = await cluster.api.get<{ items: { metadata: { name: string } }[] }>(`/api/v1/namespaces/${NS}/pods`, {
-        labelSelector: `serving.knative.dev/revision=${REVISION}`,
-      });
-      most = Math.max(most, pods.items.length);
-      for (const pod of pods.items) {
-        const text = await cluster.api.get<string>(`/api/v1/namespaces/${NS}/pods/${pod.metadata.name}/log`, { container: "reconcile" }).catch(() => "");
-        if (text) woken.set(pod.metadata.name, text);
+      const pods = await revisionPodNames(cluster);
+      most = Math.max(most, pods.length);
+      for (const pod of pods) {
+        const text = await cluster.api.get<string>(`/api/v1/namespaces/${NS}/pods/${pod}/log`, { container: "reconcile" }).catch(() => "");
+        if (text) woken.set(pod, text);
       }
       const cpu = await walleCpu(cluster);
       mostPods = Math.max(mostPods, cpu.size);

@@ -40,8 +40,7 @@ export const releaseFiles = (module: string, version: string, files: readonly st
   upstreamFiles({ module, version, files }, { dir: "knative", what: "release config", paths: true }, log);
 
 /** The release's objects as the local cluster installs them: its ko:// images named as pushed, then configured. */
-export async function knativeManifests(release: KnativeRelease, log: (line: string) => void = () => {}): Promise<KubeObject[]> {
-  const version = await requiredVersion(release.toolchain, release.module);
+async function knativeManifests(release: KnativeRelease, version: string, log: (line: string) => void): Promise<KubeObject[]> {
   const ko = new RegExp(`ko://${release.module.replace(/[./]/g, "\\$&")}/cmd/([a-z_-]+)`, "g");
   const objects: KubeObject[] = [];
   for (const f of await release.files(version, log)) {
@@ -52,8 +51,7 @@ export async function knativeManifests(release: KnativeRelease, log: (line: stri
 }
 
 /** Builds the images of a release's programs (once) and pushes them to the node's registry under upstream's names. */
-async function pushImages(release: KnativeRelease, registry: string, log: (line: string) => void): Promise<void> {
-  const version = await requiredVersion(release.toolchain, release.module);
+async function pushImages(release: KnativeRelease, version: string, registry: string, log: (line: string) => void): Promise<void> {
   const dir = path.join(cacheDir(), "images", `knative-${path.basename(release.module)}`);
   for (const [binary, command] of release.programs) {
     const image = await buildBinaryImage({ dir, name: command, binary: await resolveBinary(binary, log), tag: version, log });
@@ -82,8 +80,9 @@ export async function installKnative(
   o: { readonly api: RestClient; readonly registry: string; readonly log?: (line: string) => void },
 ): Promise<void> {
   const log = o.log ?? (() => {});
-  await pushImages(release, o.registry, log);
-  const objects = await knativeManifests(release, log);
+  const version = await requiredVersion(release.toolchain, release.module);
+  await pushImages(release, version, o.registry, log);
+  const objects = await knativeManifests(release, version, log);
   await installCrds(
     o.api,
     objects.filter((x) => x.kind === "CustomResourceDefinition"),

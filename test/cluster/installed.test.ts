@@ -164,32 +164,33 @@ afterAll(async () => {
   if (stateDir && !process.env.WALLE_KEEP_TEST_CLUSTER) await rm(stateDir, { recursive: true, force: true });
 }, 120_000);
 
+/** The pods of a Knative release's namespace: the app each runs, its node, images and readiness, by app. */
+async function releasePods(namespace: string) {
+  const pods = await api().get<{ items: PodSeen[] }>(`/api/v1/namespaces/${namespace}/pods`);
+  return pods.items
+    .map((p) => ({
+      app: p.metadata.labels?.app,
+      node: p.spec.nodeName,
+      images: p.spec.containers.map((c) => c.image),
+      ready: condition(p, "Ready")?.status,
+    }))
+    .sort((a, b) => String(a.app).localeCompare(String(b.app)));
+}
+
+describe("Knative Eventing on the local cluster", () => {
+  it("runs its controller and webhook as pods on the real node, from the images built here", async () => {
+    const version = await requiredVersion("eventing", "knative.dev/eventing");
+    expect(await releasePods(EVENTING_NAMESPACE)).toEqual(
+      EVENTING_DEPLOYMENTS.map((app) => ({ app, node: "walle-node", images: [eventingImage(app.replace(/^eventing-/, ""), version)], ready: "True" })),
+    );
+  });
+});
+
 describe("Knative Serving on the local cluster", () => {
   it("runs its controller, webhook, autoscaler and activator as pods on the real node, from the images built here", async () => {
     const version = await requiredVersion("serving", "knative.dev/serving");
-    const pods = await api().get<{ items: PodSeen[] }>(`/api/v1/namespaces/${SERVING_NAMESPACE}/pods`);
-    const seen = pods.items.map((p) => ({
-      app: p.metadata.labels?.app,
-      node: p.spec.nodeName,
-      images: p.spec.containers.map((c) => c.image),
-      ready: condition(p, "Ready")?.status,
-    }));
-    expect(seen.sort((a, b) => String(a.app).localeCompare(String(b.app)))).toEqual(
+    expect(await releasePods(SERVING_NAMESPACE)).toEqual(
       [...SERVING_DEPLOYMENTS].sort().map((app) => ({ app, node: "walle-node", images: [servingImage(app, version)], ready: "True" })),
-    );
-  });
-
-  it("runs Knative Eventing's controller and webhook as pods on the real node, from the images built here", async () => {
-    const version = await requiredVersion("eventing", "knative.dev/eventing");
-    const pods = await api().get<{ items: PodSeen[] }>(`/api/v1/namespaces/${EVENTING_NAMESPACE}/pods`);
-    const seen = pods.items.map((p) => ({
-      app: p.metadata.labels?.app,
-      node: p.spec.nodeName,
-      images: p.spec.containers.map((c) => c.image),
-      ready: condition(p, "Ready")?.status,
-    }));
-    expect(seen.sort((a, b) => String(a.app).localeCompare(String(b.app)))).toEqual(
-      EVENTING_DEPLOYMENTS.map((app) => ({ app, node: "walle-node", images: [eventingImage(app.replace(/^eventing-/, ""), version)], ready: "True" })),
     );
   });
 
