@@ -29,14 +29,26 @@ export const installManifests = [
   ),
 ];
 
+interface Pinned {
+  kind?: string;
+  metadata?: { name?: string };
+  data?: Record<string, string>;
+  spec?: { variables?: { name: string; expression: string }[] };
+}
+
 /**
  * Applies the install manifests with the local worker image in ConfigMap walle-worker, as an admin sets their
- * registry's image there: the functions read it, and the admission policy walle-worker-image pins Jobs to it.
+ * registry's image there: the functions read it, and the admission policy walle-worker-image pins Jobs to it (its
+ * `image` variable, which knative/kustomization.yaml's replacement fills from the ConfigMap; these files are applied
+ * one by one, without kustomize, so the same value is set here).
  */
 export async function installWalle(admin: RestClient): Promise<void> {
   const objects = await readManifestFiles(installManifests);
-  for (const o of objects as { kind?: string; metadata?: { name?: string }; data?: Record<string, string> }[]) {
+  for (const o of objects as Pinned[]) {
     if (o.kind === "ConfigMap" && o.metadata?.name === WORKER_IMAGE_CONFIGMAP) o.data = { ...o.data, image: LOCAL_WORKER_IMAGE };
+    if (o.kind === "ValidatingAdmissionPolicy" && o.metadata?.name === "walle-worker-image") {
+      o.spec = { ...o.spec, variables: (o.spec?.variables ?? []).map((v) => (v.name === "image" ? { ...v, expression: `'${LOCAL_WORKER_IMAGE}'` } : v)) };
+    }
   }
   await applyObjects(admin, objects);
 }

@@ -45,6 +45,8 @@ export function kustomizationFiles(dir: string): string[] {
 // Placeholders the YAML writer leaves alone, then replaced by template expressions.
 const TEMPLATES: Readonly<Record<string, string>> = {
   __WALLE_WORKER_IMAGE__: "{{ .Values.config.backup_job_image | quote }}",
+  // The same image as a CEL string literal, for the admission policy's `image` variable (knative/kustomization.yaml).
+  __WALLE_WORKER_IMAGE_CEL__: "{{ .Values.config.backup_job_image | squote | quote }}",
   __WALLE_CLUSTER_NAME__: "{{ .Values.config.cluster_name | quote }}",
   __WALLE_IMAGE_TAG__: "{{ .Values.image.tag }}",
   __WALLE_IMAGE_REPOSITORY__: "{{ .Values.image.repository }}",
@@ -91,6 +93,14 @@ function templatePod(doc: Document, spec: YAMLMap): void {
   const volume = doc.createNode({ name: "walle-config", configMap: { name: "walle-config" } });
   if (isSeq(volumes)) volumes.add(volume);
   else spec.set("volumes", doc.createNode([volume]));
+}
+
+/** The policy walle-worker-image's `image` variable, which the kustomization's replacement fills, from the values. */
+function pinnedImage(doc: Document): void {
+  const variables = doc.getIn(["spec", "variables"]);
+  const image = isSeq(variables) ? variables.items.find((v) => isMap(v) && v.get("name") === "image") : undefined;
+  if (!isMap(image)) throw new Error("ValidatingAdmissionPolicy walle-worker-image has no image variable");
+  image.set("expression", doc.createNode("__WALLE_WORKER_IMAGE_CEL__"));
 }
 
 function templated(text: string): string {
@@ -185,6 +195,7 @@ export function chartFiles(): GeneratedFile[] {
       if (spec) templatePod(doc, spec);
       // The worker image (the functions' WALLE_WORKER_IMAGE, and what the admission policy pins Jobs to) from the values.
       if (doc.get("kind") === "ConfigMap" && doc.getIn(["metadata", "name"]) === "walle-worker") doc.setIn(["data", "image"], "__WALLE_WORKER_IMAGE__");
+      if (doc.get("kind") === "ValidatingAdmissionPolicy" && doc.getIn(["metadata", "name"]) === "walle-worker-image") pinnedImage(doc);
     }
     const body = kept.map((d) => `---\n${d.toString({ lineWidth: 0 })}`).join("");
     files.push({ name: path.join("templates", file.replace(/\//g, "-")), content: HEADER + templated(body) });

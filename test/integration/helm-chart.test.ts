@@ -109,6 +109,13 @@ describe("the Helm chart", () => {
     const worker = rendered.find((o) => o.kind === "ConfigMap" && o.metadata.name === "walle-worker") as unknown as
       { data: Record<string, string> } | undefined;
     expect(worker?.data).toEqual({ image: "ghcr.io/jess-sol/walle/worker:latest" });
+    // And the admission policy pins Jobs to it, as a CEL string of its own (no parameter: knative/reconcile-bounds.yaml).
+    const pin = rendered.find((o) => o.kind === "ValidatingAdmissionPolicy" && o.metadata.name === "walle-worker-image") as unknown as
+      { spec: { paramKind?: unknown; variables: { name: string; expression: string }[] } } | undefined;
+    expect({ paramKind: pin?.spec.paramKind, variables: pin?.spec.variables }).toEqual({
+      paramKind: undefined,
+      variables: [{ name: "image", expression: "'ghcr.io/jess-sol/walle/worker:latest'" }],
+    });
     expect(env.filter((e) => e.name === "WALLE_CLUSTER_NAME").map((e) => e.value)).toEqual(["minikube", "minikube"]);
     expect(await readFile(values, "utf8")).toContain("snap_class_mappings:");
   });
