@@ -48,6 +48,8 @@ export const ConditionReason = {
   WorkerFailed: "WorkerFailed",
   /** The worker Job completed, but none of its own pods left a result Walle could decode. */
   NoResult: "NoResult",
+  /** The API server refused to make what a run needs (an admission policy, RBAC, a quota), and said why. */
+  Refused: "Refused",
   UnsupportedTarget: "UnsupportedTarget",
   TargetNotFound: "TargetNotFound",
   TargetInUse: "TargetInUse",

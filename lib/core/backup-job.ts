@@ -28,7 +28,7 @@ import {
   type WalleConfig,
 } from "./builders.ts";
 import { findCondition, isCleanedUp, rfc3339, setCondition, type ConditionInput } from "./conditions.ts";
-import { failsInvalid, type Action, type Decision, type KubeEvent, type ReadPlan, type Reconciler } from "./decision.ts";
+import { failsInvalid, failsRefused, type Action, type Decision, type KubeEvent, type ReadPlan, type Reconciler } from "./decision.ts";
 import { backupJobChildNames } from "./names.ts";
 import {
   jobFailureMessage,
@@ -430,18 +430,22 @@ function releaseSource(s: Step): void {
  * the Jobs in the cluster, as K8up's locker does; the wait ends at a later step, when a Job has finished.
  */
 function repositoryTurn(s: Step): string | undefined {
-  const { w, names, config } = s;
-  const others = (w.repositoryJobs ?? []).filter((j) => jobOutcome(j) === undefined && j.metadata?.name !== names.job);
-  const pruning = others.find((j) => j.metadata?.labels?.[Label.BackupJobType] === JobType.Prune);
+  const { w, config } = s;
+  const pruning = otherJobs(s).find((j) => j.metadata?.labels?.[Label.BackupJobType] === JobType.Prune);
   if (pruning) return `Waiting for prune Job ${s.workerNs}/${pruning.metadata?.name} to finish with repository ${w.spec.repository.name}.`;
-  const writers = others.filter(
-    (j) => j.metadata?.labels?.[Label.BackupJobType] === JobType.Backup || j.metadata?.labels?.[Label.BackupJobType] === JobType.Restore,
-  );
+  const writers = otherWriters(s);
   if (writers.length >= config.maxWorkersPerRepository) {
     return `Waiting for a turn: ${writers.length} workers already use repository ${w.spec.repository.name} (at most ${config.maxWorkersPerRepository} at once).`;
   }
   return undefined;
 }
+
+/** The other Jobs of Walle's that use the BackupJob's repository and have not ended. */
+const otherJobs = (s: Step) => (s.w.repositoryJobs ?? []).filter((j) => jobOutcome(j) === undefined && j.metadata?.name !== s.names.job);
+
+/** Of those, the backup and restore workers. */
+const otherWriters = (s: Step) =>
+  otherJobs(s).filter((j) => j.metadata?.labels?.[Label.BackupJobType] === JobType.Backup || j.metadata?.labels?.[Label.BackupJobType] === JobType.Restore);
 
 /** Seconds between looks at a repository that has no room yet. */
 const REPOSITORY_RETRY_SECONDS = 30;
@@ -474,8 +478,13 @@ function backupEnv(s: Step, snapshotTime: string): Record<string, string> {
     SNAPSHOT_TIME: snapshotTime,
     PROGRESS_SUBJECT: `/apis/ros.io/v1/namespaces/${w.job.namespace}/backupjobs/${w.job.name}`,
     ...(w.job.labels[Label.BackupSchedule] ? { BACKUP_SCHEDULE: w.job.labels[Label.BackupSchedule] } : {}),
-    // Set here, these win over the repository Secret's INITIALIZE_REPO (env before envFrom).
-    ...(w.job.annotations?.[WalleAnnotation.InitializesRepository] === "false" ? { INITIALIZE_REPO: "false", REPOSITORY_WAIT: REPOSITORY_WAIT } : {}),
+    // Set here, these win over the repository Secret's INITIALIZE_REPO (env before envFrom). One worker at a time may
+    // create a repository: two restic inits of one repository at once break it for good (the one whose config save
+    // fails removes the config the other saved, docs/architecture.md, restic), so while another worker uses the
+    // repository, this one waits for it to exist rather than create it.
+    ...(w.job.annotations?.[WalleAnnotation.InitializesRepository] === "false" || otherWriters(s).length > 0
+      ? { INITIALIZE_REPO: "false", REPOSITORY_WAIT: REPOSITORY_WAIT }
+      : {}),
   };
 }
 
@@ -806,12 +815,16 @@ function cleanUp(s: Step): Outcome {
   return s.decision();
 }
 
+/** How a BackupJob fails when Walle cannot read it, or the API server refuses what a step must make. */
+const failing = { kind: "BackupJob", failed: BackupJobPhase.Failed, condition: BackupJobConditionType.BackupState, event: EventReason.BackupFailed } as const;
+
 export const backupJobReconciler: Reconciler<BackupJob, BackupJobObserved, BackupJobWorld, BackupJobStatus> = {
   kind: "BackupJob",
   reads: backupJobReads,
   world: backupJobWorld,
   decide: decideBackupJob,
-  invalid: failsInvalid({ kind: "BackupJob", failed: BackupJobPhase.Failed, condition: BackupJobConditionType.BackupState, event: EventReason.BackupFailed }),
+  invalid: failsInvalid(failing),
+  refused: failsRefused(failing),
 };
 
 /** The class for a PVC's snapshot: the operator's mapping, else the default class of the PVC's CSI driver. */

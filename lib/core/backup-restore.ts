@@ -14,7 +14,7 @@ import type { BackupRestore } from "../api/parse.ts";
 import type { WorkerResult } from "../restic/result.ts";
 import { ownedMetadata, ownerRef, workerActions, type Manifest, type WalleConfig } from "./builders.ts";
 import { isCleanedUp, rfc3339, setCondition, type ConditionInput } from "./conditions.ts";
-import { failsInvalid, type Action, type Decision, type KubeEvent, type ReadPlan, type Reconciler } from "./decision.ts";
+import { failsInvalid, failsRefused, type Action, type Decision, type KubeEvent, type ReadPlan, type Reconciler } from "./decision.ts";
 import { restoreChildNames } from "./names.ts";
 import { jobFailureMessage, jobHasRunningPod, type Job, type ObjectSummary, type Pod, type Pv, type Pvc } from "./objects.ts";
 import { allowsPrivilegedWorkers, fidelityCondition, needsNamespaceRead, workerMode } from "./privileges.ts";
@@ -411,15 +411,19 @@ export function decideBackupRestore(w: BackupRestoreWorld, config: WalleConfig, 
   }
 }
 
+/** How a BackupRestore fails when Walle cannot read it, or the API server refuses what a step must make. */
+const failing = {
+  kind: "BackupRestore",
+  failed: BackupRestorePhase.Failed,
+  condition: BackupRestoreConditionType.RestoreState,
+  event: EventReason.RestoreFailed,
+} as const;
+
 export const backupRestoreReconciler: Reconciler<BackupRestore, BackupRestoreObserved, BackupRestoreWorld, BackupRestoreStatus> = {
   kind: "BackupRestore",
   reads: backupRestoreReads,
   world: backupRestoreWorld,
   decide: decideBackupRestore,
-  invalid: failsInvalid({
-    kind: "BackupRestore",
-    failed: BackupRestorePhase.Failed,
-    condition: BackupRestoreConditionType.RestoreState,
-    event: EventReason.RestoreFailed,
-  }),
+  invalid: failsInvalid(failing),
+  refused: failsRefused(failing),
 };

@@ -1,6 +1,7 @@
 // The shapes every reconciler of the pure core shares: the reads a step needs, and the decision it returns
 // (actions, the new status, Events, and when to look again). One executor in lib/k8s carries out any of them.
 import { ConditionReason, type ConditionType, type EventReason } from "../api/conditions.ts";
+import type { Condition } from "../api/common.ts";
 import { ConditionStatus } from "../api/constants.ts";
 import type { Manifest, WalleConfig } from "./builders.ts";
 import { rfc3339, setCondition } from "./conditions.ts";
@@ -114,27 +115,56 @@ export interface Reconciler<Obj, Observed, World, Status> {
   decide(world: World, config: WalleConfig, now: Date): Decision<Status>;
   /** An object the API server accepted but whose spec Walle cannot read (written before a rule existed). */
   invalid(status: Status, problems: readonly string[], now: Date): Decision<Status>;
+  /**
+   * The API server refused an action of a decision (an admission policy, RBAC, a quota): what becomes of the
+   * object, which the refusal names. Without it, the refusal is an error of the step, and the step is tried again.
+   */
+  refused?(status: Status, refusal: string, now: Date): Decision<Status>;
 }
 
 /** A decision that changes nothing. */
 export const unchanged = <S>(status: S): Decision<S> => ({ actions: [], status, events: [] });
 
-/**
- * What a kind does with an object the API server accepted but whose spec Walle cannot read (written before a
- * rule existed, say): Failed, with a condition and an Event that name the fields; nothing is created for it.
- */
-export function failsInvalid<S extends { readonly phase?: string }>(how: {
+interface Failing<S extends { readonly phase?: string }> {
   readonly kind: string;
   readonly failed: NonNullable<S["phase"]>;
   readonly condition: ConditionType;
   readonly event: EventReason;
-}): Reconciler<never, never, never, S>["invalid"] {
-  return (status, problems, now) => {
-    if (status.phase === how.failed) return unchanged(status);
-    const message = `The ${how.kind} is invalid: ${problems.join("; ")}`;
-    const conditions = setCondition(undefined, { type: how.condition, status: ConditionStatus.False, reason: ConditionReason.InvalidSpec, message }, now);
-    // Only what the failure says: a status of its own, since nothing in the old one can be trusted.
-    const failed = { phase: how.failed, finishTime: rfc3339(now), conditions } as unknown as S;
-    return { actions: [], status: failed, events: [{ type: "Warning", reason: how.event, note: message }] };
-  };
+}
+
+/** Failed, once, with a condition and a Warning Event that say `message`; the clean-up of a failed run follows. */
+function failing<S extends { readonly phase?: string; readonly conditions?: readonly Condition[] }>(
+  how: Failing<S>,
+  reason: ConditionReason,
+  message: string,
+  base: S,
+  status: S,
+  now: Date,
+): Decision<S> {
+  if (status.phase === how.failed) return unchanged(status);
+  const conditions = setCondition(base.conditions, { type: how.condition, status: ConditionStatus.False, reason, message }, now);
+  const failed = { ...base, phase: how.failed, finishTime: rfc3339(now), conditions } as S;
+  return { actions: [], status: failed, events: [{ type: "Warning", reason: how.event, note: message }] };
+}
+
+/**
+ * What a kind does with an object the API server accepted but whose spec Walle cannot read (written before a
+ * rule existed, say): Failed, with a condition and an Event that name the fields; nothing is created for it.
+ */
+export function failsInvalid<S extends { readonly phase?: string; readonly conditions?: readonly Condition[] }>(
+  how: Failing<S>,
+): Reconciler<never, never, never, S>["invalid"] {
+  // Only what the failure says: a status of its own, since nothing in the old one can be trusted.
+  return (status, problems, now) => failing(how, ConditionReason.InvalidSpec, `The ${how.kind} is invalid: ${problems.join("; ")}`, {} as S, status, now);
+}
+
+/**
+ * What a run does when the API server refuses what it must make: Failed, with the refusal as it was said (it names
+ * the policy, the role or the quota to change), since trying again changes nothing until an admin does. What it made
+ * before stays named in its status, so the clean-up of a failed run takes it away.
+ */
+export function failsRefused<S extends { readonly phase?: string; readonly conditions?: readonly Condition[] }>(
+  how: Failing<S>,
+): NonNullable<Reconciler<never, never, never, S>["refused"]> {
+  return (status, refusal, now) => failing(how, ConditionReason.Refused, `The API server refused what the ${how.kind} needs: ${refusal}`, status, status, now);
 }

@@ -5,7 +5,21 @@ import { z } from "zod";
 import type { Manifest } from "../core/builders.ts";
 import type { Action, KubeEvent, ObjectRef } from "../core/decision.ts";
 import { collectionPath, isKnownKind, objectPath, type KindName } from "./paths.ts";
-import { isAlreadyExists, isNamespaceTerminating, isNotFound, type RestClient } from "./rest.ts";
+import { ApiError, isAlreadyExists, isNamespaceTerminating, isNotFound, type RestClient } from "./rest.ts";
+
+/**
+ * An action the API server refused for what it is (403 Forbidden: an admission policy, RBAC, a quota; 422 Invalid),
+ * not for a state that passes: trying it again changes nothing until someone changes the policy or the object.
+ */
+export class RefusedActionError extends Error {
+  override name = "RefusedActionError";
+}
+
+/** The error an action failed with: refused, in the API server's words, or as it was. */
+function actionError(what: string, e: unknown): Error {
+  if (e instanceof ApiError && (e.code === 403 || e.code === 422)) return new RefusedActionError(`${what}: ${e.message}`, { cause: e });
+  return new Error(what, { cause: e });
+}
 
 function kindOf(kind: string): KindName {
   if (!isKnownKind(kind)) throw new Error(`Walle does not manage objects of kind ${kind}`);
@@ -57,8 +71,7 @@ export async function perform(api: RestClient, action: Action, uids: Uids = new 
       const m = action.ownedBy ? await withOwner(api, action.manifest, action.ownedBy, uids) : action.manifest;
       const created = await api.create<unknown>(collectionPath(kindOf(m.kind), m.metadata.namespace), m).catch((e: unknown) => {
         // A namespace being deleted takes everything in it: what would be made there would go at once.
-        if (!isAlreadyExists(e) && !isNamespaceTerminating(e))
-          throw new Error(`create ${m.kind} ${m.metadata.namespace ?? ""}/${m.metadata.name}`, { cause: e });
+        if (!isAlreadyExists(e) && !isNamespaceTerminating(e)) throw actionError(`create ${m.kind} ${m.metadata.namespace ?? ""}/${m.metadata.name}`, e);
         return undefined;
       });
       const uid = uidSchema.safeParse(created).data?.metadata.uid;
@@ -67,12 +80,12 @@ export async function perform(api: RestClient, action: Action, uids: Uids = new 
     }
     case "patch":
       await api.patch(pathOf(action.target), action.patch).catch((e: unknown) => {
-        if (!isNotFound(e)) throw new Error(`patch ${action.target.kind} ${action.target.name}`, { cause: e });
+        if (!isNotFound(e)) throw actionError(`patch ${action.target.kind} ${action.target.name}`, e);
       });
       return;
     case "delete":
       await api.delete(pathOf(action.target), { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Background" }).catch((e: unknown) => {
-        if (!isNotFound(e)) throw new Error(`delete ${action.target.kind} ${action.target.name}`, { cause: e });
+        if (!isNotFound(e)) throw actionError(`delete ${action.target.kind} ${action.target.name}`, e);
       });
       return;
     default: {

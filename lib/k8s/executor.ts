@@ -9,7 +9,7 @@ import { resourceSchemas } from "../api/parse.ts";
 import type { WalleConfig } from "../core/builders.ts";
 import type { Decision, Read, ReadPlan, Reconciler } from "../core/decision.ts";
 import { objectSummarySchema, readSchemas } from "../core/objects.ts";
-import { getOrNull, list, performAll, read as readObject, recordEvent, writeStatus } from "./actions.ts";
+import { getOrNull, list, performAll, read as readObject, recordEvent, RefusedActionError, writeStatus } from "./actions.ts";
 import { performHook } from "./hooks.ts";
 import { collectionPath, objectPath } from "./paths.ts";
 import type { RestClient } from "./rest.ts";
@@ -73,7 +73,8 @@ export async function step<Obj extends Walle, Observed, World, Status extends { 
   if (obj.metadata.deletionTimestamp) return { found: true, changed: false, phase: phaseOf(obj.status as Status | undefined) };
   const observed = await observe(ctx.api, (seen) => reconciler.reads(obj, seen, ctx.config));
   const decision = reconciler.decide(reconciler.world(obj, observed), ctx.config, ctx.now());
-  const result = await apply(ctx, { ...object, ...obj.metadata }, (obj.status ?? {}) as Status, decision);
+  const refused = reconciler.refused && ((status: Status, refusal: string) => reconciler.refused!(status, refusal, ctx.now()));
+  const result = await apply(ctx, { ...object, ...obj.metadata }, (obj.status ?? {}) as Status, decision, refused);
   // What a hook did moves the object on now: the snapshot follows a before-hook at once, as little later as can be.
   if (result.ranHook) return step(ctx, reconciler, name, namespace);
   return { ...result, ...(obj.metadata.labels ? { labels: obj.metadata.labels } : {}) };
@@ -114,15 +115,27 @@ export interface DecisionTarget {
   readonly resourceVersion?: string;
 }
 
-/** Carries out a decision about one of Walle's objects: actions, one status write, the clean-up after it, Events. */
+/**
+ * Carries out a decision about one of Walle's objects: actions, one status write, the clean-up after it, Events.
+ * When the API server refuses one of the actions for what it is, and the kind says what becomes of a refused
+ * object (`refused`), that decision is carried out instead: the actions done before the refusal stay named in the
+ * status, so its clean-up finds them.
+ */
 export async function apply<S extends { phase?: string; state?: string }>(
   ctx: ExecutorContext,
   target: DecisionTarget,
   before: S,
   decision: Decision<S>,
+  refused?: (status: S, refusal: string) => Decision<S>,
 ): Promise<StepResult> {
   const path = objectPath(target.kind, target.name, target.namespace);
-  await performAll(ctx.api, decision.actions);
+  try {
+    await performAll(ctx.api, decision.actions);
+  } catch (err) {
+    if (!(err instanceof RefusedActionError) || !refused) throw err;
+    ctx.log.warn({ err }, `${target.kind} ${target.namespace ? `${target.namespace}/` : ""}${target.name}: the API server refused an action`);
+    return apply(ctx, target, before, refused({ ...before, ...decision.status }, err.message));
+  }
   const written = await writeStatus(ctx.api, path, before, decision.status, target.resourceVersion);
   let changed = written.changed;
   let status = decision.status;

@@ -124,6 +124,33 @@ describe("reconcile drives a BackupJob", () => {
     await expectNoLeftovers([ns]);
   });
 
+  it("fails, naming the quota, when the API server refuses its worker Job, and leaves nothing behind", async () => {
+    await startWalle();
+    const ns = await createNamespace("quota");
+    await repositorySecret(ns, "repo", rest.repository(USER, "rest-secret", `quota-${ns}`));
+    await pvcWithData(ns, "data", { a: "a" });
+    // An admin's quota that admits no Job in the namespace: the ResourceQuota admission refuses the worker's (403).
+    await admin().create(`/api/v1/namespaces/${ns}/resourcequotas`, {
+      apiVersion: "v1",
+      kind: "ResourceQuota",
+      metadata: { name: "no-jobs" },
+      spec: { hard: { "count/jobs.batch": "0" } },
+    });
+    await backupJob(ns, "refused", { sourcePvc: "data", repository: { name: "repo", namespace: ns } });
+    const bj = await settled(ns, "refused");
+    expect({ phase: bj.status?.phase, reason: condition(bj, "BackupState")?.reason }).toEqual({ phase: "Failed", reason: "Refused" });
+    expect(condition(bj, "BackupState")?.message).toMatch(
+      new RegExp(`^The API server refused what the BackupJob needs: create Job ${ns}/\\S+: .*exceeded quota: no-jobs`),
+    );
+    const events = await admin().get<{ items: { reason: string; type: string; note?: string }[] }>(`/apis/events.k8s.io/v1/namespaces/${ns}/events`, {
+      fieldSelector: "regarding.name=refused",
+    });
+    expect(events.items.filter((e) => e.reason === "BackupFailed").map((e) => ({ type: e.type, quota: e.note?.includes("no-jobs") }))).toEqual([
+      { type: "Warning", quota: true },
+    ]);
+    await expectNoLeftovers([ns]);
+  });
+
   it("fails with a clear condition when no VolumeSnapshotClass fits the PVC's driver", async () => {
     await startWalle();
     const ns = await createNamespace("noclass");

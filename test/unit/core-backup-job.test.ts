@@ -3,7 +3,15 @@
 import { describe, expect, it } from "vitest";
 import { BackupJobPhase, type BackupJobStatus } from "../../lib/api/backup-job.ts";
 import type { BackupJob } from "../../lib/api/parse.ts";
-import { backupJobReads, decideBackupJob, largestQuantity, quantityBytes, snapshotClassFor, type BackupJobWorld } from "../../lib/core/backup-job.ts";
+import {
+  backupJobReads,
+  backupJobReconciler,
+  decideBackupJob,
+  largestQuantity,
+  quantityBytes,
+  snapshotClassFor,
+  type BackupJobWorld,
+} from "../../lib/core/backup-job.ts";
 import type { Action } from "../../lib/core/decision.ts";
 import type { Manifest } from "../../lib/core/builders.ts";
 import { decideBackupSet, expectedJobs } from "../../lib/core/backup-set.ts";
@@ -107,6 +115,21 @@ describe("decideBackupJob", () => {
       );
       const room = ready([...four.slice(0, 3), done("walle-backup-e", "backup"), active(names.job, "backup"), done("walle-prune-x", "prune")]);
       expect(kindsCreated(room.actions)).toEqual([`PersistentVolumeClaim app/${names.pvc}`, "ServiceAccount app/walle-worker", `Job app/${names.job}`]);
+    });
+
+    it("creates the repository only when no other worker uses it: two restic inits at once break it", () => {
+      const initEnv = (repositoryJobs: Job[]) => {
+        const job = creates(ready(repositoryJobs).actions).find((m) => m.kind === "Job") as
+          (Manifest & { spec: { template: { spec: { containers: { env?: { name: string; value?: string }[] }[] } } } }) | undefined;
+        const env = job?.spec.template.spec.containers[0]?.env ?? [];
+        return Object.fromEntries(env.filter((e) => e.name === "INITIALIZE_REPO" || e.name === "REPOSITORY_WAIT").map((e) => [e.name, e.value]));
+      };
+      // Alone (a finished backup and a prune that ended do not count): the repository Secret's INITIALIZE_REPO decides.
+      expect(initEnv([done("walle-backup-e", "backup"), done("walle-prune-x", "prune")])).toEqual({});
+      // Beside a running backup or restore: it waits for the repository instead of creating it.
+      for (const other of [active("walle-backup-a", "backup"), active("walle-restore-b", "restore")]) {
+        expect(initEnv([other])).toEqual({ INITIALIZE_REPO: "false", REPOSITORY_WAIT: "10m" });
+      }
     });
   });
 
@@ -944,6 +967,32 @@ describe("ending a BackupJob", () => {
     const resumed = decideBackupJob(world(d.status), config, now);
     expect(resumed.actions.length).toBe(3);
     expect(resumed.status.conditions?.find((c) => c.type === "CleanedUp")?.status).toBe("True");
+  });
+
+  it("a BackupJob whose worker Job the API server refused fails, naming the refusal, and its clean-up takes what it made", () => {
+    const snapshotted = decideBackupJob(world({ phase: "CreatingSnapshot" }, { sourceSnapshot: readySnapshot("app", names.sourceSnapshot) }), config, now);
+    expect(kindsCreated(snapshotted.actions)).toEqual([`PersistentVolumeClaim app/${names.pvc}`, "ServiceAccount app/walle-worker", `Job app/${names.job}`]);
+    // The executor hands over the status it was about to write, and the API server's words.
+    const refusal = `create Job app/${names.job}: jobs.batch "${names.job}" is forbidden: exceeded quota: no-jobs, requested: count/jobs.batch=1`;
+    const d = backupJobReconciler.refused!(snapshotted.status, refusal, now);
+    expect(d.actions).toEqual([]);
+    expect({ phase: d.status.phase, finishTime: d.status.finishTime, state: d.status.conditions?.find((c) => c.type === "BackupState") }).toMatchObject({
+      phase: "Failed",
+      finishTime: "2026-11-26T10:00:00Z",
+      state: { status: "False", reason: "Refused", message: `The API server refused what the BackupJob needs: ${refusal}` },
+    });
+    expect(d.status.conditions?.find((c) => c.type === "SnapshotReady")?.status).toBe("True");
+    expect(d.events).toEqual([{ type: "Warning", reason: "BackupFailed", note: `The API server refused what the BackupJob needs: ${refusal}` }]);
+    // Refused again (its own status write's echo, a resync): nothing changes.
+    expect(backupJobReconciler.refused!(d.status, refusal, now).status).toBe(d.status);
+    // The next step cleans up what was made before the refusal: the PVC from the snapshot, the snapshot.
+    const cleaned = decideBackupJob(world(d.status), config, now);
+    expect(cleaned.actions.map((a) => (a.op === "delete" ? `${a.target.kind} ${a.target.name}` : a.op))).toEqual([
+      `Job ${names.job}`,
+      `PersistentVolumeClaim ${names.pvc}`,
+      `VolumeSnapshot ${names.sourceSnapshot}`,
+    ]);
+    expect(cleaned.status.conditions?.find((c) => c.type === "CleanedUp")?.status).toBe("True");
   });
 
   it("a BackupJob that fails before it made anything is cleaned up in the same write", () => {
