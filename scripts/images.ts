@@ -444,6 +444,9 @@ async function build<N extends string>(specs: Readonly<Record<N, ImageSpec>>, op
  * numeric non-root user (upstream's Deployments ask for runAsNonRoot). One layer, reproducible; kept while the
  * binary and this recipe are unchanged.
  */
+/** The host's time zone database (Debian's tzdata, a required package). */
+const ZONEINFO = "/usr/share/zoneinfo";
+
 export async function buildBinaryImage(opts: {
   readonly dir: string;
   readonly name: string;
@@ -475,6 +478,9 @@ export async function buildBinaryImage(opts: {
     );
     await writeFileMode(path.join(tree, "etc/group"), `root:x:0:\nnonroot:x:${NONROOT}:\n`, 0o644);
     await mkdirMode(path.join(tree, "tmp"), 0o1777);
+    // The time zone database, as the static base ko builds upstream's images on carries it: Eventing's webhook
+    // resolves a PingSource's timezone with it, and refuses every one without it ("unknown time zone Etc/UTC").
+    await cp(ZONEINFO, path.join(tree, "usr/share/zoneinfo"), { recursive: true, verbatimSymlinks: true });
     await mkdirMode(path.join(tree, "var/run/ko"), 0o755);
     await mkdirMode(path.join(tree, "ko-app"), 0o755);
     await copyFile(opts.binary, path.join(tree, "ko-app", opts.name));

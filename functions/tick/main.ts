@@ -11,6 +11,7 @@
 import { parseArgs } from "node:util";
 import { loadConfig } from "../../lib/app/config.ts";
 import { createReceiver, serve } from "../../lib/app/receiver.ts";
+import { requireSenderIdentity } from "../../lib/app/sender-identity.ts";
 import { createWalle } from "../../lib/app/walle.ts";
 import { clientFromEnv } from "../../lib/k8s/kubeconfig.ts";
 import { createLogger, failStart } from "../../lib/log.ts";
@@ -64,6 +65,11 @@ async function main(): Promise<void> {
   const api = await clientFromEnv(process.env);
 
   if (mode === "serve") {
+    const pingSource = shell.pingSource;
+    if (pingSource) {
+      const controller = { name: `ros.io/${SERVICE}`, instance: config.instance };
+      await failStart(SERVICE, () => requireSenderIdentity(api, { namespace: config.installNamespace, name: pingSource }, controller, new Date()));
+    }
     const log = createLogger({ function: shell.service, level: shell.logLevel });
     const walle = createWalle({ api, config, controller: `ros.io/${SERVICE}` });
     const receiver = createReceiver({

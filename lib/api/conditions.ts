@@ -104,5 +104,7 @@ export const EventReason = {
   // Snapshot hooks.
   HookSucceeded: "HookSucceeded",
   HookFailed: "HookFailed",
+  // The tick of knative/ping, fired by a PingSource that sends no identity (lib/app/sender-identity.ts).
+  SenderIdentityOff: "SenderIdentityOff",
 } as const;
 export type EventReason = ValueOf<typeof EventReason>;

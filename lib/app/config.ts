@@ -35,6 +35,11 @@ export interface ServeConfig {
    */
   readonly triggerToken?: string;
   readonly logLevel: LogLevel;
+  /**
+   * The PingSource (of the install namespace) that fires this function: the tick of knative/ping. It starts only
+   * while Knative Eventing's sender identity is on, else it says why on that PingSource (lib/app/sender-identity.ts).
+   */
+  readonly pingSource?: string;
 }
 
 export interface FunctionConfig {
@@ -69,6 +74,10 @@ const envSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   K_SERVICE: z.string().min(1).optional(),
   LOG_LEVEL: logLevelSchema.default("info"),
+  WALLE_PINGSOURCE: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "a PingSource's name")
+    .optional(),
 });
 
 /**
@@ -111,6 +120,7 @@ export async function loadConfig(
       service: e.K_SERVICE ?? service,
       ...(e.WALLE_TRIGGER_TOKEN ? { triggerToken: e.WALLE_TRIGGER_TOKEN } : {}),
       logLevel: e.LOG_LEVEL,
+      ...(e.WALLE_PINGSOURCE ? { pingSource: e.WALLE_PINGSOURCE } : {}),
     },
   };
 }

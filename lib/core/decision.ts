@@ -119,7 +119,7 @@ export interface Reconciler<Obj, Observed, World, Status> {
    * The API server refused an action of a decision (an admission policy, RBAC, a quota): what becomes of the
    * object, which the refusal names. Without it, the refusal is an error of the step, and the step is tried again.
    */
-  refused?(status: Status, refusal: string, now: Date): Decision<Status>;
+  refused?(status: Status, refusal: string, now: Date): Decision<Status> | undefined;
 }
 
 /** A decision that changes nothing. */
@@ -161,10 +161,12 @@ export function failsInvalid<S extends { readonly phase?: string; readonly condi
 /**
  * What a run does when the API server refuses what it must make: Failed, with the refusal as it was said (it names
  * the policy, the role or the quota to change), since trying again changes nothing until an admin does. What it made
- * before stays named in its status, so the clean-up of a failed run takes it away.
+ * before stays named in its status, so the clean-up of a failed run takes it away. A run that has ended already (its
+ * clean-up was refused) keeps how it ended: undefined, and the step fails as it would have, to be tried again.
  */
-export function failsRefused<S extends { readonly phase?: string; readonly conditions?: readonly Condition[] }>(
+export function failsRefused<S extends { readonly phase?: string; readonly finishTime?: string; readonly conditions?: readonly Condition[] }>(
   how: Failing<S>,
 ): NonNullable<Reconciler<never, never, never, S>["refused"]> {
-  return (status, refusal, now) => failing(how, ConditionReason.Refused, `The API server refused what the ${how.kind} needs: ${refusal}`, status, status, now);
+  return (status, refusal, now) =>
+    status.finishTime ? undefined : failing(how, ConditionReason.Refused, `The API server refused what the ${how.kind} needs: ${refusal}`, status, status, now);
 }

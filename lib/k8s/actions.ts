@@ -8,8 +8,9 @@ import { collectionPath, isKnownKind, objectPath, type KindName } from "./paths.
 import { ApiError, isAlreadyExists, isNamespaceTerminating, isNotFound, type RestClient } from "./rest.ts";
 
 /**
- * An action the API server refused for what it is (403 Forbidden: an admission policy, RBAC, a quota; 422 Invalid),
- * not for a state that passes: trying it again changes nothing until someone changes the policy or the object.
+ * A create or patch the API server refused for what it is (403 Forbidden: an admission policy, RBAC, a quota; 422
+ * Invalid), not for a state that passes: trying it again changes nothing until someone changes the policy or the
+ * object. A refused delete stays an error of the step: it makes nothing, and the step is tried again.
  */
 export class RefusedActionError extends Error {
   override name = "RefusedActionError";
@@ -85,7 +86,7 @@ export async function perform(api: RestClient, action: Action, uids: Uids = new 
       return;
     case "delete":
       await api.delete(pathOf(action.target), { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Background" }).catch((e: unknown) => {
-        if (!isNotFound(e)) throw actionError(`delete ${action.target.kind} ${action.target.name}`, e);
+        if (!isNotFound(e)) throw new Error(`delete ${action.target.kind} ${action.target.name}`, { cause: e });
       });
       return;
     default: {

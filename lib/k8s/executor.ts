@@ -118,7 +118,7 @@ export interface DecisionTarget {
 /**
  * Carries out a decision about one of Walle's objects: actions, one status write, the clean-up after it, Events.
  * When the API server refuses one of the actions for what it is, and the kind says what becomes of a refused
- * object (`refused`), that decision is carried out instead: the actions done before the refusal stay named in the
+ * object (`refused`, for a run that has not ended), that decision is carried out instead: the actions done before the refusal stay named in the
  * status, so its clean-up finds them.
  */
 export async function apply<S extends { phase?: string; state?: string }>(
@@ -126,15 +126,16 @@ export async function apply<S extends { phase?: string; state?: string }>(
   target: DecisionTarget,
   before: S,
   decision: Decision<S>,
-  refused?: (status: S, refusal: string) => Decision<S>,
+  refused?: (status: S, refusal: string) => Decision<S> | undefined,
 ): Promise<StepResult> {
   const path = objectPath(target.kind, target.name, target.namespace);
   try {
     await performAll(ctx.api, decision.actions);
   } catch (err) {
-    if (!(err instanceof RefusedActionError) || !refused) throw err;
+    const instead = err instanceof RefusedActionError ? refused?.({ ...before, ...decision.status }, err.message) : undefined;
+    if (!instead) throw err;
     ctx.log.warn({ err }, `${target.kind} ${target.namespace ? `${target.namespace}/` : ""}${target.name}: the API server refused an action`);
-    return apply(ctx, target, before, refused({ ...before, ...decision.status }, err.message));
+    return apply(ctx, target, before, instead);
   }
   const written = await writeStatus(ctx.api, path, before, decision.status, target.resourceVersion);
   let changed = written.changed;

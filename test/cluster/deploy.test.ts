@@ -9,6 +9,7 @@ import { describe, expect, inject, it } from "vitest";
 import { applyObjects, parseManifests, readManifestFiles } from "../../cluster/index.ts";
 import { repoRoot, resolveBinary } from "../../cluster/toolchain.ts";
 import { CHART_DIR } from "../../scripts/chart.ts";
+import { isAlreadyExists } from "../../lib/k8s/rest.ts";
 import { admin } from "../support/kube.ts";
 
 const run = promisify(execFile);
@@ -49,6 +50,15 @@ async function can(user: string, verb: string, group: string, resource: string, 
 const reconcile = "system:serviceaccount:walle-system:walle-reconcile";
 const source = "system:serviceaccount:walle-system:walle-apiserversource";
 const tick = "system:serviceaccount:walle-system:walle-tick";
+
+/** Namespace `name`, made unless it exists. */
+async function namespace(name: string): Promise<void> {
+  await admin()
+    .create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name } })
+    .catch((e: unknown) => {
+      if (!isAlreadyExists(e)) throw e;
+    });
+}
 
 describe("the install manifests", () => {
   it("are accepted by the API server as written, with strict field validation against the upstream schemas", async () => {
@@ -148,11 +158,7 @@ describe("the install manifests", () => {
   });
 
   it("as the Helm chart renders them with the original's values, into namespace walle: accepted as written (strict, dry run)", async () => {
-    await admin()
-      .create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "walle" } })
-      .catch((e: { status?: number }) => {
-        if (e.status !== 409) throw e;
-      });
+    await namespace("walle");
     const helm = await resolveBinary("helm");
     const { stdout } = await run(
       helm,
@@ -176,6 +182,13 @@ describe("the install manifests", () => {
     const { stdout } = await run("kubectl", ["kustomize", dir], { maxBuffer: 16 * 1024 * 1024 });
     const objects = parseManifests(stdout);
     expect(objects.filter((o) => o.kind === "ScaledJob")).toEqual([]);
+    // The tick reads Eventing's feature flags when it starts (lib/app/sender-identity.ts): a Role in Eventing's
+    // namespace, which Knative Eventing's install makes.
+    expect(objects.filter((o) => o.metadata.namespace === "knative-eventing").map((o) => `${o.kind}/${o.metadata.name}`)).toEqual([
+      "Role/walle-tick-eventing-features",
+      "RoleBinding/walle-tick-eventing-features",
+    ]);
+    await namespace("knative-eventing");
     expect(objects.filter((o) => o.kind === "PingSource").map((o) => o.metadata.name)).toEqual(["walle-tick"]);
     // Every Knative Service runs as a service account the install makes.
     const accounts = objects.filter((o) => o.kind === "ServiceAccount").map((o) => `${o.metadata.namespace}/${o.metadata.name}`);

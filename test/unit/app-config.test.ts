@@ -39,6 +39,12 @@ describe("loadConfig", () => {
     expect(c.serve).toEqual({ port: 9000, service: "walle-reconcile-prod", triggerToken: "t0k3n", logLevel: "info" });
   });
 
+  it("takes the PingSource that fires the tick of knative/ping, and refuses what cannot name one", async () => {
+    const base = { WALLE_WORKER_IMAGE: "w", WALLE_CLUSTER_NAME: "c" };
+    expect((await loadConfig({ ...base, WALLE_PINGSOURCE: "walle-tick" }, "walle-tick")).serve.pingSource).toBe("walle-tick");
+    await expect(loadConfig({ ...base, WALLE_PINGSOURCE: "Walle Tick" }, "walle-tick")).rejects.toThrow(/a PingSource's name.*WALLE_PINGSOURCE/s);
+  });
+
   it.each([
     [{ WALLE_CLUSTER_NAME: "c" }, /WALLE_WORKER_IMAGE \(or backup_job_image in WALLE_CONFIG\) is required/],
     [{ WALLE_WORKER_IMAGE: "w" }, /WALLE_CLUSTER_NAME \(or cluster_name in WALLE_CONFIG\) is required/],

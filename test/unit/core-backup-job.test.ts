@@ -974,7 +974,7 @@ describe("ending a BackupJob", () => {
     expect(kindsCreated(snapshotted.actions)).toEqual([`PersistentVolumeClaim app/${names.pvc}`, "ServiceAccount app/walle-worker", `Job app/${names.job}`]);
     // The executor hands over the status it was about to write, and the API server's words.
     const refusal = `create Job app/${names.job}: jobs.batch "${names.job}" is forbidden: exceeded quota: no-jobs, requested: count/jobs.batch=1`;
-    const d = backupJobReconciler.refused!(snapshotted.status, refusal, now);
+    const d = backupJobReconciler.refused!(snapshotted.status, refusal, now)!;
     expect(d.actions).toEqual([]);
     expect({ phase: d.status.phase, finishTime: d.status.finishTime, state: d.status.conditions?.find((c) => c.type === "BackupState") }).toMatchObject({
       phase: "Failed",
@@ -983,8 +983,8 @@ describe("ending a BackupJob", () => {
     });
     expect(d.status.conditions?.find((c) => c.type === "SnapshotReady")?.status).toBe("True");
     expect(d.events).toEqual([{ type: "Warning", reason: "BackupFailed", note: `The API server refused what the BackupJob needs: ${refusal}` }]);
-    // Refused again (its own status write's echo, a resync): nothing changes.
-    expect(backupJobReconciler.refused!(d.status, refusal, now).status).toBe(d.status);
+    // Its clean-up refused in turn: it has ended, so it stays Failed for the quota, and the step fails to be tried again.
+    expect(backupJobReconciler.refused!(d.status, refusal, now)).toBeUndefined();
     // The next step cleans up what was made before the refusal: the PVC from the snapshot, the snapshot.
     const cleaned = decideBackupJob(world(d.status), config, now);
     expect(cleaned.actions.map((a) => (a.op === "delete" ? `${a.target.kind} ${a.target.name}` : a.op))).toEqual([
