@@ -57,6 +57,9 @@ export const controllers = [
   "endpoints-controller",
   "endpointslice-controller",
   "endpointslice-mirroring-controller",
+  // ResourceQuota status, without which the ResourceQuota admission enforces no quota (a namespace's quota that
+  // refuses Walle's worker Jobs is a case Walle must fail loudly on, test/cluster/reconcile-backup.test.ts).
+  "resourcequota-controller",
 ] as const;
 
 /** GET a path of the API server with a client certificate; true on 2xx. */

@@ -118,8 +118,8 @@ export interface DecisionTarget {
 /**
  * Carries out a decision about one of Walle's objects: actions, one status write, the clean-up after it, Events.
  * When the API server refuses one of the actions for what it is, and the kind says what becomes of a refused
- * object (`refused`, for a run that has not ended), that decision is carried out instead: the actions done before the refusal stay named in the
- * status, so its clean-up finds them.
+ * object (`refused`, for a run that has not ended), that decision is carried out instead: the actions done before
+ * the refusal stay named in the status, so its clean-up finds them.
  */
 export async function apply<S extends { phase?: string; state?: string }>(
   ctx: ExecutorContext,

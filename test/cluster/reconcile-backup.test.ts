@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vites
 import { ApiError } from "../../lib/k8s/rest.ts";
 import { listSnapshots, restic, startRestServer, tempDir, type RestServer } from "../integration/worker-harness.ts";
 import { csiStorage, expectNoLeftovers, names, PASSWORD, pvcWithData, repositorySecret, settled, type BackupJobObj } from "../support/backup-fixtures.ts";
-import { admin, createNamespace } from "../support/kube.ts";
+import { admin, createNamespace, waitFor } from "../support/kube.ts";
 import { caller, FORCE_BACKUPS } from "../support/triggers.ts";
 import { CLUSTER_NAME, startWalle } from "../support/walle.ts";
 
@@ -136,6 +136,13 @@ describe("reconcile drives a BackupJob", () => {
       metadata: { name: "no-jobs" },
       spec: { hard: { "count/jobs.batch": "0" } },
     });
+    // Enforced once the quota controller has counted what the namespace holds.
+    await waitFor(
+      async () =>
+        (await admin().get<{ status?: { hard?: Record<string, string> } }>(`/api/v1/namespaces/${ns}/resourcequotas/no-jobs`)).status?.hard !== undefined,
+      "the quota counted",
+      30_000,
+    );
     await backupJob(ns, "refused", { sourcePvc: "data", repository: { name: "repo", namespace: ns } });
     const bj = await settled(ns, "refused");
     expect({ phase: bj.status?.phase, reason: condition(bj, "BackupState")?.reason }).toEqual({ phase: "Failed", reason: "Refused" });
