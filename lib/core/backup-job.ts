@@ -556,6 +556,7 @@ function startWorker(s: Step): Outcome {
     uid: ready?.metadata.uid ?? "",
   };
   const pvcMeta = { ...s.meta(names.pvc, workerNs), ...(snapshotOwner.uid ? { ownerReferences: [snapshotOwner] } : {}) };
+  s.actions.push({ op: "create", manifest: pvcFromSnapshot(pvcMeta, cross ? names.movedSnapshot : names.sourceSnapshot, quantity(size), storageClass) });
   const mode = workerMode(allowsPrivilegedWorkers(workerNs, config.installNamespace, w.workerNamespace), w.spec.workerSecurityContext);
   s.condition(fidelityCondition(mode, JobType.Backup, workerNs));
   s.actions.push(
@@ -570,10 +571,6 @@ function startWorker(s: Step): Outcome {
       env: { SOURCE_PATH: workerSourcePath, ...backupEnv(s, ready?.status?.creationTime ?? rfc3339(s.now)) },
     }),
   );
-  // The PVC after the Job, whose pod waits for it: were the Job refused (a quota, a policy), no PVC would be in the
-  // making from the snapshot, which the snapshot controller then keeps (its source-protection finalizer) until its
-  // next resync, long after the clean-up deleted both.
-  s.actions.push({ op: "create", manifest: pvcFromSnapshot(pvcMeta, cross ? names.movedSnapshot : names.sourceSnapshot, quantity(size), storageClass) });
   s.status = { ...s.status, phase: BackupJobPhase.WaitingBackup };
   s.condition({
     type: BackupJobConditionType.SnapshotReady,

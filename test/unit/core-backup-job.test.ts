@@ -114,7 +114,7 @@ describe("decideBackupJob", () => {
         /4 workers already use repository repo \(at most 4 at once\)/,
       );
       const room = ready([...four.slice(0, 3), done("walle-backup-e", "backup"), active(names.job, "backup"), done("walle-prune-x", "prune")]);
-      expect(kindsCreated(room.actions)).toEqual(["ServiceAccount app/walle-worker", `Job app/${names.job}`, `PersistentVolumeClaim app/${names.pvc}`]);
+      expect(kindsCreated(room.actions)).toEqual([`PersistentVolumeClaim app/${names.pvc}`, "ServiceAccount app/walle-worker", `Job app/${names.job}`]);
     });
 
     it("creates the repository only when no other worker uses it: two restic inits at once break it", () => {
@@ -194,8 +194,8 @@ describe("decideBackupJob", () => {
       now,
     );
     expect(d.status.phase).toBe(BackupJobPhase.WaitingBackup);
-    expect(kindsCreated(d.actions)).toEqual(["ServiceAccount app/walle-worker", `Job app/${names.job}`, `PersistentVolumeClaim app/${names.pvc}`]);
-    const [account, worker, claim] = creates(d.actions);
+    expect(kindsCreated(d.actions)).toEqual([`PersistentVolumeClaim app/${names.pvc}`, "ServiceAccount app/walle-worker", `Job app/${names.job}`]);
+    const [claim, account, worker] = creates(d.actions);
     // Its own service account, which no RBAC names and which mounts no token.
     expect(account).toMatchObject({
       kind: "ServiceAccount",
@@ -224,7 +224,7 @@ describe("decideBackupJob", () => {
         { ...config, progressSinkUrl: "http://walle-reconcile.walle-system.svc", progressIntervalSeconds: 2 },
         now,
       ).actions,
-    )[1];
+    )[2];
     const sinkPod = (withSink?.spec as { template: { spec: { volumes: unknown[]; containers: { env: { name: string; value: string }[] }[] } } }).template.spec;
     expect(sinkPod.volumes).toContainEqual({
       name: "progress-token",
@@ -444,20 +444,20 @@ describe("decideBackupJob", () => {
       "patch VolumeSnapshotContent",
       "delete VolumeSnapshotContent",
       "delete VolumeSnapshot",
+      "create PersistentVolumeClaim",
       "create ServiceAccount",
       "create Job",
-      "create PersistentVolumeClaim",
     ]);
     expect(step2.actions[0]).toMatchObject({ patch: { spec: { deletionPolicy: "Retain" } } });
     expect(kindsCreated(step2.actions)).toEqual([
+      `PersistentVolumeClaim walle-system/${names.pvc}`,
       "ServiceAccount walle-system/walle-worker",
       `Job walle-system/${names.job}`,
-      `PersistentVolumeClaim walle-system/${names.pvc}`,
     ]);
     // The tenant sees the worker's result: the shared repository is named by its Secret, never by where it is.
     const env = (m: Manifest | undefined) =>
       (m?.spec as { template: { spec: { containers: { env: { name: string; value: string }[] }[] } } } | undefined)?.template.spec.containers[0]?.env ?? [];
-    expect(env(creates(step2.actions)[1])).toContainEqual({ name: "REPOSITORY_SHOWN_AS", value: "Secret walle-system/repo" });
+    expect(env(creates(step2.actions)[2])).toContainEqual({ name: "REPOSITORY_SHOWN_AS", value: "Secret walle-system/repo" });
     expect(step2.status.phase).toBe("WaitingBackup");
     // The original content already being deleted (a run cut short after its DELETE; the controller's finalizer holds
     // it while its snapshot lives): it is not deleted again, and the snapshot's deletion is what comes next.
@@ -477,9 +477,9 @@ describe("decideBackupJob", () => {
     );
     expect(resumed.actions.map((a) => `${a.op} ${a.op === "create" ? a.manifest.kind : a.target.kind}`)).toEqual([
       "delete VolumeSnapshot",
+      "create PersistentVolumeClaim",
       "create ServiceAccount",
       "create Job",
-      "create PersistentVolumeClaim",
     ]);
   });
 
@@ -971,7 +971,7 @@ describe("ending a BackupJob", () => {
 
   it("a BackupJob whose worker Job the API server refused fails, naming the refusal, and its clean-up takes what it made", () => {
     const snapshotted = decideBackupJob(world({ phase: "CreatingSnapshot" }, { sourceSnapshot: readySnapshot("app", names.sourceSnapshot) }), config, now);
-    expect(kindsCreated(snapshotted.actions)).toEqual(["ServiceAccount app/walle-worker", `Job app/${names.job}`, `PersistentVolumeClaim app/${names.pvc}`]);
+    expect(kindsCreated(snapshotted.actions)).toEqual([`PersistentVolumeClaim app/${names.pvc}`, "ServiceAccount app/walle-worker", `Job app/${names.job}`]);
     // The executor hands over the status it was about to write, and the API server's words.
     const refusal = `create Job app/${names.job}: jobs.batch "${names.job}" is forbidden: exceeded quota: no-jobs, requested: count/jobs.batch=1`;
     const d = backupJobReconciler.refused!(snapshotted.status, refusal, now)!;
@@ -985,7 +985,7 @@ describe("ending a BackupJob", () => {
     expect(d.events).toEqual([{ type: "Warning", reason: "BackupFailed", note: `The API server refused what the BackupJob needs: ${refusal}` }]);
     // Its clean-up refused in turn: it has ended, so it stays Failed for the quota, and the step fails to be tried again.
     expect(backupJobReconciler.refused!(d.status, refusal, now)).toBeUndefined();
-    // The next step cleans up what was made before the refusal: the snapshot (the PVC comes after the Job, so was not).
+    // The next step cleans up what was made before the refusal: the PVC from the snapshot, the snapshot.
     const cleaned = decideBackupJob(world(d.status), config, now);
     expect(cleaned.actions.map((a) => (a.op === "delete" ? `${a.target.kind} ${a.target.name}` : a.op))).toEqual([
       `Job ${names.job}`,
