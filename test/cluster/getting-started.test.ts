@@ -24,6 +24,7 @@ import type { KubeObject } from "../../lib/k8s/informer.ts";
 import { createLogger } from "../../lib/log.ts";
 import { csiStorage, expectNoLeftovers, settled, settledRestore, volumeDir, type BackupJobObj, type On, type Storage } from "../support/backup-fixtures.ts";
 import { waitFor } from "../support/kube.ts";
+import { shell } from "../support/shell.ts";
 
 const run = promisify(execFile);
 /** Where the chart installs Walle, as the original's `helm upgrade -n walle`. */
@@ -44,13 +45,7 @@ let before: Storage;
 
 /** A shell command as the user types it, with this cluster's kubeconfig; its stdout. */
 async function sh(script: string): Promise<string> {
-  const env = { ...process.env, KUBECONFIG: cluster?.kubeconfig ?? "", HELM: await resolveBinary("helm") };
-  try {
-    return (await run("bash", ["-euo", "pipefail", "-c", script], { cwd: repoRoot, env, maxBuffer: 16 * 1024 * 1024 })).stdout;
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string };
-    throw new Error(`${script}\nfailed: ${e.stderr ?? ""}${e.stdout ?? ""}`, { cause: err });
-  }
+  return shell(script, { KUBECONFIG: cluster?.kubeconfig ?? "", HELM: await resolveBinary("helm") });
 }
 
 interface ResticSnapshot {

@@ -20,6 +20,7 @@ import { Informer } from "../../lib/k8s/informer.ts";
 import { listSnapshots, restic } from "../integration/worker-harness.ts";
 import { waitFor } from "../support/kube.ts";
 import { runOnce } from "../support/pods.ts";
+import { shell } from "../support/shell.ts";
 
 const run = promisify(execFile);
 const NS = "walle-system";
@@ -90,13 +91,7 @@ const ended = (ns: string, name: string, timeoutMs: number): Promise<Seen> =>
 
 /** A shell command as the README writes it, with this cluster's kubeconfig and the toolchain's helm. */
 async function sh(script: string): Promise<string> {
-  const env = { ...process.env, KUBECONFIG: cluster!.kubeconfig, PATH: `${path.dirname(await resolveBinary("helm"))}:${process.env.PATH ?? ""}` };
-  try {
-    return (await run("bash", ["-euo", "pipefail", "-c", script], { cwd: repoRoot, env, maxBuffer: 16 * 1024 * 1024 })).stdout;
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string };
-    throw new Error(`${script}\nfailed: ${e.stderr ?? ""}${e.stdout ?? ""}`, { cause: err });
-  }
+  return shell(script, { KUBECONFIG: cluster!.kubeconfig, PATH: `${path.dirname(await resolveBinary("helm"))}:${process.env.PATH ?? ""}` });
 }
 
 interface Rollout {
